@@ -1,0 +1,226 @@
+"""PDF files to page texts: find them, read them, and turn every unreadable file into one DocumentError."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from docqa.errors import DocumentError
+
+EXTRACTORS = ("pypdfium2", "pypdf")
+# The PDF specification lets readers look for the header and the end marker this far from either end.
+_MARKER_WINDOW = 1024
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
+# pypdf writes a table cell per line with blank lines between; they only waste chunk space.
+_BLANK_LINE_RUNS = re.compile(r"\n{3,}")
+
+NEEDS_PASSWORD = "encrypted with a password; decrypt it first (e.g. qpdf --decrypt --password=... in.pdf out.pdf)"
+DAMAGED = "damaged PDF: its structure cannot be parsed"
+NO_TEXT_LAYER = "no text layer (scanned?): needs OCR, nothing indexed"
+
+
+@dataclass(frozen=True)
+class Page:
+    """The text of one page; ``page_index`` counts from 0, ``document`` is the file name."""
+
+    document: str
+    page_index: int
+    text: str
+
+
+def find_pdfs(folder: Path | str) -> list[Path]:
+    """Every regular file named *.pdf (any case) under ``folder``, sorted.
+
+    Symlinked folders are followed, each real folder once, so a symlink loop ends the walk
+    instead of hanging it. Folders that cannot be listed are skipped.
+    """
+    found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
+    pending = [Path(folder)]
+    while pending:
+        directory = pending.pop()
+        identity = _folder_identity(directory)
+        if identity is None or identity in visited:
+            continue
+        visited.add(identity)
+        for entry in _list_folder(directory):
+            if _is_folder(entry):
+                pending.append(Path(entry.path))
+            elif entry.name.lower().endswith(".pdf") and _is_file(entry):
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _folder_identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        status = directory.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _list_folder(directory: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError:
+        return []
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def file_digest(path: Path | str) -> str:
+    """SHA-256 of the file's bytes in hex, read in blocks."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise DocumentError(path, _os_reason(exc)) from None
+
+
+def read_pages(path: Path | str, extractor: str = "pypdfium2", *, max_pages: int | None = None) -> list[Page]:
+    """One Page per page of the PDF at ``path``, in order; pages without text have text "".
+
+    ``max_pages`` stops after that many pages, for previews and quick checks.
+    Raises DocumentError, with a reason a user can act on, for any file that yields no text.
+    """
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {extractor!r}; expected one of {', '.join(EXTRACTORS)}")
+    path = Path(path)
+    _check_container(path)
+    extract = _pdfium_texts if extractor == "pypdfium2" else _pypdf_texts
+    texts = itertools.islice(extract(path), max_pages)
+    pages = [Page(path.name, index, normalise_text(text)) for index, text in enumerate(texts)]
+    if not pages:
+        raise DocumentError(path, "the PDF has no pages")
+    if not any(page.text for page in pages):
+        raise DocumentError(path, NO_TEXT_LAYER)
+    return pages
+
+
+def page_count(path: Path | str) -> int:
+    """Pages in the PDF, cheaply (no text extracted), for progress estimates; 0 when it cannot be opened."""
+    import pypdfium2 as pdfium
+
+    try:
+        with pdfium.PdfDocument(path) as document:
+            return len(document)
+    except (pdfium.PdfiumError, OSError):
+        return 0
+
+
+def normalise_text(text: str) -> str:
+    """Unix line breaks kept (a table row stays one line); control characters, trailing spaces and runs of blank lines cut."""
+    text = _CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return _BLANK_LINE_RUNS.sub("\n\n", text).strip("\n")
+
+
+def _check_container(path: Path) -> None:
+    """Reject what is not a whole PDF before a parser sees it; parsers' own messages are cryptic."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            # Opening a named pipe would block forever.
+            raise DocumentError(path, "not a regular file")
+        with open(path, "rb") as handle:
+            head = handle.read(_MARKER_WINDOW)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _MARKER_WINDOW))
+            tail = handle.read()
+    except OSError as exc:
+        raise DocumentError(path, _os_reason(exc)) from None
+    if size == 0:
+        raise DocumentError(path, "empty file (0 bytes)")
+    if b"%PDF-" not in head:
+        raise DocumentError(path, "not a PDF (no %PDF- header): another kind of file named .pdf?")
+    if b"%%EOF" not in tail:
+        raise DocumentError(path, "truncated PDF (no %%EOF end marker): copy or download it again")
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, PermissionError):
+        return "permission denied: cannot read the file"
+    return f"cannot read the file: {exc.strerror or exc}"
+
+
+def _pdfium_texts(path: Path) -> Iterator[str]:
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        raise DocumentError(path, _pdfium_reason(exc.err_code)) from None
+    except OSError as exc:
+        raise DocumentError(path, _os_reason(exc)) from None
+    with document:
+        for index in range(len(document)):
+            yield _guarded(path, index, lambda: _pdfium_page_text(document, index))
+
+
+def _pdfium_page_text(document, index: int) -> str:
+    page = document[index]
+    try:
+        text_page = page.get_textpage()
+        try:
+            return text_page.get_text_range()
+        finally:
+            text_page.close()
+    finally:
+        page.close()
+
+
+def _pdfium_reason(err_code: int | None) -> str:
+    import pypdfium2.raw as pdfium_c
+
+    reasons = {
+        pdfium_c.FPDF_ERR_PASSWORD: NEEDS_PASSWORD,
+        pdfium_c.FPDF_ERR_SECURITY: "encrypted with an unsupported security scheme; decrypt it first",
+        pdfium_c.FPDF_ERR_FILE: "cannot read the file",
+    }
+    return reasons.get(err_code, DAMAGED)
+
+
+def _pypdf_texts(path: Path) -> Iterator[str]:
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, WrongPasswordError
+
+    try:
+        reader = PdfReader(path)
+        page_count = len(reader.pages)
+    except (FileNotDecryptedError, WrongPasswordError):
+        raise DocumentError(path, NEEDS_PASSWORD) from None
+    except DependencyError:
+        raise DocumentError(path, "AES-encrypted: the pypdf extractor needs the 'cryptography' package") from None
+    except OSError as exc:
+        raise DocumentError(path, _os_reason(exc)) from None
+    except Exception as exc:  # pypdf raises many types on malformed input; all mean the same to a user
+        raise DocumentError(path, f"{DAMAGED} ({exc})") from None
+    for index in range(page_count):
+        yield _guarded(path, index, lambda: reader.pages[index].extract_text())
+
+
+def _guarded(path: Path, index: int, extract: Callable[[], str]) -> str:
+    try:
+        return extract()
+    except Exception as exc:  # a parser failing on one page's content must not escape as its own type
+        raise DocumentError(path, f"damaged PDF: page {index + 1} cannot be read ({type(exc).__name__})") from None

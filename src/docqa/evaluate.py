@@ -1,0 +1,344 @@
+"""Retrieval quality against a gold file: recall@k, mean reciprocal rank, prompt context size, latency.
+
+The gold format and the hit rule are those of ``../shared/eval/README.md``, copied into
+``docs/evaluation.md``. Only the index and the embedding model are used, never the LLM::
+
+    from docqa import DocQA
+    from docqa.evaluate import evaluate
+    with DocQA.from_config(retrieval_only=True) as qa:
+        print(evaluate(qa, "../shared/eval/financebench_dev.jsonl", ks=[1, 2, 4, 8, 16]))
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
+
+import numpy as np
+
+from docqa.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KS = (1, 2, 4, 8, 16)
+CHARS_PER_TOKEN = 4  # the estimate used when the LLM's tokenizer cannot be had without loading the model
+PASSAGE_SEPARATOR = "\n\n"  # how the prompt joins passages (docqa.prompts.build_prompt)
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class GoldQuestion:
+    id: str
+    doc: str
+    question: str
+    pages: frozenset[int]
+    answers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    document: str
+    page_index: int
+    text: str
+
+
+# ---------------------------------------------------------------- gold file and hit rule
+
+
+def read_gold(path: Path | str) -> list[GoldQuestion]:
+    """The questions of a gold JSONL file; raises InputError naming the line of any problem."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"gold file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    questions, seen = [], set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+        question = _gold_question(item, where)
+        if question.id in seen:
+            raise InputError(f"{where}: id '{question.id}' appears twice")
+        seen.add(question.id)
+        questions.append(question)
+    if not questions:
+        raise InputError(f"{path}: no questions found")
+    return questions
+
+
+def _gold_question(item, where: str) -> GoldQuestion:
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    for key in ("id", "doc", "question", "pages"):
+        if key not in item:
+            raise InputError(f"{where}: missing \"{key}\"")
+    pages = item["pages"]
+    if not isinstance(pages, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in pages):
+        raise InputError(f"{where}: \"pages\" must be a list of 0-based page indices")
+    answers = item.get("answers") or []
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise InputError(f"{where}: \"answers\" must be a list of strings")
+    if not isinstance(item["doc"], str) or not item["doc"].strip():
+        raise InputError(f"{where}: \"doc\" must be a file name")
+    if not isinstance(item["question"], str) or not item["question"].strip():
+        raise InputError(f"{where}: \"question\" must be text")
+    return GoldQuestion(str(item["id"]), item["doc"].strip(), item["question"].strip(), frozenset(pages), tuple(answers))
+
+
+def fold(text: str) -> str:
+    """Case folded, every run of whitespace collapsed to one space (hit rule 3)."""
+    return _WHITESPACE.sub(" ", text).casefold()
+
+
+def file_name(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def is_hit(gold: GoldQuestion, chunk: Retrieved) -> bool:
+    """The hit rule: same file name, on a gold page, and (when answers are given) containing one of them."""
+    if file_name(chunk.document) != file_name(gold.doc):
+        return False
+    if chunk.page_index not in gold.pages:
+        return False
+    if gold.answers:
+        text = fold(chunk.text)
+        return any(fold(answer) in text for answer in gold.answers)
+    return True
+
+
+# ---------------------------------------------------------------- what is evaluated
+
+
+class _Target:
+    """A DocQA (``retrieve``) or a Retriever (``search``), seen as: question, k, doc → Retrieved chunks."""
+
+    def __init__(self, target):
+        settings = getattr(target, "settings", None)
+        retrieval = getattr(settings, "retrieval", settings)
+        if callable(getattr(target, "retrieve", None)):
+            self._search = lambda question, k, doc: [
+                Retrieved(s.document, s.page_index, s.text) for s in target.retrieve(question, k=k, doc=doc)
+            ]
+        elif callable(getattr(target, "search", None)):
+            self._search = lambda question, k, doc: [
+                Retrieved(h.chunk.document, h.chunk.page_index, h.chunk.text) for h in target.search(question, k, doc)
+            ]
+        else:
+            raise TypeError("evaluate() needs a DocQA or a Retriever")
+        self.default_k = int(getattr(retrieval, "k", 2))
+        self.mode = getattr(retrieval, "mode", None)
+        self.store = getattr(target, "store", None)
+        llm = getattr(target, "llm", None)
+        self.count_tokens = getattr(llm, "count_tokens", None)
+
+    def search(self, question: str, k: int, doc: Optional[str]) -> list[Retrieved]:
+        return self._search(question, k, doc)
+
+    def indexed_names(self) -> Optional[set[str]]:
+        if self.store is None:
+            return None
+        return {file_name(record.name) for record in self.store.documents()}
+
+
+def llm_token_counter(settings) -> Optional[Callable[[str], int]]:
+    """The LLM's own token count, where its tokenizer loads without the weights; else None.
+
+    That is llama-cpp-python's ``vocab_only`` load of a GGUF model file. ctransformers (GGML files)
+    cannot load a tokenizer alone, and the evaluation must not load a 7B model, so it estimates.
+    """
+    llm = settings.llm
+    path = settings.path(llm.model_path)
+    if llm.backend not in ("auto", "llama-cpp") or not path.is_file():
+        return None
+    try:
+        with path.open("rb") as handle:
+            if handle.read(4) != b"GGUF":
+                return None
+        import llama_cpp
+
+        model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    except Exception:  # noqa: BLE001 - any failure just means: estimate instead
+        log.debug("no cheap tokenizer from %s", path, exc_info=True)
+        return None
+    return lambda text: len(model.tokenize(text.encode("utf-8"), add_bos=False))
+
+
+# ---------------------------------------------------------------- running
+
+
+def iter_evaluation(
+    target,
+    questions: Sequence[GoldQuestion],
+    ks: Sequence[int] = DEFAULT_KS,
+    *,
+    per_doc: bool = False,
+    count_tokens: Optional[Callable[[str], int]] = None,
+) -> Iterator[dict]:
+    """One detail record per question: its hits and ranks, latency and prompt context size.
+
+    Each question is retrieved once at depth max(ks) (or the default k, if larger) over the whole
+    index; with ``per_doc`` once more with retrieval restricted to its gold document.
+    One untimed warm-up retrieval comes first, so that lazy loading does not count as latency.
+    """
+    view = target if isinstance(target, _Target) else _Target(target)
+    ks = _check_ks(ks)
+    count_tokens = count_tokens or view.count_tokens
+    depth = max(max(ks), view.default_k)
+    if questions:
+        view.search(questions[0].question, depth, None)
+    for gold in questions:
+        record = {"id": gold.id, "doc": gold.doc, "pages": sorted(gold.pages), "question": gold.question}
+        record.update(_scored(view, gold, depth, None))
+        context = PASSAGE_SEPARATOR.join(chunk["text"] for chunk in record.pop("_chunks")[: view.default_k])
+        record["context_chars"] = len(context)
+        record["context_tokens"] = count_tokens(context) if count_tokens else math.ceil(len(context) / CHARS_PER_TOKEN)
+        if per_doc:
+            restricted = _scored(view, gold, depth, glob.escape(gold.doc))
+            restricted.pop("_chunks")
+            record["per_doc"] = restricted
+        yield record
+
+
+def _scored(view: _Target, gold: GoldQuestion, depth: int, doc: Optional[str]) -> dict:
+    started = time.perf_counter()
+    try:
+        chunks = view.search(gold.question, depth, doc)
+        error = None
+    except InputError as exc:  # per-doc: the gold document is not in the index
+        chunks, error = [], str(exc)
+    latency_ms = (time.perf_counter() - started) * 1000
+    hits = [is_hit(gold, chunk) for chunk in chunks]
+    ranks = [rank for rank, hit in enumerate(hits, 1) if hit]
+    result = {
+        "first_hit_rank": ranks[0] if ranks else None,
+        "hit_ranks": ranks,
+        "retrieved": [
+            {"rank": rank, "document": chunk.document, "page_index": chunk.page_index, "hit": hit}
+            for rank, (chunk, hit) in enumerate(zip(chunks, hits), 1)
+        ],
+        "latency_ms": round(latency_ms, 3),
+        "_chunks": [{"text": chunk.text} for chunk in chunks],
+    }
+    if error:
+        result["error"] = error
+    return result
+
+
+def summarize(records: Sequence[dict], ks: Sequence[int]) -> dict:
+    """recall@k for each k, MRR (over the first max(ks) chunks) and latency p50/p95 of detail records."""
+    ks = _check_ks(ks)
+    n = len(records)
+    cutoff = max(ks)
+    firsts = [record["first_hit_rank"] for record in records]
+    summary: dict = {"questions": n}
+    for k in ks:
+        summary[f"recall@{k}"] = _ratio(sum(1 for rank in firsts if rank is not None and rank <= k), n)
+    reciprocal = [1.0 / rank if rank is not None and rank <= cutoff else 0.0 for rank in firsts]
+    summary["mrr"] = round(sum(reciprocal) / n, 4) if n else None
+    summary["mrr_cutoff"] = cutoff
+    latencies = [record["latency_ms"] for record in records]
+    summary["latency_ms_p50"] = _percentile(latencies, 50)
+    summary["latency_ms_p95"] = _percentile(latencies, 95)
+    errors = sum(1 for record in records if record.get("error"))
+    if errors:
+        summary["errors"] = errors
+    return summary
+
+
+def evaluate(
+    qa_or_retriever,
+    gold_path: Path | str,
+    ks: Sequence[int] = DEFAULT_KS,
+    per_doc: bool = False,
+    *,
+    details: Optional[Path | str | TextIO] = None,
+    count_tokens: Optional[Callable[[str], int]] = None,
+    progress: Optional[Callable[[], None]] = None,
+) -> dict:
+    """Score retrieval against a gold file; returns one JSON-ready dict (see docs/evaluation.md).
+
+    ``details`` (a path or an open text file) receives one JSON line per question as it is scored.
+    ``count_tokens`` counts the context in LLM tokens; without it (and without a loaded LLM on the
+    DocQA) tokens are estimated as characters / 4 and ``context_tokens_estimated`` is true.
+    """
+    view = _Target(qa_or_retriever)
+    ks = _check_ks(ks)
+    questions = read_gold(gold_path)
+    counter = count_tokens or view.count_tokens
+    records = []
+    handle, owned = _details_handle(details)
+    try:
+        for record in iter_evaluation(view, questions, ks, per_doc=per_doc, count_tokens=counter):
+            records.append(record)
+            if handle is not None:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.flush()
+            if progress:
+                progress()
+    finally:
+        if owned:
+            handle.close()
+    return _result(view, gold_path, ks, per_doc, records, questions, estimated=counter is None)
+
+
+def _result(view: _Target, gold_path, ks, per_doc: bool, records: list[dict], questions, *, estimated: bool) -> dict:
+    result: dict = {"gold": str(gold_path), "retrieval": "one index of all documents"}
+    if view.mode:
+        result["mode"] = view.mode
+    result.update(summarize(records, ks))
+    chars = [record["context_chars"] for record in records]
+    tokens = [record["context_tokens"] for record in records]
+    result.update({
+        "default_k": view.default_k,
+        "context_chars_mean": round(float(np.mean(chars)), 1),
+        "context_chars_max": int(max(chars)),
+        "context_tokens_mean": round(float(np.mean(tokens)), 1),
+        "context_tokens_max": int(max(tokens)),
+        "context_tokens_estimated": estimated,
+    })
+    indexed = view.indexed_names()
+    if indexed is not None:
+        result["documents_not_indexed"] = sorted({q.doc for q in questions if file_name(q.doc) not in indexed})
+    if per_doc:
+        result["per_doc"] = {"retrieval": "restricted to the gold document",
+                             **summarize([record["per_doc"] for record in records], ks)}
+    return result
+
+
+def _details_handle(details) -> tuple[Optional[TextIO], bool]:
+    if details is None:
+        return None, False
+    if hasattr(details, "write"):
+        return details, False
+    path = Path(details)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "w", encoding="utf-8"), True
+
+
+def _check_ks(ks: Iterable[int]) -> list[int]:
+    values = sorted(set(int(k) for k in ks))
+    if not values or values[0] < 1:
+        raise InputError("k values must be whole numbers of 1 or more")
+    return values
+
+
+def _ratio(count: int, total: int) -> Optional[float]:
+    return round(count / total, 4) if total else None
+
+
+def _percentile(values: Sequence[float], q: float) -> Optional[float]:
+    return round(float(np.percentile(values, q)), 2) if values else None

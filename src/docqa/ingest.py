@@ -1,0 +1,187 @@
+"""Build or update the index from the PDFs in the data folder.
+
+Only files whose content is new or changed are read and embedded; the rest is kept.
+One bad file is recorded and skipped, never fatal. Work is committed whole document by
+whole document at checkpoints, so an interrupted build keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from docqa.chunking import Chunker
+from docqa.documents import file_digest, find_pdfs, page_count, read_pages
+from docqa.errors import DocumentError, NoDocumentsError
+from docqa.settings import Settings
+from docqa.store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+CHUNKER_VERSION = "recursive-1"
+CHECKPOINT_SECONDS = 30.0
+
+
+@dataclass
+class Skipped:
+    name: str
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    files: int = 0
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    pages: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.renamed or self.removed)
+
+    def summary(self) -> str:
+        if not self.changed:
+            return f"up to date: {self.unchanged} files unchanged, {len(self.skipped)} skipped ({self.seconds:.1f} s)"
+        rate = f"{self.pages / self.seconds:.1f} pages/s, {self.chunks / self.seconds:.1f} chunks/s" if self.seconds else ""
+        return (
+            f"{self.files} files: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} renamed, "
+            f"{len(self.removed)} removed, {self.unchanged} unchanged, {len(self.skipped)} skipped; "
+            f"{self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s ({rate})"
+        )
+
+
+def index_fingerprint(settings: Settings) -> dict:
+    """Everything that changes what a chunk or its vector is; a change needs --rebuild."""
+    return {
+        "embedding_model": settings.embeddings.model,
+        "chunk_size": settings.ingest.chunk_size,
+        "chunk_overlap": settings.ingest.chunk_overlap,
+        "extractor": settings.ingest.extractor,
+        "chunker": CHUNKER_VERSION,
+    }
+
+
+@dataclass
+class _Plan:
+    """What a run has to do, decided by content digests before anything is read."""
+
+    to_read: list[tuple[str, Path, str, Optional[int]]] = field(default_factory=list)  # name, path, digest, old id
+    renames: list[tuple[int, str]] = field(default_factory=list)
+    removals: list[tuple[int, str]] = field(default_factory=list)
+
+
+def build_index(
+    settings: Settings,
+    *,
+    rebuild: bool = False,
+    progress: Optional[Callable[[int], None]] = None,
+    on_total: Optional[Callable[[int], None]] = None,
+) -> BuildReport:
+    """Bring the index in line with the data folder; returns what was done."""
+    started = time.perf_counter()
+    data = settings.path(settings.paths.data)
+    report = BuildReport()
+    files = _named_files(data)
+    report.files = len(files)
+    with StoreWriter(settings.path(settings.paths.vectorstore), index_fingerprint(settings), rebuild=rebuild) as writer:
+        plan = _plan(writer, files, report)
+        for document_id, name in plan.renames:
+            writer.rename_document(document_id, name)
+        for document_id, _name in plan.removals:
+            writer.remove_document(document_id)
+        if plan.to_read:
+            page_counts = _count_pages(plan.to_read)
+            if on_total:
+                on_total(sum(page_counts.values()))
+            _read_and_add(writer, plan.to_read, page_counts, settings, report, progress or (lambda pages: None))
+        if report.changed:
+            writer.commit()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _named_files(data: Path) -> dict[str, Path]:
+    if not data.is_dir():
+        raise NoDocumentsError(f"data folder not found: {data}; create it and put your PDF files there")
+    files = {path.relative_to(data).as_posix(): path for path in find_pdfs(data)}
+    if not files:
+        raise NoDocumentsError(f"no PDF files in {data}; put your PDF files there and run again")
+    return files
+
+
+def _plan(writer: StoreWriter, files: dict[str, Path], report: BuildReport) -> _Plan:
+    plan = _Plan()
+    indexed = {record.digest: record for record in writer.documents()}
+    by_name = {record.name: record for record in indexed.values()}
+    seen: dict[str, str] = {}
+    for name, path in files.items():
+        try:
+            digest = file_digest(path)
+        except DocumentError as error:
+            report.skipped.append(Skipped(name, error.reason))
+            continue
+        if digest in seen:
+            report.skipped.append(Skipped(name, f"same content as {seen[digest]}; indexed once"))
+            continue
+        seen[digest] = name
+        record = indexed.get(digest)
+        if record is None:
+            old = by_name.get(name)
+            plan.to_read.append((name, path, digest, old.id if old else None))
+        elif record.name == name:
+            report.unchanged += 1
+        elif record.name in files and file_digest(files[record.name]) == digest:
+            report.skipped.append(Skipped(name, f"same content as {record.name}; indexed once"))
+            seen[digest] = record.name
+        else:
+            plan.renames.append((record.id, name))
+            report.renamed.append(name)
+    reading = {old_id for *_, old_id in plan.to_read if old_id is not None}
+    renamed_ids = {document_id for document_id, _ in plan.renames}
+    for record in indexed.values():
+        if record.digest not in seen and record.id not in reading and record.id not in renamed_ids:
+            plan.removals.append((record.id, record.name))
+            report.removed.append(record.name)
+    return plan
+
+
+def _count_pages(to_read: list) -> dict[Path, int]:
+    """Page counts up front, so that progress can estimate the time left; unreadable files count 0."""
+    return {path: page_count(path) for _, path, _, _ in to_read}
+
+
+def _read_and_add(writer: StoreWriter, to_read: list, page_counts: dict[Path, int], settings: Settings,
+                  report: BuildReport, progress: Callable[[int], None]) -> None:
+    from docqa.embeddings import create_embedder
+
+    chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap)
+    embedder = create_embedder(settings)
+    last_commit = time.perf_counter()
+    for name, path, digest, old_id in to_read:
+        try:
+            pages = [replace(page, document=name) for page in read_pages(path, settings.ingest.extractor)]
+        except DocumentError as error:
+            report.skipped.append(Skipped(name, error.reason))
+            progress(page_counts[path])
+            continue
+        chunks = list(chunker.split(pages))
+        vectors = embedder.embed_documents([chunk.text for chunk in chunks])
+        if old_id is not None:
+            writer.remove_document(old_id)
+        writer.add_document(name, digest, page_counts[path], chunks, vectors)
+        (report.updated if old_id is not None else report.added).append(name)
+        report.pages += page_counts[path]
+        report.chunks += len(chunks)
+        progress(page_counts[path])
+        if time.perf_counter() - last_commit > CHECKPOINT_SECONDS:
+            writer.commit()
+            last_commit = time.perf_counter()

@@ -1,0 +1,129 @@
+"""The interface every language-model backend implements, and the streaming logic they share."""
+
+from __future__ import annotations
+
+import codecs
+import importlib
+import os
+from abc import ABC, abstractmethod
+from contextlib import closing
+from types import ModuleType
+from typing import ClassVar, Iterator
+
+from docqa.errors import LLMError, MissingDependencyError
+from docqa.settings import LLM as LLMSettings
+
+
+class LLM(ABC):
+    """A model loaded once, then asked for completions of plain-text prompts.
+
+    ``stream(prompt)`` yields text as it is generated; afterwards ``generated_tokens`` holds how
+    many tokens that call generated, for a tokens-per-second figure.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self.generated_tokens = 0
+
+    @property
+    @abstractmethod
+    def context_length(self) -> int:
+        """Tokens the model attends to: prompt and answer together."""
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model's own Jinja chat template, where the backend exposes the GGUF metadata."""
+        return None
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in the model's own tokenizer, without the beginning-of-sequence token."""
+
+    @abstractmethod
+    def _generate(self, prompt: str) -> Iterator[bytes]:
+        """Yield the bytes of each generated token, at most ``max_new_tokens`` of them."""
+
+    def stream(self, prompt: str) -> Iterator[str]:
+        """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence."""
+        self.generated_tokens = 0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopFilter(self.settings.stop)
+        with closing(self._generate(prompt)) as tokens:
+            for token in tokens:
+                self.generated_tokens += 1
+                text = stops.feed(decoder.decode(token))
+                if text:
+                    yield text
+                if stops.stopped:
+                    return
+        text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+        if text:
+            yield text
+
+    def _new_token_limit(self, prompt_tokens: int) -> int:
+        """max_new_tokens, shortened so that prompt and answer fit the context window."""
+        room = self.context_length - prompt_tokens
+        if room <= 0:
+            raise LLMError(
+                f"the prompt takes {prompt_tokens} tokens but llm.context_length is {self.context_length}; "
+                "raise llm.context_length or put fewer or smaller chunks into the prompt"
+            )
+        return min(self.settings.max_new_tokens, room)
+
+
+class StopFilter:
+    """Passes text through until a stop sequence appears, never letting out any part of one.
+
+    Text that could be the start of a stop sequence is held back until the next piece decides.
+    """
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [stop for stop in stops if stop]
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """Add generated text; return the part that is certainly not a stop sequence."""
+        self.pending += piece
+        found = [index for index in (self.pending.find(stop) for stop in self.stops) if index >= 0]
+        if found:
+            self.stopped = True
+            text, self.pending = self.pending[: min(found)], ""
+            return text
+        safe = len(self.pending) - self._held_back()
+        text, self.pending = self.pending[:safe], self.pending[safe:]
+        return text
+
+    def flush(self) -> str:
+        """The held-back text, once generation ended without completing a stop sequence."""
+        text, self.pending = self.pending, ""
+        return text
+
+    def _held_back(self) -> int:
+        """Length of the longest end of the pending text that begins a stop sequence."""
+        return max(
+            (size for stop in self.stops for size in range(1, len(stop)) if self.pending.endswith(stop[:size])),
+            default=0,
+        )
+
+
+def import_backend(module: str, package: str) -> ModuleType:
+    """Import a backend's library, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{package} is not installed: pip install {package}") from None
+    except Exception as error:  # a broken install: the native library fails to load
+        raise LLMError(f"{package} cannot be imported: {describe(error)}") from None
+
+
+def cpu_threads(settings: LLMSettings) -> int:
+    return settings.threads or os.cpu_count() or 1
+
+
+def describe(error: object) -> str:
+    """An exception (or a server's error text) as one line: the first line of its message, or its type."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

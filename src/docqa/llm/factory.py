@@ -1,0 +1,71 @@
+"""Pick and load the backend for the configured model."""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+from pathlib import Path
+from typing import Literal
+
+# A module import, not a from-import: docqa.download itself imports docqa.llm.base.
+from docqa import download
+from docqa.errors import ConfigError, LLMError, ModelNotFoundError
+from docqa.llm.base import LLM
+from docqa.llm.ctransformers import CTransformersLLM
+from docqa.llm.llama_cpp import LlamaCppLLM
+from docqa.llm.openai import OpenAILLM
+from docqa.settings import LLM as LLMSettings
+
+ModelFormat = Literal["gguf", "ggml"]
+
+GGUF_MAGIC = b"GGUF"
+# The GGML family stores its magic as a little-endian uint32: ggml (unversioned), ggmf, ggjt, and ggla (LoRA).
+GGML_MAGICS = {0x67676D6C, 0x67676D66, 0x67676A74, 0x67676C61}
+
+LOCAL_BACKENDS = {"llama-cpp": LlamaCppLLM, "ctransformers": CTransformersLLM}
+
+
+def detect_format(path: Path) -> ModelFormat:
+    """Tell GGUF from the older GGML family by the file's first four bytes."""
+    with Path(path).open("rb") as model_file:
+        magic = model_file.read(4)
+    if magic == GGUF_MAGIC:
+        return "gguf"
+    if len(magic) == 4 and struct.unpack("<I", magic)[0] in GGML_MAGICS:
+        return "ggml"
+    raise LLMError(f"{path}: not a GGUF or GGML model file")
+
+
+def create_llm(settings: LLMSettings, root: Path) -> LLM:
+    """Load the configured model with the configured backend; ``auto`` decides by file format."""
+    if settings.backend == "openai":
+        return OpenAILLM(settings)
+    model_path = _resolve(settings.model_path, root)
+    if not model_path.is_file():
+        raise ModelNotFoundError(f"model file not found: {model_path}; download it with: {download.download_command(model_path)}")
+    model_format = detect_format(model_path)
+    backend = _auto_backend(model_format) if settings.backend == "auto" else settings.backend
+    if backend == "llama-cpp" and model_format == "ggml":
+        raise ConfigError(
+            f"{model_path} is a GGML file, which llama-cpp-python no longer reads; "
+            f"set llm.backend to ctransformers, or use the GGUF model: {download.GGUF_DOWNLOAD_COMMAND}"
+        )
+    return LOCAL_BACKENDS[backend](settings, model_path)
+
+
+def _auto_backend(model_format: ModelFormat) -> str:
+    if model_format == "ggml":
+        return "ctransformers"
+    # With neither installed, llama-cpp's error names the package worth installing.
+    if _installed("llama_cpp") or not _installed("ctransformers"):
+        return "llama-cpp"
+    return "ctransformers"
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _resolve(path: Path, root: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(root) / path

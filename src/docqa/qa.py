@@ -1,0 +1,156 @@
+"""The question path: retrieve → prompt → stream the answer → a result with sources and timings.
+
+``DocQA`` is the Python API: it loads the index, the embedding model and the LLM once, then
+answers any number of questions::
+
+    from docqa import DocQA
+    with DocQA.from_config() as qa:
+        answer = qa.ask("How much is the minimum guarantee payable by adidas?")
+        print(answer.answer, answer.sources[0].document, answer.sources[0].page_number)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from docqa.retrieval import Hit, Retriever
+from docqa.settings import Settings, load_settings
+from docqa.store import Store
+
+TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
+
+
+@dataclass(frozen=True)
+class Source:
+    document: str
+    page_index: int
+    page_number: int
+    text: str
+    score: float
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> "Source":
+        chunk = hit.chunk
+        return cls(chunk.document, chunk.page_index, chunk.page_number, chunk.text, round(hit.score, 6))
+
+
+@dataclass
+class Timings:
+    load: float = 0.0
+    retrieval: float = 0.0
+    first_token: Optional[float] = None
+    generation: Optional[float] = None
+    tokens: int = 0
+    tokens_per_second: Optional[float] = None
+    total: float = 0.0
+    backend: Optional[str] = None
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: Optional[str]
+    sources: list[Source]
+    timings: Timings
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DocQA:
+    """Loaded once, asked many times. ``retrieval_only`` skips the LLM entirely."""
+
+    def __init__(self, settings: Settings, *, retrieval_only: bool = False, llm=None):
+        from docqa.embeddings import create_embedder
+
+        started = time.perf_counter()
+        self.settings = settings
+        self.store = Store(settings.path(settings.paths.vectorstore))
+        self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval)
+        self.llm = None if retrieval_only else (llm or self._load_llm())
+        self.load_seconds = time.perf_counter() - started
+        self._unreported_load = self.load_seconds
+
+    @classmethod
+    def from_config(cls, path: Path | str | None = None, **kwargs) -> "DocQA":
+        return cls(load_settings(path), **kwargs)
+
+    def _load_llm(self):
+        from docqa.llm import create_llm
+
+        return create_llm(self.settings.llm, self.settings.root)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "DocQA":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str] = None) -> list[Source]:
+        return [Source.from_hit(hit) for hit in self.retriever.search(question, k, doc)]
+
+    def ask(
+        self,
+        question: str,
+        *,
+        doc: Optional[str] = None,
+        k: Optional[int] = None,
+        on_token: Optional[Callable[[str], None]] = None,
+    ) -> Answer:
+        """Answer one question; ``on_token`` receives the answer as it is generated."""
+        started = time.perf_counter()
+        timings = Timings(load=self._take_load_time())
+        sources = self.retrieve(question, k=k, doc=doc)
+        timings.retrieval = time.perf_counter() - started
+        result = Answer(question, None, sources, timings)
+        if self.llm is not None:
+            self._generate(result, on_token)
+        timings.total = timings.load + time.perf_counter() - started
+        return result
+
+    def _take_load_time(self) -> float:
+        """Loading is reported once, with the first question of this process."""
+        load, self._unreported_load = self._unreported_load, 0.0
+        return load
+
+    def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]]) -> None:
+        from docqa.prompts import build_prompt
+
+        llm, timings = self.llm, result.timings
+        budget = llm.context_length - self.settings.llm.max_new_tokens - TOKEN_MARGIN
+        prompt = build_prompt(
+            self.settings.prompt,
+            result.question,
+            [source.text for source in result.sources],
+            count_tokens=llm.count_tokens,
+            token_budget=budget,
+            chat_template=llm.chat_template,
+        )
+        if prompt.chunks_dropped:
+            result.notes.append(
+                f"{prompt.chunks_dropped} of {len(result.sources)} passages left out: they do not fit "
+                f"the model's {llm.context_length}-token context with {self.settings.llm.max_new_tokens} tokens for the answer"
+            )
+            result.sources = result.sources[: prompt.chunks_used]
+        started = time.perf_counter()
+        pieces = []
+        for piece in llm.stream(prompt.text):
+            if not pieces:
+                timings.first_token = time.perf_counter() - started
+            pieces.append(piece)
+            if on_token:
+                on_token(piece)
+        timings.generation = time.perf_counter() - started
+        timings.tokens = llm.generated_tokens
+        decode_seconds = timings.generation - (timings.first_token or 0.0)
+        if timings.tokens > 1 and decode_seconds > 0:
+            timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
+        timings.backend = llm.name
+        result.answer = "".join(pieces).strip()

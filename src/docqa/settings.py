@@ -1,0 +1,149 @@
+"""Typed settings read once from config.yml.
+
+Every section rejects unknown keys, so a typo is named instead of silently ignored.
+Relative paths are resolved against the project root (the folder holding config.yml).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from docqa.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = PROJECT_ROOT / "config.yml"
+
+CARD_TEMPLATE = """Use the following pieces of information to answer the user's question.
+If you don't know the answer, just say that you don't know, don't try to make up an answer.
+
+Context: {context}
+Question: {question}
+
+Only return the helpful answer below and nothing else.
+Helpful answer:
+"""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Paths(Section):
+    data: Path = Field(Path("data"), description="Folder searched recursively for *.pdf files.")
+    vectorstore: Path = Field(Path("vectorstore"), description="Folder holding the index.")
+    models: Path = Field(Path("models"), description="Folder holding local model files.")
+
+
+class Ingest(Section):
+    extractor: Literal["pypdfium2", "pypdf"] = Field(
+        "pypdfium2", description="PDF text extractor; pypdfium2 is much faster and keeps table rows on a line."
+    )
+    chunk_size: int = Field(500, gt=0, description="Characters per chunk.")
+    chunk_overlap: int = Field(50, ge=0, description="Characters shared by neighbouring chunks.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self):
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class Embeddings(Section):
+    model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2", description="Sentence-transformers model name or local folder."
+    )
+    runtime: Literal["onnx", "torch"] = Field(
+        "onnx", description="onnx: ONNX Runtime on a model exported once from the torch weights; torch: sentence-transformers."
+    )
+    batch_size: int = Field(64, gt=0, description="Chunks embedded per batch.")
+
+
+class Retrieval(Section):
+    k: int = Field(2, gt=0, description="Chunks put into the prompt.")
+    mode: Literal["hybrid", "dense"] = Field("hybrid", description="hybrid: dense + BM25 fused by reciprocal rank; dense: FAISS only.")
+
+
+class LLM(Section):
+    backend: Literal["auto", "llama-cpp", "ctransformers", "openai"] = Field(
+        "auto", description="auto picks by the model file's magic bytes and what is installed."
+    )
+    model_path: Path = Field(Path("models/llama-2-7b-chat.Q8_0.gguf"), description="Local GGUF or GGML v3 model file.")
+    model_type: str = Field("llama", description="Architecture name passed to ctransformers.")
+    max_new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.01, ge=0)
+    context_length: int = Field(2048, gt=0, description="Context window in tokens; ctransformers defaults to 512 otherwise.")
+    threads: Optional[int] = Field(None, gt=0, description="CPU threads; empty means all cores.")
+    batch_size: int = Field(512, gt=0, description="Prompt tokens evaluated per batch.")
+    stop: list[str] = Field(default_factory=lambda: ["\nQuestion:", "\nContext:", "</s>", "[INST]"])
+    base_url: Optional[str] = Field(None, description="openai backend: server URL, e.g. http://127.0.0.1:8080/v1.")
+    model: Optional[str] = Field(None, description="openai backend: model name on the server.")
+    api_key_env: Optional[str] = Field(None, description="openai backend: environment variable holding the API key.")
+
+
+class Prompt(Section):
+    format: Literal["plain", "llama-2-chat", "gguf"] = Field(
+        "plain", description="plain: the card's template; llama-2-chat: [INST] <<SYS>>; gguf: the model's own chat template."
+    )
+    template: str = Field(CARD_TEMPLATE, description="Must contain {context} and {question}.")
+
+    @model_validator(mode="after")
+    def _has_placeholders(self):
+        for name in ("{context}", "{question}"):
+            if name not in self.template:
+                raise ValueError(f"template must contain {name}")
+        return self
+
+
+class Settings(Section):
+    paths: Paths = Field(default_factory=Paths)
+    ingest: Ingest = Field(default_factory=Ingest)
+    embeddings: Embeddings = Field(default_factory=Embeddings)
+    retrieval: Retrieval = Field(default_factory=Retrieval)
+    llm: LLM = Field(default_factory=LLM)
+    prompt: Prompt = Field(default_factory=Prompt)
+    _root: Path = PrivateAttr(PROJECT_ROOT)
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths are resolved against: the one holding config.yml."""
+        return self._root
+
+    def path(self, value: Path) -> Path:
+        """Resolve a configured path against the project root."""
+        value = Path(value).expanduser()
+        return value if value.is_absolute() else self.root / value
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Read config.yml (or ``path``) into Settings; a missing default file means all defaults."""
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    if not config_path.exists():
+        if path:
+            raise ConfigError(f"config file not found: {config_path}")
+        return Settings()
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{config_path}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: expected a mapping of sections at the top level")
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{config_path}: {_describe(exc)}") from None
+    settings._root = config_path.resolve().parent
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    return f"bad value for '{key}': {first['msg']}"

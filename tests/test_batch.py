@@ -1,0 +1,368 @@
+"""Batch questions, resumable output and the per-document table, over a real index of generated PDFs.
+
+The embedding model is replaced by a deterministic bag-of-words hashing embedder and the LLM by a
+scripted fake, so these tests need no model files; retrieval, the store and DocQA are the real ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from docqa.batch import (
+    CSV_COLUMNS,
+    BatchOutput,
+    Question,
+    each_doc_documents,
+    iter_batch,
+    read_questions,
+    run_batch,
+    run_each_doc,
+)
+from docqa.cli import ask_main, ask_parser
+from docqa.embeddings import Embedder
+from docqa.errors import InputError
+from docqa.ingest import build_index
+from docqa.qa import DocQA
+from docqa.settings import Paths, Settings
+from docqa.testing.pdfs import write_pdf
+
+REPORTS = {
+    "acme-2022.pdf": [
+        "Acme Widgets annual report 2022. Revenue was 120 million dollars.",
+        "Acme employed 300 people in Leeds at year end.",
+        "The board proposed a dividend of 5 pence per share.",
+    ],
+    "acme-2023.pdf": [
+        "Acme Widgets annual report 2023. Revenue was 150 million dollars.",
+        "Acme employed 340 people in Leeds and York at year end.",
+        "The board proposed a dividend of 6 pence per share.",
+    ],
+    "beta-2023.pdf": [
+        "Beta Foods annual report 2023. Revenue was 80 million dollars.",
+        "Beta employed 90 bakers in Bristol.",
+    ],
+}
+
+
+class HashEmbedder(Embedder):
+    """Bag of words hashed into 256 buckets, L2-normalised float32: shared words make similar vectors."""
+
+    name = "hash"
+    runtime = "fake"
+    dimension = 256
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                vectors[row, zlib.crc32(word.encode()) % self.dimension] += 1.0
+            vectors[row, 0] += 1e-3  # never the zero vector
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+class FakeLLM:
+    """Answers "<question> -> <first context line>"; raises for questions containing a word in ``fail_on``."""
+
+    name = "fake"
+    context_length = 4096
+    chat_template = None
+
+    def __init__(self, fail_on: tuple[str, ...] = ()):
+        self.fail_on = fail_on
+        self.asked: list[str] = []
+        self.last_token_count = 0
+        self.generated_tokens = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt: str):
+        question = re.search(r"Question: (.*)", prompt).group(1).strip()
+        context = re.search(r"Context: (.*)", prompt).group(1).strip()
+        self.asked.append(question)
+        for word in self.fail_on:
+            if word in question:
+                if word == "interrupt":
+                    raise KeyboardInterrupt
+                raise RuntimeError(f"model failed on {word}")
+        pieces = [question, " -> ", context]
+        self.last_token_count = self.generated_tokens = len(pieces)
+        yield from pieces
+
+
+@pytest.fixture
+def fake_embedder(monkeypatch):
+    monkeypatch.setattr("docqa.embeddings.create_embedder", lambda settings: HashEmbedder())
+
+
+def make_settings(root: Path) -> Settings:
+    return Settings(paths=Paths(data=root / "data", vectorstore=root / "vectorstore", models=root / "models"))
+
+
+def write_reports(data: Path, reports: dict[str, list[str]]) -> None:
+    for name, pages in reports.items():
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        write_pdf(data / name, pages)
+
+
+@pytest.fixture
+def indexed(tmp_path, fake_embedder) -> Settings:
+    """Settings of an index built from REPORTS with the hashing embedder."""
+    settings = make_settings(tmp_path)
+    write_reports(settings.paths.data, REPORTS)
+    report = build_index(settings)
+    assert sorted(report.added) == sorted(REPORTS)
+    return settings
+
+
+@pytest.fixture
+def config(indexed, tmp_path) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump({"paths": {key: str(value) for key, value in indexed.paths.model_dump().items()}}))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# ---------------------------------------------------------------- reading questions
+
+
+def test_text_file_skips_blank_and_comment_lines_and_numbers_ids_by_line(tmp_path):
+    path = tmp_path / "questions.txt"
+    path.write_text("# revenue questions\nWhat was revenue?\n\n  How many staff?  \n", encoding="utf-8")
+    assert read_questions(path) == [Question("q2", "What was revenue?"), Question("q4", "How many staff?")]
+
+
+def test_jsonl_keeps_ids_and_docs_and_numbers_the_rest_by_line(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    lines = [{"id": 7, "question": "What was revenue?", "doc": "acme-*.pdf"}, {}, {"question": "How many staff?"}]
+    path.write_text("\n".join(json.dumps(line) if line else "" for line in lines) + "\n", encoding="utf-8")
+    assert read_questions(path) == [Question("7", "What was revenue?", "acme-*.pdf"), Question("q3", "How many staff?")]
+
+
+def test_csv_needs_a_question_column_and_numbers_rows_after_the_header(tmp_path):
+    path = tmp_path / "questions.csv"
+    path.write_text('doc,question\nbeta*.pdf,"Revenue, in dollars?"\n,How many staff?\n', encoding="utf-8")
+    assert read_questions(path) == [Question("q1", "Revenue, in dollars?", "beta*.pdf"), Question("q2", "How many staff?")]
+    path.write_text("text\nWhat was revenue?\n", encoding="utf-8")
+    with pytest.raises(InputError, match='"question" column'):
+        read_questions(path)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("q.jsonl", '{"question": "ok"}\n{"question": \n', "line 2: not valid JSON"),
+        ("q.jsonl", '{"id": "a", "question": "one"}\n{"id": "a", "question": "two"}\n', "id 'a' appears twice"),
+        ("q.jsonl", '{"id": "a"}\n', 'line 1: no "question"'),
+        ("q.txt", "\n# only a comment\n", "no questions found"),
+    ],
+)
+def test_bad_batch_files_say_where(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_questions(path)
+
+
+# ---------------------------------------------------------------- answering
+
+
+def test_iter_batch_loads_once_restricts_by_doc_and_goes_on_after_a_failure(indexed):
+    questions = [
+        {"id": "a", "question": "What was Acme revenue?", "doc": "acme-2023.pdf"},
+        {"id": "b", "question": "What was Acme revenue?", "doc": "nothing-*.pdf"},
+        {"id": "c", "question": "How many bakers did Beta employ?"},
+        {"id": "d", "question": "What was revenue?"},
+    ]
+    with DocQA(indexed, retrieval_only=True) as qa:
+        records = list(iter_batch(qa, questions, k=3, doc="beta*"))
+    assert [r["id"] for r in records] == ["a", "b", "c", "d"]
+    first, failed, third, fourth = records
+    assert {s["document"] for s in first["sources"]} == {"acme-2023.pdf"} and first["doc"] == "acme-2023.pdf"
+    assert first["answer"] is None and first["error"] is None and len(first["sources"]) == 3
+    assert failed["error"].startswith("no indexed document matches 'nothing-*.pdf'; indexed: acme-2022.pdf")
+    assert failed["answer"] is None and failed["sources"] == []
+    assert (third["sources"][0]["document"], third["sources"][0]["page_number"]) == ("beta-2023.pdf", 2)
+    assert {s["document"] for s in fourth["sources"]} == {"beta-2023.pdf"}  # the batch-wide doc applies
+    assert records[0]["timings"]["load"] > 0 and records[2]["timings"]["load"] == 0  # loaded once
+
+
+def test_run_batch_writes_jsonl_records_and_a_rerun_only_retries_what_failed(indexed, tmp_path):
+    out = tmp_path / "out" / "answers.jsonl"
+    questions = [Question("q1", "What was Acme revenue in 2023?"), Question("q2", "explode: how many bakers?"),
+                 Question("q3", "What dividend did the board propose?")]
+    llm = FakeLLM(fail_on=("explode",))
+    with DocQA(indexed, llm=llm) as qa:
+        summary = run_batch(qa, questions, out)
+    assert (summary.answered, summary.failed, summary.skipped) == (2, 1, 0)
+    records = read_jsonl(out)
+    assert [(r["id"], r["error"]) for r in records] == [("q1", None), ("q2", "RuntimeError: model failed on explode"),
+                                                        ("q3", None)]
+    assert records[0]["answer"].startswith("What was Acme revenue in 2023? -> Acme Widgets annual report 2023")
+    assert set(records[0]) >= {"id", "question", "answer", "sources", "timings", "notes", "doc", "error"}
+
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        summary = run_batch(qa, questions, out)
+    assert llm.asked == ["explode: how many bakers?"]
+    assert (summary.answered, summary.failed, summary.skipped) == (1, 0, 2)
+    assert [(r["id"], r["error"]) for r in read_jsonl(out)] == [("q1", None), ("q3", None), ("q2", None)]
+
+
+def test_interrupted_run_keeps_every_flushed_answer_and_resumes_after_them(indexed, tmp_path):
+    out = tmp_path / "answers.jsonl"
+    questions = [Question(f"q{n}", text) for n, text in
+                 enumerate(["Acme revenue?", "Beta bakers?", "interrupt now", "Acme dividend?"], 1)]
+    with DocQA(indexed, llm=FakeLLM(fail_on=("interrupt",))) as qa, pytest.raises(KeyboardInterrupt):
+        run_batch(qa, questions, out)
+    assert [r["id"] for r in read_jsonl(out)] == ["q1", "q2"]
+    with out.open("a", encoding="utf-8") as handle:  # a kill in the middle of writing a record
+        handle.write('{"id": "q3", "question": "interr')
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        run_batch(qa, questions, out)
+    assert llm.asked == ["interrupt now", "Acme dividend?"]
+    assert [r["id"] for r in read_jsonl(out)] == ["q1", "q2", "q3", "q4"]
+
+
+def test_csv_output_is_flat_and_resumable(indexed, tmp_path):
+    out = tmp_path / "answers.csv"
+    questions = [Question("r1", "How many bakers did Beta employ?"), Question("r2", "explode, please")]
+    with DocQA(indexed, llm=FakeLLM(fail_on=("explode",))) as qa:
+        run_batch(qa, questions, out, k=1)
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    assert list(rows[0]) == CSV_COLUMNS
+    assert (rows[0]["id"], rows[0]["document"], rows[0]["page"], rows[0]["sources"]) == (
+        "r1", "beta-2023.pdf", "2", "beta-2023.pdf p.2")
+    assert rows[0]["answer"].endswith("Beta employed 90 bakers in Bristol.") and rows[0]["error"] == ""
+    assert rows[0]["passage"] == "Beta employed 90 bakers in Bristol."
+    assert (rows[1]["id"], rows[1]["answer"], rows[1]["error"]) == ("r2", "", "RuntimeError: model failed on explode")
+    with out.open("a", encoding="utf-8") as handle:  # a row cut short inside a quoted answer
+        handle.write('r9,"What?",,"half an ans')
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        summary = run_batch(qa, questions, out, k=1)
+    assert llm.asked == ["explode, please"] and summary.skipped == 1
+    assert [(row["id"], row["error"]) for row in csv.DictReader(out.open(encoding="utf-8", newline=""))] == [
+        ("r1", ""), ("r2", "")]
+
+
+def test_output_needs_a_known_extension_and_a_docqa_csv_to_resume(tmp_path):
+    with pytest.raises(InputError, match=r"\.jsonl or \.csv"):
+        BatchOutput(tmp_path / "answers.txt")
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("name,value\na,1\n", encoding="utf-8")
+    with pytest.raises(InputError, match="other columns"):
+        BatchOutput(foreign).open()
+    assert foreign.read_text(encoding="utf-8") == "name,value\na,1\n"
+
+
+# ---------------------------------------------------------------- one row per document
+
+
+def test_each_doc_table_has_a_row_per_document_and_the_cited_page_per_question(indexed):
+    questions = [Question("q1", "How many people were employed?"), Question("q2", "What dividend per share?")]
+    handle = io.StringIO()
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        failed = run_each_doc(qa, questions, handle, "csv", k=2)
+    rows = list(csv.reader(io.StringIO(handle.getvalue())))
+    assert failed == 0
+    assert rows[0] == ["document", "q1: How many people were employed?", "q1 page",
+                       "q2: What dividend per share?", "q2 page"]
+    assert [row[0] for row in rows[1:]] == ["acme-2022.pdf", "acme-2023.pdf", "beta-2023.pdf"]
+    assert [row[2] for row in rows[1:]] == ["2", "2", "2"]  # the staff page of each report
+    assert [row[4] for row in rows[1:3]] == ["3", "3"]  # the dividend page; Beta reports none
+    assert rows[1][1].endswith("Acme employed 300 people in Leeds at year end.")
+    assert rows[2][3].endswith("The board proposed a dividend of 6 pence per share.")
+
+
+def test_each_doc_markdown_filters_by_pattern_and_shows_passages_without_llm(indexed):
+    handle = io.StringIO()
+    with DocQA(indexed, retrieval_only=True) as qa:
+        run_each_doc(qa, [Question("q1", "How many people | staff?")], handle, "md", doc="acme-*")
+    lines = handle.getvalue().splitlines()
+    assert lines == [
+        "| document | q1: How many people \\| staff? | q1 page |",
+        "| --- | --- | --- |",
+        "| acme-2022.pdf | Acme employed 300 people in Leeds at year end. | 2 |",
+        "| acme-2023.pdf | Acme employed 340 people in Leeds and York at year end. | 2 |",
+    ]
+
+
+def test_each_doc_keeps_a_document_apart_from_a_namesake_in_a_subfolder(tmp_path, fake_embedder):
+    settings = make_settings(tmp_path)
+    write_reports(settings.paths.data, {"report.pdf": ["Top level: revenue 10."],
+                                        "2021/report.pdf": ["Archived: revenue 20."]})
+    build_index(settings)
+    with DocQA(settings, retrieval_only=True) as qa:
+        assert each_doc_documents(qa) == ["2021/report.pdf", "report.pdf"]
+        assert each_doc_documents(qa, "report.pdf") == ["report.pdf"]
+        handle = io.StringIO()
+        run_each_doc(qa, [Question("q1", "What was revenue?")], handle, "csv", k=4)
+    rows = list(csv.reader(io.StringIO(handle.getvalue())))[1:]
+    assert [row[:2] for row in rows] == [["2021/report.pdf", "Archived: revenue 20."],
+                                        ["report.pdf", "Top level: revenue 10."]]
+
+
+def test_each_doc_unknown_pattern_names_the_indexed_documents(indexed):
+    with DocQA(indexed, retrieval_only=True) as qa, pytest.raises(InputError, match="indexed: acme-2022.pdf, acme-2023"):
+        run_each_doc(qa, [Question("q1", "Revenue?")], io.StringIO(), "csv", doc="gamma*")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_k_takes_several_values_and_a_question_may_follow_them():
+    parser = ask_parser()
+    assert (parser.parse_args(["--k", "4", "What was revenue?"]).question, parser.parse_args(["--k", "4", "x"]).k) == (
+        "What was revenue?", [4])
+    assert parser.parse_args(["--evaluate", "gold.jsonl", "--k", "1", "2", "8"]).k == [1, 2, 8]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--batch", "q.txt"], "--batch needs --out"),
+        (["question", "--k", "1", "2"], "--k takes several values only with --evaluate"),
+        (["question", "--per-doc"], "--per-doc only applies to --evaluate"),
+        (["question", "--batch", "q.txt", "--out", "a.jsonl"], "either a question or --batch"),
+        (["--evaluate", "gold.jsonl", "--batch", "q.txt"], "--evaluate cannot be combined with --batch"),
+    ],
+)
+def test_conflicting_flags_are_refused_before_anything_loads(argv, message, capsys):
+    assert ask_main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_batch_resumes_and_each_doc_writes_markdown(config, tmp_path, capsys):
+    batch = tmp_path / "questions.jsonl"
+    batch.write_text('{"id": "x", "question": "How many bakers?"}\n'
+                     '{"id": "y", "question": "Revenue?", "doc": "acme-2022.pdf"}\n'
+                     '{"id": "z", "question": "Revenue?", "doc": "gamma.pdf"}\n', encoding="utf-8")
+    out = tmp_path / "answers.jsonl"
+    argv = ["--config", str(config), "--batch", str(batch), "--out", str(out), "--retrieval-only", "--k", "1"]
+    assert ask_main(argv) == 1  # one question failed
+    records = read_jsonl(out)
+    assert [(r["id"], r["sources"][0]["document"] if r["sources"] else r["error"][:27]) for r in records] == [
+        ("x", "beta-2023.pdf"), ("y", "acme-2022.pdf"), ("z", "no indexed document matches")]
+    assert "2 answered, 1 failed, 0 already in" in capsys.readouterr().err
+    assert ask_main(argv) == 1
+    assert "0 answered, 1 failed, 2 already in" in capsys.readouterr().err
+    assert [r["id"] for r in read_jsonl(out)] == ["x", "y", "z"]
+
+    table = tmp_path / "table.md"
+    assert ask_main(["--config", str(config), "How many bakers?", "--each-doc", "--doc", "beta*",
+                     "--retrieval-only", "--out", str(table)]) == 0
+    assert table.read_text(encoding="utf-8").splitlines()[2] == "| beta-2023.pdf | Beta employed 90 bakers in Bristol. | 2 |"

@@ -1,0 +1,123 @@
+"""The commands as a user runs them: exit codes and what lands on stdout and stderr."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from docqa.cli import ask_main, build_main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "How much is the minimum guarantee payable by adidas?"
+
+
+def run(main, argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_build_then_retrieval_only_shows_sources_with_pages(fact_project, capsys):
+    code, out, err = run(build_main, fact_project.args(), capsys)
+    assert code == 0, err
+    assert "2 files: 2 added" in out and "6 pages, 6 chunks" in out
+    code, out, err = run(ask_main, fact_project.args("--retrieval-only", "--k", "1", QUESTION), capsys)
+    assert code == 0, err
+    assert "[1] alpha-annual-report.pdf, page 2 (page index 1)" in out
+    assert "seven hundred and fifty million pounds" in out
+    assert "Timings: load" in out and "retrieval" in out
+
+
+def test_retrieval_only_json(built_fact_index, capsys):
+    code, out, err = run(ask_main, built_fact_index.args("--retrieval-only", "--json", QUESTION), capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["question"] == QUESTION and result["answer"] is None
+    top = result["sources"][0]
+    assert (top["document"], top["page_index"], top["page_number"]) == ("alpha-annual-report.pdf", 1, 2)
+    assert len(result["sources"]) == 2  # the card's k
+    assert {"load", "retrieval", "total"} <= set(result["timings"])
+
+
+def test_build_list(built_fact_index, capsys):
+    code, out, _ = run(build_main, built_fact_index.args("--list"), capsys)
+    assert code == 0
+    assert "alpha-annual-report.pdf\t3 pages\t3 chunks" in out
+    assert out.strip().endswith("2 documents, 6 pages, 6 chunks")
+
+
+def test_rerun_says_up_to_date(fact_project, capsys):
+    run(build_main, fact_project.args(), capsys)
+    code, out, _ = run(build_main, fact_project.args(), capsys)
+    assert code == 0 and out.startswith("up to date: 2 files unchanged")
+
+
+def test_skipped_files_give_exit_code_5_and_are_named(fact_project, bad_corpus, capsys):
+    (fact_project.data / "scan.pdf").write_bytes(bad_corpus["scanned"].read_bytes())
+    code, out, err = run(build_main, fact_project.args(), capsys)
+    assert code == 5
+    assert "skipped scan.pdf: no text layer (scanned?): needs OCR" in err
+    assert "2 added" in out
+
+
+def test_no_index_yet(project, capsys):
+    code, out, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
+    assert code == 3 and out == ""
+    assert err.startswith("error: no index in") and "python db_build.py" in err
+    assert err.count("\n") == 1
+
+
+def test_empty_data_folder(project, capsys):
+    code, _, err = run(build_main, project.args(), capsys)
+    assert code == 4 and "no PDF files in" in err and err.count("\n") == 1
+
+
+def test_unknown_config_key_is_named(project, capsys):
+    project.config.write_text("retrieval:\n  top_k: 3\n")
+    code, _, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
+    assert code == 2 and "unknown key 'retrieval.top_k'" in err
+
+
+def test_missing_model_names_path_and_download_command(built_fact_index, capsys, tmp_path):
+    missing = tmp_path / "models" / "llama-2-7b-chat.Q8_0.gguf"
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(missing)})
+    code, out, err = run(ask_main, ["--config", str(config), QUESTION], capsys)
+    assert code == 2 and out == ""
+    assert str(missing) in err and "python download_model.py" in err
+
+
+def test_empty_question(project, capsys):
+    code, _, err = run(ask_main, project.args("  "), capsys)
+    assert code == 2 and "no question given" in err
+
+
+def test_unknown_doc_pattern_lists_documents(built_fact_index, capsys):
+    code, _, err = run(ask_main, built_fact_index.args("--retrieval-only", "--doc", "zeta*", QUESTION), capsys)
+    assert code == 2 and "no indexed document matches 'zeta*'" in err and "beta-10k.pdf" in err
+
+
+def test_doc_filter_restricts_sources(built_fact_index, capsys):
+    code, out, _ = run(ask_main, built_fact_index.args("--retrieval-only", "--json", "--doc", "beta*", QUESTION), capsys)
+    assert code == 0
+    assert {s["document"] for s in json.loads(out)["sources"]} == {"beta-10k.pdf"}
+
+
+def test_pickle_store_is_refused(project, capsys):
+    vectorstore = project.root / "vectorstore"
+    vectorstore.mkdir()
+    (vectorstore / "index.pkl").write_bytes(b"\x80\x04K\x01.")
+    code, _, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
+    assert code == 3 and "pickle" in err
+
+
+def test_main_py_runs_as_a_script(built_fact_index):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *built_fact_index.args("--retrieval-only", QUESTION)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "alpha-annual-report.pdf, page 2" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,89 @@
+"""A build killed at any moment leaves a usable index; readers during a build see a complete one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from docqa.cli import build_main
+from docqa.ingest import build_index, index_fingerprint
+from docqa.qa import DocQA
+from docqa.store import Store, StoreWriter
+from docqa.testing.pdfs import write_pdf
+
+ROOT = Path(__file__).resolve().parents[1]
+KILL_POINTS = 20
+
+
+def add_filler_pdfs(folder: Path, count: int) -> None:
+    for number in range(count):
+        pages = [f"Filler report {number}, page {page}: " + "lorem ipsum dolor sit amet " * 12 for page in range(4)]
+        write_pdf(folder / f"filler-{number:02d}.pdf", pages)
+
+
+def assert_complete_and_answering(settings) -> int:
+    folder = settings.path(settings.paths.vectorstore)
+    with Store(folder) as store:
+        documents = store.documents()
+        assert sum(record.chunks for record in documents) == store.chunk_count()
+        assert store.vectors.index.ntotal == store.chunk_count()
+    with DocQA(settings, retrieval_only=True) as qa:
+        top = qa.retrieve("minimum guarantee payable by adidas", k=1)[0]
+    assert (top.document, top.page_index) == ("alpha-annual-report.pdf", 1)
+    return len(documents)
+
+
+def start_build(project, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "db_build.py"), *project.args(*argv)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def test_builds_killed_at_many_points_leave_a_usable_index(fact_project):
+    build_index(fact_project.settings)
+    add_filler_pdfs(fact_project.data, 24)
+    total = 2 + 24
+    started = time.perf_counter()
+    assert start_build(fact_project, "--rebuild").wait(timeout=300) == 0
+    duration = time.perf_counter() - started
+    lock = fact_project.root / "vectorstore" / ".build.lock"
+    killed_while_writing = 0
+    for point in range(KILL_POINTS):
+        build = start_build(fact_project, "--rebuild")
+        time.sleep(duration * (point + 0.5) / KILL_POINTS)
+        build.send_signal(signal.SIGINT if point % 5 == 4 else signal.SIGKILL)
+        build.wait(timeout=60)
+        if build.returncode != 0 and lock.read_text() == f"pid {build.pid}":
+            killed_while_writing += 1
+        assert assert_complete_and_answering(fact_project.settings) == total
+    # Most kill points must land inside the build itself, after start-up took the lock.
+    assert killed_while_writing >= KILL_POINTS // 2
+    report = build_index(fact_project.settings)
+    assert not report.changed and not report.skipped
+    assert assert_complete_and_answering(fact_project.settings) == total
+
+
+def test_reader_sees_a_complete_index_during_a_build(fact_project):
+    build_index(fact_project.settings)
+    add_filler_pdfs(fact_project.data, 16)
+    build = start_build(fact_project)
+    seen = set()
+    while build.poll() is None:
+        seen.add(assert_complete_and_answering(fact_project.settings))
+    assert build.returncode == 0
+    seen.add(assert_complete_and_answering(fact_project.settings))
+    assert seen <= {2, 18} and 18 in seen
+
+
+def test_second_build_is_refused_with_exit_code_6(fact_project, capsys):
+    build_index(fact_project.settings)
+    settings = fact_project.settings
+    with StoreWriter(settings.path(settings.paths.vectorstore), index_fingerprint(settings)):
+        code = build_main(fact_project.args())
+    assert code == 6
+    assert "another build is running" in capsys.readouterr().err

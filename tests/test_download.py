@@ -1,0 +1,117 @@
+"""download_model.py: which file lands where, and how failures are reported — without a network."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import yaml
+
+from docqa.download import main
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump({"paths": {"models": "my-models"}}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> list[dict]:
+    """Replaces hf_hub_download with one that writes a small file where the real one would."""
+    calls: list[dict] = []
+
+    def fake_download(*, repo_id: str, filename: str, local_dir: Path) -> str:
+        calls.append({"repo_id": repo_id, "filename": filename, "local_dir": Path(local_dir)})
+        target = Path(local_dir) / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"GGUF")
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    return calls
+
+
+def test_downloads_gguf_into_configured_models_folder(config, fake_hub, capsys):
+    assert main(["--config", str(config)]) == 0
+    models = config.parent / "my-models"
+    assert fake_hub == [{"repo_id": "TheBloke/Llama-2-7B-Chat-GGUF", "filename": "llama-2-7b-chat.Q8_0.gguf", "local_dir": models}]
+    output = capsys.readouterr().out
+    assert f"saved {models / 'llama-2-7b-chat.Q8_0.gguf'}" in output
+    # The configuration still points at models/, so the user is told what to set.
+    assert "set llm.model_path:" in output
+
+
+def test_ggml_flag_downloads_the_cards_file(config, fake_hub):
+    assert main(["--ggml", "--config", str(config)]) == 0
+    assert fake_hub[0]["repo_id"] == "TheBloke/Llama-2-7B-Chat-GGML"
+    assert fake_hub[0]["filename"] == "llama-2-7b-chat.ggmlv3.q8_0.bin"
+    assert (config.parent / "my-models" / "llama-2-7b-chat.ggmlv3.q8_0.bin").is_file()
+
+
+def test_no_hint_when_configuration_already_points_at_the_file(tmp_path, fake_hub, capsys):
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"llm": {"model_path": "models/llama-2-7b-chat.Q8_0.gguf"}}), encoding="utf-8")
+    assert main(["--config", str(config)]) == 0
+    assert "set llm.model_path" not in capsys.readouterr().out
+
+
+def test_present_file_is_not_downloaded_again(config, fake_hub, capsys):
+    existing = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
+    existing.parent.mkdir()
+    existing.write_bytes(b"GGUF")
+    assert main(["--config", str(config)]) == 0
+    assert fake_hub == []
+    assert "already present" in capsys.readouterr().out
+
+
+def test_network_failure_is_one_line_on_stderr(config, monkeypatch, capsys):
+    def offline(**kwargs):
+        raise ConnectionError("Failed to resolve the host name\nTraceback details nobody needs")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    assert main(["--config", str(config)]) == 1
+    error = capsys.readouterr().err
+    assert error == "error: download of llama-2-7b-chat.Q8_0.gguf failed: Failed to resolve the host name\n"
+
+
+def test_missing_huggingface_hub_says_how_to_install(config, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    assert main(["--config", str(config)]) == 2
+    assert "pip install huggingface_hub" in capsys.readouterr().err
+
+
+def test_missing_config_file_is_a_config_error(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "absent.yml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_script_runs_from_a_fresh_checkout(config):
+    """The top-level script finds src/ by itself: no install, no PYTHONPATH, no network needed."""
+    existing = config.parent / "my-models" / "llama-2-7b-chat.ggmlv3.q8_0.bin"
+    existing.parent.mkdir()
+    existing.write_bytes(b"tjgg")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "download_model.py"), "--ggml", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "already present" in result.stdout
+
+
+def test_failure_names_the_underlying_cause(config, monkeypatch, capsys):
+    def offline(**kwargs):
+        try:
+            raise OSError("[Errno -2] Name or service not known")
+        except OSError as cause:
+            raise RuntimeError("cannot find the requested files in the local cache") from cause
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    assert main(["--config", str(config)]) == 1
+    assert capsys.readouterr().err.rstrip().endswith("local cache ([Errno -2] Name or service not known)")

@@ -1,0 +1,210 @@
+"""Retrieval evaluation: the hit rule of ../shared/eval/README.md, the metrics, and exact recall on generated PDFs."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+
+import pytest
+
+from docqa.cli import ask_main
+from docqa.errors import InputError
+from docqa.evaluate import GoldQuestion, Retrieved, evaluate, fold, is_hit, llm_token_counter, read_gold, summarize
+from docqa.settings import LLM, Settings
+from docqa.qa import DocQA
+from tests.test_batch import config, fake_embedder, indexed  # noqa: F401 - fixtures: an index of REPORTS
+
+# Over REPORTS (8 single-chunk pages in 3 files). Why each question does or does not count:
+GOLD = [
+    # g1, g2, g4: the question's words stand on the gold page, which comes first.
+    {"id": "g1", "doc": "acme-2023.pdf", "question": "What was Acme revenue in 2023?", "pages": [0],
+     "answers": ["150  MILLION"]},  # rule 3 after folding case and collapsing whitespace
+    {"id": "g2", "doc": "beta-2023.pdf", "question": "How many bakers did Beta employ in Bristol?", "pages": [1]},
+    # g3: right document and page, but the answer string stands nowhere: never a hit.
+    {"id": "g3", "doc": "acme-2022.pdf", "question": "What dividend did Acme propose in 2022?", "pages": [2],
+     "answers": ["7 pence"]},
+    {"id": "g4", "doc": "acme-2022.pdf", "question": "How many people did Acme employ in Leeds in 2022?",
+     "pages": [1]},
+    # g5: the gold page is the dividend page of a revenue question: found only deep in the ranking,
+    # but within k = 8, which retrieves all 8 chunks, and within k = 3 restricted to its 3-page file.
+    {"id": "g5", "doc": "acme-2023.pdf", "question": "What was Acme revenue in 2023?", "pages": [2]},
+    # g6: a document that is not indexed: a miss, and an error when restricted to it.
+    {"id": "g6", "doc": "missing.pdf", "question": "What was Gamma revenue?", "pages": [0]},
+]
+
+
+@pytest.fixture
+def gold_file(tmp_path):
+    path = tmp_path / "gold.jsonl"
+    path.write_text("\n".join(json.dumps(item) for item in GOLD) + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- the hit rule
+
+
+def gold(**fields) -> GoldQuestion:
+    base = {"id": "x", "doc": "BOEING_2022_10K.pdf", "question": "?", "pages": frozenset({3, 4}), "answers": ()}
+    return GoldQuestion(**{**base, **fields})
+
+
+@pytest.mark.parametrize(
+    "chunk, answers, expected",
+    [
+        (Retrieved("reports/BOEING_2022_10K.pdf", 3, "anything"), (), True),  # file names compared, not paths
+        (Retrieved("BOEING_2022_10K.pdf", 4, "anything"), (), True),
+        (Retrieved("BOEING_2022_10K.pdf", 5, "anything"), (), False),  # not a gold page
+        (Retrieved("BOEING_2021_10K.pdf", 3, "anything"), (), False),  # another document
+        (Retrieved("BOEING_2022_10K.pdf", 3, "Total\n revenue  was $66,608\tMILLION."), ("$66,608 million",), True),
+        (Retrieved("BOEING_2022_10K.pdf", 3, "Total revenue was $66,608 million."), ("$62,286 million",), False),
+        (Retrieved("BOEING_2022_10K.pdf", 3, "Total revenue was $66,608 million."), ("62,286", "66,608"), True),
+        (Retrieved("BOEING_2022_10K.pdf", 5, "Total revenue was $66,608 million."), ("66,608",), False),
+    ],
+)
+def test_hit_rule(chunk, answers, expected):
+    assert is_hit(gold(answers=answers), chunk) is expected
+
+
+def test_fold_collapses_whitespace_and_case():
+    assert fold("Net  Income\n\t(LOSS)") == "net income (loss)"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": [1]}\n{"id": "b"', "line 2: not valid JSON"),
+        ('{"id": "a", "doc": "x.pdf", "question": "q"}', 'line 1: missing "pages"'),
+        ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": ["3"]}', "0-based page indices"),
+        ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": [1], "answers": "7"}', '"answers" must be a list'),
+        ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": [1]}\n'
+         '{"id": "a", "doc": "x.pdf", "question": "r", "pages": [1]}', "id 'a' appears twice"),
+        ("\n", "no questions found"),
+    ],
+)
+def test_bad_gold_files_say_where(tmp_path, content, message):
+    path = tmp_path / "gold.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_gold(path)
+
+
+def test_summarize_counts_the_first_hit_within_each_k():
+    records = [{"first_hit_rank": rank, "latency_ms": ms} for rank, ms in ((1, 10.0), (3, 20.0), (None, 30.0), (2, 40.0))]
+    summary = summarize(records, [4, 1, 2])
+    assert {key: summary[key] for key in ("questions", "recall@1", "recall@2", "recall@4", "mrr", "mrr_cutoff")} == {
+        "questions": 4, "recall@1": 0.25, "recall@2": 0.5, "recall@4": 0.75,
+        "mrr": round((1 + 1 / 3 + 0 + 1 / 2) / 4, 4), "mrr_cutoff": 4}
+    assert (summary["latency_ms_p50"], summary["latency_ms_p95"]) == (25.0, 38.5)
+    assert summarize(records, [2])["mrr"] == round((1 + 0 + 0 + 1 / 2) / 4, 4)  # ranks past max(ks) count 0
+
+
+# ---------------------------------------------------------------- on generated PDFs
+
+
+def test_exact_recall_on_generated_pdfs(indexed, gold_file):
+    details = io.StringIO()
+    with DocQA(indexed, retrieval_only=True) as qa:
+        result = evaluate(qa, gold_file, [1, 3, 8], per_doc=True, details=details)
+        top_two = {item["id"]: qa.retrieve(item["question"], k=2) for item in GOLD}
+    lines = [json.loads(line) for line in details.getvalue().splitlines()]
+    ranks = {line["id"]: line["first_hit_rank"] for line in lines}
+    assert {key: ranks[key] for key in ("g1", "g2", "g3", "g4", "g6")} == {"g1": 1, "g2": 1, "g3": None, "g4": 1, "g6": None}
+    assert ranks["g5"] > 3
+    assert (result["questions"], result["recall@1"], result["recall@8"]) == (6, 0.5, round(4 / 6, 4))
+    assert result["recall@3"] == 0.5
+    assert result["mrr"] == round(sum(1 / r for r in ranks.values() if r) / 6, 4)
+    assert result["documents_not_indexed"] == ["missing.pdf"]
+    per_doc = result["per_doc"]
+    assert (per_doc["recall@1"], per_doc["recall@3"], per_doc["recall@8"], per_doc["errors"]) == (
+        0.5, round(4 / 6, 4), round(4 / 6, 4), 1)
+    assert lines[5]["per_doc"]["error"].startswith("no indexed document matches 'missing.pdf'")
+    assert all(item["document"] == "acme-2023.pdf" for item in lines[4]["per_doc"]["retrieved"])
+
+    g1 = lines[0]
+    assert len(g1["retrieved"]) == 8 and g1["hit_ranks"] == [1]
+    assert g1["retrieved"][0] == {"rank": 1, "document": "acme-2023.pdf", "page_index": 0, "hit": True}
+    contexts = {item: len("\n\n".join(s.text for s in sources)) for item, sources in top_two.items()}
+    assert {line["id"]: line["context_chars"] for line in lines} == contexts
+    assert [line["context_tokens"] for line in lines] == [math.ceil(contexts[line["id"]] / 4) for line in lines]
+    assert result["default_k"] == 2 and result["context_tokens_estimated"] is True
+    assert result["context_chars_max"] == max(contexts.values())
+    assert 0 < result["latency_ms_p50"] <= result["latency_ms_p95"]
+
+
+def test_a_retriever_and_a_token_counter_work_as_well(indexed, gold_file):
+    with DocQA(indexed, retrieval_only=True) as qa:
+        result = evaluate(qa.retriever, gold_file, [1, 8], count_tokens=lambda text: len(text.split()))
+        contexts = [" ".join(s.text for s in qa.retrieve(item["question"], k=2)) for item in GOLD]
+    assert (result["recall@1"], result["recall@8"]) == (0.5, round(4 / 6, 4))
+    assert "per_doc" not in result and result["context_tokens_estimated"] is False
+    assert result["context_tokens_max"] == max(len(text.split()) for text in contexts)
+
+
+def test_cli_prints_one_json_object_and_writes_details(config, gold_file, tmp_path, capsys):
+    details = tmp_path / "details" / "run.jsonl"
+    argv = ["--config", str(config), "--evaluate", str(gold_file), "--k", "1", "8", "--details", str(details)]
+    assert ask_main(argv) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert (result["recall@1"], result["recall@8"], result["questions"]) == (0.5, round(4 / 6, 4), 6)
+    assert "recall@16" not in result and "per_doc" not in result
+    assert "gold documents not in the index: missing.pdf" in captured.err
+    assert [json.loads(line)["id"] for line in details.read_text(encoding="utf-8").splitlines()] == [
+        item["id"] for item in GOLD]
+
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--per-doc"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [key for key in result if key.startswith("recall@")] == ["recall@1", "recall@2", "recall@4", "recall@8",
+                                                                    "recall@16"]
+    assert result["per_doc"]["recall@4"] == round(4 / 6, 4)
+
+
+def test_cli_refuses_a_bad_gold_file_before_loading_anything(tmp_path, capsys):
+    bad = tmp_path / "gold.jsonl"
+    bad.write_text('{"id": "a"}\n', encoding="utf-8")
+    assert ask_main(["--config", str(tmp_path / "none.yml"), "--evaluate", str(bad)]) == 2
+    assert 'line 1: missing "doc"' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- counting context tokens
+
+
+def test_no_cheap_tokenizer_without_a_gguf_model_file(tmp_path, tiny_ggml):
+    assert llm_token_counter(Settings(llm=LLM(model_path=tmp_path / "absent.gguf"))) is None
+    assert llm_token_counter(Settings(llm=LLM(model_path=tiny_ggml))) is None  # GGML: ctransformers loads weights
+
+
+def test_cheap_tokenizer_counts_like_the_llama_cpp_backend(tiny_gguf):
+    pytest.importorskip("llama_cpp")
+    from docqa.llm.llama_cpp import LlamaCppLLM
+
+    settings = Settings(llm=LLM(model_path=tiny_gguf, backend="llama-cpp"))
+    count = llm_token_counter(settings)
+    text = "Revenue was 120 million dollars.\n\nAcme employed 300 people."
+    assert count is not None and count(text) == LlamaCppLLM(settings.llm, tiny_gguf).count_tokens(text) > 0
+
+
+# ---------------------------------------------------------------- with the real embedding model
+
+FACT_GOLD = [
+    {"id": "f1", "doc": "alpha-annual-report.pdf", "question": "What is the minimum guarantee payable by adidas?",
+     "pages": [1], "answers": ["seven hundred and fifty   MILLION"]},
+    {"id": "f2", "doc": "beta-10k.pdf", "question": "What was capital expenditure for fiscal 2022?", "pages": [1]},
+    {"id": "f3", "doc": "beta-10k.pdf", "question": "What quarterly dividend did the board declare?", "pages": [2],
+     "answers": ["43 cents"]},  # the page says 42: never a hit
+    {"id": "f4", "doc": "alpha-annual-report.pdf", "question": "How many people did Alpha employ?", "pages": [0, 2]},
+    {"id": "f5", "doc": "beta-10k.pdf", "question": "What quarterly dividend did the board declare?", "pages": [0]},
+]
+
+
+def test_exact_recall_with_the_real_embedder(built_fact_index, tmp_path):
+    gold_file = tmp_path / "facts.jsonl"
+    gold_file.write_text("\n".join(json.dumps(item) for item in FACT_GOLD), encoding="utf-8")
+    with DocQA(built_fact_index.settings, retrieval_only=True) as qa:
+        result = evaluate(qa, gold_file, [1, 8], per_doc=True)
+    # f1, f2, f4 first; f3 never; f5's gold page is in the index (6 chunks) but not first.
+    assert (result["recall@1"], result["recall@8"]) == (0.6, 0.8)
+    assert (result["per_doc"]["recall@1"], result["per_doc"]["recall@8"]) == (0.6, 0.8)
+    assert result["documents_not_indexed"] == []

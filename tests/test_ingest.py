@@ -1,0 +1,97 @@
+import shutil
+
+import pytest
+
+from docqa.errors import NoDocumentsError, StoreError
+from docqa.ingest import build_index
+from docqa.qa import DocQA
+from docqa.store import Store
+from docqa.testing.pdfs import encrypt_pdf, write_pdf
+from tests.fixtures_project import FACTS
+
+
+def indexed(project) -> dict[str, int]:
+    with Store(project.settings.path(project.settings.paths.vectorstore)) as store:
+        return {record.name: record.chunks for record in store.documents()}
+
+
+@pytest.mark.parametrize("name, page_index, sentence", FACTS)
+def test_known_sentence_comes_back_from_its_page(built_fact_index, name, page_index, sentence):
+    with DocQA(built_fact_index.settings, retrieval_only=True) as qa:
+        top = qa.retrieve(sentence, k=1)[0]
+    assert (top.document, top.page_index, top.page_number) == (name, page_index, page_index + 1)
+    assert sentence in top.text.replace("\n", " ")
+
+
+def test_paraphrased_question_finds_the_page_with_dense_retrieval_alone(built_fact_index):
+    settings = built_fact_index.settings
+    settings.retrieval.mode = "dense"
+    with DocQA(settings, retrieval_only=True) as qa:
+        top = qa.retrieve("How much money did Beta spend on capex?", k=1)[0]
+    assert (top.document, top.page_index) == ("beta-10k.pdf", 1)
+
+
+def test_rerun_with_nothing_changed_is_up_to_date(fact_project):
+    first = build_index(fact_project.settings)
+    assert sorted(first.added) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+    assert first.pages == 6 and first.chunks == 6
+    again = build_index(fact_project.settings)
+    assert not again.changed and again.unchanged == 2
+    assert again.summary().startswith("up to date")
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}
+
+
+def test_changed_deleted_renamed_and_duplicate_files(fact_project):
+    build_index(fact_project.settings)
+    data = fact_project.data
+    write_pdf(data / "beta-10k.pdf", ["Beta rewrote its report.", "Second page.", "Third page.", "Fourth page."])
+    (data / "alpha-annual-report.pdf").rename(data / "alpha renamed é.pdf")
+    write_pdf(data / "gamma.pdf", ["Gamma is new."])
+    shutil.copy(data / "gamma.pdf", data / "gamma-copy.pdf")
+    report = build_index(fact_project.settings)
+    assert report.updated == ["beta-10k.pdf"]
+    assert report.renamed == ["alpha renamed é.pdf"]
+    assert report.added == ["gamma-copy.pdf"] or report.added == ["gamma.pdf"]
+    assert [s.reason for s in report.skipped] == [f"same content as {report.added[0]}; indexed once"]
+    assert indexed(fact_project) == {"alpha renamed é.pdf": 3, "beta-10k.pdf": 4, report.added[0]: 1}
+    (data / "beta-10k.pdf").unlink()
+    report = build_index(fact_project.settings)
+    assert report.removed == ["beta-10k.pdf"]
+    assert "beta-10k.pdf" not in indexed(fact_project)
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_is_indexed(fact_project, bad_corpus, tmp_path):
+    for kind, path in bad_corpus.items():
+        shutil.copy(path, fact_project.data / f"bad-{kind}.pdf")
+    encrypt_pdf(fact_project.data / "beta-10k.pdf", fact_project.data / "beta-empty-password.pdf")
+    (fact_project.data / "notes.txt").write_text("not a pdf, not indexed")
+    report = build_index(fact_project.settings)
+    reasons = {s.name: s.reason for s in report.skipped}
+    assert set(reasons) == {f"bad-{kind}.pdf" for kind in bad_corpus}
+    assert "needs OCR" in reasons["bad-scanned.pdf"]
+    assert "password" in reasons["bad-encrypted.pdf"]
+    assert "truncated" in reasons["bad-truncated.pdf"]
+    assert "empty" in reasons["bad-zero_byte.pdf"]
+    assert "not a PDF" in reasons["bad-not_pdf.pdf"]
+    # An empty-password file has the same text but different bytes: it is indexed as its own document.
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf", "beta-empty-password.pdf"]
+
+
+def test_empty_or_missing_data_folder(project):
+    with pytest.raises(NoDocumentsError, match="no PDF files in"):
+        build_index(project.settings)
+    project.data.rmdir()
+    with pytest.raises(NoDocumentsError, match="data folder not found"):
+        build_index(project.settings)
+
+
+def test_changed_chunking_needs_rebuild_and_keeps_the_old_index(fact_project):
+    build_index(fact_project.settings)
+    before = indexed(fact_project)
+    settings = fact_project.configure(ingest={"chunk_size": 40, "chunk_overlap": 5})
+    with pytest.raises(StoreError, match="chunk_size 500 → 40.*--rebuild"):
+        build_index(settings)
+    assert indexed(fact_project) == before
+    report = build_index(settings, rebuild=True)
+    assert report.chunks > 6
+    assert sum(indexed(fact_project).values()) == report.chunks

@@ -1,0 +1,439 @@
+"""LLM backends: format detection, the factory's choices and errors, streaming, stops, token counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from docqa.errors import ConfigError, LLMError, MissingDependencyError, ModelNotFoundError
+from docqa.llm import LLM, create_llm, detect_format
+from docqa.llm.base import StopFilter
+from docqa.settings import LLM as LLMSettings
+from docqa.testing.llama_writer import LLAMA_2_CHAT_TEMPLATE, PRESETS
+
+PROMPT = "Context: the company revenue grew.\nQuestion: what is the revenue?\nHelpful answer:"
+LOCAL_BACKENDS = [("llama-cpp", "tiny_gguf"), ("ctransformers", "tiny_gguf"), ("ctransformers", "tiny_ggml")]
+
+
+def settings(**values) -> LLMSettings:
+    """Greedy, single-threaded (the test machine is shared) and without stop sequences unless asked."""
+    defaults = {"threads": 1, "temperature": 0.0, "context_length": 512, "max_new_tokens": 12, "stop": []}
+    return LLMSettings(**{**defaults, **values})
+
+
+def block_import(monkeypatch, module: str) -> None:
+    """Make ``import module`` fail as if the package were not installed."""
+    monkeypatch.setitem(sys.modules, module, None)
+
+
+@pytest.fixture(scope="module", params=LOCAL_BACKENDS, ids=["llama-cpp-gguf", "ctransformers-gguf", "ctransformers-ggml"])
+def local_llm(request) -> LLM:
+    backend, model_fixture = request.param
+    if backend == "llama-cpp":
+        pytest.importorskip("llama_cpp")
+    model = request.getfixturevalue(model_fixture)
+    return create_llm(settings(backend=backend, model_path=model), Path("/"))
+
+
+# The random-weight test models
+
+
+def test_7b_preset_has_llama_2_7b_shapes():
+    shape = PRESETS["llama-2-7b"]
+    assert (shape.n_ff, shape.n_rot, shape.n_vocab) == (11008, 128, 32000)
+
+
+def test_ggml_file_starts_with_ggjt_v3_q8_0_header(tiny_ggml):
+    shape = PRESETS["tiny"]
+    header = struct.unpack("<2I7i", tiny_ggml.read_bytes()[:36])
+    assert header == (0x67676A74, 3, shape.n_vocab, shape.n_embd, shape.n_mult, shape.n_head, shape.n_layer, shape.n_rot, 7)
+
+
+def test_gguf_file_holds_llama_tokenizer_and_q8_0_weights(tiny_gguf):
+    gguf = pytest.importorskip("gguf")
+    reader = gguf.GGUFReader(tiny_gguf)
+    assert reader.fields["tokenizer.ggml.model"].contents() == "llama"
+    assert reader.fields["tokenizer.ggml.tokens"].contents()[:4] == ["<unk>", "<s>", "</s>", "<0x00>"]
+    assert reader.fields["tokenizer.chat_template"].contents() == LLAMA_2_CHAT_TEMPLATE
+    tensors = {tensor.name: tensor for tensor in reader.tensors}
+    assert len(tensors) == 3 + 9 * PRESETS["tiny"].n_layer
+    assert tensors["blk.0.attn_norm.weight"].tensor_type == gguf.GGMLQuantizationType.F32
+    query = tensors["blk.0.attn_q.weight"]
+    assert query.tensor_type == gguf.GGMLQuantizationType.Q8_0
+    # gguf's reference dequantizer reads the blocks as weights of an initialised transformer.
+    weights = gguf.quants.dequantize(query.data, gguf.GGMLQuantizationType.Q8_0)
+    assert 0.015 < weights.std() < 0.025
+
+
+# Format detection
+
+
+def test_detect_format_reads_magic_bytes(tiny_gguf, tiny_ggml):
+    assert detect_format(tiny_gguf) == "gguf"
+    assert detect_format(tiny_ggml) == "ggml"
+
+
+@pytest.mark.parametrize("magic", [b"lmgg", b"fmgg", b"tjgg", b"algg"], ids=["ggml", "ggmf", "ggjt", "ggla"])
+def test_detect_format_knows_every_ggml_magic(tmp_path, magic):
+    path = tmp_path / "model.bin"
+    path.write_bytes(magic + b"\x01\x00\x00\x00")
+    assert detect_format(path) == "ggml"
+
+
+@pytest.mark.parametrize("content", [b"", b"GG", b"PK\x03\x04 a zip file", b"%PDF-1.7"])
+def test_detect_format_rejects_other_files(tmp_path, content):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(content)
+    with pytest.raises(LLMError, match="not a GGUF or GGML model file"):
+        detect_format(path)
+
+
+# Factory: choices and errors
+
+
+def test_auto_loads_gguf_with_llama_cpp(tiny_gguf):
+    pytest.importorskip("llama_cpp")
+    assert create_llm(settings(model_path=tiny_gguf), Path("/")).name == "llama-cpp"
+
+
+def test_auto_falls_back_to_ctransformers_for_gguf(tiny_gguf, monkeypatch):
+    block_import(monkeypatch, "llama_cpp")
+    assert create_llm(settings(model_path=tiny_gguf), Path("/")).name == "ctransformers"
+
+
+def test_auto_loads_ggml_with_ctransformers(tiny_ggml):
+    assert create_llm(settings(model_path=tiny_ggml), Path("/")).name == "ctransformers"
+
+
+def test_relative_model_path_resolves_against_root(tiny_gguf):
+    llm = create_llm(settings(backend="ctransformers", model_path=Path(tiny_gguf.name)), tiny_gguf.parent)
+    assert llm.name == "ctransformers"
+
+
+@pytest.mark.parametrize(
+    ("model_path", "command"),
+    [
+        ("models/llama-2-7b-chat.Q8_0.gguf", "python download_model.py"),
+        ("models/llama-2-7b-chat.ggmlv3.q8_0.bin", "python download_model.py --ggml"),
+    ],
+)
+def test_missing_model_names_path_and_download_command(tmp_path, model_path, command):
+    with pytest.raises(ModelNotFoundError) as caught:
+        create_llm(settings(model_path=Path(model_path)), tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / model_path) in message
+    assert message.endswith(f"download it with: {command}")
+    assert "\n" not in message
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("backend", "module", "install"),
+    [("llama-cpp", "llama_cpp", "pip install llama-cpp-python"), ("ctransformers", "ctransformers", "pip install ctransformers")],
+)
+def test_missing_backend_says_how_to_install(tiny_gguf, monkeypatch, backend, module, install):
+    block_import(monkeypatch, module)
+    with pytest.raises(MissingDependencyError, match=install):
+        create_llm(settings(backend=backend, model_path=tiny_gguf), Path("/"))
+
+
+def test_auto_without_any_backend_recommends_llama_cpp(tiny_gguf, monkeypatch):
+    block_import(monkeypatch, "llama_cpp")
+    block_import(monkeypatch, "ctransformers")
+    with pytest.raises(MissingDependencyError, match="pip install llama-cpp-python"):
+        create_llm(settings(model_path=tiny_gguf), Path("/"))
+
+
+def test_llama_cpp_refuses_ggml_with_advice(tiny_ggml):
+    with pytest.raises(ConfigError, match="set llm.backend to ctransformers"):
+        create_llm(settings(backend="llama-cpp", model_path=tiny_ggml), Path("/"))
+
+
+@pytest.mark.parametrize(
+    ("backend", "model_fixture", "damage"),
+    [
+        ("llama-cpp", "tiny_gguf", lambda data: data[:4096]),
+        # ctransformers aborts the whole process on a truncated GGUF file, so it is shown a GGML
+        # file with an unknown version, an error its loader reports.
+        ("ctransformers", "tiny_ggml", lambda data: data[:4] + b"\x63\x00\x00\x00" + data[8:]),
+    ],
+)
+def test_damaged_model_is_one_line_llm_error(request, tmp_path, backend, model_fixture, damage):
+    if backend == "llama-cpp":
+        pytest.importorskip("llama_cpp")
+    model = request.getfixturevalue(model_fixture)
+    damaged = tmp_path / f"damaged{model.suffix}"
+    damaged.write_bytes(damage(model.read_bytes()))
+    with pytest.raises(LLMError) as caught:
+        create_llm(settings(backend=backend, model_path=damaged), Path("/"))
+    assert str(damaged) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_importing_docqa_loads_no_backend_library():
+    code = "import sys, docqa.llm, docqa.download; print(sorted({'llama_cpp', 'ctransformers', 'huggingface_hub'} & set(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# Local backends on the tiny models
+
+
+def test_stream_yields_text_up_to_max_new_tokens(local_llm):
+    pieces = list(local_llm.stream(PROMPT))
+    assert "".join(pieces).strip()
+    assert all(pieces)
+    # The tiny models never sample an end-of-text token, so generation runs to the limit.
+    assert local_llm.generated_tokens == 12
+
+
+def test_stream_ends_before_stop_sequence(local_llm, monkeypatch):
+    full = "".join(local_llm.stream(PROMPT))
+    stop = full[len(full) // 2 :][:3]
+    monkeypatch.setattr(local_llm, "settings", local_llm.settings.model_copy(update={"stop": [stop]}))
+    cut = "".join(local_llm.stream(PROMPT))
+    assert cut == full[: full.index(stop)]
+    assert local_llm.generated_tokens < 12
+
+
+def test_generation_is_limited_by_the_context_window(local_llm, monkeypatch):
+    prompt_tokens = local_llm.count_tokens(PROMPT) + 1  # <s>
+    monkeypatch.setattr(local_llm, "settings", local_llm.settings.model_copy(update={"max_new_tokens": 10_000}))
+    list(local_llm.stream(PROMPT))
+    assert local_llm.generated_tokens == local_llm.context_length - prompt_tokens
+
+
+def test_prompt_longer_than_context_is_refused(local_llm):
+    with pytest.raises(LLMError, match="llm.context_length is 512"):
+        list(local_llm.stream("the " * 600))
+
+
+def test_count_tokens_uses_the_model_vocabulary(local_llm):
+    words = "the company revenue dividend"
+    assert local_llm.count_tokens(words) <= 6 < len(words)
+    # Characters outside the vocabulary fall back to one token per UTF-8 byte.
+    assert local_llm.count_tokens("日本語") >= 9
+    assert local_llm.count_tokens("é" * 300) >= 600
+    assert local_llm.count_tokens("") == 0
+
+
+def test_context_length_is_the_configured_one(local_llm):
+    assert local_llm.context_length == 512
+
+
+def test_ctransformers_gets_configured_context_length(tiny_ggml):
+    llm = create_llm(settings(backend="ctransformers", model_path=tiny_ggml, context_length=768), Path("/"))
+    assert llm._model.config.context_length == 768
+    assert llm.context_length == 768  # asked of the loaded model, not of the config
+
+
+def test_chat_template_comes_from_gguf_metadata(tiny_gguf):
+    pytest.importorskip("llama_cpp")
+    assert create_llm(settings(model_path=tiny_gguf), Path("/")).chat_template == LLAMA_2_CHAT_TEMPLATE
+
+
+def test_llama_cpp_keeps_stderr_quiet(tiny_gguf, capfd):
+    pytest.importorskip("llama_cpp")
+    llm = create_llm(settings(backend="llama-cpp", model_path=tiny_gguf), Path("/"))
+    list(llm.stream(PROMPT))
+    assert capfd.readouterr().err == ""
+
+
+# The streaming logic every backend shares
+
+
+class ScriptedLLM(LLM):
+    """Generates a fixed list of token bytes."""
+
+    name = "scripted"
+
+    def __init__(self, tokens: list[bytes], **values) -> None:
+        super().__init__(settings(**values))
+        self.tokens = tokens
+        self.closed = False
+
+    @property
+    def context_length(self) -> int:
+        return self.settings.context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _generate(self, prompt: str) -> Iterator[bytes]:
+        try:
+            yield from self.tokens
+        finally:
+            self.closed = True
+
+
+def test_stop_sequence_split_across_tokens_never_leaks():
+    llm = ScriptedLLM([b"Paris", b".\nQue", b"sti", b"on: why?"], stop=["\nQuestion:"])
+    pieces = list(llm.stream("prompt"))
+    assert "".join(pieces) == "Paris."
+    assert not any("\n" in piece for piece in pieces)
+    assert llm.generated_tokens == 4
+    assert llm.closed
+
+
+def test_held_back_text_is_released_when_generation_ends():
+    llm = ScriptedLLM([b"Paris", b"\nQue"], stop=["\nQuestion:"])
+    assert list(llm.stream("prompt")) == ["Paris", "\nQue"]
+
+
+def test_earliest_of_several_stops_wins():
+    llm = ScriptedLLM([b"a </s> b [INST] c"], stop=["[INST]", "</s>"])
+    assert "".join(llm.stream("prompt")) == "a "
+
+
+def test_utf8_split_across_tokens_is_joined():
+    llm = ScriptedLLM([b"5 \xe2\x82", b"\xac"])
+    assert "".join(llm.stream("prompt")) == "5 €"
+    assert llm.generated_tokens == 2
+
+
+def test_stop_filter_passes_text_that_only_resembles_a_stop():
+    stops = StopFilter(["</s>"])
+    assert stops.feed("a <") == "a "
+    assert stops.feed("b") == "<b"
+    assert not stops.stopped
+
+
+def test_closing_the_stream_early_stops_generation():
+    llm = ScriptedLLM([b"one ", b"two ", b"three"])
+    stream = llm.stream("prompt")
+    assert next(stream) == "one "
+    stream.close()
+    assert llm.closed
+
+
+# OpenAI-compatible server
+
+
+class FakeServer:
+    """Records requests; streams ``pieces`` as completion chunks; serves /tokenize if ``tokenize``."""
+
+    def __init__(self, pieces: list[str], tokenize: bool) -> None:
+        self.pieces = pieces
+        self.tokenize = tokenize
+        self.requests: list[tuple[str, dict, dict]] = []
+
+
+@pytest.fixture
+def openai_server() -> Iterator[tuple[ThreadingHTTPServer, FakeServer]]:
+    fake = FakeServer(["The", " revenue", " was", " 5", "\nQuestion", ": next"], tokenize=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            fake.requests.append((self.path, dict(self.headers), body))
+            if self.path == "/v1/completions":
+                self._stream_completion()
+            elif self.path == "/tokenize" and fake.tokenize:
+                self._send_json({"tokens": list(range(len(body["content"].split())))})
+            else:
+                self.send_error(404)
+
+        def _stream_completion(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for piece in fake.pieces:
+                chunk = {"choices": [{"text": piece, "index": 0, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+
+        def _send_json(self, value):
+            data = json.dumps(value).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, fake
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def openai_settings(server: ThreadingHTTPServer, **values) -> LLMSettings:
+    host, port = server.server_address[:2]
+    return settings(backend="openai", base_url=f"http://{host}:{port}/v1", **values)
+
+
+def test_openai_streams_completion_and_cuts_at_stop(openai_server, monkeypatch):
+    server, fake = openai_server
+    monkeypatch.setenv("DOCQA_TEST_KEY", "secret")
+    llm = create_llm(
+        openai_settings(server, model="llama-2-7b-chat", api_key_env="DOCQA_TEST_KEY", stop=["\nQuestion:"]), Path("/")
+    )
+    assert "".join(llm.stream("What was the revenue?")) == "The revenue was 5"
+    assert llm.name == "openai"
+    assert llm.generated_tokens == 6  # chunks read up to and including the one completing the stop
+    path, headers, body = fake.requests[-1]
+    assert path == "/v1/completions"
+    assert headers["Authorization"] == "Bearer secret"
+    assert body == {
+        "prompt": "What was the revenue?",
+        "max_tokens": 12,
+        "temperature": 0.0,
+        "stop": ["\nQuestion:"],
+        "stream": True,
+        "model": "llama-2-7b-chat",
+    }
+
+
+def test_openai_counts_tokens_with_the_server_tokenizer(openai_server):
+    server, fake = openai_server
+    llm = create_llm(openai_settings(server), Path("/"))
+    assert llm.count_tokens("one two three four five") == 5
+    assert fake.requests[-1][0] == "/tokenize"
+
+
+def test_openai_estimates_tokens_without_tokenize_endpoint(openai_server):
+    server, fake = openai_server
+    fake.tokenize = False
+    llm = create_llm(openai_settings(server), Path("/"))
+    assert llm.count_tokens("x" * 30) == 10
+    assert llm.count_tokens("x" * 31) == 11
+    assert [request[0] for request in fake.requests] == ["/tokenize"]  # asked once, then estimated
+
+
+def test_openai_unreachable_server_is_one_line_llm_error(openai_server):
+    server, _ = openai_server
+    unreachable = openai_settings(server)
+    server.shutdown()
+    server.server_close()
+    llm = create_llm(unreachable, Path("/"))
+    with pytest.raises(LLMError, match="cannot reach http://127.0.0.1:") as caught:
+        list(llm.stream("hello"))
+    assert "\n" not in str(caught.value)
+
+
+def test_openai_needs_base_url():
+    with pytest.raises(ConfigError, match="llm.base_url"):
+        create_llm(settings(backend="openai"), Path("/"))
+
+
+def test_openai_names_unset_api_key_variable(monkeypatch):
+    monkeypatch.delenv("DOCQA_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="DOCQA_TEST_KEY"):
+        create_llm(settings(backend="openai", base_url="http://127.0.0.1:9/v1", api_key_env="DOCQA_TEST_KEY"), Path("/"))
