@@ -80,7 +80,7 @@ def main() -> int:
     parser.add_argument("--pdf", type=Path, default=CORPUS_PDF)
     parser.add_argument("--chunks", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--int8", action="store_true", help="also measure a dynamically int8-quantised (per channel) export")
+    parser.add_argument("--int8", action="store_true", help="also measure a dynamic int8 (per channel) quantisation")
     args = parser.parse_args()
     if not args.pdf.is_file():
         print(f"skipped: {args.pdf} not found")
@@ -90,17 +90,23 @@ def main() -> int:
     chunks = pdf_chunks(args.pdf, args.chunks, settings.ingest.chunk_size, settings.ingest.chunk_overlap)
     export = ensure_onnx_export(settings)
     model = load_sentence_transformer(resolve_model(settings))
-    print(f"{len(chunks)} chunks of {settings.ingest.chunk_size} characters from {args.pdf.name}, best of {args.rounds}")
+    print(f"{len(chunks)} chunks of {settings.ingest.chunk_size} characters from {args.pdf.name}, "
+          f"best of {args.rounds} rounds")
 
-    torch_rate, torch_vectors = best_rate(lambda texts: model.encode(texts, show_progress_bar=False), chunks, args.rounds)
+    def tutorial_encode(texts: list[str]) -> np.ndarray:
+        return model.encode(texts, show_progress_bar=False)
+
+    torch_rate, torch_vectors = best_rate(tutorial_encode, chunks, args.rounds)
     torch_vectors = normalised(torch_vectors)
     print(f"{'torch (batch 32)':<22} {torch_rate:7.1f} chunks/s")
     onnx = OnnxEmbedder(export, settings.embeddings.batch_size)
-    report(f"onnx (batch {onnx.batch_size})", *best_rate(onnx.embed_documents, chunks, args.rounds), torch_rate, torch_vectors)
+    onnx_rate, onnx_vectors = best_rate(onnx.embed_documents, chunks, args.rounds)
+    report(f"onnx (batch {onnx.batch_size})", onnx_rate, onnx_vectors, torch_rate, torch_vectors)
     if args.int8:
         with tempfile.TemporaryDirectory() as scratch:
             int8 = OnnxEmbedder(int8_copy(export, Path(scratch)), settings.embeddings.batch_size)
-            report("onnx int8", *best_rate(int8.embed_documents, chunks, args.rounds), torch_rate, torch_vectors)
+            int8_rate, int8_vectors = best_rate(int8.embed_documents, chunks, args.rounds)
+            report("onnx int8", int8_rate, int8_vectors, torch_rate, torch_vectors)
     return 0
 
 

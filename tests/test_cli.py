@@ -121,3 +121,15 @@ def test_main_py_runs_as_a_script(built_fact_index):
     assert result.returncode == 0, result.stderr
     assert "alpha-annual-report.pdf, page 2" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_unexpected_failure_is_one_line_without_traceback(project, capsys, monkeypatch):
+    import docqa.settings
+
+    def broken(path=None):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(docqa.settings, "load_settings", broken)
+    code, _, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
+    assert code == 1
+    assert err == "error: unexpected RuntimeError: disk on fire (set DOCQA_DEBUG=1 to see where)\n"

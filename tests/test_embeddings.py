@@ -57,9 +57,9 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def embedding_models(tmp_path_factory) -> Path:
-    """A models folder without a local model, so the installed package is used; it holds the one ONNX export."""
-    return tmp_path_factory.mktemp("embedding-models")
+def embedding_models(shared_models) -> Path:
+    """A models folder without a local model, so the installed package is used; it holds the session's one ONNX export."""
+    return shared_models
 
 
 @pytest.fixture(scope="session")

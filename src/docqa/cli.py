@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from docqa.errors import DocqaError
 
+EXIT_NO_ANSWER = 1
+EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
 
 
@@ -30,6 +33,14 @@ def run(command: Callable[[argparse.Namespace], int], parser: argparse.ArgumentP
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stderr.close()
+        return 0
+    except Exception as error:
+        if os.environ.get("DOCQA_DEBUG"):
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error} (set DOCQA_DEBUG=1 to see where)", file=sys.stderr)
+        return EXIT_UNEXPECTED
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -195,6 +206,9 @@ def _ask(args: argparse.Namespace) -> int:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
         print_answer(answer)
+    if answer.answered is False:
+        print("note: the model found no answer in the retrieved passages", file=sys.stderr)
+        return EXIT_NO_ANSWER
     return 0
 
 

@@ -161,7 +161,9 @@ class OnnxEmbedder(Embedder):
         self.tokenizer.no_padding()  # batches are padded here, each to its own longest text
         self.tokenizer.enable_truncation(meta["max_seq_length"])
         self.pad_id = meta["pad_id"]
-        self.session = ort.InferenceSession(str(folder / "model.onnx"), _session_options(ort), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(folder / "model.onnx"), _session_options(ort), providers=["CPUExecutionProvider"]
+        )
         self.input_names = [node.name for node in self.session.get_inputs()]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -239,14 +241,17 @@ def export_onnx(source: ModelSource, folder: Path) -> None:
 
 
 def _write_export(source: ModelSource, staging: Path) -> None:
-    torch = _import("torch", "torch")
     model = load_sentence_transformer(source)
+    import torch  # present: sentence-transformers runs on it
+
     transformer = model[0].auto_model
     tokenizer = model[0].tokenizer
     # ONNX Runtime's transformer optimizer recognises (and fuses) the eager attention pattern only.
     transformer.set_attn_implementation("eager")
+    # Two texts of different lengths, so that the trace goes through the padding-mask code.
     example = tokenizer(PROBE_TEXTS[:2], padding=True, return_tensors="pt")
     input_names = list(example.keys())
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names} | {"sentence_embedding": {0: "batch"}}
     traced = staging / "traced.onnx"
     with torch.inference_mode(), warnings.catch_warnings():
         # The tracer warns about data-dependent branches in the attention mask code; the parity check below
@@ -259,7 +264,7 @@ def _write_export(source: ModelSource, staging: Path) -> None:
             dynamo=False,
             input_names=input_names,
             output_names=["sentence_embedding"],
-            dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in input_names}, "sentence_embedding": {0: "batch"}},
+            dynamic_axes=dynamic_axes,
             opset_version=17,
         )
     _fuse_transformer_ops(traced, staging / "model.onnx", transformer.config)
@@ -297,16 +302,15 @@ def _sentence_encoder(transformer, input_names: list[str]):
 
 
 def _fuse_transformer_ops(traced: Path, target: Path, config) -> None:
-    """Fuse attention, layer norms and GELU into ONNX Runtime's kernels: the main source of the speed-up.
+    """Fuse attention, layer norms and GELU into ONNX Runtime's kernels, which run faster than the unfused trace.
 
     The weights go to a separate file (model.onnx.data), which ONNX Runtime maps instead of parsing:
     a session starts in a third of the time.
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
-    optimized = optimize_model(
-        str(traced), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size, opt_level=0
-    )
+    heads, width = config.num_attention_heads, config.hidden_size
+    optimized = optimize_model(str(traced), model_type="bert", num_heads=heads, hidden_size=width, opt_level=0)
     optimized.save_model_to_file(str(target), use_external_data_format=True)
 
 

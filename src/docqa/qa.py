@@ -11,6 +11,7 @@ answers any number of questions::
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,12 @@ from docqa.settings import Settings, load_settings
 from docqa.store import Store
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
+# How the card's prompt tells the model to say that the context holds no answer, and common variants.
+_NO_ANSWER = re.compile(
+    r"\b(?:i\s+)?(?:don'?t|do not|cannot|can't)\s+(?:know|find|answer)\b"
+    r"|\bnot\s+(?:mentioned|provided|stated|given|found)\s+in\s+the\s+(?:context|document|information)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,15 @@ class Answer:
     timings: Timings
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def answered(self) -> Optional[bool]:
+        """False when the model says the documents hold no answer; None without an LLM."""
+        if self.answer is None:
+            return None
+        return bool(self.answer) and not _NO_ANSWER.search(self.answer)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "answered": self.answered}
 
 
 class DocQA:

@@ -1,0 +1,98 @@
+"""The whole question path with a real (tiny, random-weight) Llama through the real backends."""
+
+import json
+
+import pytest
+
+from docqa.cli import ask_main
+from docqa.qa import DocQA
+from docqa.settings import load_settings
+
+QUESTION = "How much is the minimum guarantee payable by adidas?"
+
+
+@pytest.fixture(params=["gguf-auto", "ggml-auto", "gguf-ctransformers"])
+def model_config(request, built_fact_index, tiny_gguf, tiny_ggml, tmp_path):
+    model, backend = request.param.split("-")
+    path = tiny_gguf if model == "gguf" else tiny_ggml
+    expected = {"gguf-auto": "llama-cpp", "ggml-auto": "ctransformers", "gguf-ctransformers": "ctransformers"}
+    llm = {"model_path": str(path), "max_new_tokens": 12, "context_length": 1024}
+    if backend != "auto":
+        llm["backend"] = backend
+    return built_fact_index.write_config(tmp_path / "config.yml", llm=llm), expected[request.param]
+
+
+def test_ask_streams_answer_then_sources_and_timings(model_config, capsys):
+    config, backend = model_config
+    assert ask_main(["--config", str(config), QUESTION]) == 0
+    out, err = capsys.readouterr()
+    answer, rest = out.split("\n\nSources:\n", 1)
+    assert answer.strip(), "the model's text is streamed before the sources"
+    assert "[1] alpha-annual-report.pdf, page 2 (page index 1)" in rest
+    timings = rest.strip().splitlines()[-1]
+    assert timings.startswith("Timings: load") and "first token" in timings and "tokens/s" in timings
+    assert timings.endswith(f"backend {backend}")
+    assert "Traceback" not in err
+
+
+def test_ask_json_has_answer_sources_and_timings(model_config, capsys):
+    config, backend = model_config
+    assert ask_main(["--config", str(config), "--json", QUESTION]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["answer"] and result["question"] == QUESTION
+    assert result["sources"][0]["page_number"] == 2
+    timings = result["timings"]
+    assert timings["backend"] == backend
+    assert 0 < timings["tokens"] <= 12
+    assert timings["first_token"] is not None and timings["generation"] >= timings["first_token"]
+    assert timings["total"] >= timings["load"] + timings["retrieval"]
+
+
+def test_python_api_loads_once_and_answers_many(built_fact_index, tiny_gguf, tmp_path):
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(tiny_gguf), "max_new_tokens": 4})
+    pieces = []
+    with DocQA.from_config(config) as qa:
+        llm = qa.llm
+        first = qa.ask(QUESTION, on_token=pieces.append)
+        second = qa.ask("How many people did Alpha employ?")
+        assert qa.llm is llm
+    assert "".join(pieces).strip() == first.answer
+    assert first.timings.load > 0 and second.timings.load == 0
+    assert second.sources[0].page_index == 2
+
+
+def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_index, tiny_gguf, tmp_path, capsys):
+    settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(tiny_gguf)}))
+    with DocQA(settings) as qa:
+        full = qa.llm.count_tokens(qa.ask(QUESTION).sources[0].text)
+    llm = {"model_path": str(tiny_gguf), "max_new_tokens": 8}
+    # Room for the template, the question and one passage, not two.
+    probe = load_settings(built_fact_index.write_config(tmp_path / "probe.yml", llm=llm))
+    with DocQA(probe) as qa:
+        from docqa.prompts import render
+
+        one = qa.llm.count_tokens(render(probe.prompt, qa.retrieve(QUESTION)[0].text, QUESTION))
+    llm["context_length"] = one + 8 + 8 + full // 2
+    config = built_fact_index.write_config(tmp_path / "small.yml", llm=llm)
+    assert ask_main(["--config", str(config), "--json", QUESTION]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert len(result["sources"]) == 1
+    assert "1 of 2 passages left out" in result["notes"][0]
+
+
+@pytest.mark.parametrize(
+    "text, answered",
+    [
+        ("I don't know.", False),
+        ("I do not know the answer to that.", False),
+        ("The minimum guarantee is not mentioned in the context.", False),
+        ("The minimum guarantee payable by adidas is £750 million.", True),
+        ("", False),
+    ],
+)
+def test_answered_flags_a_no_answer_reply(text, answered):
+    from docqa.qa import Answer, Timings
+
+    assert Answer("q", text, [], Timings()).answered is answered
+    assert Answer("q", None, [], Timings()).answered is None
