@@ -95,3 +95,25 @@ def test_changed_chunking_needs_rebuild_and_keeps_the_old_index(fact_project):
     report = build_index(settings, rebuild=True)
     assert report.chunks > 6
     assert sum(indexed(fact_project).values()) == report.chunks
+
+
+def test_unreadable_file_and_symlink_loop_do_not_stop_the_build(fact_project, monkeypatch):
+    import builtins
+
+    import docqa.documents
+
+    (fact_project.data / "loop").symlink_to(fact_project.data, target_is_directory=True)
+    locked = fact_project.data / "locked report.pdf"
+    write_pdf(locked, ["Nobody may read this."])
+    real_open = builtins.open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    # Running as root ignores file modes, so the refusal is simulated where documents.py opens files.
+    monkeypatch.setattr(docqa.documents, "open", guarded_open, raising=False)
+    report = build_index(fact_project.settings)
+    assert [(s.name, s.reason) for s in report.skipped] == [("locked report.pdf", "permission denied: cannot read the file")]
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf"]

@@ -96,3 +96,20 @@ def test_answered_flags_a_no_answer_reply(text, answered):
 
     assert Answer("q", text, [], Timings()).answered is answered
     assert Answer("q", None, [], Timings()).answered is None
+
+
+def test_main_py_answers_with_the_cards_ggml_model_as_a_script(built_fact_index, tiny_ggml, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    llm = {"model_path": str(tiny_ggml), "max_new_tokens": 8, "threads": 1}
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm=llm)
+    main = Path(__file__).resolve().parents[1] / "main.py"
+    result = subprocess.run([sys.executable, str(main), "--config", str(config), QUESTION],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert "[1] alpha-annual-report.pdf, page 2 (page index 1)" in result.stdout
+    assert result.stdout.rstrip().endswith("backend ctransformers")
+    assert "Traceback" not in result.stderr
