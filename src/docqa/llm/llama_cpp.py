@@ -33,7 +33,9 @@ class LlamaCppLLM(LLM):
 
     @property
     def context_length(self) -> int:
-        return self._model.n_ctx()
+        # llama.cpp may pad the context it allocates, but llama-cpp-python sizes its token buffer by the
+        # requested n_ctx: going past that crashes, so the smaller of the two is the real limit.
+        return min(self._model.n_ctx(), self.settings.context_length)
 
     @property
     def chat_template(self) -> str | None:
