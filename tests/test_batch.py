@@ -105,7 +105,10 @@ def fake_embedder(monkeypatch):
 
 
 def make_settings(root: Path) -> Settings:
-    return Settings(paths=Paths(data=root / "data", vectorstore=root / "vectorstore", models=root / "models"))
+    # Plain fused retrieval with the card's k: the expected ranks below are worked out for it.
+    retrieval = {"k": 2, "named_documents": False, "max_per_page": 100}
+    return Settings(paths=Paths(data=root / "data", vectorstore=root / "vectorstore", models=root / "models"),
+                    retrieval=retrieval)
 
 
 def write_reports(data: Path, reports: dict[str, list[str]]) -> None:

@@ -38,7 +38,7 @@ def test_retrieval_only_json(built_fact_index, capsys):
     assert result["question"] == QUESTION and result["answer"] is None
     top = result["sources"][0]
     assert (top["document"], top["page_index"], top["page_number"]) == ("alpha-annual-report.pdf", 1, 2)
-    assert len(result["sources"]) == 2  # the card's k
+    assert len(result["sources"]) == built_fact_index.settings.retrieval.k
     assert {"load", "retrieval", "total"} <= set(result["timings"])
 
 

@@ -123,7 +123,7 @@ def test_exact_recall_on_generated_pdfs(indexed, gold_file):
     assert all(item["document"] == "acme-2023.pdf" for item in lines[4]["per_doc"]["retrieved"])
 
     g1 = lines[0]
-    assert len(g1["retrieved"]) == 8 and g1["hit_ranks"] == [1]
+    assert len(g1["retrieved"]) <= 8 and g1["hit_ranks"] == [1]  # near-copies are skipped, so up to 8
     assert g1["retrieved"][0] == {"rank": 1, "document": "acme-2023.pdf", "page_index": 0, "hit": True}
     contexts = {item: len("\n\n".join(s.text for s in sources)) for item, sources in top_two.items()}
     assert {line["id"]: line["context_chars"] for line in lines} == contexts

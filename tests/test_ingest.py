@@ -117,3 +117,12 @@ def test_unreadable_file_and_symlink_loop_do_not_stop_the_build(fact_project, mo
     report = build_index(fact_project.settings)
     assert [(s.name, s.reason) for s in report.skipped] == [("locked report.pdf", "permission denied: cannot read the file")]
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+
+
+@pytest.mark.parametrize("group_chars, steps", [(1, [1] * 6), (100_000, [3, 3])])
+def test_progress_counts_every_page_and_moves_within_a_document(fact_project, monkeypatch, group_chars, steps):
+    monkeypatch.setattr("docqa.ingest.EMBED_GROUP_CHARS", group_chars)
+    totals, updates = [], []
+    report = build_index(fact_project.settings, on_total=totals.append, progress=updates.append)
+    assert totals == [report.pages] == [6]
+    assert updates == steps

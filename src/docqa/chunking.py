@@ -1,14 +1,25 @@
 """Pages → chunks, with the card's recursive character splitter.
 
 Chunks never cross a page boundary, so every chunk has exactly one 0-based page index.
+A chunk also carries a header that is embedded and searched with its text but never shown: the document's
+label (from its file name: company, period, form) and the headings it sits under on its page. A table row
+in the middle of a statement then still says which company, year and statement it belongs to.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Iterable, Iterator
 
 from docqa.documents import Page
+
+# Headings at the top of a page name what the whole page is ("Consolidated Balance Sheets").
+PAGE_TITLE_LINES = 4
+MAX_HEADING_CHARS = 90
+_MINOR_WORDS = frozenset("a an and as at by for from in of on or per the to vs with".split())
+_NOT_HEADINGS = frozenset({"table of contents", "index", "contents"})
 
 
 @dataclass(frozen=True)
@@ -16,21 +27,61 @@ class Chunk:
     document: str
     page_index: int
     text: str
+    header: str = ""
 
     @property
     def page_number(self) -> int:
         """The page number a PDF viewer shows."""
         return self.page_index + 1
 
+    @property
+    def indexed_text(self) -> str:
+        """What is embedded and searched: the header, then the text."""
+        return f"{self.header}\n{self.text}" if self.header else self.text
+
+
+def document_label(name: str) -> str:
+    """The words of a file name: BESTBUY_2024Q2_10Q.pdf → "BESTBUY 2024Q2 10Q"."""
+    return " ".join(word for word in re.split(r"[\W_]+", PurePosixPath(name.replace("\\", "/")).stem) if word)
+
+
+def is_heading(line: str) -> bool:
+    """A short line of capitalised words without figures: how statement titles and section names look."""
+    line = line.strip()
+    if not 3 <= len(line) <= MAX_HEADING_CHARS or line.lower() in _NOT_HEADINGS:
+        return False
+    if line[-1] in ".,;" or "$" in line or "%" in line or len(re.findall(r"\d[\d,.]*", line)) > 1:
+        return False
+    words = [word for word in re.findall(r"[A-Za-z][\w'’&-]*", line) if word.lower() not in _MINOR_WORDS]
+    return 0 < len(words) <= 12 and all(word[0].isupper() for word in words)
+
+
+def page_title(text: str) -> list[str]:
+    """Heading lines among the first lines of a page."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()][:PAGE_TITLE_LINES]
+    return [line for line in lines if is_heading(line)]
+
+
+def nearest_heading(text: str, end: int) -> str:
+    """The last heading line that starts before ``end``."""
+    for line in reversed(text[:end].split("\n")[:-1]):
+        if is_heading(line):
+            return line.strip()
+    return ""
+
 
 class Chunker:
     def __init__(self, chunk_size: int = 500, chunk_overlap: int = 50):
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        self._splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        self._splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
 
     def split(self, pages: Iterable[Page]) -> Iterator[Chunk]:
         for page in pages:
-            for text in self._splitter.split_text(page.text):
-                if text.strip():
-                    yield Chunk(page.document, page.page_index, text)
+            label = document_label(page.document)
+            title = page_title(page.text)
+            for piece in self._splitter.create_documents([page.text]):
+                if piece.page_content.strip():
+                    headings = [*title, nearest_heading(page.text, piece.metadata["start_index"])]
+                    header = " | ".join(dict.fromkeys(part for part in (label, *headings) if part))
+                    yield Chunk(page.document, page.page_index, piece.page_content, header)

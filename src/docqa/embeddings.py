@@ -10,12 +10,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import tempfile
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -157,6 +155,7 @@ class OnnxEmbedder(Embedder):
         self.name = meta["model"]
         self.dimension = meta["dimension"]
         self.batch_size = batch_size
+        self.workers = os.cpu_count() or 1
         self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()  # batches are padded here, each to its own longest text
         self.tokenizer.enable_truncation(meta["max_seq_length"])
@@ -170,11 +169,21 @@ class OnnxEmbedder(Embedder):
         encodings = self.tokenizer.encode_batch(texts)
         # Texts of similar length share a batch, so little time goes into padding.
         order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
+        batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            vectors[rows] = self._run([encodings[row] for row in rows])
+        for rows, batch_vectors in zip(batches, self._map(lambda rows: self._run([encodings[row] for row in rows]), batches)):
+            vectors[rows] = batch_vectors
         return vectors
+
+    def _map(self, run: Callable[[np.ndarray], np.ndarray], batches: list[np.ndarray]) -> Iterable[np.ndarray]:
+        """Batches on every core at once. Each run is single-threaded (see _session_options), and ONNX Runtime
+        releases the GIL while it runs."""
+        if len(batches) == 1 or self.workers == 1:
+            return map(run, batches)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            return list(pool.map(run, batches))
 
     def _run(self, encodings: list) -> np.ndarray:
         width = max(len(encoding.ids) for encoding in encodings)
@@ -194,7 +203,9 @@ class OnnxEmbedder(Embedder):
 def _session_options(ort):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = os.cpu_count() or 1
+    # One thread per run, and as many runs at once as there are cores: small batches split across threads spend
+    # their time synchronising, and a single question needs no thread pool at all.
+    options.intra_op_num_threads = 1
     return options
 
 
@@ -230,6 +241,8 @@ def _export_matches(folder: Path, source: ModelSource) -> bool:
 
 def export_onnx(source: ModelSource, folder: Path) -> None:
     """Export, verify against torch, then swap the finished folder in, so that readers never see half an export."""
+    import tempfile
+
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as scratch:
         staging = Path(scratch) / "export"
@@ -241,6 +254,8 @@ def export_onnx(source: ModelSource, folder: Path) -> None:
 
 
 def _write_export(source: ModelSource, staging: Path) -> None:
+    import warnings
+
     model = load_sentence_transformer(source)
     import torch  # present: sentence-transformers runs on it
 

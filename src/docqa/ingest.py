@@ -11,18 +11,22 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
-from docqa.chunking import Chunker
-from docqa.documents import file_digest, find_pdfs, page_count, read_pages
+import numpy as np
+
+from docqa.chunking import Chunk, Chunker
+from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError
 from docqa.settings import Settings
 from docqa.store import StoreWriter
 
 log = logging.getLogger(__name__)
 
-CHUNKER_VERSION = "recursive-1"
+CHUNKER_VERSION = "recursive-2-headers"
 CHECKPOINT_SECONDS = 30.0
+# About 200 chunks: enough for the embedder to batch texts of similar length, small enough for the progress bar.
+EMBED_GROUP_CHARS = 100_000
 
 
 @dataclass
@@ -173,15 +177,40 @@ def _read_and_add(writer: StoreWriter, to_read: list, page_counts: dict[Path, in
             report.skipped.append(Skipped(name, error.reason))
             progress(page_counts[path])
             continue
-        chunks = list(chunker.split(pages))
-        vectors = embedder.embed_documents([chunk.text for chunk in chunks])
+        chunks, vectors = _chunk_and_embed(pages, chunker, embedder, progress)
         if old_id is not None:
             writer.remove_document(old_id)
         writer.add_document(name, digest, page_counts[path], chunks, vectors)
         (report.updated if old_id is not None else report.added).append(name)
         report.pages += page_counts[path]
         report.chunks += len(chunks)
-        progress(page_counts[path])
         if time.perf_counter() - last_commit > CHECKPOINT_SECONDS:
             writer.commit()
             last_commit = time.perf_counter()
+
+
+def _chunk_and_embed(pages: list[Page], chunker: Chunker, embedder,
+                     progress: Callable[[int], None]) -> tuple[list[Chunk], np.ndarray]:
+    """A document's chunks and their vectors, a group of pages at a time, so that progress moves inside a long document."""
+    chunks: list[Chunk] = []
+    vectors = []
+    for group in _page_groups(pages):
+        group_chunks = list(chunker.split(group))
+        vectors.append(embedder.embed_documents([chunk.indexed_text for chunk in group_chunks]))
+        chunks += group_chunks
+        progress(len(group))
+    return chunks, np.vstack(vectors)
+
+
+def _page_groups(pages: list[Page]) -> Iterator[list[Page]]:
+    """Consecutive pages; a group ends with the page that brings its text to EMBED_GROUP_CHARS."""
+    group: list[Page] = []
+    size = 0
+    for page in pages:
+        group.append(page)
+        size += len(page.text)
+        if size >= EMBED_GROUP_CHARS:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group

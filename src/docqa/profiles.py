@@ -9,7 +9,7 @@ and the registrant line on the cover page of an SEC filing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Callable, Optional, Sequence
 
@@ -24,7 +24,7 @@ _FILING_WORDS = frozenset(
     "financial financials interim proxy presentation transcript".split()
 )
 _LEGAL_SUFFIXES = re.compile(
-    r"(?:[\s,]+(?:inc|incorporated|corp|corporation|co|company|plc|ltd|limited|llc|sa|ag|nv|se|group|holdings))+\.?\s*$",
+    r"(?:[\s,]+(?:inc|incorporated|corp|corporation|co|company|plc|ltd|limited|llc|sa|ag|nv|se|group|holdings)\b\.?)+\s*$",
     re.IGNORECASE,
 )
 _NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.&']*")
@@ -37,10 +37,10 @@ class Profile:
 
     document: str
     names: frozenset[str]
+    initials: frozenset[str]  # of its names of two or more words: "jj" for Johnson & Johnson
     form: Optional[str]  # "10-K", "10-Q", "8-K", "20-F", "6-K"
     years: frozenset[int]
     quarter: Optional[int]
-    label: str  # "BESTBUY 2024Q2 10Q": what a chunk header says the document is
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,16 @@ class QuestionScope:
     """What a question says about the filing it needs."""
 
     names: frozenset[str]
+    acronyms: frozenset[str]  # words in capitals ("MGM"), which may stand for a longer name ("MGM Resorts")
+    initials: frozenset[str]  # capitals of mixed-case words ("JnJ", "AmEx", "J&J"), which may be a name's initials
     years: frozenset[int]
     quarter: Optional[int]
     form: Optional[str]
+
+    def names_company(self, profile: Profile) -> bool:
+        return bool(self.names & profile.names or self.initials & profile.initials) or any(
+            name.startswith(acronym) for acronym in self.acronyms for name in profile.names
+        )
 
 
 def fold(name: str) -> str:
@@ -61,17 +68,15 @@ def fold(name: str) -> str:
 def profile(document: str, first_page: str = "") -> Profile:
     stem = PurePosixPath(document.replace("\\", "/")).stem
     words = [word for word in re.split(r"[\W_]+", stem) if word]
-    company = _company_words(words)
-    names = {fold(" ".join(company))} if company else set()
-    registrant = registrant_name(first_page)
-    if registrant:
-        names.add(fold(registrant))
+    spellings = [" ".join(_company_words(words)), registrant_name(first_page) or ""]
+    names = {fold(spelling) for spelling in spellings}
+    initials = {_initials(spelling) for spelling in spellings}
     form = _form(stem)
     periods = _FILE_YEAR.findall(stem)
     years = {int(year) for year, _ in periods} or {int(year) for year in _COVER_PERIOD.findall(first_page[:3000])}
     quarters = [int(quarter) for _, quarter in periods if quarter]
-    return Profile(document, frozenset(names - {""}), form, frozenset(years), quarters[0] if quarters else None,
-                   " ".join(words))
+    return Profile(document, frozenset(names - {""}), frozenset(initials - {""}), form, frozenset(years),
+                   quarters[0] if quarters else None)
 
 
 def _company_words(words: list[str]) -> list[str]:
@@ -83,6 +88,12 @@ def _company_words(words: list[str]) -> list[str]:
         if word.lower() not in _FILING_WORDS:
             company.append(word)
     return company
+
+
+def _initials(name: str) -> str:
+    """First letters of a name's capitalised words, when it has two or more: "Bank of America" → "ba"."""
+    letters = [word[0].lower() for word in re.findall(r"[A-Za-z0-9]+", name) if word[0].isupper() or word[0].isdigit()]
+    return "".join(letters) if len(letters) > 1 else ""
 
 
 def _form(stem: str) -> Optional[str]:
@@ -113,7 +124,7 @@ def same_company_names(profiles: Sequence[Profile]) -> list[Profile]:
     merged = []
     for item in profiles:
         group = next((group for group in groups if group & item.names), set())
-        merged.append(Profile(item.document, frozenset(group), item.form, item.years, item.quarter, item.label))
+        merged.append(replace(item, names=frozenset(group)))
     return merged
 
 
@@ -121,7 +132,12 @@ def same_company_names(profiles: Sequence[Profile]) -> list[Profile]:
 
 
 def question_scope(question: str) -> QuestionScope:
-    return QuestionScope(_name_candidates(question), question_years(question), _quarter(question), _form(question))
+    acronyms = frozenset(word.lower() for word in re.findall(r"\b[A-Z]{3,}\b", question))
+    initials = frozenset(
+        "".join(re.findall(r"[A-Z]", word)).lower() for word in re.findall(r"\b[A-Z][a-z&]{1,2}[A-Z][a-z]*\b|\b[A-Z]&[A-Z]\b", question)
+    )
+    return QuestionScope(_name_candidates(question), acronyms, initials, question_years(question), _quarter(question),
+                         _form(question))
 
 
 def _name_candidates(question: str) -> frozenset[str]:
@@ -145,7 +161,7 @@ def question_years(question: str) -> frozenset[int]:
 
 
 def _quarter(question: str) -> Optional[int]:
-    match = re.search(r"\bQ([1-4])(?!\d{1,3}\b)|\b(first|second|third|fourth) quarter\b", question, re.IGNORECASE)
+    match = re.search(r"(?<![A-Za-z])Q([1-4])|\b(first|second|third|fourth) quarter\b", question, re.IGNORECASE)
     if not match:
         return None
     if match.group(1):
@@ -162,7 +178,7 @@ def named_documents(question: str, profiles: Sequence[Profile]) -> list[str]:
     Empty when it names no indexed company. Each narrowing step is skipped when it would leave nothing.
     """
     scope = question_scope(question)
-    chosen = [p for p in profiles if p.names & scope.names]
+    chosen = [p for p in profiles if scope.names_company(p)]
     if not chosen:
         return []
     if scope.years:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from docqa.retrieval import Hit, Retriever
+from docqa.retrieval import Hit, Retriever, load_reranker
 from docqa.settings import Settings, load_settings
 from docqa.store import Store
 
@@ -84,7 +84,7 @@ class DocQA:
         started = time.perf_counter()
         self.settings = settings
         self.store = Store(settings.path(settings.paths.vectorstore))
-        self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval)
+        self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval, load_reranker(settings))
         self.llm = None if retrieval_only else (llm or self._load_llm())
         self.load_seconds = time.perf_counter() - started
         self._unreported_load = self.load_seconds

@@ -59,12 +59,22 @@ class Embeddings(Section):
     runtime: Literal["onnx", "torch"] = Field(
         "onnx", description="onnx: ONNX Runtime on a model exported once from the torch weights; torch: sentence-transformers."
     )
-    batch_size: int = Field(64, gt=0, description="Chunks embedded per batch.")
+    batch_size: int = Field(
+        8, gt=0, description="Chunks embedded per batch; small batches of similar length stay in the CPU's cache."
+    )
 
 
 class Retrieval(Section):
-    k: int = Field(2, gt=0, description="Chunks put into the prompt.")
+    k: int = Field(4, gt=0, description="Chunks put into the prompt.")
     mode: Literal["hybrid", "dense"] = Field("hybrid", description="hybrid: dense + BM25 fused by reciprocal rank; dense: FAISS only.")
+    named_documents: bool = Field(
+        True, description="When a question names an indexed company (and a year, quarter or form), search only those documents."
+    )
+    candidates: int = Field(50, gt=0, description="Chunks each search (dense, BM25) returns before fusion, reranking and diversity.")
+    max_per_page: int = Field(1, gt=0, description="At most this many of the k chunks come from one page.")
+    reranker: Optional[Path] = Field(
+        None, description="Optional: folder of a local sentence-transformers cross-encoder that reorders the candidates."
+    )
 
 
 class LLM(Section):

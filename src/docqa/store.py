@@ -117,6 +117,16 @@ class _Vectors:
 
         return cls(faiss.read_index(str(path)))
 
+    @classmethod
+    def map(cls, path: Path) -> "_Vectors":
+        """For searching only: the vectors are mapped from the file, not copied (a cold question starts sooner),
+        and a search runs on one thread (one question against all vectors takes milliseconds; OpenMP's waiting
+        threads would take more)."""
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC))
+
     def write(self, path: Path) -> None:
         import faiss
 
@@ -190,7 +200,7 @@ class Store:
         if self._vectors is None:
             path = _faiss_path(self.folder, self.version)
             try:
-                self._vectors = _Vectors.read(path)
+                self._vectors = _Vectors.map(path)
             except (RuntimeError, OSError):
                 rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id")
                 self._vectors = _Vectors.from_rows(self._dimension, rows)
@@ -214,6 +224,16 @@ class Store:
         by_id = {row[0]: StoredChunk(row[1], row[2], row[3], id=row[0]) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
 
+    def first_page_texts(self) -> dict[str, str]:
+        """Each document's first page as its chunks joined in order, by document name (for cover-page metadata)."""
+        rows = self._db.execute(
+            "SELECT d.name, c.text FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.page_index = 0 ORDER BY c.id"
+        )
+        texts: dict[str, list[str]] = {}
+        for name, text in rows:
+            texts.setdefault(name, []).append(text)
+        return {name: "\n".join(parts) for name, parts in texts.items()}
+
     def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
         marks = ",".join("?" * len(document_ids))
         rows = self._db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", list(document_ids))
@@ -229,7 +249,8 @@ class Store:
         sql = "SELECT rowid, bm25(chunks_fts, 2.0, 1.0) AS rank FROM chunks_fts WHERE chunks_fts MATCH ?"
         args: list = [fts_query]
         if allowed_ids is not None:
-            sql += f" AND rowid IN ({','.join('?' * len(allowed_ids))})"
+            # "+rowid" keeps FTS5 from running the MATCH once per allowed id, which takes seconds for a whole filing.
+            sql += f" AND +rowid IN ({','.join('?' * len(allowed_ids))})"
             args += list(allowed_ids)
         sql += " ORDER BY rank LIMIT ?"
         rows = self._db.execute(sql, args + [n])
@@ -318,7 +339,7 @@ class StoreWriter:
             ids.append(row.lastrowid)
         self._db.executemany(
             "INSERT INTO chunks_fts(rowid, title, text) VALUES (?, ?, ?)",
-            [(i, _title(name), chunk.text) for i, chunk in zip(ids, chunks)],
+            [(i, _title(name), chunk.indexed_text) for i, chunk in zip(ids, chunks)],
         )
         self._vectors_for(vectors.shape[1]).add(ids, vectors)
 

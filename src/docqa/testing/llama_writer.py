@@ -6,6 +6,7 @@ load and run them like the downloaded Llama-2-7B-Chat files; the text they gener
 
     write_gguf(path, preset="tiny", seed=0)
     write_ggml(path, preset="llama-2-7b", seed=0)   # 7 GB, streamed tensor by tensor
+    tensor_data_size("llama-2-7b")                   # a lower bound on either file's size
 """
 
 from __future__ import annotations
@@ -138,6 +139,15 @@ def write_ggml(path: Path | str, preset: str | LlamaPreset = "tiny", seed: int =
         for tensor, data in zip(tensors, _tensor_data(preset, tensors, seed)):
             _write_ggml_tensor(out, tensor, data)
     return path
+
+
+def tensor_data_size(preset: str | LlamaPreset = "tiny") -> int:
+    """Bytes of tensor data in either file: a file smaller than this was not written to the end."""
+    total = 0
+    for tensor in _tensors(_resolve_preset(preset)):
+        n_elements = int(np.prod(tensor.ne))
+        total += 4 * n_elements if len(tensor.ne) == 1 else n_elements // 32 * Q8_0_BLOCK.itemsize
+    return total
 
 
 def _vocab(n_vocab: int) -> list[Token]:
