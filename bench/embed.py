@@ -3,28 +3,36 @@
 The torch side is what the original tutorial ran (LangChain's HuggingFaceEmbeddings: SentenceTransformer.encode
 with its default batch size of 32). The goal: at least twice its chunks/s at equal quality (cosine >= 0.9999).
 
-    .venv/bin/python bench/embed.py [--chunks 256] [--rounds 2] [--int8]
+It also measures the int8 copy that `embeddings.quantized` embeds chunks with (its quality is recall, measured
+by bench/variants.py; its cosine to torch is printed here).
+
+    .venv/bin/python bench/embed.py [--chunks 256] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from measure import CORPUS
 
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from docqa.embeddings import OnnxEmbedder, ensure_onnx_export, load_sentence_transformer, resolve_model  # noqa: E402
+from docqa.embeddings import (  # noqa: E402
+    OnnxEmbedder,
+    ensure_onnx_export,
+    ensure_quantized_export,
+    load_sentence_transformer,
+    resolve_model,
+)
 from docqa.settings import load_settings  # noqa: E402
 
-CORPUS_PDF = Path("/work/shared/corpus/manu-20f-2022-09-24.pdf")
+CORPUS_PDF = CORPUS / "manu-20f-2022-09-24.pdf"
 
 
 def pdf_chunks(pdf: Path, count: int, size: int, overlap: int) -> list[str]:
@@ -51,20 +59,6 @@ def best_rate(embed: Callable[[list[str]], np.ndarray], chunks: list[str], round
     return best, vectors
 
 
-def int8_copy(export: Path, scratch: Path) -> Path:
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    target = scratch / "int8"
-    target.mkdir()
-    for name in ("tokenizer.json", "meta.json"):
-        shutil.copy(export / name, target)
-    # Shape inference cannot type the outputs of the fused (contrib) operators; they are all float.
-    quantize_dynamic(export / "model.onnx", target / "model.onnx", weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
-    return target
-
-
 def normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
@@ -80,7 +74,6 @@ def main() -> int:
     parser.add_argument("--pdf", type=Path, default=CORPUS_PDF)
     parser.add_argument("--chunks", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--int8", action="store_true", help="also measure a dynamic int8 (per channel) quantisation")
     args = parser.parse_args()
     if not args.pdf.is_file():
         print(f"skipped: {args.pdf} not found")
@@ -102,11 +95,9 @@ def main() -> int:
     onnx = OnnxEmbedder(export, settings.embeddings.batch_size)
     onnx_rate, onnx_vectors = best_rate(onnx.embed_documents, chunks, args.rounds)
     report(f"onnx (batch {onnx.batch_size})", onnx_rate, onnx_vectors, torch_rate, torch_vectors)
-    if args.int8:
-        with tempfile.TemporaryDirectory() as scratch:
-            int8 = OnnxEmbedder(int8_copy(export, Path(scratch)), settings.embeddings.batch_size)
-            int8_rate, int8_vectors = best_rate(int8.embed_documents, chunks, args.rounds)
-            report("onnx int8", int8_rate, int8_vectors, torch_rate, torch_vectors)
+    int8 = OnnxEmbedder(ensure_quantized_export(settings), settings.embeddings.batch_size)
+    int8_rate, int8_vectors = best_rate(int8.embed_documents, chunks, args.rounds)
+    report("onnx int8 (quantized)", int8_rate, int8_vectors, torch_rate, torch_vectors)
     return 0
 
 

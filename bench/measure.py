@@ -6,6 +6,7 @@ see each other's memory (getrusage(RUSAGE_CHILDREN) would report the largest chi
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ from typing import Optional, Sequence
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
+GOLD = REPO.parent / "shared" / "eval" / "financebench_dev.jsonl"
 CACHE = Path.home() / ".cache" / "docqa-bench"  # indexes stay out of the repository
 
 
@@ -51,3 +53,17 @@ def checked(measured: Measured, what: str) -> Measured:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--gold", type=Path, default=GOLD)
+    parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object")
+
+
+def evaluation_data_missing(args: argparse.Namespace) -> bool:
+    """True, after saying so, when the corpus or the gold file is not there (a checkout without ../shared)."""
+    if args.corpus.is_dir() and args.gold.is_file():
+        return False
+    print(f"skipped: needs {args.corpus} and {args.gold}")
+    return True

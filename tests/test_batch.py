@@ -101,7 +101,7 @@ class FakeLLM:
 
 @pytest.fixture
 def fake_embedder(monkeypatch):
-    monkeypatch.setattr("docqa.embeddings.create_embedder", lambda settings: HashEmbedder())
+    monkeypatch.setattr("docqa.embeddings.create_embedder", lambda settings, **_: HashEmbedder())
 
 
 def make_settings(root: Path) -> Settings:

@@ -19,6 +19,7 @@ from docqa.embeddings import (
     Embedder,
     ModelSource,
     create_embedder,
+    QUANTIZED_FILES,
     ensure_onnx_export,
     onnx_export_folder,
     resolve_model,
@@ -153,6 +154,22 @@ def test_export_is_made_again_when_the_model_source_changes(onnx_embedder, embed
     monkeypatch.setattr(embeddings, "export_onnx", lambda source, folder: exported.append(source.location))
     ensure_onnx_export(settings)
     assert exported == [str(local)]
+
+
+def test_quantized_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embedder, embedding_models, monkeypatch):
+    settings = settings_for(embedding_models, quantized=True)
+    chunks = create_embedder(settings, documents=True)
+    exact = onnx_embedder.embed_documents(VARIED_TEXTS)
+    similarity = cosines(chunks.embed_documents(VARIED_TEXTS), exact)
+    assert 0.95 <= similarity.min() and similarity.max() < 0.99999, similarity  # close, and really quantized
+    assert create_embedder(settings).embed_query(VARIED_TEXTS[0]) == pytest.approx(exact[0], abs=1e-6)
+    folder = embeddings.quantized_export_folder(settings)
+    int8_bytes = (folder / "model.onnx").stat().st_size
+    assert int8_bytes < (onnx_export_folder(settings) / "model.onnx.data").stat().st_size / 3
+    written = {name: (folder / name).stat().st_mtime_ns for name in QUANTIZED_FILES}
+    monkeypatch.setattr(embeddings, "_write_quantized", lambda *args: pytest.fail("quantized again"))
+    create_embedder(settings, documents=True)
+    assert {name: (folder / name).stat().st_mtime_ns for name in QUANTIZED_FILES} == written
 
 
 def test_query_path_imports_neither_torch_nor_transformers(onnx_embedder, embedding_models):

@@ -1,5 +1,9 @@
+import re
 import shutil
+import sqlite3
+from contextlib import closing
 
+import numpy as np
 import pytest
 
 from docqa.errors import NoDocumentsError, StoreError
@@ -89,12 +93,40 @@ def test_changed_chunking_needs_rebuild_and_keeps_the_old_index(fact_project):
     build_index(fact_project.settings)
     before = indexed(fact_project)
     settings = fact_project.configure(ingest={"chunk_size": 40, "chunk_overlap": 5})
-    with pytest.raises(StoreError, match="chunk_size 500 → 40.*--rebuild"):
+    try:
         build_index(settings)
-    assert indexed(fact_project) == before
-    report = build_index(settings, rebuild=True)
+    except StoreError as error:
+        assert re.search("chunk_size 500 → 40.*--rebuild", str(error))
+        assert indexed(fact_project) == before
+        report = build_index(settings, rebuild=True)  # while the error is alive: its build lock must be released
+    else:
+        pytest.fail("a changed chunk size must ask for --rebuild")
     assert report.chunks > 6
     assert sum(indexed(fact_project).values()) == report.chunks
+
+
+def stored_vectors(project) -> np.ndarray:
+    database = project.settings.path(project.settings.paths.vectorstore) / "docqa.sqlite"
+    with closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute("SELECT vector FROM chunks ORDER BY document_id, page_index, id").fetchall()
+    return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
+
+
+def test_int8_chunk_vectors_need_rebuild_and_still_find_the_page(fact_project):
+    build_index(fact_project.settings)
+    exact = stored_vectors(fact_project)
+    settings = fact_project.configure(embeddings={"quantized": True})
+    with pytest.raises(StoreError, match="document_vectors None → 'int8'.*--rebuild"):
+        build_index(settings)
+    build_index(settings, rebuild=True)
+    similarity = (stored_vectors(fact_project) * exact).sum(axis=1)
+    assert 0.95 <= similarity.min() and similarity.max() < 0.99999, similarity
+    settings.retrieval.mode = "dense"
+    with DocQA(settings, retrieval_only=True) as qa:
+        top = qa.retrieve("How much money did Beta spend on capex?", k=1)[0]
+    assert (top.document, top.page_index) == ("beta-10k.pdf", 1)
+    with pytest.raises(StoreError, match="document_vectors 'int8' → None"):
+        build_index(fact_project.configure())
 
 
 def test_unreadable_file_and_symlink_loop_do_not_stop_the_build(fact_project, monkeypatch):

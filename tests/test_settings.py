@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from docqa.errors import ConfigError
-from docqa.settings import CARD_TEMPLATE, load_settings
+from docqa.settings import CARD_TEMPLATE, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -51,6 +51,12 @@ def test_bad_config_is_named(tmp_path, text, expected):
         load_settings(write(tmp_path, text))
     assert expected in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_int8_chunk_vectors_are_an_onnx_option_and_torch_stays_exact(tmp_path):
+    assert not Settings().embeddings.int8_chunks
+    assert load_settings(write(tmp_path, "embeddings:\n  quantized: true\n")).embeddings.int8_chunks
+    assert not load_settings(write(tmp_path, "embeddings:\n  runtime: torch\n  quantized: true\n")).embeddings.int8_chunks
 
 
 def test_missing_explicit_config_is_an_error(tmp_path):

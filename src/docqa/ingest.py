@@ -71,6 +71,8 @@ def index_fingerprint(settings: Settings) -> dict:
         "chunk_overlap": settings.ingest.chunk_overlap,
         "extractor": settings.ingest.extractor,
         "chunker": CHUNKER_VERSION,
+        # Absent means exact vectors, as in every index built before the option existed.
+        **({"document_vectors": "int8"} if settings.embeddings.int8_chunks else {}),
     }
 
 
@@ -168,7 +170,7 @@ def _read_and_add(writer: StoreWriter, to_read: list, page_counts: dict[Path, in
     from docqa.embeddings import create_embedder
 
     chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap)
-    embedder = create_embedder(settings)
+    embedder = create_embedder(settings, documents=True)
     last_commit = time.perf_counter()
     for name, path, digest, old_id in to_read:
         try:

@@ -264,7 +264,18 @@ class StoreWriter:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = _acquire_build_lock(folder)
-        self._db = _connect(folder / DB_NAME)
+        try:
+            self._db = _connect(folder / DB_NAME)
+            self._begin(fingerprint, rebuild)
+        except BaseException:
+            # Release now, not when the half-made writer is collected: a caller that catches the error (to rebuild,
+            # say) would otherwise find its own lock held.
+            if hasattr(self, "_db"):
+                self._db.close()
+            self._lock.close()
+            raise
+
+    def _begin(self, fingerprint: dict, rebuild: bool) -> None:
         self._db.executescript(_SCHEMA)
         meta = dict(self._db.execute("SELECT key, value FROM meta"))
         self.version = int(meta.get("version", 0))
@@ -391,5 +402,6 @@ def _acquire_build_lock(folder: Path):
 
 
 def _difference(old: dict, new: dict) -> str:
-    changed = [f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in sorted(new) if old.get(key) != new.get(key)]
+    changed = [f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
+               if old.get(key) != new.get(key)]
     return ", ".join(changed) or "format"
