@@ -3,7 +3,7 @@
 The torch side is what the original tutorial ran (LangChain's HuggingFaceEmbeddings: SentenceTransformer.encode
 with its default batch size of 32). The goal: at least twice its chunks/s at equal quality (cosine >= 0.9999).
 
-It also measures the int8 copy that `embeddings.quantized` embeds chunks with (its quality is recall, measured
+It also measures the chunk embedders of `embeddings.chunk_precision`: bf16 on torch and the int8 copy (its quality is recall, measured
 by bench/variants.py; its cosine to torch is printed here).
 
     .venv/bin/python bench/embed.py [--chunks 256] [--rounds 2]
@@ -24,6 +24,7 @@ from measure import CORPUS
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from docqa.embeddings import (  # noqa: E402
+    Bf16Embedder,
     OnnxEmbedder,
     ensure_onnx_export,
     ensure_quantized_export,
@@ -95,6 +96,9 @@ def main() -> int:
     onnx = OnnxEmbedder(export, settings.embeddings.batch_size)
     onnx_rate, onnx_vectors = best_rate(onnx.embed_documents, chunks, args.rounds)
     report(f"onnx (batch {onnx.batch_size})", onnx_rate, onnx_vectors, torch_rate, torch_vectors)
+    bf16 = Bf16Embedder(resolve_model(settings), settings.embeddings.batch_size)
+    bf16_rate, bf16_vectors = best_rate(bf16.embed_documents, chunks, args.rounds)
+    report(f"torch bf16 (batch {bf16.batch_size})", bf16_rate, bf16_vectors, torch_rate, torch_vectors)
     int8 = OnnxEmbedder(ensure_quantized_export(settings), settings.embeddings.batch_size)
     int8_rate, int8_vectors = best_rate(int8.embed_documents, chunks, args.rounds)
     report("onnx int8 (quantized)", int8_rate, int8_vectors, torch_rate, torch_vectors)

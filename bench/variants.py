@@ -31,7 +31,9 @@ KS = (1, 2, 4, 8, 16)
 VARIANTS = {
     "default": {},
     "pypdf": {"ingest": {"extractor": "pypdf"}},
-    "int8-chunks": {"embeddings": {"quantized": True}},
+    "fp32-chunks": {"embeddings": {"chunk_precision": "fp32"}},
+    "bf16-chunks": {"embeddings": {"chunk_precision": "bf16"}},
+    "int8-chunks": {"embeddings": {"chunk_precision": "int8"}},
 }
 
 

@@ -156,8 +156,16 @@ def test_export_is_made_again_when_the_model_source_changes(onnx_embedder, embed
     assert exported == [str(local)]
 
 
-def test_quantized_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embedder, embedding_models, monkeypatch):
-    settings = settings_for(embedding_models, quantized=True)
+def test_bf16_chunks_match_exact_vectors_in_the_texts_order(onnx_embedder, embedding_models):
+    chunks = create_embedder(settings_for(embedding_models, chunk_precision="bf16"), documents=True)
+    assert isinstance(chunks, embeddings.Bf16Embedder)
+    texts = VARIED_TEXTS * 3  # several batches, sorted by length and run at once, must come back in order
+    similarity = cosines(chunks.embed_documents(texts), onnx_embedder.embed_documents(texts))
+    assert similarity.min() >= 0.9999, similarity
+
+
+def test_int8_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embedder, embedding_models, monkeypatch):
+    settings = settings_for(embedding_models, chunk_precision="int8")
     chunks = create_embedder(settings, documents=True)
     exact = onnx_embedder.embed_documents(VARIED_TEXTS)
     similarity = cosines(chunks.embed_documents(VARIED_TEXTS), exact)

@@ -115,7 +115,7 @@ def stored_vectors(project) -> np.ndarray:
 def test_int8_chunk_vectors_need_rebuild_and_still_find_the_page(fact_project):
     build_index(fact_project.settings)
     exact = stored_vectors(fact_project)
-    settings = fact_project.configure(embeddings={"quantized": True})
+    settings = fact_project.configure(embeddings={"chunk_precision": "int8"})
     with pytest.raises(StoreError, match="document_vectors None → 'int8'.*--rebuild"):
         build_index(settings)
     build_index(settings, rebuild=True)

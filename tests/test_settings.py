@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from docqa import settings as settings_module
 from docqa.errors import ConfigError
 from docqa.settings import CARD_TEMPLATE, Settings, load_settings
 
@@ -42,6 +43,7 @@ def test_project_config_is_valid():
         ("llm:\n  backend: gpu\n", "bad value for 'llm.backend'"),
         ("ingest:\n  chunk_size: 100\n  chunk_overlap: 100\n", "chunk_overlap must be smaller"),
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
+        ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),
         ("paths: [1, 2\n", "not valid YAML at line"),
         ("- a\n- b\n", "expected a mapping"),
     ],
@@ -53,10 +55,17 @@ def test_bad_config_is_named(tmp_path, text, expected):
     assert "\n" not in str(caught.value)
 
 
-def test_int8_chunk_vectors_are_an_onnx_option_and_torch_stays_exact(tmp_path):
-    assert not Settings().embeddings.int8_chunks
-    assert load_settings(write(tmp_path, "embeddings:\n  quantized: true\n")).embeddings.int8_chunks
-    assert not load_settings(write(tmp_path, "embeddings:\n  runtime: torch\n  quantized: true\n")).embeddings.int8_chunks
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_chunk_precision_follows_the_cpu(monkeypatch, native, expected):
+    monkeypatch.setattr(settings_module, "native_bfloat16", lambda: native)
+    assert Settings().embeddings.build_precision == expected
+    assert Settings(embeddings={"chunk_precision": "int8"}).embeddings.build_precision == "int8"
+
+
+def test_native_bfloat16_reads_the_cpu_flags():
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text(errors="replace") if cpuinfo.exists() else ""
+    assert settings_module.native_bfloat16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
 
 
 def test_missing_explicit_config_is_an_error(tmp_path):

@@ -1,8 +1,9 @@
 """Sentence embeddings: ONNX Runtime on a one-time export of the torch weights (default), or sentence-transformers.
 
 Both runtimes give the same vectors (cosine >= 0.9999), so an index built with one can be queried with the other.
-With ``embeddings.quantized``, chunks are embedded by an int8 copy of the export (weights quantized per channel),
-which is faster and close to exact; questions are always embedded by the exact model.
+Chunks may be embedded at another precision (``embeddings.chunk_precision``): bfloat16 on torch where the CPU
+multiplies bfloat16 natively (AMX, AVX512-BF16), within cosine 0.9999 of exact and about twice as fast; or an int8
+copy of the export, faster still but slightly lower in recall. Questions are always embedded by the exact model.
 torch, sentence_transformers, transformers and onnxruntime are imported only inside the functions that need
 them: answering a query from an existing ONNX export never imports torch.
 """
@@ -75,8 +76,11 @@ def create_embedder(settings: Settings, *, documents: bool = False) -> Embedder:
     """The configured runtime's embedder; the ONNX one exports the model first if no valid export exists."""
     if settings.embeddings.runtime == "torch":
         return TorchEmbedder(resolve_model(settings), settings.embeddings.batch_size)
-    if documents and settings.embeddings.int8_chunks:
+    precision = settings.embeddings.build_precision if documents else "fp32"
+    if precision == "int8":
         return OnnxEmbedder(ensure_quantized_export(settings), settings.embeddings.batch_size)
+    if precision == "bf16":
+        return Bf16Embedder(resolve_model(settings), settings.embeddings.batch_size)
     return OnnxEmbedder(ensure_onnx_export(settings), settings.embeddings.batch_size)
 
 
@@ -153,6 +157,56 @@ class TorchEmbedder(Embedder):
         return vectors.astype(np.float32, copy=False)
 
 
+class Bf16Embedder(TorchEmbedder):
+    """sentence-transformers under bfloat16 autocast: fast only where the CPU has bfloat16 matrix instructions."""
+
+    def __init__(self, source: ModelSource, batch_size: int = 64):
+        # oneDNN keeps a kernel per input shape, and chunk batches come in hundreds of shapes: with a small cache
+        # memory stays flat (measured: 1.0 GB, against 1.9 GB and growing over a 47-filing build) at the same speed.
+        # It is read when torch first runs a kernel, so it is set before the model loads.
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+        super().__init__(source, batch_size)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        def run(rows: np.ndarray) -> np.ndarray:
+            features = self.model.preprocess([texts[row] for row in rows])
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                vectors = self.model(features)["sentence_embedding"].float()
+            return torch.nn.functional.normalize(vectors, dim=1).numpy()
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread per batch, a batch per core (see _on_every_core)
+        try:
+            return _embed_sorted(run, [len(text) for text in texts], self.batch_size, self.dimension)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _embed_sorted(run: Callable[[np.ndarray], np.ndarray], lengths: list[int], batch_size: int,
+                  dimension: int) -> np.ndarray:
+    """Batches of texts of similar length (little time goes into padding), run on every core at once."""
+    order = np.argsort(lengths, kind="stable")
+    batches = [order[start : start + batch_size] for start in range(0, len(lengths), batch_size)]
+    vectors = np.empty((len(lengths), dimension), dtype=np.float32)
+    for rows, batch_vectors in zip(batches, _on_every_core(run, batches)):
+        vectors[rows] = batch_vectors
+    return vectors
+
+
+def _on_every_core(run: Callable[[np.ndarray], np.ndarray], batches: list[np.ndarray]) -> Iterable[np.ndarray]:
+    """Each run single-threaded, as many at once as there are cores: small batches split across threads spend their
+    time synchronising. ONNX Runtime and torch release the GIL while they compute."""
+    workers = os.cpu_count() or 1
+    if len(batches) == 1 or workers == 1:
+        return map(run, batches)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(run, batches))
+
+
 class OnnxEmbedder(Embedder):
     """ONNX Runtime and the Rust tokenizer on an export folder (model.onnx[.data], tokenizer.json, meta.json)."""
 
@@ -165,7 +219,6 @@ class OnnxEmbedder(Embedder):
         self.name = meta["model"]
         self.dimension = meta["dimension"]
         self.batch_size = batch_size
-        self.workers = os.cpu_count() or 1
         self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()  # batches are padded here, each to its own longest text
         self.tokenizer.enable_truncation(meta["max_seq_length"])
@@ -177,23 +230,8 @@ class OnnxEmbedder(Embedder):
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
-        # Texts of similar length share a batch, so little time goes into padding.
-        order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
-        batches = [order[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
-        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for rows, batch_vectors in zip(batches, self._map(lambda rows: self._run([encodings[row] for row in rows]), batches)):
-            vectors[rows] = batch_vectors
-        return vectors
-
-    def _map(self, run: Callable[[np.ndarray], np.ndarray], batches: list[np.ndarray]) -> Iterable[np.ndarray]:
-        """Batches on every core at once. Each run is single-threaded (see _session_options), and ONNX Runtime
-        releases the GIL while it runs."""
-        if len(batches) == 1 or self.workers == 1:
-            return map(run, batches)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(self.workers) as pool:
-            return list(pool.map(run, batches))
+        run = lambda rows: self._run([encodings[row] for row in rows])  # noqa: E731
+        return _embed_sorted(run, [len(encoding.ids) for encoding in encodings], self.batch_size, self.dimension)
 
     def _run(self, encodings: list) -> np.ndarray:
         width = max(len(encoding.ids) for encoding in encodings)

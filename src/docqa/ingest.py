@@ -71,8 +71,8 @@ def index_fingerprint(settings: Settings) -> dict:
         "chunk_overlap": settings.ingest.chunk_overlap,
         "extractor": settings.ingest.extractor,
         "chunker": CHUNKER_VERSION,
-        # Absent means exact vectors, as in every index built before the option existed.
-        **({"document_vectors": "int8"} if settings.embeddings.int8_chunks else {}),
+        # Absent means exact vectors: fp32, or bf16 within cosine 0.9999 of them, which mix in one index.
+        **({"document_vectors": "int8"} if settings.embeddings.build_precision == "int8" else {}),
     }
 
 

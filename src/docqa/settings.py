@@ -6,6 +6,7 @@ Relative paths are resolved against the project root (the folder holding config.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -62,15 +63,34 @@ class Embeddings(Section):
     batch_size: int = Field(
         8, gt=0, description="Chunks embedded per batch; small batches of similar length stay in the CPU's cache."
     )
-    quantized: bool = Field(
-        False,
-        description="Embed chunks with an int8 copy of the ONNX model: builds 1.75x faster, recall slightly lower "
-        "(docs/retrieval.md); questions always use the exact model. The torch runtime is always exact.",
+    chunk_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto",
+        description="How chunks are embedded at build time (questions always exactly): fp32; bf16 (torch, within "
+        "cosine 0.9999 of fp32, fast where the CPU has AMX or AVX512-BF16); int8 (ONNX copy, faster, recall slightly "
+        "lower, needs runtime onnx); auto: bf16 where the CPU has native bfloat16, else fp32.",
     )
 
+    @model_validator(mode="after")
+    def _int8_needs_onnx(self) -> "Embeddings":
+        if self.chunk_precision == "int8" and self.runtime != "onnx":
+            raise ValueError("chunk_precision int8 needs runtime: onnx")
+        return self
+
     @property
-    def int8_chunks(self) -> bool:
-        return self.quantized and self.runtime == "onnx"
+    def build_precision(self) -> str:
+        """chunk_precision with auto resolved for this CPU."""
+        if self.chunk_precision != "auto":
+            return self.chunk_precision
+        return "bf16" if native_bfloat16() else "fp32"
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (Linux: read from /proc/cpuinfo, without importing torch)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
 
 
 class Retrieval(Section):
