@@ -72,15 +72,15 @@ class Embedder(ABC):
 
 
 def create_embedder(settings: Settings, *, documents: bool = False) -> Embedder:
-    """The embedder for questions, or with ``documents`` for the chunks of an index build."""
-    """The configured runtime's embedder; the ONNX one exports the model first if no valid export exists."""
-    if settings.embeddings.runtime == "torch":
-        return TorchEmbedder(resolve_model(settings), settings.embeddings.batch_size)
+    """The embedder for questions (the exact model), or with ``documents`` for the chunks of an index build (at
+    ``chunk_precision``); the ONNX ones export the model first if no valid export exists."""
     precision = settings.embeddings.build_precision if documents else "fp32"
     if precision == "int8":
         return OnnxEmbedder(ensure_quantized_export(settings), settings.embeddings.batch_size)
     if precision == "bf16":
         return Bf16Embedder(resolve_model(settings), settings.embeddings.batch_size)
+    if settings.embeddings.runtime == "torch":
+        return TorchEmbedder(resolve_model(settings), settings.embeddings.batch_size)
     return OnnxEmbedder(ensure_onnx_export(settings), settings.embeddings.batch_size)
 
 
