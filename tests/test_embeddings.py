@@ -24,8 +24,8 @@ from docqa.embeddings import (
     onnx_export_folder,
     resolve_model,
 )
-from docqa.errors import ModelNotFoundError
-from docqa.settings import Settings
+from docqa.errors import MissingDependencyError, ModelNotFoundError
+from docqa.settings import Settings, native_bfloat16
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 LONG_TEXT = "Manchester United plc reported revenue from broadcasting, commercial and matchday activities. " * 30
@@ -160,8 +160,17 @@ def test_bf16_chunks_match_exact_vectors_in_the_texts_order(onnx_embedder, embed
     chunks = create_embedder(settings_for(embedding_models, chunk_precision="bf16"), documents=True)
     assert isinstance(chunks, embeddings.Bf16Embedder)
     texts = VARIED_TEXTS * 3  # several batches, sorted by length and run at once, must come back in order
-    similarity = cosines(chunks.embed_documents(texts), onnx_embedder.embed_documents(texts))
+    chunk_vectors, exact = chunks.embed_documents(texts), onnx_embedder.embed_documents(texts)
+    similarity = cosines(chunk_vectors, exact)
     assert similarity.min() >= 0.9999, similarity
+    if native_bfloat16():  # elsewhere OpenVINO computes in fp32
+        assert np.abs(chunk_vectors - exact).max() > 1e-4  # really bfloat16
+
+
+def test_bf16_without_openvino_says_how_to_install_it(onnx_embedder, embedding_models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
+    with pytest.raises(MissingDependencyError, match="pip install openvino"):
+        create_embedder(settings_for(embedding_models, chunk_precision="bf16"), documents=True)
 
 
 def test_int8_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embedder, embedding_models, monkeypatch):
@@ -183,13 +192,13 @@ def test_int8_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embed
 def test_query_path_imports_neither_torch_nor_transformers(onnx_embedder, embedding_models):
     check = f"""
 import sys
-heavy = {{"torch", "sentence_transformers", "transformers", "onnxruntime"}}
+heavy = {{"torch", "sentence_transformers", "transformers", "onnxruntime", "openvino"}}
 from docqa.embeddings import create_embedder
 assert not heavy & sys.modules.keys(), heavy & sys.modules.keys()
 from docqa.settings import Settings
 vector = create_embedder(Settings(paths={{"models": {str(embedding_models)!r}}})).embed_query("How many employees?")
 assert vector.shape == (384,)
-assert not {{"torch", "sentence_transformers", "transformers"}} & sys.modules.keys()
+assert not {{"torch", "sentence_transformers", "transformers", "openvino"}} & sys.modules.keys()
 """
     source_root = str(Path(docqa.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))}
