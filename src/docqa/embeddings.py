@@ -2,10 +2,11 @@
 
 Both runtimes give the same vectors (cosine >= 0.9999), so an index built with one can be queried with the other.
 Chunks may be embedded at another precision (``embeddings.chunk_precision``): bfloat16 on OpenVINO where the CPU
-multiplies bfloat16 natively (AMX, AVX512-BF16), within cosine 0.9999 of exact and about three times as fast; or an
-int8 copy of the export, about twice as fast as exact on any CPU but slightly lower in recall. Questions are always embedded by the
-exact model. torch, sentence_transformers, transformers, onnxruntime and openvino are imported only inside the
-functions that need them: answering a query from an existing ONNX export never imports torch.
+multiplies bfloat16 natively (AMX, AVX512-BF16), within cosine 0.9999 of exact and about three times as fast; or
+an int8 copy of the export, about twice as fast as exact on any CPU but slightly lower in recall. Questions are
+always embedded by the exact model. torch, sentence_transformers, transformers, onnxruntime and openvino are
+imported only inside the functions that need them: answering a query from an existing ONNX export never imports
+torch.
 """
 
 from __future__ import annotations
@@ -170,14 +171,18 @@ def _embed_sorted(run: Callable[[np.ndarray], np.ndarray], lengths: list[int], b
 
 def _on_every_core(run: Callable[[np.ndarray], np.ndarray], batches: list[np.ndarray]) -> Iterable[np.ndarray]:
     """Each run single-threaded, as many at once as there are cores: small batches split across threads spend their
-    time synchronising. ONNX Runtime and torch release the GIL while they compute."""
-    workers = os.cpu_count() or 1
+    time synchronising. ONNX Runtime and OpenVINO release the GIL while they compute."""
+    workers = _cores()
     if len(batches) == 1 or workers == 1:
         return map(run, batches)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(run, batches))
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
 
 
 class ExportEmbedder(Embedder):
@@ -247,7 +252,7 @@ class Bf16Embedder(ExportEmbedder):
         import queue
 
         openvino = _import("openvino", "openvino")
-        cores = os.cpu_count() or 1
+        cores = _cores()
         # A stream per core, each single-threaded, as for ONNX Runtime. The kernel cache keeps an entry per input
         # shape, and chunk batches come in hundreds of shapes: capped, it held 526 MiB against 575 MiB uncapped over
         # 5,235 chunks of six filings, at the same speed.
@@ -303,10 +308,7 @@ def ensure_onnx_export(settings: Settings) -> Path:
 def _export_matches(folder: Path, source: ModelSource) -> bool:
     if not all((folder / name).is_file() for name in EXPORT_FILES):
         return False
-    try:
-        meta = read_export_meta(folder)
-    except ModelNotFoundError:
-        return False
+    meta = _read_meta_or_none(folder) or {}
     return (meta.get("format"), meta.get("model"), meta.get("source")) == (EXPORT_FORMAT, source.name, source.location)
 
 
