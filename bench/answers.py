@@ -32,7 +32,7 @@ from measure import CACHE, CORPUS, GOLD, REPO
 
 sys.path.insert(0, str(REPO / "src"))
 
-from docqa.errors import DocQAError, StoreError  # noqa: E402
+from docqa.errors import DocqaError, StoreError  # noqa: E402
 from docqa.evaluate import GoldQuestion, Retrieved, file_name, is_hit, read_gold  # noqa: E402
 from docqa.grading import grade  # noqa: E402
 from docqa.qa import Answer, DocQA, Source  # noqa: E402
@@ -61,6 +61,10 @@ def gold_lines(path: Path) -> dict[str, dict]:
     """The raw lines of the gold file by id, for the fields read_gold leaves out (the free-text ``answer``)."""
     lines = (json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
     return {str(item["id"]): item for item in lines}
+
+
+def gradable(gold: GoldQuestion, line: dict) -> bool:
+    return grade("", answers=gold.answers, reference=line.get("answer")) is not None
 
 
 # ---------------------------------------------------------------- the indexes
@@ -230,6 +234,8 @@ def main() -> int:
     parser.add_argument("--config", type=Path, help="docqa's settings (default: the defaults)")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--split", choices=SPLITS, default="all", help="half of the gold file (see split_questions)")
+    parser.add_argument("--gradable", action="store_true",
+                        help="only questions the grading rule can grade (with answers, or numbers in the gold answer)")
     parser.add_argument("--limit", type=int, help="only the first N questions of the selection")
     parser.add_argument("--out", type=Path, required=True, help="one JSON line per question; rerun to resume")
     args = parser.parse_args()
@@ -238,8 +244,11 @@ def main() -> int:
         return 0
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-    questions = split_questions(read_gold(args.gold), args.split)[: args.limit]
     lines = gold_lines(args.gold)
+    questions = split_questions(read_gold(args.gold), args.split)
+    if args.gradable:
+        questions = [q for q in questions if gradable(q, lines[q.id])]
+    questions = questions[: args.limit]
     indexed = {p.name for p in args.corpus.rglob("*.pdf")}
     missing = sorted({file_name(q.doc) for q in questions} - indexed)
     if missing:
@@ -248,7 +257,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         qa = open_pipeline(args)
-    except DocQAError as error:
+    except DocqaError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     with qa, open(args.out, "a", encoding="utf-8") as out:
@@ -257,7 +266,7 @@ def main() -> int:
         for number, gold in enumerate(todo, 1):
             try:
                 item = record(gold, lines[gold.id], qa.ask(gold.question), args.max_new_tokens)
-            except DocQAError as error:
+            except DocqaError as error:
                 item = {"id": gold.id, "question": gold.question, "error": str(error)}
             done[gold.id] = item
             out.write(json.dumps(item) + "\n")
