@@ -114,14 +114,70 @@ def with_run_settings(settings: Settings, args: argparse.Namespace) -> Settings:
 
 
 def tutorial_index(corpus: Path) -> Path:
-    """The tutorial's FAISS.save_local folder for this corpus, built if missing or built from other PDFs."""
+    """The tutorial's FAISS.save_local folder for this corpus: bench/retrieval.py's (vectors from torch) if it is
+    there, else one built here with the tutorial's pages and chunks (see build_tutorial_index)."""
     fingerprint = corpus_fingerprint(corpus)
-    folder = CACHE / ("tutorial-langchain" if corpus.resolve() == CORPUS.resolve() else f"tutorial-langchain-{fingerprint}")
-    stamp = folder / "answers-corpus.txt"
-    if stamp.is_file() and stamp.read_text().strip() != fingerprint:
-        print(f"the PDFs changed since {folder} was built: rebuilding it", file=sys.stderr)
-        shutil.rmtree(folder)
+    default = corpus.resolve() == CORPUS.resolve()
+    exact = CACHE / "tutorial-langchain"
+    if default and (exact / "index.faiss").is_file() and _stamp_matches(exact, fingerprint):
+        return exact
+    folder = CACHE / f"tutorial-langchain-bf16-{fingerprint}"
+    if not (folder / "index.faiss").is_file():
+        build_tutorial_index(corpus, folder)
     return folder
+
+
+def _stamp_matches(folder: Path, fingerprint: str) -> bool:
+    """True for a folder stamped with this corpus or not stamped yet (then it is stamped now)."""
+    stamp = folder / "answers-corpus.txt"
+    if not stamp.is_file():
+        stamp.write_text(fingerprint)
+    return stamp.read_text().strip() == fingerprint
+
+
+def build_tutorial_index(corpus: Path, folder: Path) -> None:
+    """The tutorial's index with its own pages, chunks and FAISS flat L2 index, the chunk vectors computed by
+    docqa's chunk embedder (bf16 on OpenVINO where the CPU has it: cosine >= 0.99996 to torch, README
+    "Embeddings") instead of torch: four times faster, which a shared two-core machine needs. Questions are still
+    embedded by the tutorial's HuggingFaceEmbeddings on torch when the index is searched."""
+    from langchain_community.document_loaders import DirectoryLoader, PyPDFLoader
+    from langchain_community.vectorstores import FAISS
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from docqa.embeddings import create_embedder
+
+    started = time.perf_counter()
+    print(f"building the tutorial's index of {corpus} in {folder}...", file=sys.stderr, flush=True)
+    documents = DirectoryLoader(str(corpus), glob="**/*.pdf", loader_cls=PyPDFLoader).load()
+    chunks = RecursiveCharacterTextSplitter(chunk_size=500, chunk_overlap=50).split_documents(documents)
+    print(f"{len(documents)} pages, {len(chunks)} chunks in {time.perf_counter() - started:.0f} s; embedding",
+          file=sys.stderr, flush=True)
+    settings = Settings()
+    settings = settings.model_copy(update={"paths": settings.paths.model_copy(update={"models": REPO / "models"})})
+    texts = [chunk.page_content for chunk in chunks]
+    vectors = create_embedder(settings, documents=True).embed_documents(texts)
+    store = FAISS.from_embeddings(list(zip(texts, vectors.tolist())), embedding=_no_queries(),
+                                  metadatas=[chunk.metadata for chunk in chunks])
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    store.save_local(str(partial))
+    (partial / "answers-corpus.txt").write_text(corpus_fingerprint(corpus))
+    partial.rename(folder)
+    print(f"tutorial index built in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _no_queries():
+    """FAISS.from_embeddings wants an Embeddings object; searching loads the tutorial's own (torch) instead."""
+    from langchain_core.embeddings import Embeddings
+
+    class NoQueries(Embeddings):
+        def embed_query(self, text):
+            raise NotImplementedError
+
+        def embed_documents(self, texts):
+            raise NotImplementedError
+
+    return NoQueries()
 
 
 class TutorialQA(DocQA):
@@ -133,7 +189,6 @@ class TutorialQA(DocQA):
         started = time.perf_counter()
         folder = tutorial_index(corpus)
         self.tutorial = tutorial_retriever(corpus, folder)
-        (folder / "answers-corpus.txt").write_text(corpus_fingerprint(corpus))
         print(f"tutorial index {folder}: {self.tutorial.chunks} chunks", file=sys.stderr)
         self.settings = settings
         self.store = None
