@@ -28,11 +28,12 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from ingest import docqa_config, write_docqa_config
 from measure import CACHE, CORPUS, GOLD, REPO
 
 sys.path.insert(0, str(REPO / "src"))
 
-from docqa.errors import DocqaError, StoreError  # noqa: E402
+from docqa.errors import BuildLockedError, DocqaError, StoreError  # noqa: E402
 from docqa.evaluate import GoldQuestion, Retrieved, file_name, is_hit, read_gold  # noqa: E402
 from docqa.grading import grade  # noqa: E402
 from docqa.qa import Answer, DocQA, Source  # noqa: E402
@@ -80,10 +81,16 @@ def corpus_fingerprint(corpus: Path) -> str:
 
 
 def docqa_settings(args: argparse.Namespace) -> Settings:
-    """--config's settings (default: the defaults) over the corpus, the LLM and prompt of this run, the index in a
-    cache folder of its own per corpus and index settings, brought up to date."""
-    from docqa.ingest import build_index, index_fingerprint
+    """--config's settings (default: the defaults) over the corpus, with the LLM and prompt of this run and the index
+    brought up to date in the cache: with the defaults on the default corpus, the index bench/ingest.py and
+    bench/retrieval.py use (one build serves them all); otherwise a folder per corpus and index settings."""
+    from docqa.ingest import index_fingerprint
 
+    if args.config is None and args.corpus.resolve() == CORPUS.resolve():
+        extractor = Settings().ingest.extractor
+        config = docqa_config(CACHE / "ingest", extractor)
+        write_docqa_config(config, args.corpus, extractor)
+        return with_run_settings(built(load_settings(config)), args)
     base = load_settings(args.config) if args.config else Settings()
     key = hashlib.sha256(json.dumps([str(args.corpus.resolve()), index_fingerprint(base)], sort_keys=True).encode())
     paths = base.paths.model_copy(update={
@@ -91,12 +98,25 @@ def docqa_settings(args: argparse.Namespace) -> Settings:
         "vectorstore": CACHE / "answers" / f"docqa-{key.hexdigest()[:12]}",
         "models": REPO / "models",
     })
-    settings = with_run_settings(base.model_copy(update={"paths": paths}), args)
-    try:
-        report = build_index(settings)
-    except StoreError as error:  # an index of other settings in that folder: start it again
-        print(f"docqa: {error}; rebuilding", file=sys.stderr)
-        report = build_index(settings, rebuild=True)
+    return with_run_settings(built(base.model_copy(update={"paths": paths})), args)
+
+
+def built(settings: Settings) -> Settings:
+    """``settings`` after its index is brought up to date (rebuilt if made with other settings); waits while another
+    benchmark builds the same index."""
+    from docqa.ingest import build_index
+
+    while True:
+        try:
+            report = build_index(settings)
+            break
+        except BuildLockedError:
+            print("another build of this index is running; waiting", file=sys.stderr, flush=True)
+            time.sleep(30)
+        except StoreError as error:  # an index of other settings in that folder: start it again
+            print(f"docqa: {error}; rebuilding", file=sys.stderr)
+            report = build_index(settings, rebuild=True)
+            break
     for skipped in report.skipped:
         print(f"docqa skipped {skipped.name}: {skipped.reason}", file=sys.stderr)
     print(f"docqa index {settings.paths.vectorstore}: {report.summary()}", file=sys.stderr)
