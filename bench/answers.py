@@ -124,7 +124,8 @@ def built(settings: Settings) -> Settings:
 
 
 def with_run_settings(settings: Settings, args: argparse.Namespace) -> Settings:
-    llm = settings.llm.model_copy(update={"model_path": args.model.resolve(), "max_new_tokens": args.max_new_tokens})
+    llm = settings.llm.model_copy(update={"model_path": args.model.resolve(), "max_new_tokens": args.max_new_tokens,
+                                          **({"threads": args.threads} if args.threads else {})})
     update = {"llm": llm}
     if args.format:
         update["prompt"] = settings.prompt.model_copy(update={"format": args.format})
@@ -308,6 +309,8 @@ def main() -> int:
                         help="prompt.format (default: the config's for docqa; plain, the card's, for the tutorial)")
     parser.add_argument("--config", type=Path, help="docqa's settings (default: the defaults)")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--threads", type=int, help="llm.threads (default: the config's; all cores). On a machine "
+                        "shared with other work, 1 avoids llama.cpp's threads waiting on each other at every token")
     parser.add_argument("--split", choices=SPLITS, default="all", help="half of the gold file (see split_questions)")
     parser.add_argument("--gradable", action="store_true",
                         help="only questions the grading rule can grade (with answers, or numbers in the gold answer)")
