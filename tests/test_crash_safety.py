@@ -77,7 +77,8 @@ def test_reader_sees_a_complete_index_during_a_build(fact_project):
         seen.add(assert_complete_and_answering(fact_project.settings))
     assert build.returncode == 0
     seen.add(assert_complete_and_answering(fact_project.settings))
-    assert seen <= {2, 18} and 18 in seen
+    # An update shows whole documents as it commits them (when depends on the machine's speed), never part of one.
+    assert seen <= set(range(2, 19)) and 18 in seen
 
 
 def test_second_build_is_refused_with_exit_code_6(fact_project, capsys):
@@ -87,3 +88,45 @@ def test_second_build_is_refused_with_exit_code_6(fact_project, capsys):
         code = build_main(fact_project.args())
     assert code == 6
     assert "another build is running" in capsys.readouterr().err
+
+
+KILLER = """
+import os, signal, sys
+import docqa.ingest
+from docqa.settings import load_settings
+from docqa.store import StoreWriter
+
+point = sys.argv[2]
+docqa.ingest.CHECKPOINT_SECONDS = 0.0  # a checkpoint after every document, as on a slow machine
+commits = []
+
+
+def kill_after(method, name):
+    def wrapped(self, *args):
+        method(self, *args)
+        commits.append(name)
+        if point in (name, f"{name}-{commits.count(name)}"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return wrapped
+
+
+StoreWriter.commit = kill_after(StoreWriter.commit, "commit")
+if hasattr(StoreWriter, "_switch"):
+    StoreWriter._switch = kill_after(StoreWriter._switch, "switch")
+docqa.ingest.build_index(load_settings(sys.argv[1]), rebuild=True)
+"""
+
+
+@pytest.mark.parametrize("point", ["commit-1", "commit-3", "switch"])
+def test_a_rebuild_killed_at_a_checkpoint_or_at_the_switch_leaves_a_complete_index(fact_project, point):
+    add_filler_pdfs(fact_project.data, 3)
+    build_index(fact_project.settings)
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(fact_project.config), point],
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert assert_complete_and_answering(fact_project.settings) == 5
+    report = build_index(fact_project.settings)
+    assert not report.changed and not report.skipped
+    folder = fact_project.root / "vectorstore"
+    assert len(list(folder.glob("store-*"))) == 1, "the next build removes what the killed one left"
+    assert assert_complete_and_answering(fact_project.settings) == 5
