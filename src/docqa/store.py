@@ -48,7 +48,8 @@ CURRENT = "CURRENT"  # names the live generation folder
 GENERATION_PREFIX = "store-"
 DAMAGED_PREFIX = "damaged-"
 REBUILD_ADVICE = "run: python db_build.py --rebuild"
-_OPEN_ATTEMPTS = 5  # a reader racing a rebuild's switch reads CURRENT again
+_OPEN_ATTEMPTS = 5
+_MAX_ROWS = 1 << 62  # SQLite's integers are 64-bit; any larger n means "all"  # a reader racing a rebuild's switch reads CURRENT again
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -151,6 +152,11 @@ def _fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _not_writable(folder: Path, reason: str) -> ConfigError:
+    return ConfigError(f"cannot write to the index folder {folder} ({reason}); make it writable, "
+                       "or point paths.vectorstore in config.yml at a folder that is")
 
 
 def _damaged(exc: sqlite3.DatabaseError, where: Path) -> StoreError:
@@ -428,7 +434,7 @@ class Store:
             sql += f" AND +rowid IN ({','.join('?' * len(allowed_ids))})"
             args += list(allowed_ids)
         sql += " ORDER BY rank LIMIT ?"
-        rows = self._db.execute(sql, args + [n])
+        rows = self._db.execute(sql, args + [min(n, _MAX_ROWS)])
         return [(int(rowid), -float(rank)) for rowid, rank in rows]
 
 
@@ -473,9 +479,8 @@ class StoreWriter:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self._lock = _acquire_build_lock(folder)
-        except PermissionError:
-            raise ConfigError(f"cannot write to the index folder {folder} (permission denied); "
-                              "make it writable or point paths.vectorstore in config.yml elsewhere") from None
+        except OSError as exc:
+            raise _not_writable(folder, exc.strerror or str(exc)) from None
         try:
             live = self._live(rebuild)
             self._remove_leftovers(live)
@@ -483,6 +488,14 @@ class StoreWriter:
                 self._start_generation(live)
             else:
                 self._open_live(live)
+        except OSError as exc:
+            self._release()
+            raise _not_writable(folder, exc.strerror or str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            self._release()
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                raise _not_writable(folder, str(exc)) from None
+            raise
         except BaseException:
             # Release now, not when the half-made writer is collected: a caller that catches the error (to rebuild,
             # say) would otherwise find its own lock held.
@@ -522,6 +535,8 @@ class StoreWriter:
             self._db = _connect(live / DB_NAME)
             self._db.executescript(_SCHEMA)
             self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        except sqlite3.OperationalError:
+            raise  # a folder or file that cannot be written, not damage
         except sqlite3.DatabaseError as exc:
             raise _damaged(exc, live) from None
         self.version = int(self._meta.get("version", 0))
