@@ -98,7 +98,7 @@ def build_index(
     started = time.perf_counter()
     data = settings.path(settings.paths.data)
     report = BuildReport()
-    files, unreadable = _named_files(data, report)
+    files, unreadable = _named_files(data, report, rebuild)
     report.files = len(files)
     with StoreWriter(settings.path(settings.paths.vectorstore), index_fingerprint(settings), rebuild=rebuild) as writer:
         plan = _plan(writer, files, unreadable, report)
@@ -119,7 +119,7 @@ def build_index(
     return report
 
 
-def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list[str]]:
+def _named_files(data: Path, report: BuildReport, rebuild: bool) -> tuple[dict[str, Path], list[str]]:
     """The PDFs by name relative to ``data``, and the relative names of folders that could not be listed."""
     if not data.is_dir():
         raise NoDocumentsError(f"data folder not found: {data}; create it and put your PDF files there")
@@ -128,7 +128,8 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
     def on_unreadable(folder: Path, reason: str) -> None:
         name = folder.relative_to(data).as_posix() + "/"
         unreadable.append(name)
-        report.skipped.append(Skipped(name, f"{reason}; what the index holds from it is kept"))
+        kept = "not in the rebuilt index" if rebuild else "what the index holds from it is kept"
+        report.skipped.append(Skipped(name, f"{reason}; {kept}"))
 
     files = {path.relative_to(data).as_posix(): path for path in find_pdfs(data, on_unreadable)}
     if not files and not unreadable:
