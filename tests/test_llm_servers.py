@@ -537,6 +537,45 @@ def test_openai_estimates_tokens_where_the_server_cannot_tokenize(gpt4all):
     assert [path for path, _ in recorded.requests] == ["/tokenize", "/extras/tokenize", "/tokenize"]
 
 
+def tokenizing_handler(recorded: Recorded, kind: str) -> type[JSONHandler]:
+    """/tokenize as llama.cpp's llama-server (``content``) or vLLM (``prompt``) answers it: one token a word."""
+
+    class Tokenizer(JSONHandler):
+        def do_POST(self):
+            self.recorded = recorded
+            body = self.read_json()
+            if self.path != "/tokenize":
+                return self.send_json(404, {"detail": "Not Found"})
+            if kind == "llama-server":
+                return self.send_json(200, {"tokens": list(range(len(body.get("content", "").split())))})
+            if "prompt" not in body:
+                return self.send_json(400, {"object": "error", "message": "prompt: Field required", "type": "BadRequestError", "code": 400})
+            tokens = list(range(len(body["prompt"].split())))
+            self.send_json(200, {"count": len(tokens), "max_model_len": 4096, "tokens": tokens, "token_strs": None})
+
+    return Tokenizer
+
+
+@pytest.mark.parametrize(
+    ("kind", "paths"),
+    [("llama-server", ["/tokenize"]), ("vllm", ["/tokenize", "/extras/tokenize", "/tokenize"])],
+)
+def test_openai_counts_with_the_servers_tokenize_endpoint(kind, paths):
+    recorded = Recorded()
+    server, url = serve(tokenizing_handler(recorded, kind))
+    try:
+        llm = create_llm(settings(backend="openai", base_url=f"{url}/v1", model="m"), Path("/"))
+        assert llm.count_tokens("one two three") == 3
+        assert [path for path, _ in recorded.requests] == [*paths, "/tokenize"]  # found once, then asked
+        assert recorded.requests[-1][1] == (
+            {"content": "one two three", "add_special": False} if kind == "llama-server"
+            else {"prompt": "one two three", "model": "m", "add_special_tokens": False}
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_openai_needs_base_url():
     with pytest.raises(ConfigError, match="llm.base_url"):
         create_llm(settings(backend="openai"), Path("/"))
