@@ -305,7 +305,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True, help="a GGUF file (bench/real_models.py finds them)")
     parser.add_argument("--pipeline", choices=("docqa", "tutorial"), default="docqa")
     parser.add_argument("--k", type=int, help="passages in the prompt (default: docqa's retrieval.k; tutorial 2)")
-    parser.add_argument("--format", choices=("plain", "llama-2-chat", "gguf"),
+    parser.add_argument("--format", choices=("auto", "plain", "llama-2-chat", "gguf"),
                         help="prompt.format (default: the config's for docqa; plain, the card's, for the tutorial)")
     parser.add_argument("--config", type=Path, help="docqa's settings (default: the defaults)")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)

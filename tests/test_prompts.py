@@ -37,6 +37,12 @@ def test_gguf_format_without_template_falls_back_to_llama2_chat():
     assert render(Prompt(format="gguf"), "ctx", "q?").startswith("[INST] <<SYS>>")
 
 
+def test_auto_format_is_the_models_chat_template_where_the_file_has_one_else_the_card_text():
+    assert render(Prompt(format="auto"), "ctx", "q?", chat_template=LLAMA2_TEMPLATE) == render(
+        Prompt(format="gguf"), "ctx", "q?", chat_template=LLAMA2_TEMPLATE)
+    assert render(Prompt(format="auto"), "ctx", "q?") == render(Prompt(format="plain"), "ctx", "q?")
+
+
 def test_chat_template_gets_generation_prompt_flag():
     template = "{% for m in messages %}{{ m['role'] }}:{{ m['content'] }}|{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
     assert as_chat_template(template, "hi").endswith("user:hi|assistant:")

@@ -117,6 +117,8 @@ def render(
 ) -> PromptText:
     """The filled card template in the configured format; ``template_tokens``: the model's bos_token/eos_token."""
     user = fill_template(settings.template, context, question)
+    if settings.format == "auto":  # the model's own chat turn around the card's text where the file has one
+        return as_chat_template(chat_template, user, **(template_tokens or {})) if chat_template else PromptText([Segment(user, False)])
     if settings.format == "plain":
         return PromptText([Segment(user, False)])
     if settings.format == "gguf" and chat_template:

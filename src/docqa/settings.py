@@ -142,8 +142,10 @@ class LLM(Section):
 
 
 class Prompt(Section):
-    format: Literal["plain", "llama-2-chat", "gguf"] = Field(
-        "plain", description="plain: the card's template; llama-2-chat: [INST] <<SYS>>; gguf: the model's own chat template."
+    format: Literal["auto", "plain", "llama-2-chat", "gguf"] = Field(
+        "plain",
+        description="auto: gguf where the model file has a chat template, else plain; plain: the card's template; "
+        "llama-2-chat: [INST] <<SYS>>; gguf: the model's own chat template.",
     )
     template: str = Field(CARD_TEMPLATE, description="Must contain {context} and {question}.")
 
