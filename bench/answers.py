@@ -262,15 +262,16 @@ def record(gold: GoldQuestion, line: dict, answer: Answer, max_new_tokens: int) 
     }
 
 
-def summarize(records: list[dict], settings: Settings, args: argparse.Namespace) -> dict:
+def summarize(records: list[dict], args: argparse.Namespace, settings: Settings | None = None) -> dict:
+    """The summary line; without ``settings`` (--summarize) the format and k are those given on the command line."""
     graded = [r for r in records if r.get("correct") is not None]
     answered = [r for r in records if "error" not in r]
     count = len(answered) or 1
     return {
         "pipeline": args.pipeline,
         "model": args.model.name,
-        "format": settings.prompt.format,
-        "k": settings.retrieval.k,
+        "format": settings.prompt.format if settings else args.format,
+        "k": settings.retrieval.k if settings else args.k,
         "max_new_tokens": args.max_new_tokens,
         "split": args.split,
         "questions": len(records),
@@ -316,6 +317,8 @@ def main() -> int:
                         help="only questions the grading rule can grade (with answers, or numbers in the gold answer)")
     parser.add_argument("--limit", type=int, help="only the first N questions of the selection")
     parser.add_argument("--out", type=Path, required=True, help="one JSON line per question; rerun to resume")
+    parser.add_argument("--summarize", action="store_true",
+                        help="only print the summary of the selected questions already answered in --out")
     args = parser.parse_args()
     if not args.corpus.is_dir() or not args.gold.is_file():
         print(f"skipped: needs {args.corpus} and {args.gold}")
@@ -332,6 +335,9 @@ def main() -> int:
     if missing:
         print(f"warning: not in the corpus, their questions will miss: {', '.join(missing)}", file=sys.stderr)
     done = previous_records(args.out)
+    if args.summarize:
+        print(json.dumps(summarize([done[q.id] for q in questions if q.id in done], args)))
+        return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         qa = open_pipeline(args)
@@ -353,7 +359,7 @@ def main() -> int:
             print(f"[{number}/{len(todo)}] {gold.id} {mark} "
                   f"{item.get('timings', {}).get('total', 0):.1f} s: {(item.get('answer') or item.get('error', ''))[:100]!r}",
                   file=sys.stderr, flush=True)
-        summary = summarize([done[q.id] for q in questions if q.id in done], qa.settings, args)
+        summary = summarize([done[q.id] for q in questions if q.id in done], args, qa.settings)
     print(json.dumps(summary))
     return 0
 
