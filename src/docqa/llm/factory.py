@@ -7,10 +7,9 @@ import struct
 from pathlib import Path
 from typing import Literal
 
-# A module import, not a from-import: docqa.download itself imports docqa.llm.base.
-from docqa import download
 from docqa.errors import ConfigError, LLMError, ModelNotFoundError
 from docqa.llm.base import LLM
+from docqa.llm.catalog import GGUF_DOWNLOAD_COMMAND, download_command
 from docqa.llm.ctransformers import CTransformersLLM
 from docqa.llm.llama_cpp import LlamaCppLLM
 from docqa.llm.openai import OpenAILLM
@@ -42,13 +41,13 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
         return OpenAILLM(settings)
     model_path = _resolve(settings.model_path, root)
     if not model_path.is_file():
-        raise ModelNotFoundError(f"model file not found: {model_path}; download it with: {download.download_command(model_path)}")
+        raise ModelNotFoundError(f"model file not found: {model_path}; download it with: {download_command(model_path)}")
     model_format = detect_format(model_path)
     backend = _auto_backend(model_format) if settings.backend == "auto" else settings.backend
     if backend == "llama-cpp" and model_format == "ggml":
         raise ConfigError(
             f"{model_path} is a GGML file, which llama-cpp-python no longer reads; "
-            f"set llm.backend to ctransformers, or use the GGUF model: {download.GGUF_DOWNLOAD_COMMAND}"
+            f"set llm.backend to ctransformers, or use the GGUF model: {GGUF_DOWNLOAD_COMMAND}"
         )
     return LOCAL_BACKENDS[backend](settings, model_path)
 
