@@ -95,9 +95,11 @@ def parser(prog: str = "docqa", epilog: Optional[str] = None) -> argparse.Argume
 
 
 def _settings(args: argparse.Namespace):
+    """The project's settings, with the model of ``--model`` where the command has that option."""
+    from docqa.demo import use_model
     from docqa.settings import load_settings
 
-    return load_settings(args.config, project=args.project)
+    return use_model(load_settings(args.config, project=args.project), getattr(args, "model", None))
 
 
 def _positive(value: str) -> int:
@@ -114,6 +116,13 @@ def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieval-only", action="store_true", help="show the retrieved passages; no LLM needed")
     parser.add_argument("--k", type=_positive, metavar="N", help="passages to retrieve (default: retrieval.k in config)")
     parser.add_argument("--doc", metavar="PATTERN", help="only search documents whose file name matches this glob")
+    _model_argument(parser)
+
+
+def _model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="demo|PATH",
+                        help="answer with this model file instead of llm.model_path; 'demo': the tiny SmolLM2 that "
+                             "installs with docqa (offline, no download; weak answers)")
 
 
 # ---------------------------------------------------------------- entry points
@@ -349,6 +358,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--details", metavar="FILE", help="write one JSON line per question with its hits and ranks")
     parser.add_argument("--per-doc", action="store_true",
                         help="also score with retrieval restricted to each question's gold document")
+    _model_argument(parser)
 
 
 @command("evaluate", "Score retrieval against a gold file; no LLM needed.", _evaluate_arguments)
