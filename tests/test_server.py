@@ -134,8 +134,8 @@ def test_retrieve_returns_passages_with_pages_and_scores(client):
     assert len(body["passages"]) == 2
 
 
-def test_ask_with_the_real_smollm2_model(built_fact_index, smollm2, tmp_path):
-    llm = {"model_path": str(smollm2), "max_new_tokens": 32, "context_length": 2048}
+def test_ask_with_the_real_smollm2_model(built_fact_index, smollm2_gguf, tmp_path):
+    llm = {"model_path": str(smollm2_gguf), "max_new_tokens": 32, "context_length": 2048}
     config = built_fact_index.write_config(tmp_path / "config.yml", llm=llm, prompt={"format": "gguf"},
                                            serve={"watch": False})
     with TestClient(create_app(load_settings(config))) as client:
