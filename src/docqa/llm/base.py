@@ -130,6 +130,11 @@ def describe(error: object) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+# Server backends: connecting is retried (0, 0.5 and 1 s apart) so that a server still starting is waited for;
+# a request the server has begun to answer is never repeated, since it may have spent minutes on the prompt.
+CONNECT_TIMEOUT_S = 10
+CONNECT_RETRIES = 3
+
 # Servers without a tokenize endpoint (Ollama, LM Studio, GPT4All) leave docqa to estimate token counts from
 # the length of the text. English averages about four characters per Llama token; counting three errs on the
 # side of a prompt that fits, since an overfull prompt is cut or refused by the server.
