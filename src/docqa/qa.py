@@ -141,6 +141,7 @@ class DocQA:
         return load
 
     def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]]) -> None:
+        from docqa.demo import NOTE as DEMO_NOTE, is_demo
         from docqa.prompts import build_prompt
 
         llm, timings = self.llm, result.timings
@@ -152,6 +153,7 @@ class DocQA:
             count_tokens=llm.count_tokens,
             token_budget=budget,
             chat_template=llm.chat_template,
+            template_tokens=llm.template_tokens,
         )
         if prompt.chunks_dropped:
             result.notes.append(
@@ -175,3 +177,5 @@ class DocQA:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
         timings.backend = llm.name
         result.answer = "".join(pieces).strip()
+        if is_demo(self.settings.llm.model_path):
+            result.notes.append(DEMO_NOTE)
