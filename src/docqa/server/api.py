@@ -44,7 +44,7 @@ def check_scope(engine, doc) -> None:
     """Fail before queueing when ``doc`` matches no indexed document (InputError names what exists)."""
     if not doc:
         return
-    with engine.reading() as qa:
+    with engine.borrow() as qa:
         for pattern in [doc] if isinstance(doc, str) else doc:
             matching_documents(qa.store, pattern)
 
@@ -109,7 +109,7 @@ def documents(request: Request):
     engine = _state(request).engine
     if not engine.has_index:
         return {"documents": []}
-    with engine.reading() as qa:
+    with engine.borrow() as qa:
         records = qa.store.documents()
         profiles = {profile.document: profile for profile in qa.retriever.profiles()}
         first_pages = qa.store.first_page_texts()
@@ -131,7 +131,7 @@ def documents(request: Request):
 def indexed_names(engine) -> set[str]:
     if not engine.has_index:
         return set()
-    with engine.reading() as qa:
+    with engine.borrow() as qa:
         return {record.name for record in qa.store.documents()}
 
 
@@ -253,7 +253,7 @@ def health(request: Request):
     engine = state.engine
     index = None
     if engine.has_index:
-        with engine.reading() as qa:
+        with engine.borrow() as qa:
             index = {"documents": len(qa.store.documents()), "chunks": qa.store.chunk_count()}
     return {
         "status": "ok",

@@ -1,10 +1,9 @@
 """The question-answering state every request shares: the model, loaded once, and a DocQA over the current index.
 
-After a build has changed the index, a fresh DocQA (a new snapshot of the index, the same model) replaces the
-old one; requests still using the old one finish on it, and it is closed when the last of them is done.
-
-Until DocQA is safe to call from many threads, searches are serialized here: they share one SQLite connection.
-A search takes milliseconds, so retrieval requests do not wait for an answer being generated.
+DocQA is safe to share between threads (retrieval side by side, one generation at a time); the server adds the
+order of the generations (docqa.server.queue). What DocQA cannot do alone is see a build made after it opened
+the index: after each build that changed the index, a fresh DocQA (a new snapshot, the same model) replaces the
+old one. Requests still using the old one finish on it, and it is closed when the last of them is done.
 """
 
 from __future__ import annotations
@@ -18,27 +17,14 @@ from docqa.qa import DocQA
 from docqa.settings import Settings
 
 
-class _SerializedRetriever:
-    """A retriever whose searches take turns (see the module's docstring)."""
-
-    def __init__(self, retriever, lock: threading.Lock):
-        self._retriever = retriever
-        self._lock = lock
-
-    def search(self, *args, **kwargs):
-        with self._lock:
-            return self._retriever.search(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._retriever, name)
-
-
 class Engine:
     def __init__(self, settings: Settings, qa: Optional[DocQA] = None, *, retrieval_only: bool = False):
+        """``qa``: a DocQA the caller made and will close (its model is used for every later DocQA too)."""
         self.settings = settings
-        self._search_lock = threading.Lock()
         self._state = threading.Lock()
         self._users: dict[int, int] = {}
+        self._callers = qa
+        self._owns_llm = qa is None and not retrieval_only
         if qa is not None:
             self.llm = qa.llm
         elif retrieval_only:
@@ -47,19 +33,14 @@ class Engine:
             from docqa.llm import create_llm
 
             self.llm = create_llm(settings.llm, settings.root)
-        self._qa = self._adopt(qa) if qa is not None else self._open()
+        self._qa = qa if qa is not None else self._open()
 
     def _open(self) -> Optional[DocQA]:
         """A DocQA over the index as committed now, or None while there is no index yet."""
         try:
-            qa = DocQA(self.settings, llm=self.llm, retrieval_only=self.llm is None)
+            return DocQA(self.settings, llm=self.llm, retrieval_only=self.llm is None)
         except IndexNotFoundError:
             return None
-        return self._adopt(qa)
-
-    def _adopt(self, qa: DocQA) -> DocQA:
-        qa.retriever = _SerializedRetriever(qa.retriever, self._search_lock)
-        return qa
 
     @property
     def has_index(self) -> bool:
@@ -73,7 +54,7 @@ class Engine:
     def model(self) -> Optional[str]:
         if self.llm is None:
             return None
-        if self.settings.llm.backend == "openai":
+        if self.settings.llm.backend in ("openai", "ollama"):
             return self.settings.llm.model
         return self.settings.llm.model_path.name
 
@@ -90,17 +71,12 @@ class Engine:
         finally:
             with self._state:
                 self._users[id(qa)] -= 1
-                retired = qa is not self._qa and not self._users[id(qa)]
-                if not self._users[id(qa)]:
+                idle = not self._users[id(qa)]
+                if idle:
                     del self._users[id(qa)]
+                retired = idle and qa is not self._qa
             if retired:
-                qa.close()
-
-    @contextmanager
-    def reading(self) -> Iterator[DocQA]:
-        """The current DocQA with its index to the caller alone, for listing documents and counting chunks."""
-        with self.borrow() as qa, self._search_lock:
-            yield qa
+                self._retire(qa)
 
     def reload(self) -> None:
         """See the index as it is now (after a build); the model stays loaded."""
@@ -109,10 +85,16 @@ class Engine:
             old, self._qa = self._qa, fresh
             idle = old is not None and id(old) not in self._users
         if idle:
-            old.close()
+            self._retire(old)
+
+    def _retire(self, qa: DocQA) -> None:
+        if qa is not self._callers:  # the caller's own DocQA is the caller's to close
+            qa.close()
 
     def close(self) -> None:
         with self._state:
             qa, self._qa = self._qa, None
         if qa is not None:
-            qa.close()
+            self._retire(qa)
+        if self._owns_llm and hasattr(self.llm, "close"):
+            self.llm.close()
