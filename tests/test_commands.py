@@ -14,7 +14,7 @@ from docqa.cli import COMMANDS, Command, ask_main, build_main, main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How much is the minimum guarantee payable by adidas?"
-SUBCOMMANDS = ["ask", "build", "list", "batch", "each-doc", "evaluate", "download"]
+SUBCOMMANDS = ["ask", "build", "list", "batch", "each-doc", "evaluate", "download", "serve"]
 
 
 def test_the_console_script_is_docqa_main():
@@ -92,15 +92,16 @@ def test_a_registered_command_is_offered_and_run(monkeypatch, capsys):
     def arguments(parser):
         parser.add_argument("--port", type=int, default=8000)
 
-    def serve(args):
-        print(f"serving on {args.port}")
+    def hello(args):
+        print(f"hello on {args.port}")
         return 0
 
-    monkeypatch.setitem(COMMANDS, "serve", Command("serve", "Serve the web app.", arguments, serve))
-    assert main(["serve", "--port", "9000"]) == 0
-    assert capsys.readouterr().out == "serving on 9000\n"
-    assert ask_main(["serve"]) == 0  # python main.py serve
-    assert capsys.readouterr().out == "serving on 8000\n"
+    monkeypatch.setitem(COMMANDS, "hello", Command("hello", "Say hello.", arguments, hello))
+    assert main(["hello", "--port", "9000"]) == 0
+    assert capsys.readouterr().out == "hello on 9000\n"
+    assert ask_main(["hello"]) == 0  # python main.py hello
+    assert capsys.readouterr().out == "hello on 8000\n"
+    assert main(["--help"]) == 0 and "hello     Say hello." in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [["ask", "--frobnicate", "q"], ["nonsense-command-name"], ["evaluate"]])

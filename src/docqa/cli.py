@@ -406,3 +406,25 @@ def download_model(args: argparse.Namespace) -> int:
     if path != settings.path(settings.llm.model_path):
         print(f"to use it, set llm.model_path: {path} in the configuration")
     return 0
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1); "
+                                       "any other than loopback needs the API token variable set")
+    parser.add_argument("--port", type=int, help="TCP port (default: serve.port, 8000)")
+    parser.add_argument("--retrieval-only", action="store_true", help="serve passages only; no language model loaded")
+
+
+@command("serve", "Serve the web app and the HTTP API.", _serve_arguments)
+def serve_app(args: argparse.Namespace) -> int:
+    from docqa.server import serve
+
+    def ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"docqa: serving http://{shown}:{port}/ (API documentation at /docs); Ctrl-C stops", file=sys.stderr)
+
+    serve(_settings(args), host=args.host, port=args.port, retrieval_only=args.retrieval_only, on_ready=ready)
+    return 0
