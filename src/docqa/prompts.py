@@ -45,12 +45,16 @@ def as_chat_template(template: str, user: str, system: str = SYSTEM_PROMPT) -> s
 
 
 def render(settings: Prompt, context: str, question: str, chat_template: Optional[str] = None) -> str:
-    user = fill_template(settings.template, context, question)
-    if settings.format == "plain":
+    return apply_format(settings.format, fill_template(settings.template, context, question), chat_template)
+
+
+def apply_format(prompt_format: str, user: str, chat_template: Optional[str] = None) -> str:
+    """A filled-in template as the user's turn in the configured prompt format (``plain``: unchanged)."""
+    if prompt_format == "plain":
         return user
-    if settings.format == "gguf" and chat_template:
+    if prompt_format == "gguf" and chat_template:
         return as_chat_template(chat_template, user)
-    if settings.format == "gguf":
+    if prompt_format == "gguf":
         log.warning("the model file has no chat template; using the llama-2-chat format")
     return as_llama2_chat(user)
 
