@@ -219,21 +219,26 @@ class Recorded:
     requests: list[tuple[str, dict]] = field(default_factory=list)
 
 
-def serve(handler: type[BaseHTTPRequestHandler], listen_after_s: float = 0.0) -> tuple[ThreadingHTTPServer, str]:
-    """Serve on a free port of 127.0.0.1; the port is bound at once but accepts connections only after
-    ``listen_after_s``, so that a client connecting earlier is refused, as by a server still starting."""
+def serve(handler: type[BaseHTTPRequestHandler], listen: bool = True) -> tuple[ThreadingHTTPServer, str]:
+    """A server on a free port of 127.0.0.1; with ``listen=False`` the port is bound but refuses connections,
+    as a server still starting does, until ``start_listening``."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
     server.server_bind()
     server.daemon_threads = True
+    if listen:
+        start_listening(server)
+    host, port = server.server_address[:2]
+    return server, f"http://{host}:{port}"
 
+
+def start_listening(server: ThreadingHTTPServer, after_s: float = 0.0) -> None:
     def run() -> None:
-        time.sleep(listen_after_s)
+        time.sleep(after_s)
         server.server_activate()
+        server.listening_since = time.monotonic()
         server.serve_forever(poll_interval=0.05)
 
     threading.Thread(target=run, daemon=True).start()
-    host, port = server.server_address[:2]
-    return server, f"http://{host}:{port}"
 
 
 class JSONHandler(BaseHTTPRequestHandler):
@@ -403,15 +408,27 @@ def test_ollama_default_server_is_the_local_one():
         pytest.skip("an Ollama server is running on this machine")
 
 
-def test_ollama_connect_is_retried_while_the_server_starts():
-    recorded = Recorded()
-    server, url = serve(ollama_handler(recorded, {"llama2"}), listen_after_s=0.3)
+def assert_connect_is_retried(handler: type[BaseHTTPRequestHandler], make_llm) -> str:
+    """Ask a server that begins listening 0.3 s after the request was sent; return the answer."""
+    server, url = serve(handler, listen=False)
     try:
-        llm = create_llm(settings(backend="ollama", base_url=url, model="llama2", max_new_tokens=2), Path("/"))
-        assert "".join(llm.stream("hello")) == "The board"
+        llm = make_llm(url)
+        start_listening(server, after_s=0.3)
+        asked = time.monotonic()
+        answer = "".join(llm.stream("hello"))
+        assert asked < server.listening_since  # so the first connection was refused
+        return answer
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_ollama_connect_is_retried_while_the_server_starts():
+    answer = assert_connect_is_retried(
+        ollama_handler(Recorded(), {"llama2"}),
+        lambda url: create_llm(settings(backend="ollama", base_url=url, model="llama2", max_new_tokens=2), Path("/")),
+    )
+    assert answer == "The board"
 
 
 def test_main_with_ollama_not_pulled_and_down(built_fact_index, ollama, tmp_path, capsys):
@@ -502,14 +519,14 @@ def test_gpt4all_refusals_name_the_setting(gpt4all, values, setting):
 
 
 def test_openai_connect_is_retried_while_the_server_starts():
-    recorded = Recorded()
-    server, url = serve(gpt4all_handler(recorded), listen_after_s=0.3)
-    try:
-        llm = create_llm(settings(backend="openai", base_url=f"{url}/v1", stream=False, send_stop=False), Path("/"))
-        assert "42 cents" in "".join(llm.stream("hello"))
-    finally:
-        server.shutdown()
-        server.server_close()
+    answer = assert_connect_is_retried(
+        gpt4all_handler(Recorded()),
+        lambda url: create_llm(
+            settings(backend="openai", base_url=f"{url}/v1", model="m", stream=False, send_stop=False, stop=["\nQuestion:"]),
+            Path("/"),
+        ),
+    )
+    assert answer == " 42 cents per share."
 
 
 def test_openai_estimates_tokens_where_the_server_cannot_tokenize(gpt4all):
@@ -518,6 +535,45 @@ def test_openai_estimates_tokens_where_the_server_cannot_tokenize(gpt4all):
     assert llm.count_tokens("x" * 30) == 10 and llm.count_tokens("x" * 31) == 11
     # Each known tokenize endpoint asked once, then never again.
     assert [path for path, _ in recorded.requests] == ["/tokenize", "/extras/tokenize", "/tokenize"]
+
+
+def tokenizing_handler(recorded: Recorded, kind: str) -> type[JSONHandler]:
+    """/tokenize as llama.cpp's llama-server (``content``) or vLLM (``prompt``) answers it: one token a word."""
+
+    class Tokenizer(JSONHandler):
+        def do_POST(self):
+            self.recorded = recorded
+            body = self.read_json()
+            if self.path != "/tokenize":
+                return self.send_json(404, {"detail": "Not Found"})
+            if kind == "llama-server":
+                return self.send_json(200, {"tokens": list(range(len(body.get("content", "").split())))})
+            if "prompt" not in body:
+                return self.send_json(400, {"object": "error", "message": "prompt: Field required", "type": "BadRequestError", "code": 400})
+            tokens = list(range(len(body["prompt"].split())))
+            self.send_json(200, {"count": len(tokens), "max_model_len": 4096, "tokens": tokens, "token_strs": None})
+
+    return Tokenizer
+
+
+@pytest.mark.parametrize(
+    ("kind", "paths"),
+    [("llama-server", ["/tokenize"]), ("vllm", ["/tokenize", "/extras/tokenize", "/tokenize"])],
+)
+def test_openai_counts_with_the_servers_tokenize_endpoint(kind, paths):
+    recorded = Recorded()
+    server, url = serve(tokenizing_handler(recorded, kind))
+    try:
+        llm = create_llm(settings(backend="openai", base_url=f"{url}/v1", model="m"), Path("/"))
+        assert llm.count_tokens("one two three") == 3
+        assert [path for path, _ in recorded.requests] == [*paths, "/tokenize"]  # found once, then asked
+        assert recorded.requests[-1][1] == (
+            {"content": "one two three", "add_special": False} if kind == "llama-server"
+            else {"prompt": "one two three", "model": "m", "add_special_tokens": False}
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_openai_needs_base_url():

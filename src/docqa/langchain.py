@@ -171,7 +171,8 @@ class DocQALLM(LLM):
 
         # The backend already ends at llm.stop; the caller's stop sequences are applied on top.
         stops = StopFilter(stop or [])
-        text = apply_format(self.prompt_format, prompt, self.backend.chat_template)
+        # All of LangChain's prompt is content: special-token text in a passage or question stays text.
+        text = apply_format(self.prompt_format, prompt, self.backend.chat_template, self.backend.template_tokens)
         with closing(self.backend.stream(text)) as pieces:  # stopping early ends the generation too
             for piece in pieces:
                 kept = stops.feed(piece)

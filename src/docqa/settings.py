@@ -184,6 +184,12 @@ def load_settings(path: Path | str | None = None) -> Settings:
         return Settings()
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except IsADirectoryError:
+        raise ConfigError(f"{config_path} is a folder; --config needs the settings file itself") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{config_path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -45,7 +45,10 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
         return SERVER_BACKENDS[settings.backend](settings)
     model_path = _resolve(settings.model_path, root)
     if not model_path.is_file():
-        raise ModelNotFoundError(f"model file not found: {model_path}; download it with: {download.download_command(model_path)}")
+        raise ModelNotFoundError(
+            f"model file not found: {model_path}; download it with: {download.download_command(model_path)} "
+            f'(or answer offline with the tiny demo model: python main.py --model demo "your question")'
+        )
     model_format = detect_format(model_path)
     backend = _auto_backend(model_format) if settings.backend == "auto" else settings.backend
     if backend == "llama-cpp" and model_format == "ggml":

@@ -11,13 +11,10 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from docqa.errors import ConfigError, LLMError, ModelNotFoundError
-from docqa.llm.base import LLM, describe, estimate_tokens, import_backend
+from docqa.llm.base import CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, describe, estimate_tokens, import_backend
 from docqa.settings import LLM as LLMSettings
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
-CONNECT_TIMEOUT_S = 10
-# Only connecting is retried: a request Ollama has begun to answer may have spent minutes on the prompt.
-CONNECT_RETRIES = 2
 
 
 class OllamaLLM(LLM):

@@ -10,14 +10,11 @@ from contextlib import closing, contextmanager
 from typing import Any, Callable, Iterator, Optional
 
 from docqa.errors import ConfigError, LLMError
-from docqa.llm.base import LLM, describe, estimate_tokens, import_backend
+from docqa.llm.base import CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, describe, estimate_tokens, import_backend
 from docqa.settings import LLM as LLMSettings
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 10
-# Only connecting is retried: a request the server has begun to answer may have spent minutes on the prompt.
-CONNECT_RETRIES = 2
 # Local servers need no key, but the client library insists on one.
 NO_KEY = "no-key"
 
