@@ -95,7 +95,7 @@ def test_a_read_only_vectorstore_at_build_is_named_and_can_still_be_queried(fact
 def test_a_huge_k_is_a_plain_error(built_fact_index, capsys):
     code, _, err = run(ask_main, built_fact_index.args("--retrieval-only", "--k", "99999999999999999999", QUESTION), capsys)
     assert code == 2
-    assert "argument --k: must be between 1 and 10,000" in err  # argparse's usage line, then its error line
+    assert "argument --k: must be at most 10,000" in err  # argparse's usage line, then its error line
     assert "unexpected" not in err and "Traceback" not in err
 
 

@@ -108,8 +108,10 @@ def _positive(value: str) -> int:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid whole number: {value!r}") from None
-    if not 1 <= number <= MAX_K:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_K:,}")
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    if number > MAX_K:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_K:,}")
     return number
 
 
