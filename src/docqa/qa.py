@@ -49,6 +49,7 @@ class Timings:
     load: float = 0.0
     retrieval: float = 0.0
     first_token: Optional[float] = None
+    prompt_tokens: int = 0
     generation: Optional[float] = None
     tokens: int = 0
     tokens_per_second: Optional[float] = None
@@ -159,6 +160,7 @@ class DocQA:
                 f"the model's {llm.context_length}-token context with {self.settings.llm.max_new_tokens} tokens for the answer"
             )
             result.sources = result.sources[: prompt.chunks_used]
+        timings.prompt_tokens = prompt.tokens
         started = time.perf_counter()
         pieces = []
         for piece in llm.stream(prompt.text):

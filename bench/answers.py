@@ -1,0 +1,284 @@
+"""Answer accuracy end to end: docqa's pipeline or the original tutorial's, with the same real model, on a gold file.
+
+Indexes the PDFs of --corpus (each pipeline its own index, in ~/.cache/docqa-bench, reused while the PDFs and the
+settings are unchanged), asks every selected question, writes one JSON line per question to --out (id, question,
+answer, sources, timings, and whether the answer is correct by docs/evaluation.md's rule) and prints one summary
+JSON object as the last line of stdout. Rerunning with the same --out skips the questions already answered there.
+
+- ``--pipeline docqa`` goes through docqa's library (``DocQA``) with the settings of --config (default: the
+  defaults), the corpus as data folder and the index in the cache.
+- ``--pipeline tutorial`` retrieves as the tutorial does (PyPDFLoader pages, RecursiveCharacterTextSplitter 500/50,
+  all-MiniLM-L6-v2 on torch, flat FAISS, k=2; the index bench/retrieval.py builds) and prompts with the card's
+  template (``plain``), through the same LLM backend and settings, so that the comparison isolates what docqa's
+  retrieval and prompting add.
+
+    .venv/bin/python bench/answers.py --model "$(python bench/real_models.py qwen)" --pipeline docqa \\
+        --split report --out runs/docqa.jsonl [--gold FILE] [--corpus DIR] [--k N] [--format F] [--config C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from measure import CACHE, CORPUS, GOLD, REPO
+
+sys.path.insert(0, str(REPO / "src"))
+
+from docqa.errors import DocqaError, StoreError  # noqa: E402
+from docqa.evaluate import GoldQuestion, Retrieved, file_name, is_hit, read_gold  # noqa: E402
+from docqa.grading import grade  # noqa: E402
+from docqa.qa import Answer, DocQA, Source  # noqa: E402
+from docqa.settings import Settings, load_settings  # noqa: E402
+
+TUTORIAL_K = 2
+DEFAULT_MAX_NEW_TOKENS = 64  # answers are a figure and a sentence; two cores shared by many make every token count
+SPLITS = ("all", "tuning", "report")
+
+
+# ---------------------------------------------------------------- which questions
+
+
+def split_questions(questions: list[GoldQuestion], half: str) -> list[GoldQuestion]:
+    """A fixed split of a gold file in two halves: ids sorted, even positions tune, odd positions report.
+
+    It depends on nothing but the ids, so every run and every helper gets the same halves."""
+    if half == "all":
+        return questions
+    order = {qid: position for position, qid in enumerate(sorted(q.id for q in questions))}
+    parity = 0 if half == "tuning" else 1
+    return [q for q in questions if order[q.id] % 2 == parity]
+
+
+def gold_lines(path: Path) -> dict[str, dict]:
+    """The raw lines of the gold file by id, for the fields read_gold leaves out (the free-text ``answer``)."""
+    lines = (json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
+    return {str(item["id"]): item for item in lines}
+
+
+def gradable(gold: GoldQuestion, line: dict) -> bool:
+    return grade("", answers=gold.answers, reference=line.get("answer")) is not None
+
+
+# ---------------------------------------------------------------- the indexes
+
+
+def corpus_fingerprint(corpus: Path) -> str:
+    """Changes when a PDF of the corpus is added, removed, renamed or rewritten."""
+    digest = hashlib.sha256()
+    for pdf in sorted(p for p in corpus.rglob("*") if p.suffix.lower() == ".pdf" and p.is_file()):
+        stat = pdf.stat()
+        digest.update(f"{pdf.relative_to(corpus)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def docqa_settings(args: argparse.Namespace) -> Settings:
+    """--config's settings (default: the defaults) over the corpus, the LLM and prompt of this run, the index in a
+    cache folder of its own per corpus and index settings, brought up to date."""
+    from docqa.ingest import build_index, index_fingerprint
+
+    base = load_settings(args.config) if args.config else Settings()
+    key = hashlib.sha256(json.dumps([str(args.corpus.resolve()), index_fingerprint(base)], sort_keys=True).encode())
+    paths = base.paths.model_copy(update={
+        "data": args.corpus.resolve(),
+        "vectorstore": CACHE / "answers" / f"docqa-{key.hexdigest()[:12]}",
+        "models": REPO / "models",
+    })
+    settings = with_run_settings(base.model_copy(update={"paths": paths}), args)
+    try:
+        report = build_index(settings)
+    except StoreError as error:  # an index of other settings in that folder: start it again
+        print(f"docqa: {error}; rebuilding", file=sys.stderr)
+        report = build_index(settings, rebuild=True)
+    for skipped in report.skipped:
+        print(f"docqa skipped {skipped.name}: {skipped.reason}", file=sys.stderr)
+    print(f"docqa index {settings.paths.vectorstore}: {report.summary()}", file=sys.stderr)
+    return settings
+
+
+def with_run_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    llm = settings.llm.model_copy(update={"model_path": args.model.resolve(), "max_new_tokens": args.max_new_tokens})
+    update = {"llm": llm}
+    if args.format:
+        update["prompt"] = settings.prompt.model_copy(update={"format": args.format})
+    if args.k:
+        update["retrieval"] = settings.retrieval.model_copy(update={"k": args.k})
+    return settings.model_copy(update=update)
+
+
+def tutorial_index(corpus: Path) -> Path:
+    """The tutorial's FAISS.save_local folder for this corpus, built if missing or built from other PDFs."""
+    fingerprint = corpus_fingerprint(corpus)
+    folder = CACHE / ("tutorial-langchain" if corpus.resolve() == CORPUS.resolve() else f"tutorial-langchain-{fingerprint}")
+    stamp = folder / "answers-corpus.txt"
+    if stamp.is_file() and stamp.read_text().strip() != fingerprint:
+        print(f"the PDFs changed since {folder} was built: rebuilding it", file=sys.stderr)
+        shutil.rmtree(folder)
+    return folder
+
+
+class TutorialQA(DocQA):
+    """The tutorial's retrieval behind DocQA's question path: the same prompt building, LLM and timings."""
+
+    def __init__(self, settings: Settings, corpus: Path):
+        from retrieval import tutorial_retriever
+
+        started = time.perf_counter()
+        folder = tutorial_index(corpus)
+        self.tutorial = tutorial_retriever(corpus, folder)
+        (folder / "answers-corpus.txt").write_text(corpus_fingerprint(corpus))
+        print(f"tutorial index {folder}: {self.tutorial.chunks} chunks", file=sys.stderr)
+        self.settings = settings
+        self.store = None
+        self.retriever = None
+        self.llm = self._load_llm()
+        self.load_seconds = time.perf_counter() - started
+        self._unreported_load = self.load_seconds
+
+    def retrieve(self, question: str, *, k=None, doc=None) -> list[Source]:
+        found = self.tutorial.faiss.similarity_search_with_score(question, k=k or self.settings.retrieval.k)
+        return [
+            Source(Path(d.metadata["source"]).name, d.metadata["page"], d.metadata["page"] + 1, d.page_content,
+                   round(float(distance), 6))
+            for d, distance in found
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+def open_pipeline(args: argparse.Namespace) -> DocQA:
+    if args.pipeline == "docqa":
+        return DocQA(docqa_settings(args))
+    settings = Settings()
+    settings = settings.model_copy(update={
+        "retrieval": settings.retrieval.model_copy(update={"k": TUTORIAL_K}),
+        "prompt": settings.prompt.model_copy(update={"format": "plain"}),  # the card's template as it is
+    })
+    return TutorialQA(with_run_settings(settings, args), args.corpus)
+
+
+# ---------------------------------------------------------------- asking and scoring
+
+
+def record(gold: GoldQuestion, line: dict, answer: Answer, max_new_tokens: int) -> dict:
+    evidence = [is_hit(gold, Retrieved(s.document, s.page_index, s.text)) for s in answer.sources]
+    return {
+        "id": gold.id,
+        "doc": gold.doc,
+        "question": gold.question,
+        "answer": answer.answer,
+        "correct": grade(answer.answer, answers=gold.answers, reference=line.get("answer")),
+        "answered": answer.answered,
+        "evidence_in_prompt": any(evidence),
+        "capped": answer.timings.tokens >= max_new_tokens,
+        "sources": [{"document": s.document, "page_index": s.page_index, "text": s.text, "score": s.score}
+                    for s in answer.sources],
+        "timings": asdict(answer.timings),
+        "notes": answer.notes,
+    }
+
+
+def summarize(records: list[dict], settings: Settings, args: argparse.Namespace) -> dict:
+    graded = [r for r in records if r.get("correct") is not None]
+    answered = [r for r in records if "error" not in r]
+    count = len(answered) or 1
+    return {
+        "pipeline": args.pipeline,
+        "model": args.model.name,
+        "format": settings.prompt.format,
+        "k": settings.retrieval.k,
+        "max_new_tokens": args.max_new_tokens,
+        "split": args.split,
+        "questions": len(records),
+        "graded": len(graded),
+        "correct": sum(r["correct"] for r in graded),
+        "accuracy": round(sum(r["correct"] for r in graded) / len(graded), 4) if graded else None,
+        "abstained": sum(r.get("answered") is False for r in answered),
+        "errors": len(records) - len(answered),
+        "evidence_in_prompt": sum(bool(r.get("evidence_in_prompt")) for r in answered),
+        "capped": sum(bool(r.get("capped")) for r in answered),
+        "seconds_per_question": round(sum(r["timings"]["total"] for r in answered) / count, 2),
+        "prompt_tokens_mean": round(sum(r["timings"]["prompt_tokens"] for r in answered) / count, 1),
+    }
+
+
+def previous_records(out: Path) -> dict[str, dict]:
+    if not out.is_file():
+        return {}
+    records = {}
+    for line in out.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            if "error" not in item:  # a failed question is asked again
+                records[item["id"]] = item
+    return records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gold", type=Path, default=GOLD)
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--model", type=Path, required=True, help="a GGUF file (bench/real_models.py finds them)")
+    parser.add_argument("--pipeline", choices=("docqa", "tutorial"), default="docqa")
+    parser.add_argument("--k", type=int, help="passages in the prompt (default: docqa's retrieval.k; tutorial 2)")
+    parser.add_argument("--format", choices=("plain", "llama-2-chat", "gguf"),
+                        help="prompt.format (default: the config's for docqa; plain, the card's, for the tutorial)")
+    parser.add_argument("--config", type=Path, help="docqa's settings (default: the defaults)")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--split", choices=SPLITS, default="all", help="half of the gold file (see split_questions)")
+    parser.add_argument("--gradable", action="store_true",
+                        help="only questions the grading rule can grade (with answers, or numbers in the gold answer)")
+    parser.add_argument("--limit", type=int, help="only the first N questions of the selection")
+    parser.add_argument("--out", type=Path, required=True, help="one JSON line per question; rerun to resume")
+    args = parser.parse_args()
+    if not args.corpus.is_dir() or not args.gold.is_file():
+        print(f"skipped: needs {args.corpus} and {args.gold}")
+        return 0
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    lines = gold_lines(args.gold)
+    questions = split_questions(read_gold(args.gold), args.split)
+    if args.gradable:
+        questions = [q for q in questions if gradable(q, lines[q.id])]
+    questions = questions[: args.limit]
+    indexed = {p.name for p in args.corpus.rglob("*.pdf")}
+    missing = sorted({file_name(q.doc) for q in questions} - indexed)
+    if missing:
+        print(f"warning: not in the corpus, their questions will miss: {', '.join(missing)}", file=sys.stderr)
+    done = previous_records(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        qa = open_pipeline(args)
+    except DocqaError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with qa, open(args.out, "a", encoding="utf-8") as out:
+        todo = [q for q in questions if q.id not in done]
+        print(f"{len(questions)} questions, {len(questions) - len(todo)} already in {args.out}", file=sys.stderr)
+        for number, gold in enumerate(todo, 1):
+            try:
+                item = record(gold, lines[gold.id], qa.ask(gold.question), args.max_new_tokens)
+            except DocqaError as error:
+                item = {"id": gold.id, "question": gold.question, "error": str(error)}
+            done[gold.id] = item
+            out.write(json.dumps(item) + "\n")
+            out.flush()
+            mark = {True: "right", False: "wrong", None: "ungraded"}[item.get("correct")] if "error" not in item else "error"
+            print(f"[{number}/{len(todo)}] {gold.id} {mark} "
+                  f"{item.get('timings', {}).get('total', 0):.1f} s: {(item.get('answer') or item.get('error', ''))[:100]!r}",
+                  file=sys.stderr, flush=True)
+        summary = summarize([done[q.id] for q in questions if q.id in done], qa.settings, args)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
