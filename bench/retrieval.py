@@ -17,6 +17,8 @@ Both indexes are the ones bench/ingest.py builds, so that one build of each serv
   other names first, so that only the renames are applied (docqa indexes nothing of a file's name).
 
     .venv/bin/python bench/retrieval.py [--corpus DIR] [--gold FILE ...] [--split FILE] [--docqa-only] [--json]
+"""
+
 from __future__ import annotations
 
 import argparse
