@@ -142,20 +142,23 @@ def split_halves(path: Path | None) -> dict[str, set[str]]:
     return {"tuning": set(split["tuning"]), "report": set(split["report"])}
 
 
-def subsets(gold: Path, halves: dict[str, set[str]], folder: Path) -> list[tuple[str, Path]]:
-    """(name, gold file) for the whole file and for each half of the split that holds some of its questions."""
-    from docqa.evaluate import read_gold
-
-    ids = {question.id for question in read_gold(gold)}
-    result = [(f"{gold.name} (all {len(ids)})", gold)]
-    for half, members in halves.items():
-        chosen = ids & members
-        if chosen:
-            path = folder / f"{gold.stem}.{half}.jsonl"
-            lines = [line for line in gold.read_text(encoding="utf-8").splitlines()
-                     if line.strip() and json.loads(line)["id"] in chosen]
-            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            result.append((f"{gold.name} ({half} half, {len(chosen)})", path))
+def subsets(gold: Path, halves: dict[str, set[str]], folder: Path,
+            indexed: set[str] | None = None) -> list[tuple[str, Path]]:
+    """(name, gold file) for the whole file and for each half of the split that holds some of its questions; with
+    ``indexed``, only the questions about those documents (a partly built index)."""
+    lines = {json.loads(line)["id"]: line for line in gold.read_text(encoding="utf-8").splitlines() if line.strip()}
+    if indexed is not None:
+        lines = {qid: line for qid, line in lines.items() if json.loads(line)["doc"] in indexed}
+    if not lines:
+        return []
+    scope = "" if indexed is None else f" about the {len(indexed)} indexed documents"
+    parts = [("all", set(lines))] + [(f"{half} half", set(lines) & members) for half, members in halves.items()]
+    result = []
+    for part, ids in parts:
+        if ids:
+            path = folder / f"{gold.stem}.{part.split()[0]}.jsonl"
+            path.write_text("".join(lines[qid] + "\n" for qid in sorted(ids)), encoding="utf-8")
+            result.append((f"{gold.name} ({part}, {len(ids)}{scope})", path))
     return result
 
 
@@ -170,6 +173,10 @@ def main() -> int:
     parser.add_argument("--docqa-only", action="store_true", help="skip the tutorial's pipeline")
     parser.add_argument("--seed-index", type=Path, metavar="FOLDER",
                         help="copy this docqa vectorstore first if the corpus has none yet (the same PDFs renamed)")
+    parser.add_argument("--docqa-config", type=Path, metavar="PATH",
+                        help="score the index of this config as it is (not built or updated here)")
+    parser.add_argument("--indexed-only", action="store_true",
+                        help="score only questions about documents in docqa's index (one still being built)")
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object")
     args = parser.parse_args()
     missing = [str(path) for path in [args.corpus, *args.gold] if not path.exists()]
@@ -185,15 +192,16 @@ def main() -> int:
         folder = args.tutorial_index or CACHE / cache_name(args.corpus, "tutorial-langchain")
         tutorial = tutorial_retriever(args.corpus, folder)
         print(f"tutorial index: {folder}, {tutorial.chunks} chunks")
-    settings = docqa_settings(args.corpus, args.seed_index)
+    settings = load_settings(args.docqa_config) if args.docqa_config else docqa_settings(args.corpus, args.seed_index)
     print(f"docqa index: {settings.paths.vectorstore}")
     halves = split_halves(args.split)
     scratch = CACHE / "retrieval-gold"
     scratch.mkdir(parents=True, exist_ok=True)
     results = {}
     with DocQA(settings, retrieval_only=True) as qa:
+        indexed = {Path(record.name).name for record in qa.store.documents()} if args.indexed_only else None
         for gold in args.gold:
-            for name, path in subsets(gold, halves, scratch):
+            for name, path in subsets(gold, halves, scratch, indexed):
                 theirs = evaluate(tutorial, path, KS) if tutorial else None
                 ours = evaluate(qa, path, KS)
                 results[name] = {"tutorial": theirs, "docqa": ours}

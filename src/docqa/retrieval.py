@@ -98,10 +98,11 @@ class Searched:
             return f"{count} matching --doc: {', '.join(self.documents)}"
         if self.scope == "named":
             return f"{count} named in the question: {', '.join(self.documents)}"
+        every = f"all {count}" if len(self.documents) != 1 else "the only document"
         if self.named:
-            return (f"all {count} (the question names {', '.join(self.named)}, but no passage there matched it "
+            return (f"{every} (the question names {', '.join(self.named)}, but no passage there matched it "
                     "nearly as well as passages elsewhere)")
-        return f"all {count}"
+        return every
 
 
 @dataclass(frozen=True)
