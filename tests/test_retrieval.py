@@ -18,7 +18,7 @@ from docqa.profiles import describe, named_documents, profile, question_years, r
 from docqa.cli import ask_main
 from docqa.ingest import build_index
 from docqa.qa import DocQA
-from docqa.retrieval import Hit, diverse, fts_query, load_reranker, with_line_items
+from docqa.retrieval import Hit, diverse, fts_query, join_overlapping, load_reranker, with_line_items, with_runner_ups
 from docqa.settings import Retrieval, Settings
 from docqa.store import StoredChunk
 from tests.test_batch import config, fake_embedder, indexed, make_settings, write_reports  # noqa: F401 - fixtures
@@ -223,6 +223,28 @@ def test_diverse_takes_at_most_max_per_page_chunks_of_a_page():
     assert [h.chunk.id for h in diverse(hits, 3, max_per_page=1)] == [1, 3, 5]
     assert [h.chunk.id for h in diverse(hits, 3, max_per_page=2)] == [1, 2, 3]
     assert [h.chunk.id for h in diverse(hits, 9, max_per_page=1)] == [1, 3, 5]
+
+
+def scored(document: str, page: int, text: str, chunk_id: int, score: float) -> Hit:
+    return Hit(StoredChunk(document, page, text, id=chunk_id), score)
+
+
+def test_a_passage_takes_in_the_adjacent_chunk_of_its_page_that_scores_nearly_as_high():
+    caption = scored("a.pdf", 94, "The average monthly number of employees was as follows:\nCommercial", 7, 0.0325)
+    figures = scored("a.pdf", 94, "Commercial 151 131\nAverage monthly number of employees 1,035 983", 8, 0.0320)
+    far = scored("a.pdf", 94, "Share ownership of the directors", 12, 0.0319)  # same page, not adjacent
+    weak = scored("a.pdf", 95, "Voting power", 21, 0.0300)
+    neighbour = scored("a.pdf", 95, "of the Class B shares", 22, 0.0100)  # adjacent, but far lower
+    candidates = [caption, figures, far, weak, neighbour]
+    taken = diverse(candidates, 2, max_per_page=1)
+    joined = with_runner_ups(taken, candidates, budget=1000, first=2)
+    assert joined[0].chunk.text == ("The average monthly number of employees was as follows:\nCommercial 151 131\n"
+                                    "Average monthly number of employees 1,035 983")
+    assert (joined[0].chunk.id, joined[0].score) == (7, 0.0325)
+    assert joined[1] == weak
+    assert with_runner_ups(taken, candidates, budget=100, first=2) == taken  # no room left in the prompt
+    assert with_runner_ups(taken, candidates, budget=1000, first=0) == taken  # beyond the prompt's passages
+    assert join_overlapping("abc def", "xyz") == "abc def\nxyz"
 
 
 # ---------------------------------------------------------------- end to end over generated PDFs

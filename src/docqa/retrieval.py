@@ -6,7 +6,8 @@
    else every document. The result always says which documents were searched and why (``Searched``).
 2. Candidates: dense search (FAISS) fused with BM25 (SQLite FTS5) by reciprocal rank fusion.
 3. Optionally a cross-encoder reorders the candidates (``retrieval.reranker``; needs local weights).
-4. Diversity: at most ``max_per_page`` chunks of one page.
+4. Diversity: at most ``max_per_page`` chunks of one page; a passage is joined with the adjacent chunk of its page
+   that scores nearly as high, while the passages stay within ``context_chars``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
 # The named documents' best passage is "weak" when its cosine similarity to the question is this much below the best
 # passage of the whole index; the search then covers every document. See docs/retrieval.md for how it was chosen.
 WEAK_EVIDENCE_MARGIN = 0.1
+# A page's runner-up chunk joins its passage when its fused score is at least this share of the passage's.
+RUNNER_UP_RATIO = 0.9
 
 _STOPWORDS = frozenset(
     "a an and are as at be by can could did do does for from had has have how i if in into is it its "
@@ -150,6 +153,41 @@ def diverse(hits: Sequence[Hit], k: int, max_per_page: int) -> list[Hit]:
     return taken
 
 
+def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int, first: int) -> list[Hit]:
+    """The passages, each of the ``first`` ones joined with the adjacent chunk of its page that scores nearly as high,
+    best passage first, while those ``first`` passages together stay within ``budget`` characters. (Only the first:
+    a longer list, asked for at once, begins with the same passages as a short one.)
+
+    One page is one passage (``diverse``), but a table's caption and its figures often fall in two chunks that score
+    alike; whichever wins, the other half is missing. Joining them uses the room the k passages leave in the prompt.
+    """
+    by_page: dict[tuple[str, int], list[Hit]] = {}
+    for hit in candidates:  # in score order
+        by_page.setdefault((hit.chunk.document, hit.chunk.page_index), []).append(hit)
+    result = list(taken)
+    used = sum(len(hit.chunk.text) for hit in taken[:first])
+    for position, hit in enumerate(taken[:first]):
+        chunk = hit.chunk
+        runner_up = next((h for h in by_page.get((chunk.document, chunk.page_index), []) if h.chunk.id != chunk.id), None)
+        if runner_up is None or runner_up.score < RUNNER_UP_RATIO * hit.score or abs(runner_up.chunk.id - chunk.id) != 1:
+            continue
+        first, second = sorted([chunk, runner_up.chunk], key=lambda c: c.id)
+        text = join_overlapping(first.text, second.text)
+        if used + len(text) - len(chunk.text) > budget:
+            continue
+        used += len(text) - len(chunk.text)
+        result[position] = Hit(StoredChunk(chunk.document, chunk.page_index, text, chunk.header, id=chunk.id), hit.score)
+    return result
+
+
+def join_overlapping(first: str, second: str) -> str:
+    """Two consecutive chunks of a page as one text: the splitter's overlap appears once."""
+    for size in range(min(len(first), len(second), 80), 0, -1):
+        if first.endswith(second[:size]):
+            return first + second[size:]
+    return f"{first}\n{second}"
+
+
 def phrase_query(phrase: str) -> str:
     """An FTS5 MATCH expression for the words of ``phrase`` in a row."""
     return '"' + " ".join(word.strip(".-") for word in _WORD.findall(phrase.lower().replace('"', ""))) + '"'
@@ -212,7 +250,8 @@ class Retriever:
         hits = [Hit(chunk, scores[chunk.id]) for chunk in chunks]
         if self.reranker is not None:
             hits = self.reranker.rerank(question, hits)
-        return diverse(hits, k, self.settings.max_per_page)
+        taken = diverse(hits, k, self.settings.max_per_page)
+        return with_runner_ups(taken, hits, self.settings.context_chars, self.settings.k)
 
     def _weak(self, vector, named_ids: list[int]) -> bool:
         """Whether the named documents' best passage matches the question far worse than the whole index's best."""
