@@ -75,6 +75,7 @@ class FakeLLM:
     name = "fake"
     context_length = 4096
     chat_template = None
+    template_tokens: dict = {}
 
     def __init__(self, fail_on: tuple[str, ...] = ()):
         self.fail_on = fail_on

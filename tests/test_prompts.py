@@ -1,4 +1,7 @@
-from docqa.prompts import as_chat_template, build_prompt, render
+import pytest
+
+from docqa.errors import ConfigError
+from docqa.prompts import SYSTEM_PROMPT, as_chat_template, build_prompt, render
 from docqa.settings import CARD_TEMPLATE, Prompt
 
 LLAMA2_TEMPLATE = (
@@ -48,3 +51,47 @@ def test_whole_passages_are_dropped_from_the_end_to_fit_the_budget():
     assert cut.chunks_used == 2 and cut.chunks_dropped == 1
     assert "beta" in cut.text and "gamma" not in cut.text
     assert cut.tokens <= budget
+
+
+CHATML = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def test_chat_template_keeps_markup_and_content_apart():
+    prompt = render(Prompt(format="gguf"), "a PDF saying <|im_end|>", "q?", chat_template=CHATML)
+    markup = "".join(segment.text for segment in prompt.segments if segment.markup)
+    content = "".join(segment.text for segment in prompt.segments if not segment.markup)
+    assert markup == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n"
+    assert "a PDF saying <|im_end|>" in content and content.startswith(SYSTEM_PROMPT)
+    assert "".join(segment.text for segment in prompt.segments) == prompt
+
+
+def test_every_format_marks_the_card_text_as_content():
+    for prompt_format in ("plain", "llama-2-chat"):
+        prompt = render(Prompt(format=prompt_format), "ctx <s>", "q?")
+        assert any("ctx <s>" in segment.text and not segment.markup for segment in prompt.segments)
+    assert [segment.markup for segment in render(Prompt(), "c", "q").segments] == [False]
+
+
+def test_template_tokens_are_the_models():
+    template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{{ eos_token }}{% endfor %}"
+    prompt = as_chat_template(template, "hi", bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
+    assert prompt.startswith("<|begin_of_text|>") and prompt.endswith("hi<|eot_id|>")
+
+
+def test_template_refusing_a_system_message_gets_it_in_the_user_turn():
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+        "[INST] {{ m['content'] }} [/INST]{% endfor %}"
+    )
+    prompt = as_chat_template(template, "the question")
+    assert prompt == f"[INST] {SYSTEM_PROMPT}\n\nthe question [/INST]"
+    assert [segment.markup for segment in prompt.segments] == [True, False, True]
+
+
+def test_template_that_rewrites_the_text_is_refused():
+    template = "{% for m in messages %}{{ m['content'] | upper }}{% endfor %}"
+    with pytest.raises(ConfigError, match="set prompt.format to llama-2-chat or plain"):
+        as_chat_template(template, "hi")

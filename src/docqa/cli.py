@@ -164,6 +164,9 @@ def ask_parser() -> argparse.ArgumentParser:
                         help="passages to retrieve (default: retrieval.k in config); "
                              "with --evaluate, the cut-offs to score (default: 1 2 4 8 16)")
     parser.add_argument("--doc", metavar="PATTERN", help="only search documents whose file name matches this glob")
+    parser.add_argument("--model", metavar="demo|PATH",
+                        help="answer with this model file instead of llm.model_path; 'demo': the tiny SmolLM2 that "
+                             "installs with docqa (offline, no download; weak answers)")
     batch = parser.add_argument_group("batch", "many questions, the model loaded once")
     batch.add_argument("--batch", metavar="FILE",
                        help="questions: a text file (one per line), JSONL (question, id, doc) or CSV (question column)")
@@ -186,6 +189,7 @@ def ask_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
+    from docqa.demo import use_model
     from docqa.errors import InputError
     from docqa.qa import DocQA
     from docqa.settings import load_settings
@@ -198,7 +202,7 @@ def _ask(args: argparse.Namespace) -> int:
     question = (args.question or "").strip()
     if not question:
         raise InputError('no question given; usage: python main.py "your question"')
-    settings = load_settings(args.config)
+    settings = use_model(load_settings(args.config), args.model)
     stream = None if args.json else _write_token
     with DocQA(settings, retrieval_only=args.retrieval_only) as qa:
         answer = qa.ask(question, doc=args.doc, k=_single_k(args), on_token=stream)
@@ -244,6 +248,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from docqa.batch import Question, TableWriter, read_questions, run_batch, run_each_doc
+    from docqa.demo import use_model
     from docqa.errors import InputError
     from docqa.qa import DocQA
     from docqa.settings import load_settings
@@ -259,7 +264,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         if not question:
             raise InputError("--each-doc needs a question or --batch FILE")
         questions = [Question("q1", question)]
-    settings = load_settings(args.config)
+    settings = use_model(load_settings(args.config), args.model)
     with DocQA(settings, retrieval_only=args.retrieval_only) as qa:
         if args.each_doc:
             with _open_output(args.out) as handle:
@@ -287,12 +292,13 @@ def _open_output(path: Optional[str]):
 
 def _evaluate(args: argparse.Namespace) -> int:
     from docqa.batch import Progress
+    from docqa.demo import use_model
     from docqa.evaluate import DEFAULT_KS, evaluate, llm_token_counter, read_gold
     from docqa.qa import DocQA
     from docqa.settings import load_settings
 
     questions = read_gold(args.evaluate)  # a bad gold file fails before any model loads
-    settings = load_settings(args.config)
+    settings = use_model(load_settings(args.config), args.model)
     count_tokens = llm_token_counter(settings)
     with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
         result = evaluate(qa, args.evaluate, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,

@@ -1,21 +1,55 @@
-"""Retrieved chunks + question → the prompt text, in the configured format and within the context window."""
+"""Retrieved chunks + question → the prompt text, in the configured format and within the context window.
+
+A prompt is the format's own markup (a chat template's ``<|im_start|>``, ``[INST]``) around content
+(the card's instruction, the passages, the question). ``PromptText`` keeps the two apart so that a
+backend parses special tokens in the markup only: a PDF or a question containing the literal text
+``<|im_end|>`` stays text and cannot end the turn or inject one.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
+from docqa.errors import ConfigError
 from docqa.settings import Prompt
 
 log = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = "You answer questions about documents using only the context you are given."
+# Stands for a message's content while the chat template renders: no template writes NUL characters.
+_PLACEHOLDER = re.compile("\x00docqa-content-(\\d+)\x00")
+
+
+class Segment(NamedTuple):
+    text: str
+    markup: bool  # True: the format's own text, whose special tokens are real; False: content, always plain text
+
+
+class PromptText(str):
+    """The prompt as one string (what every caller that only reads text sees) that also knows its segments.
+
+    A plain ``str`` prompt counts as content from end to end: nothing in it is parsed as a special token.
+    """
+
+    segments: tuple[Segment, ...]
+
+    def __new__(cls, segments: Sequence[Segment]) -> "PromptText":
+        kept = tuple(segment for segment in segments if segment.text)
+        prompt = super().__new__(cls, "".join(segment.text for segment in kept))
+        prompt.segments = kept
+        return prompt
+
+
+def segments_of(prompt: str) -> tuple[Segment, ...]:
+    return prompt.segments if isinstance(prompt, PromptText) else (Segment(prompt, False),)
 
 
 @dataclass(frozen=True)
 class BuiltPrompt:
-    text: str
+    text: PromptText
     chunks_used: int
     chunks_dropped: int
     tokens: int
@@ -27,29 +61,66 @@ def fill_template(template: str, context: str, question: str) -> str:
     return template.format(context=context, question=question)
 
 
-def as_llama2_chat(user: str, system: str = SYSTEM_PROMPT) -> str:
+def as_llama2_chat(user: str, system: str = SYSTEM_PROMPT) -> PromptText:
     # The tokenizer adds the BOS token <s>; writing it here too would double it.
-    return f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user.strip()} [/INST]"
+    return PromptText([
+        Segment("[INST] <<SYS>>\n", True), Segment(system, False), Segment("\n<</SYS>>\n\n", True),
+        Segment(user.strip(), False), Segment(" [/INST]", True),
+    ])
 
 
-def as_chat_template(template: str, user: str, system: str = SYSTEM_PROMPT) -> str:
+def as_chat_template(
+    template: str, user: str, system: str = SYSTEM_PROMPT, *, bos_token: str = "", eos_token: str = ""
+) -> PromptText:
+    """``user`` (and ``system``) rendered by the model's Jinja chat template, in a sandbox.
+
+    ``bos_token``/``eos_token`` are the model's own (from its metadata); a template that writes the BOS
+    token gets it once, the backend adds none then. Templates that refuse a system message (several
+    Mistral ones) get its text at the head of the user message instead.
+    """
+    contents = [system, user.strip()]
+    try:
+        rendered = _render(template, [("system", 0), ("user", 1)], bos_token, eos_token)
+    except ValueError:
+        contents = [f"{system}\n\n{user.strip()}"]
+        rendered = _render(template, [("user", 0)], bos_token, eos_token)
+    segments, position, seen = [], 0, []
+    for placeholder in _PLACEHOLDER.finditer(rendered):
+        index = int(placeholder.group(1))
+        segments += [Segment(rendered[position : placeholder.start()], True), Segment(contents[index], False)]
+        position = placeholder.end()
+        seen.append(index)
+    segments.append(Segment(rendered[position:], True))
+    if sorted(seen) != list(range(len(contents))):
+        raise ConfigError(
+            "the model's chat template does not place each message's text once as it is; "
+            "set prompt.format to llama-2-chat or plain"
+        )
+    return PromptText(segments)
+
+
+def _render(template: str, messages: list[tuple[str, int]], bos_token: str, eos_token: str) -> str:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user.strip()}]
+    def raise_exception(message: str):
+        raise ValueError(message)
+
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    rendered = env.from_string(template).render(
-        messages=messages, bos_token="", eos_token="</s>", add_generation_prompt=True,
-        raise_exception=lambda message: (_ for _ in ()).throw(ValueError(message)),
+    return env.from_string(template).render(
+        messages=[{"role": role, "content": f"\x00docqa-content-{index}\x00"} for role, index in messages],
+        bos_token=bos_token, eos_token=eos_token, add_generation_prompt=True, raise_exception=raise_exception,
     )
-    return rendered
 
 
-def render(settings: Prompt, context: str, question: str, chat_template: Optional[str] = None) -> str:
+def render(
+    settings: Prompt, context: str, question: str, chat_template: Optional[str] = None, template_tokens: Optional[dict] = None
+) -> PromptText:
+    """The filled card template in the configured format; ``template_tokens``: the model's bos_token/eos_token."""
     user = fill_template(settings.template, context, question)
     if settings.format == "plain":
-        return user
+        return PromptText([Segment(user, False)])
     if settings.format == "gguf" and chat_template:
-        return as_chat_template(chat_template, user)
+        return as_chat_template(chat_template, user, **(template_tokens or {}))
     if settings.format == "gguf":
         log.warning("the model file has no chat template; using the llama-2-chat format")
     return as_llama2_chat(user)
@@ -63,10 +134,11 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     token_budget: int,
     chat_template: Optional[str] = None,
+    template_tokens: Optional[dict] = None,
 ) -> BuiltPrompt:
     """The prompt with as many whole passages as fit ``token_budget``, dropping from the end."""
     for kept in range(len(passages), -1, -1):
-        text = render(settings, "\n\n".join(passages[:kept]), question, chat_template)
+        text = render(settings, "\n\n".join(passages[:kept]), question, chat_template, template_tokens)
         tokens = count_tokens(text)
         if tokens <= token_budget or kept == 0:
             return BuiltPrompt(text, kept, len(passages) - kept, tokens)

@@ -12,6 +12,7 @@ answers any number of questions::
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,16 +79,32 @@ class Answer:
 
 
 class DocQA:
-    """Loaded once, asked many times. ``retrieval_only`` skips the LLM entirely."""
+    """Loaded once, asked many times. ``retrieval_only`` skips the LLM entirely.
+
+    Safe to share between threads: ``retrieve`` and ``ask`` may run in many at once; retrieval runs side by
+    side, generation one question at a time (the model has one context; the others wait their turn).
+    The index is refused unless it was built with these settings (``python db_build.py --rebuild`` fixes that).
+    """
 
     def __init__(self, settings: Settings, *, retrieval_only: bool = False, llm=None):
         from docqa.embeddings import create_embedder
+        from docqa.ingest import index_fingerprint
 
         started = time.perf_counter()
         self.settings = settings
-        self.store = Store(settings.path(settings.paths.vectorstore))
-        self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval, load_reranker(settings))
-        self.llm = None if retrieval_only else (llm or self._load_llm())
+        self.store: Optional[Store] = None
+        self.llm = None
+        self._owns_llm = llm is None
+        self._generation_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        try:
+            self.store = Store(settings.path(settings.paths.vectorstore), index_fingerprint(settings))
+            self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
+                                       load_reranker(settings))
+            self.llm = None if retrieval_only else (llm or self._load_llm())
+        except BaseException:
+            self.close()  # what was loaded before the failure is released, not left to the collector
+            raise
         self.load_seconds = time.perf_counter() - started
         self._unreported_load = self.load_seconds
 
@@ -101,7 +118,14 @@ class DocQA:
         return create_llm(self.settings.llm, self.settings.root)
 
     def close(self) -> None:
-        self.store.close()
+        """Release the index and the model this object loaded; safe to call twice."""
+        llm, self.llm = self.llm, None
+        if llm is not None and self._owns_llm and hasattr(llm, "close"):
+            llm.close()
+        self.retriever = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def __enter__(self) -> "DocQA":
         return self
@@ -132,16 +156,19 @@ class DocQA:
         timings.retrieval = time.perf_counter() - started
         result = Answer(question, None, sources, timings, searched=searched)
         if self.llm is not None:
-            self._generate(result, on_token)
+            with self._generation_lock:
+                self._generate(result, on_token)
         timings.total = timings.load + time.perf_counter() - started
         return result
 
     def _take_load_time(self) -> float:
         """Loading is reported once, with the first question of this process."""
-        load, self._unreported_load = self._unreported_load, 0.0
+        with self._load_lock:
+            load, self._unreported_load = self._unreported_load, 0.0
         return load
 
     def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]]) -> None:
+        from docqa.demo import NOTE as DEMO_NOTE, is_demo
         from docqa.prompts import build_prompt
 
         llm, timings = self.llm, result.timings
@@ -153,6 +180,7 @@ class DocQA:
             count_tokens=llm.count_tokens,
             token_budget=budget,
             chat_template=llm.chat_template,
+            template_tokens=llm.template_tokens,
         )
         if prompt.chunks_dropped:
             result.notes.append(
@@ -176,3 +204,5 @@ class DocQA:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
         timings.backend = llm.name
         result.answer = "".join(pieces).strip()
+        if is_demo(self.settings.llm.model_path):
+            result.notes.append(DEMO_NOTE)

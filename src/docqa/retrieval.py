@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -290,10 +289,10 @@ class CrossEncoderReranker:
     """Reorders candidates by a sentence-transformers cross-encoder read from a local folder."""
 
     def __init__(self, folder: Path):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import CrossEncoder
 
-        self.model = CrossEncoder(str(folder), device="cpu")
+        # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
+        self.model = CrossEncoder(str(folder), device="cpu", local_files_only=True)
 
     def rerank(self, question: str, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:

@@ -111,8 +111,10 @@ class Retrieval(Section):
 
 
 class LLM(Section):
-    backend: Literal["auto", "llama-cpp", "ctransformers", "openai"] = Field(
-        "auto", description="auto picks by the model file's magic bytes and what is installed."
+    backend: Literal["auto", "llama-cpp", "ctransformers", "openai", "ollama"] = Field(
+        "auto",
+        description="auto picks by the model file's magic bytes and what is installed; openai: an OpenAI-compatible "
+        "server (llama.cpp, llama_cpp.server, llamafile, LM Studio, vLLM, GPT4All); ollama: Ollama's own API.",
     )
     model_path: Path = Field(Path("models/llama-2-7b-chat.Q8_0.gguf"), description="Local GGUF or GGML v3 model file.")
     model_type: str = Field("llama", description="Architecture name passed to ctransformers.")
@@ -122,9 +124,25 @@ class LLM(Section):
     threads: Optional[int] = Field(None, gt=0, description="CPU threads; empty means all cores.")
     batch_size: int = Field(512, gt=0, description="Prompt tokens evaluated per batch.")
     stop: list[str] = Field(default_factory=lambda: ["\nQuestion:", "\nContext:", "</s>", "[INST]"])
-    base_url: Optional[str] = Field(None, description="openai backend: server URL, e.g. http://127.0.0.1:8080/v1.")
-    model: Optional[str] = Field(None, description="openai backend: model name on the server.")
+    base_url: Optional[str] = Field(
+        None, description="openai backend: server URL, e.g. http://127.0.0.1:8080/v1; ollama: default http://127.0.0.1:11434."
+    )
+    model: Optional[str] = Field(
+        None, description="openai backend: model name on the server (empty: the first it lists); ollama: the pulled model, e.g. llama2."
+    )
     api_key_env: Optional[str] = Field(None, description="openai backend: environment variable holding the API key.")
+    api: Literal["completions", "chat"] = Field(
+        "completions",
+        description="Server backends: completions sends docqa's rendered prompt as it is (/v1/completions, Ollama's raw "
+        "/api/generate); chat sends it as one user message and the server applies the model's chat template.",
+    )
+    stream: bool = Field(True, description="openai backend: stream the answer; GPT4All's server refuses streaming, set false.")
+    send_stop: bool = Field(
+        True, description="openai backend: send llm.stop to the server (docqa cuts at them anyway); GPT4All's server refuses it, set false."
+    )
+    timeout_s: float = Field(
+        600, gt=0, description="Server backends: seconds to wait for the server's next bytes; a CPU server reads a long prompt for minutes."
+    )
 
 
 class Prompt(Section):
@@ -170,6 +188,12 @@ def load_settings(path: Path | str | None = None) -> Settings:
         return Settings()
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except IsADirectoryError:
+        raise ConfigError(f"{config_path} is a folder; --config needs the settings file itself") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{config_path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import math
 import os
+import re
 from abc import ABC, abstractmethod
 from contextlib import closing
 from types import ModuleType
 from typing import ClassVar, Iterator
 
 from docqa.errors import LLMError, MissingDependencyError
+from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
 
 
@@ -27,6 +30,9 @@ class LLM(ABC):
         self.settings = settings
         self.generated_tokens = 0
 
+    def close(self) -> None:
+        """Free the model's memory now rather than when the object is collected."""
+
     @property
     @abstractmethod
     def context_length(self) -> int:
@@ -37,13 +43,56 @@ class LLM(ABC):
         """The model's own Jinja chat template, where the backend exposes the GGUF metadata."""
         return None
 
-    @abstractmethod
+    @property
+    def template_tokens(self) -> dict[str, str]:
+        """The texts a chat template writes as ``bos_token`` and ``eos_token``, from the model's metadata."""
+        return {}
+
     def count_tokens(self, text: str) -> int:
-        """Tokens ``text`` takes in the model's own tokenizer, without the beginning-of-sequence token."""
+        """Tokens ``text`` takes in the model's own tokenizer, without the BOS token the tokenizer adds."""
+        return len(self.encode(text, add_bos=False))
+
+    def encode(self, prompt: str, *, add_bos: bool) -> list[int]:
+        """The prompt's tokens. Special tokens are parsed in a ``PromptText``'s markup only, never in its
+        content (nor anywhere in a plain ``str``); with ``add_bos``, one BOS token where the model wants it.
+
+        Text between special tokens is tokenized as one piece, markup and content together, exactly as
+        llama.cpp splits a text it parses for special tokens.
+        """
+        tokens: list[int] = []
+        text = ""
+        for segment in segments_of(prompt):
+            specials = self._special_tokens(segment.text) if segment.markup else {}
+            if not specials:
+                text += segment.text
+                continue
+            pattern = "|".join(re.escape(special) for special in sorted(specials, key=len, reverse=True))
+            position = 0
+            for match in re.finditer(pattern, segment.text):
+                text += segment.text[position : match.start()]
+                tokens += self._tokenize_text(text) if text else []
+                tokens.append(specials[match.group()])
+                text, position = "", match.end()
+            text += segment.text[position:]
+        tokens += self._tokenize_text(text) if text else []
+        return self._with_bos(tokens) if add_bos else tokens
+
+    def _tokenize_text(self, text: str) -> list[int]:
+        """Tokens of plain text: no BOS, special-token texts stay text."""
+        raise NotImplementedError
+
+    def _special_tokens(self, markup: str) -> dict[str, int]:
+        """The special tokens (text → id) that ``markup`` contains."""
+        return {}
+
+    def _with_bos(self, tokens: list[int]) -> list[int]:
+        """``tokens`` starting with exactly one BOS token where the model's tokenizer adds one."""
+        return tokens
 
     @abstractmethod
     def _generate(self, prompt: str) -> Iterator[bytes]:
-        """Yield the bytes of each generated token, at most ``max_new_tokens`` of them."""
+        """Yield the bytes of each generated token, at most ``max_new_tokens`` of them, ending before the
+        model's end of generation."""
 
     def stream(self, prompt: str) -> Iterator[str]:
         """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence."""
@@ -127,3 +176,18 @@ def describe(error: object) -> str:
     """An exception (or a server's error text) as one line: the first line of its message, or its type."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+# Server backends: connecting is retried (0, 0.5 and 1 s apart) so that a server still starting is waited for;
+# a request the server has begun to answer is never repeated, since it may have spent minutes on the prompt.
+CONNECT_TIMEOUT_S = 10
+CONNECT_RETRIES = 3
+
+# Servers without a tokenize endpoint (Ollama, LM Studio, GPT4All) leave docqa to estimate token counts from
+# the length of the text. English averages about four characters per Llama token; counting three errs on the
+# side of a prompt that fits, since an overfull prompt is cut or refused by the server.
+CHARACTERS_PER_TOKEN = 3
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARACTERS_PER_TOKEN)

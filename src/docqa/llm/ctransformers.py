@@ -29,17 +29,21 @@ class CTransformersLLM(LLM):
                 batch_size=settings.batch_size,
             )
         except Exception as error:
-            raise LLMError(f"ctransformers cannot load {model_path}: {describe(error)}") from None
+            advice = ""
+            with model_path.open("rb") as model_file:
+                gguf = model_file.read(4) == b"GGUF"
+            if gguf:
+                advice = "; its bundled 2023 llama.cpp does not read every GGUF model: set llm.backend to llama-cpp"
+            raise LLMError(f"ctransformers cannot load {model_path}: {describe(error)}{advice}") from None
 
     @property
     def context_length(self) -> int:
         return self._model.context_length
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenize(text, add_bos=False))
-
     def _generate(self, prompt: str) -> Iterator[bytes]:
-        tokens = self._tokenize(prompt, add_bos=True)
+        # Its 2023 llama.cpp has no special-token parsing: the formats it serves (plain, llama-2-chat; it
+        # reads no chat template) hold none, and the BOS token is added by id.
+        tokens = self.encode(prompt, add_bos=True)
         limit = self._new_token_limit(len(tokens))
         try:
             # ctransformers' generate() ends by itself at the end-of-text token.
@@ -48,10 +52,14 @@ class CTransformersLLM(LLM):
         except RuntimeError as error:
             raise LLMError(f"ctransformers failed while generating: {describe(error)}") from None
 
-    def _tokenize(self, text: str, add_bos: bool) -> list[int]:
+    def _tokenize_text(self, text: str) -> list[int]:
         # ctransformers' own tokenize() sizes the token buffer by characters, and text that falls
-        # back to byte tokens overflows it; one token per byte (plus <s>) is the true upper bound.
+        # back to byte tokens overflows it; one token per byte is the true upper bound.
         encoded = text.encode()
         buffer = (ctypes.c_int * (len(encoded) + 1))()
-        count = self._model.ctransformers_llm_tokenize(encoded, add_bos, buffer)
+        count = self._model.ctransformers_llm_tokenize(encoded, False, buffer)
         return buffer[:count]
+
+    def _with_bos(self, tokens: list[int]) -> list[int]:
+        bos = self._model.bos_token_id
+        return tokens if tokens[:1] == [bos] else [bos, *tokens]

@@ -13,6 +13,7 @@ from docqa.errors import ConfigError, LLMError, ModelNotFoundError
 from docqa.llm.base import LLM
 from docqa.llm.ctransformers import CTransformersLLM
 from docqa.llm.llama_cpp import LlamaCppLLM
+from docqa.llm.ollama import OllamaLLM
 from docqa.llm.openai import OpenAILLM
 from docqa.settings import LLM as LLMSettings
 
@@ -23,6 +24,8 @@ GGUF_MAGIC = b"GGUF"
 GGML_MAGICS = {0x67676D6C, 0x67676D66, 0x67676A74, 0x67676C61}
 
 LOCAL_BACKENDS = {"llama-cpp": LlamaCppLLM, "ctransformers": CTransformersLLM}
+# Backends that speak to a server: no model file here.
+SERVER_BACKENDS = {"openai": OpenAILLM, "ollama": OllamaLLM}
 
 
 def detect_format(path: Path) -> ModelFormat:
@@ -38,11 +41,14 @@ def detect_format(path: Path) -> ModelFormat:
 
 def create_llm(settings: LLMSettings, root: Path) -> LLM:
     """Load the configured model with the configured backend; ``auto`` decides by file format."""
-    if settings.backend == "openai":
-        return OpenAILLM(settings)
+    if settings.backend in SERVER_BACKENDS:
+        return SERVER_BACKENDS[settings.backend](settings)
     model_path = _resolve(settings.model_path, root)
     if not model_path.is_file():
-        raise ModelNotFoundError(f"model file not found: {model_path}; download it with: {download.download_command(model_path)}")
+        raise ModelNotFoundError(
+            f"model file not found: {model_path}; download it with: {download.download_command(model_path)} "
+            f'(or answer offline with the tiny demo model: python main.py --model demo "your question")'
+        )
     model_format = detect_format(model_path)
     backend = _auto_backend(model_format) if settings.backend == "auto" else settings.backend
     if backend == "llama-cpp" and model_format == "ggml":

