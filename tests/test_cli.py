@@ -126,7 +126,7 @@ def test_main_py_runs_as_a_script(built_fact_index):
 def test_unexpected_failure_is_one_line_without_traceback(project, capsys, monkeypatch):
     import docqa.settings
 
-    def broken(path=None):
+    def broken(path=None, **options):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(docqa.settings, "load_settings", broken)

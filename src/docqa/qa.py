@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
@@ -133,10 +133,11 @@ class DocQA:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str] = None) -> list[Source]:
+    def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> list[Source]:
         return self.search(question, k=k, doc=doc)[0]
 
-    def search(self, question: str, *, k: Optional[int] = None, doc: Optional[str] = None) -> tuple[list[Source], Searched]:
+    def search(self, question: str, *, k: Optional[int] = None,
+               doc: Optional[str | Sequence[str]] = None) -> tuple[list[Source], Searched]:
         """The k best passages, and which documents were searched."""
         result = self.retriever.search(question, k, doc)
         return [Source.from_hit(hit) for hit in result.hits], result.searched
@@ -145,17 +146,22 @@ class DocQA:
         self,
         question: str,
         *,
-        doc: Optional[str] = None,
+        doc: Optional[str | Sequence[str]] = None,
         k: Optional[int] = None,
         on_token: Optional[Callable[[str], None]] = None,
+        retrieval_only: bool = False,
     ) -> Answer:
-        """Answer one question; ``on_token`` receives the answer as it is generated."""
+        """Answer one question; ``on_token`` receives the answer as it is generated.
+
+        ``doc``: a glob of document names, or several; ``retrieval_only``: the passages without an answer,
+        even where a model is loaded.
+        """
         started = time.perf_counter()
         timings = Timings(load=self._take_load_time())
         sources, searched = self.search(question, k=k, doc=doc)
         timings.retrieval = time.perf_counter() - started
         result = Answer(question, None, sources, timings, searched=searched)
-        if self.llm is not None:
+        if self.llm is not None and not retrieval_only:
             with self._generation_lock:
                 self._generate(result, on_token)
         timings.total = timings.load + time.perf_counter() - started

@@ -219,13 +219,15 @@ class Retriever:
         self._profiles: Optional[list[Profile]] = None
         self._containing: dict[str, set[str]] = {}
 
-    def search(self, question: str, k: Optional[int] = None, doc: Optional[str] = None) -> SearchResult:
+    def search(self, question: str, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> SearchResult:
+        """The k best passages; ``doc``: a glob of document names, or several."""
         k = k or self.settings.k
         query = with_line_items(question)
         vector = self.embedder.embed_query(query)
         documents = self.store.documents()
         if doc:
-            ids = matching_documents(self.store, doc)
+            patterns = [doc] if isinstance(doc, str) else doc
+            ids = sorted({i for pattern in patterns for i in matching_documents(self.store, pattern)})
             names = tuple(record.name for record in documents if record.id in set(ids))
             return SearchResult(self._ranked(question, query, vector, k, self.store.chunk_ids(ids)), Searched("doc", names))
         everything = tuple(record.name for record in documents)

@@ -159,6 +159,20 @@ class Prompt(Section):
         return self
 
 
+class Serve(Section):
+    host: str = Field("127.0.0.1", description="Address the web app listens on; any other than loopback needs an API token.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the web app.")
+    token_env: str = Field(
+        "DOCQA_API_TOKEN",
+        description="Environment variable holding the API token; when set, every /api and /v1 request needs "
+        "'Authorization: Bearer <token>'. Required to listen on an address other than loopback.",
+    )
+    max_upload_mb: float = Field(200.0, gt=0, description="Largest upload request (all its PDFs together), in MB.")
+    watch: bool = Field(True, description="Index PDFs added to, changed in or removed from the data folder while serving.")
+    watch_interval: float = Field(2.0, gt=0, description="Seconds between looks at the data folder when watching.")
+    max_waiting: int = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (503).")
+
+
 class Settings(Section):
     paths: Paths = Field(default_factory=Paths)
     ingest: Ingest = Field(default_factory=Ingest)
@@ -166,6 +180,7 @@ class Settings(Section):
     retrieval: Retrieval = Field(default_factory=Retrieval)
     llm: LLM = Field(default_factory=LLM)
     prompt: Prompt = Field(default_factory=Prompt)
+    serve: Serve = Field(default_factory=Serve)
     _root: Path = PrivateAttr(PROJECT_ROOT)
 
     @property
@@ -179,13 +194,19 @@ class Settings(Section):
         return value if value.is_absolute() else self.root / value
 
 
-def load_settings(path: Path | str | None = None) -> Settings:
-    """Read config.yml (or ``path``) into Settings; a missing default file means all defaults."""
-    config_path = Path(path) if path else DEFAULT_CONFIG
+def load_settings(path: Path | str | None = None, *, project: Path | str | None = None) -> Settings:
+    """Read ``path``, or the config.yml of the ``project`` folder (default: this checkout), into Settings.
+
+    A project folder without config.yml means all defaults, with paths relative to that folder.
+    """
+    folder = Path(project) if project else PROJECT_ROOT
+    config_path = Path(path) if path else folder / DEFAULT_CONFIG.name
     if not config_path.exists():
         if path:
             raise ConfigError(f"config file not found: {config_path}")
-        return Settings()
+        settings = Settings()
+        settings._root = folder.resolve()
+        return settings
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     except IsADirectoryError:
