@@ -38,11 +38,12 @@ class Source:
     page_number: int
     text: str
     score: float
+    chunk_id: int  # the chunk's row in the index; stable until its document is re-indexed
 
     @classmethod
     def from_hit(cls, hit: Hit) -> "Source":
         chunk = hit.chunk
-        return cls(chunk.document, chunk.page_index, chunk.page_number, chunk.text, round(hit.score, 6))
+        return cls(chunk.document, chunk.page_index, chunk.page_number, chunk.text, round(hit.score, 6), chunk.id)
 
 
 @dataclass
@@ -141,6 +142,25 @@ class DocQA:
         """The k best passages, and which documents were searched."""
         result = self.retriever.search(question, k, doc)
         return [Source.from_hit(hit) for hit in result.hits], result.searched
+
+    # LangChain views of this loaded instance (docqa.langchain; needs langchain-core, imported only here).
+    def as_retriever(self, **fields):
+        """A LangChain retriever over this index; ``fields``: ``k``, ``doc`` (a file-name glob)."""
+        from docqa.langchain import DocQARetriever
+
+        return DocQARetriever(qa=self, **fields)
+
+    def as_llm(self, **fields):
+        """A LangChain LLM over this instance's model, applying the configured prompt format."""
+        from docqa.langchain import DocQALLM
+
+        return DocQALLM.from_docqa(self, **fields)
+
+    def as_chain(self, **retriever_fields):
+        """An LCEL runnable: ``{"query": ...}`` → ``{"query", "result", "source_documents"}``, as RetrievalQA returns."""
+        from docqa.langchain import retrieval_qa_chain
+
+        return retrieval_qa_chain(self.as_retriever(**retriever_fields), self.as_llm(), self.settings.prompt.template)
 
     def ask(
         self,
