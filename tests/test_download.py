@@ -10,7 +10,7 @@ import huggingface_hub
 import pytest
 import yaml
 
-from docqa.download import main
+from docqa.cli import download_main as main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
