@@ -30,7 +30,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -161,11 +161,6 @@ def _not_writable(folder: Path, reason: str) -> ConfigError:
 
 def _damaged(exc: sqlite3.DatabaseError, where: Path) -> StoreError:
     return StoreError(f"the index in {where} is damaged ({exc}); {REBUILD_ADVICE}")
-
-
-def _title(name: str) -> str:
-    """Words of a document's file name, for lexical matching (BOEING_2022_10K.pdf → BOEING 2022 10K)."""
-    return Path(name).stem.replace("_", " ").replace("-", " ")
 
 
 class _Vectors:
@@ -414,6 +409,16 @@ class Store:
         return {name: "\n".join(parts) for name, parts in texts.items()}
 
     @_reading
+    def documents_matching(self, fts_query: str) -> set[str]:
+        """Names of the documents that have a chunk matching an FTS5 MATCH expression."""
+        rows = self._db.execute(
+            "SELECT DISTINCT d.name FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            "JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH ?",
+            (fts_query,),
+        )
+        return {row[0] for row in rows}
+
+    @_reading
     def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
         marks = ",".join("?" * len(document_ids))
         rows = self._db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", list(document_ids))
@@ -584,11 +589,12 @@ class StoreWriter:
             self._vectors_for().remove(ids)
 
     def rename_document(self, document_id: int, name: str) -> None:
+        # The title is the document's content label, which a new file name does not change.
         self._db.execute("UPDATE documents SET name = ? WHERE id = ?", (name, document_id))
-        ids = self._db.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,)).fetchall()
-        self._db.executemany("UPDATE chunks_fts SET title = ? WHERE rowid = ?", [(_title(name), i) for (i,) in ids])
 
-    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
+                     title: str = "") -> None:
+        """``title``: the document's label from its content (company, form, period), searched by BM25 with weight 2."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         cursor = self._db.execute(
             "INSERT INTO documents(name, digest, pages, chunks, indexed_at) VALUES (?, ?, ?, ?, ?)",
@@ -605,9 +611,42 @@ class StoreWriter:
             ids.append(row.lastrowid)
         self._db.executemany(
             "INSERT INTO chunks_fts(rowid, title, text) VALUES (?, ?, ?)",
-            [(i, _title(name), chunk.indexed_text) for i, chunk in zip(ids, chunks)],
+            [(i, title, chunk.indexed_text) for i, chunk in zip(ids, chunks)],
         )
         self._vectors_for(vectors.shape[1]).add(ids, vectors)
+
+    def carry_over(self, wanted: Callable[[str], bool]) -> list[str]:
+        """A rebuild: copy the documents whose names are ``wanted`` from the index it replaces, as they are there
+        (their files cannot be read now), if that index was built with the same settings. Returns their names."""
+        if not self._staged or self._replaces is None:
+            return []
+        try:
+            old = _connect_readonly(self._replaces / DB_NAME)
+        except sqlite3.DatabaseError:
+            return []
+        try:
+            meta = dict(old.execute("SELECT key, value FROM meta"))
+            if json.loads(meta.get("fingerprint", "null")) != self.fingerprint:
+                return []
+            copied = []
+            documents = old.execute("SELECT id, name, digest, pages FROM documents ORDER BY name").fetchall()
+            for document_id, name, digest, pages in documents:
+                if not wanted(name) or self._db.execute("SELECT 1 FROM documents WHERE digest = ? OR name = ?",
+                                                        (digest, name)).fetchone():
+                    continue
+                rows = old.execute(
+                    "SELECT c.page_index, c.text, f.text, c.vector FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
+                    "WHERE c.document_id = ? ORDER BY c.id", (document_id,)).fetchall()
+                if rows:
+                    chunks = [Chunk(name, page, text, _header(text, indexed)) for page, text, indexed, _ in rows]
+                    vectors = np.vstack([np.frombuffer(blob, dtype=np.float32) for *_, blob in rows])
+                    self.add_document(name, digest, pages, chunks, vectors)
+                    copied.append(name)
+            return copied
+        except sqlite3.DatabaseError:
+            return []  # a damaged index has nothing to give
+        finally:
+            old.close()
 
     def commit(self) -> None:
         """Make the work so far durable, with the FAISS copy of it; readers see it unless this is a rebuild that
@@ -684,6 +723,11 @@ class StoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _header(text: str, indexed_text: str) -> str:
+    """The header a chunk was indexed with (``Chunk.indexed_text`` is the header, a line break, the text)."""
+    return indexed_text[: -len(text) - 1] if indexed_text != text and indexed_text.endswith("\n" + text) else ""
 
 
 def _faiss_intact(path: Path, meta: dict) -> bool:
