@@ -23,6 +23,7 @@ import hashlib
 import json
 import shutil
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -214,10 +215,14 @@ class TutorialQA(DocQA):
         self.tutorial = tutorial_retriever(corpus, folder)
         self.documents = tuple(sorted(path.name for path in find_pdfs(corpus)))  # the tutorial searches them all
         print(f"tutorial index {folder}: {self.tutorial.chunks} chunks", file=sys.stderr)
+        # What DocQA.__init__ sets up, less its index and retriever.
         self.settings = settings
         self.store = None
         self.retriever = None
+        self._owns_llm = True
+        self._load_lock = threading.Lock()
         self.llm = self._load_llm()
+        self._generation_lock = getattr(self.llm, "lock", None) or threading.Lock()
         self.load_seconds = time.perf_counter() - started
         self._unreported_load = self.load_seconds
 
@@ -225,7 +230,7 @@ class TutorialQA(DocQA):
         found = self.tutorial.faiss.similarity_search_with_score(question, k=k or self.settings.retrieval.k)
         sources = [
             Source(Path(d.metadata["source"]).name, d.metadata["page"], d.metadata["page"] + 1, d.page_content,
-                   round(float(distance), 6))
+                   round(float(distance), 6), chunk_id=-1)  # the tutorial's FAISS store has no chunk rows
             for d, distance in found
         ]
         return sources, Searched("all", self.documents)
