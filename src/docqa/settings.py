@@ -119,6 +119,10 @@ class LLM(Section):
     context_length: int = Field(2048, gt=0, description="Context window in tokens; ctransformers defaults to 512 otherwise.")
     threads: Optional[int] = Field(None, gt=0, description="CPU threads; empty means all cores.")
     batch_size: int = Field(512, gt=0, description="Prompt tokens evaluated per batch.")
+    prompt_lookup: int = Field(
+        0, ge=0, description="llama-cpp: draft this many tokens per step by prompt lookup (an answer copies figures and "
+        "names from the passages; the model checks every drafted token, so the text is the same); 0: off.",
+    )
     stop: list[str] = Field(default_factory=lambda: ["\nQuestion:", "\nContext:", "</s>", "[INST]"])
     base_url: Optional[str] = Field(
         None, description="openai backend: server URL, e.g. http://127.0.0.1:8080/v1; ollama: default http://127.0.0.1:11434."
