@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures_models",
     "tests.fixtures_pdfs",
     "tests.fixtures_project",
+    "tests.fixtures_server",
 ]

@@ -195,3 +195,28 @@ def test_real_encrypted_filings_open(name, extractor):
     pages = read_pages(SHARED_CORPUS / name, extractor, max_pages=2)
     assert [page.page_index for page in pages] == [0, 1]
     assert "SECURITIES AND EXCHANGE COMMISSION" in squeeze(pages[0].text)
+
+
+@pytest.mark.parametrize("padding", [b"\x00" * 4096, b"\r\n" + b" " * 3000 + b"\n"])
+def test_padding_after_the_end_marker_is_accepted(make_pdf, padding):
+    path = make_pdf(["Revenue grew by nine percent."])
+    with open(path, "ab") as handle:
+        handle.write(padding)
+    assert "nine percent" in read_pages(path)[0].text
+
+
+def test_a_folder_that_cannot_be_listed_is_reported(tmp_path, monkeypatch):
+    (tmp_path / "open").mkdir()
+    (tmp_path / "locked").mkdir()
+    write_pdf(tmp_path / "open" / "a.pdf", ["a"])
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(documents.os, "scandir", scandir)
+    unreadable = []
+    assert find_pdfs(tmp_path, lambda folder, reason: unreadable.append((folder, reason))) == [tmp_path / "open" / "a.pdf"]
+    assert unreadable == [(tmp_path / "locked", "permission denied: cannot read the folder")]

@@ -56,7 +56,11 @@ def test_changed_deleted_renamed_and_duplicate_files(fact_project):
     assert report.updated == ["beta-10k.pdf"]
     assert report.renamed == ["alpha renamed é.pdf"]
     assert report.added == ["gamma-copy.pdf"] or report.added == ["gamma.pdf"]
-    assert [s.reason for s in report.skipped] == [f"same content as {report.added[0]}; indexed once"]
+    copy = ({"gamma.pdf", "gamma-copy.pdf"} - set(report.added)).pop()
+    # Identical files are worth a note, not a skipped file: the build did everything it should.
+    assert report.skipped == [] and report.notes == [f"{copy} has the same content as {report.added[0]}; indexed once"]
+    again = build_index(fact_project.settings)
+    assert not again.changed and again.skipped == [] and len(again.notes) == 1
     assert indexed(fact_project) == {"alpha renamed é.pdf": 3, "beta-10k.pdf": 4, report.added[0]: 1}
     (data / "beta-10k.pdf").unlink()
     report = build_index(fact_project.settings)
@@ -106,7 +110,9 @@ def test_changed_chunking_needs_rebuild_and_keeps_the_old_index(fact_project):
 
 
 def stored_vectors(project) -> np.ndarray:
-    database = project.settings.path(project.settings.paths.vectorstore) / "docqa.sqlite"
+    from docqa.store import DB_NAME, live_generation
+
+    database = live_generation(project.settings.path(project.settings.paths.vectorstore)) / DB_NAME
     with closing(sqlite3.connect(database)) as connection:
         rows = connection.execute("SELECT vector FROM chunks ORDER BY document_id, page_index, id").fetchall()
     return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
@@ -158,3 +164,67 @@ def test_progress_counts_every_page_and_moves_within_a_document(fact_project, mo
     report = build_index(fact_project.settings, on_total=totals.append, progress=updates.append)
     assert totals == [report.pages] == [6]
     assert updates == steps
+
+
+def refuse(monkeypatch, *, file=None, folder=None):
+    """Make a file unopenable or a folder unlistable where documents.py touches them (root ignores file modes)."""
+    import builtins
+    import os
+
+    import docqa.documents
+
+    real_open, real_scandir = builtins.open, os.scandir
+
+    def guarded_open(path, *args, **kwargs):
+        if file is not None and str(path) == str(file):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    def guarded_scandir(path):
+        if folder is not None and str(path) == str(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(docqa.documents, "open", guarded_open, raising=False)
+    monkeypatch.setattr(docqa.documents.os, "scandir", guarded_scandir)
+
+
+def test_a_file_that_cannot_be_read_now_stays_in_the_index(fact_project, monkeypatch):
+    build_index(fact_project.settings)
+    refuse(monkeypatch, file=fact_project.data / "beta-10k.pdf")
+    report = build_index(fact_project.settings)
+    assert report.removed == []
+    assert [(s.name, s.reason) for s in report.skipped] == [
+        ("beta-10k.pdf", "permission denied: cannot read the file; its indexed copy is kept")]
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}
+
+
+def test_a_folder_that_cannot_be_listed_is_named_and_its_documents_stay(fact_project, monkeypatch):
+    sub = fact_project.data / "filings"
+    sub.mkdir()
+    (fact_project.data / "beta-10k.pdf").rename(sub / "beta-10k.pdf")
+    build_index(fact_project.settings)
+    refuse(monkeypatch, folder=sub)
+    report = build_index(fact_project.settings)
+    assert report.removed == []
+    assert [(s.name, s.reason) for s in report.skipped] == [
+        ("filings/", "permission denied: cannot read the folder; what the index holds from it is kept")]
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "filings/beta-10k.pdf": 3}
+    monkeypatch.undo()
+    (sub / "beta-10k.pdf").unlink()
+    assert build_index(fact_project.settings).removed == ["filings/beta-10k.pdf"]
+
+
+def test_readers_see_the_old_index_until_a_rebuild_is_complete(fact_project, monkeypatch):
+    """Checked at every page of a rebuild that commits after every document: no timing involved."""
+    from tests.test_crash_safety import add_filler_pdfs, assert_complete_and_answering
+
+    add_filler_pdfs(fact_project.data, 3)
+    build_index(fact_project.settings)
+    monkeypatch.setattr("docqa.ingest.CHECKPOINT_SECONDS", 0.0)
+    seen = []
+    report = build_index(fact_project.settings, rebuild=True,
+                         progress=lambda pages: seen.append(assert_complete_and_answering(fact_project.settings)))
+    assert len(report.added) == 5 and len(seen) == 5  # once per document here: each is one group of pages
+    assert set(seen) == {5}
+    assert assert_complete_and_answering(fact_project.settings) == 5

@@ -114,3 +114,74 @@ def test_main_py_answers_with_the_cards_ggml_model_as_a_script(built_fact_index,
     assert "[1] alpha-annual-report.pdf, page 2 (page index 1)" in result.stdout
     assert result.stdout.rstrip().endswith("backend ctransformers")
     assert "Traceback" not in result.stderr
+
+
+def test_many_threads_retrieve_while_others_ask(built_fact_index, tiny_gguf, tmp_path):
+    """16 threads × 50 retrievals on one DocQA while two more threads ask the (random-weight) model."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.fixtures_project import FACTS
+
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(tiny_gguf), "max_new_tokens": 6})
+    retrieving = threading.Event()
+
+    def retrieve(thread: int) -> list[bool]:
+        retrieving.set()
+        found = []
+        for round in range(50):
+            name, page_index, sentence = FACTS[(thread + round) % len(FACTS)]
+            top = qa.retrieve(sentence, k=1)[0]
+            found.append((top.document, top.page_index) == (name, page_index) and sentence in top.text.replace("\n", " "))
+        return found
+
+    def ask() -> list:
+        retrieving.wait()
+        return [qa.ask(QUESTION) for _ in range(3)]
+
+    with DocQA.from_config(config) as qa, ThreadPoolExecutor(18) as pool:
+        asking = [pool.submit(ask) for _ in range(2)]
+        retrievals = [pool.submit(retrieve, thread) for thread in range(16)]
+        found = [ok for future in retrievals for ok in future.result()]
+        answers = [answer for future in asking for answer in future.result()]
+    assert len(found) == 800 and all(found)
+    assert len(answers) == 6
+    for answer in answers:
+        assert answer.answer is not None and 0 < answer.timings.tokens <= 6
+        assert (answer.sources[0].document, answer.sources[0].page_index) == ("alpha-annual-report.pdf", 1)
+
+
+def test_close_releases_the_index_also_when_loading_fails(built_fact_index, tmp_path, monkeypatch):
+    import docqa.store
+    from docqa.errors import ModelNotFoundError
+
+    opened = []
+    real_store = docqa.store.Store
+
+    class TrackedStore(real_store):
+        def close(self):
+            opened.remove(self)
+            super().close()
+
+    def tracked(*args, **kwargs):
+        store = TrackedStore(*args, **kwargs)
+        opened.append(store)
+        return store
+
+    monkeypatch.setattr("docqa.qa.Store", tracked)
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(tmp_path / "absent.gguf")})
+    with pytest.raises(ModelNotFoundError):
+        DocQA.from_config(config)
+    assert opened == []
+    with DocQA.from_config(config, retrieval_only=True) as qa:
+        assert opened == [qa.store]
+    assert opened == [] and qa.store is None
+
+
+def test_questions_against_an_index_built_with_other_settings_are_refused(built_fact_index, tmp_path, capsys):
+    from docqa.cli import ask_main
+
+    config = built_fact_index.write_config(tmp_path / "config.yml", ingest={"chunk_size": 800})
+    assert ask_main(["--config", str(config), "--retrieval-only", QUESTION]) == 3
+    err = capsys.readouterr().err
+    assert "chunk_size 500 → 800" in err and "python db_build.py --rebuild" in err

@@ -76,3 +76,13 @@ def test_missing_explicit_config_is_an_error(tmp_path):
 def test_root_is_not_a_config_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'root'"):
         load_settings(write(tmp_path, "root: /etc\n"))
+
+
+def test_a_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
+    (tmp_path / "folder.yml").mkdir()
+    with pytest.raises(ConfigError, match="folder.yml is a folder"):
+        load_settings(tmp_path / "folder.yml")
+    latin = tmp_path / "latin.yml"
+    latin.write_bytes("prompt:\n  template: 'Café {context} {question}'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="latin.yml: not UTF-8 text"):
+        load_settings(latin)

@@ -78,7 +78,7 @@ def test_missing_faiss_file_is_rebuilt_from_sqlite_vectors(folder, built):
     a, _ = built
     with Store(folder) as store:
         expected = store.dense_search(a[1], 4)
-    for path in folder.glob("index-*.faiss"):
+    for path in folder.glob("**/index-*.faiss"):
         path.unlink()
     with Store(folder) as store:
         rebuilt = store.dense_search(a[1], 4)
@@ -113,6 +113,7 @@ def test_changed_settings_need_rebuild(folder, built):
         assert writer.documents() == []
         add(writer, "z.pdf", ["fresh"], 4)
         writer.commit()
+        writer.publish()
     with Store(folder) as store:
         assert [d.name for d in store.documents()] == ["z.pdf"]
         assert store.fingerprint["chunk_size"] == 800
@@ -128,5 +129,176 @@ def test_no_index_and_pickle_store_are_refused(folder):
 
 
 def test_nothing_on_disk_is_a_pickle(folder, built):
-    for path in folder.iterdir():
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    assert any(path.name.endswith(".faiss") for path in files)
+    for path in files:
         assert not path.read_bytes().startswith(b"\x80"), path
+
+
+def names(folder) -> list[str]:
+    with Store(folder) as store:
+        return [d.name for d in store.documents()]
+
+
+def test_a_rebuild_is_invisible_until_it_is_published_whole(folder, built):
+    reader = Store(folder)
+    with StoreWriter(folder, FINGERPRINT, rebuild=True) as writer:
+        add(writer, "c.pdf", ["the first rebuilt document"], 3)
+        writer.commit()  # a checkpoint: durable, but readers keep the old index
+        assert names(folder) == ["a.pdf", "sub/b.pdf"]
+        add(writer, "d.pdf", ["the second rebuilt document"], 4)
+        writer.commit()
+        assert names(folder) == ["a.pdf", "sub/b.pdf"]
+        writer.publish()
+        assert names(folder) == ["c.pdf", "d.pdf"]
+    assert [d.name for d in reader.documents()] == ["a.pdf", "sub/b.pdf"]  # an open reader keeps its snapshot
+    assert reader.chunk_count() == 4 and reader.vectors.count == 4
+    reader.close()
+    with Store(folder) as store:
+        assert store.vectors.count == store.chunk_count() == 2
+
+
+def test_a_rebuild_that_stops_before_publishing_leaves_the_old_index_and_its_leftover_goes(folder, built):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "import numpy as np\n"
+        "from docqa.chunking import Chunk\n"
+        "from docqa.store import StoreWriter\n"
+        "writer = StoreWriter(__import__('pathlib').Path(sys.argv[1]), {'embedding_model': 'm', 'chunk_size': 500}, rebuild=True)\n"
+        "writer.add_document('c.pdf', 'digest-c', 1, [Chunk('c.pdf', 0, 'partial')], np.eye(1, 8, dtype=np.float32))\n"
+        "writer.commit()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", script, str(folder)]).returncode == -9
+    assert names(folder) == ["a.pdf", "sub/b.pdf"]
+    with Store(folder) as store:
+        assert store.vectors.count == store.chunk_count() == 4
+    before = set(folder.iterdir())
+    with StoreWriter(folder, FINGERPRINT) as writer:
+        assert [d.name for d in writer.documents()] == ["a.pdf", "sub/b.pdf"]
+    assert len(set(folder.iterdir())) == len(before) - 1, "the next build removes the rebuild's leftover"
+
+
+def test_questions_with_changed_settings_are_refused_naming_the_change_and_the_fix(folder, built):
+    with Store(folder, FINGERPRINT) as store:
+        assert store.documents()
+    with pytest.raises(StoreError, match=r"chunk_size 500 → 800\); run: python db_build.py --rebuild"):
+        Store(folder, {**FINGERPRINT, "chunk_size": 800})
+
+
+def live_database(folder):
+    (database,) = folder.glob("**/docqa.sqlite")
+    return database
+
+
+def test_a_damaged_faiss_file_of_the_right_size_is_not_used(folder, built, caplog):
+    a, _ = built
+    with Store(folder) as store:
+        expected = store.dense_search(a[1], 4)
+    (faiss_file,) = folder.glob("**/index-*.faiss")
+    data = bytearray(faiss_file.read_bytes())
+    data[-64:] = b"\x7f" * 64  # vectors overwritten by floats near 3e38; the size is unchanged
+    faiss_file.write_bytes(bytes(data))
+    with Store(folder) as store:
+        searched = store.dense_search(a[1], 4)
+    assert searched == [(i, pytest.approx(s, abs=1e-5)) for i, s in expected]
+    assert "does not match the index" in caplog.text
+    with StoreWriter(folder, FINGERPRINT) as writer:
+        assert writer.needs_repair
+        writer.commit()  # a build writes it again
+    caplog.clear()
+    with Store(folder) as store:
+        assert [i for i, _ in store.dense_search(a[1], 4)] == [i for i, _ in expected]
+    assert "does not match" not in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["header", "middle page"])
+def test_a_damaged_database_is_reported_and_a_rebuild_moves_it_aside(folder, built, damage):
+    import sqlite3
+
+    database = live_database(folder)
+    with sqlite3.connect(database) as connection:
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(database.read_bytes())
+    assert len(data) >= 4 * page_size
+    if damage == "header":
+        data[:100] = b"\x00" * 100
+    else:
+        for page in range(2, len(data) // page_size):
+            data[page * page_size: page * page_size + 100] = b"\xff" * 100
+    database.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="damaged.*run: python db_build.py --rebuild"):
+        with Store(folder) as store:
+            store.documents(), store.chunks(list(range(1, 5))), store.lexical_search('"guarantee"', 5)
+    with StoreWriter(folder, FINGERPRINT, rebuild=True) as writer:
+        add(writer, "fresh.pdf", ["fresh"], 5)
+        writer.commit()
+        writer.publish()
+    (note,) = writer.notes
+    (aside,) = folder.glob("damaged-*")
+    assert f"the damaged index was moved to {aside}" in note
+    assert (aside / "docqa.sqlite").read_bytes() == bytes(data)
+    assert names(folder) == ["fresh.pdf"]
+
+
+def test_queries_never_write_to_the_index(folder, built):
+    import sqlite3
+
+    with Store(folder) as store:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store._db.execute("CREATE TABLE written(x)")
+
+
+def test_many_threads_share_one_store(folder, built):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = built
+    with Store(folder) as store:
+        def search(round: int) -> tuple:
+            vector = (a, b)[round % 2][round % 2]
+            ids = [i for i, _ in store.dense_search(vector, 1)]
+            lexical = [c.text for c in store.chunks([i for i, _ in store.lexical_search('"guarantee"', 5)])]
+            return store.chunks(ids)[0].text, lexical, len(store.documents())
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(search, range(800)))
+    expected = {0: "revenue grew in 2022", 1: "dividends per share"}
+    assert all(result == (expected[n % 2], ["the minimum guarantee is 750 million"], 2) for n, result in enumerate(results))
+
+
+def test_a_read_only_index_folder_can_be_queried(folder, built):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from docqa.store import Store\n"
+        "with Store(Path(sys.argv[1]), {'embedding_model': 'm', 'chunk_size': 500}) as store:\n"
+        "    print([d.name for d in store.documents()], store.vectors.count, store.lexical_search('\"guarantee\"', 5))\n"
+    )
+    command = [sys.executable, "-c", script, str(folder)]
+    if os.geteuid() == 0:  # root ignores file modes: the folder is mounted read-only in a namespace of its own
+        if not shutil.which("unshare"):
+            pytest.skip("needs unshare to make a read-only folder as root")
+        command = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder), *command]
+    modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")]}
+    try:
+        for path in modes:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    if "mount" in result.stderr and result.returncode != 0 and "docqa" not in result.stderr:
+        pytest.skip(f"cannot mount read-only here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("['a.pdf', 'sub/b.pdf'] 4 [(2, "), result.stdout  # chunk 2 holds "guarantee"

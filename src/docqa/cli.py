@@ -185,6 +185,9 @@ def ask_parser() -> argparse.ArgumentParser:
 
 
 def ask_main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        return serve_main(argv[1:])
     return run(_ask, ask_parser(), argv)
 
 
@@ -341,3 +344,34 @@ def format_timings(timings) -> str:
     if timings.backend:
         parts.append(f"backend {timings.backend}")
     return "Timings: " + " · ".join(parts)
+
+
+# ---------------------------------------------------------------- main.py serve
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py serve", description="Serve the web app and the HTTP API.")
+    _config_argument(parser)
+    parser.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1); "
+                                       "any other than loopback needs the API token variable set")
+    parser.add_argument("--port", type=int, help="TCP port (default: serve.port, 8000)")
+    parser.add_argument("--retrieval-only", action="store_true", help="serve passages only; no language model loaded")
+    return parser
+
+
+def serve_main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(_serve, serve_parser(), argv)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from docqa.server import serve
+    from docqa.settings import load_settings
+
+    settings = load_settings(args.config)
+
+    def ready(host: str, port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"docqa: serving http://{shown}:{port}/ (API documentation at /docs); Ctrl-C stops", file=sys.stderr)
+
+    serve(settings, host=args.host, port=args.port, retrieval_only=args.retrieval_only, on_ready=ready)
+    return 0

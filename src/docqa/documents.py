@@ -16,6 +16,10 @@ from docqa.errors import DocumentError
 EXTRACTORS = ("pypdfium2", "pypdf")
 # The PDF specification lets readers look for the header and the end marker this far from either end.
 _MARKER_WINDOW = 1024
+# Files padded after %%EOF (by transfers in fixed-size blocks, or scanners' trailing zeros): viewers open them,
+# so the end marker is also looked for this far back when only padding follows it.
+_PADDED_WINDOW = 1 << 20
+_PADDING = b"\x00 \t\r\n\x0c"
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
 # pypdf writes a table cell per line with blank lines between; they only waste chunk space.
 _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
@@ -34,11 +38,12 @@ class Page:
     text: str
 
 
-def find_pdfs(folder: Path | str) -> list[Path]:
+def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | None = None) -> list[Path]:
     """Every regular file named *.pdf (any case) under ``folder``, sorted.
 
     Symlinked folders are followed, each real folder once, so a symlink loop ends the walk
-    instead of hanging it. Folders that cannot be listed are skipped.
+    instead of hanging it. A folder that cannot be listed is skipped and, below ``folder``,
+    passed to ``on_unreadable`` with the reason.
     """
     found: list[Path] = []
     visited: set[tuple[int, int]] = set()
@@ -49,7 +54,13 @@ def find_pdfs(folder: Path | str) -> list[Path]:
         if identity is None or identity in visited:
             continue
         visited.add(identity)
-        for entry in _list_folder(directory):
+        try:
+            entries = _list_folder(directory)
+        except OSError as exc:
+            if on_unreadable is not None and directory != Path(folder):
+                on_unreadable(directory, _os_reason(exc, "folder"))
+            continue
+        for entry in entries:
             if _is_folder(entry):
                 pending.append(Path(entry.path))
             elif entry.name.lower().endswith(".pdf") and _is_file(entry):
@@ -66,11 +77,8 @@ def _folder_identity(directory: Path) -> tuple[int, int] | None:
 
 
 def _list_folder(directory: Path) -> list[os.DirEntry]:
-    try:
-        with os.scandir(directory) as entries:
-            return list(entries)
-    except OSError:
-        return []
+    with os.scandir(directory) as entries:
+        return list(entries)
 
 
 def _is_folder(entry: os.DirEntry) -> bool:
@@ -143,7 +151,7 @@ def _check_container(path: Path) -> None:
         with open(path, "rb") as handle:
             head = handle.read(_MARKER_WINDOW)
             size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - _MARKER_WINDOW))
+            handle.seek(max(0, size - _PADDED_WINDOW))
             tail = handle.read()
     except OSError as exc:
         raise DocumentError(path, _os_reason(exc)) from None
@@ -151,16 +159,16 @@ def _check_container(path: Path) -> None:
         raise DocumentError(path, "empty file (0 bytes)")
     if b"%PDF-" not in head:
         raise DocumentError(path, "not a PDF (no %PDF- header): another kind of file named .pdf?")
-    if b"%%EOF" not in tail:
+    if b"%%EOF" not in tail.rstrip(_PADDING)[-_MARKER_WINDOW:]:
         raise DocumentError(path, "truncated PDF (no %%EOF end marker): copy or download it again")
 
 
-def _os_reason(exc: OSError) -> str:
+def _os_reason(exc: OSError, what: str = "file") -> str:
     if isinstance(exc, FileNotFoundError):
-        return "file not found"
+        return f"{what} not found"
     if isinstance(exc, PermissionError):
-        return "permission denied: cannot read the file"
-    return f"cannot read the file: {exc.strerror or exc}"
+        return f"permission denied: cannot read the {what}"
+    return f"cannot read the {what}: {exc.strerror or exc}"
 
 
 def _pdfium_texts(path: Path) -> Iterator[str]:

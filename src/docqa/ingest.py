@@ -1,8 +1,9 @@
 """Build or update the index from the PDFs in the data folder.
 
 Only files whose content is new or changed are read and embedded; the rest is kept.
-One bad file is recorded and skipped, never fatal. Work is committed whole document by
-whole document at checkpoints, so an interrupted build keeps what it finished.
+One bad file is recorded and skipped, never fatal; a file or folder that cannot be read
+keeps what the index holds of it. An update commits whole documents at checkpoints, so an
+interrupted build keeps what it finished; a rebuild is switched in only when complete.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class BuildReport:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth knowing, nothing wrong: identical files, repairs
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -96,10 +98,10 @@ def build_index(
     started = time.perf_counter()
     data = settings.path(settings.paths.data)
     report = BuildReport()
-    files = _named_files(data)
+    files, unreadable = _named_files(data, report, rebuild)
     report.files = len(files)
     with StoreWriter(settings.path(settings.paths.vectorstore), index_fingerprint(settings), rebuild=rebuild) as writer:
-        plan = _plan(writer, files, report)
+        plan = _plan(writer, files, unreadable, report)
         for document_id, name in plan.renames:
             writer.rename_document(document_id, name)
         for document_id, _name in plan.removals:
@@ -109,34 +111,48 @@ def build_index(
             if on_total:
                 on_total(sum(page_counts.values()))
             _read_and_add(writer, plan.to_read, page_counts, settings, report, progress or (lambda pages: None))
-        if report.changed:
+        if report.changed or writer.needs_repair:
             writer.commit()
+        writer.publish()
+        report.notes += writer.notes
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _named_files(data: Path) -> dict[str, Path]:
+def _named_files(data: Path, report: BuildReport, rebuild: bool) -> tuple[dict[str, Path], list[str]]:
+    """The PDFs by name relative to ``data``, and the relative names of folders that could not be listed."""
     if not data.is_dir():
         raise NoDocumentsError(f"data folder not found: {data}; create it and put your PDF files there")
-    files = {path.relative_to(data).as_posix(): path for path in find_pdfs(data)}
-    if not files:
+    unreadable: list[str] = []
+
+    def on_unreadable(folder: Path, reason: str) -> None:
+        name = folder.relative_to(data).as_posix() + "/"
+        unreadable.append(name)
+        kept = "not in the rebuilt index" if rebuild else "what the index holds from it is kept"
+        report.skipped.append(Skipped(name, f"{reason}; {kept}"))
+
+    files = {path.relative_to(data).as_posix(): path for path in find_pdfs(data, on_unreadable)}
+    if not files and not unreadable:
         raise NoDocumentsError(f"no PDF files in {data}; put your PDF files there and run again")
-    return files
+    return files, unreadable
 
 
-def _plan(writer: StoreWriter, files: dict[str, Path], report: BuildReport) -> _Plan:
+def _plan(writer: StoreWriter, files: dict[str, Path], unreadable: list[str], report: BuildReport) -> _Plan:
     plan = _Plan()
     indexed = {record.digest: record for record in writer.documents()}
     by_name = {record.name: record for record in indexed.values()}
     seen: dict[str, str] = {}
+    kept: set[int] = set()  # indexed documents whose file or folder cannot be read now: never removed for that
     for name, path in files.items():
         try:
             digest = file_digest(path)
         except DocumentError as error:
-            report.skipped.append(Skipped(name, error.reason))
+            report.skipped.append(Skipped(name, error.reason + ("; its indexed copy is kept" if name in by_name else "")))
+            if name in by_name:
+                kept.add(by_name[name].id)
             continue
         if digest in seen:
-            report.skipped.append(Skipped(name, f"same content as {seen[digest]}; indexed once"))
+            report.notes.append(f"{name} has the same content as {seen[digest]}; indexed once")
             continue
         seen[digest] = name
         record = indexed.get(digest)
@@ -145,19 +161,27 @@ def _plan(writer: StoreWriter, files: dict[str, Path], report: BuildReport) -> _
             plan.to_read.append((name, path, digest, old.id if old else None))
         elif record.name == name:
             report.unchanged += 1
-        elif record.name in files and file_digest(files[record.name]) == digest:
-            report.skipped.append(Skipped(name, f"same content as {record.name}; indexed once"))
+        elif record.name in files and _digest_or_none(files[record.name]) == digest:
+            report.notes.append(f"{name} has the same content as {record.name}; indexed once")
             seen[digest] = record.name
         else:
             plan.renames.append((record.id, name))
             report.renamed.append(name)
     reading = {old_id for *_, old_id in plan.to_read if old_id is not None}
     renamed_ids = {document_id for document_id, _ in plan.renames}
+    kept |= {record.id for record in indexed.values() if record.name.startswith(tuple(unreadable))}
     for record in indexed.values():
-        if record.digest not in seen and record.id not in reading and record.id not in renamed_ids:
+        if record.digest not in seen and not {record.id} & (reading | renamed_ids | kept):
             plan.removals.append((record.id, record.name))
             report.removed.append(record.name)
     return plan
+
+
+def _digest_or_none(path: Path) -> Optional[str]:
+    try:
+        return file_digest(path)
+    except DocumentError:
+        return None
 
 
 def _count_pages(to_read: list) -> dict[Path, int]:

@@ -12,10 +12,11 @@ answers any number of questions::
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from docqa.retrieval import Hit, Retriever, load_reranker
 from docqa.settings import Settings, load_settings
@@ -77,16 +78,32 @@ class Answer:
 
 
 class DocQA:
-    """Loaded once, asked many times. ``retrieval_only`` skips the LLM entirely."""
+    """Loaded once, asked many times. ``retrieval_only`` skips the LLM entirely.
+
+    Safe to share between threads: ``retrieve`` and ``ask`` may run in many at once; retrieval runs side by
+    side, generation one question at a time (the model has one context; the others wait their turn).
+    The index is refused unless it was built with these settings (``python db_build.py --rebuild`` fixes that).
+    """
 
     def __init__(self, settings: Settings, *, retrieval_only: bool = False, llm=None):
         from docqa.embeddings import create_embedder
+        from docqa.ingest import index_fingerprint
 
         started = time.perf_counter()
         self.settings = settings
-        self.store = Store(settings.path(settings.paths.vectorstore))
-        self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval, load_reranker(settings))
-        self.llm = None if retrieval_only else (llm or self._load_llm())
+        self.store: Optional[Store] = None
+        self.llm = None
+        self._owns_llm = llm is None
+        self._generation_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        try:
+            self.store = Store(settings.path(settings.paths.vectorstore), index_fingerprint(settings))
+            self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
+                                       load_reranker(settings))
+            self.llm = None if retrieval_only else (llm or self._load_llm())
+        except BaseException:
+            self.close()  # what was loaded before the failure is released, not left to the collector
+            raise
         self.load_seconds = time.perf_counter() - started
         self._unreported_load = self.load_seconds
 
@@ -100,7 +117,14 @@ class DocQA:
         return create_llm(self.settings.llm, self.settings.root)
 
     def close(self) -> None:
-        self.store.close()
+        """Release the index and the model this object loaded; safe to call twice."""
+        llm, self.llm = self.llm, None
+        if llm is not None and self._owns_llm and hasattr(llm, "close"):
+            llm.close()
+        self.retriever = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def __enter__(self) -> "DocQA":
         return self
@@ -108,31 +132,38 @@ class DocQA:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str] = None) -> list[Source]:
+    def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> list[Source]:
         return [Source.from_hit(hit) for hit in self.retriever.search(question, k, doc)]
 
     def ask(
         self,
         question: str,
         *,
-        doc: Optional[str] = None,
+        doc: Optional[str | Sequence[str]] = None,
         k: Optional[int] = None,
         on_token: Optional[Callable[[str], None]] = None,
+        retrieval_only: bool = False,
     ) -> Answer:
-        """Answer one question; ``on_token`` receives the answer as it is generated."""
+        """Answer one question; ``on_token`` receives the answer as it is generated.
+
+        ``doc``: a glob of document names, or several; ``retrieval_only``: the passages without an answer,
+        even where a model is loaded.
+        """
         started = time.perf_counter()
         timings = Timings(load=self._take_load_time())
         sources = self.retrieve(question, k=k, doc=doc)
         timings.retrieval = time.perf_counter() - started
         result = Answer(question, None, sources, timings)
-        if self.llm is not None:
-            self._generate(result, on_token)
+        if self.llm is not None and not retrieval_only:
+            with self._generation_lock:
+                self._generate(result, on_token)
         timings.total = timings.load + time.perf_counter() - started
         return result
 
     def _take_load_time(self) -> float:
         """Loading is reported once, with the first question of this process."""
-        load, self._unreported_load = self._unreported_load, 0.0
+        with self._load_lock:
+            load, self._unreported_load = self._unreported_load, 0.0
         return load
 
     def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]]) -> None:

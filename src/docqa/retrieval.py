@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -143,7 +142,7 @@ class Retriever:
         self.reranker = reranker
         self._profiles: Optional[list[Profile]] = None
 
-    def search(self, question: str, k: Optional[int] = None, doc: Optional[str] = None) -> list[Hit]:
+    def search(self, question: str, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> list[Hit]:
         k = k or self.settings.k
         allowed = self._scope(question, doc)
         n = max(self.settings.candidates, k)
@@ -161,10 +160,12 @@ class Retriever:
             hits = self.reranker.rerank(question, hits)
         return diverse(hits, k, self.settings.max_per_page)
 
-    def _scope(self, question: str, doc: Optional[str]) -> Optional[list[int]]:
-        """Chunk ids to search in: the ``doc`` glob's documents, else the documents the question names, else all (None)."""
+    def _scope(self, question: str, doc: Optional[str | Sequence[str]]) -> Optional[list[int]]:
+        """Chunk ids to search in: the documents of the ``doc`` glob (or of any of several), else the documents the
+        question names, else all (None)."""
         if doc:
-            return self.store.chunk_ids(matching_documents(self.store, doc))
+            patterns = [doc] if isinstance(doc, str) else doc
+            return self.store.chunk_ids(sorted({i for pattern in patterns for i in matching_documents(self.store, pattern)}))
         if not self.settings.named_documents:
             return None
         names = set(named_documents(question, self.profiles()))
@@ -185,10 +186,10 @@ class CrossEncoderReranker:
     """Reorders candidates by a sentence-transformers cross-encoder read from a local folder."""
 
     def __init__(self, folder: Path):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import CrossEncoder
 
-        self.model = CrossEncoder(str(folder), device="cpu")
+        # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
+        self.model = CrossEncoder(str(folder), device="cpu", local_files_only=True)
 
     def rerank(self, question: str, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:

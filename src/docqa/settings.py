@@ -159,6 +159,20 @@ class Prompt(Section):
         return self
 
 
+class Serve(Section):
+    host: str = Field("127.0.0.1", description="Address the web app listens on; any other than loopback needs an API token.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the web app.")
+    token_env: str = Field(
+        "DOCQA_API_TOKEN",
+        description="Environment variable holding the API token; when set, every /api and /v1 request needs "
+        "'Authorization: Bearer <token>'. Required to listen on an address other than loopback.",
+    )
+    max_upload_mb: float = Field(200.0, gt=0, description="Largest upload request (all its PDFs together), in MB.")
+    watch: bool = Field(True, description="Index PDFs added to, changed in or removed from the data folder while serving.")
+    watch_interval: float = Field(2.0, gt=0, description="Seconds between looks at the data folder when watching.")
+    max_waiting: int = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (503).")
+
+
 class Settings(Section):
     paths: Paths = Field(default_factory=Paths)
     ingest: Ingest = Field(default_factory=Ingest)
@@ -166,6 +180,7 @@ class Settings(Section):
     retrieval: Retrieval = Field(default_factory=Retrieval)
     llm: LLM = Field(default_factory=LLM)
     prompt: Prompt = Field(default_factory=Prompt)
+    serve: Serve = Field(default_factory=Serve)
     _root: Path = PrivateAttr(PROJECT_ROOT)
 
     @property
@@ -188,6 +203,12 @@ def load_settings(path: Path | str | None = None) -> Settings:
         return Settings()
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except IsADirectoryError:
+        raise ConfigError(f"{config_path} is a folder; --config needs the settings file itself") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{config_path} cannot be read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

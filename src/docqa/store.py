@@ -3,33 +3,53 @@
 Why this shape:
 - No pickle. LangChain's ``FAISS.save_local`` pickles its docstore, and loading a pickle runs code;
   SQLite and a FAISS file cannot.
-- Crash safety comes from SQLite transactions: a build commits whole documents, so a killed
+- One generation at a time is live: ``vectorstore/CURRENT`` names the sub-folder (``store-<n>``) readers open.
+  A rebuild (or a first build) writes a new generation beside the live one and switches ``CURRENT`` with an
+  atomic rename only once it is complete and on disk, so readers never see a partial index and an interrupted
+  rebuild leaves the old one untouched; the next build removes the leftover.
+- Incremental builds change the live generation inside SQLite transactions of whole documents, so a killed
   build leaves the last committed index, and readers (WAL mode) see one committed state.
-- ``index-<version>.faiss`` is written after each commit with an atomic rename. A reader whose
-  version has no FAISS file (killed writer, or a build that just moved on) rebuilds the FAISS
-  index from the vectors in SQLite, so the two can never disagree.
+- ``index-<version>.faiss`` is written before each commit with an atomic rename; the commit records its vector
+  count and CRC-32. A reader whose file is missing or disagrees rebuilds the FAISS index from the vectors in
+  SQLite, so the two can never disagree.
+- Readers open SQLite read-only (a read-only index folder can be queried) and check the settings the index
+  was built with against theirs.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
+import logging
 import os
+import shutil
 import sqlite3
+import threading
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
 from docqa.chunking import Chunk
-from docqa.errors import BuildLockedError, IndexNotFoundError, StoreError
+from docqa.errors import BuildLockedError, ConfigError, IndexNotFoundError, StoreError
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "docqa.sqlite"
 LOCK_NAME = ".build.lock"
 SCHEMA_VERSION = "1"
 PICKLE_STORE = "index.pkl"
+CURRENT = "CURRENT"  # names the live generation folder
+GENERATION_PREFIX = "store-"
+DAMAGED_PREFIX = "damaged-"
+REBUILD_ADVICE = "run: python db_build.py --rebuild"
+_OPEN_ATTEMPTS = 5
+_MAX_ROWS = 1 << 62  # SQLite's integers are 64-bit; any larger n means "all"  # a reader racing a rebuild's switch reads CURRENT again
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -69,6 +89,7 @@ class StoredChunk(Chunk):
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """A connection for the build (the one writer)."""
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
@@ -76,8 +97,70 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _connect_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
+    """A connection that never writes: a read-only index folder (or file) can be queried."""
+    if not path.is_file():
+        raise sqlite3.OperationalError(f"unable to open database file {path}")
+    flags = "immutable=1" if immutable else "mode=ro"
+    connection = sqlite3.connect(f"file:{quote(str(path))}?{flags}", uri=True, isolation_level=None,
+                                 check_same_thread=False)
+    connection.execute("PRAGMA busy_timeout=10000")
+    return connection
+
+
 def _faiss_path(folder: Path, version: int) -> Path:
     return folder / f"index-{version}.faiss"
+
+
+def _crc32(path: Path) -> int:
+    """CRC-32 of a file: 64 MiB take about 30 ms, about what one question's search over the vectors takes."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def live_generation(folder: Path) -> Optional[Path]:
+    """The folder holding the live index: the generation ``CURRENT`` names, or ``folder`` itself for an index
+    built before generations existed; None when there is no index."""
+    try:
+        name = (folder / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return folder if (folder / DB_NAME).is_file() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{folder / CURRENT} cannot be read ({exc}); {REBUILD_ADVICE}") from None
+    if not name.startswith(GENERATION_PREFIX) or "/" in name:
+        raise StoreError(f"{folder / CURRENT} is damaged (names {name!r}); {REBUILD_ADVICE}")
+    return folder / name
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Replace ``path`` by a file holding ``text`` in one atomic step that survives a power loss."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _not_writable(folder: Path, reason: str) -> ConfigError:
+    return ConfigError(f"cannot write to the index folder {folder} ({reason}); make it writable, "
+                       "or point paths.vectorstore in config.yml at a folder that is")
+
+
+def _damaged(exc: sqlite3.DatabaseError, where: Path) -> StoreError:
+    return StoreError(f"the index in {where} is damaged ({exc}); {REBUILD_ADVICE}")
 
 
 def _title(name: str) -> str:
@@ -119,22 +202,26 @@ class _Vectors:
 
     @classmethod
     def map(cls, path: Path) -> "_Vectors":
-        """For searching only: the vectors are mapped from the file, not copied (a cold question starts sooner),
-        and a search runs on one thread (one question against all vectors takes milliseconds; OpenMP's waiting
-        threads would take more)."""
+        """For searching only: the vectors are mapped from the file, not copied (a cold question starts sooner)."""
         import faiss
 
-        faiss.omp_set_num_threads(1)
         return cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC))
 
-    def write(self, path: Path) -> None:
+    @property
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def write(self, path: Path) -> int:
+        """Write atomically and durably; returns the file's CRC-32."""
         import faiss
 
         temporary = path.with_name(path.name + ".tmp")
         faiss.write_index(self.index, str(temporary))
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
+        crc = _crc32(temporary)
         os.replace(temporary, path)
+        return crc
 
     def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
@@ -152,42 +239,122 @@ class _Vectors:
         params = None
         if allowed_ids is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed_ids, dtype=np.int64)))
-        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        # One question against all vectors takes milliseconds on one thread; OpenMP's waiting threads would take
+        # more. The OpenMP setting belongs to the calling thread, and is given back as it was.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 
 def refuse_pickle_store(folder: Path) -> None:
-    if (folder / PICKLE_STORE).exists() and not (folder / DB_NAME).exists():
+    if (folder / PICKLE_STORE).exists() and live_generation(folder) is None:
         raise StoreError(
             f"{folder} holds a pickle-based LangChain store ({PICKLE_STORE}); loading a pickle can run code, "
             "so docqa refuses it. Run: python db_build.py"
         )
 
 
-class Store:
-    """A read-only view of one committed state of the index."""
+def check_folder(folder: Path) -> None:
+    """paths.vectorstore must name a folder (or nothing yet)."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"paths.vectorstore is {folder}, which is a file, not a folder; "
+                          "point paths.vectorstore in config.yml at a folder")
 
-    def __init__(self, folder: Path):
+
+def _begin_snapshot(connection: sqlite3.Connection) -> dict:
+    connection.execute("BEGIN")  # pins one snapshot for the life of the connection
+    return dict(connection.execute("SELECT key, value FROM meta"))
+
+
+def _open_snapshot(database: Path) -> tuple[sqlite3.Connection, dict]:
+    """A read-only connection inside a snapshot, and the index's meta table."""
+    connection = _connect_readonly(database)
+    try:
+        return connection, _begin_snapshot(connection)
+    except sqlite3.OperationalError:
+        connection.close()
+        wal = database.with_name(database.name + "-wal")
+        if os.access(database.parent, os.W_OK) or (wal.exists() and wal.stat().st_size > 0):
+            raise
+    # A read-only folder, where SQLite cannot create the shared-memory file that WAL readers use. No write-ahead
+    # log holds commits (nor can a build write one there), so the database file alone is the whole index.
+    connection = _connect_readonly(database, immutable=True)
+    try:
+        return connection, _begin_snapshot(connection)
+    except BaseException:
+        connection.close()
+        raise
+
+
+def _reading(method):
+    """Store methods share one connection, one call at a time; SQLite's reports of damage become a StoreError."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        with self._lock:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(exc, self.generation) from None
+
+    return guarded
+
+
+class Store:
+    """A read-only view of one committed state of the index; one Store may be shared by many threads.
+
+    ``fingerprint``, when given, is what the caller's settings make of a chunk and its vector
+    (``docqa.ingest.index_fingerprint``); an index built with other settings is refused, naming what changed.
+    """
+
+    def __init__(self, folder: Path, fingerprint: Optional[dict] = None):
         self.folder = folder
-        refuse_pickle_store(folder)
-        database = folder / DB_NAME
-        if not database.exists():
-            raise IndexNotFoundError(f"no index in {folder}; build it first: python db_build.py")
-        try:
-            self._db = _connect(database)
-            self._db.execute("BEGIN")  # pins one snapshot for the life of this object
-            meta = dict(self._db.execute("SELECT key, value FROM meta"))
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{database} cannot be read ({exc}); rebuild it: python db_build.py --rebuild") from None
-        if "version" not in meta:
-            raise IndexNotFoundError(f"no index in {folder}; build it first: python db_build.py")
-        self.version = int(meta["version"])
-        self.fingerprint = json.loads(meta["fingerprint"])
-        self._dimension = int(meta.get("dimension", 0))
+        self._lock = threading.RLock()
         self._vectors: Optional[_Vectors] = None
+        check_folder(folder)
+        refuse_pickle_store(folder)
+        self.generation, self._db, self._meta = self._open(folder)
+        try:
+            self.version = int(self._meta["version"])
+            self.fingerprint = json.loads(self._meta["fingerprint"])
+            self._dimension = int(self._meta.get("dimension", 0))
+            if fingerprint is not None and fingerprint != self.fingerprint:
+                raise StoreError(f"settings changed since the index was built "
+                                 f"({_difference(self.fingerprint, fingerprint)}); {REBUILD_ADVICE}")
+        except (KeyError, ValueError) as exc:
+            self._db.close()
+            raise StoreError(f"the index in {self.generation} is damaged (meta: {exc}); {REBUILD_ADVICE}") from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    @staticmethod
+    def _open(folder: Path) -> tuple[Path, sqlite3.Connection, dict]:
+        for _attempt in range(_OPEN_ATTEMPTS):
+            generation = live_generation(folder)
+            if generation is None:
+                break
+            try:
+                connection, meta = _open_snapshot(generation / DB_NAME)
+            except sqlite3.DatabaseError as exc:
+                if live_generation(folder) != generation:
+                    continue  # a rebuild switched to a new generation and removed this one meanwhile
+                if not (generation / DB_NAME).is_file():
+                    raise IndexNotFoundError(f"no index in {folder}; build it first: python db_build.py") from None
+                raise _damaged(exc, generation) from None
+            if "version" not in meta:
+                connection.close()
+                break
+            return generation, connection, meta
+        raise IndexNotFoundError(f"no index in {folder}; build it first: python db_build.py")
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> "Store":
         return self
@@ -198,21 +365,32 @@ class Store:
     @property
     def vectors(self) -> _Vectors:
         if self._vectors is None:
-            path = _faiss_path(self.folder, self.version)
-            try:
-                self._vectors = _Vectors.map(path)
-            except (RuntimeError, OSError):
-                rows = self._db.execute("SELECT id, vector FROM chunks ORDER BY id")
-                self._vectors = _Vectors.from_rows(self._dimension, rows)
+            self._load_vectors()
         return self._vectors
 
+    @_reading
+    def _load_vectors(self) -> None:
+        if self._vectors is not None:
+            return
+        path = _faiss_path(self.generation, self.version)
+        vectors, problem = _checked_vectors(path, self._meta, self._dimension, self.chunk_count, mapped=True)
+        if vectors is None:
+            if problem:
+                log.warning("%s does not match the index (%s); searching the vectors stored in SQLite instead "
+                            "(python db_build.py writes it again)", path, problem)
+            vectors = _Vectors.from_rows(self._dimension, self._db.execute("SELECT id, vector FROM chunks ORDER BY id"))
+        self._vectors = vectors
+
+    @_reading
     def documents(self) -> list[DocumentRecord]:
         rows = self._db.execute("SELECT id, name, digest, pages, chunks, indexed_at FROM documents ORDER BY name")
         return [DocumentRecord(*row) for row in rows]
 
+    @_reading
     def chunk_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
+    @_reading
     def chunks(self, ids: Sequence[int]) -> list[StoredChunk]:
         """Chunks in the order of ``ids``."""
         marks = ",".join("?" * len(ids))
@@ -224,6 +402,7 @@ class Store:
         by_id = {row[0]: StoredChunk(row[1], row[2], row[3], id=row[0]) for row in rows}
         return [by_id[i] for i in ids if i in by_id]
 
+    @_reading
     def first_page_texts(self) -> dict[str, str]:
         """Each document's first page as its chunks joined in order, by document name (for cover-page metadata)."""
         rows = self._db.execute(
@@ -234,14 +413,16 @@ class Store:
             texts.setdefault(name, []).append(text)
         return {name: "\n".join(parts) for name, parts in texts.items()}
 
+    @_reading
     def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
         marks = ",".join("?" * len(document_ids))
         rows = self._db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", list(document_ids))
         return [row[0] for row in rows]
 
     def dense_search(self, query: np.ndarray, n: int, allowed_ids: Optional[Sequence[int]] = None) -> list[tuple[int, float]]:
-        return self.vectors.search(query, n, allowed_ids)
+        return self.vectors.search(query, n, allowed_ids)  # FAISS searches run side by side; nothing is changed
 
+    @_reading
     def lexical_search(self, fts_query: str, n: int, allowed_ids: Optional[Sequence[int]] = None) -> list[tuple[int, float]]:
         """BM25 over chunk text and document title; ``fts_query`` is an FTS5 MATCH expression."""
         if not fts_query:
@@ -253,42 +434,120 @@ class Store:
             sql += f" AND +rowid IN ({','.join('?' * len(allowed_ids))})"
             args += list(allowed_ids)
         sql += " ORDER BY rank LIMIT ?"
-        rows = self._db.execute(sql, args + [n])
+        rows = self._db.execute(sql, args + [min(n, _MAX_ROWS)])
         return [(int(rowid), -float(rank)) for rowid, rank in rows]
 
 
+def _checked_vectors(path: Path, meta: dict, dimension: int, count, *, mapped: bool) -> tuple[Optional[_Vectors], Optional[str]]:
+    """The FAISS file at ``path`` if it matches what the commit recorded (CRC-32, vector count, dimension), else
+    None and what is wrong (None too when the file is simply absent: a build moved on, or none was written)."""
+    try:
+        if "faiss_crc32" in meta and _crc32(path) != int(meta["faiss_crc32"]):
+            return None, "its checksum differs from the one recorded when the index was committed"
+        vectors = _Vectors.map(path) if mapped else _Vectors.read(path)
+    except FileNotFoundError:
+        return None, None
+    except (RuntimeError, OSError) as exc:
+        return None, f"it cannot be read: {exc}"
+    expected = int(meta["vectors"]) if "vectors" in meta else count()
+    if vectors.count != expected or vectors.index.d != dimension:
+        return None, f"it holds {vectors.count} vectors of dimension {vectors.index.d}, the index {expected} of {dimension}"
+    return vectors, None
+
+
 class StoreWriter:
-    """Changes the index under an exclusive build lock; ``commit()`` makes the work so far visible."""
+    """Changes the index under an exclusive build lock.
+
+    An incremental build changes the live generation, and ``commit()`` makes the whole documents added so far
+    visible to readers. A rebuild fills a new generation that readers see only once ``publish()`` switches to
+    it, complete; until then they keep the old one. The first build of a folder starts a generation that
+    becomes live at its first commit. ``notes`` says what a user should know (a damaged index moved aside).
+    """
 
     def __init__(self, folder: Path, fingerprint: dict, *, rebuild: bool = False):
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self._lock = _acquire_build_lock(folder)
+        self.fingerprint = fingerprint
+        self.notes: list[str] = []
+        self.needs_repair = False
+        self._staged = False
+        self._published = False
+        self._replaces: Optional[Path] = None
+        self._dimension: Optional[int] = None
+        self._vectors: Optional[_Vectors] = None
+        self._meta: dict = {}
+        check_folder(folder)
         try:
-            self._db = _connect(folder / DB_NAME)
-            self._begin(fingerprint, rebuild)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._lock = _acquire_build_lock(folder)
+        except OSError as exc:
+            raise _not_writable(folder, exc.strerror or str(exc)) from None
+        try:
+            live = self._live(rebuild)
+            self._remove_leftovers(live)
+            if rebuild or live is None:
+                self._start_generation(live)
+            else:
+                self._open_live(live)
+        except OSError as exc:
+            self._release()
+            raise _not_writable(folder, exc.strerror or str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            self._release()
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                raise _not_writable(folder, str(exc)) from None
+            raise
         except BaseException:
             # Release now, not when the half-made writer is collected: a caller that catches the error (to rebuild,
             # say) would otherwise find its own lock held.
-            if hasattr(self, "_db"):
-                self._db.close()
-            self._lock.close()
+            self._release()
             raise
 
-    def _begin(self, fingerprint: dict, rebuild: bool) -> None:
+    def _live(self, rebuild: bool) -> Optional[Path]:
+        try:
+            return live_generation(self.folder)
+        except StoreError:
+            if rebuild:  # a damaged pointer: the rebuild replaces whatever it pointed to
+                return None
+            raise
+
+    def _remove_leftovers(self, live: Optional[Path]) -> None:
+        """Generations of interrupted rebuilds, and old ones a crash kept from being removed."""
+        for path in self.folder.glob(f"{GENERATION_PREFIX}*"):
+            if path != live and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+        (self.folder / f".{CURRENT}.tmp").unlink(missing_ok=True)
+
+    def _start_generation(self, live: Optional[Path]) -> None:
+        numbers = [int(path.name[len(GENERATION_PREFIX):]) for path in self.folder.glob(f"{GENERATION_PREFIX}*")
+                   if path.name[len(GENERATION_PREFIX):].isdigit()]
+        self.generation = self.folder / f"{GENERATION_PREFIX}{max(numbers, default=0) + 1}"
+        self.generation.mkdir()
+        self._staged = True
+        self._replaces = live
+        self.version = 0
+        self._db = _connect(self.generation / DB_NAME)
         self._db.executescript(_SCHEMA)
-        meta = dict(self._db.execute("SELECT key, value FROM meta"))
-        self.version = int(meta.get("version", 0))
-        stored = json.loads(meta["fingerprint"]) if "fingerprint" in meta else None
-        if stored and stored != fingerprint and not rebuild:
-            raise StoreError(f"settings changed since the index was built ({_difference(stored, fingerprint)}); "
-                             "run: python db_build.py --rebuild")
-        self.fingerprint = fingerprint
-        self._dimension: Optional[int] = int(meta["dimension"]) if "dimension" in meta else None
-        self._vectors: Optional[_Vectors] = None
         self._db.execute("BEGIN IMMEDIATE")
-        if rebuild or stored is None:
-            self._reset()
+
+    def _open_live(self, live: Path) -> None:
+        self.generation = live
+        try:
+            self._db = _connect(live / DB_NAME)
+            self._db.executescript(_SCHEMA)
+            self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        except sqlite3.OperationalError:
+            raise  # a folder or file that cannot be written, not damage
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(exc, live) from None
+        self.version = int(self._meta.get("version", 0))
+        stored = json.loads(self._meta["fingerprint"]) if "fingerprint" in self._meta else None
+        if stored is not None and stored != self.fingerprint:
+            raise StoreError(f"settings changed since the index was built ({_difference(stored, self.fingerprint)}); "
+                             f"{REBUILD_ADVICE}")
+        if "dimension" in self._meta and int(self._meta["dimension"]):
+            self._dimension = int(self._meta["dimension"])
+            self.needs_repair = not _faiss_intact(_faiss_path(live, self.version), self._meta)
+        self._db.execute("BEGIN IMMEDIATE")
 
     def _vectors_for(self, dimension: Optional[int] = None) -> _Vectors:
         """The FAISS index being changed, loaded on first use so that a no-change run never reads it."""
@@ -300,21 +559,17 @@ class StoreWriter:
                 self._vectors = self._read_vectors()
         if dimension is not None and dimension != self._dimension:
             raise StoreError(f"embedding dimension {dimension} differs from the index's {self._dimension}; "
-                             "run: python db_build.py --rebuild")
+                             f"{REBUILD_ADVICE}")
         return self._vectors
 
     def _read_vectors(self) -> _Vectors:
-        try:
-            return _Vectors.read(_faiss_path(self.folder, self.version))
-        except (RuntimeError, OSError):
-            return _Vectors.from_rows(self._dimension, self._db.execute("SELECT id, vector FROM chunks ORDER BY id"))
-
-    def _reset(self) -> None:
-        for table in ("chunks", "documents", "chunks_fts"):
-            self._db.execute(f"DELETE FROM {table}")
-        self._db.execute("DELETE FROM meta WHERE key = 'dimension'")
-        self._dimension = None
-        self._vectors = None
+        path = _faiss_path(self.generation, self.version)
+        count = lambda: self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]  # noqa: E731
+        vectors, _problem = _checked_vectors(path, self._meta, self._dimension, count, mapped=False)
+        if vectors is None:
+            self.needs_repair = True
+            vectors = _Vectors.from_rows(self._dimension, self._db.execute("SELECT id, vector FROM chunks ORDER BY id"))
+        return vectors
 
     def documents(self) -> list[DocumentRecord]:
         rows = self._db.execute("SELECT id, name, digest, pages, chunks, indexed_at FROM documents ORDER BY name")
@@ -355,35 +610,100 @@ class StoreWriter:
         self._vectors_for(vectors.shape[1]).add(ids, vectors)
 
     def commit(self) -> None:
-        """Make everything so far visible to readers, then write the FAISS copy of that version."""
+        """Make the work so far durable, with the FAISS copy of it; readers see it unless this is a rebuild that
+        is not yet published."""
         vectors = self._vectors_for() if self._dimension is not None else None
-        self.version += 1
-        meta = [("version", str(self.version)), ("fingerprint", json.dumps(self.fingerprint, sort_keys=True)),
-                ("schema", SCHEMA_VERSION), ("dimension", str(self._dimension or 0))]
-        self._db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta)
-        self._db.execute("COMMIT")
+        version = self.version + 1
+        meta = {"version": str(version), "fingerprint": json.dumps(self.fingerprint, sort_keys=True),
+                "schema": SCHEMA_VERSION, "dimension": str(self._dimension or 0)}
         if vectors is not None:
-            vectors.write(_faiss_path(self.folder, self.version))
+            # Written before the commit that records its checksum: a reader never finds its version without it.
+            meta["faiss_crc32"] = str(vectors.write(_faiss_path(self.generation, version)))
+            meta["vectors"] = str(vectors.count)
+        self._db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", meta.items())
+        self._db.execute("COMMIT")
+        self.version, self._meta, self.needs_repair = version, meta, False
+        if self._staged and self._replaces is None and not self._published:
+            self._switch()  # a first build: its committed documents are the index
         self._remove_stale_faiss_files()
         self._db.execute("BEGIN IMMEDIATE")
 
+    def publish(self) -> None:
+        """A rebuild: make its committed work the index readers open, and remove (or, when damaged, move aside)
+        the one it replaces. Nothing to do for an incremental build, or before anything was committed."""
+        if not self._staged or self._published or self.version == 0:
+            return
+        old = self._replaces
+        damaged = old is not None and _is_damaged(old)
+        self._switch()
+        if old is not None:
+            self._retire(old, damaged)
+
+    def _switch(self) -> None:
+        _fsync_folder(self.generation)
+        _write_durably(self.folder / CURRENT, self.generation.name)
+        self._published = True
+
+    def _retire(self, old: Path, damaged: bool) -> None:
+        """Readers that opened the old generation keep reading it: their open files outlive the names."""
+        aside = self.folder / f"{DAMAGED_PREFIX}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+        if old != self.folder:
+            old.rename(aside) if damaged else shutil.rmtree(old, ignore_errors=True)
+        else:  # an index from before generations: its files lie in the folder itself
+            if damaged:
+                aside.mkdir(exist_ok=True)
+            for path in old.iterdir():
+                if path.name.startswith((DB_NAME, "index-")) and path.is_file():
+                    path.rename(aside / path.name) if damaged else path.unlink(missing_ok=True)
+        if damaged:
+            self.notes.append(f"the damaged index was moved to {aside}; delete it when you no longer need it")
+
     def _remove_stale_faiss_files(self) -> None:
-        keep = {_faiss_path(self.folder, self.version).name, _faiss_path(self.folder, self.version - 1).name}
-        for path in self.folder.glob("index-*.faiss*"):
+        keep = {_faiss_path(self.generation, self.version).name, _faiss_path(self.generation, self.version - 1).name}
+        for path in self.generation.glob("index-*.faiss*"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
 
     def close(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-        self._db.close()
-        self._lock.close()
+        self._release()
+
+    def _release(self) -> None:
+        database = getattr(self, "_db", None)
+        if database is not None:
+            if database.in_transaction:
+                database.execute("ROLLBACK")
+            database.close()
+        if self._staged and not self._published:
+            shutil.rmtree(self.generation, ignore_errors=True)
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()
 
     def __enter__(self) -> "StoreWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _faiss_intact(path: Path, meta: dict) -> bool:
+    """Whether the FAISS file is there with the checksum its commit recorded (indexes built before checksums:
+    whether it is there)."""
+    try:
+        return "faiss_crc32" not in meta or _crc32(path) == int(meta["faiss_crc32"])
+    except OSError:
+        return False
+
+
+def _is_damaged(generation: Path) -> bool:
+    try:
+        connection = _connect_readonly(generation / DB_NAME)
+        try:
+            return connection.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError:
+        return True
 
 
 def _acquire_build_lock(folder: Path):

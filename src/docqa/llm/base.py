@@ -30,6 +30,9 @@ class LLM(ABC):
         self.settings = settings
         self.generated_tokens = 0
 
+    def close(self) -> None:
+        """Free the model's memory now rather than when the object is collected."""
+
     @property
     @abstractmethod
     def context_length(self) -> int:

@@ -44,6 +44,11 @@ class LlamaCppLLM(LLM):
         except Exception as error:
             raise LLMError(f"llama-cpp cannot load {model_path}: {describe(error)}") from None
 
+    def close(self) -> None:
+        model = self.__dict__.pop("_model", None)
+        if model is not None:
+            model.close()
+
     @property
     def context_length(self) -> int:
         # llama.cpp may pad the context it allocates, but llama-cpp-python sizes its token buffer by the

@@ -1,0 +1,53 @@
+"""The web app and HTTP API: ``python main.py serve`` (see docqa.server.app for what it serves)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Optional
+
+from docqa.errors import InputError, MissingDependencyError
+from docqa.settings import Settings
+
+
+def create_app(settings: Settings, qa=None, **options):
+    """See docqa.server.app.create_app; imported lazily so that ``import docqa`` never needs FastAPI."""
+    from docqa.server.app import create_app as create
+
+    return create(settings, qa, **options)
+
+
+def serve(settings: Settings, *, host: Optional[str] = None, port: Optional[int] = None, retrieval_only: bool = False,
+          on_ready=None) -> None:
+    """Load everything once and serve until interrupted; refuses a non-loopback address without an API token."""
+    from docqa.server.security import api_token, check_bind
+
+    host = host or settings.serve.host
+    port = settings.serve.port if port is None else port
+    token = api_token(settings.serve.token_env)
+    check_bind(host, token, settings.serve.token_env)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise MissingDependencyError("the web app needs FastAPI and uvicorn: pip install 'docqa[server]'") from None
+    listening = _listen(host, port)
+    app = create_app(settings, token=token, retrieval_only=retrieval_only)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    if on_ready:
+        on_ready(host, listening.getsockname()[1])
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, opened here so that a taken port is a one-line error before anything is served."""
+    if not 0 <= port <= 65535:
+        raise InputError(f"port {port} is not between 0 and 65535")
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listening = socket.socket(family, kind, protocol)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+        listening.listen(128)
+    except OSError as error:
+        raise InputError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return listening

@@ -1,0 +1,267 @@
+"""The JSON API under /api: ask (streamed), retrieve, documents (list, upload, delete, page images), builds, health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional, Union
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from docqa.errors import InputError
+from docqa.retrieval import matching_documents
+from docqa.server.pages import render_page
+from docqa.server.queue import Job
+from docqa.server.streaming import KEEPALIVE, job_events, sse
+from docqa.server.uploads import UploadRejected, stage_upload
+
+router = APIRouter(prefix="/api")
+
+MAX_HIGHLIGHT_CHARS = 4000
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class Question(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000, description="The question, in plain words.")
+    doc: Optional[Union[str, list[str]]] = Field(
+        None, description="Only search documents whose name matches this glob, or any of these globs or names."
+    )
+    k: Optional[int] = Field(None, ge=1, le=50, description="Passages to retrieve (default: retrieval.k).")
+
+
+class AskRequest(Question):
+    retrieval_only: bool = Field(False, description="Return the passages without generating an answer.")
+
+
+def _state(request: Request):
+    return request.app.state
+
+
+def check_scope(engine, doc) -> None:
+    """Fail before queueing when ``doc`` matches no indexed document (InputError names what exists)."""
+    if not doc:
+        return
+    with engine.borrow() as qa:
+        for pattern in [doc] if isinstance(doc, str) else doc:
+            matching_documents(qa.store, pattern)
+
+
+def submit_question(request: Request, work) -> Job:
+    """Queue ``work(job, qa)`` for the model: it runs when every question before it has been answered."""
+    state = _state(request)
+    engine = state.engine
+
+    def run(job: Job) -> None:
+        with engine.borrow() as qa:
+            work(job, qa)
+
+    job = Job(asyncio.get_running_loop(), run)
+    state.queue.submit(job)
+    return job
+
+
+@router.post("/ask", summary="Ask a question; the answer streams as Server-Sent Events")
+async def ask(body: AskRequest, request: Request):
+    """Events: `queued` ({place, waiting}) while other questions are answered first, `token` ({text}) as the
+    answer is generated, then one `answer` with the object `main.py --json` prints, or one `error` ({error}).
+    Without a model, or with `retrieval_only`, the `answer` event comes at once with the passages."""
+    state = _state(request)
+    engine = state.engine
+    question = body.question.strip()
+    if not question:
+        raise InputError("the question is empty")
+    await asyncio.to_thread(check_scope, engine, body.doc)
+    if body.retrieval_only or engine.llm is None:
+        def passages():
+            with engine.borrow() as qa:
+                return qa.ask(question, doc=body.doc, k=body.k, retrieval_only=True).to_dict()
+
+        answer = await asyncio.to_thread(passages)
+        return StreamingResponse(iter([sse("answer", answer)]), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    def answer(job: Job, qa) -> None:
+        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token)
+        job.emit("answer", result.to_dict())
+
+    job = submit_question(request, answer)
+
+    async def events():
+        async for event in job_events(state.queue, job):
+            yield KEEPALIVE if event is None else sse(*event)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.post("/retrieve", summary="The passages that best match a question (no model needed)")
+def retrieve(body: Question, request: Request):
+    engine = _state(request).engine
+    with engine.borrow() as qa:
+        sources = qa.retrieve(body.question, k=body.k, doc=body.doc)
+    return {"question": body.question, "passages": [source.__dict__ for source in sources]}
+
+
+@router.get("/documents", summary="The indexed documents")
+def documents(request: Request):
+    """Name, pages, chunks and when indexed, with the company, form and period read from the name and cover page."""
+    engine = _state(request).engine
+    if not engine.has_index:
+        return {"documents": []}
+    with engine.borrow() as qa:
+        records = qa.store.documents()
+        profiles = {profile.document: profile for profile in qa.retriever.profiles()}
+        first_pages = qa.store.first_page_texts()
+    from docqa.profiles import registrant_name
+
+    listed = []
+    for record in records:
+        profile = profiles.get(record.name)
+        listed.append({
+            "name": record.name, "pages": record.pages, "chunks": record.chunks, "indexed_at": record.indexed_at,
+            "company": registrant_name(first_pages.get(record.name, "")),
+            "form": profile.form if profile else None,
+            "years": sorted(profile.years) if profile else [],
+            "quarter": profile.quarter if profile else None,
+        })
+    return {"documents": listed}
+
+
+def indexed_names(engine) -> set[str]:
+    if not engine.has_index:
+        return set()
+    with engine.borrow() as qa:
+        return {record.name for record in qa.store.documents()}
+
+
+def _not_found(name: str) -> JSONResponse:
+    return JSONResponse({"error": f"no indexed document is called {name!r}"}, status_code=404)
+
+
+UPLOAD_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["files"],
+            "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+        }}},
+    }
+}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@router.post("/documents", status_code=202, openapi_extra=UPLOAD_SCHEMA,
+             summary="Upload PDFs into the data folder and index them in the background")
+async def upload(request: Request, replace: bool = False):
+    """Form field `files` (one or more PDFs). 413 over `serve.max_upload_mb`, 415 for what is not a PDF,
+    409 for a name already taken (unless `?replace=true`), 400 for a name with a path or a leading dot.
+    All files are checked before any is placed. Answers with the build to follow at /api/builds/{id}."""
+    state = _state(request)
+    settings = state.settings
+    limit = int(settings.serve.max_upload_mb * 1_000_000)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 64_000:  # room for the form's own lines
+        return _rejected(UploadRejected(413, f"the upload is larger than the limit ({settings.serve.max_upload_mb:g} MB)"))
+    received = 0
+
+    async def limited():
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit + 64_000:
+            raise _TooLarge()
+        return message
+
+    try:
+        form = await Request(request.scope, limited).form(max_files=100)
+    except _TooLarge:
+        return _rejected(UploadRejected(413, f"the upload is larger than the limit ({settings.serve.max_upload_mb:g} MB)"))
+    files = [value for value in form.getlist("files") if hasattr(value, "filename")]
+    if not files:
+        return _rejected(UploadRejected(400, "no files: send PDFs in the form field 'files'"))
+    data = settings.path(settings.paths.data)
+    indexed = await asyncio.to_thread(indexed_names, state.engine)
+    staged = []
+    try:
+        names = set()
+        for file in files:
+            upload = await asyncio.to_thread(stage_upload, data, file.filename, file.file, indexed=indexed,
+                                             replace=replace, limit=limit)
+            staged.append(upload)
+            if upload.name in names:
+                raise UploadRejected(400, f"{upload.name} is in the upload twice")
+            names.add(upload.name)
+    except UploadRejected as rejected:
+        for upload in staged:
+            upload.discard()
+        return _rejected(rejected)
+    finally:
+        await form.close()
+    for upload in staged:
+        upload.place(data)
+    build = state.builder.request("upload", [upload.name for upload in staged])
+    return {"files": [{"name": u.name, "size": u.size, "replaced": u.replaces} for u in staged], "build": build.to_dict()}
+
+
+def _rejected(rejected: UploadRejected) -> JSONResponse:
+    return JSONResponse({"error": str(rejected)}, status_code=rejected.status)
+
+
+@router.get("/builds", summary="Recent builds, newest first")
+def builds(request: Request):
+    return {"builds": [build.to_dict() for build in _state(request).builder.recent()]}
+
+
+@router.get("/builds/{build_id}", summary="A build's progress, report and skipped files with their reasons")
+def build(build_id: str, request: Request):
+    found = _state(request).builder.get(build_id)
+    if found is None:
+        return JSONResponse({"error": f"no build {build_id!r}"}, status_code=404)
+    return found.to_dict()
+
+
+@router.get("/documents/{name:path}/pages/{page_number}.png", summary="A page as an image, the passage highlighted",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def page_image(name: str, page_number: int, request: Request, highlight: Optional[str] = None, scale: float = 1.5):
+    state = _state(request)
+    if name not in indexed_names(state.engine):  # only indexed names: no other file can be reached
+        return _not_found(name)
+    if highlight and len(highlight) > MAX_HIGHLIGHT_CHARS:
+        raise InputError(f"highlight is longer than {MAX_HIGHLIGHT_CHARS} characters")
+    settings = state.settings
+    png = render_page(settings.path(settings.paths.data) / name, page_number, highlight=highlight, scale=scale)
+    return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
+
+
+@router.delete("/documents/{name:path}", status_code=202, summary="Delete a document's file and drop it from the index")
+def delete(name: str, request: Request):
+    state = _state(request)
+    if name not in indexed_names(state.engine):
+        return _not_found(name)
+    settings = state.settings
+    (settings.path(settings.paths.data) / name).unlink(missing_ok=True)
+    return {"deleted": name, "build": state.builder.request("delete", [name]).to_dict()}
+
+
+@router.get("/health", summary="Index size, model, backend and the length of the question queue")
+def health(request: Request):
+    state = _state(request)
+    engine = state.engine
+    index = None
+    if engine.has_index:
+        with engine.borrow() as qa:
+            index = {"documents": len(qa.store.documents()), "chunks": qa.store.chunk_count()}
+    return {
+        "status": "ok",
+        "index": index,
+        "model": engine.model,
+        "backend": engine.backend,
+        "queue": len(state.queue),
+        "answers": dict(state.queue.finished),
+        "building": state.builder.busy,
+        "watching": state.watcher is not None,
+    }

@@ -1,0 +1,172 @@
+"""The ASGI application: the web page, the JSON API, the OpenAI-compatible route, and what runs behind them.
+
+``create_app(settings)`` loads the model and the index once; ``create_app(settings, qa)`` serves a DocQA the
+caller made (tests). The generation queue, the builder and the data-folder watcher start with the app and stop
+with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Optional
+
+from docqa.errors import (
+    BuildLockedError,
+    DocqaError,
+    DocumentError,
+    IndexNotFoundError,
+    InputError,
+    LLMError,
+    ModelNotFoundError,
+    NoDocumentsError,
+    StoreError,
+)
+from docqa.qa import DocQA
+from docqa.server.builds import Builder, Watcher
+from docqa.server.engine import Engine
+from docqa.server.queue import GenerationQueue, QueueFullError
+from docqa.server.security import Security
+from docqa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+# The HTTP status each domain error stands for; the body is always {"error": message}.
+ERROR_STATUS = {
+    InputError: 400,
+    DocumentError: 422,
+    NoDocumentsError: 404,
+    BuildLockedError: 409,
+    IndexNotFoundError: 503,
+    StoreError: 503,
+    QueueFullError: 503,
+    ModelNotFoundError: 503,
+    LLMError: 502,
+}
+
+
+def error_status(error: DocqaError) -> int:
+    for kind, status in ERROR_STATUS.items():
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def create_app(
+    settings: Settings,
+    qa: Optional[DocQA] = None,
+    *,
+    token: Optional[str] = None,
+    retrieval_only: bool = False,
+    watch: Optional[bool] = None,
+):
+    """The app; ``token``: the API token every /api and /v1 request must bear (None: no check);
+    ``watch``: index changes to the data folder as they happen (default: ``serve.watch``)."""
+    from fastapi import FastAPI
+
+    from docqa.server import api, chat
+
+    engine = Engine(settings, qa, retrieval_only=retrieval_only)
+    queue = GenerationQueue(settings.serve.max_waiting)
+    builder = Builder(settings, on_changed=engine.reload)
+    watcher = Watcher(builder, settings.serve.watch_interval) if (settings.serve.watch if watch is None else watch) else None
+
+    @asynccontextmanager
+    async def lifespan(app):
+        queue.start()
+        builder.start()
+        if watcher:
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher:
+                watcher.close()
+            queue.close()
+            builder.close()
+            engine.close()
+
+    app = FastAPI(
+        title="docqa",
+        summary="Questions about your PDF documents, answered from them with the pages they came from.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,  # served from the package's own copy of Swagger UI: no CDN
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.queue = queue
+    app.state.builder = builder
+    app.state.watcher = watcher
+    _error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(chat.router)
+    _pages(app)
+    app.add_middleware(Security, token=token)
+    return app
+
+
+def _error_handlers(app) -> None:
+    from fastapi import HTTPException
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(DocqaError)
+    async def domain_error(request, error: DocqaError):
+        return JSONResponse({"error": str(error)}, status_code=error_status(error))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, error: HTTPException):
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(404)
+    async def not_found(request, error):
+        return JSONResponse({"error": f"not found: {request.url.path}"}, status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request, error: RequestValidationError):
+        return JSONResponse({"error": describe_validation(error)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, error: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"error": f"unexpected {type(error).__name__}: {error}"}, status_code=500)
+
+
+def describe_validation(error) -> str:
+    """The first problem of a rejected request, in one line."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "invalid request")
+
+
+def _pages(app) -> None:
+    """The web page, its static files, and the API documentation, all from this package (nothing from a CDN)."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+
+    swagger = _swagger_assets()
+    if swagger is not None:
+        app.mount("/docs-assets", StaticFiles(directory=swagger), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs():
+            return FileResponse(STATIC / "docs.html", headers={"cache-control": "no-cache"})
+
+
+def _swagger_assets() -> Optional[Path]:
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)

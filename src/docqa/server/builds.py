@@ -1,0 +1,266 @@
+"""Index builds while serving: one at a time, in a background thread, each with its progress and report.
+
+Uploads, deletions and the data-folder watcher all ask the same ``Builder`` for a build of the data folder
+(``docqa.ingest.build_index``, incremental). A request made while a build is waiting to start joins that build.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+from docqa.documents import find_pdfs
+from docqa.errors import BuildLockedError, DocqaError
+from docqa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEEP_BUILDS = 100  # finished builds remembered for GET /api/builds/{id}
+
+Snapshot = dict[str, tuple[int, int]]  # document name → (size, modification time in ns)
+
+
+def data_snapshot(data: Path) -> Snapshot:
+    """What the data folder holds, cheaply: every PDF's name, size and modification time."""
+    snapshot: Snapshot = {}
+    for path in find_pdfs(data):
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        snapshot[path.relative_to(data).as_posix()] = (status.st_size, status.st_mtime_ns)
+    return snapshot
+
+
+def changed_names(before: Optional[Snapshot], after: Snapshot) -> list[str]:
+    before = before or {}
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Build:
+    id: str
+    trigger: str  # upload, delete, watch
+    files: list[str] = field(default_factory=list)
+    state: str = "queued"  # queued, running, done, failed
+    pages_total: Optional[int] = None
+    pages_done: int = 0
+    report: Optional[dict] = None
+    error: Optional[str] = None
+    requested_at: str = field(default_factory=_now)
+    finished_at: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "trigger": self.trigger, "files": self.files, "state": self.state,
+            "pages_total": self.pages_total, "pages_done": self.pages_done, "report": self.report,
+            "skipped": (self.report or {}).get("skipped", []), "error": self.error,
+            "requested_at": self.requested_at, "finished_at": self.finished_at,
+        }
+
+
+class Builder:
+    """Runs the builds that uploads, deletions and the watcher ask for, one after another."""
+
+    def __init__(self, settings: Settings, on_changed: Callable[[], None]):
+        self.settings = settings
+        self.data = settings.path(settings.paths.data)
+        self._on_changed = on_changed
+        self._builds: dict[str, Build] = {}
+        self._pending: Optional[Build] = None
+        self._running: Optional[Build] = None
+        self._condition = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="docqa-builder", daemon=True)
+        # The data folder as the latest build found it when it started (None: never built while serving).
+        self.last_snapshot: Optional[Snapshot] = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=600)
+
+    @property
+    def busy(self) -> bool:
+        with self._condition:
+            return self._pending is not None or self._running is not None
+
+    def request(self, trigger: str, files: list[str] = ()) -> Build:
+        """A build that will include the data folder as it is now: the waiting one if any, else a new one."""
+        with self._condition:
+            build = self._pending
+            if build is None:
+                build = Build(uuid.uuid4().hex[:12], trigger)
+                self._pending = build
+                self._remember(build)
+                self._condition.notify_all()
+            elif trigger not in build.trigger.split("+"):
+                build.trigger += f"+{trigger}"
+            build.files += [name for name in files if name not in build.files]
+            return build
+
+    def get(self, build_id: str) -> Optional[Build]:
+        with self._condition:
+            return self._builds.get(build_id)
+
+    def recent(self, count: int = 20) -> list[Build]:
+        with self._condition:
+            return list(self._builds.values())[-count:][::-1]
+
+    def wait(self, build: Build, timeout: float) -> bool:
+        """Block until ``build`` has finished (for tests and scripts); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while build.state in ("queued", "running"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._condition.wait(left)
+        return True
+
+    def _remember(self, build: Build) -> None:
+        self._builds[build.id] = build
+        while len(self._builds) > KEEP_BUILDS:
+            self._builds.pop(next(iter(self._builds)))
+
+    def _work(self) -> None:
+        while True:
+            with self._condition:
+                while self._pending is None and not self._closed:
+                    self._condition.wait()
+                if self._closed:
+                    return
+                build, self._pending, self._running = self._pending, None, self._pending
+                build.state = "running"
+            try:
+                self._run(build)
+            finally:
+                with self._condition:
+                    self._running = None
+                    build.finished_at = _now()
+                    self._condition.notify_all()
+
+    def _run(self, build: Build) -> None:
+        self.last_snapshot = data_snapshot(self.data)
+        outcome = run_build_process(self.settings, build)
+        if isinstance(outcome, BuildFailure):
+            build.state, build.error = "failed", outcome.message
+            if outcome.kind == BuildLockedError.__name__:
+                self.last_snapshot = None  # someone else is building: the watcher looks again later
+            return
+        build.report = outcome
+        if outcome["changed"]:
+            try:
+                self._on_changed()
+            except DocqaError as error:
+                build.state, build.error = "failed", f"built, but the index cannot be opened: {error}"
+                return
+        build.state = "done"
+
+
+@dataclass
+class BuildFailure:
+    kind: str  # the error's class name
+    message: str
+
+
+def run_build_process(settings: Settings, build: Build) -> dict | BuildFailure:
+    """Run ``build_index`` in a child process, following its progress; the report as a dict, or why it failed.
+
+    A process, not a thread: PDFium (text extraction here, page images in the server) must not run in two
+    threads of one process at once, and a build's embedding work then competes with the server only for CPU.
+    """
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_build_child, args=(settings, sender), name="docqa-build", daemon=True)
+    child.start()
+    sender.close()
+    outcome: dict | BuildFailure | None = None
+    try:
+        while True:
+            try:
+                kind, value = receiver.recv()
+            except EOFError:
+                break
+            if kind == "total":
+                build.pages_total = value
+            elif kind == "progress":
+                build.pages_done += value
+            else:
+                outcome = value
+    finally:
+        receiver.close()
+        child.join()
+    if outcome is None:
+        return BuildFailure("died", f"the build process ended without a report (exit code {child.exitcode})")
+    return outcome
+
+
+def _build_child(settings: Settings, sender) -> None:
+    from docqa.ingest import build_index
+
+    try:
+        report = build_index(settings, on_total=lambda total: sender.send(("total", total)),
+                             progress=lambda count: sender.send(("progress", count)))
+        result: dict | BuildFailure = {
+            **{key: value for key, value in report.__dict__.items() if key != "skipped"},
+            "skipped": [{"name": skipped.name, "reason": skipped.reason} for skipped in report.skipped],
+            "changed": report.changed,
+            "summary": report.summary(),
+        }
+    except DocqaError as error:
+        result = BuildFailure(type(error).__name__, str(error))
+    except Exception as error:  # the message goes to the client; the server goes on
+        result = BuildFailure(type(error).__name__, f"unexpected {type(error).__name__}: {error}")
+    sender.send(("report", result))
+    sender.close()
+
+
+class Watcher:
+    """Polls the data folder and asks for a build when its PDFs changed and have stopped changing.
+
+    Polling (no extra dependency, works on network folders): a change must look the same on two looks in a row,
+    so that a file still being copied in is not read half-written.
+    """
+
+    def __init__(self, builder: Builder, interval: float):
+        self.builder = builder
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="docqa-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        previous: Optional[Snapshot] = None
+        while not self._stop.wait(self.interval):
+            try:
+                current = data_snapshot(self.builder.data)
+            except OSError as error:
+                log.warning("cannot look at the data folder: %s", error)
+                continue
+            if current == previous and current != self.builder.last_snapshot and not self.builder.busy:
+                self.builder.request("watch", changed_names(self.builder.last_snapshot, current))
+            previous = current

@@ -1,0 +1,100 @@
+"""The question-answering state every request shares: the model, loaded once, and a DocQA over the current index.
+
+DocQA is safe to share between threads (retrieval side by side, one generation at a time); the server adds the
+order of the generations (docqa.server.queue). What DocQA cannot do alone is see a build made after it opened
+the index: after each build that changed the index, a fresh DocQA (a new snapshot, the same model) replaces the
+old one. Requests still using the old one finish on it, and it is closed when the last of them is done.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from docqa.errors import IndexNotFoundError
+from docqa.qa import DocQA
+from docqa.settings import Settings
+
+
+class Engine:
+    def __init__(self, settings: Settings, qa: Optional[DocQA] = None, *, retrieval_only: bool = False):
+        """``qa``: a DocQA the caller made and will close (its model is used for every later DocQA too)."""
+        self.settings = settings
+        self._state = threading.Lock()
+        self._users: dict[int, int] = {}
+        self._callers = qa
+        self._owns_llm = qa is None and not retrieval_only
+        if qa is not None:
+            self.llm = qa.llm
+        elif retrieval_only:
+            self.llm = None
+        else:
+            from docqa.llm import create_llm
+
+            self.llm = create_llm(settings.llm, settings.root)
+        self._qa = qa if qa is not None else self._open()
+
+    def _open(self) -> Optional[DocQA]:
+        """A DocQA over the index as committed now, or None while there is no index yet."""
+        try:
+            return DocQA(self.settings, llm=self.llm, retrieval_only=self.llm is None)
+        except IndexNotFoundError:
+            return None
+
+    @property
+    def has_index(self) -> bool:
+        return self._qa is not None
+
+    @property
+    def backend(self) -> Optional[str]:
+        return self.llm.name if self.llm is not None else None
+
+    @property
+    def model(self) -> Optional[str]:
+        if self.llm is None:
+            return None
+        if self.settings.llm.backend in ("openai", "ollama"):
+            return self.settings.llm.model
+        return self.settings.llm.model_path.name
+
+    @contextmanager
+    def borrow(self) -> Iterator[DocQA]:
+        """The current DocQA, kept open for as long as the caller uses it."""
+        with self._state:
+            qa = self._qa
+            if qa is None:
+                raise IndexNotFoundError("no index yet: upload PDF files (or put them into the data folder) first")
+            self._users[id(qa)] = self._users.get(id(qa), 0) + 1
+        try:
+            yield qa
+        finally:
+            with self._state:
+                self._users[id(qa)] -= 1
+                idle = not self._users[id(qa)]
+                if idle:
+                    del self._users[id(qa)]
+                retired = idle and qa is not self._qa
+            if retired:
+                self._retire(qa)
+
+    def reload(self) -> None:
+        """See the index as it is now (after a build); the model stays loaded."""
+        fresh = self._open()
+        with self._state:
+            old, self._qa = self._qa, fresh
+            idle = old is not None and id(old) not in self._users
+        if idle:
+            self._retire(old)
+
+    def _retire(self, qa: DocQA) -> None:
+        if qa is not self._callers:  # the caller's own DocQA is the caller's to close
+            qa.close()
+
+    def close(self) -> None:
+        with self._state:
+            qa, self._qa = self._qa, None
+        if qa is not None:
+            self._retire(qa)
+        if self._owns_llm and hasattr(self.llm, "close"):
+            self.llm.close()

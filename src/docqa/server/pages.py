@@ -1,0 +1,114 @@
+"""A PDF page as a PNG image, with the text of a cited passage highlighted where it appears on that page.
+
+pypdfium2 renders the page and gives every character's box; the passage is found in the page's text with
+whitespace ignored (extraction and chunking differ only in line breaks and spaces), and the boxes of the
+characters it covers are tinted. A passage that starts on the previous page or runs onto the next one is
+found line by line instead.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from docqa.errors import DocumentError, InputError
+
+MIN_LINE_CHARS = 12  # shorter lines of a passage are too common to be found on their own
+TINT = np.array([1.0, 0.86, 0.35])  # multiplied into the pixels under the passage: a marker-pen yellow
+MAX_SCALE = 4.0
+
+
+def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None, scale: float = 1.5) -> bytes:
+    """PNG bytes of page ``page_number`` (1-based) of the PDF at ``path``; ``highlight``: a passage to mark."""
+    import pypdfium2 as pdfium
+
+    if not 0.25 <= scale <= MAX_SCALE:
+        raise InputError(f"scale must be between 0.25 and {MAX_SCALE}")
+    try:
+        document = pdfium.PdfDocument(path)
+    except (pdfium.PdfiumError, OSError) as exc:
+        raise DocumentError(path, f"cannot be opened to render ({exc})") from None
+    with document:
+        if not 1 <= page_number <= len(document):
+            raise InputError(f"page {page_number} does not exist; {Path(path).name} has {len(document)} pages")
+        page = document[page_number - 1]
+        try:
+            pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()[:, :, :3]
+            boxes = passage_boxes(page, highlight) if highlight else []
+            height = page.get_height()
+        finally:
+            page.close()
+    if boxes:
+        pixels = pixels.astype(np.float32)
+        for left, bottom, right, top in boxes:
+            # PDF points from the bottom-left corner to pixels from the top-left, with a point of margin.
+            x0, x1 = int((left - 1) * scale), int((right + 1) * scale) + 1
+            y0, y1 = int((height - top - 1) * scale), int((height - bottom + 1) * scale) + 1
+            pixels[max(y0, 0):y1, max(x0, 0):x1] *= TINT
+        pixels = pixels.astype(np.uint8)
+    return encode_png(np.ascontiguousarray(pixels))
+
+
+def passage_boxes(page, passage: str) -> list[tuple[float, float, float, float]]:
+    """Rectangles (left, bottom, right, top, in PDF points) covering ``passage`` on ``page``; [] where it is absent."""
+    text_page = page.get_textpage()
+    try:
+        text = text_page.get_text_range()
+        spans = find_spans(text, passage)
+        boxes = []
+        for start, end in spans:
+            for index in range(text_page.count_rects(start, end - start)):
+                boxes.append(text_page.get_rect(index))
+        return boxes
+    finally:
+        text_page.close()
+
+
+def find_spans(text: str, passage: str) -> list[tuple[int, int]]:
+    """(start, end) character ranges of ``text`` that hold ``passage``, comparing without whitespace.
+
+    The whole passage when it is there; otherwise each of its lines that is (a passage that crosses a page
+    boundary, or that chunking cut mid-line).
+    """
+    compact, positions = _without_whitespace(text)
+    whole = _span(compact, positions, passage)
+    if whole:
+        return [whole]
+    spans = []
+    for line in passage.splitlines():
+        if len("".join(line.split())) >= MIN_LINE_CHARS:
+            span = _span(compact, positions, line)
+            if span:
+                spans.append(span)
+    return spans
+
+
+def _without_whitespace(text: str) -> tuple[str, list[int]]:
+    kept = [(index, char) for index, char in enumerate(text) if not char.isspace()]
+    return "".join(char for _, char in kept), [index for index, _ in kept]
+
+
+def _span(compact: str, positions: list[int], needle: str) -> Optional[tuple[int, int]]:
+    needle = "".join(needle.split())
+    if not needle:
+        return None
+    at = compact.find(needle)
+    if at < 0:
+        return None
+    return positions[at], positions[at + len(needle) - 1] + 1
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """An RGB uint8 array (height, width, 3) as PNG bytes (no imaging library needed)."""
+    height, width, _ = pixels.shape
+    rows = np.hstack([np.zeros((height, 1), dtype=np.uint8), pixels.reshape(height, width * 3)])  # filter 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

@@ -1,0 +1,519 @@
+// docqa's web page. Every text that comes from a PDF or from the model is put into the page as text
+// (textContent, append), never parsed as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: sessionStorage.getItem("docqa-token") || "",
+  documents: [],          // from GET /api/documents
+  chosen: new Set(),      // names the questions are limited to (empty: all)
+  answer: null,           // the last answer object
+  controller: null,       // aborts the question being answered
+  viewer: null,           // {document, page, pages, highlight, highlightPage}
+  eachRows: [],           // [{document, answer, page}]
+  seenBuilds: new Map(),  // build id → state last shown
+};
+
+// ------------------------------------------------------------------ helpers
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  node.append(...children); // strings become text nodes
+  return node;
+}
+
+function documentPath(name) {
+  return name.split("/").map(encodeURIComponent).join("/");
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.token) headers.set("Authorization", "Bearer " + state.token);
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    $("token-form").hidden = false;
+    throw new Error("this server needs an API token: enter it at the top of the page");
+  }
+  return response;
+}
+
+async function errorOf(response) {
+  const body = await response.json().catch(() => ({}));
+  return new Error(body.error || `${response.status} ${response.statusText}`);
+}
+
+async function getJSON(path, options) {
+  const response = await api(path, options);
+  if (!response.ok) throw await errorOf(response);
+  return response.json();
+}
+
+// Server-Sent Events from a fetch response (EventSource cannot POST).
+async function* serverEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let kind = "message";
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) kind = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+      }
+      if (data) yield [kind, JSON.parse(data)];
+    }
+  }
+}
+
+// One question through POST /api/ask; resolves to the answer object.
+async function askServer(question, { doc, retrievalOnly, signal, onToken, onQueued }) {
+  const response = await api("/api/ask", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ question, doc: doc && doc.length ? doc : null, retrieval_only: retrievalOnly }),
+    signal,
+  });
+  if (!response.ok) throw await errorOf(response);
+  for await (const [kind, data] of serverEvents(response)) {
+    if (kind === "queued") onQueued(data);
+    else if (kind === "token") onToken(data.text);
+    else if (kind === "answer") return data;
+    else if (kind === "error") throw new Error(data.error);
+  }
+  throw new Error("the answer stopped before it was complete");
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+function seconds(value) {
+  return value == null ? "" : `${value.toFixed(1)} s`;
+}
+
+// ------------------------------------------------------------------ asking
+
+function scope() {
+  return [...state.chosen];
+}
+
+function startQuestion() {
+  if (state.controller) state.controller.abort();
+  state.controller = new AbortController();
+  $("stop").hidden = false;
+  return state.controller.signal;
+}
+
+function endQuestion() {
+  state.controller = null;
+  $("stop").hidden = true;
+}
+
+async function ask(event) {
+  if (event) event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question) return;
+  const signal = startQuestion();
+  const answerBox = $("answer");
+  answerBox.textContent = "";
+  answerBox.classList.remove("passages", "no-answer");
+  $("sources").textContent = "";
+  $("timings").textContent = "";
+  $("result").hidden = false;
+  $("permalink").href = "#" + new URLSearchParams({ q: question }).toString();
+  setStatus("Searching the documents…");
+  let started = false;
+  try {
+    const answer = await askServer(question, {
+      doc: scope(),
+      retrievalOnly: $("retrieval-only").checked,
+      signal,
+      onQueued: (data) => setStatus(`Waiting for the model: place ${data.place} in line`),
+      onToken: (text) => {
+        if (!started) setStatus("Answering…");
+        started = true;
+        answerBox.append(text);
+      },
+    });
+    showAnswer(answer);
+    setStatus("");
+  } catch (error) {
+    if (error.name === "AbortError") setStatus("Stopped.");
+    else setStatus(error.message);
+  } finally {
+    if (state.controller && state.controller.signal === signal) endQuestion();
+  }
+}
+
+function showAnswer(answer) {
+  state.answer = answer;
+  const answerBox = $("answer");
+  if (answer.answer === null) {
+    answerBox.textContent = answer.sources.length ? "The passages that best match the question:" : "Nothing found.";
+    answerBox.classList.add("passages");
+  } else {
+    answerBox.textContent = answer.answer;
+    if (answer.answered === false) answerBox.classList.add("no-answer");
+  }
+  const t = answer.timings;
+  $("timings").textContent = [
+    t.retrieval != null ? `retrieval ${seconds(t.retrieval)}` : "",
+    t.first_token != null ? `first token ${seconds(t.first_token)}` : "",
+    t.tokens_per_second ? `${t.tokens_per_second} tokens/s` : "",
+    t.total != null ? `total ${seconds(t.total)}` : "",
+  ].filter(Boolean).join(" · ");
+  const list = $("sources");
+  list.textContent = "";
+  answer.sources.forEach((source, index) => {
+    const card = el("li", { class: "card", tabindex: "0", title: "Show this page" },
+      el("div", { class: "card-head" },
+        el("span", { class: "badge", text: `[${index + 1}]` }),
+        el("span", { class: "doc", text: source.document }),
+        el("span", { class: "muted", text: `page ${source.page_number}` })),
+      el("p", { class: "passage", text: source.text }));
+    const open = () => {
+      for (const other of list.children) other.classList.remove("active");
+      card.classList.add("active");
+      openPage(source.document, source.page_number, source.text);
+    };
+    card.addEventListener("click", open);
+    card.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
+    list.append(card);
+  });
+}
+
+function citationText(answer) {
+  const lines = answer.sources.map((s, i) => `[${i + 1}] ${s.document}, page ${s.page_number}`);
+  return `${answer.question}\n\n${answer.answer ?? ""}\n\nSources:\n${lines.join("\n")}\n`;
+}
+
+async function copyAnswer() {
+  if (!state.answer) return;
+  const text = citationText(state.answer);
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const area = el("textarea", {}, text); // not a secure context: the old way
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+  setStatus("Copied the answer with its sources.");
+}
+
+// ------------------------------------------------------------------ ask every document
+
+async function askEach() {
+  const question = $("question").value.trim();
+  if (!question) return;
+  const names = state.chosen.size ? scope() : state.documents.map((d) => d.name);
+  if (!names.length) { setStatus("No documents to ask."); return; }
+  const signal = startQuestion();
+  const body = $("each-rows");
+  body.textContent = "";
+  state.eachRows = [];
+  $("each").hidden = false;
+  try {
+    for (const [index, name] of names.entries()) {
+      const answerCell = el("td", { text: "…" });
+      const pageCell = el("td");
+      body.append(el("tr", {}, el("td", { text: name }), answerCell, pageCell));
+      setStatus(`Document ${index + 1} of ${names.length}: ${name}`);
+      let text = "";
+      try {
+        const answer = await askServer(question, {
+          doc: [name], retrievalOnly: $("retrieval-only").checked, signal,
+          onQueued: (data) => setStatus(`Document ${index + 1} of ${names.length}: waiting for the model, place ${data.place}`),
+          onToken: (piece) => { text += piece; answerCell.textContent = text; },
+        });
+        const top = answer.sources[0];
+        const shown = answer.answer ?? (top ? top.text : "");
+        answerCell.textContent = shown;
+        pageCell.textContent = top ? String(top.page_number) : "";
+        if (top) {
+          pageCell.classList.add("link");
+          pageCell.addEventListener("click", () => openPage(name, top.page_number, top.text));
+        }
+        state.eachRows.push({ document: name, answer: shown, page: top ? top.page_number : "" });
+      } catch (error) {
+        if (error.name === "AbortError") throw error;
+        answerCell.textContent = `error: ${error.message}`;
+        state.eachRows.push({ document: name, answer: `error: ${error.message}`, page: "" });
+      }
+    }
+    setStatus("");
+  } catch (error) {
+    setStatus(error.name === "AbortError" ? "Stopped." : error.message);
+  } finally {
+    if (state.controller && state.controller.signal === signal) endQuestion();
+  }
+}
+
+function csvCell(value) {
+  let text = String(value ?? "");
+  if (/^[=+\-@\t\r]/.test(text)) text = "'" + text; // a spreadsheet must not run a cell as a formula
+  return `"${text.replace(/"/g, '""')}"`;
+}
+
+function downloadCSV() {
+  const lines = [["document", "answer", "page"], ...state.eachRows.map((r) => [r.document, r.answer, r.page])];
+  const blob = new Blob([lines.map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n"], { type: "text/csv" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: "docqa-every-document.csv" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+// ------------------------------------------------------------------ page viewer
+
+async function openPage(name, page, highlight) {
+  const doc = state.documents.find((d) => d.name === name);
+  state.viewer = { document: name, page, pages: doc ? doc.pages : page, highlight, highlightPage: page };
+  $("viewer").hidden = false;
+  document.body.classList.add("viewing");
+  await showPage();
+}
+
+async function showPage() {
+  const v = state.viewer;
+  $("page-label").textContent = `${v.document} — page ${v.page} of ${v.pages}`;
+  $("prev").disabled = v.page <= 1;
+  $("next").disabled = v.page >= v.pages;
+  let url = `/api/documents/${documentPath(v.document)}/pages/${v.page}.png`;
+  if (v.page === v.highlightPage && v.highlight) url += "?" + new URLSearchParams({ highlight: v.highlight });
+  const image = $("page-image");
+  image.classList.add("loading");
+  try {
+    const response = await api(url);
+    if (!response.ok) throw await errorOf(response);
+    const blob = await response.blob();
+    if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+    image.src = URL.createObjectURL(blob);
+    image.alt = `${v.document}, page ${v.page}`;
+  } catch (error) {
+    setStatus(error.message);
+  } finally {
+    image.classList.remove("loading");
+  }
+}
+
+function turnPage(step) {
+  const v = state.viewer;
+  if (!v) return;
+  const page = v.page + step;
+  if (page < 1 || page > v.pages) return;
+  v.page = page;
+  showPage();
+}
+
+function closeViewer() {
+  $("viewer").hidden = true;
+  document.body.classList.remove("viewing");
+  state.viewer = null;
+}
+
+// ------------------------------------------------------------------ documents
+
+function describeDocument(doc) {
+  const parts = [`${doc.pages} pages`];
+  if (doc.company) parts.push(doc.company);
+  if (doc.form) parts.push(doc.form);
+  if (doc.years && doc.years.length) parts.push(doc.years.join(", ") + (doc.quarter ? ` Q${doc.quarter}` : ""));
+  return parts.join(" · ");
+}
+
+function renderDocuments() {
+  const filter = $("doc-filter").value.trim().toLowerCase();
+  const list = $("documents");
+  list.textContent = "";
+  for (const doc of state.documents) {
+    if (filter && !doc.name.toLowerCase().includes(filter)) continue;
+    const box = el("input", { type: "checkbox", "aria-label": `Ask only ${doc.name}` });
+    box.checked = state.chosen.has(doc.name);
+    box.addEventListener("change", () => {
+      if (box.checked) state.chosen.add(doc.name); else state.chosen.delete(doc.name);
+      renderScope();
+    });
+    const remove = el("button", { type: "button", class: "delete", title: `Delete ${doc.name}`, text: "Delete" });
+    remove.addEventListener("click", () => deleteDocument(doc.name));
+    list.append(el("li", {},
+      el("label", {}, box, el("span", { class: "doc", text: doc.name })),
+      el("div", { class: "meta muted", text: describeDocument(doc) }),
+      remove));
+  }
+  if (!state.documents.length) list.append(el("li", { class: "muted", text: "Nothing indexed yet: drop PDFs above." }));
+  renderScope();
+}
+
+function renderScope() {
+  const names = new Set(state.documents.map((d) => d.name));
+  for (const name of [...state.chosen]) if (!names.has(name)) state.chosen.delete(name);
+  $("scope").textContent = state.chosen.size
+    ? `Questions search ${state.chosen.size} chosen document${state.chosen.size === 1 ? "" : "s"}.`
+    : "Questions search every document.";
+}
+
+async function loadDocuments() {
+  try {
+    state.documents = (await getJSON("/api/documents")).documents;
+    renderDocuments();
+  } catch (error) {
+    setStatus(error.message);
+  }
+}
+
+async function deleteDocument(name) {
+  if (!confirm(`Delete ${name} from the data folder and the index?`)) return;
+  try {
+    await getJSON(`/api/documents/${documentPath(name)}`, { method: "DELETE" });
+    state.chosen.delete(name);
+    refreshBuilds();
+  } catch (error) {
+    setStatus(error.message);
+  }
+}
+
+async function upload(files) {
+  const pdfs = [...files];
+  if (!pdfs.length) return;
+  const form = new FormData();
+  for (const file of pdfs) form.append("files", file, file.name);
+  const note = el("div", { class: "note", text: `Uploading ${pdfs.map((f) => f.name).join(", ")}…` });
+  $("builds").prepend(note);
+  try {
+    let response = await api("/api/documents", { method: "POST", body: form });
+    if (response.status === 409 && confirm(`${(await errorOf(response)).message}\n\nReplace it?`)) {
+      response = await api("/api/documents?replace=true", { method: "POST", body: form });
+    }
+    if (!response.ok) throw await errorOf(response);
+    note.remove();
+    refreshBuilds();
+  } catch (error) {
+    note.textContent = `Upload failed: ${error.message}`;
+    note.classList.add("error");
+  }
+}
+
+function renderBuild(build) {
+  const box = el("div", { class: `build ${build.state}` });
+  const what = build.files.length ? build.files.join(", ") : "the data folder";
+  const title = { queued: "Waiting to index", running: "Indexing", done: "Indexed", failed: "Could not index" }[build.state];
+  box.append(el("div", { text: `${title} (${build.trigger}): ${what}` }));
+  if (build.state === "running" || build.state === "queued") {
+    const bar = el("progress", { max: String(build.pages_total || 1) });
+    bar.value = build.pages_done;
+    box.append(bar, el("span", { class: "muted", text: build.pages_total ? ` ${build.pages_done} of ${build.pages_total} pages` : "" }));
+  }
+  if (build.report) box.append(el("div", { class: "muted", text: build.report.summary }));
+  if (build.error) box.append(el("div", { class: "error", text: build.error }));
+  if (build.skipped.length) {
+    box.append(el("ul", { class: "skipped" }, ...build.skipped.map((s) => el("li", {}, el("b", { text: s.name }), `: ${s.reason}`))));
+  }
+  return box;
+}
+
+let buildTimer = null;
+
+async function refreshBuilds() {
+  clearTimeout(buildTimer);
+  let active = false;
+  try {
+    const builds = (await getJSON("/api/builds")).builds.slice(0, 4);
+    const area = $("builds");
+    for (const node of [...area.querySelectorAll(".build")]) node.remove();
+    let finished = false;
+    for (const build of builds) {
+      const before = state.seenBuilds.get(build.id);
+      if (build.state === "done" && before && before !== "done") finished = true;
+      state.seenBuilds.set(build.id, build.state);
+      active = active || build.state === "queued" || build.state === "running";
+      area.append(renderBuild(build));
+    }
+    if (finished) loadDocuments();
+  } catch (error) {
+    setStatus(error.message);
+  }
+  buildTimer = setTimeout(refreshBuilds, active ? 700 : 4000);
+}
+
+async function refreshHealth() {
+  try {
+    const health = await getJSON("/api/health");
+    const parts = [health.index ? `${health.index.documents} documents, ${health.index.chunks} passages` : "no index yet"];
+    parts.push(health.model ? `${health.model} (${health.backend})` : "passages only (no model)");
+    if (health.queue) parts.push(`${health.queue} question${health.queue === 1 ? "" : "s"} in line`);
+    $("health").textContent = parts.join(" · ");
+  } catch (error) {
+    $("health").textContent = error.message;
+  }
+}
+
+// ------------------------------------------------------------------ wiring
+
+function wire() {
+  $("ask-form").addEventListener("submit", ask);
+  $("question").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); ask(); }
+  });
+  $("ask-each").addEventListener("click", askEach);
+  $("stop").addEventListener("click", () => state.controller && state.controller.abort());
+  $("copy").addEventListener("click", copyAnswer);
+  $("csv").addEventListener("click", downloadCSV);
+  $("prev").addEventListener("click", () => turnPage(-1));
+  $("next").addEventListener("click", () => turnPage(1));
+  $("close-viewer").addEventListener("click", closeViewer);
+  document.addEventListener("keydown", (event) => {
+    if (!state.viewer || event.target.closest("textarea, input")) return;
+    if (event.key === "ArrowLeft") turnPage(-1);
+    if (event.key === "ArrowRight") turnPage(1);
+    if (event.key === "Escape") closeViewer();
+  });
+  $("doc-filter").addEventListener("input", renderDocuments);
+  $("select-none").addEventListener("click", () => { state.chosen.clear(); renderDocuments(); });
+  const drop = $("drop");
+  $("file-input").addEventListener("change", (event) => { upload(event.target.files); event.target.value = ""; });
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    upload(event.dataTransfer.files);
+  });
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.token = $("token").value.trim();
+    sessionStorage.setItem("docqa-token", state.token);
+    $("token-form").hidden = true;
+    start();
+  });
+}
+
+function start() {
+  loadDocuments();
+  refreshBuilds();
+  refreshHealth();
+}
+
+wire();
+start();
+setInterval(refreshHealth, 10000);
+const linked = new URLSearchParams(location.hash.slice(1)).get("q");
+if (linked) {
+  $("question").value = linked;
+  ask();
+}

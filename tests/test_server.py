@@ -1,0 +1,422 @@
+"""The HTTP API in-process (TestClient) and on a loopback socket, with real models and a real index."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+
+fastapi = pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from docqa.ingest import build_index  # noqa: E402
+from docqa.qa import DocQA  # noqa: E402
+from docqa.server import create_app  # noqa: E402
+from docqa.settings import load_settings  # noqa: E402
+from docqa.testing.pdfs import write_pdf  # noqa: E402
+from tests.fixtures_project import FACTS  # noqa: E402
+from tests.fixtures_server import GatedLLM, live_server  # noqa: E402
+
+QUESTION = "How much is the minimum guarantee payable by adidas?"
+GUARANTEE = FACTS[1][2]
+
+
+def parse_events(text: str) -> list[tuple[str, dict]]:
+    """Server-Sent Events as (event, data) pairs; comments and [DONE] are left out."""
+    events = []
+    for block in text.split("\n\n"):
+        kind, data = "message", ""
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].strip()
+        if data and data != "[DONE]":
+            events.append((kind, json.loads(data)))
+    return events
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """RGB pixels of an 8-bit RGB PNG whose rows all use filter 0 (what docqa writes), checking its chunks' CRCs."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, idat, size = 8, b"", None
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position:position + 4])
+        kind = data[position + 4:position + 8]
+        body = data[position + 8:position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length:position + 12 + length])
+        assert zlib.crc32(kind + body) & 0xFFFFFFFF == crc
+        if kind == b"IHDR":
+            size = struct.unpack(">II", body[:8])
+            assert body[8:10] == b"\x08\x02"
+        elif kind == b"IDAT":
+            idat += body
+        position += 12 + length
+    width, height = size
+    rows = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + width * 3)
+    assert not rows[:, 0].any()
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def marked(pixels: np.ndarray) -> np.ndarray:
+    """Pixels tinted by the highlight: yellow, far more red than blue."""
+    return (pixels[:, :, 0].astype(int) - pixels[:, :, 2].astype(int)) > 80
+
+
+@pytest.fixture
+def tiny_config(built_fact_index, tiny_gguf, tmp_path):
+    llm = {"model_path": str(tiny_gguf), "max_new_tokens": 12, "context_length": 1024}
+    return built_fact_index.write_config(tmp_path / "config.yml", llm=llm, serve={"watch": False})
+
+
+@pytest.fixture
+def client(tiny_config):
+    """The app over the session's fact index with the random-weight model, loaded by create_app itself."""
+    with TestClient(create_app(load_settings(tiny_config))) as client:
+        yield client
+
+
+# ---------------------------------------------------------------- asking
+
+
+def test_ask_streams_tokens_then_the_answer_json_prints(client):
+    response = client.post("/api/ask", json={"question": QUESTION})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(response.text)
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "answer" and kinds.count("answer") == 1
+    tokens = [data["text"] for kind, data in events if kind == "token"]
+    answer = events[-1][1]
+    assert tokens and "".join(tokens).strip() == answer["answer"]
+    assert answer["question"] == QUESTION
+    assert answer["sources"][0]["document"] == "alpha-annual-report.pdf" and answer["sources"][0]["page_number"] == 2
+    assert answer["timings"]["backend"] == "llama-cpp" and 0 < answer["timings"]["tokens"] <= 12
+    assert set(answer) >= {"answer", "sources", "timings", "notes", "answered"}
+
+
+def test_ask_retrieval_only_returns_the_passages_at_once(client):
+    events = parse_events(client.post("/api/ask", json={"question": QUESTION, "retrieval_only": True}).text)
+    assert [kind for kind, _ in events] == ["answer"]
+    answer = events[0][1]
+    assert answer["answer"] is None and answer["timings"]["backend"] is None
+    assert GUARANTEE in answer["sources"][0]["text"]
+
+
+def test_ask_limited_to_chosen_documents(client):
+    one = parse_events(client.post("/api/ask", json={"question": "dividend", "doc": "alpha-annual-report.pdf",
+                                                     "retrieval_only": True}).text)[0][1]
+    assert {source["document"] for source in one["sources"]} == {"alpha-annual-report.pdf"}
+    both = parse_events(client.post("/api/ask", json={"question": "dividend", "retrieval_only": True, "k": 6,
+                                                      "doc": ["alpha-annual-report.pdf", "beta-10k.pdf"]}).text)[0][1]
+    assert {source["document"] for source in both["sources"]} == {"alpha-annual-report.pdf", "beta-10k.pdf"}
+
+
+def test_ask_about_an_unknown_document_is_a_json_error_before_streaming(client):
+    response = client.post("/api/ask", json={"question": QUESTION, "doc": "nothing-like-this*.pdf"})
+    assert response.status_code == 400
+    assert "no indexed document matches" in response.json()["error"]
+
+
+def test_retrieve_returns_passages_with_pages_and_scores(client):
+    body = client.post("/api/retrieve", json={"question": "How many people did Alpha employ?", "k": 2}).json()
+    first = body["passages"][0]
+    assert first["document"] == "alpha-annual-report.pdf"
+    assert first["page_index"] == 2 and first["page_number"] == 3
+    assert "3,400 people" in first["text"] and first["score"] > 0
+    assert len(body["passages"]) == 2
+
+
+def test_ask_with_the_real_smollm2_model(built_fact_index, smollm2_gguf, tmp_path):
+    llm = {"model_path": str(smollm2_gguf), "max_new_tokens": 32, "context_length": 2048}
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm=llm, prompt={"format": "gguf"},
+                                           serve={"watch": False})
+    with TestClient(create_app(load_settings(config))) as client:
+        events = parse_events(client.post("/api/ask", json={"question": QUESTION}).text)
+    tokens = "".join(data["text"] for kind, data in events if kind == "token")
+    answer = events[-1][1]
+    assert events[-1][0] == "answer" and len([k for k, _ in events if k == "token"]) > 1
+    assert tokens.strip() == answer["answer"] and answer["timings"]["backend"] == "llama-cpp"
+    assert answer["sources"][0]["page_number"] == 2
+    # SmolLM2 reads the figure from the passage (it is a 135M model: the words vary, the number does not).
+    assert "seven hundred" in answer["answer"].lower() or "750" in answer["answer"], answer["answer"]
+
+
+# ---------------------------------------------------------------- the queue
+
+
+@pytest.fixture
+def gated(tiny_config):
+    """A live server whose (real, tiny) model waits at a gate before each answer."""
+    settings = load_settings(tiny_config)
+    qa = DocQA(settings)
+    llm = GatedLLM(qa.llm)
+    qa.llm = llm
+    app = create_app(settings, qa)
+    with live_server(app) as url:
+        yield url, app, llm
+
+
+def stream_events(url: str, body: dict, events: list, connected: threading.Event | None = None) -> None:
+    with httpx.Client(timeout=120) as http, http.stream("POST", f"{url}/api/ask", json=body) as response:
+        if connected:
+            connected.set()
+        buffer = ""
+        for text in response.iter_text():
+            buffer += text
+            *blocks, buffer = buffer.split("\n\n")
+            for block in blocks:
+                for event in parse_events(block + "\n\n"):
+                    events.append((time.monotonic(), *event))
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_second_question_waits_its_turn_and_is_told_its_place(gated):
+    url, app, llm = gated
+    first, second = [], []
+    one = threading.Thread(target=stream_events, args=(url, {"question": QUESTION}, first))
+    one.start()
+    wait_until(llm.started.is_set)  # the first question holds the model
+    two = threading.Thread(target=stream_events, args=(url, {"question": "How many people did Alpha employ?"}, second))
+    two.start()
+    wait_until(lambda: any(kind == "queued" for _, kind, _ in second))
+    assert [data for _, kind, data in second if kind == "queued"][0] == {"place": 1, "waiting": 1}
+    assert httpx.get(f"{url}/api/health").json()["queue"] == 2
+    llm.gate.set()
+    one.join(120)
+    two.join(120)
+    first_done = next(at for at, kind, _ in first if kind == "answer")
+    second_tokens = [at for at, kind, _ in second if kind == "token"]
+    assert second_tokens and min(second_tokens) >= first_done, "the second answer started before the first ended"
+    assert second[-1][1] == "answer" and second[-1][2]["sources"][0]["page_number"] == 3
+    assert not any(kind == "queued" for _, kind, _ in first)
+    assert app.state.queue.finished["done"] == 2
+
+
+def test_retrieval_does_not_wait_for_the_model(gated):
+    url, app, llm = gated
+    events = []
+    asking = threading.Thread(target=stream_events, args=(url, {"question": QUESTION}, events))
+    asking.start()
+    wait_until(llm.started.is_set)
+    response = httpx.post(f"{url}/api/retrieve", json={"question": "dividend"}, timeout=30)
+    assert response.status_code == 200 and response.json()["passages"][0]["document"] == "beta-10k.pdf"
+    assert not any(kind == "answer" for _, kind, _ in events), "retrieval had to wait for the answer"
+    llm.gate.set()
+    asking.join(120)
+
+
+def test_closing_the_connection_stops_that_generation(gated):
+    url, app, llm = gated
+    queue = app.state.queue
+    with httpx.Client(timeout=60) as http:
+        with http.stream("POST", f"{url}/api/ask", json={"question": QUESTION}) as response:
+            assert response.status_code == 200
+            wait_until(llm.started.is_set)
+            job = queue.running
+        # The client has gone before the first token: the server notices...
+    wait_until(job.cancelled.is_set, 30)
+    llm.gate.set()
+    # ...and the generation stops at the first token instead of running to max_new_tokens.
+    wait_until(lambda: queue.finished["cancelled"] == 1)
+    assert len(queue) == 0 and job.tokens == 0 and llm.generated_tokens == 1
+
+
+def test_a_waiting_question_whose_client_left_leaves_the_line(gated):
+    url, app, llm = gated
+    first = []
+    one = threading.Thread(target=stream_events, args=(url, {"question": QUESTION}, first))
+    one.start()
+    wait_until(llm.started.is_set)
+    with httpx.Client(timeout=60) as http, http.stream("POST", f"{url}/api/ask", json={"question": "dividend"}) as response:
+        for text in response.iter_text():
+            if "event: queued" in text:
+                break
+    wait_until(lambda: app.state.queue.finished["cancelled"] == 1)
+    assert len(app.state.queue) == 1
+    llm.gate.set()
+    one.join(120)
+    assert app.state.queue.finished == {"done": 1, "failed": 0, "cancelled": 1}
+
+
+# ---------------------------------------------------------------- documents and builds
+
+
+def wait_for_build(client, build_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        build = client.get(f"/api/builds/{build_id}").json()
+        if build["state"] in ("done", "failed"):
+            return build
+        assert time.monotonic() < deadline, f"build still {build['state']}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def own_index(fact_project, tiny_gguf):
+    """A project of its own (tests change it), built, with the random-weight model."""
+    llm = {"model_path": str(tiny_gguf), "max_new_tokens": 8, "context_length": 1024}
+    settings = fact_project.configure(llm=llm, serve={"watch": False})
+    build_index(settings)
+    return fact_project, settings
+
+
+def test_upload_builds_in_the_background_and_the_new_document_answers(own_index, make_pdf):
+    project, settings = own_index
+    gamma = make_pdf(["Gamma Mining extracted 812 tonnes of lithium carbonate at Salar Verde in 2023."], "gamma.pdf")
+    truncated = project.root / "broken.pdf"
+    truncated.write_bytes(gamma.read_bytes()[:300])
+    with TestClient(create_app(settings)) as client:
+        with open(gamma, "rb") as one, open(truncated, "rb") as two:
+            response = client.post("/api/documents", files=[("files", ("gamma-2023.pdf", one, "application/pdf")),
+                                                            ("files", ("broken.pdf", two, "application/pdf"))])
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert [file["name"] for file in body["files"]] == ["gamma-2023.pdf", "broken.pdf"]
+        build = wait_for_build(client, body["build"]["id"])
+        assert build["state"] == "done", build
+        assert build["report"]["added"] == ["gamma-2023.pdf"]
+        assert build["pages_total"] == build["pages_done"] == 1
+        assert [s["name"] for s in build["skipped"]] == ["broken.pdf"] and "truncated" in build["skipped"][0]["reason"]
+        assert (project.data / "gamma-2023.pdf").read_bytes() == gamma.read_bytes()
+        names = [document["name"] for document in client.get("/api/documents").json()["documents"]]
+        assert "gamma-2023.pdf" in names and "broken.pdf" not in names
+        events = parse_events(client.post("/api/ask", json={"question": "How many tonnes of lithium did Gamma extract?"}).text)
+        assert events[-1][0] == "answer"
+        assert events[-1][1]["sources"][0]["document"] == "gamma-2023.pdf"
+        assert client.get("/api/health").json()["index"]["documents"] == 3
+
+
+def test_delete_removes_the_file_and_drops_it_from_the_index(own_index):
+    project, settings = own_index
+    with TestClient(create_app(settings)) as client:
+        response = client.delete("/api/documents/beta-10k.pdf")
+        assert response.status_code == 202
+        build = wait_for_build(client, response.json()["build"]["id"])
+        assert build["state"] == "done" and build["report"]["removed"] == ["beta-10k.pdf"]
+        assert not (project.data / "beta-10k.pdf").exists()
+        assert [d["name"] for d in client.get("/api/documents").json()["documents"]] == ["alpha-annual-report.pdf"]
+        passages = client.post("/api/retrieve", json={"question": "dividend per share"}).json()["passages"]
+        assert {p["document"] for p in passages} == {"alpha-annual-report.pdf"}
+        assert client.delete("/api/documents/beta-10k.pdf").status_code == 404
+
+
+def test_the_watcher_indexes_new_changed_and_removed_pdfs(own_index):
+    project, settings = own_index
+    settings.serve.watch_interval = 0.2
+    with TestClient(create_app(settings, watch=True)) as client:
+        write_pdf(project.data / "delta.pdf", ["Delta Shipping operated 64 container vessels in 2024."])
+        wait_until(lambda: "delta.pdf" in [d["name"] for d in client.get("/api/documents").json()["documents"]], 300)
+        watched = [b for b in client.get("/api/builds").json()["builds"] if "delta.pdf" in b["files"]]
+        assert watched and watched[0]["trigger"] == "watch" and watched[0]["state"] == "done"
+        passages = client.post("/api/retrieve", json={"question": "How many container vessels?"}).json()["passages"]
+        assert passages[0]["document"] == "delta.pdf"
+        (project.data / "delta.pdf").unlink()
+        wait_until(lambda: "delta.pdf" not in [d["name"] for d in client.get("/api/documents").json()["documents"]], 300)
+
+
+def test_a_server_started_before_any_index_serves_the_first_upload(project, tiny_gguf, make_pdf):
+    settings = project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 4}, serve={"watch": False})
+    pdf = make_pdf(["Epsilon Foods opened 17 bakeries in 2022."], "epsilon.pdf")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/health").json()["index"] is None
+        assert client.get("/api/documents").json() == {"documents": []}
+        refused = client.post("/api/retrieve", json={"question": "bakeries"})
+        assert refused.status_code == 503 and "no index yet" in refused.json()["error"]
+        with open(pdf, "rb") as handle:
+            build_id = client.post("/api/documents", files={"files": ("epsilon.pdf", handle)}).json()["build"]["id"]
+        assert wait_for_build(client, build_id)["state"] == "done"
+        assert client.post("/api/retrieve", json={"question": "bakeries"}).json()["passages"][0]["document"] == "epsilon.pdf"
+
+
+def test_documents_list_pages_chunks_and_what_was_read(client):
+    documents = client.get("/api/documents").json()["documents"]
+    assert [d["name"] for d in documents] == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+    beta = documents[1]
+    assert beta["pages"] == 3 and beta["chunks"] >= 3 and beta["indexed_at"]
+    assert beta["form"] == "10-K"
+
+
+# ---------------------------------------------------------------- pages
+
+
+def test_page_image_highlights_the_passage(client):
+    url = "/api/documents/alpha-annual-report.pdf/pages/2.png"
+    plain = client.get(url)
+    assert plain.status_code == 200 and plain.headers["content-type"] == "image/png"
+    lit = client.get(url, params={"highlight": GUARANTEE})
+    plain_pixels, lit_pixels = decode_png(plain.content), decode_png(lit.content)
+    assert plain_pixels.shape == lit_pixels.shape == (1188, 918, 3)  # Letter at 1.5 pixels per point
+    assert not marked(plain_pixels).any()
+    rows, columns = np.nonzero(marked(lit_pixels))
+    assert len(rows) > 2000, "the passage is not highlighted"
+    # write_pdf draws the sentence as the page's first line, 54 points from the top and left edges.
+    assert 54 * 1.5 - 10 < rows.min() and rows.max() < 54 * 1.5 + 30
+    assert columns.min() >= 54 * 1.5 - 5
+
+
+def test_page_image_of_another_page_and_errors(client):
+    assert client.get("/api/documents/beta-10k.pdf/pages/3.png", params={"scale": 0.5}).status_code == 200
+    missing = client.get("/api/documents/beta-10k.pdf/pages/9.png")
+    assert missing.status_code == 400 and "has 3 pages" in missing.json()["error"]
+
+
+def test_health_reports_index_model_backend_and_queue(client):
+    health = client.get("/api/health").json()
+    assert health["index"]["documents"] == 2 and health["index"]["chunks"] >= 6
+    assert health["model"] == "tiny-llama.Q8_0.gguf" and health["backend"] == "llama-cpp"
+    assert health["queue"] == 0 and health["building"] is False
+
+
+def test_openapi_and_docs_are_served_without_a_cdn(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/api/ask", "/api/retrieve", "/api/documents", "/v1/chat/completions"} <= set(schema["paths"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert "http" not in docs.text.replace("http-equiv", "")
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+
+
+# ---------------------------------------------------------------- OpenAI-compatible
+
+
+def test_openai_client_without_streaming(tiny_config):
+    openai = pytest.importorskip("openai")
+    with live_server(create_app(load_settings(tiny_config))) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+        assert [model.id for model in client.models.list()] == ["docqa"]
+        completion = client.chat.completions.create(
+            model="docqa", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}])
+    content = completion.choices[0].message.content
+    assert "\n\nSources:\n[1] alpha-annual-report.pdf, page 2" in content
+    sources = completion.model_extra["sources"]
+    assert sources[0]["document"] == "alpha-annual-report.pdf" and sources[0]["page_number"] == 2
+    assert completion.choices[0].finish_reason == "stop" and completion.usage.completion_tokens > 0
+
+
+def test_openai_client_streaming(tiny_config):
+    openai = pytest.importorskip("openai")
+    with live_server(create_app(load_settings(tiny_config))) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+        chunks = list(client.chat.completions.create(model="docqa", stream=True,
+                                                     messages=[{"role": "user", "content": QUESTION}]))
+    pieces = [chunk.choices[0].delta.content or "" for chunk in chunks]
+    text = "".join(pieces)
+    assert len([piece for piece in pieces if piece]) > 2
+    answer, sources = text.split("\n\nSources:\n")
+    assert answer.strip() and sources.startswith("[1] alpha-annual-report.pdf, page 2")
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].model_extra["sources"][0]["page_number"] == 2

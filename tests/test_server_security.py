@@ -1,0 +1,220 @@
+"""What the server must refuse: strangers, paths out of the index, oversized or non-PDF uploads, HTML in PDFs."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from docqa.cli import ask_main  # noqa: E402
+from docqa.errors import ConfigError  # noqa: E402
+from docqa.server import create_app  # noqa: E402
+from docqa.server.security import check_bind, is_loopback  # noqa: E402
+from docqa.server.uploads import UploadRejected, safe_name  # noqa: E402
+from docqa.settings import load_settings  # noqa: E402
+
+
+@pytest.fixture
+def settings(built_fact_index, tmp_path):
+    return load_settings(built_fact_index.write_config(tmp_path / "config.yml", serve={"watch": False}))
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings, retrieval_only=True), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def writable(fact_project):
+    """A project whose data folder the test may write to (uploads), indexed."""
+    from docqa.ingest import build_index
+
+    settings = fact_project.configure(serve={"watch": False, "max_upload_mb": 0.02})
+    build_index(settings)
+    with TestClient(create_app(settings, retrieval_only=True)) as client:
+        yield fact_project, client
+
+
+# ---------------------------------------------------------------- who may talk to it
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                            ("127.0.0.2", True), ("0.0.0.0", False), ("192.168.1.20", False),
+                                            ("::", False), ("example.org", False)])
+def test_loopback_addresses(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_a_non_loopback_bind_needs_a_token():
+    with pytest.raises(ConfigError, match="refusing to listen on 0.0.0.0 without an API token.*DOCQA_API_TOKEN"):
+        check_bind("0.0.0.0", None, "DOCQA_API_TOKEN")
+    check_bind("0.0.0.0", "a-long-secret", "DOCQA_API_TOKEN")
+    check_bind("127.0.0.1", None, "DOCQA_API_TOKEN")
+
+
+def test_serve_refuses_to_start_on_a_public_address_without_a_token(settings, monkeypatch, capsys):
+    monkeypatch.delenv("DOCQA_API_TOKEN", raising=False)
+    config = settings.root / "config.yml"
+    assert ask_main(["serve", "--config", str(config), "--host", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to listen on 0.0.0.0 without an API token") and "Traceback" not in err
+
+
+def test_serve_says_when_the_port_is_taken(settings, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert ask_main(["serve", "--config", str(settings.root / "config.yml"), "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_with_a_token_every_api_route_needs_it(settings):
+    with TestClient(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
+        for method, path in [("GET", "/api/health"), ("GET", "/api/documents"), ("POST", "/api/retrieve"),
+                             ("GET", "/api/documents/beta-10k.pdf/pages/1.png"), ("POST", "/v1/chat/completions"),
+                             ("GET", "/v1/models"), ("DELETE", "/api/documents/beta-10k.pdf")]:
+            response = client.request(method, path, json={"question": "dividend"})
+            assert response.status_code == 401, path
+            assert response.json()["error"].startswith("missing or wrong API token")
+        wrong = client.get("/api/health", headers={"Authorization": "Bearer s3cret-tokem"})
+        assert wrong.status_code == 401
+        assert client.get("/api/health", headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+        right = client.get("/api/health", headers={"Authorization": "Bearer s3cret-token"})
+        assert right.status_code == 200 and right.json()["index"]["documents"] == 2
+        assert client.get("/").status_code == 200  # the page holds no data; it asks for the token
+    assert (settings.path(settings.paths.data) / "beta-10k.pdf").exists()
+
+
+# ---------------------------------------------------------------- names outside the index
+
+
+@pytest.mark.parametrize("name", ["../config.yml", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "../../../etc/passwd",
+                                  "alpha-annual-report.pdf%00", "ALPHA-ANNUAL-REPORT.PDF", "../data/beta-10k.pdf",
+                                  "%2E%2E%2Fconfig.yml", "not-indexed.pdf"])
+def test_names_outside_the_index_are_not_found(client, settings, name):
+    (settings.path(settings.paths.data) / "not-indexed.pdf").write_bytes(b"%PDF-1.7\n%%EOF\n")
+    try:
+        page = client.get(f"/api/documents/{name}/pages/1.png")
+        assert page.status_code == 404 and "error" in page.json()
+        assert client.delete(f"/api/documents/{name}").status_code == 404
+    finally:
+        (settings.path(settings.paths.data) / "not-indexed.pdf").unlink()
+    assert (settings.path(settings.paths.data) / "beta-10k.pdf").exists()
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def pdf_bytes(make_pdf, text: str = "Zeta Logistics moved 9 million parcels.") -> bytes:
+    return make_pdf([text], "upload-source.pdf").read_bytes()
+
+
+def test_oversized_upload_is_refused(writable, make_pdf):
+    project, client = writable
+    big = pdf_bytes(make_pdf) + b"%" + b"x" * 40_000 + b"\n"
+    response = client.post("/api/documents", files={"files": ("big.pdf", big, "application/pdf")})
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+    assert not (project.data / "big.pdf").exists()
+    assert not list(project.data.glob(".upload-*"))
+
+
+def test_non_pdf_upload_is_refused(writable):
+    project, client = writable
+    text = client.post("/api/documents", files={"files": ("notes.pdf", b"Quarterly notes, as text.\n", "application/pdf")})
+    assert text.status_code == 415 and "not a PDF" in text.json()["error"]
+    named = client.post("/api/documents", files={"files": ("notes.txt", b"%PDF-1.7\n", "text/plain")})
+    assert named.status_code == 415
+    assert sorted(path.name for path in project.data.iterdir()) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+
+
+def test_one_bad_file_refuses_the_whole_upload(writable, make_pdf):
+    project, client = writable
+    response = client.post("/api/documents", files=[("files", ("good.pdf", pdf_bytes(make_pdf), "application/pdf")),
+                                                    ("files", ("bad.pdf", b"GIF89a", "application/pdf"))])
+    assert response.status_code == 415
+    assert not (project.data / "good.pdf").exists() and not list(project.data.glob(".upload-*"))
+
+
+@pytest.mark.parametrize("name, status", [(".hidden.pdf", 400), ("..", 400), ("a\\b.pdf", 400), ("x\x00.pdf", 400),
+                                          ("", 400), ("report.PDF", None), ("Annual report 2023.pdf", None)])
+def test_file_names_are_checked(name, status):
+    if status is None:
+        assert safe_name(name) == name
+        return
+    with pytest.raises(UploadRejected) as refused:
+        safe_name(name)
+    assert refused.value.status == status
+
+
+def test_hidden_or_pathed_names_are_refused_over_http(writable, make_pdf):
+    project, client = writable
+    for name in (".hidden.pdf", "..\\..\\evil.pdf"):
+        response = client.post("/api/documents", files={"files": (name, pdf_bytes(make_pdf), "application/pdf")})
+        assert response.status_code == 400, name
+    assert sorted(path.name for path in project.data.iterdir()) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+
+
+def test_an_upload_never_silently_replaces_a_document(writable, make_pdf):
+    project, client = writable
+    original = (project.data / "beta-10k.pdf").read_bytes()
+    replacement = pdf_bytes(make_pdf, "Beta Corporation restated its dividend.")
+    refused = client.post("/api/documents", files={"files": ("beta-10k.pdf", replacement, "application/pdf")})
+    assert refused.status_code == 409 and "replace=true" in refused.json()["error"]
+    assert (project.data / "beta-10k.pdf").read_bytes() == original
+    replaced = client.post("/api/documents?replace=true", files={"files": ("beta-10k.pdf", replacement, "application/pdf")})
+    assert replaced.status_code == 202 and replaced.json()["files"][0]["replaced"] is True
+    assert (project.data / "beta-10k.pdf").read_bytes() == replacement
+
+
+# ---------------------------------------------------------------- errors and headers
+
+
+def test_errors_are_json_messages_never_tracebacks(client, monkeypatch):
+    assert client.get("/api/nothing-here").json() == {"error": "not found: /api/nothing-here"}
+    invalid = client.post("/api/retrieve", json={"question": ""})
+    assert invalid.status_code == 422 and invalid.json()["error"].startswith("question:")
+    assert client.post("/api/retrieve", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert client.get("/api/builds/unknown").status_code == 404
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("docqa.server.api.render_page", explode)
+    broken = client.get("/api/documents/beta-10k.pdf/pages/1.png")
+    assert broken.status_code == 500 and broken.json() == {"error": "unexpected RuntimeError: disk on fire"}
+    assert "Traceback" not in broken.text
+
+
+def test_every_response_carries_a_content_security_policy(client):
+    for path in ("/", "/static/app.js", "/api/health"):
+        policy = client.get(path).headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "style-src 'self'" in policy and "default-src 'none'" in policy
+        assert "unsafe-inline" not in policy
+
+
+def test_the_page_has_no_inline_script_style_or_external_resource(client):
+    page = client.get("/").text
+    assert "<style" not in page and " style=" not in page and "<script>" not in page
+    assert "http://" not in page and "https://" not in page
+    script = client.get("/static/app.js").text
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
+
+
+def test_html_inside_a_pdf_comes_back_as_plain_text(project, make_pdf):
+    """The API returns PDF text verbatim in JSON; the page puts it in with textContent (see test_browser)."""
+    from docqa.ingest import build_index
+    from docqa.testing.pdfs import write_pdf
+
+    payload = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> Omega Telecom sells fibre.'
+    write_pdf(project.data / "omega.pdf", [payload])
+    settings = project.configure(serve={"watch": False})
+    build_index(settings)
+    with TestClient(create_app(settings, retrieval_only=True)) as client:
+        passage = client.post("/api/retrieve", json={"question": "Omega fibre"}).json()["passages"][0]
+    assert " ".join(passage["text"].split()) == payload
