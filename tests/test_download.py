@@ -10,7 +10,7 @@ import huggingface_hub
 import pytest
 import yaml
 
-from docqa.download import main
+from docqa.cli import download_main as main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,7 +125,7 @@ def test_quant_downloads_that_quantization(config, fake_hub, quant):
 
 
 def test_every_published_quantization_from_q2_k_to_q8_0_is_offered():
-    from docqa.download import QUANTIZATIONS
+    from docqa.llm.catalog import QUANTIZATIONS
 
     assert list(QUANTIZATIONS) == ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_0",
                                    "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
@@ -179,6 +179,6 @@ def test_quant_and_repo_cannot_be_combined(config, fake_hub):
     ],
 )
 def test_download_command_for_a_missing_model(model_path, command):
-    from docqa.download import download_command
+    from docqa.llm.catalog import download_command
 
     assert download_command(Path(model_path)) == command

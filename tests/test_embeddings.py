@@ -141,7 +141,7 @@ def test_export_is_reused(onnx_embedder, embedding_models, monkeypatch):
     settings = settings_for(embedding_models)
     folder = onnx_export_folder(settings)
     written = {name: (folder / name).stat().st_mtime_ns for name in EXPORT_FILES}
-    monkeypatch.setattr(embeddings, "export_onnx", lambda *args: pytest.fail("exported again"))
+    monkeypatch.setattr(embeddings.export, "export_onnx", lambda *args: pytest.fail("exported again"))
     create_embedder(settings)
     assert {name: (folder / name).stat().st_mtime_ns for name in EXPORT_FILES} == written
 
@@ -151,7 +151,7 @@ def test_export_is_made_again_when_the_model_source_changes(onnx_embedder, embed
     shutil.copytree(onnx_export_folder(settings_for(embedding_models)), onnx_export_folder(settings))
     local = fake_model_folder(tmp_path / "all-MiniLM-L6-v2")
     exported = []
-    monkeypatch.setattr(embeddings, "export_onnx", lambda source, folder: exported.append(source.location))
+    monkeypatch.setattr(embeddings.export, "export_onnx", lambda source, folder: exported.append(source.location))
     ensure_onnx_export(settings)
     assert exported == [str(local)]
 
@@ -184,7 +184,7 @@ def test_int8_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embed
     int8_bytes = (folder / "model.onnx").stat().st_size
     assert int8_bytes < (onnx_export_folder(settings) / "model.onnx.data").stat().st_size / 3
     written = {name: (folder / name).stat().st_mtime_ns for name in QUANTIZED_FILES}
-    monkeypatch.setattr(embeddings, "_write_quantized", lambda *args: pytest.fail("quantized again"))
+    monkeypatch.setattr(embeddings.export, "_write_quantized", lambda *args: pytest.fail("quantized again"))
     create_embedder(settings, documents=True)
     assert {name: (folder / name).stat().st_mtime_ns for name in QUANTIZED_FILES} == written
 

@@ -1,7 +1,15 @@
-"""Command-line entry points behind main.py and db_build.py.
+"""The ``docqa`` command: one subcommand per job, each a thin function over the library.
 
+    docqa ask "question"        docqa build            docqa list
+    docqa batch FILE --out FILE docqa each-doc ...     docqa evaluate GOLD     docqa download
+
+``docqa`` reads the config.yml of the folder it runs in (``--config`` elsewhere). ``main.py``, ``db_build.py``
+and ``download_model.py`` are the same commands for this checkout, under the flags they always had.
 This is the only place where domain errors become a one-line message and an exit code.
 Results go to stdout; progress, warnings and errors go to stderr.
+
+To add a subcommand, write a function that adds its arguments and one that runs it, and register them with
+``@command(name, help, arguments)`` below; ``COMMANDS`` is the registry.
 """
 
 from __future__ import annotations
@@ -13,20 +21,27 @@ import os
 import sys
 import textwrap
 from contextlib import contextmanager
-from typing import Callable, Iterator, Optional, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
-from docqa.errors import DocqaError
+from docqa.errors import DocqaError, InputError
 
 EXIT_NO_ANSWER = 1
 EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
 
 
-def run(command: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
-    args = parser.parse_args(argv)
+def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, project: Optional[Path] = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; every failure ends as one line on stderr and an exit code."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error argparse has already printed
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
+    args.project = project
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     try:
-        return command(args)
+        return args.run(args)
     except DocqaError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -43,172 +58,148 @@ def run(command: Callable[[argparse.Namespace], int], parser: argparse.ArgumentP
         return EXIT_UNEXPECTED
 
 
-def _config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="PATH", help="settings file (default: config.yml in the project folder)")
+# ---------------------------------------------------------------- the registry
 
 
-# ---------------------------------------------------------------- db_build.py
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="db_build.py", description="Build or update the index of the PDFs in the data folder.")
-    _config_argument(parser)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--rebuild", action="store_true", help="re-read and re-embed every file")
-    group.add_argument("--list", action="store_true", help="show what is indexed and exit")
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    return parser
+COMMANDS: dict[str, Command] = {}
 
 
-def build_main(argv: Optional[Sequence[str]] = None) -> int:
-    return run(_build, build_parser(), argv)
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]):
+    """Register the decorated function as subcommand ``name``; ``arguments`` adds its options to its parser."""
+
+    def register(function: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = Command(name, help, arguments, function)
+        return function
+
+    return register
 
 
-def _build(args: argparse.Namespace) -> int:
-    from docqa.errors import DocumentError
+def parser(prog: str = "docqa", epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog=prog, description="Private question answering over local PDF documents.",
+                                  epilog=epilog)
+    subcommands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for entry in COMMANDS.values():
+        sub = subcommands.add_parser(entry.name, help=entry.help, description=entry.help)
+        sub.add_argument("--config", metavar="PATH", help="settings file (default: config.yml in the project folder)")
+        entry.arguments(sub)
+        sub.set_defaults(run=entry.run)
+    return top
+
+
+def _settings(args: argparse.Namespace):
+    """The project's settings, with the model of ``--model`` where the command has that option."""
+    from docqa.demo import use_model
     from docqa.settings import load_settings
 
-    settings = load_settings(args.config)
-    if args.list:
-        return _list_index(settings, args.json)
-    from docqa.ingest import build_index
-
-    with _progress_bar("pages") as (on_total, progress):
-        report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
-    for skipped in report.skipped:
-        print(f"skipped {skipped.name}: {skipped.reason}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({**report.__dict__, "skipped": [s.__dict__ for s in report.skipped]}, indent=2))
-    else:
-        print(report.summary())
-    return DocumentError.exit_code if report.skipped else 0
+    return use_model(load_settings(args.config, project=args.project), getattr(args, "model", None))
 
 
-def _list_index(settings, as_json: bool) -> int:
-    from docqa.store import Store
-
-    with Store(settings.path(settings.paths.vectorstore)) as store:
-        documents = store.documents()
-    if as_json:
-        print(json.dumps([record.__dict__ for record in documents], indent=2))
-        return 0
-    for record in documents:
-        print(f"{record.name}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}")
-    print(f"{len(documents)} documents, {sum(r.pages for r in documents)} pages, {sum(r.chunks for r in documents)} chunks")
-    return 0
-
-
-@contextmanager
-def _progress_bar(unit: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    """A tqdm bar on stderr, created once the total is known, so that it can estimate the time left."""
-    from tqdm import tqdm
-
-    bars: list = []
-
-    def on_total(total: int) -> None:
-        bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5))
-
-    def progress(count: int) -> None:
-        if bars:
-            bars[0].update(count)
-
+def _positive(value: str) -> int:
     try:
-        yield on_total, progress
-    finally:
-        for bar in bars:
-            bar.close()
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
 
 
-# ---------------------------------------------------------------- main.py
-
-
-class _AskParser(argparse.ArgumentParser):
-    """``--k`` takes several values; a question written after them (``--k 4 "question"``) stays the question."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        spill = getattr(namespace, "k_spill", None) or []
-        if spill:
-            if namespace.question is not None or len(spill) > 1:
-                self.error(f"--k: invalid whole number: {spill[0]!r}")
-            namespace.question = spill[0]
-        if hasattr(namespace, "k_spill"):
-            del namespace.k_spill
-        return namespace, extras
-
-
-class _KValues(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None):
-        ks, spill = [], []
-        for value in values:
-            if not spill:
-                try:
-                    ks.append(int(value))
-                    continue
-                except ValueError:
-                    pass
-            spill.append(value)
-        if not ks:
-            parser.error(f"--k: invalid whole number: {values[0]!r}")
-        setattr(namespace, self.dest, ks)
-        namespace.k_spill = spill
-
-
-def ask_parser() -> argparse.ArgumentParser:
-    parser = _AskParser(prog="main.py", description="Ask a question about the indexed PDF documents.")
-    parser.add_argument("question", nargs="?", help="the question, in quotes")
-    _config_argument(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieval-only", action="store_true", help="show the retrieved passages; no LLM needed")
-    parser.add_argument("--k", nargs="+", action=_KValues, metavar="N",
-                        help="passages to retrieve (default: retrieval.k in config); "
-                             "with --evaluate, the cut-offs to score (default: 1 2 4 8 16)")
+    parser.add_argument("--k", type=_positive, metavar="N", help="passages to retrieve (default: retrieval.k in config)")
     parser.add_argument("--doc", metavar="PATTERN", help="only search documents whose file name matches this glob")
+    _model_argument(parser)
+
+
+def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="demo|PATH",
                         help="answer with this model file instead of llm.model_path; 'demo': the tiny SmolLM2 that "
                              "installs with docqa (offline, no download; weak answers)")
-    batch = parser.add_argument_group("batch", "many questions, the model loaded once")
-    batch.add_argument("--batch", metavar="FILE",
-                       help="questions: a text file (one per line), JSONL (question, id, doc) or CSV (question column)")
-    batch.add_argument("--out", metavar="FILE",
-                       help="answers: .jsonl or .csv; rerunning with the same file skips the ids already answered. "
-                            "With --each-doc: .csv or .md (default: Markdown on stdout)")
-    batch.add_argument("--each-doc", action="store_true",
-                       help="ask each question of every indexed document (or those matching --doc): "
-                            "one row per document, answer and page per question")
-    evaluation = parser.add_argument_group("evaluation", "retrieval scored against a gold file; no LLM needed")
-    evaluation.add_argument("--evaluate", metavar="GOLD", help="gold JSONL file (see docs/evaluation.md)")
-    evaluation.add_argument("--details", metavar="FILE", help="write one JSON line per question with its hits and ranks")
-    evaluation.add_argument("--per-doc", action="store_true",
-                            help="also score with retrieval restricted to each question's gold document")
-    return parser
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``docqa`` console script: the project is the folder it runs in."""
+    return run(parser(epilog=DOCQA_EPILOG), argv, project=Path.cwd())
+
+
+DOCQA_EPILOG = ("Inside a project folder, its config.yml is used (--config PATH elsewhere). "
+                "docqa COMMAND --help describes each command.")
+MAIN_PY_EPILOG = ('python main.py "question" is python main.py ask "question"; the flags --batch FILE, --each-doc '
+                  "and --evaluate GOLD still choose batch, each-doc and evaluate.")
 
 
 def ask_main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["serve"]:
-        return serve_main(argv[1:])
-    return run(_ask, ask_parser(), argv)
+    """main.py: a question, a subcommand, or the flags main.py had before subcommands."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run(parser("main.py", MAIN_PY_EPILOG), _main_py_command(argv))
 
 
-def _ask(args: argparse.Namespace) -> int:
-    from docqa.demo import use_model
-    from docqa.errors import InputError
+def build_main(argv: Optional[Sequence[str]] = None) -> int:
+    """db_build.py: build the index; ``--list`` lists it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not (argv and argv[0] in COMMANDS):
+        argv = ["list", *[arg for arg in argv if arg != "--list"]] if "--list" in argv else ["build", *argv]
+    return run(parser("db_build.py"), argv)
+
+
+def download_main(argv: Optional[Sequence[str]] = None) -> int:
+    """download_model.py: download the model."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run(parser("download_model.py"), ["download", *argv])
+
+
+def _main_py_command(argv: list[str]) -> list[str]:
+    """main.py's arguments as a subcommand: --evaluate GOLD, --batch FILE and --each-doc name the command."""
+    if (argv and argv[0] in COMMANDS) or argv in (["-h"], ["--help"]):
+        return argv
+    if "--each-doc" in argv:
+        return ["each-doc", *[arg for arg in argv if arg != "--each-doc"]]
+    for flag in ("--evaluate", "--batch"):
+        value, rest = _take_option(argv, flag)
+        if value is not None:
+            return [flag[2:], value, *rest]
+    return ["ask", *argv]
+
+
+def _take_option(argv: list[str], flag: str) -> tuple[Optional[str], list[str]]:
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            return argv[index + 1], argv[:index] + argv[index + 2:]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1], argv[:index] + argv[index + 1:]
+    return None, argv
+
+
+# ---------------------------------------------------------------- ask
+
+
+def _ask_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", nargs="?", help="the question, in quotes")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    _retrieval_arguments(parser)
+
+
+@command("ask", "Ask a question about the indexed PDF documents.", _ask_arguments)
+def ask(args: argparse.Namespace) -> int:
     from docqa.qa import DocQA
-    from docqa.settings import load_settings
 
-    _check_ask_arguments(args)
-    if args.evaluate:
-        return _evaluate(args)
-    if args.batch or args.each_doc:
-        return _run_batch(args)
     question = (args.question or "").strip()
     if not question:
         raise InputError('no question given; usage: python main.py "your question"')
-    settings = use_model(load_settings(args.config), args.model)
     stream = None if args.json else _write_token
-    with DocQA(settings, retrieval_only=args.retrieval_only) as qa:
-        answer = qa.ask(question, doc=args.doc, k=_single_k(args), on_token=stream)
+    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
+        answer = qa.ask(question, doc=args.doc, k=args.k, on_token=stream)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -216,100 +207,6 @@ def _ask(args: argparse.Namespace) -> int:
     if answer.answered is False:
         print("note: the model found no answer in the retrieved passages", file=sys.stderr)
         return EXIT_NO_ANSWER
-    return 0
-
-
-def _check_ask_arguments(args: argparse.Namespace) -> None:
-    from docqa.errors import InputError
-
-    if args.k is not None and min(args.k) < 1:
-        raise InputError("--k must be 1 or more")
-    if args.evaluate:
-        clashes = [flag for flag, given in (("a question", args.question), ("--batch", args.batch), ("--out", args.out),
-                                            ("--each-doc", args.each_doc), ("--doc", args.doc)) if given]
-        if clashes:
-            raise InputError(f"--evaluate cannot be combined with {', '.join(clashes)}")
-        return
-    for flag, given in (("--details", args.details), ("--per-doc", args.per_doc)):
-        if given:
-            raise InputError(f"{flag} only applies to --evaluate")
-    if args.k is not None and len(args.k) > 1:
-        raise InputError("--k takes several values only with --evaluate")
-    if args.batch and args.question:
-        raise InputError("give either a question or --batch FILE, not both")
-    if args.batch and not args.each_doc and not args.out:
-        raise InputError("--batch needs --out FILE (.jsonl or .csv)")
-    if args.out and not (args.batch or args.each_doc):
-        raise InputError("--out only applies to --batch or --each-doc")
-
-
-def _single_k(args: argparse.Namespace) -> Optional[int]:
-    return args.k[0] if args.k else None
-
-
-def _run_batch(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from docqa.batch import Question, TableWriter, read_questions, run_batch, run_each_doc
-    from docqa.demo import use_model
-    from docqa.errors import InputError
-    from docqa.qa import DocQA
-    from docqa.settings import load_settings
-
-    if args.each_doc:
-        table_format = TableWriter.format_for(Path(args.out) if args.out else None)
-    if args.batch:
-        if args.out and Path(args.out).resolve() == Path(args.batch).resolve():
-            raise InputError("--out must not be the --batch file")
-        questions = read_questions(args.batch)
-    else:
-        question = (args.question or "").strip()
-        if not question:
-            raise InputError("--each-doc needs a question or --batch FILE")
-        questions = [Question("q1", question)]
-    settings = use_model(load_settings(args.config), args.model)
-    with DocQA(settings, retrieval_only=args.retrieval_only) as qa:
-        if args.each_doc:
-            with _open_output(args.out) as handle:
-                failed = run_each_doc(qa, questions, handle, table_format, doc=args.doc, k=_single_k(args),
-                                      progress=True)
-            if failed:
-                print(f"{failed} answers failed; the table shows their errors", file=sys.stderr)
-            return 1 if failed else 0
-        summary = run_batch(qa, questions, args.out, k=_single_k(args), doc=args.doc, progress=True)
-    print(summary.text(args.out), file=sys.stderr)
-    return 1 if summary.failed else 0
-
-
-@contextmanager
-def _open_output(path: Optional[str]):
-    if path is None:
-        yield sys.stdout
-        return
-    from pathlib import Path
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        yield handle
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from docqa.batch import Progress
-    from docqa.demo import use_model
-    from docqa.evaluate import DEFAULT_KS, evaluate, llm_token_counter, read_gold
-    from docqa.qa import DocQA
-    from docqa.settings import load_settings
-
-    questions = read_gold(args.evaluate)  # a bad gold file fails before any model loads
-    settings = use_model(load_settings(args.config), args.model)
-    count_tokens = llm_token_counter(settings)
-    with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
-        result = evaluate(qa, args.evaluate, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,
-                          count_tokens=count_tokens, progress=bar.advance)
-    if result.get("documents_not_indexed"):
-        print(f"warning: gold documents not in the index: {', '.join(result['documents_not_indexed'])}",
-              file=sys.stderr)
-    print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -346,32 +243,196 @@ def format_timings(timings) -> str:
     return "Timings: " + " · ".join(parts)
 
 
-# ---------------------------------------------------------------- main.py serve
+# ---------------------------------------------------------------- build, list
 
 
-def serve_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="main.py serve", description="Serve the web app and the HTTP API.")
-    _config_argument(parser)
+def _build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rebuild", action="store_true", help="re-read and re-embed every file")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+@command("build", "Build or update the index of the PDFs in the data folder.", _build_arguments)
+def build(args: argparse.Namespace) -> int:
+    from docqa.errors import DocumentError
+    from docqa.ingest import build_index
+    from docqa.progress import counted_bar
+
+    settings = _settings(args)
+    with counted_bar("pages") as (on_total, progress):
+        report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
+    for skipped in report.skipped:
+        print(f"skipped {skipped.name}: {skipped.reason}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**report.__dict__, "skipped": [s.__dict__ for s in report.skipped]}, indent=2))
+    else:
+        print(report.summary())
+    return DocumentError.exit_code if report.skipped else 0
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list")
+
+
+@command("list", "Show what is indexed: file, pages, chunks, when.", _list_arguments)
+def list_documents(args: argparse.Namespace) -> int:
+    from docqa.store import Store
+
+    settings = _settings(args)
+    with Store(settings.path(settings.paths.vectorstore)) as store:
+        documents = store.documents()
+    if args.json:
+        print(json.dumps([record.__dict__ for record in documents], indent=2))
+        return 0
+    for record in documents:
+        print(f"{record.name}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}")
+    print(f"{len(documents)} documents, {sum(r.pages for r in documents)} pages, {sum(r.chunks for r in documents)} chunks")
+    return 0
+
+
+# ---------------------------------------------------------------- batch, each-doc
+
+
+def _batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE",
+                        help="questions: a text file (one per line), JSONL (question, id, doc) or CSV (question column)")
+    parser.add_argument("--out", metavar="FILE", required=True,
+                        help="answers: .jsonl or .csv; rerunning with the same file skips the ids already answered")
+    _retrieval_arguments(parser)
+
+
+@command("batch", "Answer a file of questions with the model loaded once; resumable.", _batch_arguments)
+def batch(args: argparse.Namespace) -> int:
+    from docqa.batch import read_questions, run_batch
+    from docqa.qa import DocQA
+
+    if Path(args.out).resolve() == Path(args.file).resolve():
+        raise InputError("--out must not be the questions file")
+    questions = read_questions(args.file)
+    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
+        summary = run_batch(qa, questions, args.out, k=args.k, doc=args.doc, progress=True)
+    print(summary.text(args.out), file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _each_doc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", nargs="?", help="the question, in quotes (or --batch FILE)")
+    parser.add_argument("--batch", metavar="FILE", help="several questions, in a file as for docqa batch")
+    parser.add_argument("--out", metavar="FILE", help="the table: .csv or .md (default: Markdown on stdout)")
+    _retrieval_arguments(parser)
+
+
+@command("each-doc", "Ask each question of every indexed document (or those matching --doc): one row per "
+         "document, answer and page per question.", _each_doc_arguments)
+def each_doc(args: argparse.Namespace) -> int:
+    from docqa.batch import Question, read_questions, run_each_doc, table_format
+    from docqa.qa import DocQA
+
+    question = (args.question or "").strip()
+    if bool(question) == bool(args.batch):
+        raise InputError("each-doc needs either a question or --batch FILE")
+    fmt = table_format(Path(args.out) if args.out else None)
+    questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
+    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _open_output(args.out) as handle:
+        failed = run_each_doc(qa, questions, handle, fmt, doc=args.doc, k=args.k, progress=True)
+    if failed:
+        print(f"{failed} answers failed; the table shows their errors", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@contextmanager
+def _open_output(path: Optional[str]):
+    if path is None:
+        yield sys.stdout
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("gold", metavar="GOLD", help="gold JSONL file (see docs/evaluation.md)")
+    parser.add_argument("--k", type=_positive, nargs="+", metavar="N", help="cut-offs to score (default: 1 2 4 8 16)")
+    parser.add_argument("--details", metavar="FILE", help="write one JSON line per question with its hits and ranks")
+    parser.add_argument("--per-doc", action="store_true",
+                        help="also score with retrieval restricted to each question's gold document")
+    _model_argument(parser)
+
+
+@command("evaluate", "Score retrieval against a gold file; no LLM needed.", _evaluate_arguments)
+def evaluate_retrieval(args: argparse.Namespace) -> int:
+    from docqa.evaluate import DEFAULT_KS, evaluate, llm_token_counter, read_gold
+    from docqa.progress import Progress
+    from docqa.qa import DocQA
+
+    questions = read_gold(args.gold)  # a bad gold file fails before any model loads
+    settings = _settings(args)
+    count_tokens = llm_token_counter(settings)
+    with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
+        result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,
+                          count_tokens=count_tokens, progress=bar.advance)
+    if result.get("documents_not_indexed"):
+        print(f"warning: gold documents not in the index: {', '.join(result['documents_not_indexed'])}",
+              file=sys.stderr)
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------- download
+
+
+def _download_arguments(parser: argparse.ArgumentParser) -> None:
+    from docqa.llm.catalog import DEFAULT_QUANT, GGML_MODEL, GGUF_MODEL, GGUF_REPO, QUANTIZATIONS
+
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--quant", choices=list(QUANTIZATIONS), default=DEFAULT_QUANT,
+                        help=f"which quantization of {GGUF_REPO} (default: %(default)s; README: size, memory, quality)")
+    choice.add_argument("--ggml", action="store_true",
+                        help=f"the model card's GGML v3 file {GGML_MODEL.filename} (default: {GGUF_MODEL.filename})")
+    choice.add_argument("--repo", metavar="OWNER/NAME", help="any GGUF chat model: its repository on the Hugging Face hub")
+    parser.add_argument("--file", metavar="NAME.gguf", help="with --repo: the GGUF file to download")
+
+
+@command("download", "Download a chat model (Llama-2-7B-Chat by default) into the models folder.", _download_arguments)
+def download_model(args: argparse.Namespace) -> int:
+    from docqa.download import download
+    from docqa.llm.catalog import chosen_model
+
+    model = chosen_model(ggml=args.ggml, quant=args.quant, repo=args.repo, file=args.file)
+    settings = _settings(args)
+    target = settings.path(settings.paths.models) / model.filename
+    if target.is_file():
+        print(f"{target} is already present; nothing to download")
+        return 0
+    path = download(model, target.parent)
+    print(f"saved {path}")
+    if path != settings.path(settings.llm.model_path):
+        advice = f"set llm.model_path: {path}"
+        if args.repo:  # another model family: its own chat template, not Llama-2's [INST] or the card's text
+            advice += " and prompt.format: gguf"
+        print(f"to use it, {advice} in the configuration")
+    return 0
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1); "
                                        "any other than loopback needs the API token variable set")
     parser.add_argument("--port", type=int, help="TCP port (default: serve.port, 8000)")
     parser.add_argument("--retrieval-only", action="store_true", help="serve passages only; no language model loaded")
-    return parser
 
 
-def serve_main(argv: Optional[Sequence[str]] = None) -> int:
-    return run(_serve, serve_parser(), argv)
-
-
-def _serve(args: argparse.Namespace) -> int:
+@command("serve", "Serve the web app and the HTTP API.", _serve_arguments)
+def serve_app(args: argparse.Namespace) -> int:
     from docqa.server import serve
-    from docqa.settings import load_settings
-
-    settings = load_settings(args.config)
 
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
         print(f"docqa: serving http://{shown}:{port}/ (API documentation at /docs); Ctrl-C stops", file=sys.stderr)
 
-    serve(settings, host=args.host, port=args.port, retrieval_only=args.retrieval_only, on_ready=ready)
+    serve(_settings(args), host=args.host, port=args.port, retrieval_only=args.retrieval_only, on_ready=ready)
     return 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from docqa.download import GGUF_DOWNLOAD_COMMAND
 from docqa.errors import MissingDependencyError, ModelNotFoundError
+from docqa.llm.catalog import GGUF_DOWNLOAD_COMMAND
 from docqa.settings import Settings
 
 DEMO = "demo"

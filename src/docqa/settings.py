@@ -194,13 +194,19 @@ class Settings(Section):
         return value if value.is_absolute() else self.root / value
 
 
-def load_settings(path: Path | str | None = None) -> Settings:
-    """Read config.yml (or ``path``) into Settings; a missing default file means all defaults."""
-    config_path = Path(path) if path else DEFAULT_CONFIG
+def load_settings(path: Path | str | None = None, *, project: Path | str | None = None) -> Settings:
+    """Read ``path``, or the config.yml of the ``project`` folder (default: this checkout), into Settings.
+
+    A project folder without config.yml means all defaults, with paths relative to that folder.
+    """
+    folder = Path(project) if project else PROJECT_ROOT
+    config_path = Path(path) if path else folder / DEFAULT_CONFIG.name
     if not config_path.exists():
         if path:
             raise ConfigError(f"config file not found: {config_path}")
-        return Settings()
+        settings = Settings()
+        settings._root = folder.resolve()
+        return settings
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     except IsADirectoryError:

@@ -7,10 +7,9 @@ import struct
 from pathlib import Path
 from typing import Literal
 
-# A module import, not a from-import: docqa.download itself imports docqa.llm.base.
-from docqa import download
 from docqa.errors import ConfigError, LLMError, ModelNotFoundError
 from docqa.llm.base import LLM
+from docqa.llm.catalog import GGUF_DOWNLOAD_COMMAND, download_command
 from docqa.llm.ctransformers import CTransformersLLM
 from docqa.llm.llama_cpp import LlamaCppLLM
 from docqa.llm.ollama import OllamaLLM
@@ -46,7 +45,7 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
     model_path = _resolve(settings.model_path, root)
     if not model_path.is_file():
         raise ModelNotFoundError(
-            f"model file not found: {model_path}; download it with: {download.download_command(model_path)} "
+            f"model file not found: {model_path}; download it with: {download_command(model_path)} "
             f'(or answer offline with the tiny demo model: python main.py --model demo "your question")'
         )
     model_format = detect_format(model_path)
@@ -54,7 +53,7 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
     if backend == "llama-cpp" and model_format == "ggml":
         raise ConfigError(
             f"{model_path} is a GGML file, which llama-cpp-python no longer reads; "
-            f"set llm.backend to ctransformers, or use the GGUF model: {download.GGUF_DOWNLOAD_COMMAND}"
+            f"set llm.backend to ctransformers, or use the GGUF model: {GGUF_DOWNLOAD_COMMAND}"
         )
     return LOCAL_BACKENDS[backend](settings, model_path)
 

@@ -1,0 +1,104 @@
+"""The per-document table: every question asked of every document, one row per document."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator, Optional, Sequence, TextIO
+
+from docqa.batch.questions import Question
+from docqa.batch.run import answer_record
+from docqa.batch.writers import collapse, table_writer
+from docqa.progress import Progress
+
+log = logging.getLogger(__name__)
+
+PASSAGE_CHARS = 300  # the top passage shown in a cell when there is no LLM answer
+
+
+def each_doc_documents(qa, pattern: Optional[str] = None) -> list[str]:
+    """Names of the indexed documents, or of those matching ``pattern`` (InputError names what exists)."""
+    from docqa.retrieval import matching_documents
+
+    records = qa.store.documents()
+    if pattern:
+        wanted = set(matching_documents(qa.store, pattern))
+        records = [record for record in records if record.id in wanted]
+    return [record.name for record in records]
+
+
+def iter_each_doc(
+    qa,
+    questions: Sequence[Question],
+    documents: Sequence[str],
+    *,
+    k: Optional[int] = None,
+    on_cell: Optional[Callable[[], None]] = None,
+) -> Iterator[dict]:
+    """For each document, ask every question with retrieval restricted to it; yield one row per document.
+
+    A row is ``{"document": name, "cells": [{"answer", "page", "error"}, ...]}``, one cell per question,
+    where ``page`` is the 1-based page number of the top source (None when nothing was found).
+    """
+    for document in documents:
+        cells = []
+        for question in questions:
+            record = answer_record(qa, question, k=k, doc=document)
+            cells.append(_cell(record))
+            if on_cell:
+                on_cell()
+        yield {"document": document, "cells": cells}
+
+
+def _cell(record: dict) -> dict:
+    if record["error"]:
+        return {"answer": None, "page": None, "error": record["error"]}
+    sources = record["sources"]
+    page = sources[0]["page_number"] if sources else None
+    answer = record["answer"]
+    if answer is None and sources:  # retrieval only: show the top passage
+        answer = _shorten(sources[0]["text"])
+    return {"answer": answer, "page": page, "error": None}
+
+
+def _shorten(text: str, limit: int = PASSAGE_CHARS) -> str:
+    text = collapse(text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def each_doc_header(questions: Sequence[Question]) -> list[str]:
+    header = ["document"]
+    for question in questions:
+        header += [f"{question.id}: {question.question}", f"{question.id} page"]
+    return header
+
+
+def each_doc_cells(row: dict) -> list[str]:
+    values = [row["document"]]
+    for cell in row["cells"]:
+        answer = f"error: {cell['error']}" if cell["error"] else (cell["answer"] or "")
+        values += [answer, "" if cell["page"] is None else str(cell["page"])]
+    return values
+
+
+def run_each_doc(
+    qa,
+    questions: Sequence[Question],
+    handle: TextIO,
+    fmt: str,
+    *,
+    doc: Optional[str] = None,
+    k: Optional[int] = None,
+    progress: bool = False,
+) -> int:
+    """Write the per-document table in format ``fmt`` (``csv`` or ``md``); returns the number of cells that failed."""
+    documents = each_doc_documents(qa, doc)
+    if any(question.doc for question in questions):
+        log.warning("--each-doc asks every question of every document; the \"doc\" of a question is ignored")
+    writer = table_writer(handle, fmt)
+    writer.row(each_doc_header(questions), header=True)
+    failed = 0
+    with Progress(len(documents) * len(questions), enabled=progress) as bar:
+        for row in iter_each_doc(qa, questions, documents, k=k, on_cell=bar.advance):
+            failed += sum(1 for cell in row["cells"] if cell["error"])
+            writer.row(each_doc_cells(row))
+    return failed

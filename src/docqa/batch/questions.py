@@ -1,0 +1,126 @@
+"""Batch questions from a file, the reader chosen by its extension.
+
+- ``.jsonl`` / ``.ndjson`` / ``.json``: one JSON object per line with ``question`` and optional ``id`` and ``doc``
+  (a glob over document file names, overriding ``--doc`` for that line);
+- ``.csv``: a header row with a ``question`` column, optional ``id`` and ``doc`` columns;
+- anything else: plain text, one question per line (blank lines and lines starting with ``#`` skipped).
+
+A question without an id gets ``q<N>``: N is its line number in a text or JSONL file (1 = first line) and its row
+number in a CSV file (1 = first row after the header). The id is the resume key, so ids must be unique; editing
+the lines above a question changes its generated id.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+
+from docqa.errors import InputError
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    doc: Optional[str] = None
+
+
+QuestionLike = Union[Question, str, dict]
+
+
+def read_questions(path: Path | str) -> list[Question]:
+    """The questions of a text, JSONL or CSV file (see the module docstring); raises InputError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"batch file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    reader = READERS.get(path.suffix.lower().lstrip("."), _text_questions)
+    questions = reader(path, text)
+    if not questions:
+        raise InputError(f"{path}: no questions found")
+    _check_unique(path, questions)
+    return questions
+
+
+def _text_questions(path: Path, text: str) -> list[Question]:
+    return [
+        Question(f"q{number}", line.strip())
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _jsonl_questions(path: Path, text: str) -> list[Question]:
+    questions = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict):
+            raise InputError(f"{path}, line {number}: expected a JSON object with a \"question\"")
+        questions.append(_question_from_fields(item, f"q{number}", f"{path}, line {number}"))
+    return questions
+
+
+def _csv_questions(path: Path, text: str) -> list[Question]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or "question" not in [name.strip() for name in reader.fieldnames]:
+        raise InputError(f"{path}: a CSV batch file needs a header row with a \"question\" column")
+    reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    return [
+        _question_from_fields(row, f"q{number}", f"{path}, row {number}")
+        for number, row in enumerate(reader, 1)
+        if any((value or "").strip() for key, value in row.items() if key is not None)
+    ]
+
+
+# Extension (without the dot) to reader; any other extension is read as plain text.
+READERS: dict[str, Callable[[Path, str], list[Question]]] = {
+    "jsonl": _jsonl_questions,
+    "ndjson": _jsonl_questions,
+    "json": _jsonl_questions,
+    "csv": _csv_questions,
+}
+
+
+def _question_from_fields(fields: dict, default_id: str, where: str) -> Question:
+    question = fields.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise InputError(f"{where}: no \"question\" text")
+    identifier = fields.get("id")
+    identifier = default_id if identifier is None or str(identifier).strip() == "" else str(identifier).strip()
+    doc = fields.get("doc")
+    if doc is not None and not isinstance(doc, str):
+        raise InputError(f"{where}: \"doc\" must be a file name pattern (text)")
+    return Question(identifier, question.strip(), (doc or "").strip() or None)
+
+
+def _check_unique(path: Path, questions: Sequence[Question]) -> None:
+    seen: set[str] = set()
+    for question in questions:
+        if question.id in seen:
+            raise InputError(f"{path}: id '{question.id}' appears twice; ids must be unique to resume a batch")
+        seen.add(question.id)
+
+
+def as_questions(questions: Iterable[QuestionLike]) -> Iterator[Question]:
+    """Questions from Question objects, plain strings (id q1, q2, ...) or dicts with question/id/doc."""
+    for number, item in enumerate(questions, 1):
+        if isinstance(item, Question):
+            yield item
+        elif isinstance(item, str):
+            yield Question(f"q{number}", item.strip())
+        elif isinstance(item, dict):
+            yield _question_from_fields(item, f"q{number}", f"question {number}")
+        else:
+            raise TypeError(f"question {number}: expected a Question, str or dict, got {type(item).__name__}")

@@ -1,0 +1,161 @@
+"""Answering many questions with one loaded model, and resumable runs that append to an output file.
+
+Every record is flushed when written; a rerun with the same output skips the ids already answered and retries
+those recorded with an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
+
+from docqa.batch.questions import Question, QuestionLike, as_questions
+from docqa.batch.writers import Entry, record_format
+from docqa.errors import DocqaError
+from docqa.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+def iter_batch(
+    qa,
+    questions: Iterable[QuestionLike],
+    *,
+    k: Optional[int] = None,
+    doc: Optional[str] = None,
+) -> Iterator[dict]:
+    """Ask each question with one loaded ``DocQA``; yield one record per question, in order.
+
+    A record is ``Answer.to_dict()`` plus ``id``, ``doc`` (the pattern used; a question's own ``doc``
+    wins over ``doc``) and ``error`` (None). A question that fails yields a record with ``error`` set
+    and ``answer`` None, and the batch goes on. Works the same with ``DocQA(retrieval_only=True)``.
+    """
+    for question in as_questions(questions):
+        yield answer_record(qa, question, k=k, doc=question.doc or doc)
+
+
+def answer_record(qa, question: Question, *, k: Optional[int] = None, doc: Optional[str] = None) -> dict:
+    try:
+        answer = qa.ask(question.question, doc=doc, k=k)
+    except Exception as error:  # noqa: BLE001 - one failing question is recorded, the batch goes on
+        log.debug("question %s failed", question.id, exc_info=True)
+        return {
+            "id": question.id, "question": question.question, "answer": None, "sources": [],
+            "timings": None, "notes": [], "doc": doc, "error": _describe(error),
+        }
+    return {"id": question.id, **answer.to_dict(), "doc": doc, "error": None}
+
+
+def _describe(error: BaseException) -> str:
+    message = str(error).strip() or "no message"
+    return message if isinstance(error, DocqaError) else f"{type(error).__name__}: {message}"
+
+
+class BatchOutput:
+    """An output file opened for appending records, after reading what an earlier run left there.
+
+    ``done`` holds the ids already answered (records without an error). Records with an error, and a
+    last record cut short by a killed run, are dropped by rewriting the file atomically, so that every
+    id appears at most once once the rerun is through. The extension picks the format (``writers``).
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.format = record_format(self.path)
+        self.done: set[str] = set()
+        self._handle: Optional[TextIO] = None
+
+    def open(self) -> "BatchOutput":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        resumed = self.path.exists() and self._resume()
+        self._handle = open(self.path, "a", encoding="utf-8", newline="")
+        if not resumed:
+            self._handle.write(self.format.header())
+            self._handle.flush()
+        return self
+
+    def _resume(self) -> bool:
+        """Keep the answered records of an earlier run; False when the file held nothing at all."""
+        text = self.path.read_text(encoding="utf-8")
+        if not text:
+            return False
+        entries, dropped = self.format.entries(text, self.path)
+        kept = [entry for entry in entries if entry.ok]
+        self.done = {entry.id for entry in kept}
+        if len(kept) != len(entries) or not text.endswith("\n") or dropped:
+            self._rewrite(kept)
+        return True
+
+    def _rewrite(self, kept: list[Entry]) -> None:
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(self.format.header())
+            handle.writelines(entry.text for entry in kept)
+        os.replace(temporary, self.path)
+
+    def write(self, record: dict) -> None:
+        if self._handle is None:
+            raise RuntimeError("BatchOutput.write before open()")
+        self._handle.write(self.format.line(record))
+        self._handle.flush()
+        if not record.get("error"):
+            self.done.add(record["id"])
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "BatchOutput":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class BatchSummary:
+    total: int = 0
+    skipped: int = 0
+    answered: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    def text(self, out: Path) -> str:
+        rate = f", {self.answered * 60 / self.seconds:.1f} questions/min" if self.seconds and self.answered else ""
+        return (f"{self.answered} answered, {self.failed} failed, {self.skipped} already in {out} "
+                f"({self.total} questions) in {self.seconds:.1f} s{rate}")
+
+
+def run_batch(
+    qa,
+    questions: Sequence[Question],
+    out: Path | str,
+    *,
+    k: Optional[int] = None,
+    doc: Optional[str] = None,
+    progress: bool = False,
+    on_record: Optional[Callable[[dict], None]] = None,
+) -> BatchSummary:
+    """Answer the questions not yet answered in ``out``, appending and flushing one record at a time."""
+    started = time.perf_counter()
+    summary = BatchSummary(total=len(questions))
+    with BatchOutput(out) as output:
+        todo = [question for question in questions if question.id not in output.done]
+        summary.skipped = len(questions) - len(todo)
+        with Progress(len(todo), enabled=progress) as bar:
+            for record in iter_batch(qa, todo, k=k, doc=doc):
+                output.write(record)
+                if record["error"]:
+                    summary.failed += 1
+                else:
+                    summary.answered += 1
+                if on_record:
+                    on_record(record)
+                bar.advance()
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,194 @@
+"""Output formats, each chosen from a registry by the file's extension.
+
+Answer records (``--out`` of a batch): ``.jsonl`` holds the record of ``main.py --json`` plus ``id``, ``doc`` and
+``error``; ``.csv`` one flat row per question. Each format can also read back what an earlier run wrote, so that a
+rerun resumes. Tables (``--each-doc``): ``.csv`` or ``.md`` (Markdown), one row per document.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import NamedTuple, Optional, Sequence, TextIO
+
+from docqa.errors import InputError
+
+CSV_COLUMNS = [
+    "id", "question", "doc", "answer", "document", "page", "passage", "sources", "notes",
+    "retrieval_s", "generation_s", "tokens", "total_s", "error",
+]
+
+
+def extension(path: Path) -> str:
+    return path.suffix.lower().lstrip(".")
+
+
+# ---------------------------------------------------------------- answer records
+
+
+class Entry(NamedTuple):
+    """One record an earlier run wrote: its id, whether it holds an answer (no error), and its text."""
+
+    id: str
+    ok: bool
+    text: str
+
+
+class RecordFormat(ABC):
+    """How answer records look in one file format, written and read back."""
+
+    name: str
+
+    def header(self) -> str:
+        """Text that starts a new file."""
+        return ""
+
+    @abstractmethod
+    def line(self, record: dict) -> str: ...
+
+    @abstractmethod
+    def entries(self, text: str, path: Path) -> tuple[list[Entry], int]:
+        """The complete records in ``text`` and how many were cut short (by a killed run)."""
+
+
+class JsonlRecords(RecordFormat):
+    name = "jsonl"
+
+    def line(self, record: dict) -> str:
+        return json.dumps(record, ensure_ascii=False) + "\n"
+
+    def entries(self, text: str, path: Path) -> tuple[list[Entry], int]:
+        entries, dropped = [], 0
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                identifier = str(record["id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                dropped += 1
+                continue
+            entries.append(Entry(identifier, not record.get("error"), line + "\n"))
+        return entries, dropped
+
+
+class CsvRecords(RecordFormat):
+    name = "csv"
+
+    def header(self) -> str:
+        return _csv_line(CSV_COLUMNS)
+
+    def line(self, record: dict) -> str:
+        return _csv_line(csv_row(record))
+
+    def entries(self, text: str, path: Path) -> tuple[list[Entry], int]:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows:
+            return [], 0
+        if rows[0] != CSV_COLUMNS:
+            raise InputError(f"{path} exists with other columns than a docqa batch writes; choose another --out")
+        entries, dropped = [], 0
+        for row in rows[1:]:
+            if len(row) != len(CSV_COLUMNS) or not row[0]:
+                dropped += 1
+                continue
+            entries.append(Entry(row[0], row[-1] == "", _csv_line(row)))
+        return entries, dropped
+
+
+RECORD_FORMATS: dict[str, type[RecordFormat]] = {
+    "jsonl": JsonlRecords, "ndjson": JsonlRecords, "json": JsonlRecords, "csv": CsvRecords,
+}
+
+
+def record_format(path: Path) -> RecordFormat:
+    try:
+        return RECORD_FORMATS[extension(path)]()
+    except KeyError:
+        raise InputError(f"--out {path}: use a .jsonl or .csv file name (the extension picks the format)") from None
+
+
+def csv_row(record: dict) -> list:
+    sources = record.get("sources") or []
+    timings = record.get("timings") or {}
+    top = sources[0] if sources else {}
+    return [
+        record["id"],
+        record.get("question") or "",
+        record.get("doc") or "",
+        record.get("answer") or "",
+        top.get("document", ""),
+        top.get("page_number", ""),
+        collapse(top.get("text", "")),
+        "; ".join(f"{source['document']} p.{source['page_number']}" for source in sources),
+        " | ".join(record.get("notes") or []),
+        _seconds(timings.get("retrieval")),
+        _seconds(timings.get("generation")),
+        timings.get("tokens", "") if timings.get("generation") is not None else "",
+        _seconds(timings.get("total")),
+        record.get("error") or "",
+    ]
+
+
+def _csv_line(values: Sequence) -> str:
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(values)
+    return line.getvalue()
+
+
+def _seconds(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# ---------------------------------------------------------------- tables
+
+
+class TableWriter(ABC):
+    """Writes a table row by row, each flushed as soon as it exists."""
+
+    def __init__(self, handle: TextIO):
+        self.handle = handle
+
+    def row(self, values: Sequence[str], *, header: bool = False) -> None:
+        self.handle.write(self._format(values, header))
+        self.handle.flush()
+
+    @abstractmethod
+    def _format(self, values: Sequence[str], header: bool) -> str: ...
+
+
+class CsvTable(TableWriter):
+    def _format(self, values: Sequence[str], header: bool) -> str:
+        return _csv_line(values)
+
+
+class MarkdownTable(TableWriter):
+    def _format(self, values: Sequence[str], header: bool) -> str:
+        line = "| " + " | ".join(collapse(value).replace("|", "\\|") for value in values) + " |\n"
+        return line + ("|" + "|".join(" --- " for _ in values) + "|\n" if header else "")
+
+
+TABLE_FORMATS: dict[str, type[TableWriter]] = {"csv": CsvTable, "md": MarkdownTable}
+
+
+def table_format(path: Optional[Path]) -> str:
+    """The table format for ``--out`` (Markdown on stdout when there is none)."""
+    if path is None:
+        return "md"
+    if extension(path) not in TABLE_FORMATS:
+        raise InputError(f"--out {path}: --each-doc writes a .csv or .md table")
+    return extension(path)
+
+
+def table_writer(handle: TextIO, fmt: str) -> TableWriter:
+    if fmt not in TABLE_FORMATS:
+        raise ValueError(f"unknown table format {fmt!r}")
+    return TABLE_FORMATS[fmt](handle)

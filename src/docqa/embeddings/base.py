@@ -1,0 +1,37 @@
+"""The interface every embedding runtime implements."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from docqa.errors import MissingDependencyError
+
+
+class Embedder(ABC):
+    """Turns texts into float32 L2-normalised rows, so that inner product is cosine similarity."""
+
+    name: str
+    runtime: str
+    dimension: int
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return self._embed(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+    @abstractmethod
+    def _embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def import_optional(module: str, package: str):
+    """Import a runtime's library where it is used; a missing one says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{module} is not installed: pip install {package}") from None

@@ -1,0 +1,206 @@
+"""The one-time build tooling: the ONNX export of the torch weights, and its int8 copy.
+
+``ensure_onnx_export`` and ``ensure_quantized_export`` make a folder once and reuse it while the model and the
+recipe stay the same. Exporting needs torch and sentence-transformers (the ``export`` extra); everything else in
+docqa runs on the export without them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from docqa.embeddings.base import import_optional
+from docqa.embeddings.models import ModelSource, resolve_model, short_name
+from docqa.embeddings.onnx_runtime import OnnxEmbedder, read_export_meta
+from docqa.embeddings.torch_runtime import load_sentence_transformer
+from docqa.errors import DocqaError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from docqa.settings import Settings
+
+EXPORT_FORMAT = 2  # bump when the export recipe changes, so that older exports are made again
+EXPORT_FILES = ("model.onnx", "model.onnx.data", "tokenizer.json", "meta.json")
+MIN_EXPORT_COSINE = 0.9999
+# What int8 weights cost in accuracy, measured against the exact export on PROBE_TEXTS and on annual-report chunks
+# (0.98 and above); a copy below this is broken, not merely quantized.
+MIN_QUANTIZED_COSINE = 0.95
+QUANTIZED_FILES = ("model.onnx", "tokenizer.json", "meta.json")
+PROBE_TEXTS = [
+    "What is the minimum guarantee payable by adidas?",
+    "Revenue 2022 | 583.2 | 2021 | 494.1 (£ million), up 18.0% year on year.",
+    "Ünïcödé façade — 東京の売上高は増加した; naïve café, ½ share.",
+    "ok",
+    "The club's commercial revenue comes from sponsorship, retail and merchandising. " * 40,
+]
+
+
+def onnx_export_folder(settings: Settings) -> Path:
+    return settings.path(settings.paths.models) / "onnx" / short_name(settings.embeddings.model)
+
+
+def ensure_onnx_export(settings: Settings) -> Path:
+    """The export folder for the configured model, exported from the torch weights unless a matching one exists."""
+    source = resolve_model(settings)
+    folder = onnx_export_folder(settings)
+    if not _export_matches(folder, source):
+        export_onnx(source, folder)
+    return folder
+
+
+def _export_matches(folder: Path, source: ModelSource) -> bool:
+    if not all((folder / name).is_file() for name in EXPORT_FILES):
+        return False
+    meta = _read_meta_or_none(folder) or {}
+    return (meta.get("format"), meta.get("model"), meta.get("source")) == (EXPORT_FORMAT, source.name, source.location)
+
+
+def export_onnx(source: ModelSource, folder: Path) -> None:
+    """Export and verify against torch, then swap the finished folder in."""
+    _swap_in(folder, lambda staging: _write_export(source, staging))
+
+
+def _swap_in(folder: Path, write: Callable[[Path], None]) -> None:
+    """Write into a staging folder beside ``folder``, then rename it into place: readers never see half of it."""
+    import tempfile
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as scratch:
+        staging = Path(scratch) / "export"
+        staging.mkdir()
+        write(staging)
+        if folder.exists():
+            folder.rename(Path(scratch) / "replaced")
+        staging.rename(folder)
+
+
+def quantized_export_folder(settings: Settings) -> Path:
+    exact = onnx_export_folder(settings)
+    return exact.with_name(f"{exact.name}-int8")
+
+
+def ensure_quantized_export(settings: Settings) -> Path:
+    """The int8 copy of the exact export, made from it (in seconds) unless a copy of the current export exists."""
+    exact = ensure_onnx_export(settings)
+    folder = quantized_export_folder(settings)
+    wanted = {**read_export_meta(exact), "quantized_from": str(exact)}
+    present = all((folder / name).is_file() for name in QUANTIZED_FILES)
+    if not (present and _read_meta_or_none(folder) == wanted):
+        _swap_in(folder, lambda staging: _write_quantized(exact, staging, wanted))
+    return folder
+
+
+def _read_meta_or_none(folder: Path) -> dict | None:
+    try:
+        return read_export_meta(folder)
+    except ModelNotFoundError:
+        return None
+
+
+def _write_quantized(exact: Path, staging: Path, meta: dict) -> None:
+    import shutil
+
+    onnx = import_optional("onnx", "onnx")
+    quantization = import_optional("onnxruntime.quantization", "onnxruntime")
+    shutil.copy(exact / "tokenizer.json", staging)
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    # Shape inference cannot type the outputs of the fused (contrib) operators; they are all float.
+    # The quantizer logs advice about pre-processing to the root logger; it does not apply to this model.
+    logging.disable(logging.WARNING)
+    try:
+        quantization.quantize_dynamic(
+            exact / "model.onnx", staging / "model.onnx", weight_type=quantization.QuantType.QInt8, per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+    expected = OnnxEmbedder(exact).embed_documents(PROBE_TEXTS)
+    worst = float((expected * OnnxEmbedder(staging).embed_documents(PROBE_TEXTS)).sum(axis=1).min())
+    if worst < MIN_QUANTIZED_COSINE:
+        raise DocqaError(f"the int8 copy of the embedding model is too far from the exact one (cosine {worst:.4f})")
+
+
+def _write_export(source: ModelSource, staging: Path) -> None:
+    import warnings
+
+    model = load_sentence_transformer(source)
+    import torch  # present: sentence-transformers runs on it
+
+    transformer = model[0].auto_model
+    tokenizer = model[0].tokenizer
+    # ONNX Runtime's transformer optimizer recognises (and fuses) the eager attention pattern only.
+    transformer.set_attn_implementation("eager")
+    # Two texts of different lengths, so that the trace goes through the padding-mask code.
+    example = tokenizer(PROBE_TEXTS[:2], padding=True, return_tensors="pt")
+    input_names = list(example.keys())
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names} | {"sentence_embedding": {0: "batch"}}
+    traced = staging / "traced.onnx"
+    with torch.inference_mode(), warnings.catch_warnings():
+        # The tracer warns about data-dependent branches in the attention mask code; the parity check below
+        # is what tells whether the trace is right.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _sentence_encoder(transformer, input_names),
+            tuple(example.values()),
+            str(traced),
+            dynamo=False,
+            input_names=input_names,
+            output_names=["sentence_embedding"],
+            dynamic_axes=dynamic_axes,
+            opset_version=17,
+        )
+    _fuse_transformer_ops(traced, staging / "model.onnx", transformer.config)
+    traced.unlink()
+    tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+    meta = {
+        "format": EXPORT_FORMAT,
+        "model": source.name,
+        "source": source.location,
+        "dimension": int(model.get_embedding_dimension()),
+        "max_seq_length": int(model.max_seq_length),
+        "pad_id": int(tokenizer.pad_token_id),
+    }
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    _verify_export(staging, model)
+
+
+def _sentence_encoder(transformer, input_names: list[str]):
+    """The transformer, then mean pooling over real tokens and L2 normalisation: what sentence-transformers does."""
+    import torch
+
+    class SentenceEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, *inputs):
+            named = dict(zip(input_names, inputs))
+            hidden = self.transformer(**named).last_hidden_state
+            mask = named["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2, dim=1)
+
+    return SentenceEncoder().eval()
+
+
+def _fuse_transformer_ops(traced: Path, target: Path, config) -> None:
+    """Fuse attention, layer norms and GELU into ONNX Runtime's kernels, which run faster than the unfused trace.
+
+    The weights go to a separate file (model.onnx.data), which ONNX Runtime maps instead of parsing:
+    a session starts in a third of the time.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads, width = config.num_attention_heads, config.hidden_size
+    optimized = optimize_model(str(traced), model_type="bert", num_heads=heads, hidden_size=width, opt_level=0)
+    optimized.save_model_to_file(str(target), use_external_data_format=True)
+
+
+def _verify_export(staging: Path, model) -> None:
+    expected = model.encode(PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    actual = OnnxEmbedder(staging).embed_documents(PROBE_TEXTS)
+    worst = float((expected * actual).sum(axis=1).min())
+    if worst < MIN_EXPORT_COSINE:
+        raise DocqaError(f"the ONNX export of the embedding model does not match torch (cosine {worst:.6f})")

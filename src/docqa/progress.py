@@ -1,0 +1,63 @@
+"""Progress bars on stderr, so that stdout carries only results."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+
+class Progress:
+    """A tqdm bar on stderr: questions done, questions per minute and the time left."""
+
+    def __init__(self, total: int, *, enabled: bool = True, unit: str = "q"):
+        self._bar = None
+        self._started = time.perf_counter()
+        self._done = 0
+        if enabled and total:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+            )
+
+    def advance(self) -> None:
+        self._done += 1
+        if self._bar is not None:
+            minutes = (time.perf_counter() - self._started) / 60
+            self._bar.set_postfix_str(f"{self._done / minutes:.1f} questions/min" if minutes else "", refresh=False)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextmanager
+def counted_bar(unit: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """``(on_total, progress)`` callbacks for a bar created once the total is known, so that it can estimate the
+    time left (an index build learns its page count only after opening every file)."""
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def on_total(total: int) -> None:
+        bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5))
+
+    def progress(count: int) -> None:
+        if bars:
+            bars[0].update(count)
+
+    try:
+        yield on_total, progress
+    finally:
+        for bar in bars:
+            bar.close()

@@ -1,0 +1,122 @@
+"""The docqa subcommands, in process: the project folder's config.yml, the registry, help, and main.py's old flags."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from docqa import cli
+from docqa.cli import COMMANDS, Command, ask_main, build_main, main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "How much is the minimum guarantee payable by adidas?"
+SUBCOMMANDS = ["ask", "build", "list", "batch", "each-doc", "evaluate", "download", "serve"]
+
+
+def test_the_console_script_is_docqa_main():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    module, function = scripts["docqa"].split(":")
+    assert (module, getattr(cli, function)) == ("docqa.cli", main)
+
+
+def test_inside_a_project_folder_its_config_yml_is_used(fact_project, monkeypatch, capsys):
+    monkeypatch.chdir(fact_project.root)
+    assert main(["build"]) == 0
+    assert "2 files: 2 added" in capsys.readouterr().out
+    assert main(["list", "--json"]) == 0
+    assert [record["name"] for record in json.loads(capsys.readouterr().out)] == ["alpha-annual-report.pdf",
+                                                                                  "beta-10k.pdf"]
+    assert main(["ask", "--retrieval-only", "--json", "--k", "1", QUESTION]) == 0
+    top = json.loads(capsys.readouterr().out)["sources"][0]
+    assert (top["document"], top["page_number"]) == ("alpha-annual-report.pdf", 2)
+
+
+def test_a_folder_without_config_yml_is_a_project_with_default_settings(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["list"]) == 3
+    assert f"no index in {tmp_path / 'vectorstore'}" in capsys.readouterr().err
+
+
+def test_config_elsewhere(built_fact_index, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["list", "--config", str(built_fact_index.config)]) == 0
+    assert capsys.readouterr().out.strip().endswith("2 documents, 6 pages, 6 chunks")
+
+
+def test_batch_each_doc_and_evaluate_subcommands(built_fact_index, tmp_path, capsys):
+    questions = tmp_path / "questions.txt"
+    questions.write_text(f"{QUESTION}\nHow many people did Alpha employ?\n", encoding="utf-8")
+    answers = tmp_path / "answers.csv"
+    config = ["--config", str(built_fact_index.config)]
+    assert main(["batch", str(questions), "--out", str(answers), "--retrieval-only", "--k", "1", *config]) == 0
+    assert "2 answered, 0 failed" in capsys.readouterr().err
+    assert answers.read_text(encoding="utf-8").splitlines()[0].startswith("id,question,doc,answer")
+
+    assert main(["each-doc", "--batch", str(questions), "--retrieval-only", "--k", "1", *config]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| document | q1: How much") and [row.split(" | ")[0] for row in table[2:]] == [
+        "| alpha-annual-report.pdf", "| beta-10k.pdf"]
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "g1", "doc": "alpha-annual-report.pdf", "question": QUESTION, "pages": [1]}),
+                    encoding="utf-8")
+    assert main(["evaluate", str(gold), "--k", "1", "2", *config]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["recall@1"], result["recall@2"]) == (1.0, 1.0)
+
+
+def test_main_py_and_db_build_py_take_subcommands_too(built_fact_index, capsys):
+    assert ask_main(["list", *built_fact_index.args()]) == 0
+    assert build_main(["list", *built_fact_index.args()]) == 0
+    listings = capsys.readouterr().out.split("2 documents, 6 pages, 6 chunks\n")
+    assert listings[2] == "" and listings[0] == listings[1] and "alpha-annual-report.pdf\t3 pages" in listings[0]
+
+
+def test_help_is_short_and_names_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    overview = capsys.readouterr().out
+    assert all(name in overview for name in SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        assert main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: docqa {name}") and "--config" in text and len(text.splitlines()) < 30
+    assert ask_main(["--help"]) == 0
+    assert 'python main.py "question" is python main.py ask "question"' in capsys.readouterr().out.replace("\n", " ")
+
+
+def test_a_registered_command_is_offered_and_run(monkeypatch, capsys):
+    def arguments(parser):
+        parser.add_argument("--port", type=int, default=8000)
+
+    def hello(args):
+        print(f"hello on {args.port}")
+        return 0
+
+    monkeypatch.setitem(COMMANDS, "hello", Command("hello", "Say hello.", arguments, hello))
+    assert main(["hello", "--port", "9000"]) == 0
+    assert capsys.readouterr().out == "hello on 9000\n"
+    assert ask_main(["hello"]) == 0  # python main.py hello
+    assert capsys.readouterr().out == "hello on 8000\n"
+    assert main(["--help"]) == 0 and "hello     Say hello." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["ask", "--frobnicate", "q"], ["nonsense-command-name"], ["evaluate"]])
+def test_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_domain_errors_end_as_one_line(tmp_path, capsys):
+    assert main(["ask", "--config", str(tmp_path / "absent.yml"), QUESTION]) == 2
+    assert capsys.readouterr().err == f"error: config file not found: {tmp_path / 'absent.yml'}\n"
+
+
+def test_the_old_db_build_flags(fact_project, capsys):
+    assert build_main(fact_project.args("--rebuild", "--json")) == 0
+    assert len(json.loads(capsys.readouterr().out)["added"]) == 2
+    assert build_main(fact_project.args("--list", "--json")) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
