@@ -9,11 +9,10 @@ in the middle of a statement then still says which company, year and statement i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Iterable, Iterator
 
-from docqa.documents import Page
+from docqa.documents import Page, title_words
+from docqa.types import Chunk
 
 # Headings at the top of a page name what the whole page is ("Consolidated Balance Sheets").
 PAGE_TITLE_LINES = 4
@@ -22,27 +21,9 @@ _MINOR_WORDS = frozenset("a an and as at by for from in of on or per the to vs w
 _NOT_HEADINGS = frozenset({"table of contents", "index", "contents"})
 
 
-@dataclass(frozen=True)
-class Chunk:
-    document: str
-    page_index: int
-    text: str
-    header: str = ""
-
-    @property
-    def page_number(self) -> int:
-        """The page number a PDF viewer shows."""
-        return self.page_index + 1
-
-    @property
-    def indexed_text(self) -> str:
-        """What is embedded and searched: the header, then the text."""
-        return f"{self.header}\n{self.text}" if self.header else self.text
-
-
 def document_label(name: str) -> str:
     """The words of a file name: BESTBUY_2024Q2_10Q.pdf → "BESTBUY 2024Q2 10Q"."""
-    return " ".join(word for word in re.split(r"[\W_]+", PurePosixPath(name.replace("\\", "/")).stem) if word)
+    return " ".join(title_words(name))
 
 
 def is_heading(line: str) -> bool:

@@ -275,10 +275,9 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("list", "Show what is indexed: file, pages, chunks, when.", _list_arguments)
 def list_documents(args: argparse.Namespace) -> int:
-    from docqa.store import Store
+    from docqa.storage import open_reader
 
-    settings = _settings(args)
-    with Store(settings.path(settings.paths.vectorstore)) as store:
+    with open_reader(_settings(args)) as store:
         documents = store.documents()
     if args.json:
         print(json.dumps([record.__dict__ for record in documents], indent=2))

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
 from docqa.errors import InputError, ModelNotFoundError
 from docqa.profiles import Profile, named_documents, profile, same_company_names
 from docqa.settings import Retrieval, Settings
-from docqa.store import Store, StoredChunk
+from docqa.storage import IndexReader
+from docqa.types import Hit
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
 
@@ -71,12 +71,6 @@ LINE_ITEMS = {
 _LINE_ITEM_TERMS = re.compile(r"(?<![\w&-])(" + "|".join(re.escape(term) for term in LINE_ITEMS) + r")s?(?![\w&-])")
 
 
-@dataclass(frozen=True)
-class Hit:
-    chunk: StoredChunk
-    score: float
-
-
 def with_line_items(question: str) -> str:
     """The question, followed by the line items of the financial metrics it names, if any."""
     items = dict.fromkeys(LINE_ITEMS[term] for term in _LINE_ITEM_TERMS.findall(question.lower()))
@@ -116,7 +110,7 @@ def diverse(hits: Sequence[Hit], k: int, max_per_page: int) -> list[Hit]:
     return taken
 
 
-def matching_documents(store: Store, pattern: str) -> list[int]:
+def matching_documents(store: IndexReader, pattern: str) -> list[int]:
     """Ids of indexed documents whose name or file name matches a glob; an unknown pattern names what exists."""
     documents = store.documents()
     exact = [record.id for record in documents if record.name == pattern]
@@ -135,7 +129,7 @@ def matching_documents(store: Store, pattern: str) -> list[int]:
 
 
 class Retriever:
-    def __init__(self, store: Store, embedder, settings: Retrieval, reranker: Optional[CrossEncoderReranker] = None):
+    def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[CrossEncoderReranker] = None):
         self.store = store
         self.embedder = embedder
         self.settings = settings
