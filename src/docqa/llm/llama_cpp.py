@@ -14,7 +14,8 @@ from docqa.settings import LLM as LLMSettings
 class LlamaCppLLM(LLM):
     name = "llama-cpp"
 
-    def __init__(self, settings: LLMSettings, model_path: Path) -> None:
+    def __init__(self, settings: LLMSettings, model_path: Path, *, vocab_only: bool = False) -> None:
+        """``vocab_only`` loads the tokenizer and no weights: ``count_tokens`` works, generation does not."""
         super().__init__(settings)
         llama_cpp = import_backend("llama_cpp", "llama-cpp-python")
         self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._vocab.vocab, token)
@@ -29,6 +30,7 @@ class LlamaCppLLM(LLM):
                 n_threads=threads,
                 n_threads_batch=threads,
                 use_mmap=True,
+                vocab_only=vocab_only,
                 verbose=False,
             )
         except Exception as error:
