@@ -99,3 +99,20 @@ def built_fact_index(tmp_path_factory, shared_models) -> Project:
     write_fact_pdfs(project.data)
     build_index(project.configure())
     return project
+
+
+SAMPLE_REPORT = Path(__file__).resolve().parents[1] / "data" / "sample" / "northwind-annual-report-2023.pdf"
+
+
+@pytest.fixture(scope="session")
+def built_sample_index(tmp_path_factory, shared_models) -> Project:
+    """A project with the repository's sample annual report (data/sample) indexed once; tests must not change it."""
+    import shutil
+
+    from docqa.ingest import build_index
+
+    project = Project(tmp_path_factory.mktemp("sample") / "project", shared_models)
+    project.data.mkdir(parents=True)
+    shutil.copy(SAMPLE_REPORT, project.data)
+    build_index(project.configure())
+    return project

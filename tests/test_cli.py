@@ -39,6 +39,7 @@ def test_retrieval_only_json(built_fact_index, capsys):
     top = result["sources"][0]
     assert (top["document"], top["page_index"], top["page_number"]) == ("alpha-annual-report.pdf", 1, 2)
     assert len(result["sources"]) == built_fact_index.settings.retrieval.k
+    assert len({source["chunk_id"] for source in result["sources"]}) == len(result["sources"])  # each chunk named once
     assert {"load", "retrieval", "total"} <= set(result["timings"])
 
 

@@ -116,12 +116,18 @@ def render(
     settings: Prompt, context: str, question: str, chat_template: Optional[str] = None, template_tokens: Optional[dict] = None
 ) -> PromptText:
     """The filled card template in the configured format; ``template_tokens``: the model's bos_token/eos_token."""
-    user = fill_template(settings.template, context, question)
-    if settings.format == "plain":
+    return apply_format(settings.format, fill_template(settings.template, context, question), chat_template, template_tokens)
+
+
+def apply_format(
+    prompt_format: str, user: str, chat_template: Optional[str] = None, template_tokens: Optional[dict] = None
+) -> PromptText:
+    """A filled-in template, all of it content, as the user's turn in a prompt format (``plain``: unchanged)."""
+    if prompt_format == "plain":
         return PromptText([Segment(user, False)])
-    if settings.format == "gguf" and chat_template:
+    if prompt_format == "gguf" and chat_template:
         return as_chat_template(chat_template, user, **(template_tokens or {}))
-    if settings.format == "gguf":
+    if prompt_format == "gguf":
         log.warning("the model file has no chat template; using the llama-2-chat format")
     return as_llama2_chat(user)
 

@@ -38,11 +38,12 @@ class Source:
     page_number: int
     text: str
     score: float
+    chunk_id: int  # the chunk's row in the index; stable until its document is re-indexed
 
     @classmethod
     def from_hit(cls, hit: Hit) -> "Source":
         chunk = hit.chunk
-        return cls(chunk.document, chunk.page_index, chunk.page_number, chunk.text, round(hit.score, 6))
+        return cls(chunk.document, chunk.page_index, chunk.page_number, chunk.text, round(hit.score, 6), chunk.id)
 
 
 @dataclass
@@ -134,6 +135,25 @@ class DocQA:
 
     def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> list[Source]:
         return [Source.from_hit(hit) for hit in self.retriever.search(question, k, doc)]
+
+    # LangChain views of this loaded instance (docqa.langchain; needs langchain-core, imported only here).
+    def as_retriever(self, **fields):
+        """A LangChain retriever over this index; ``fields``: ``k``, ``doc`` (a file-name glob)."""
+        from docqa.langchain import DocQARetriever
+
+        return DocQARetriever(qa=self, **fields)
+
+    def as_llm(self, **fields):
+        """A LangChain LLM over this instance's model, applying the configured prompt format."""
+        from docqa.langchain import DocQALLM
+
+        return DocQALLM.from_docqa(self, **fields)
+
+    def as_chain(self, **retriever_fields):
+        """An LCEL runnable: ``{"query": ...}`` → ``{"query", "result", "source_documents"}``, as RetrievalQA returns."""
+        from docqa.langchain import retrieval_qa_chain
+
+        return retrieval_qa_chain(self.as_retriever(**retriever_fields), self.as_llm(), self.settings.prompt.template)
 
     def ask(
         self,

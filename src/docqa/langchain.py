@@ -1,0 +1,210 @@
+"""LangChain components over docqa: a retriever, an LLM and a chain shaped like RetrievalQA.
+
+Needs only ``langchain-core`` (``pip install "docqa[langchain]"``); docqa's own question path never imports
+this module, so ``main.py`` starts as fast without LangChain as with it::
+
+    from docqa.langchain import DocQALLM, DocQARetriever
+
+    retriever = DocQARetriever.from_config("config.yml", k=4)   # a LangChain BaseRetriever over the index
+    llm = DocQALLM.from_config("config.yml")                     # a LangChain LLM over the configured backend
+
+or, for an already loaded ``DocQA``: ``qa.as_retriever()``, ``qa.as_llm()`` and ``qa.as_chain()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import closing
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Iterator, Literal, Optional
+
+from docqa.errors import ConfigError, MissingDependencyError
+
+try:
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForLLMRun,
+        CallbackManagerForRetrieverRun,
+    )
+    from langchain_core.documents import Document
+    from langchain_core.language_models.llms import LLM
+    from langchain_core.outputs import GenerationChunk
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+    from pydantic import ConfigDict, Field
+except ImportError:
+    raise MissingDependencyError("langchain-core is not installed: pip install langchain-core") from None
+
+__all__ = ["DocQALLM", "DocQARetriever", "as_document", "retrieval_qa_chain"]
+
+
+def as_document(source) -> Document:
+    """A docqa ``Source`` as a LangChain ``Document``, with PyPDFLoader's ``source`` and 0-based ``page``."""
+    return Document(
+        id=str(source.chunk_id),
+        page_content=source.text,
+        metadata={
+            "source": source.document,  # the name docqa indexes it by: its path under the data folder
+            "page": source.page_index,
+            "page_number": source.page_number,
+            "score": source.score,
+            "chunk_id": source.chunk_id,
+        },
+    )
+
+
+class DocQARetriever(BaseRetriever):
+    """The passages docqa's retrieval finds (hybrid dense + BM25, named-document scoping) as ``Document``s.
+
+    ``k`` and ``doc`` given to ``invoke`` override the ones given here.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    qa: Any = Field(exclude=True, description="A loaded docqa.DocQA (retrieval_only is enough).")
+    k: Optional[int] = Field(None, gt=0, description="Passages returned; empty: retrieval.k of the configuration.")
+    doc: Optional[str] = Field(None, description="Only documents whose name or file name matches this glob.")
+
+    @classmethod
+    def from_config(cls, path: Path | str | None = None, **fields: Any) -> "DocQARetriever":
+        """Open the index a config file names (the default config.yml without ``path``); no LLM is loaded."""
+        from docqa.qa import DocQA
+
+        return cls(qa=DocQA.from_config(path, retrieval_only=True), **fields)
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: Optional[int] = None,
+        doc: Optional[str] = None,
+    ) -> list[Document]:
+        sources = self.qa.retrieve(query, k=k or self.k, doc=doc or self.doc)
+        return [as_document(source) for source in sources]
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: Optional[int] = None,
+        doc: Optional[str] = None,
+    ) -> list[Document]:
+        # The search blocks (ONNX Runtime, FAISS, SQLite): a worker thread keeps the event loop free.
+        return await asyncio.to_thread(
+            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, doc=doc
+        )
+
+
+class DocQALLM(LLM):
+    """docqa's configured language model (llama-cpp, ctransformers or an OpenAI-compatible server) as a LangChain LLM.
+
+    The prompt LangChain renders becomes the user's turn in ``prompt_format`` (docqa's ``prompt.format``):
+    ``plain`` passes it unchanged, as the card's RetrievalQA did; ``gguf`` wraps it in the model file's own chat
+    template, which instruction-tuned models need to answer rather than continue the text.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    backend: Any = Field(exclude=True, description="A loaded docqa.llm.LLM.")
+    prompt_format: Literal["plain", "llama-2-chat", "gguf"] = Field(
+        "plain", description="How the rendered prompt is given to the model; docqa's prompt.format."
+    )
+
+    @classmethod
+    def from_config(cls, path: Path | str | None = None, **fields: Any) -> "DocQALLM":
+        """Load the model a config file names, with its prompt format; no index is opened."""
+        from docqa.llm import create_llm
+        from docqa.settings import load_settings
+
+        settings = load_settings(path)
+        fields.setdefault("prompt_format", settings.prompt.format)
+        return cls(backend=create_llm(settings.llm, settings.root), **fields)
+
+    @classmethod
+    def from_docqa(cls, qa, **fields: Any) -> "DocQALLM":
+        """The model a loaded ``DocQA`` already holds."""
+        if qa.llm is None:
+            raise ConfigError("this DocQA was loaded with retrieval_only=True and has no language model")
+        fields.setdefault("prompt_format", qa.settings.prompt.format)
+        return cls(backend=qa.llm, **fields)
+
+    @property
+    def _llm_type(self) -> str:
+        return "docqa"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        settings = self.backend.settings
+        return {
+            "backend": self.backend.name,
+            "model": settings.model or str(settings.model_path),
+            "prompt_format": self.prompt_format,
+            "temperature": settings.temperature,
+            "max_new_tokens": settings.max_new_tokens,
+        }
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in the model's own tokenizer."""
+        return self.backend.count_tokens(text)
+
+    def _call(
+        self,
+        prompt: str,
+        stop: Optional[list[str]] = None,
+        run_manager: Optional[CallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> str:
+        return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: Optional[list[str]] = None,
+        run_manager: Optional[CallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        from docqa.llm.base import StopFilter
+        from docqa.prompts import apply_format
+
+        # The backend already ends at llm.stop; the caller's stop sequences are applied on top.
+        stops = StopFilter(stop or [])
+        # All of LangChain's prompt is content: special-token text in a passage or question stays text.
+        text = apply_format(self.prompt_format, prompt, self.backend.chat_template, self.backend.template_tokens)
+        with closing(self.backend.stream(text)) as pieces:  # stopping early ends the generation too
+            for piece in pieces:
+                kept = stops.feed(piece)
+                if kept:
+                    yield self._chunk(kept, run_manager)
+                if stops.stopped:
+                    return
+        rest = stops.flush()
+        if rest:
+            yield self._chunk(rest, run_manager)
+
+    @staticmethod
+    def _chunk(text: str, run_manager: Optional[CallbackManagerForLLMRun]) -> GenerationChunk:
+        chunk = GenerationChunk(text=text)
+        if run_manager:
+            run_manager.on_llm_new_token(text, chunk=chunk)
+        return chunk
+
+
+def retrieval_qa_chain(retriever: BaseRetriever, llm: LLM, template: str) -> Runnable:
+    """``{"query": ...}`` → ``{"query", "result", "source_documents"}``: RetrievalQA's "stuff" chain in LCEL.
+
+    ``template`` needs ``{context}`` (the passages, separated by blank lines) and ``{question}``.
+    """
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import PromptTemplate
+
+    def prompt_inputs(inputs: dict) -> dict:
+        context = "\n\n".join(document.page_content for document in inputs["source_documents"])
+        return {"context": context, "question": inputs["query"]}
+
+    answer = RunnableLambda(prompt_inputs) | PromptTemplate.from_template(template) | llm | StrOutputParser()
+    return RunnablePassthrough.assign(source_documents=itemgetter("query") | retriever) | RunnablePassthrough.assign(
+        result=answer | RunnableLambda(str.strip)
+    )

@@ -1,0 +1,217 @@
+"""docqa.langchain: the retriever passes LangChain's standard suite; the card's RetrievalQA and LCEL answer with SmolLM2."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+pytest.importorskip("langchain_core")
+
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.outputs import GenerationChunk  # noqa: E402
+from langchain_core.prompts import PromptTemplate  # noqa: E402
+from langchain_core.runnables import RunnablePassthrough  # noqa: E402
+from langchain_tests.integration_tests import RetrieversIntegrationTests  # noqa: E402
+
+from docqa.errors import ConfigError, MissingDependencyError  # noqa: E402
+from docqa.langchain import DocQALLM, DocQARetriever  # noqa: E402
+from docqa.qa import DocQA  # noqa: E402
+from docqa.settings import CARD_TEMPLATE  # noqa: E402
+from tests.test_llm import ScriptedLLM  # noqa: E402
+
+SAMPLE = "northwind-annual-report-2023.pdf"
+QUESTION = "How much is the minimum guarantee payable by Apex Sportswear?"
+FACT = re.compile(r"£\s?120\s?(?:million|m)\b")  # the sample report, page 3 (page index 2)
+
+
+def assert_states_the_fact_once(answer: str) -> None:
+    """The amount, said once: the model's end of turn ended the answer (no repeats, no chat markup)."""
+    assert len(FACT.findall(answer)) == 1, answer
+    assert "<|im_" not in answer, answer
+
+
+@pytest.fixture(scope="module")
+def fact_qa(built_fact_index):
+    with DocQA.from_config(built_fact_index.config, retrieval_only=True) as qa:
+        yield qa
+
+
+@pytest.fixture(scope="module")
+def smol_qa(built_sample_index, smollm2_gguf):
+    """DocQA over the sample report with the real SmolLM2-135M-Instruct, greedy, in its own chat template."""
+    pytest.importorskip("llama_cpp")
+    config = built_sample_index.write_config(
+        built_sample_index.root / "smollm2.yml",
+        llm={"model_path": str(smollm2_gguf), "temperature": 0.0, "max_new_tokens": 64, "threads": 1},
+        prompt={"format": "gguf"},
+    )
+    with DocQA.from_config(config) as qa:
+        yield qa
+
+
+def card_prompt() -> PromptTemplate:
+    return PromptTemplate(template=CARD_TEMPLATE, input_variables=["context", "question"])
+
+
+def assert_cites_the_guarantee_page(documents: list[Document]) -> None:
+    assert documents and all(isinstance(document, Document) for document in documents)
+    top = documents[0]
+    assert (top.metadata["source"], top.metadata["page"], top.metadata["page_number"]) == (SAMPLE, 2, 3)
+    assert "Apex Sportswear" in top.page_content
+
+
+# LangChain's standard retriever suite
+
+
+class TestDocQARetrieverStandard(RetrieversIntegrationTests):
+    @pytest.fixture(autouse=True)
+    def _index(self, fact_qa):
+        self.qa = fact_qa
+
+    @property
+    def retriever_constructor(self) -> type[DocQARetriever]:
+        return DocQARetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        return {"qa": self.qa}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "Which company sells cloud accounting software?"
+
+
+# The retriever's documents
+
+
+def test_documents_carry_source_pages_score_and_chunk_id(fact_qa):
+    documents = fact_qa.as_retriever(k=2).invoke("How many people did Alpha employ?")
+    sources = fact_qa.retrieve("How many people did Alpha employ?", k=2)
+    assert len(documents) == 2
+    top = documents[0]
+    assert top.page_content == sources[0].text
+    assert "3,400 people" in top.page_content
+    assert top.metadata == {
+        "source": "alpha-annual-report.pdf",
+        "page": 2,  # 0-based, as PyPDFLoader
+        "page_number": 3,
+        "score": sources[0].score,
+        "chunk_id": sources[0].chunk_id,
+    }
+    assert top.id == str(sources[0].chunk_id)
+    assert len({document.metadata["chunk_id"] for document in documents}) == 2
+
+
+def test_document_filter_and_k_from_constructor_or_invoke(fact_qa):
+    retriever = fact_qa.as_retriever(doc="beta*", k=3)
+    documents = retriever.invoke("What did the board declare?")
+    assert len(documents) == 3
+    assert {document.metadata["source"] for document in documents} == {"beta-10k.pdf"}
+    assert documents[0].metadata["page"] == 2
+    alpha = retriever.invoke("What did the board declare?", k=1, doc="alpha*")
+    assert len(alpha) == 1 and alpha[0].metadata["source"] == "alpha-annual-report.pdf"
+
+
+async def test_async_retrieval_finds_what_sync_finds(fact_qa):
+    retriever = fact_qa.as_retriever(k=3)
+    question = "What was capital expenditure in fiscal 2022?"
+    assert await retriever.ainvoke(question) == retriever.invoke(question)
+    assert (await retriever.ainvoke(question))[0].metadata["page_number"] == 2
+
+
+def test_retriever_from_config_opens_the_index_without_an_llm(built_fact_index):
+    retriever = DocQARetriever.from_config(built_fact_index.config, k=1)
+    try:
+        documents = retriever.invoke("Which company designs industrial pumps?")
+        assert retriever.qa.llm is None
+        assert [document.metadata["source"] for document in documents] == ["alpha-annual-report.pdf"]
+    finally:
+        retriever.qa.close()
+
+
+def test_retrieval_only_docqa_has_no_llm_to_offer(fact_qa):
+    with pytest.raises(ConfigError, match="retrieval_only"):
+        fact_qa.as_llm()
+
+
+def test_missing_langchain_core_says_how_to_install(monkeypatch):
+    for name in [name for name in sys.modules if name.split(".")[0] == "langchain_core"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if never installed: every import of it fails
+    monkeypatch.delitem(sys.modules, "docqa.langchain")
+    with pytest.raises(MissingDependencyError, match="pip install langchain-core"):
+        import docqa.langchain  # noqa: F401
+
+
+# DocQALLM's streaming, stop sequences and token counts (a scripted backend: exact tokens)
+
+
+def test_llm_streams_chunks_and_applies_the_callers_stop_sequences():
+    backend = ScriptedLLM([b"The answer", b" is 42.", b"\nSou", b"rces: none"], stop=["</s>"])
+    llm = DocQALLM(backend=backend)
+    chunks = list(llm._stream("prompt", stop=["\nSources:"]))
+    assert all(isinstance(chunk, GenerationChunk) for chunk in chunks)
+    assert [chunk.text for chunk in chunks] == ["The answer", " is 42."]
+    assert backend.closed  # stopping ends the generation
+    assert llm.invoke("prompt", stop=["42"]) == "The answer is "
+    assert "".join(llm.stream("prompt")) == "The answer is 42.\nSources: none"
+
+
+def test_llm_counts_tokens_with_the_backend_tokenizer():
+    llm = DocQALLM(backend=ScriptedLLM([]))
+    assert llm.get_num_tokens("one two three four") == 4
+    assert llm.get_num_tokens("antidisestablishmentarianism") == 1  # one word to ScriptedLLM; GPT-2 splits it
+
+
+def test_llm_applies_the_configured_prompt_format():
+    class Recording(ScriptedLLM):
+        def _generate(self, prompt):
+            self.prompt = prompt
+            yield b"ok"
+
+    backend = Recording([])
+    assert DocQALLM(backend=backend, prompt_format="llama-2-chat").invoke("Question: why?") == "ok"
+    assert backend.prompt.startswith("[INST] <<SYS>>") and backend.prompt.endswith("Question: why? [/INST]")
+    DocQALLM(backend=backend).invoke("Question: why?")
+    assert backend.prompt == "Question: why?"
+
+
+# The real SmolLM2 model on the sample report
+
+
+def test_card_retrieval_qa_answers_with_sources_and_pages(smol_qa):
+    from langchain_classic.chains import RetrievalQA
+
+    chain = RetrievalQA.from_chain_type(
+        llm=smol_qa.as_llm(),
+        chain_type="stuff",
+        retriever=smol_qa.as_retriever(),
+        return_source_documents=True,
+        chain_type_kwargs={"prompt": card_prompt()},
+    )
+    result = chain.invoke({"query": QUESTION})
+    assert_states_the_fact_once(result["result"])
+    assert len(result["source_documents"]) == smol_qa.settings.retrieval.k
+    assert_cites_the_guarantee_page(result["source_documents"])
+
+
+def test_lcel_retriever_prompt_llm_streams_the_answer(smol_qa):
+    retriever, llm = smol_qa.as_retriever(), smol_qa.as_llm()
+
+    def join(documents: list[Document]) -> str:
+        return "\n\n".join(document.page_content for document in documents)
+
+    chain = {"context": retriever | join, "question": RunnablePassthrough()} | card_prompt() | llm
+    pieces = list(chain.stream(QUESTION))
+    assert len(pieces) > 1  # streamed, not returned whole
+    assert_states_the_fact_once("".join(pieces))
+    assert llm.get_num_tokens("Apex Sportswear") < len("Apex Sportswear")
+
+
+def test_as_chain_returns_retrieval_qa_keys(smol_qa):
+    result = smol_qa.as_chain().invoke({"query": QUESTION})
+    assert set(result) == {"query", "result", "source_documents"}
+    assert result["query"] == QUESTION
+    assert_states_the_fact_once(result["result"])
+    assert_cites_the_guarantee_page(result["source_documents"])
