@@ -35,7 +35,9 @@ sys.path.insert(0, str(REPO / "src"))
 from docqa.errors import DocqaError, StoreError  # noqa: E402
 from docqa.evaluate import GoldQuestion, Retrieved, file_name, is_hit, read_gold  # noqa: E402
 from docqa.grading import grade  # noqa: E402
+from docqa.documents import find_pdfs  # noqa: E402
 from docqa.qa import Answer, DocQA, Source  # noqa: E402
+from docqa.retrieval import Searched  # noqa: E402
 from docqa.settings import Settings, load_settings  # noqa: E402
 
 TUTORIAL_K = 2
@@ -133,6 +135,7 @@ class TutorialQA(DocQA):
         started = time.perf_counter()
         folder = tutorial_index(corpus)
         self.tutorial = tutorial_retriever(corpus, folder)
+        self.documents = tuple(sorted(path.name for path in find_pdfs(corpus)))  # the tutorial searches them all
         (folder / "answers-corpus.txt").write_text(corpus_fingerprint(corpus))
         print(f"tutorial index {folder}: {self.tutorial.chunks} chunks", file=sys.stderr)
         self.settings = settings
@@ -142,13 +145,14 @@ class TutorialQA(DocQA):
         self.load_seconds = time.perf_counter() - started
         self._unreported_load = self.load_seconds
 
-    def retrieve(self, question: str, *, k=None, doc=None) -> list[Source]:
+    def search(self, question: str, *, k=None, doc=None) -> tuple[list[Source], Searched]:
         found = self.tutorial.faiss.similarity_search_with_score(question, k=k or self.settings.retrieval.k)
-        return [
+        sources = [
             Source(Path(d.metadata["source"]).name, d.metadata["page"], d.metadata["page"] + 1, d.page_content,
                    round(float(distance), 6))
             for d, distance in found
         ]
+        return sources, Searched("all", self.documents)
 
     def close(self) -> None:
         pass

@@ -1,31 +1,37 @@
 """Retrieval quality: the original tutorial's pipeline against docqa's default pipeline, in one run.
 
-Both index every PDF under ../shared/corpus in one index and are scored on ../shared/eval/financebench_dev.jsonl
-with docqa's hit rule (docs/evaluation.md) at the same cut-offs, plus the context a prompt gets at each default k.
+Both index every PDF under --corpus (default ../shared/corpus) in one index and are scored on each --gold file
+(default ../shared/eval/financebench_dev.jsonl) with docqa's hit rule (docs/evaluation.md) at the same cut-offs, plus
+the context a prompt gets at each default k. With --split (default eval/financebench_split.json), questions whose ids
+the split names are also scored per half: "tuning" (what retrieval ideas were tried on) and "report" (never looked at).
 
 Both indexes are the ones bench/ingest.py builds, so that one build of each serves every benchmark:
 - the tutorial's is its own FAISS.save_local folder, written by bench/tutorial_ingest.py (LangChain's PyPDFLoader,
   RecursiveCharacterTextSplitter(500, 50), HuggingFaceEmbeddings: all-MiniLM-L6-v2 on torch, FAISS.from_documents),
   read back with FAISS.load_local and searched with similarity_search, as the tutorial does. Building it takes about
-  20 minutes on two cores; it is built here if missing. Its docstore is a pickle: load it only from a folder this
-  benchmark wrote.
+  30 minutes on two cores for ../shared/corpus; it is built here if missing. Its docstore is a pickle: load it only
+  from a folder this benchmark wrote.
 - docqa's is built with the default settings from the config bench/ingest.py writes; an index that is already up to
-  date is used as it is, one built with other settings is rebuilt.
+  date is used as it is, one built with other settings is rebuilt. For another corpus both indexes go to folders of
+  their own (named by a hash of the corpus path). --seed-index FOLDER copies a docqa index of the same PDFs under
+  other names first, so that only the renames are applied (docqa indexes nothing of a file's name).
 
-    .venv/bin/python bench/retrieval.py [--tutorial-index FOLDER] [--json]
+    .venv/bin/python bench/retrieval.py [--corpus DIR] [--gold FILE ...] [--split FILE] [--docqa-only] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
 import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 from ingest import docqa_config, write_docqa_config
-from measure import CACHE, PYTHON, REPO, add_evaluation_options, checked, evaluation_data_missing, run_measured
+from measure import CACHE, CORPUS, GOLD, PYTHON, REPO, checked, run_measured
 
 sys.path.insert(0, str(REPO / "src"))
 
@@ -70,12 +76,23 @@ def tutorial_retriever(corpus: Path, folder: Path) -> TutorialRetriever:
 # ---------------------------------------------------------------- docqa's default pipeline
 
 
-def docqa_settings(corpus: Path) -> Settings:
-    """The default settings over the corpus, with bench/ingest.py's index brought up to date."""
+def cache_name(corpus: Path, default: str) -> str:
+    """bench/ingest.py's folder name for the default corpus; for another corpus, that name and a hash of its path."""
+    if corpus.resolve() == CORPUS.resolve():
+        return default
+    return f"{default}-{hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:8]}"
+
+
+def docqa_settings(corpus: Path, seed: Path | None = None) -> Settings:
+    """The default settings over the corpus, with its index brought up to date."""
     from docqa.ingest import build_index
 
-    config = docqa_config(CACHE / "ingest", Settings().ingest.extractor)
-    write_docqa_config(config, corpus, Settings().ingest.extractor)
+    extractor = Settings().ingest.extractor
+    config = docqa_config(CACHE / "ingest", extractor)
+    config = config.parent.with_name(cache_name(corpus, config.parent.name)) / config.name
+    if seed is not None and not (config.parent / "vectorstore").exists():
+        shutil.copytree(seed, config.parent / "vectorstore", ignore=shutil.ignore_patterns(".build.lock"))
+    write_docqa_config(config, corpus, extractor)
     settings = load_settings(config)
     try:
         report = build_index(settings)
@@ -91,7 +108,10 @@ def docqa_settings(corpus: Path) -> Settings:
 # ---------------------------------------------------------------- comparison
 
 
-def compare(tutorial: dict, docqa: dict, ks=KS) -> str:
+def compare(tutorial: dict | None, docqa: dict, ks=KS) -> str:
+    """The figures side by side; with ``tutorial`` None, docqa's alone."""
+    if tutorial is None:
+        tutorial = {key: float("nan") for key in docqa} | {"default_k": "-"}
     rows = [f"{'':<22}{'tutorial':>10}{'docqa':>10}{'ratio':>8}"]
     for k in ks:
         key = f"recall@{k}"
@@ -100,43 +120,94 @@ def compare(tutorial: dict, docqa: dict, ks=KS) -> str:
     rows.append(f"{'default k':<22}{tutorial['default_k']:>10}{docqa['default_k']:>10}")
     rows.append(f"{'context chars (mean)':<22}{tutorial['context_chars_mean']:>10.0f}{docqa['context_chars_mean']:>10.0f}"
                 f"{_ratio(docqa['context_chars_mean'], tutorial['context_chars_mean']):>8}")
+    rows.append(f"{'context chars (max)':<22}{tutorial.get('context_chars_max', float('nan')):>10.0f}"
+                f"{docqa.get('context_chars_max', float('nan')):>10.0f}")
     rows.append(f"{'latency ms (p50)':<22}{tutorial['latency_ms_p50']:>10.1f}{docqa['latency_ms_p50']:>10.1f}")
     at_default = docqa[f"recall@{docqa['default_k']}"]
-    at_double = docqa.get(f"recall@{2 * docqa['default_k']}")
     rows.append("")
     rows.append(f"docqa recall@{docqa['default_k']} (default k) / tutorial recall@{TUTORIAL_K}: "
                 f"{_ratio(at_default, tutorial[f'recall@{TUTORIAL_K}'])}")
-    if at_double is not None:
-        rows.append(f"docqa recall@{2 * docqa['default_k']} (twice the default budget): {at_double:.3f}")
     return "\n".join(rows)
 
 
 def _ratio(value: float, base: float) -> str:
-    return f"{value / base:.2f}x" if base else "-"
+    return f"{value / base:.2f}x" if base and base == base else "-"
+
+
+def split_halves(path: Path | None) -> dict[str, set[str]]:
+    """{half: question ids} of a split file (eval/financebench_split.json), or {} without one."""
+    if path is None or not path.is_file():
+        return {}
+    split = json.loads(path.read_text(encoding="utf-8"))
+    return {"tuning": set(split["tuning"]), "report": set(split["report"])}
+
+
+def subsets(gold: Path, halves: dict[str, set[str]], folder: Path,
+            indexed: set[str] | None = None) -> list[tuple[str, Path]]:
+    """(name, gold file) for the whole file and for each half of the split that holds some of its questions; with
+    ``indexed``, only the questions about those documents (a partly built index)."""
+    lines = {json.loads(line)["id"]: line for line in gold.read_text(encoding="utf-8").splitlines() if line.strip()}
+    if indexed is not None:
+        lines = {qid: line for qid, line in lines.items() if json.loads(line)["doc"] in indexed}
+    if not lines:
+        return []
+    scope = "" if indexed is None else f" about the {len(indexed)} indexed documents"
+    parts = [("all", set(lines))] + [(f"{half} half", set(lines) & members) for half, members in halves.items()]
+    result = []
+    for part, ids in parts:
+        if ids:
+            path = folder / f"{gold.stem}.{part.split()[0]}.jsonl"
+            path.write_text("".join(lines[qid] + "\n" for qid in sorted(ids)), encoding="utf-8")
+            result.append((f"{gold.name} ({part}, {len(ids)}{scope})", path))
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_evaluation_options(parser)
-    parser.add_argument("--tutorial-index", type=Path, default=CACHE / "tutorial-langchain",
-                        help="the tutorial's FAISS.save_local folder (built there if missing)")
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--gold", type=Path, nargs="+", default=[GOLD], help="gold files (several are scored in turn)")
+    parser.add_argument("--split", type=Path, default=REPO / "eval" / "financebench_split.json",
+                        help="tuning/report split of question ids; halves are scored where a gold file has them")
+    parser.add_argument("--tutorial-index", type=Path,
+                        help="the tutorial's FAISS.save_local folder (built there if missing; default: in the cache)")
+    parser.add_argument("--docqa-only", action="store_true", help="skip the tutorial's pipeline")
+    parser.add_argument("--seed-index", type=Path, metavar="FOLDER",
+                        help="copy this docqa vectorstore first if the corpus has none yet (the same PDFs renamed)")
+    parser.add_argument("--docqa-config", type=Path, metavar="PATH",
+                        help="score the index of this config as it is (not built or updated here)")
+    parser.add_argument("--indexed-only", action="store_true",
+                        help="score only questions about documents in docqa's index (one still being built)")
+    parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object")
     args = parser.parse_args()
-    if evaluation_data_missing(args):
+    missing = [str(path) for path in [args.corpus, *args.gold] if not path.exists()]
+    if missing:
+        print(f"skipped: needs {', '.join(missing)}")
         return 0
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
     from docqa.qa import DocQA
 
-    tutorial = tutorial_retriever(args.corpus, args.tutorial_index)
-    settings = docqa_settings(args.corpus)
-    tutorial_result = evaluate(tutorial, args.gold, KS)
-    with DocQA(settings, retrieval_only=True) as qa:
-        docqa_result = evaluate(qa, args.gold, KS)
-    print(f"tutorial index: {args.tutorial_index}, {tutorial.chunks} chunks")
+    tutorial = None
+    if not args.docqa_only:
+        folder = args.tutorial_index or CACHE / cache_name(args.corpus, "tutorial-langchain")
+        tutorial = tutorial_retriever(args.corpus, folder)
+        print(f"tutorial index: {folder}, {tutorial.chunks} chunks")
+    settings = load_settings(args.docqa_config) if args.docqa_config else docqa_settings(args.corpus, args.seed_index)
     print(f"docqa index: {settings.paths.vectorstore}")
-    print(compare(tutorial_result, docqa_result))
+    halves = split_halves(args.split)
+    scratch = CACHE / "retrieval-gold"
+    scratch.mkdir(parents=True, exist_ok=True)
+    results = {}
+    with DocQA(settings, retrieval_only=True) as qa:
+        indexed = {Path(record.name).name for record in qa.store.documents()} if args.indexed_only else None
+        for gold in args.gold:
+            for name, path in subsets(gold, halves, scratch, indexed):
+                theirs = evaluate(tutorial, path, KS) if tutorial else None
+                ours = evaluate(qa, path, KS)
+                results[name] = {"tutorial": theirs, "docqa": ours}
+                print(f"\n== {name}\n{compare(theirs, ours)}")
     if args.json:
-        print(json.dumps({"tutorial": tutorial_result, "docqa": docqa_result}, indent=2))
+        print(json.dumps(results, indent=2))
     return 0
 
 

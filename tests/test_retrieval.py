@@ -6,17 +6,22 @@ embedder and generated PDFs of tests/test_batch.py.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from docqa.chunking import Chunk, Chunker, document_label, is_heading, page_title
+from docqa.chunking import Chunk, Chunker, is_heading, page_title
 from docqa.documents import Page
 from docqa.errors import ModelNotFoundError
-from docqa.profiles import named_documents, profile, question_years, registrant_name, same_company_names
+from docqa.profiles import describe, named_documents, profile, question_years, registrant_name, same_company_names
+from docqa.cli import ask_main
+from docqa.ingest import build_index
 from docqa.qa import DocQA
-from docqa.retrieval import Hit, diverse, fts_query, load_reranker, with_line_items
+from docqa.retrieval import Hit, diverse, fts_query, join_overlapping, load_reranker, with_line_items, with_runner_ups
 from docqa.settings import Retrieval, Settings
 from docqa.store import StoredChunk
-from tests.test_batch import fake_embedder, indexed  # noqa: F401 - fixtures: an index of REPORTS
+from tests.test_batch import config, fake_embedder, indexed, make_settings, write_reports  # noqa: F401 - fixtures
 
 COVER = """UNITED STATES
 SECURITIES AND EXCHANGE COMMISSION
@@ -41,8 +46,43 @@ def test_profile_reads_company_period_and_form_from_the_file_name():
 def test_profile_adds_the_registrant_of_the_cover_page_and_its_period():
     assert registrant_name(COVER) == "BEST BUY"
     item = profile("annual-report.pdf", COVER)
-    assert item.names == {"bestbuy"} and item.initials == {"bb"}
-    assert item.years == {2023}  # no year in the file name: the cover page's period
+    assert item.names == {"bestbuy"} and item.initials == {"bb"} and not item.hinted
+    # A year to late January: some companies call it fiscal 2023, others fiscal 2022.
+    assert item.years == {2022, 2023} and item.form == "10-K"
+    assert profile("BESTBUY_2023_10K.pdf").hinted == {"bestbuy"}  # from the file name alone: a hint
+
+
+@pytest.mark.parametrize(
+    "first_page, label",
+    [
+        (COVER, "BEST BUY 10-K 2023"),
+        # No "exact name" caption: the name stands under the commission file number.
+        ("UNITED STATES\nSECURITIES AND EXCHANGE COMMISSION\nFORM 10-K\nFor the fiscal year ended December 31, 2018\n"
+         "Commission file number 1-3285\n3M COMPANY\nState of Incorporation: Delaware", "3M 10-K 2018"),
+        # One word per line, as some PDFs extract; non-breaking spaces.
+        ("FORM\n10-K\nFor\nthe\nfiscal\nyear\nended\nDecember\n31,\n2016\nCommission\nFile\nNumber\n001-37622\n"
+         "SQUARE,\nINC.\n(Exact\nname\nof\nregistrant\nas\nspecified)", "SQUARE 10-K 2016"),
+        ("FORM 20-F\nFor\xa0the\xa0fiscal\xa0year\xa0ended\xa030 June 2022\nCommission file number 001-35627\n"
+         "MANCHESTER UNITED plc\n(Exact name of Registrant as specified in its charter)", "MANCHESTER UNITED 20-F 2022"),
+        ("FORM 8-K\nCURRENT REPORT\nDate of Report (Date of earliest event reported): July 1, 2022 (June 30, 2022)\n"
+         "AMCOR PLC\n(Exact name of registrant as specified in its charter)", "AMCOR 8-K 2022"),
+        # Press releases: the issuer before its ticker, the headline's period; a form named further down is not its own.
+        ("March 9, 2023\nUlta Beauty Announces Fourth Quarter\nFiscal 2022 Results\nBOLINGBROOK, Ill.--(BUSINESS WIRE)-- "
+         "Ulta Beauty, Inc. (NASDAQ: ULTA) today announced results" + " filler" * 80 + " see our Form 10-Q",
+         "Ulta Beauty 2022Q4"),
+        ("Amcor reports fiscal 2023 results and provides outlook for fiscal 2024\nJune 2023 quarter", "Amcor 2023"),
+        ("Minutes of the meeting of the garden club", ""),
+    ],
+)
+def test_describe_reads_company_form_and_period_from_the_first_page(first_page, label):
+    assert describe(first_page).label == label
+
+
+def test_describe_gives_every_year_a_period_may_be_called_by():
+    quarter = describe("FORM 10-Q\nFor the quarterly period ended July 29, 2023\nCommission File Number 1-9595\n"
+                       "BEST BUY CO., INC.\n(Exact name of registrant as specified in its charter)")
+    assert (quarter.year, quarter.years) == (2023, {2023, 2024})  # Best Buy's Q2 of fiscal 2024
+    assert describe("FORM 10-K\nFor the fiscal year ended June 30, 2023").years == {2023}
 
 
 def test_filings_sharing_a_name_share_all_names():
@@ -58,6 +98,8 @@ def test_filings_sharing_a_name_share_all_names():
         ("Which region had the biggest drop in Q22023 revenues?", {2023}),
         ("As of Q2'2023, is Pfizer spinning off anything?", {2023}),
         ("What is the revenue of 12345 stores?", set()),
+        ("What was capex in FY99?", {1999}),
+        ("What was capex in FY'22?", {2022}),
     ],
 )
 def test_question_years(question, expected):
@@ -67,7 +109,9 @@ def test_question_years(question, expected):
 FILINGS = same_company_names([
     profile("3M_2018_10K.pdf"), profile("3M_2022_10K.pdf"),
     profile("BESTBUY_2023_10K.pdf"), profile("BESTBUY_2024Q2_10Q.pdf"),
-    profile("JOHNSON_JOHNSON_2022_10K.pdf"), profile("MGMRESORTS_2022Q4_EARNINGS.pdf"),
+    profile("JOHNSON_JOHNSON_2022_10K.pdf", "FORM 10-K\nFor the fiscal year ended January 1, 2023\nJOHNSON & JOHNSON\n"
+            "(Exact name of registrant as specified in its charter)"),  # initials come from the content's name
+    profile("MGMRESORTS_2022Q4_EARNINGS.pdf"),
     profile("PEPSICO_2023Q1_EARNINGS.pdf"), profile("PEPSICO_2023_8K_dated-2023-05-30.pdf"),
 ])
 
@@ -89,6 +133,29 @@ FILINGS = same_company_names([
 )
 def test_named_documents(question, expected):
     assert named_documents(question, FILINGS) == expected
+
+
+DECOYS = [profile(name) for name in ("ADIDAS_2022_10K.pdf", "SEC_filing_2021.pdf", "TOTAL_2022_20F.pdf")] + [
+    profile("manu-20f-2022-09-24.pdf", "FORM 20-F\nFor the fiscal year ended 30 June 2022\nMANCHESTER UNITED plc\n"
+            "(Exact name of Registrant as specified in its charter)")]
+
+
+@pytest.mark.parametrize(
+    "question, common, expected",
+    [
+        # File-name words are hints: they narrow only where they tell documents apart.
+        ("How much is the minimum guarantee payable by Adidas?", {"Adidas"}, []),
+        ("How much is the minimum guarantee payable by Adidas?", set(), ["ADIDAS_2022_10K.pdf"]),
+        ("What was the revenue according to the SEC filing?", {"SEC"}, []),
+        # A capitalised word that starts a sentence is checked the same way, even where the content names it.
+        ("Total revenue in 2022?", {"Total"}, []),
+        ("What was the Total revenue in 2022?", {"Total"}, []),
+        # A name from the content, written as a name, narrows at once.
+        ("What did Manchester United earn in 2022?", {"Manchester United"}, ["manu-20f-2022-09-24.pdf"]),
+    ],
+)
+def test_file_name_hints_and_sentence_starts_narrow_only_where_they_tell_documents_apart(question, common, expected):
+    assert named_documents(question, DECOYS, lambda phrase, item: phrase not in common) == expected
 
 
 # ---------------------------------------------------------------- chunk headers
@@ -114,13 +181,14 @@ def test_chunks_carry_the_document_label_and_their_headings_in_what_is_indexed()
             "Cash Flows from Investing Activities\n" + "Purchases of property, plant and equipment (1,577)\n" * 12)
     assert page_title(text) == ["3M Company and Subsidiaries", "Consolidated Statement of Cash Flows",
                                 "Cash Flows from Investing Activities"]
-    chunks = list(Chunker(200, 20).split([Page("reports/3M_2018_10K.pdf", 59, text)]))
+    chunks = list(Chunker(200, 20).split([Page("reports/mmm-20181231.pdf", 59, text)], "3M 10-K 2018"))
     assert len(chunks) > 2
     last = chunks[-1]
-    assert last.header == ("3M 2018 10K | 3M Company and Subsidiaries | Consolidated Statement of Cash Flows | "
+    assert last.header == ("3M 10-K 2018 | 3M Company and Subsidiaries | Consolidated Statement of Cash Flows | "
                            "Cash Flows from Investing Activities")
     assert last.indexed_text == f"{last.header}\n{last.text}" and "Consolidated" not in last.text
-    assert document_label("manu-20f-2022-09-24.pdf") == "manu 20f 2022 09 24"
+    unlabelled = list(Chunker(200, 20).split([Page("reports/TOTAL_2022_20F.pdf", 59, text)]))
+    assert "TOTAL" not in unlabelled[-1].header  # never the file name's words
 
 
 # ---------------------------------------------------------------- lexical query and diversity
@@ -155,6 +223,28 @@ def test_diverse_takes_at_most_max_per_page_chunks_of_a_page():
     assert [h.chunk.id for h in diverse(hits, 3, max_per_page=1)] == [1, 3, 5]
     assert [h.chunk.id for h in diverse(hits, 3, max_per_page=2)] == [1, 2, 3]
     assert [h.chunk.id for h in diverse(hits, 9, max_per_page=1)] == [1, 3, 5]
+
+
+def scored(document: str, page: int, text: str, chunk_id: int, score: float) -> Hit:
+    return Hit(StoredChunk(document, page, text, id=chunk_id), score)
+
+
+def test_a_passage_takes_in_the_adjacent_chunk_of_its_page_that_scores_nearly_as_high():
+    caption = scored("a.pdf", 94, "The average monthly number of employees was as follows:\nCommercial", 7, 0.0325)
+    figures = scored("a.pdf", 94, "Commercial 151 131\nAverage monthly number of employees 1,035 983", 8, 0.0320)
+    far = scored("a.pdf", 94, "Share ownership of the directors", 12, 0.0319)  # same page, not adjacent
+    weak = scored("a.pdf", 95, "Voting power", 21, 0.0300)
+    neighbour = scored("a.pdf", 95, "of the Class B shares", 22, 0.0100)  # adjacent, but far lower
+    candidates = [caption, figures, far, weak, neighbour]
+    taken = diverse(candidates, 2, max_per_page=1)
+    joined = with_runner_ups(taken, candidates, budget=1000, first=2)
+    assert joined[0].chunk.text == ("The average monthly number of employees was as follows:\nCommercial 151 131\n"
+                                    "Average monthly number of employees 1,035 983")
+    assert (joined[0].chunk.id, joined[0].score) == (7, 0.0325)
+    assert joined[1] == weak
+    assert with_runner_ups(taken, candidates, budget=100, first=2) == taken  # no room left in the prompt
+    assert with_runner_ups(taken, candidates, budget=1000, first=0) == taken  # beyond the prompt's passages
+    assert join_overlapping("abc def", "xyz") == "abc def\nxyz"
 
 
 # ---------------------------------------------------------------- end to end over generated PDFs
@@ -206,3 +296,112 @@ def test_a_missing_reranker_folder_is_a_clear_error(tmp_path):
 
 def test_stored_chunks_keep_no_header():
     assert Chunk("a.pdf", 0, "text").indexed_text == "text"
+
+
+# ---------------------------------------------------------------- scoping: said in every output, never fooled by a name
+
+MU_COVER = ("FORM 20-F\nFor the fiscal year ended 30 June 2022\nCommission file number 001-35627\nMANCHESTER UNITED plc\n"
+            "(Exact name of Registrant as specified in its charter)")
+MU_LIKE = {
+    "manu-20f-2022-09-24.pdf": [
+        MU_COVER,
+        "Any increase or decrease in a particular year would have the effect of increasing or decreasing the minimum "
+        "guarantee amount of £750 million payable over the 10-year term of the agreement with adidas.",
+        "Total revenue for the year ended 30 June 2022 was £583.2 million, an increase of 18.0%.",
+        "This annual report is filed with the SEC on Form 20-F by the club.",
+    ],
+}
+# Unrelated files whose names hold a capitalised word of the questions below (issue 12, finding 3).
+NAME_DECOYS = {
+    "ADIDAS_2022_10K.pdf": ["The bakery sold bread and cakes in Leeds.", "Ovens were replaced in the spring."],
+    "SEC_filing_2021.pdf": ["The garden centre sold plants and seeds.", "A new greenhouse opened in March."],
+    "TOTAL_2022_20F.pdf": ["The shipping line carried containers to Rotterdam.", "Two vessels were refitted."],
+}
+# A filing whose content names the company, but which holds nothing about the question.
+CONTENT_DECOY = {
+    "adidas-ag-2022.pdf": [
+        "FORM 20-F\nFor the fiscal year ended 31 December 2022\nCommission file number 001-00001\nADIDAS AG\n"
+        "(Exact name of Registrant as specified in its charter)",
+        "Footwear sales in Germany rose as new stores opened in Munich.",
+    ],
+    "beta-2022.pdf": ["Beta Foods sold soups in Bristol.", "Beta employed 90 bakers."],
+    "gamma-2022.pdf": ["Gamma Tools made hammers in Sheffield.", "Gamma opened a depot."],
+}
+ADIDAS = "How much is the minimum guarantee payable by Adidas?"
+
+
+def index_of(tmp_path, reports: dict[str, list[str]]) -> Settings:
+    settings = make_settings(tmp_path)
+    settings.retrieval = Retrieval()
+    write_reports(settings.paths.data, reports)
+    build_index(settings)
+    return settings
+
+
+def test_a_named_company_narrows_the_search_and_the_answer_says_so(defaults):
+    with DocQA(defaults, retrieval_only=True) as qa:
+        named = qa.ask("How many people did Acme employ in 2022?", k=3)
+        unnamed = qa.ask("How many people were employed?", k=3)
+    assert (named.searched.scope, named.searched.documents) == ("named", ("acme-2022.pdf",))
+    assert named.searched.summary() == "1 document named in the question: acme-2022.pdf"
+    assert (unnamed.searched.scope, unnamed.searched.named) == ("all", ())
+    assert set(unnamed.searched.documents) == {"acme-2022.pdf", "acme-2023.pdf", "beta-2023.pdf"}
+    assert unnamed.searched.summary() == "all 3 documents"
+
+
+def test_searched_documents_are_in_the_text_and_json_outputs(config, capsys):
+    assert ask_main(["--config", str(config), "--retrieval-only", "How many people did Acme employ in 2022?"]) == 0
+    out = capsys.readouterr().out
+    assert "\nSearched: 1 document named in the question: acme-2022.pdf\nTimings:" in out
+    assert ask_main(["--config", str(config), "--retrieval-only", "--json", "How many bakers?"]) == 0
+    searched = json.loads(capsys.readouterr().out)["searched"]
+    assert searched["scope"] == "all" and len(searched["documents"]) == 3
+    assert ask_main(["--config", str(config), "--retrieval-only", "--json", "--doc", "beta*", "Revenue?"]) == 0
+    assert json.loads(capsys.readouterr().out)["searched"] == {"scope": "doc", "documents": ["beta-2023.pdf"], "named": []}
+
+
+@pytest.mark.parametrize(
+    "question, answer",
+    [
+        (ADIDAS, "£750 million"),
+        ("What did the club say according to the SEC filing?", "filed with the SEC"),
+        ("Total revenue in 2022?", "£583.2 million"),
+    ],
+)
+def test_a_capitalised_word_matching_a_file_name_does_not_narrow_the_search(tmp_path, fake_embedder, question, answer):
+    settings = index_of(tmp_path, {**MU_LIKE, **NAME_DECOYS})
+    with DocQA(settings, retrieval_only=True) as qa:
+        result = qa.ask(question, k=2)
+    assert result.searched.scope == "all" and len(result.searched.documents) == 4
+    assert result.sources[0].document == "manu-20f-2022-09-24.pdf" and answer in result.sources[0].text
+
+
+def test_a_named_company_whose_passages_match_weakly_falls_back_to_every_document(tmp_path, fake_embedder):
+    settings = index_of(tmp_path, {**MU_LIKE, **CONTENT_DECOY})
+    with DocQA(settings, retrieval_only=True) as qa:
+        weak = qa.ask(ADIDAS, k=2)
+        strong = qa.ask("How did Adidas footwear sales in Germany change?", k=2)
+    assert (weak.searched.scope, weak.searched.named) == ("all", ("adidas-ag-2022.pdf",))
+    assert "but no passage there matched it nearly as well" in weak.searched.summary()
+    assert "£750 million" in weak.sources[0].text
+    assert (strong.searched.scope, strong.searched.documents) == ("named", ("adidas-ag-2022.pdf",))
+
+
+MU_REPORT = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "manu-20f-2022-09-24.pdf"
+
+
+@pytest.mark.skipif(not MU_REPORT.is_file(), reason="needs ../shared/corpus (the Manchester United 20-F)")
+def test_the_real_manchester_united_report_beside_decoys(tmp_path, fake_embedder):
+    settings = make_settings(tmp_path)
+    settings.retrieval = Retrieval()
+    write_reports(settings.paths.data, NAME_DECOYS)
+    (settings.paths.data / MU_REPORT.name).symlink_to(MU_REPORT)
+    build_index(settings)
+    with DocQA(settings, retrieval_only=True) as qa:
+        adidas = qa.ask(ADIDAS)
+        total = qa.ask("Total revenue in 2022?")
+        named = qa.ask("What was Manchester United's total revenue for the year ended 30 June 2022?")
+    assert adidas.searched.scope == "all"
+    assert any(s.page_index == 53 and "£750 million" in s.text for s in adidas.sources)
+    assert total.searched.scope == "all"
+    assert named.searched.documents == (MU_REPORT.name,)

@@ -16,7 +16,7 @@ def unit(rows: int, seed: int) -> np.ndarray:
 def add(writer: StoreWriter, name: str, texts: list[str], seed: int) -> np.ndarray:
     vectors = unit(len(texts), seed)
     chunks = [Chunk(name, page, text) for page, text in enumerate(texts)]
-    writer.add_document(name, f"digest-{name}", len(texts), chunks, vectors)
+    writer.add_document(name, f"digest-{name}", len(texts), chunks, vectors, title=f"Company {name[-5]} 10-K 2022")
     return vectors
 
 
@@ -97,7 +97,9 @@ def test_remove_and_rename(folder, built):
         assert store.chunk_count() == 2
         assert store.vectors.index.ntotal == 2
         assert store.lexical_search('"guarantee"', 5) == []
-        assert store.lexical_search('"c"', 5)  # the document title is searchable under its new name
+        # The title is what the content says the document is: a new file name changes nothing of it.
+        assert store.lexical_search('"c"', 5) == []
+        assert len(store.lexical_search('"company b"', 5)) == 2
 
 
 def test_second_build_is_refused_while_one_runs(folder, built):

@@ -2,8 +2,9 @@
 
 Chunks never cross a page boundary, so every chunk has exactly one 0-based page index.
 A chunk also carries a header that is embedded and searched with its text but never shown: the document's
-label (from its file name: company, period, form) and the headings it sits under on its page. A table row
-in the middle of a statement then still says which company, year and statement it belongs to.
+label (company, form and period, read from its first page by docqa.profiles.describe; never the file name, which
+may say anything) and the headings it sits under on its page. A table row in the middle of a statement then still
+says which company, year and statement it belongs to.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from docqa.documents import Page, title_words
+from docqa.documents import Page
 from docqa.types import Chunk
 
 # Headings at the top of a page name what the whole page is ("Consolidated Balance Sheets").
@@ -19,11 +20,6 @@ PAGE_TITLE_LINES = 4
 MAX_HEADING_CHARS = 90
 _MINOR_WORDS = frozenset("a an and as at by for from in of on or per the to vs with".split())
 _NOT_HEADINGS = frozenset({"table of contents", "index", "contents"})
-
-
-def document_label(name: str) -> str:
-    """The words of a file name: BESTBUY_2024Q2_10Q.pdf → "BESTBUY 2024Q2 10Q"."""
-    return " ".join(title_words(name))
 
 
 def is_heading(line: str) -> bool:
@@ -57,9 +53,9 @@ class Chunker:
 
         self._splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
 
-    def split(self, pages: Iterable[Page]) -> Iterator[Chunk]:
+    def split(self, pages: Iterable[Page], label: str = "") -> Iterator[Chunk]:
+        """Chunks of ``pages``; ``label`` names their document in each header ("MANCHESTER UNITED 20-F 2022")."""
         for page in pages:
-            label = document_label(page.document)
             title = page_title(page.text)
             for piece in self._splitter.create_documents([page.text]):
                 if piece.page_content.strip():

@@ -227,6 +227,8 @@ def print_answer(answer) -> None:
         print(f"[{number}] {source.document}, page {source.page_number} (page index {source.page_index}), "
               f"score {source.score:.4f}", file=out)
         print(textwrap.indent(source.text.strip(), "    "), file=out)
+    if answer.searched is not None:
+        print(f"Searched: {answer.searched.summary()}", file=out)
     print(format_timings(answer.timings), file=out)
 
 

@@ -8,7 +8,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Iterator
 
 from docqa.errors import DocumentError
@@ -27,12 +27,6 @@ _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
 NEEDS_PASSWORD = "encrypted with a password; decrypt it first (e.g. qpdf --decrypt --password=... in.pdf out.pdf)"
 DAMAGED = "damaged PDF: its structure cannot be parsed"
 NO_TEXT_LAYER = "no text layer (scanned?): needs OCR, nothing indexed"
-
-
-def title_words(name: str) -> list[str]:
-    """The words of a document's file name, the one place file names are parsed: BESTBUY_2024Q2_10Q.pdf → BESTBUY,
-    2024Q2, 10Q. Folders are left out; ``\\`` counts as a folder separator."""
-    return [word for word in re.split(r"[\W_]+", PurePosixPath(name.replace("\\", "/")).stem) if word]
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ class _Target:
             ]
         elif callable(getattr(target, "search", None)):
             self._search = lambda question, k, doc: [
-                Retrieved(h.chunk.document, h.chunk.page_index, h.chunk.text) for h in target.search(question, k, doc)
+                Retrieved(h.chunk.document, h.chunk.page_index, h.chunk.text) for h in target.search(question, k, doc).hits
             ]
         else:
             raise TypeError("evaluate() needs a DocQA or a Retriever")

@@ -19,12 +19,13 @@ import numpy as np
 from docqa.chunking import Chunk, Chunker
 from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError
+from docqa.profiles import describe
 from docqa.settings import Settings
 from docqa.storage import IndexWriter, open_writer
 
 log = logging.getLogger(__name__)
 
-CHUNKER_VERSION = "recursive-2-headers"
+CHUNKER_VERSION = "recursive-3-content-labels"  # headers name the document from its content, not its file name
 CHECKPOINT_SECONDS = 30.0
 # About 200 chunks: enough for the embedder to batch texts of similar length, small enough for the progress bar.
 EMBED_GROUP_CHARS = 100_000
@@ -203,10 +204,11 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
             report.skipped.append(Skipped(name, error.reason))
             progress(page_counts[path])
             continue
-        chunks, vectors = _chunk_and_embed(pages, chunker, embedder, progress)
+        label = describe(pages[0].text).label
+        chunks, vectors = _chunk_and_embed(pages, label, chunker, embedder, progress)
         if old_id is not None:
             writer.remove_document(old_id)
-        writer.add_document(name, digest, page_counts[path], chunks, vectors)
+        writer.add_document(name, digest, page_counts[path], chunks, vectors, title=label)
         (report.updated if old_id is not None else report.added).append(name)
         report.pages += page_counts[path]
         report.chunks += len(chunks)
@@ -215,13 +217,13 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
             last_commit = time.perf_counter()
 
 
-def _chunk_and_embed(pages: list[Page], chunker: Chunker, embedder,
+def _chunk_and_embed(pages: list[Page], label: str, chunker: Chunker, embedder,
                      progress: Callable[[int], None]) -> tuple[list[Chunk], np.ndarray]:
     """A document's chunks and their vectors, a group of pages at a time, so that progress moves inside a long document."""
     chunks: list[Chunk] = []
     vectors = []
     for group in _page_groups(pages):
-        group_chunks = list(chunker.split(group))
+        group_chunks = list(chunker.split(group, label))
         vectors.append(embedder.embed_documents([chunk.indexed_text for chunk in group_chunks]))
         chunks += group_chunks
         progress(len(group))

@@ -1,9 +1,13 @@
-"""Which company, form and period a filing is, read from its file name and first page, and which filings a question names.
+"""Which company, form and period a document is, read from its own first page, and which documents a question names.
 
-Annual reports of different companies (or years) say nearly the same sentences, so a question that names
-a company and a year is best answered from that company's filing of that year. Everything here is derived
-from what any folder of filings has: file names such as ``BOEING_2022_10K.pdf`` or ``acme-annual-report-2021.pdf``,
-and the registrant line on the cover page of an SEC filing.
+Annual reports of different companies (or years) say nearly the same sentences, so a question that names a company
+and a year is best answered from that company's filing of that year. What a document is comes from its content: the
+registrant on the cover page of an SEC filing ("MANCHESTER UNITED plc (Exact name of registrant ...)"), the form
+("FORM 20-F"), the period ("For the fiscal year ended 30 June 2022"), or for a press release the issuer before its
+ticker ("MGM Resorts International (NYSE: MGM)"). The file name is only a hint: people name files
+``nke-20190531.pdf``, ``Annual Report 2022.pdf`` or ``10-K (2).pdf``, and a word of a file name (``SEC_filing.pdf``,
+``TOTAL_2022.pdf``) may be an ordinary word of every question. So a name that comes from a file name, or a
+capitalised word that starts a sentence, narrows a search only when it tells documents apart (see ``Distinctive``).
 """
 
 from __future__ import annotations
@@ -14,14 +18,25 @@ from pathlib import PurePosixPath
 from typing import Callable, Optional, Sequence
 
 _YEAR = r"(?:19|20)\d\d"
-_FORM = re.compile(r"(?<![a-z0-9])(10|8|20|6)-?([kqf])(?![a-z0-9])", re.IGNORECASE)
+_FORM = re.compile(r"(?<![a-z0-9])(10|8|20|6|40)-?([kqf])(?![a-z0-9])", re.IGNORECASE)
+_COVER_FORM = re.compile(r"\bFORM\s+(10|8|20|6|40)-([KQF])\b", re.IGNORECASE)
 _FILE_YEAR = re.compile(rf"(?<!\d)({_YEAR})(?:q([1-4]))?(?!\d)", re.IGNORECASE)
-_COVER_PERIOD = re.compile(rf"(?:year|period) ended[^\n]*?({_YEAR})", re.IGNORECASE)
-_REGISTRANT = re.compile(r"([^\n]+)\n\s*\(exact name of registrant", re.IGNORECASE)
+_MONTHS = "january february march april may june july august september october november december".split()
+_MONTH = "|".join(_MONTHS)
+_DATE = rf"(?:(?:{_MONTH})\.?\s+\d{{1,2}},?\s+({_YEAR})|\d{{1,2}}\s+(?:{_MONTH}),?\s+({_YEAR}))"
+_PERIOD = re.compile(rf"(fiscal\s+year|year|quarterly\s+period|period)\s+ended\s+{_DATE}", re.IGNORECASE)
+_REPORT_DATE = re.compile(rf"date\s+of\s+report[^:]*:\s*{_DATE}", re.IGNORECASE)
+_REGISTRANT_CAPTION = re.compile(r"\(\s*exact\s+name\s+of\s+registrant", re.IGNORECASE)
+_FILE_NUMBER = re.compile(r"commission\s+file\s+(?:number|no)\.?:?\s*[\d-]+[ \t]*", re.IGNORECASE)
+_FILE_NUMBER_LINE = re.compile(_FILE_NUMBER.pattern + r"\n([^\n]+)", re.IGNORECASE)
+_TICKER = re.compile(r"([^\n(]{2,120}?)\s*\((?:NYSE|NASDAQ|Nasdaq|NYSE American|NYSE MKT)\s*:\s*([A-Z.]{1,6})\)")
+_ANNOUNCES = re.compile(r"^\s*([A-Z][\w.&' -]{1,60}?)\s+(?:reports|announces|reported|announced)\b", re.IGNORECASE | re.MULTILINE)
+_QUARTER_WORDS = ("first", "second", "third", "fourth")
+_QUARTER = re.compile(r"(?<![A-Za-z])Q([1-4])(?![0-9])|\b(first|second|third|fourth)[\s-]quarter\b", re.IGNORECASE)
 # Words of a file name that say what kind of document it is, not whose.
 _FILING_WORDS = frozenset(
-    "annual quarterly report reports form filing earnings release results dated fy statement statements "
-    "financial financials interim proxy presentation transcript".split()
+    "annual quarterly report reports form filing filings earnings release results dated fy statement statements "
+    "financial financials interim proxy presentation transcript exhibit ex press copy final draft".split()
 )
 _LEGAL_SUFFIXES = re.compile(
     r"(?:[\s,]+(?:inc|incorporated|corp|corporation|co|company|plc|ltd|limited|llc|sa|ag|nv|se|group|holdings)\b\.?)+\s*$",
@@ -29,6 +44,24 @@ _LEGAL_SUFFIXES = re.compile(
 )
 _NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.&']*")
 _MAX_NAME_WORDS = 5
+_COVER_CHARS = 4000  # the cover page's facts stand near its top
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What a document's first page says it is; any part may be unknown."""
+
+    company: Optional[str] = None  # "MANCHESTER UNITED", "Ulta Beauty"
+    form: Optional[str] = None  # "10-K", "10-Q", "8-K", "20-F", "6-K", "40-F"
+    year: Optional[int] = None  # as the document states it: the year of its period's end, report date or headline
+    years: frozenset[int] = frozenset()  # every year its period may be called by (see _content_years)
+    quarter: Optional[int] = None
+
+    @property
+    def label(self) -> str:
+        """How chunk headers and the lexical title name the document: "MANCHESTER UNITED 20-F 2022"."""
+        period = f"{self.year or ''}{f'Q{self.quarter}' if self.quarter else ''}"
+        return " ".join(part for part in (self.company, self.form, period) if part)
 
 
 @dataclass(frozen=True)
@@ -38,26 +71,46 @@ class Profile:
     document: str
     names: frozenset[str]
     initials: frozenset[str]  # of its names of two or more words: "jj" for Johnson & Johnson
-    form: Optional[str]  # "10-K", "10-Q", "8-K", "20-F", "6-K"
+    form: Optional[str]
     years: frozenset[int]
     quarter: Optional[int]
+    hinted: frozenset[str] = frozenset()  # names taken from the file name only, not from the content
+
+
+# A phrase of the question (its words, as written) that names a document: does it tell documents apart?
+Distinctive = Callable[[str, Profile], bool]
+
+
+def _always(phrase: str, item: Profile) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
 class QuestionScope:
     """What a question says about the filing it needs."""
 
-    names: frozenset[str]
+    phrases: dict  # folded name → the words as written, for the runs of capitalised words
+    sentence_initial: frozenset[str]  # folded single words that are capitalised only because a sentence starts there
     acronyms: frozenset[str]  # words in capitals ("MGM"), which may stand for a longer name ("MGM Resorts")
     initials: frozenset[str]  # capitals of mixed-case words ("JnJ", "AmEx", "J&J"), which may be a name's initials
     years: frozenset[int]
     quarter: Optional[int]
     form: Optional[str]
 
-    def names_company(self, profile: Profile) -> bool:
-        return bool(self.names & profile.names or self.initials & profile.initials) or any(
-            name.startswith(acronym) for acronym in self.acronyms for name in profile.names
-        )
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.phrases)
+
+    def naming(self, item: Profile) -> list[tuple[str, bool]]:
+        """Each phrase of the question (as written) that names ``item``'s company, and whether it matched only a
+        name taken from a file name."""
+        found = [(self.phrases[name], name in item.hinted) for name in self.phrases.keys() & item.names]
+        found += [(initials.upper(), False) for initials in self.initials & item.initials]
+        for acronym in self.acronyms:
+            matched = [name for name in item.names if name.startswith(acronym)]
+            if matched:
+                found.append((acronym.upper(), all(name in item.hinted for name in matched)))
+        return found
 
 
 def fold(name: str) -> str:
@@ -65,27 +118,143 @@ def fold(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+# ---------------------------------------------------------------- documents
+
+
+def describe(first_page: str) -> DocumentInfo:
+    """Company, form and period from a document's first page (an SEC cover page or a press release's opening)."""
+    text = first_page[:_COVER_CHARS].replace("\xa0", " ")
+    year, years = _content_years(text)
+    return DocumentInfo(company_name(text), _cover_form(text), year, years, _content_quarter(text))
+
+
 def profile(document: str, first_page: str = "") -> Profile:
+    """A document's profile: its content first; the file name's words, years, quarter and form as hints."""
+    info = describe(first_page)
     stem = PurePosixPath(document.replace("\\", "/")).stem
-    words = [word for word in re.split(r"[\W_]+", stem) if word]
-    spellings = [" ".join(_company_words(words)), registrant_name(first_page) or ""]
-    names = {fold(spelling) for spelling in spellings}
-    initials = {_initials(spelling) for spelling in spellings}
-    form = _form(stem)
+    file_words = " ".join(_company_words([word for word in re.split(r"[\W_]+", stem) if word]))
+    spellings = [spelling for spelling in (info.company, file_words) if spelling]
+    names = {fold(spelling) for spelling in spellings} - {""}
+    hinted = {fold(file_words)} - {fold(info.company or "")} - {""}
+    initials = {_initials(info.company)} - {""} if info.company else set()
     periods = _FILE_YEAR.findall(stem)
-    years = {int(year) for year, _ in periods} or {int(year) for year in _COVER_PERIOD.findall(first_page[:3000])}
+    years = set(info.years) | {int(year) for year, _ in periods}
     quarters = [int(quarter) for _, quarter in periods if quarter]
-    return Profile(document, frozenset(names - {""}), frozenset(initials - {""}), form, frozenset(years),
-                   quarters[0] if quarters else None)
+    return Profile(document, frozenset(names), frozenset(initials), info.form or _form(stem), frozenset(years),
+                   info.quarter or (quarters[0] if quarters else None), frozenset(hinted))
+
+
+def company_name(text: str) -> Optional[str]:
+    """The company a first page is about: SEC cover registrant, the name under the commission file number, or the
+    issuer of a press release (the name before its ticker, or before "reports"/"announces")."""
+    for find in (registrant_name, _name_under_file_number, _issuer):
+        name = find(text)
+        if name:
+            return name
+    return None
+
+
+def registrant_name(first_page: str) -> Optional[str]:
+    """The company named above "(Exact name of registrant as specified in its charter)" on an SEC cover page:
+    what stands between the commission file number (or the line before) and that caption."""
+    caption = _REGISTRANT_CAPTION.search(first_page)
+    if not caption:
+        return None
+    before = first_page[: caption.start()].rstrip()
+    numbers = list(_FILE_NUMBER.finditer(before[-200:]))
+    if numbers:
+        name = before[-200:][numbers[-1].end():]
+    else:
+        name = before.split("\n")[-1]
+    name = " ".join(re.split(r"_{3,}", name)[-1].split())
+    return _clean_name(name) if 0 < len(name) <= 80 else None
+
+
+def _name_under_file_number(text: str) -> Optional[str]:
+    """Covers without the "exact name" caption put the name on the line after the commission file number."""
+    match = _FILE_NUMBER_LINE.search(text)
+    if not match:
+        return None
+    line = re.split(r"\s{2,}|\bState of\b|\bWASHINGTON\b|\bDELAWARE\b", match.group(1))[0]
+    return _clean_name(line) if _looks_like_name(line) else None
+
+
+def _issuer(text: str) -> Optional[str]:
+    match = _TICKER.search(text)
+    if match:
+        # "Las Vegas, Nevada, February 8, 2023 – MGM Resorts International": the name follows the dateline's dash.
+        name = re.split(r"\s[–—-]\s|--|\)\s*-+\s*", match.group(1))[-1]
+        if _looks_like_name(name):
+            return _clean_name(name)
+    match = _ANNOUNCES.search(text[:600])
+    if match and _looks_like_name(match.group(1)):
+        return _clean_name(match.group(1))
+    return None
+
+
+def _looks_like_name(line: str) -> bool:
+    words = re.findall(r"[A-Za-z0-9&][\w&.'-]*", line)
+    return 0 < len(words) <= 6 and all(word[0].isupper() or word[0].isdigit() or word in ("of", "and", "&", "the")
+                                       for word in words)
+
+
+def _clean_name(line: str) -> Optional[str]:
+    name = _LEGAL_SUFFIXES.sub("", line.strip(" ,.-\t\r")).strip(" ,.-")
+    name = re.sub(r"^the\s+", "", name, flags=re.IGNORECASE)
+    return name or None
+
+
+def _cover_form(text: str) -> Optional[str]:
+    """The form in a cover page's heading; further down, "Form 10-Q" is usually another filing referred to."""
+    match = _COVER_FORM.search(text[:600])
+    return f"{match.group(1)}-{match.group(2).upper()}" if match else None
+
+
+def _content_years(text: str) -> tuple[Optional[int], frozenset[int]]:
+    """The year a document's period is stated in, and every year the period may be called by.
+
+    A fiscal year that ends in January to March is often named after the year before (Ulta's year to 28 January
+    2023 is its fiscal 2022; Best Buy calls the same period fiscal 2023), and a quarter is often named after the fiscal
+    year it belongs to, which may end the next calendar year (Best Buy's quarter to 29 July 2023 is Q2 of fiscal 2024).
+    """
+    match = _PERIOD.search(text)
+    if match:
+        year = int(match.group(2) or match.group(3))
+        month = _month(match.group(0))
+        if match.group(1).lower().startswith("quarter"):
+            return year, frozenset({year, year + 1})
+        return year, frozenset({year, year - 1} if month is not None and month <= 3 else {year})
+    match = _REPORT_DATE.search(text)
+    if match:
+        year = int(match.group(1) or match.group(2))
+        return year, frozenset({year})
+    # A press release: the years of its headline and dateline; the first one not part of a date is its period.
+    head = text[:600]
+    years = [int(year) for year in re.findall(rf"(?<!\d)({_YEAR})(?!\d)", head)]
+    undated = [int(m.group(1)) for m in re.finditer(rf"(?<!\d)({_YEAR})(?!\d)", head)
+               if not re.search(rf"(?:{_MONTH})\.?\s+\d{{1,2}},?\s*$", head[: m.start()], re.IGNORECASE)]
+    return (undated or years or [None])[0], frozenset(years)
+
+
+def _month(text: str) -> Optional[int]:
+    match = re.search(_MONTH, text, re.IGNORECASE)
+    return _MONTHS.index(match.group(0).lower()) + 1 if match else None
+
+
+def _content_quarter(text: str) -> Optional[int]:
+    """The quarter a press release's headline names ("Fourth-Quarter 2022"); an SEC cover names none."""
+    if _PERIOD.search(text) or _REPORT_DATE.search(text):
+        return None
+    return _quarter(text[:300])
 
 
 def _company_words(words: list[str]) -> list[str]:
     """The file name's words before the first year, form or date word, less words that name a kind of document."""
     company = []
     for word in words:
-        if _FILE_YEAR.fullmatch(word) or _FORM.fullmatch(word) or word.isdigit():
+        if _FILE_YEAR.fullmatch(word) or _FORM.fullmatch(word) or word.isdigit() or re.fullmatch(r"\d{8}", word):
             break
-        if word.lower() not in _FILING_WORDS:
+        if word.lower() not in _FILING_WORDS and not word.isdigit():
             company.append(word)
     return company
 
@@ -101,17 +270,6 @@ def _form(stem: str) -> Optional[str]:
     return f"{match.group(1)}-{match.group(2).upper()}" if match else None
 
 
-def registrant_name(first_page: str) -> Optional[str]:
-    """The company named above "(Exact name of registrant as specified in its charter)" on an SEC cover page."""
-    match = _REGISTRANT.search(first_page)
-    if not match:
-        return None
-    line = re.split(r"_{3,}", match.group(1))[-1]
-    name = _LEGAL_SUFFIXES.sub("", line.strip(" ,.")).strip()
-    name = re.sub(r"^the\s+", "", name, flags=re.IGNORECASE)
-    return name or None
-
-
 def same_company_names(profiles: Sequence[Profile]) -> list[Profile]:
     """Each profile with the names of every other profile that shares one of its names (one company, many filings)."""
     groups: list[set[str]] = []
@@ -124,7 +282,9 @@ def same_company_names(profiles: Sequence[Profile]) -> list[Profile]:
     merged = []
     for item in profiles:
         group = next((group for group in groups if group & item.names), set())
-        merged.append(replace(item, names=frozenset(group)))
+        # A name is a hint only if no filing of the group has it from its content.
+        content = {name for other in profiles if other.names & group for name in other.names - other.hinted}
+        merged.append(replace(item, names=frozenset(group), hinted=frozenset(group - content)))
     return merged
 
 
@@ -136,49 +296,70 @@ def question_scope(question: str) -> QuestionScope:
     initials = frozenset(
         "".join(re.findall(r"[A-Z]", word)).lower() for word in re.findall(r"\b[A-Z][a-z&]{1,2}[A-Z][a-z]*\b|\b[A-Z]&[A-Z]\b", question)
     )
-    return QuestionScope(_name_candidates(question), acronyms, initials, question_years(question), _quarter(question),
+    phrases, initial = _name_candidates(question)
+    return QuestionScope(phrases, initial, acronyms, initials, question_years(question), _quarter(question),
                          _form(question))
 
 
-def _name_candidates(question: str) -> frozenset[str]:
-    """Folded runs of 1 to 5 words that start with a capital or a digit: the ways a question can name a company."""
-    tokens = [re.sub(r"'s?$", "", token) for token in _NAME_TOKEN.findall(question)]
-    candidates = set()
+def _name_candidates(question: str) -> tuple[dict, frozenset[str]]:
+    """Runs of 1 to 5 words that start with a capital or a digit (the ways a question can name a company), folded,
+    with their words as written; and the single words capitalised only because they start a sentence."""
+    matches = list(_NAME_TOKEN.finditer(question))
+    tokens = [re.sub(r"'s?$", "", match.group(0)) for match in matches]
+    candidates: dict = {}
+    initial = set()
     for start, token in enumerate(tokens):
         if not token[0].isupper() and not token[0].isdigit():
             continue
         for end in range(start + 1, min(start + _MAX_NAME_WORDS, len(tokens)) + 1):
-            candidates.add(fold(" ".join(tokens[start:end])))
-    return frozenset(candidates - {""})
+            candidates.setdefault(fold(" ".join(tokens[start:end])), " ".join(tokens[start:end]))
+        before = question[: matches[start].start()].rstrip()
+        if (not before or before[-1] in ".?!:;\"'(") and token[1:].islower():
+            initial.add(fold(token))
+    candidates.pop("", None)
+    return candidates, frozenset(initial)
 
 
 def question_years(question: str) -> frozenset[int]:
-    """Years a question names: 2022, FY2022, FY22, Q2'2023, Q22023."""
+    """Years a question names: 2022, FY2022, FY22, FY99 (1999), Q2'2023, Q22023."""
     text = re.sub(r"\bQ([1-4])'?(?=(?:19|20)\d\d\b)", r"Q\1 ", question)
     years = {int(year) for year in re.findall(rf"(?<!\d)({_YEAR})(?!\d)", text)}
-    years |= {2000 + int(short) for short in re.findall(r"\bFY\s?'?(\d\d)\b", text, flags=re.IGNORECASE)}
+    years |= {_century(int(short)) for short in re.findall(r"\bFY\s?'?(\d\d)\b", text, flags=re.IGNORECASE)}
     return frozenset(years)
 
 
+def _century(short: int) -> int:
+    """A two-digit year as POSIX strptime reads %y: 69-99 are 1969-1999, 00-68 are 2000-2068."""
+    return 1900 + short if short >= 69 else 2000 + short
+
+
 def _quarter(question: str) -> Optional[int]:
-    match = re.search(r"(?<![A-Za-z])Q([1-4])|\b(first|second|third|fourth) quarter\b", question, re.IGNORECASE)
+    match = _QUARTER.search(question)
     if not match:
         return None
     if match.group(1):
         return int(match.group(1))
-    return ("first", "second", "third", "fourth").index(match.group(2).lower()) + 1
+    return _QUARTER_WORDS.index(match.group(2).lower()) + 1
 
 
 # ---------------------------------------------------------------- matching
 
 
-def named_documents(question: str, profiles: Sequence[Profile]) -> list[str]:
+def named_documents(question: str, profiles: Sequence[Profile], distinctive: Distinctive = _always) -> list[str]:
     """The documents of the company (or companies) the question names, narrowed to the period and form it names.
 
-    Empty when it names no indexed company. Each narrowing step is skipped when it would leave nothing.
+    Empty when it names no indexed company. A name that is only a file-name hint, or a capitalised word that just
+    starts a sentence ("Total revenue ..."), counts only where ``distinctive`` says it tells the documents apart.
+    Each narrowing step is skipped when it would leave nothing.
     """
     scope = question_scope(question)
-    chosen = [p for p in profiles if scope.names_company(p)]
+    chosen = []
+    for item in profiles:
+        # A content name written as a name narrows at once; a file-name hint or a sentence's first word only
+        # where it tells the documents apart.
+        if any((not hinted and fold(phrase) not in scope.sentence_initial) or distinctive(phrase, item)
+               for phrase, hinted in scope.naming(item)):
+            chosen.append(item)
     if not chosen:
         return []
     if scope.years:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.retrieval import Hit, Retriever, load_reranker
+from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
 
@@ -66,6 +66,7 @@ class Answer:
     sources: list[Source]
     timings: Timings
     notes: list[str] = field(default_factory=list)
+    searched: Optional[Searched] = None  # which documents retrieval covered, and why
 
     @property
     def answered(self) -> Optional[bool]:
@@ -134,7 +135,13 @@ class DocQA:
         self.close()
 
     def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> list[Source]:
-        return [Source.from_hit(hit) for hit in self.retriever.search(question, k, doc)]
+        return self.search(question, k=k, doc=doc)[0]
+
+    def search(self, question: str, *, k: Optional[int] = None,
+               doc: Optional[str | Sequence[str]] = None) -> tuple[list[Source], Searched]:
+        """The k best passages, and which documents were searched."""
+        result = self.retriever.search(question, k, doc)
+        return [Source.from_hit(hit) for hit in result.hits], result.searched
 
     # LangChain views of this loaded instance (docqa.langchain; needs langchain-core, imported only here).
     def as_retriever(self, **fields):
@@ -171,9 +178,9 @@ class DocQA:
         """
         started = time.perf_counter()
         timings = Timings(load=self._take_load_time())
-        sources = self.retrieve(question, k=k, doc=doc)
+        sources, searched = self.search(question, k=k, doc=doc)
         timings.retrieval = time.perf_counter() - started
-        result = Answer(question, None, sources, timings)
+        result = Answer(question, None, sources, timings, searched=searched)
         if self.llm is not None and not retrieval_only:
             with self._generation_lock:
                 self._generate(result, on_token)

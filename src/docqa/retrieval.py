@@ -1,26 +1,35 @@
-"""Question → the k best chunks.
+"""Question → the k best chunks, and which documents were searched.
 
-1. Scope: the documents the question names (a company, narrowed to the year, quarter and form it names;
-   see docqa.profiles), or an explicit ``doc`` glob, or else every document.
+1. Scope: an explicit ``doc`` glob; else the documents the question names (a company, narrowed to the year, quarter
+   and form it names; see docqa.profiles), unless their best passage matches the question far worse than the best
+   passage of the whole index (then the name was probably not what the question is about: search everything);
+   else every document. The result always says which documents were searched and why (``Searched``).
 2. Candidates: dense search (FAISS) fused with BM25 (SQLite FTS5) by reciprocal rank fusion.
 3. Optionally a cross-encoder reorders the candidates (``retrieval.reranker``; needs local weights).
-4. Diversity: at most ``max_per_page`` chunks of one page.
+4. Diversity: at most ``max_per_page`` chunks of one page; a passage is joined with the adjacent chunk of its page
+   that scores nearly as high, while the passages stay within ``context_chars``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 from docqa.errors import InputError, ModelNotFoundError
 from docqa.profiles import Profile, named_documents, profile, same_company_names
 from docqa.settings import Retrieval, Settings
 from docqa.storage import IndexReader
-from docqa.types import Hit
+from docqa.types import Hit, StoredChunk
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
+# The named documents' best passage is "weak" when its cosine similarity to the question is this much below the best
+# passage of the whole index; the search then covers every document. See docs/retrieval.md for how it was chosen.
+WEAK_EVIDENCE_MARGIN = 0.1
+# A page's runner-up chunk joins its passage when its fused score is at least this share of the passage's.
+RUNNER_UP_RATIO = 0.9
 
 _STOPWORDS = frozenset(
     "a an and are as at be by can could did do does for from had has have how i if in into is it its "
@@ -71,6 +80,34 @@ LINE_ITEMS = {
 _LINE_ITEM_TERMS = re.compile(r"(?<![\w&-])(" + "|".join(re.escape(term) for term in LINE_ITEMS) + r")s?(?![\w&-])")
 
 
+@dataclass(frozen=True)
+class Searched:
+    """Which documents a search covered, and why."""
+
+    scope: Literal["all", "named", "doc"]  # every document; those the question names; those matching --doc
+    documents: tuple[str, ...]
+    named: tuple[str, ...] = ()  # the documents the question names, also when their passages matched too weakly
+
+    def summary(self) -> str:
+        """One line for people: "all 47 documents", "1 document named in the question: a.pdf", ..."""
+        count = f"{len(self.documents)} document{'s' if len(self.documents) != 1 else ''}"
+        if self.scope == "doc":
+            return f"{count} matching --doc: {', '.join(self.documents)}"
+        if self.scope == "named":
+            return f"{count} named in the question: {', '.join(self.documents)}"
+        every = f"all {count}" if len(self.documents) != 1 else "the only document"
+        if self.named:
+            return (f"{every} (the question names {', '.join(self.named)}, but no passage there matched it "
+                    "nearly as well as passages elsewhere)")
+        return every
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    searched: Searched
+
+
 def with_line_items(question: str) -> str:
     """The question, followed by the line items of the financial metrics it names, if any."""
     items = dict.fromkeys(LINE_ITEMS[term] for term in _LINE_ITEM_TERMS.findall(question.lower()))
@@ -110,6 +147,46 @@ def diverse(hits: Sequence[Hit], k: int, max_per_page: int) -> list[Hit]:
     return taken
 
 
+def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int, first: int) -> list[Hit]:
+    """The passages, each of the ``first`` ones joined with the adjacent chunk of its page that scores nearly as high,
+    best passage first, while those ``first`` passages together stay within ``budget`` characters. (Only the first:
+    a longer list, asked for at once, begins with the same passages as a short one.)
+
+    One page is one passage (``diverse``), but a table's caption and its figures often fall in two chunks that score
+    alike; whichever wins, the other half is missing. Joining them uses the room the k passages leave in the prompt.
+    """
+    by_page: dict[tuple[str, int], list[Hit]] = {}
+    for hit in candidates:  # in score order
+        by_page.setdefault((hit.chunk.document, hit.chunk.page_index), []).append(hit)
+    result = list(taken)
+    used = sum(len(hit.chunk.text) for hit in taken[:first])
+    for position, hit in enumerate(taken[:first]):
+        chunk = hit.chunk
+        runner_up = next((h for h in by_page.get((chunk.document, chunk.page_index), []) if h.chunk.id != chunk.id), None)
+        if runner_up is None or runner_up.score < RUNNER_UP_RATIO * hit.score or abs(runner_up.chunk.id - chunk.id) != 1:
+            continue
+        first, second = sorted([chunk, runner_up.chunk], key=lambda c: c.id)
+        text = join_overlapping(first.text, second.text)
+        if used + len(text) - len(chunk.text) > budget:
+            continue
+        used += len(text) - len(chunk.text)
+        result[position] = Hit(StoredChunk(chunk.document, chunk.page_index, text, chunk.header, id=chunk.id), hit.score)
+    return result
+
+
+def join_overlapping(first: str, second: str) -> str:
+    """Two consecutive chunks of a page as one text: the splitter's overlap appears once."""
+    for size in range(min(len(first), len(second), 80), 0, -1):
+        if first.endswith(second[:size]):
+            return first + second[size:]
+    return f"{first}\n{second}"
+
+
+def phrase_query(phrase: str) -> str:
+    """An FTS5 MATCH expression for the words of ``phrase`` in a row."""
+    return '"' + " ".join(word.strip(".-") for word in _WORD.findall(phrase.lower().replace('"', ""))) + '"'
+
+
 def matching_documents(store: IndexReader, pattern: str) -> list[int]:
     """Ids of indexed documents whose name or file name matches a glob; an unknown pattern names what exists."""
     documents = store.documents()
@@ -135,13 +212,30 @@ class Retriever:
         self.settings = settings
         self.reranker = reranker
         self._profiles: Optional[list[Profile]] = None
+        self._containing: dict[str, set[str]] = {}
 
-    def search(self, question: str, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> list[Hit]:
+    def search(self, question: str, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> SearchResult:
+        """The k best passages; ``doc``: a glob of document names, or several."""
         k = k or self.settings.k
-        allowed = self._scope(question, doc)
-        n = max(self.settings.candidates, k)
         query = with_line_items(question)
-        dense = self.store.dense_search(self.embedder.embed_query(query), n, allowed)
+        vector = self.embedder.embed_query(query)
+        documents = self.store.documents()
+        if doc:
+            patterns = [doc] if isinstance(doc, str) else doc
+            ids = sorted({i for pattern in patterns for i in matching_documents(self.store, pattern)})
+            names = tuple(record.name for record in documents if record.id in set(ids))
+            return SearchResult(self._ranked(question, query, vector, k, self.store.chunk_ids(ids)), Searched("doc", names))
+        everything = tuple(record.name for record in documents)
+        named = self._named(question)
+        if named:
+            ids = self.store.chunk_ids([record.id for record in documents if record.name in set(named)])
+            if not self._weak(vector, ids):
+                return SearchResult(self._ranked(question, query, vector, k, ids), Searched("named", tuple(named), tuple(named)))
+        return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
+
+    def _ranked(self, question: str, query: str, vector, k: int, allowed: Optional[list[int]]) -> list[Hit]:
+        n = max(self.settings.candidates, k)
+        dense = self.store.dense_search(vector, n, allowed)
         if self.settings.mode == "dense":
             ranked = dense
         else:
@@ -152,20 +246,32 @@ class Retriever:
         hits = [Hit(chunk, scores[chunk.id]) for chunk in chunks]
         if self.reranker is not None:
             hits = self.reranker.rerank(question, hits)
-        return diverse(hits, k, self.settings.max_per_page)
+        taken = diverse(hits, k, self.settings.max_per_page)
+        return with_runner_ups(taken, hits, self.settings.context_chars, self.settings.k)
 
-    def _scope(self, question: str, doc: Optional[str | Sequence[str]]) -> Optional[list[int]]:
-        """Chunk ids to search in: the documents of the ``doc`` glob (or of any of several), else the documents the
-        question names, else all (None)."""
-        if doc:
-            patterns = [doc] if isinstance(doc, str) else doc
-            return self.store.chunk_ids(sorted({i for pattern in patterns for i in matching_documents(self.store, pattern)}))
+    def _weak(self, vector, named_ids: list[int]) -> bool:
+        """Whether the named documents' best passage matches the question far worse than the whole index's best."""
+        best = self.store.dense_search(vector, 1)
+        best_named = self.store.dense_search(vector, 1, named_ids)
+        if not best or not best_named:
+            return not best_named
+        return best[0][1] - best_named[0][1] > WEAK_EVIDENCE_MARGIN
+
+    def _named(self, question: str) -> list[str]:
         if not self.settings.named_documents:
-            return None
-        names = set(named_documents(question, self.profiles()))
-        if not names:
-            return None
-        return self.store.chunk_ids([record.id for record in self.store.documents() if record.name in names])
+            return []
+        return named_documents(question, self.profiles(), self._distinctive)
+
+    def _distinctive(self, phrase: str, item: Profile) -> bool:
+        """Whether fewer than half of the other companies' documents contain ``phrase``: "Acme" in a folder of
+        reports tells Acme's apart; "SEC", "Total" or the name of a partner every report mentions does not."""
+        others = {p.document for p in self.profiles() if not p.names & item.names}
+        if not others:
+            return True
+        query = phrase_query(phrase)
+        if query not in self._containing:
+            self._containing[query] = self.store.documents_matching(query) if query != '""' else set()
+        return len(self._containing[query] & others) < len(others) / 2
 
     def profiles(self) -> list[Profile]:
         if self._profiles is None:

@@ -109,6 +109,10 @@ class Retrieval(Section):
     )
     candidates: int = Field(50, gt=0, description="Chunks each search (dense, BM25) returns before fusion, reranking and diversity.")
     max_per_page: int = Field(1, gt=0, description="At most this many of the k chunks come from one page.")
+    context_chars: int = Field(
+        2600, ge=0, description="A passage is joined with the adjacent chunk of its page that scores nearly as high "
+        "(a table's caption and its figures), best passage first, while the k passages total at most this many "
+        "characters; 0 never joins.")
     reranker: Optional[Path] = Field(
         None, description="Optional: folder of a local sentence-transformers cross-encoder that reorders the candidates."
     )

@@ -42,6 +42,9 @@ class IndexReader(Protocol):
     def first_page_texts(self) -> dict[str, str]:
         """Each document's first page (its chunks joined in order), by document name."""
 
+    def documents_matching(self, fts_query: str) -> set[str]:
+        """Names of the documents with a chunk that matches ``fts_query`` (as ``lexical_search`` reads it)."""
+
     def dense_search(self, query: np.ndarray, n: int, allowed_ids: Optional[Sequence[int]] = None) -> Ranking:
         """The ``n`` chunks whose vectors have the largest inner product with ``query`` (within ``allowed_ids``)."""
 
@@ -67,8 +70,10 @@ class IndexWriter(Protocol):
 
     def documents(self) -> list[DocumentRecord]: ...
 
-    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """A document with its chunks and their vectors (one row per chunk, L2-normalised float32)."""
+    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
+                     title: str = "") -> None:
+        """A document with its chunks and their vectors (one row per chunk, L2-normalised float32); ``title`` is its
+        label read from its content (company, form, period), searched with the chunk text."""
 
     def remove_document(self, document_id: int) -> None: ...
 

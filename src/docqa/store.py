@@ -34,7 +34,6 @@ from urllib.parse import quote
 
 import numpy as np
 
-from docqa.documents import title_words
 from docqa.errors import BuildLockedError, ConfigError, IndexNotFoundError, StoreError
 from docqa.types import Chunk, DocumentRecord, StoredChunk
 
@@ -146,11 +145,6 @@ def _not_writable(folder: Path, reason: str) -> ConfigError:
 
 def _damaged(exc: sqlite3.DatabaseError, where: Path) -> StoreError:
     return StoreError(f"the index in {where} is damaged ({exc}); {REBUILD_ADVICE}")
-
-
-def _title(name: str) -> str:
-    """Words of a document's file name, for lexical matching (BOEING_2022_10K.pdf → BOEING 2022 10K)."""
-    return " ".join(title_words(name))
 
 
 class _Vectors:
@@ -400,6 +394,16 @@ class Store:
         return {name: "\n".join(parts) for name, parts in texts.items()}
 
     @_reading
+    def documents_matching(self, fts_query: str) -> set[str]:
+        """Names of the documents that have a chunk matching an FTS5 MATCH expression."""
+        rows = self._db.execute(
+            "SELECT DISTINCT d.name FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            "JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH ?",
+            (fts_query,),
+        )
+        return {row[0] for row in rows}
+
+    @_reading
     def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
         marks = ",".join("?" * len(document_ids))
         rows = self._db.execute(f"SELECT id FROM chunks WHERE document_id IN ({marks})", list(document_ids))
@@ -570,11 +574,12 @@ class StoreWriter:
             self._vectors_for().remove(ids)
 
     def rename_document(self, document_id: int, name: str) -> None:
+        # The title is the document's content label, which a new file name does not change.
         self._db.execute("UPDATE documents SET name = ? WHERE id = ?", (name, document_id))
-        ids = self._db.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,)).fetchall()
-        self._db.executemany("UPDATE chunks_fts SET title = ? WHERE rowid = ?", [(_title(name), i) for (i,) in ids])
 
-    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
+                     title: str = "") -> None:
+        """``title``: the document's label from its content (company, form, period), searched by BM25 with weight 2."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         cursor = self._db.execute(
             "INSERT INTO documents(name, digest, pages, chunks, indexed_at) VALUES (?, ?, ?, ?, ?)",
@@ -591,7 +596,7 @@ class StoreWriter:
             ids.append(row.lastrowid)
         self._db.executemany(
             "INSERT INTO chunks_fts(rowid, title, text) VALUES (?, ?, ?)",
-            [(i, _title(name), chunk.indexed_text) for i, chunk in zip(ids, chunks)],
+            [(i, title, chunk.indexed_text) for i, chunk in zip(ids, chunks)],
         )
         self._vectors_for(vectors.shape[1]).add(ids, vectors)
 

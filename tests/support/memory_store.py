@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from docqa.documents import title_words
 from docqa.errors import IndexNotFoundError, StoreError
 from docqa.storage import StoreBackend
 from docqa.types import Chunk, DocumentRecord, StoredChunk
@@ -30,6 +29,7 @@ class _Index:
     documents: dict[int, DocumentRecord] = field(default_factory=dict)
     chunks: dict[int, StoredChunk] = field(default_factory=dict)
     owners: dict[int, int] = field(default_factory=dict)  # chunk id -> document id
+    titles: dict[int, str] = field(default_factory=dict)  # document id -> its content label
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
     next_id: int = 1
 
@@ -79,13 +79,17 @@ class MemoryReader:
         scored = [(i, sum(weight[t] for t in terms if t in words[i])) for i in ids]
         return sorted([pair for pair in scored if pair[1] > 0], key=lambda pair: -pair[1])[:n]
 
+    def documents_matching(self, fts_query: str) -> set[str]:
+        terms = re.findall(r'"([^"]+)"', fts_query)
+        return {self.index.chunks[i].document for i in self.index.chunks if any(t in self._words(i) for t in terms)}
+
     def _candidates(self, allowed_ids: Optional[Sequence[int]]) -> list[int]:
         return list(self.index.chunks) if allowed_ids is None else [i for i in allowed_ids if i in self.index.chunks]
 
     def _words(self, chunk_id: int) -> set[str]:
         chunk = self.index.chunks[chunk_id]
-        return {word.lower() for word in _WORD.findall(chunk.indexed_text)} | {
-            word.lower() for word in title_words(chunk.document)}
+        title = self.index.titles.get(self.index.owners[chunk_id], "")
+        return {word.lower() for word in _WORD.findall(f"{title}\n{chunk.indexed_text}")}
 
     def close(self) -> None:
         pass
@@ -113,8 +117,10 @@ class MemoryWriter:
     def documents(self) -> list[DocumentRecord]:
         return sorted(self.index.documents.values(), key=lambda record: record.name)
 
-    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
+                     title: str = "") -> None:
         document_id = self._next_id()
+        self.index.titles[document_id] = title
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.index.documents[document_id] = DocumentRecord(document_id, name, digest, pages, len(chunks), now)
         for chunk, vector in zip(chunks, vectors):
@@ -125,7 +131,7 @@ class MemoryWriter:
             self.index.vectors[chunk_id] = np.asarray(vector, dtype=np.float32)
 
     def remove_document(self, document_id: int) -> None:
-        del self.index.documents[document_id]
+        del self.index.documents[document_id], self.index.titles[document_id]
         for chunk_id in [i for i, owner in self.index.owners.items() if owner == document_id]:
             del self.index.chunks[chunk_id], self.index.owners[chunk_id], self.index.vectors[chunk_id]
 
