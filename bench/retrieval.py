@@ -26,6 +26,7 @@ import hashlib
 import json
 import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -195,8 +196,8 @@ def main() -> int:
     settings = load_settings(args.docqa_config) if args.docqa_config else docqa_settings(args.corpus, args.seed_index)
     print(f"docqa index: {settings.paths.vectorstore}")
     halves = split_halves(args.split)
-    scratch = CACHE / "retrieval-gold"
-    scratch.mkdir(parents=True, exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="retrieval-gold-", dir=CACHE))  # one per run: runs may overlap
     results = {}
     with DocQA(settings, retrieval_only=True) as qa:
         indexed = {Path(record.name).name for record in qa.store.documents()} if args.indexed_only else None

@@ -103,6 +103,8 @@ class DocQA:
             self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
                                        load_reranker(settings))
             self.llm = None if retrieval_only else (llm or self._load_llm())
+            # The model's own lock where it has one, so that its other users (docqa.langchain) take turns too.
+            self._generation_lock = getattr(self.llm, "lock", None) or self._generation_lock
         except BaseException:
             self.close()  # what was loaded before the failure is released, not left to the collector
             raise
