@@ -1,7 +1,7 @@
 """LLM speed: llama-cpp against ctransformers, and docqa's question path against calling each backend directly.
 
 The models are random-weight files with the exact Llama-2-7B shapes and q8_0 quantisation (about 7.2 GB each,
-written by docqa.testing.llama_writer in under a minute): speed depends on the shapes, not on the weights. They
+written by tests.support.llama_writer in under a minute): speed depends on the shapes, not on the weights. They
 are written once into a cache folder and reused. For each backend, in fresh processes, one after the other:
 
 - raw: bench/llm_raw.py calls the library directly: load, evaluate the prompt, generate 64 tokens;
@@ -40,12 +40,13 @@ import yaml
 # Run from a checkout without installing the package.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # tests.support: the random-weight model writer
 
 from docqa.llm.base import cpu_threads  # noqa: E402
 from docqa.llm.llama_cpp import LlamaCppLLM  # noqa: E402
 from docqa.qa import DocQA  # noqa: E402
 from docqa.settings import load_settings  # noqa: E402
-from docqa.testing.llama_writer import tensor_data_size, write_ggml, write_gguf  # noqa: E402
+from tests.support.llama_writer import tensor_data_size, write_ggml, write_gguf  # noqa: E402
 
 PRESET = "llama-2-7b"
 MODEL_FILES = {

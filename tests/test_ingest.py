@@ -10,7 +10,7 @@ from docqa.errors import NoDocumentsError, StoreError
 from docqa.ingest import build_index
 from docqa.qa import DocQA
 from docqa.store import Store
-from docqa.testing.pdfs import encrypt_pdf, write_pdf
+from tests.support.pdfs import encrypt_pdf, write_pdf
 from tests.fixtures_project import FACTS
 
 
@@ -208,7 +208,7 @@ def test_a_folder_that_cannot_be_listed_is_named_and_its_documents_stay(fact_pro
     report = build_index(fact_project.settings)
     assert report.removed == []
     assert [(s.name, s.reason) for s in report.skipped] == [
-        ("filings/", "permission denied: cannot read the folder; what the index holds from it is kept")]
+        ("filings/", "permission denied: cannot read the folder; what the index held from it is kept")]
     assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "filings/beta-10k.pdf": 3}
     monkeypatch.undo()
     (sub / "beta-10k.pdf").unlink()
@@ -228,3 +228,20 @@ def test_readers_see_the_old_index_until_a_rebuild_is_complete(fact_project, mon
     assert len(report.added) == 5 and len(seen) == 5  # once per document here: each is one group of pages
     assert set(seen) == {5}
     assert assert_complete_and_answering(fact_project.settings) == 5
+
+
+def test_a_rebuild_keeps_what_it_cannot_read_now_from_the_index_it_replaces(fact_project, monkeypatch):
+    from docqa.cli import build_main
+
+    build_index(fact_project.settings)
+    with DocQA(fact_project.settings, retrieval_only=True) as qa:
+        before = qa.retrieve("capital expenditure fiscal 2022", k=1)[0]
+    refuse(monkeypatch, file=fact_project.data / "beta-10k.pdf")
+    report = build_index(fact_project.settings, rebuild=True)
+    assert [(s.name, s.reason) for s in report.skipped] == [
+        ("beta-10k.pdf", "permission denied: cannot read the file; its indexed copy is kept")]
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}
+    with DocQA(fact_project.settings, retrieval_only=True) as qa:
+        assert qa.retrieve("capital expenditure fiscal 2022", k=1)[0] == before
+    monkeypatch.undo()
+    assert build_main(fact_project.args()) == 0  # readable again: it is what the index holds, nothing to do

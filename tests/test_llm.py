@@ -17,7 +17,7 @@ from docqa.llm.base import StopFilter
 from docqa.prompts import render
 from docqa.settings import LLM as LLMSettings
 from docqa.settings import Prompt
-from docqa.testing.llama_writer import LLAMA_2_CHAT_TEMPLATE, PRESETS
+from tests.support.llama_writer import LLAMA_2_CHAT_TEMPLATE, PRESETS
 
 PROMPT = "Context: the company revenue grew.\nQuestion: what is the revenue?\nHelpful answer:"
 LOCAL_BACKENDS = [("llama-cpp", "tiny_gguf"), ("ctransformers", "tiny_gguf"), ("ctransformers", "tiny_ggml")]

@@ -20,7 +20,7 @@ from docqa.ingest import build_index  # noqa: E402
 from docqa.qa import DocQA  # noqa: E402
 from docqa.server import create_app  # noqa: E402
 from docqa.settings import load_settings  # noqa: E402
-from docqa.testing.pdfs import write_pdf  # noqa: E402
+from tests.support.pdfs import write_pdf  # noqa: E402
 from tests.fixtures_project import FACTS  # noqa: E402
 from tests.fixtures_server import GatedLLM, live_server  # noqa: E402
 
@@ -184,12 +184,18 @@ def wait_until(condition, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def hold_the_model(url: str, llm: GatedLLM, events: list) -> threading.Thread:
+    """Ask QUESTION in a thread and return once its generation has reached the gate (the model is busy)."""
+    asking = threading.Thread(target=stream_events, args=(url, {"question": QUESTION}, events))
+    asking.start()
+    wait_until(llm.started.is_set)
+    return asking
+
+
 def test_second_question_waits_its_turn_and_is_told_its_place(gated):
     url, app, llm = gated
     first, second = [], []
-    one = threading.Thread(target=stream_events, args=(url, {"question": QUESTION}, first))
-    one.start()
-    wait_until(llm.started.is_set)  # the first question holds the model
+    one = hold_the_model(url, llm, first)
     two = threading.Thread(target=stream_events, args=(url, {"question": "How many people did Alpha employ?"}, second))
     two.start()
     wait_until(lambda: any(kind == "queued" for _, kind, _ in second))
@@ -209,9 +215,7 @@ def test_second_question_waits_its_turn_and_is_told_its_place(gated):
 def test_retrieval_does_not_wait_for_the_model(gated):
     url, app, llm = gated
     events = []
-    asking = threading.Thread(target=stream_events, args=(url, {"question": QUESTION}, events))
-    asking.start()
-    wait_until(llm.started.is_set)
+    asking = hold_the_model(url, llm, events)
     response = httpx.post(f"{url}/api/retrieve", json={"question": "dividend"}, timeout=30)
     assert response.status_code == 200 and response.json()["passages"][0]["document"] == "beta-10k.pdf"
     assert not any(kind == "answer" for _, kind, _ in events), "retrieval had to wait for the answer"
@@ -238,9 +242,7 @@ def test_closing_the_connection_stops_that_generation(gated):
 def test_a_waiting_question_whose_client_left_leaves_the_line(gated):
     url, app, llm = gated
     first = []
-    one = threading.Thread(target=stream_events, args=(url, {"question": QUESTION}, first))
-    one.start()
-    wait_until(llm.started.is_set)
+    one = hold_the_model(url, llm, first)
     with httpx.Client(timeout=60) as http, http.stream("POST", f"{url}/api/ask", json={"question": "dividend"}) as response:
         for text in response.iter_text():
             if "event: queued" in text:
@@ -383,6 +385,7 @@ def test_health_reports_index_model_backend_and_queue(client):
 
 def test_openapi_and_docs_are_served_without_a_cdn(client):
     schema = client.get("/openapi.json").json()
+    assert schema["openapi"].startswith("3.0")  # what the bundled Swagger UI reads
     assert {"/api/ask", "/api/retrieve", "/api/documents", "/v1/chat/completions"} <= set(schema["paths"])
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text

@@ -30,6 +30,7 @@ from docqa.errors import DocqaError, InputError
 EXIT_NO_ANSWER = 1
 EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
+MAX_K = 10_000  # passages per question; more is a typo, not a request
 
 
 def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, project: Optional[Path] = None) -> int:
@@ -109,7 +110,25 @@ def _positive(value: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid whole number: {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    if number > MAX_K:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_K:,}")
     return number
+
+
+def _question(value: Optional[str]) -> str:
+    """A question from the command line; bytes that are not UTF-8 reach Python as lone surrogates."""
+    question = (value or "").strip()
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InputError(f"the question is not valid UTF-8 text (at character {error.start + 1}); "
+                         "check the terminal's encoding") from None
+    return question
+
+
+def shown(name: str) -> str:
+    """A file name on one line of text output: line breaks and other control characters escaped as in Python."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in name)
 
 
 def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,7 +213,7 @@ def _ask_arguments(parser: argparse.ArgumentParser) -> None:
 def ask(args: argparse.Namespace) -> int:
     from docqa.qa import DocQA
 
-    question = (args.question or "").strip()
+    question = _question(args.question)
     if not question:
         raise InputError('no question given; usage: python main.py "your question"')
     stream = None if args.json else _write_token
@@ -224,11 +243,11 @@ def print_answer(answer) -> None:
         print(f"note: {note}", file=sys.stderr)
     print("Sources:" if answer.sources else "Sources: none found in the index", file=out)
     for number, source in enumerate(answer.sources, 1):
-        print(f"[{number}] {source.document}, page {source.page_number} (page index {source.page_index}), "
+        print(f"[{number}] {shown(source.document)}, page {source.page_number} (page index {source.page_index}), "
               f"score {source.score:.4f}", file=out)
         print(textwrap.indent(source.text.strip(), "    "), file=out)
     if answer.searched is not None:
-        print(f"Searched: {answer.searched.summary()}", file=out)
+        print(f"Searched: {shown(answer.searched.summary())}", file=out)
     print(format_timings(answer.timings), file=out)
 
 
@@ -263,7 +282,9 @@ def build(args: argparse.Namespace) -> int:
     with counted_bar("pages") as (on_total, progress):
         report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
     for skipped in report.skipped:
-        print(f"skipped {skipped.name}: {skipped.reason}", file=sys.stderr)
+        print(f"skipped {shown(skipped.name)}: {skipped.reason}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {shown(note)}", file=sys.stderr)
     if args.json:
         print(json.dumps({**report.__dict__, "skipped": [s.__dict__ for s in report.skipped]}, indent=2))
     else:
@@ -277,16 +298,15 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("list", "Show what is indexed: file, pages, chunks, when.", _list_arguments)
 def list_documents(args: argparse.Namespace) -> int:
-    from docqa.store import Store
+    from docqa.storage import open_reader
 
-    settings = _settings(args)
-    with Store(settings.path(settings.paths.vectorstore)) as store:
+    with open_reader(_settings(args)) as store:
         documents = store.documents()
     if args.json:
         print(json.dumps([record.__dict__ for record in documents], indent=2))
         return 0
     for record in documents:
-        print(f"{record.name}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}")
+        print(f"{shown(record.name)}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}")
     print(f"{len(documents)} documents, {sum(r.pages for r in documents)} pages, {sum(r.chunks for r in documents)} chunks")
     return 0
 
@@ -329,7 +349,7 @@ def each_doc(args: argparse.Namespace) -> int:
     from docqa.batch import Question, read_questions, run_each_doc, table_format
     from docqa.qa import DocQA
 
-    question = (args.question or "").strip()
+    question = _question(args.question)
     if bool(question) == bool(args.batch):
         raise InputError("each-doc needs either a question or --batch FILE")
     fmt = table_format(Path(args.out) if args.out else None)
@@ -346,8 +366,9 @@ def _open_output(path: Optional[str]):
     if path is None:
         yield sys.stdout
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as handle:
+    from docqa.batch import open_for_writing
+
+    with open_for_writing(Path(path), "w") as handle:
         yield handle
 
 

@@ -21,7 +21,7 @@ from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError
 from docqa.profiles import describe
 from docqa.settings import Settings
-from docqa.store import StoreWriter
+from docqa.storage import IndexWriter, open_writer
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ class _Plan:
     to_read: list[tuple[str, Path, str, Optional[int]]] = field(default_factory=list)  # name, path, digest, old id
     renames: list[tuple[int, str]] = field(default_factory=list)
     removals: list[tuple[int, str]] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)  # files that exist but cannot be read now
+    kept: list[str] = field(default_factory=list)  # indexed documents kept because of that (or of their folder)
 
 
 def build_index(
@@ -99,10 +101,13 @@ def build_index(
     started = time.perf_counter()
     data = settings.path(settings.paths.data)
     report = BuildReport()
-    files, unreadable = _named_files(data, report, rebuild)
+    files, unreadable = _named_files(data, report)
     report.files = len(files)
-    with StoreWriter(settings.path(settings.paths.vectorstore), index_fingerprint(settings), rebuild=rebuild) as writer:
+    with open_writer(settings, index_fingerprint(settings), rebuild=rebuild) as writer:
         plan = _plan(writer, files, unreadable, report)
+        if rebuild:  # what cannot be read now comes over from the index being replaced, where it can
+            plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
+        _say_what_is_kept(report, plan, unreadable, rebuild)
         for document_id, name in plan.renames:
             writer.rename_document(document_id, name)
         for document_id, _name in plan.removals:
@@ -120,7 +125,7 @@ def build_index(
     return report
 
 
-def _named_files(data: Path, report: BuildReport, rebuild: bool) -> tuple[dict[str, Path], list[str]]:
+def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list[str]]:
     """The PDFs by name relative to ``data``, and the relative names of folders that could not be listed."""
     if not data.is_dir():
         raise NoDocumentsError(f"data folder not found: {data}; create it and put your PDF files there")
@@ -129,8 +134,7 @@ def _named_files(data: Path, report: BuildReport, rebuild: bool) -> tuple[dict[s
     def on_unreadable(folder: Path, reason: str) -> None:
         name = folder.relative_to(data).as_posix() + "/"
         unreadable.append(name)
-        kept = "not in the rebuilt index" if rebuild else "what the index holds from it is kept"
-        report.skipped.append(Skipped(name, f"{reason}; {kept}"))
+        report.skipped.append(Skipped(name, reason))
 
     files = {path.relative_to(data).as_posix(): path for path in find_pdfs(data, on_unreadable)}
     if not files and not unreadable:
@@ -138,19 +142,17 @@ def _named_files(data: Path, report: BuildReport, rebuild: bool) -> tuple[dict[s
     return files, unreadable
 
 
-def _plan(writer: StoreWriter, files: dict[str, Path], unreadable: list[str], report: BuildReport) -> _Plan:
+def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], report: BuildReport) -> _Plan:
     plan = _Plan()
     indexed = {record.digest: record for record in writer.documents()}
     by_name = {record.name: record for record in indexed.values()}
     seen: dict[str, str] = {}
-    kept: set[int] = set()  # indexed documents whose file or folder cannot be read now: never removed for that
     for name, path in files.items():
         try:
             digest = file_digest(path)
         except DocumentError as error:
-            report.skipped.append(Skipped(name, error.reason + ("; its indexed copy is kept" if name in by_name else "")))
-            if name in by_name:
-                kept.add(by_name[name].id)
+            report.skipped.append(Skipped(name, error.reason))
+            plan.unreadable.add(name)
             continue
         if digest in seen:
             report.notes.append(f"{name} has the same content as {seen[digest]}; indexed once")
@@ -170,12 +172,27 @@ def _plan(writer: StoreWriter, files: dict[str, Path], unreadable: list[str], re
             report.renamed.append(name)
     reading = {old_id for *_, old_id in plan.to_read if old_id is not None}
     renamed_ids = {document_id for document_id, _ in plan.renames}
-    kept |= {record.id for record in indexed.values() if record.name.startswith(tuple(unreadable))}
+    # Indexed documents whose file or folder cannot be read now are never removed for that.
+    plan.kept = [record.name for record in indexed.values()
+                 if record.name in plan.unreadable or record.name.startswith(tuple(unreadable))]
+    kept = {by_name[name].id for name in plan.kept}
     for record in indexed.values():
         if record.digest not in seen and not {record.id} & (reading | renamed_ids | kept):
             plan.removals.append((record.id, record.name))
             report.removed.append(record.name)
     return plan
+
+
+def _say_what_is_kept(report: BuildReport, plan: _Plan, unreadable_folders: list[str], rebuild: bool) -> None:
+    """Each unreadable file or folder's reason ends with what became of its documents."""
+    for skipped in report.skipped:
+        if skipped.name in unreadable_folders:
+            if any(name.startswith(skipped.name) for name in plan.kept):
+                skipped.reason += "; what the index held from it is kept"
+            elif rebuild:
+                skipped.reason += "; nothing from it is in the rebuilt index"
+        elif skipped.name in plan.unreadable and skipped.name in plan.kept:
+            skipped.reason += "; its indexed copy is kept"
 
 
 def _digest_or_none(path: Path) -> Optional[str]:
@@ -190,7 +207,7 @@ def _count_pages(to_read: list) -> dict[Path, int]:
     return {path: page_count(path) for _, path, _, _ in to_read}
 
 
-def _read_and_add(writer: StoreWriter, to_read: list, page_counts: dict[Path, int], settings: Settings,
+def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, int], settings: Settings,
                   report: BuildReport, progress: Callable[[int], None]) -> None:
     from docqa.embeddings import create_embedder
 

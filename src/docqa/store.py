@@ -27,16 +27,15 @@ import shutil
 import sqlite3
 import threading
 import zlib
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 from urllib.parse import quote
 
 import numpy as np
 
-from docqa.chunking import Chunk
 from docqa.errors import BuildLockedError, ConfigError, IndexNotFoundError, StoreError
+from docqa.types import Chunk, DocumentRecord, StoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +70,6 @@ CREATE TABLE IF NOT EXISTS chunks(
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(title, text, tokenize='porter unicode61');
 """
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    id: int
-    name: str
-    digest: str
-    pages: int
-    chunks: int
-    indexed_at: str
-
-
-@dataclass(frozen=True)
-class StoredChunk(Chunk):
-    id: int = 0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -300,7 +284,8 @@ def _reading(method):
 
 
 class Store:
-    """A read-only view of one committed state of the index; one Store may be shared by many threads.
+    """A read-only view of one committed state of the index (the SQLite + FAISS ``storage.IndexReader``); one
+    Store may be shared by many threads.
 
     ``fingerprint``, when given, is what the caller's settings make of a chunk and its vector
     (``docqa.ingest.index_fingerprint``); an index built with other settings is refused, naming what changed.
@@ -461,7 +446,7 @@ def _checked_vectors(path: Path, meta: dict, dimension: int, count, *, mapped: b
 
 
 class StoreWriter:
-    """Changes the index under an exclusive build lock.
+    """Changes the index under an exclusive build lock (the SQLite + FAISS ``storage.IndexWriter``).
 
     An incremental build changes the live generation, and ``commit()`` makes the whole documents added so far
     visible to readers. A rebuild fills a new generation that readers see only once ``publish()`` switches to
@@ -615,6 +600,39 @@ class StoreWriter:
         )
         self._vectors_for(vectors.shape[1]).add(ids, vectors)
 
+    def carry_over(self, wanted: Callable[[str], bool]) -> list[str]:
+        """A rebuild: copy the documents whose names are ``wanted`` from the index it replaces, as they are there
+        (their files cannot be read now), if that index was built with the same settings. Returns their names."""
+        if not self._staged or self._replaces is None:
+            return []
+        try:
+            old = _connect_readonly(self._replaces / DB_NAME)
+        except sqlite3.DatabaseError:
+            return []
+        try:
+            meta = dict(old.execute("SELECT key, value FROM meta"))
+            if json.loads(meta.get("fingerprint", "null")) != self.fingerprint:
+                return []
+            copied = []
+            documents = old.execute("SELECT id, name, digest, pages FROM documents ORDER BY name").fetchall()
+            for document_id, name, digest, pages in documents:
+                if not wanted(name) or self._db.execute("SELECT 1 FROM documents WHERE digest = ? OR name = ?",
+                                                        (digest, name)).fetchone():
+                    continue
+                rows = old.execute(
+                    "SELECT c.page_index, c.text, f.text, c.vector FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
+                    "WHERE c.document_id = ? ORDER BY c.id", (document_id,)).fetchall()
+                if rows:
+                    chunks = [Chunk(name, page, text, _header(text, indexed)) for page, text, indexed, _ in rows]
+                    vectors = np.vstack([np.frombuffer(blob, dtype=np.float32) for *_, blob in rows])
+                    self.add_document(name, digest, pages, chunks, vectors)
+                    copied.append(name)
+            return copied
+        except sqlite3.DatabaseError:
+            return []  # a damaged index has nothing to give
+        finally:
+            old.close()
+
     def commit(self) -> None:
         """Make the work so far durable, with the FAISS copy of it; readers see it unless this is a rebuild that
         is not yet published."""
@@ -690,6 +708,11 @@ class StoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _header(text: str, indexed_text: str) -> str:
+    """The header a chunk was indexed with (``Chunk.indexed_text`` is the header, a line break, the text)."""
+    return indexed_text[: -len(text) - 1] if indexed_text != text and indexed_text.endswith("\n" + text) else ""
 
 
 def _faiss_intact(path: Path, meta: dict) -> bool:

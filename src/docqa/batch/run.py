@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question, QuestionLike, as_questions
-from docqa.batch.writers import Entry, record_format
-from docqa.errors import DocqaError
+from docqa.batch.writers import Entry, open_for_writing, record_format
+from docqa.errors import DocqaError, InputError
 from docqa.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ def iter_batch(
 
 def answer_record(qa, question: Question, *, k: Optional[int] = None, doc: Optional[str] = None) -> dict:
     try:
+        _check_text(question.question)
         answer = qa.ask(question.question, doc=doc, k=k)
     except Exception as error:  # noqa: BLE001 - one failing question is recorded, the batch goes on
         log.debug("question %s failed", question.id, exc_info=True)
@@ -48,6 +49,15 @@ def answer_record(qa, question: Question, *, k: Optional[int] = None, doc: Optio
             "timings": None, "notes": [], "doc": doc, "error": _describe(error),
         }
     return {"id": question.id, **answer.to_dict(), "doc": doc, "error": None}
+
+
+def _check_text(question: str) -> None:
+    """JSON can hold what is not Unicode text (a lone surrogate such as \\ud800); no model or index can take it."""
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InputError(f"the question is not valid Unicode text: a lone surrogate "
+                         f"{question[error.start]!r} at character {error.start + 1}") from None
 
 
 def _describe(error: BaseException) -> str:
@@ -70,9 +80,10 @@ class BatchOutput:
         self._handle: Optional[TextIO] = None
 
     def open(self) -> "BatchOutput":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        resumed = self.path.exists() and self._resume()
-        self._handle = open(self.path, "a", encoding="utf-8", newline="")
+        if self.path.is_file() and _read_only(self.path):
+            raise InputError(f"{self.path} is read-only: make it writable to resume into it, or write to another file")
+        resumed = self.path.is_file() and self._resume()
+        self._handle = open_for_writing(self.path, "a")
         if not resumed:
             self._handle.write(self.format.header())
             self._handle.flush()
@@ -115,6 +126,11 @@ class BatchOutput:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _read_only(path: Path) -> bool:
+    """Read-only to its owner's intent: no write bit (root may write anyway, but must not replace it) or no access."""
+    return not path.stat().st_mode & 0o222 or not os.access(path, os.W_OK)
 
 
 @dataclass

@@ -27,6 +27,23 @@ def extension(path: Path) -> str:
     return path.suffix.lower().lstrip(".")
 
 
+def open_for_writing(path: Path, mode: str) -> TextIO:
+    """``path`` opened for UTF-8 text output, its folder made if need be; any reason it cannot be is an InputError.
+
+    Text that is not valid Unicode (a lone surrogate, which a JSON question may hold as ``\\ud800``) is written as
+    its backslash escape, which JSON reads back as the same text, instead of stopping the run.
+    """
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, mode, encoding="utf-8", errors="backslashreplace", newline="")
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"cannot write to {path}: a folder on its path is a file") from None
+    except OSError as exc:
+        raise InputError(f"cannot write to {path}: {exc.strerror or exc}") from None
+
+
 # ---------------------------------------------------------------- answer records
 
 

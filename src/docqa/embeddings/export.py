@@ -7,8 +7,10 @@ docqa runs on the export without them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -20,6 +22,8 @@ from docqa.errors import DocqaError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from docqa.settings import Settings
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = 2  # bump when the export recipe changes, so that older exports are made again
 EXPORT_FILES = ("model.onnx", "model.onnx.data", "tokenizer.json", "meta.json")
@@ -46,8 +50,19 @@ def ensure_onnx_export(settings: Settings) -> Path:
     source = resolve_model(settings)
     folder = onnx_export_folder(settings)
     if not _export_matches(folder, source):
-        export_onnx(source, folder)
+        with _export_lock(folder):
+            if not _export_matches(folder, source):  # another process may have made it while this one waited
+                export_onnx(source, folder)
     return folder
+
+
+@contextmanager
+def _export_lock(folder: Path):
+    """One process makes an export at a time; the others wait, then find it made."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _export_matches(folder: Path, source: ModelSource) -> bool:
@@ -59,7 +74,7 @@ def _export_matches(folder: Path, source: ModelSource) -> bool:
 
 def export_onnx(source: ModelSource, folder: Path) -> None:
     """Export and verify against torch, then swap the finished folder in."""
-    _swap_in(folder, lambda staging: _write_export(source, staging))
+    _swap_in(folder, lambda staging: _write_export(source, staging, folder))
 
 
 def _swap_in(folder: Path, write: Callable[[Path], None]) -> None:
@@ -86,9 +101,14 @@ def ensure_quantized_export(settings: Settings) -> Path:
     exact = ensure_onnx_export(settings)
     folder = quantized_export_folder(settings)
     wanted = {**read_export_meta(exact), "quantized_from": str(exact)}
-    present = all((folder / name).is_file() for name in QUANTIZED_FILES)
-    if not (present and _read_meta_or_none(folder) == wanted):
-        _swap_in(folder, lambda staging: _write_quantized(exact, staging, wanted))
+
+    def present() -> bool:
+        return all((folder / name).is_file() for name in QUANTIZED_FILES) and _read_meta_or_none(folder) == wanted
+
+    if not present():
+        with _export_lock(folder):
+            if not present():
+                _swap_in(folder, lambda staging: _write_quantized(exact, staging, wanted))
     return folder
 
 
@@ -122,10 +142,13 @@ def _write_quantized(exact: Path, staging: Path, meta: dict) -> None:
         raise DocqaError(f"the int8 copy of the embedding model is too far from the exact one (cosine {worst:.4f})")
 
 
-def _write_export(source: ModelSource, staging: Path) -> None:
+def _write_export(source: ModelSource, staging: Path, target: Path) -> None:
     import warnings
 
     model = load_sentence_transformer(source)
+    # Said, because it lands beside the configuration (paths.models), wherever that is.
+    log.warning("exporting the embedding model %s to %s (once, about 90 MB for all-MiniLM-L6-v2; paths.models in "
+                "the configuration decides where)", source.name, target)
     import torch  # present: sentence-transformers runs on it
 
     transformer = model[0].auto_model

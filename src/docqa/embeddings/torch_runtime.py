@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from docqa.embeddings.base import Embedder, import_optional
@@ -12,16 +10,42 @@ from docqa.errors import ModelNotFoundError
 
 
 def load_sentence_transformer(source: ModelSource):
-    """The sentence-transformers model on CPU; a local folder is read without touching the network."""
-    if source.local:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    """The sentence-transformers model on CPU. A local folder, or a hub model already in the local cache, is read
+    without touching the network; a download is tried only after one quick look says the hub can be reached
+    (offline, the hub client would otherwise retry for over a minute, warning at every try)."""
+    offline = source.local or _in_hub_cache(source.location)
+    if not offline:
+        _check_hub(source)  # before importing torch, which takes seconds
     sentence_transformers = import_optional("sentence_transformers", "sentence-transformers")
     try:
-        return sentence_transformers.SentenceTransformer(source.location, device="cpu")
+        # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
+        return sentence_transformers.SentenceTransformer(source.location, device="cpu", local_files_only=offline)
     except OSError as error:
         raise ModelNotFoundError(
             f"cannot load embedding model '{source.name}' from {source.location}: {error}".splitlines()[0]
+        ) from None
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def _check_hub(source: ModelSource) -> None:
+    """One request with a short timeout: is the model there to download?"""
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        model_info(source.location, timeout=10)
+    except HfHubHTTPError:
+        raise ModelNotFoundError(f"embedding model '{source.name}' is neither a local folder nor a model on the "
+                                 "hub; check embeddings.model in config.yml") from None
+    except Exception as error:  # noqa: BLE001 - no connection, in any of the ways the HTTP client reports it
+        raise ModelNotFoundError(
+            f"embedding model '{source.name}' is not on this machine, and the model hub cannot be reached to "
+            f"download it ({type(error).__name__}); put the model in a folder and name it in embeddings.model"
         ) from None
 
 

@@ -7,6 +7,7 @@ import importlib
 import math
 import os
 import re
+import threading
 from abc import ABC, abstractmethod
 from contextlib import closing
 from types import ModuleType
@@ -29,6 +30,9 @@ class LLM(ABC):
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
         self.generated_tokens = 0
+        # One generation at a time: the model has one context, and generated_tokens belongs to the last call.
+        # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
+        self.lock = threading.RLock()
 
     def close(self) -> None:
         """Free the model's memory now rather than when the object is collected."""
@@ -95,21 +99,23 @@ class LLM(ABC):
         model's end of generation."""
 
     def stream(self, prompt: str) -> Iterator[str]:
-        """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence."""
-        self.generated_tokens = 0
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopFilter(self.settings.stop)
-        with closing(self._generate(prompt)) as tokens:
-            for token in tokens:
-                self.generated_tokens += 1
-                text = stops.feed(decoder.decode(token))
-                if text:
-                    yield text
-                if stops.stopped:
-                    return
-        text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
-        if text:
-            yield text
+        """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence; other threads'
+        calls wait until this one is done (or closed)."""
+        with self.lock:
+            self.generated_tokens = 0
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            stops = StopFilter(self.settings.stop)
+            with closing(self._generate(prompt)) as tokens:
+                for token in tokens:
+                    self.generated_tokens += 1
+                    text = stops.feed(decoder.decode(token))
+                    if text:
+                        yield text
+                    if stops.stopped:
+                        return
+            text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+            if text:
+                yield text
 
     def _new_token_limit(self, prompt_tokens: int) -> int:
         """max_new_tokens, shortened so that prompt and answer fit the context window."""

@@ -15,7 +15,7 @@ class LlamaCppLLM(LLM):
     name = "llama-cpp"
 
     def __init__(self, settings: LLMSettings, model_path: Path, *, vocab_only: bool = False) -> None:
-        """``vocab_only``: the tokenizer and the metadata without the weights, for counting tokens."""
+        """``vocab_only`` loads the tokenizer and no weights: ``count_tokens`` works, generation does not."""
         super().__init__(settings)
         llama_cpp = import_backend("llama_cpp", "llama-cpp-python")
         self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._vocab.vocab, token)

@@ -97,6 +97,8 @@ def create_app(
         docs_url=None,  # served from the package's own copy of Swagger UI: no CDN
         redoc_url=None,
     )
+    # swagger-ui-bundle's Swagger UI (4.15) reads OpenAPI 3.0 documents only; nothing this API describes needs 3.1.
+    app.openapi_version = "3.0.3"
     app.state.settings = settings
     app.state.engine = engine
     app.state.queue = queue

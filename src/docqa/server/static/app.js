@@ -155,6 +155,7 @@ async function ask(event) {
     else setStatus(error.message);
   } finally {
     if (state.controller && state.controller.signal === signal) endQuestion();
+    refreshHealth();
   }
 }
 

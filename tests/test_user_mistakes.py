@@ -1,0 +1,279 @@
+"""Mistakes a user makes, each a one-line message and the exit code of the README's table; nothing built is lost."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from docqa.cli import ask_main, build_main
+from tests.support.pdfs import write_pdf
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "How much is the minimum guarantee payable by adidas?"
+
+
+def run(main, argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "unexpected" not in err and "Traceback" not in err, err
+    return lines[0]
+
+
+def read_only(folder: Path, command: list[str]) -> list[str]:
+    """``command`` run with ``folder`` read-only: root ignores file modes, so there it is mounted read-only in a
+    mount namespace of its own; anyone else gets the folder's write permission taken away."""
+    if os.geteuid() != 0:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(path.stat().st_mode & 0o555)
+        return command
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare to make a read-only folder as root")
+    return ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder), *command]
+
+
+def run_script(script: str, *argv: str, env: dict | None = None, command=None) -> subprocess.CompletedProcess:
+    full = [sys.executable, str(ROOT / script), *argv]
+    return subprocess.run(command(full) if command else full, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})})
+
+
+# ---------------------------------------------------------------- building
+
+
+def test_identical_files_are_a_note_and_every_build_exits_0(fact_project, capsys):
+    shutil.copy(fact_project.data / "beta-10k.pdf", fact_project.data / "beta-copy.pdf")
+    for _ in range(2):  # the first build and an "up to date" one
+        code, out, err = run(build_main, fact_project.args(), capsys)
+        assert code == 0, err
+        assert "note: beta-copy.pdf has the same content as beta-10k.pdf; indexed once" in err
+    assert out.startswith("up to date")
+
+
+def test_a_vectorstore_that_is_a_file_is_named(fact_project, capsys):
+    target = fact_project.root / "index-file"
+    target.write_text("not a folder")
+    config = fact_project.write_config(fact_project.root / "file.yml")
+    config.write_text(config.read_text().replace(str(fact_project.root / "vectorstore"), str(target)))
+    for main, argv in ((build_main, ["--config", str(config)]), (ask_main, ["--config", str(config), "--retrieval-only", QUESTION])):
+        code, _, err = run(main, argv, capsys)
+        assert code == 2
+        assert "paths.vectorstore" in one_line_error(err) and "is a file, not a folder" in err
+    assert target.read_text() == "not a folder"
+
+
+def test_a_read_only_vectorstore_at_build_is_named_and_can_still_be_queried(fact_project):
+    assert build_main(fact_project.args()) == 0
+    write_pdf(fact_project.data / "gamma.pdf", ["Gamma is new."])
+    folder = fact_project.root / "vectorstore"
+    try:
+        built = run_script("db_build.py", *fact_project.args(), command=lambda c: read_only(folder, c))
+        asked = run_script("main.py", *fact_project.args("--retrieval-only", "--k", "1", QUESTION),
+                           command=lambda c: read_only(folder, c))
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+    if built.returncode != 0 and "mount" in built.stderr and "error:" not in built.stderr:
+        pytest.skip(f"cannot mount read-only here: {built.stderr.strip()}")
+    assert built.returncode == 2, built.stderr
+    assert f"cannot write to the index folder {folder}" in one_line_error(built.stderr)
+    assert asked.returncode == 0, asked.stderr
+    assert "[1] alpha-annual-report.pdf, page 2" in asked.stdout
+
+
+# ---------------------------------------------------------------- asking
+
+
+def test_a_huge_k_is_a_plain_error(built_fact_index, capsys):
+    code, _, err = run(ask_main, built_fact_index.args("--retrieval-only", "--k", "99999999999999999999", QUESTION), capsys)
+    assert code == 2
+    assert "argument --k: must be at most 10,000" in err  # argparse's usage line, then its error line
+    assert "unexpected" not in err and "Traceback" not in err
+
+
+def test_a_question_that_is_not_utf8_is_a_plain_error(built_fact_index):
+    # The shell hands Python the raw bytes; Python keeps what is not UTF-8 as lone surrogates.
+    result = subprocess.run([sys.executable, str(ROOT / "main.py"), *built_fact_index.args("--retrieval-only"),
+                             b"revenue \xff\xfe in 2022?"], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 2, result.stderr
+    assert "not valid UTF-8" in one_line_error(result.stderr)
+
+
+def test_a_newline_in_a_file_name_does_not_split_lines(fact_project, capsys):
+    write_pdf(fact_project.data / "two\nlines.pdf", ["The minimum guarantee payable by adidas is sixty ducks."])
+    assert build_main(fact_project.args()) == 0
+    capsys.readouterr()
+    code, out, _ = run(build_main, fact_project.args("--list"), capsys)
+    assert code == 0
+    assert "two\\nlines.pdf\t1 pages\t1 chunks\t" in out and len(out.splitlines()) == 4
+    code, out, _ = run(ask_main, fact_project.args("--retrieval-only", "--k", "1", "sixty ducks"), capsys)
+    assert code == 0
+    assert out.startswith("Sources:\n[1] two\\nlines.pdf, page 1 (page index 0)")
+    code, out, _ = run(ask_main, fact_project.args("--retrieval-only", "--json", "--k", "1", "sixty ducks"), capsys)
+    assert json.loads(out)["sources"][0]["document"] == "two\nlines.pdf"  # JSON keeps the real name
+
+
+def test_a_config_that_is_a_folder_or_not_utf8(project, capsys):
+    folder = project.root / "config-folder.yml"
+    folder.mkdir()
+    latin = project.root / "latin.yml"
+    latin.write_bytes("prompt:\n  template: 'Caf\xe9 {context} {question}'\n".encode("latin-1"))
+    for config in (folder, latin):
+        code, _, err = run(ask_main, ["--config", str(config), "--retrieval-only", QUESTION], capsys)
+        assert code == 2
+        assert str(config) in one_line_error(err)
+
+
+# ---------------------------------------------------------------- batches
+
+
+def write_jsonl(path: Path, questions: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"id": f"q{n}", "question": q}) + "\n" for n, q in enumerate(questions, 1)),
+                    encoding="utf-8")
+    return path
+
+
+def test_a_question_that_is_not_unicode_fails_alone_and_reruns_work(built_fact_index, tmp_path, capsys):
+    questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION, "\ud800 revenue?", "How many people did Alpha employ?"])
+    assert "\\ud800" in questions.read_text()  # valid JSON: the escape of a lone surrogate
+    out = tmp_path / "answers.jsonl"
+    for _ in range(2):  # the run, and a rerun that retries the failed question
+        code, _, err = run(ask_main, built_fact_index.args("--batch", str(questions), "--out", str(out), "--retrieval-only"), capsys)
+        assert code == 1, err  # one question failed; the batch went on
+        assert "unexpected" not in err and "Traceback" not in err
+        records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert sorted(record["id"] for record in records) == ["q1", "q2", "q3"]
+        failed = {record["id"]: record["error"] for record in records if record["error"]}
+        assert list(failed) == ["q2"] and "not valid Unicode text" in failed["q2"]
+        assert next(record for record in records if record["id"] == "q2")["question"] == "\ud800 revenue?"
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file", "not writable"])
+def test_an_output_that_cannot_be_written_is_named(built_fact_index, tmp_path, capsys, monkeypatch, where):
+    questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION])
+    out = tmp_path / "answers.jsonl"
+    if where == "a folder":
+        out.mkdir()
+    elif where == "under a file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "answers.jsonl"
+    else:  # root writes anywhere: the refusal is simulated where the output is opened
+        import builtins
+
+        import docqa.batch.writers
+
+        def refuse(path, *args, **kwargs):
+            if str(path) == str(out):
+                raise PermissionError(13, "Permission denied", str(path))
+            return builtins.open(path, *args, **kwargs)
+
+        monkeypatch.setattr(docqa.batch.writers, "open", refuse, raising=False)
+    code, _, err = run(ask_main, built_fact_index.args("--batch", str(questions), "--out", str(out), "--retrieval-only"), capsys)
+    assert code == 2
+    assert f"cannot write to {out}" in one_line_error(err)
+
+
+def test_resuming_into_a_read_only_results_file_leaves_it_alone(built_fact_index, tmp_path, capsys):
+    questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION, "\ud800"])
+    out = tmp_path / "answers.jsonl"
+    assert run(ask_main, built_fact_index.args("--batch", str(questions), "--out", str(out), "--retrieval-only"), capsys)[0] == 1
+    before = out.read_bytes()
+    out.chmod(0o444)
+    try:
+        code, _, err = run(ask_main, built_fact_index.args("--batch", str(questions), "--out", str(out), "--retrieval-only"), capsys)
+    finally:
+        out.chmod(0o644)
+    assert code == 2
+    assert "is read-only" in one_line_error(err)
+    assert out.read_bytes() == before
+
+
+# ---------------------------------------------------------------- the embedding model
+
+
+def test_an_embedding_model_to_download_while_offline_fails_at_once_in_one_line(fact_project, tmp_path):
+    config = fact_project.write_config(tmp_path / "config.yml",
+                                       embeddings={"model": "sentence-transformers/paraphrase-MiniLM-L3-v2"})
+    # A hub that cannot be reached (nothing listens on port 9) and an empty model cache.
+    offline = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    result = run_script("db_build.py", "--config", str(config), env=offline)
+    assert result.returncode == 2, result.stderr
+    line = one_line_error(result.stderr)
+    assert "paraphrase-MiniLM-L3-v2" in line and "cannot be reached" in line
+    others = [text for text in result.stderr.splitlines() if text.strip() and "pages/s" not in text and text != line]
+    assert others == [], result.stderr  # no retries warned about, nothing else: the progress bar and the error
+
+
+def test_loading_a_model_leaves_the_environment_alone(project, monkeypatch):
+    from docqa.embeddings.models import resolve_model
+    from docqa.embeddings.torch_runtime import TorchEmbedder
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    before = dict(os.environ)
+    embedder = TorchEmbedder(resolve_model(project.settings))
+    assert embedder.embed_query("revenue").shape == (384,)
+    assert dict(os.environ) == before
+
+
+def test_two_exports_at_once_make_one(project, monkeypatch):
+    """Two callers (threads here; processes take the same file lock) asking for the first export at once."""
+    import threading
+
+    from docqa.embeddings import export
+
+    settings = project.configure(paths={"models": str(project.root / "fresh-models")})  # no export there yet
+    source = export.resolve_model(settings)
+    folder = export.onnx_export_folder(settings)
+    writes = []
+    started = threading.Barrier(2)
+
+    def slow_write(source, staging, target):
+        writes.append(staging)
+        for name in export.EXPORT_FILES:
+            (staging / name).write_text("x")
+        meta = {"format": export.EXPORT_FORMAT, "model": source.name, "source": source.location}
+        (staging / "meta.json").write_text(json.dumps(meta))
+        threading.Event().wait(0.5)  # the other caller arrives while this one writes
+
+    monkeypatch.setattr(export, "_write_export", slow_write)
+
+    def ensure():
+        started.wait()
+        return export.ensure_onnx_export(settings)
+
+    threads = [threading.Thread(target=ensure) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(writes) == 1, "the second caller waited, then found the export made"
+    assert json.loads((folder / "meta.json").read_text())["source"] == source.location
+
+
+def test_an_export_says_where_it_goes(project, monkeypatch, caplog):
+    from docqa.embeddings import export
+
+    class Stop(Exception):
+        pass
+
+    class Loaded:  # the weights "load"; the export stops right after saying where it goes
+        def __getitem__(self, index):
+            raise Stop
+
+    monkeypatch.setattr(export, "load_sentence_transformer", lambda source: Loaded())
+    settings = project.configure(paths={"models": str(project.root / "elsewhere")})
+    with pytest.raises(Stop):
+        export.ensure_onnx_export(settings)
+    folder = project.root / "elsewhere" / "onnx" / "all-MiniLM-L6-v2"
+    assert f"exporting the embedding model sentence-transformers/all-MiniLM-L6-v2 to {folder}" in caplog.text
+    assert not folder.exists()
