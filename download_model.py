@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Download Llama-2-7B-Chat into the models folder.
+"""Download a chat model into the models folder (README, "Models": sizes and memory of each quantization).
 
-    python download_model.py            # llama-2-7b-chat.Q8_0.gguf (llama-cpp-python or ctransformers)
-    python download_model.py --ggml     # the model card's llama-2-7b-chat.ggmlv3.q8_0.bin (ctransformers)
+    python download_model.py                    # llama-2-7b-chat.Q8_0.gguf (llama-cpp-python or ctransformers)
+    python download_model.py --quant Q4_K_M     # another quantization of TheBloke/Llama-2-7B-Chat-GGUF, Q2_K to Q8_0
+    python download_model.py --ggml             # the model card's llama-2-7b-chat.ggmlv3.q8_0.bin (ctransformers)
+    python download_model.py --repo OWNER/NAME --file MODEL.gguf   # any GGUF chat model on the Hugging Face hub
     python download_model.py --config other.yml
 """
 

@@ -30,7 +30,8 @@ def run_llama_cpp(spec: dict) -> dict:
         verbose=False,
     )
     loaded = time.perf_counter()
-    tokens = model.tokenize(spec["prompt"].encode(), add_bos=True)
+    # A prompt rendered from a chat template holds special tokens (<|im_start|>), parsed as docqa parses them.
+    tokens = model.tokenize(spec["prompt"].encode(), add_bos=True, special=spec.get("special", False))
     model.eval(tokens)
     evaluated = time.perf_counter()
     # generate() finds the prompt already evaluated and samples at once; each later step evaluates the previous token.

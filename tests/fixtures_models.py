@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from docqa.testing.llama_writer import write_ggml, write_gguf
+from tests.support.llama_writer import write_ggml, write_gguf
 
 
 @pytest.fixture(scope="session")

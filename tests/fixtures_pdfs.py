@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from docqa.testing.pdfs import make_bad_corpus, write_pdf
+from tests.support.pdfs import make_bad_corpus, write_pdf
 
 
 @pytest.fixture
@@ -24,5 +24,5 @@ def make_pdf(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def bad_corpus(tmp_path: Path) -> dict[str, Path]:
-    """{kind: path} of unreadable PDFs in tmp_path/bad; see docqa.testing.pdfs.make_bad_corpus."""
+    """{kind: path} of unreadable PDFs in tmp_path/bad; see tests.support.pdfs.make_bad_corpus."""
     return make_bad_corpus(tmp_path / "bad")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from docqa.settings import Settings, load_settings
-from docqa.testing.pdfs import write_pdf
+from tests.support.pdfs import write_pdf
 
 # Known sentences on known pages: (file, page index, sentence).
 FACTS = [

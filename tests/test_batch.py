@@ -33,7 +33,7 @@ from docqa.errors import InputError
 from docqa.ingest import build_index
 from docqa.qa import DocQA
 from docqa.settings import Paths, Settings
-from docqa.testing.pdfs import write_pdf
+from tests.support.pdfs import write_pdf
 
 REPORTS = {
     "acme-2022.pdf": [

@@ -17,7 +17,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from docqa.ingest import build_index  # noqa: E402
 from docqa.server import create_app  # noqa: E402
-from docqa.testing.pdfs import write_pdf  # noqa: E402
+from tests.support.pdfs import write_pdf  # noqa: E402
 from tests.fixtures_server import live_server  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("DOCQA_CHROMIUM", "/usr/bin/chromium"))

@@ -13,7 +13,7 @@ from docqa.cli import build_main
 from docqa.ingest import build_index, index_fingerprint
 from docqa.qa import DocQA
 from docqa.store import Store, StoreWriter
-from docqa.testing.pdfs import write_pdf
+from tests.support.pdfs import write_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_POINTS = 12

@@ -11,7 +11,7 @@ import pytest
 from docqa import documents
 from docqa.documents import EXTRACTORS, file_digest, find_pdfs, normalise_text, read_pages
 from docqa.errors import DocumentError
-from docqa.testing.pdfs import encrypt_pdf, write_pdf
+from tests.support.pdfs import encrypt_pdf, write_pdf
 
 SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "financebench"
 

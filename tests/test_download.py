@@ -115,3 +115,68 @@ def test_failure_names_the_underlying_cause(config, monkeypatch, capsys):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     assert main(["--config", str(config)]) == 1
     assert capsys.readouterr().err.rstrip().endswith("local cache ([Errno -2] Name or service not known)")
+
+
+@pytest.mark.parametrize("quant", ["Q2_K", "Q4_K_M", "Q8_0"])
+def test_quant_downloads_that_quantization(config, fake_hub, quant):
+    assert main(["--quant", quant, "--config", str(config)]) == 0
+    assert fake_hub[0]["repo_id"] == "TheBloke/Llama-2-7B-Chat-GGUF"
+    assert fake_hub[0]["filename"] == f"llama-2-7b-chat.{quant}.gguf"
+
+
+def test_every_published_quantization_from_q2_k_to_q8_0_is_offered():
+    from docqa.llm.catalog import QUANTIZATIONS
+
+    assert list(QUANTIZATIONS) == ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_0",
+                                   "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
+    sizes = [quant.size_gb for quant in QUANTIZATIONS.values()]
+    assert sizes == sorted(sizes) and all(quant.ram_gb > quant.size_gb for quant in QUANTIZATIONS.values())
+
+
+def test_unknown_quantization_is_refused_with_the_choices(config, fake_hub, capsys):
+    assert main(["--quant", "Q4_K_X", "--config", str(config)]) == 2
+    assert fake_hub == []
+    assert "Q4_K_M" in capsys.readouterr().err
+
+
+def test_repo_and_file_download_any_gguf_chat_model(config, fake_hub, capsys):
+    repo, name = "TheBloke/Mistral-7B-Instruct-v0.2-GGUF", "mistral-7b-instruct-v0.2.Q4_K_M.gguf"
+    assert main(["--repo", repo, "--file", name, "--config", str(config)]) == 0
+    assert fake_hub == [{"repo_id": repo, "filename": name, "local_dir": config.parent / "my-models"}]
+    assert "and prompt.format: gguf" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--repo", "someone/model-GGUF"], "--repo and --file go together"),
+        (["--file", "model.Q4_K_M.gguf"], "--repo and --file go together"),
+        (["--repo", "someone/model-GGUF", "--file", "model.safetensors"], "--file must name a .gguf file"),
+    ],
+)
+def test_incomplete_repo_choice_is_a_one_line_error(config, fake_hub, capsys, argv, message):
+    assert main([*argv, "--config", str(config)]) == 2
+    assert fake_hub == []
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {message}") and error.count("\n") == 1
+
+
+def test_quant_and_repo_cannot_be_combined(config, fake_hub):
+    assert main(["--quant", "Q4_K_M", "--repo", "someone/model-GGUF", "--file", "m.gguf", "--config", str(config)]) == 2
+    assert fake_hub == []
+
+
+@pytest.mark.parametrize(
+    ("model_path", "command"),
+    [
+        ("models/llama-2-7b-chat.Q8_0.gguf", "python download_model.py"),
+        ("models/llama-2-7b-chat.Q4_K_M.gguf", "python download_model.py --quant Q4_K_M"),
+        ("models/llama-2-7b-chat.ggmlv3.q8_0.bin", "python download_model.py --ggml"),
+        ("models/mistral-7b-instruct-v0.2.Q4_K_M.gguf",
+         "python download_model.py --repo OWNER/REPOSITORY --file mistral-7b-instruct-v0.2.Q4_K_M.gguf"),
+    ],
+)
+def test_download_command_for_a_missing_model(model_path, command):
+    from docqa.llm.catalog import download_command
+
+    assert download_command(Path(model_path)) == command

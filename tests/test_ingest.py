@@ -10,7 +10,7 @@ from docqa.errors import NoDocumentsError, StoreError
 from docqa.ingest import build_index
 from docqa.qa import DocQA
 from docqa.store import Store
-from docqa.testing.pdfs import encrypt_pdf, write_pdf
+from tests.support.pdfs import encrypt_pdf, write_pdf
 from tests.fixtures_project import FACTS
 
 

@@ -17,7 +17,7 @@ from docqa.llm.base import StopFilter
 from docqa.prompts import render
 from docqa.settings import LLM as LLMSettings
 from docqa.settings import Prompt
-from docqa.testing.llama_writer import LLAMA_2_CHAT_TEMPLATE, PRESETS
+from tests.support.llama_writer import LLAMA_2_CHAT_TEMPLATE, PRESETS
 
 PROMPT = "Context: the company revenue grew.\nQuestion: what is the revenue?\nHelpful answer:"
 LOCAL_BACKENDS = [("llama-cpp", "tiny_gguf"), ("ctransformers", "tiny_gguf"), ("ctransformers", "tiny_ggml")]
@@ -332,6 +332,19 @@ def test_generation_ends_at_every_end_of_generation_token(smollm2_llm, monkeypat
     monkeypatch.setattr(model, "generate", lambda tokens, **options: iter(script))
     assert "".join(smollm2_llm.stream("prompt")) == "It was 5."
     assert smollm2_llm.generated_tokens == len(model.tokenize(b"It was 5.", add_bos=False))
+
+
+def test_prompt_lookup_drafting_gives_the_same_greedy_text(smollm2_gguf):
+    # A prompt longer than a batch: llama-cpp-python's logits buffer must hold the whole context for drafting.
+    prompt = chat_prompt(create_llm(settings(model_path=smollm2_gguf, context_length=1024), Path("/")), "gguf",
+                         "The minimum guarantee payable by Apex Sportswear is £120 million over the term. " * 8)
+    answers = []
+    for lookup in (0, 10):
+        llm = create_llm(settings(model_path=smollm2_gguf, context_length=1024, batch_size=64, max_new_tokens=16,
+                                  prompt_lookup=lookup), Path("/"))
+        assert llm.count_tokens(prompt) > 64
+        answers.append(("".join(llm.stream(prompt)), llm.generated_tokens))
+    assert answers[0] == answers[1] and "£120" in answers[0][0]
 
 
 def test_ctransformers_cannot_load_smollm2_and_says_what_to_do(smollm2_gguf):

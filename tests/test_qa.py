@@ -154,6 +154,7 @@ def test_many_threads_retrieve_while_others_ask(built_fact_index, tiny_gguf, tmp
 def test_close_releases_the_index_also_when_loading_fails(built_fact_index, tmp_path, monkeypatch):
     import docqa.store
     from docqa.errors import ModelNotFoundError
+    from docqa.storage import STORES, StoreBackend
 
     opened = []
     real_store = docqa.store.Store
@@ -168,7 +169,7 @@ def test_close_releases_the_index_also_when_loading_fails(built_fact_index, tmp_
         opened.append(store)
         return store
 
-    monkeypatch.setattr("docqa.qa.Store", tracked)
+    monkeypatch.setitem(STORES, "sqlite-faiss", lambda: StoreBackend(tracked, docqa.store.StoreWriter))
     config = built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(tmp_path / "absent.gguf")})
     with pytest.raises(ModelNotFoundError):
         DocQA.from_config(config)

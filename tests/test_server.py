@@ -20,7 +20,7 @@ from docqa.ingest import build_index  # noqa: E402
 from docqa.qa import DocQA  # noqa: E402
 from docqa.server import create_app  # noqa: E402
 from docqa.settings import load_settings  # noqa: E402
-from docqa.testing.pdfs import write_pdf  # noqa: E402
+from tests.support.pdfs import write_pdf  # noqa: E402
 from tests.fixtures_project import FACTS  # noqa: E402
 from tests.fixtures_server import GatedLLM, live_server  # noqa: E402
 

@@ -209,7 +209,7 @@ def test_the_page_has_no_inline_script_style_or_external_resource(client):
 def test_html_inside_a_pdf_comes_back_as_plain_text(project, make_pdf):
     """The API returns PDF text verbatim in JSON; the page puts it in with textContent (see test_browser)."""
     from docqa.ingest import build_index
-    from docqa.testing.pdfs import write_pdf
+    from tests.support.pdfs import write_pdf
 
     payload = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2"> Omega Telecom sells fibre.'
     write_pdf(project.data / "omega.pdf", [payload])

@@ -62,6 +62,12 @@ def test_auto_chunk_precision_follows_the_cpu(monkeypatch, native, expected):
     assert Settings(embeddings={"chunk_precision": "int8"}).embeddings.build_precision == "int8"
 
 
+def test_auto_chunk_precision_needs_openvino_for_bf16(monkeypatch):
+    monkeypatch.setattr(settings_module, "native_bfloat16", lambda: True)
+    monkeypatch.setattr(settings_module, "openvino_installed", lambda: False)  # installed without the bf16 extra
+    assert Settings().embeddings.build_precision == "fp32"
+
+
 def test_native_bfloat16_reads_the_cpu_flags():
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text(errors="replace") if cpuinfo.exists() else ""

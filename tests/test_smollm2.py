@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from docqa.cli import ask_main
-from docqa.sample import SAMPLE_QUESTION, write_sample
+from tests.support.sample import SAMPLE_QUESTION, write_sample
 from tests.fixtures_project import Project
 
 ROOT = Path(__file__).resolve().parents[1]

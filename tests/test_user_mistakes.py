@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from docqa.cli import ask_main, build_main
-from docqa.testing.pdfs import write_pdf
+from tests.support.pdfs import write_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How much is the minimum guarantee payable by adidas?"

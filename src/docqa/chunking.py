@@ -10,34 +10,16 @@ says which company, year and statement it belongs to.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from docqa.documents import Page
+from docqa.types import Chunk
 
 # Headings at the top of a page name what the whole page is ("Consolidated Balance Sheets").
 PAGE_TITLE_LINES = 4
 MAX_HEADING_CHARS = 90
 _MINOR_WORDS = frozenset("a an and as at by for from in of on or per the to vs with".split())
 _NOT_HEADINGS = frozenset({"table of contents", "index", "contents"})
-
-
-@dataclass(frozen=True)
-class Chunk:
-    document: str
-    page_index: int
-    text: str
-    header: str = ""
-
-    @property
-    def page_number(self) -> int:
-        """The page number a PDF viewer shows."""
-        return self.page_index + 1
-
-    @property
-    def indexed_text(self) -> str:
-        """What is embedded and searched: the header, then the text."""
-        return f"{self.header}\n{self.text}" if self.header else self.text
 
 
 def is_heading(line: str) -> bool:

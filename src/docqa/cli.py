@@ -298,10 +298,9 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("list", "Show what is indexed: file, pages, chunks, when.", _list_arguments)
 def list_documents(args: argparse.Namespace) -> int:
-    from docqa.store import Store
+    from docqa.storage import open_reader
 
-    settings = _settings(args)
-    with Store(settings.path(settings.paths.vectorstore)) as store:
+    with open_reader(_settings(args)) as store:
         documents = store.documents()
     if args.json:
         print(json.dumps([record.__dict__ for record in documents], indent=2))
@@ -408,19 +407,24 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
 
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:
-    from docqa.llm.catalog import GGML_MODEL, GGUF_MODEL
+    from docqa.llm.catalog import DEFAULT_QUANT, GGML_MODEL, GGUF_MODEL, GGUF_REPO, QUANTIZATIONS
 
-    parser.add_argument("--ggml", action="store_true",
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--quant", choices=list(QUANTIZATIONS), default=DEFAULT_QUANT,
+                        help=f"which quantization of {GGUF_REPO} (default: %(default)s; README: size, memory, quality)")
+    choice.add_argument("--ggml", action="store_true",
                         help=f"the model card's GGML v3 file {GGML_MODEL.filename} (default: {GGUF_MODEL.filename})")
+    choice.add_argument("--repo", metavar="OWNER/NAME", help="any GGUF chat model: its repository on the Hugging Face hub")
+    parser.add_argument("--file", metavar="NAME.gguf", help="with --repo: the GGUF file to download")
 
 
-@command("download", "Download Llama-2-7B-Chat into the models folder.", _download_arguments)
+@command("download", "Download a chat model (Llama-2-7B-Chat by default) into the models folder.", _download_arguments)
 def download_model(args: argparse.Namespace) -> int:
     from docqa.download import download
-    from docqa.llm.catalog import GGML_MODEL, GGUF_MODEL
+    from docqa.llm.catalog import chosen_model
 
+    model = chosen_model(ggml=args.ggml, quant=args.quant, repo=args.repo, file=args.file)
     settings = _settings(args)
-    model = GGML_MODEL if args.ggml else GGUF_MODEL
     target = settings.path(settings.paths.models) / model.filename
     if target.is_file():
         print(f"{target} is already present; nothing to download")
@@ -428,7 +432,10 @@ def download_model(args: argparse.Namespace) -> int:
     path = download(model, target.parent)
     print(f"saved {path}")
     if path != settings.path(settings.llm.model_path):
-        print(f"to use it, set llm.model_path: {path} in the configuration")
+        advice = f"set llm.model_path: {path}"
+        if args.repo:  # another model family: its own chat template, not Llama-2's [INST] or the card's text
+            advice += " and prompt.format: gguf"
+        print(f"to use it, {advice} in the configuration")
     return 0
 
 

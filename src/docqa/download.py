@@ -6,9 +6,7 @@ from pathlib import Path
 
 from docqa.errors import DocqaError, MissingDependencyError
 from docqa.llm.base import describe
-from docqa.llm.catalog import GGML_MODEL, GGUF_MODEL, ModelFile
-
-__all__ = ["GGML_MODEL", "GGUF_MODEL", "ModelFile", "download"]
+from docqa.llm.catalog import ModelFile
 
 
 def download(model: ModelFile, folder: Path) -> Path:

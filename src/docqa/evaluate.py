@@ -155,26 +155,17 @@ class _Target:
 
 
 def llm_token_counter(settings) -> Optional[Callable[[str], int]]:
-    """The LLM's own token count, where its tokenizer loads without the weights; else None.
+    """The LLM's own token count, where its backend loads the tokenizer without the weights (``create_tokenizer``:
+    llama-cpp on a GGUF file); else None, and the evaluation estimates. It must not load a 7B model to count."""
+    from docqa.errors import DocqaError
+    from docqa.llm import create_tokenizer
 
-    That is llama-cpp-python's ``vocab_only`` load of a GGUF model file. ctransformers (GGML files)
-    cannot load a tokenizer alone, and the evaluation must not load a 7B model, so it estimates.
-    """
-    llm = settings.llm
-    path = settings.path(llm.model_path)
-    if llm.backend not in ("auto", "llama-cpp") or not path.is_file():
-        return None
     try:
-        with path.open("rb") as handle:
-            if handle.read(4) != b"GGUF":
-                return None
-        import llama_cpp
-
-        model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    except Exception:  # noqa: BLE001 - any failure just means: estimate instead
-        log.debug("no cheap tokenizer from %s", path, exc_info=True)
+        tokenizer = create_tokenizer(settings.llm, settings.root)
+    except DocqaError:  # llama-cpp-python missing, or the file will not load: estimate instead
+        log.debug("no tokenizer from %s", settings.llm.model_path, exc_info=True)
         return None
-    return lambda text: len(model.tokenize(text.encode("utf-8"), add_bos=False))
+    return tokenizer.count_tokens if tokenizer is not None else None
 
 
 # ---------------------------------------------------------------- running

@@ -21,7 +21,7 @@ from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError
 from docqa.profiles import describe
 from docqa.settings import Settings
-from docqa.store import StoreWriter
+from docqa.storage import IndexWriter, open_writer
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def build_index(
     report = BuildReport()
     files, unreadable = _named_files(data, report)
     report.files = len(files)
-    with StoreWriter(settings.path(settings.paths.vectorstore), index_fingerprint(settings), rebuild=rebuild) as writer:
+    with open_writer(settings, index_fingerprint(settings), rebuild=rebuild) as writer:
         plan = _plan(writer, files, unreadable, report)
         if rebuild:  # what cannot be read now comes over from the index being replaced, where it can
             plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
@@ -142,7 +142,7 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
     return files, unreadable
 
 
-def _plan(writer: StoreWriter, files: dict[str, Path], unreadable: list[str], report: BuildReport) -> _Plan:
+def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], report: BuildReport) -> _Plan:
     plan = _Plan()
     indexed = {record.digest: record for record in writer.documents()}
     by_name = {record.name: record for record in indexed.values()}
@@ -207,7 +207,7 @@ def _count_pages(to_read: list) -> dict[Path, int]:
     return {path: page_count(path) for _, path, _, _ in to_read}
 
 
-def _read_and_add(writer: StoreWriter, to_read: list, page_counts: dict[Path, int], settings: Settings,
+def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, int], settings: Settings,
                   report: BuildReport, progress: Callable[[int], None]) -> None:
     from docqa.embeddings import create_embedder
 

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
-from docqa.store import Store
+from docqa.storage import IndexReader, open_reader
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
 # How the card's prompt tells the model to say that the context holds no answer, and common variants.
@@ -93,13 +93,13 @@ class DocQA:
 
         started = time.perf_counter()
         self.settings = settings
-        self.store: Optional[Store] = None
+        self.store: Optional[IndexReader] = None
         self.llm = None
         self._owns_llm = llm is None
         self._generation_lock = threading.Lock()
         self._load_lock = threading.Lock()
         try:
-            self.store = Store(settings.path(settings.paths.vectorstore), index_fingerprint(settings))
+            self.store = open_reader(settings, index_fingerprint(settings))
             self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
                                        load_reranker(settings))
             self.llm = None if retrieval_only else (llm or self._load_llm())

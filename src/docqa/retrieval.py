@@ -21,7 +21,8 @@ from typing import Literal, Optional, Sequence
 from docqa.errors import InputError, ModelNotFoundError
 from docqa.profiles import Profile, named_documents, profile, same_company_names
 from docqa.settings import Retrieval, Settings
-from docqa.store import Store, StoredChunk
+from docqa.storage import IndexReader
+from docqa.types import Hit, StoredChunk
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
 # The named documents' best passage is "weak" when its cosine similarity to the question is this much below the best
@@ -77,12 +78,6 @@ LINE_ITEMS = {
     "balance sheet": "consolidated balance sheets financial position",
 }
 _LINE_ITEM_TERMS = re.compile(r"(?<![\w&-])(" + "|".join(re.escape(term) for term in LINE_ITEMS) + r")s?(?![\w&-])")
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk: StoredChunk
-    score: float
 
 
 @dataclass(frozen=True)
@@ -192,7 +187,7 @@ def phrase_query(phrase: str) -> str:
     return '"' + " ".join(word.strip(".-") for word in _WORD.findall(phrase.lower().replace('"', ""))) + '"'
 
 
-def matching_documents(store: Store, pattern: str) -> list[int]:
+def matching_documents(store: IndexReader, pattern: str) -> list[int]:
     """Ids of indexed documents whose name or file name matches a glob; an unknown pattern names what exists."""
     documents = store.documents()
     exact = [record.id for record in documents if record.name == pattern]
@@ -211,7 +206,7 @@ def matching_documents(store: Store, pattern: str) -> list[int]:
 
 
 class Retriever:
-    def __init__(self, store: Store, embedder, settings: Retrieval, reranker: Optional[CrossEncoderReranker] = None):
+    def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[CrossEncoderReranker] = None):
         self.store = store
         self.embedder = embedder
         self.settings = settings

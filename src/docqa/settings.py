@@ -67,7 +67,8 @@ class Embeddings(Section):
         "auto",
         description="How chunks are embedded at build time (questions always exactly): fp32; bf16 (OpenVINO, within "
         "cosine 0.9999 of fp32, 3x as fast where the CPU has AMX or AVX512-BF16); int8 (ONNX copy, 2x as fast on "
-        "any CPU, recall slightly lower, needs runtime onnx); auto: bf16 where the CPU has native bfloat16, else fp32.",
+        "any CPU, recall slightly lower, needs runtime onnx); auto: bf16 where the CPU has native bfloat16 and OpenVINO is "
+        "installed (pip install 'docqa[bf16]'), else fp32.",
     )
 
     @model_validator(mode="after")
@@ -81,7 +82,14 @@ class Embeddings(Section):
         """chunk_precision with auto resolved for this CPU."""
         if self.chunk_precision != "auto":
             return self.chunk_precision
-        return "bf16" if native_bfloat16() else "fp32"
+        return "bf16" if native_bfloat16() and openvino_installed() else "fp32"
+
+
+def openvino_installed() -> bool:
+    """bf16 chunk vectors run on OpenVINO, an optional install (the ``bf16`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 def native_bfloat16() -> bool:
@@ -123,6 +131,10 @@ class LLM(Section):
     context_length: int = Field(2048, gt=0, description="Context window in tokens; ctransformers defaults to 512 otherwise.")
     threads: Optional[int] = Field(None, gt=0, description="CPU threads; empty means all cores.")
     batch_size: int = Field(512, gt=0, description="Prompt tokens evaluated per batch.")
+    prompt_lookup: int = Field(
+        0, ge=0, description="llama-cpp: draft this many tokens per step by prompt lookup (an answer copies figures and "
+        "names from the passages; the model checks every drafted token, so the text is the same); 0: off.",
+    )
     stop: list[str] = Field(default_factory=lambda: ["\nQuestion:", "\nContext:", "</s>", "[INST]"])
     base_url: Optional[str] = Field(
         None, description="openai backend: server URL, e.g. http://127.0.0.1:8080/v1; ollama: default http://127.0.0.1:11434."
@@ -175,8 +187,17 @@ class Serve(Section):
     max_waiting: int = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (503).")
 
 
+class Storage(Section):
+    backend: str = Field(
+        "sqlite-faiss",
+        description="The index store: sqlite-faiss (SQLite + FAISS files in paths.vectorstore); others register in "
+        "docqa.storage.STORES.",
+    )
+
+
 class Settings(Section):
     paths: Paths = Field(default_factory=Paths)
+    store: Storage = Field(default_factory=Storage)
     ingest: Ingest = Field(default_factory=Ingest)
     embeddings: Embeddings = Field(default_factory=Embeddings)
     retrieval: Retrieval = Field(default_factory=Retrieval)

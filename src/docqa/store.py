@@ -27,7 +27,6 @@ import shutil
 import sqlite3
 import threading
 import zlib
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -35,8 +34,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from docqa.chunking import Chunk
 from docqa.errors import BuildLockedError, ConfigError, IndexNotFoundError, StoreError
+from docqa.types import Chunk, DocumentRecord, StoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +70,6 @@ CREATE TABLE IF NOT EXISTS chunks(
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(title, text, tokenize='porter unicode61');
 """
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    id: int
-    name: str
-    digest: str
-    pages: int
-    chunks: int
-    indexed_at: str
-
-
-@dataclass(frozen=True)
-class StoredChunk(Chunk):
-    id: int = 0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -300,7 +284,8 @@ def _reading(method):
 
 
 class Store:
-    """A read-only view of one committed state of the index; one Store may be shared by many threads.
+    """A read-only view of one committed state of the index (the SQLite + FAISS ``storage.IndexReader``); one
+    Store may be shared by many threads.
 
     ``fingerprint``, when given, is what the caller's settings make of a chunk and its vector
     (``docqa.ingest.index_fingerprint``); an index built with other settings is refused, naming what changed.
@@ -461,7 +446,7 @@ def _checked_vectors(path: Path, meta: dict, dimension: int, count, *, mapped: b
 
 
 class StoreWriter:
-    """Changes the index under an exclusive build lock.
+    """Changes the index under an exclusive build lock (the SQLite + FAISS ``storage.IndexWriter``).
 
     An incremental build changes the live generation, and ``commit()`` makes the whole documents added so far
     visible to readers. A rebuild fills a new generation that readers see only once ``publish()`` switches to

@@ -132,6 +132,9 @@ def _write_quantized(exact: Path, staging: Path, meta: dict) -> None:
     try:
         quantization.quantize_dynamic(
             exact / "model.onnx", staging / "model.onnx", weight_type=quantization.QuantType.QInt8, per_channel=True,
+            # 7-bit weights: without VNNI (plain AVX2, e.g. AMD EPYC here) ONNX Runtime's u8s8 products saturate, which
+            # cost a two-letter text cosine 0.946; with reduce_range it is 0.959, and on VNNI/AMX CPUs it costs nothing.
+            reduce_range=True,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:

@@ -5,6 +5,6 @@ docqa stays fast and works without any of them installed.
 """
 
 from docqa.llm.base import LLM
-from docqa.llm.factory import create_llm, detect_format
+from docqa.llm.factory import create_llm, create_tokenizer, detect_format
 
-__all__ = ["LLM", "create_llm", "detect_format"]
+__all__ = ["LLM", "create_llm", "create_tokenizer", "detect_format"]

@@ -58,6 +58,21 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
     return LOCAL_BACKENDS[backend](settings, model_path)
 
 
+def create_tokenizer(settings: LLMSettings, root: Path) -> LLM | None:
+    """The configured model with its tokenizer only, for ``count_tokens``, where a backend can load that without the
+    weights: llama-cpp on a GGUF file. None otherwise (ctransformers always loads the weights; a server counts its
+    own tokens)."""
+    if settings.backend not in ("auto", "llama-cpp"):
+        return None
+    model_path = _resolve(settings.model_path, root)
+    try:
+        if not model_path.is_file() or detect_format(model_path) != "gguf":
+            return None
+    except (OSError, LLMError):
+        return None
+    return LlamaCppLLM(settings, model_path, vocab_only=True)
+
+
 def _auto_backend(model_format: ModelFormat) -> str:
     if model_format == "ggml":
         return "ctransformers"

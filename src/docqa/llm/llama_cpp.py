@@ -14,13 +14,21 @@ from docqa.settings import LLM as LLMSettings
 class LlamaCppLLM(LLM):
     name = "llama-cpp"
 
-    def __init__(self, settings: LLMSettings, model_path: Path) -> None:
+    def __init__(self, settings: LLMSettings, model_path: Path, *, vocab_only: bool = False) -> None:
+        """``vocab_only`` loads the tokenizer and no weights: ``count_tokens`` works, generation does not."""
         super().__init__(settings)
         llama_cpp = import_backend("llama_cpp", "llama-cpp-python")
         self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._vocab.vocab, token)
         # The token kinds llama.cpp itself parses as special when asked to.
         self._special_kinds = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
         threads = cpu_threads(settings)
+        lookup = {}
+        if settings.prompt_lookup and not vocab_only:
+            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+            # A draft model needs the logits of every evaluated token, and llama-cpp-python sizes their
+            # buffer for the whole context only when logits_all is asked for explicitly.
+            lookup = {"draft_model": LlamaPromptLookupDecoding(num_pred_tokens=settings.prompt_lookup), "logits_all": True}
         try:
             self._model = llama_cpp.Llama(
                 model_path=str(model_path),
@@ -29,7 +37,9 @@ class LlamaCppLLM(LLM):
                 n_threads=threads,
                 n_threads_batch=threads,
                 use_mmap=True,
+                vocab_only=vocab_only,
                 verbose=False,
+                **lookup,
             )
         except Exception as error:
             raise LLMError(f"llama-cpp cannot load {model_path}: {describe(error)}") from None

@@ -1,6 +1,6 @@
-"""The sample document a fresh clone indexes: a short, invented annual report written by our own PDF writer.
+"""The sample document a fresh clone indexes (data/sample/, shipped as a file): a short, invented annual report.
 
-``python -m docqa.sample`` writes it again to data/sample/.
+``python -m tests.support.sample`` writes it again to the data folder's sample/ with the tests' PDF writer.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from docqa.testing.pdfs import write_pdf
+from tests.support.pdfs import write_pdf
 
 SAMPLE_NAME = "northwind-annual-report-2023.pdf"
 SAMPLE_QUESTION = "How much is the minimum guarantee payable by Apex Sportswear?"

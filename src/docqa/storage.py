@@ -1,0 +1,131 @@
+"""The store seam: what retrieval reads and ingestion writes, and the factory that opens the configured store.
+
+A store has two sides. ``IndexReader`` is one committed state of the index, searched by retrieval; ``IndexWriter``
+changes the index for ingestion (one writer at a time) and makes its work visible with ``commit``. SQLite + FAISS
+(``docqa.store``) is the implementation docqa ships; ``store.backend`` in config.yml picks one from ``STORES``.
+Another store (a served database, say) is a class for each side registered under a new name: retrieval,
+ingestion and the commands only ever see these two interfaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, runtime_checkable
+
+from docqa.errors import ConfigError
+from docqa.types import Chunk, DocumentRecord, StoredChunk
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from docqa.settings import Settings
+
+Ranking = list[tuple[int, float]]  # (chunk id, score), best first
+
+
+@runtime_checkable
+class IndexReader(Protocol):
+    """One committed state of the index; what retrieval and the commands read."""
+
+    def documents(self) -> list[DocumentRecord]:
+        """Every indexed document, by name."""
+
+    def chunk_count(self) -> int: ...
+
+    def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
+        """The ids of the chunks of these documents."""
+
+    def chunks(self, ids: Sequence[int]) -> list[StoredChunk]:
+        """The chunks with these ids, in the order of ``ids``."""
+
+    def first_page_texts(self) -> dict[str, str]:
+        """Each document's first page (its chunks joined in order), by document name."""
+
+    def documents_matching(self, fts_query: str) -> set[str]:
+        """Names of the documents with a chunk that matches ``fts_query`` (as ``lexical_search`` reads it)."""
+
+    def dense_search(self, query: np.ndarray, n: int, allowed_ids: Optional[Sequence[int]] = None) -> Ranking:
+        """The ``n`` chunks whose vectors have the largest inner product with ``query`` (within ``allowed_ids``)."""
+
+    def lexical_search(self, fts_query: str, n: int, allowed_ids: Optional[Sequence[int]] = None) -> Ranking:
+        """The ``n`` best BM25 matches of ``fts_query``, quoted terms joined by OR (``retrieval.fts_query``), over
+        chunk text and document title."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> IndexReader: ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+@runtime_checkable
+class IndexWriter(Protocol):
+    """Changes to the index, invisible to readers until ``commit`` (and, for a rebuild, ``publish``); what ingestion
+    uses. ``needs_repair``: the index needs a commit even without a changed document; ``notes``: what the user
+    should be told (a damaged index moved aside, say)."""
+
+    needs_repair: bool
+    notes: list[str]
+
+    def documents(self) -> list[DocumentRecord]: ...
+
+    def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
+                     title: str = "") -> None:
+        """A document with its chunks and their vectors (one row per chunk, L2-normalised float32); ``title`` is its
+        label read from its content (company, form, period), searched with the chunk text."""
+
+    def remove_document(self, document_id: int) -> None: ...
+
+    def rename_document(self, document_id: int, name: str) -> None: ...
+
+    def commit(self) -> None:
+        """Make everything so far visible to readers that open after this."""
+
+    def publish(self) -> None:
+        """End of the build: a rebuild becomes the live index only now, complete."""
+
+    def close(self) -> None:
+        """Release the writer; what was not committed is dropped."""
+
+    def __enter__(self) -> IndexWriter: ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """How to open each side of one kind of store, given the index folder (``paths.vectorstore``)."""
+
+    reader: Callable[..., IndexReader]  # (folder, fingerprint=None) -> IndexReader
+    writer: Callable[..., IndexWriter]  # (folder, fingerprint, *, rebuild) -> IndexWriter
+
+
+def _sqlite_faiss() -> StoreBackend:
+    from docqa.store import Store, StoreWriter
+
+    return StoreBackend(Store, StoreWriter)
+
+
+# Store names (the values of store.backend) to a function returning the backend: a store's heavy imports wait
+# until it is used.
+STORES: dict[str, Callable[[], StoreBackend]] = {"sqlite-faiss": _sqlite_faiss}
+
+
+def _backend(settings: Settings) -> StoreBackend:
+    name = settings.store.backend
+    if name not in STORES:
+        raise ConfigError(f"unknown store.backend '{name}'; known: {', '.join(sorted(STORES))}")
+    return STORES[name]()
+
+
+def open_reader(settings: Settings, fingerprint: Optional[dict] = None) -> IndexReader:
+    """The configured store's current committed state (IndexNotFoundError before the first build); with
+    ``fingerprint`` (``ingest.index_fingerprint``), an index built with other settings is refused (StoreError)."""
+    return _backend(settings).reader(settings.path(settings.paths.vectorstore), fingerprint)
+
+
+def open_writer(settings: Settings, fingerprint: dict, *, rebuild: bool = False) -> IndexWriter:
+    """A writer on the configured store; ``fingerprint`` names the settings the vectors depend on (a store refuses
+    to mix vectors of different settings unless ``rebuild`` starts it over)."""
+    return _backend(settings).writer(settings.path(settings.paths.vectorstore), fingerprint, rebuild=rebuild)

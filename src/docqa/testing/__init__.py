@@ -1,1 +1,0 @@
-"""Generators of test material: small PDFs and random-weight Llama models, used by tests and benchmarks."""
