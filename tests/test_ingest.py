@@ -1,3 +1,4 @@
+import dataclasses
 import re
 import shutil
 import sqlite3
@@ -242,6 +243,8 @@ def test_a_rebuild_keeps_what_it_cannot_read_now_from_the_index_it_replaces(fact
         ("beta-10k.pdf", "permission denied: cannot read the file; its indexed copy is kept")]
     assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}
     with DocQA(fact_project.settings, retrieval_only=True) as qa:
-        assert qa.retrieve("capital expenditure fiscal 2022", k=1)[0] == before
+        after = qa.retrieve("capital expenditure fiscal 2022", k=1)[0]
+    # The copied document's chunks get new rows in the new index; everything a reader sees of them is the same.
+    assert dataclasses.replace(after, chunk_id=before.chunk_id) == before
     monkeypatch.undo()
     assert build_main(fact_project.args()) == 0  # readable again: it is what the index holds, nothing to do
