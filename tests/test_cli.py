@@ -4,20 +4,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from docqa.cli import ask_main, build_main
+from tests.support.commands import QUESTION, ROOT, run
 
-ROOT = Path(__file__).resolve().parents[1]
-QUESTION = "How much is the minimum guarantee payable by adidas?"
-
-
-def run(main, argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_build_then_retrieval_only_shows_sources_with_pages(fact_project, capsys):

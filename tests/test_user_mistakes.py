@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 
 from docqa.cli import ask_main, build_main
+from tests.support.commands import QUESTION, ROOT, run
 from tests.support.pdfs import write_pdf
 
-ROOT = Path(__file__).resolve().parents[1]
-QUESTION = "How much is the minimum guarantee payable by adidas?"
-
-
-def run(main, argv, capsys):
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(err: str) -> str:
