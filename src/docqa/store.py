@@ -438,6 +438,8 @@ def _checked_vectors(path: Path, meta: dict, dimension: int, count, *, mapped: b
     except FileNotFoundError:
         return None, None
     except (RuntimeError, OSError) as exc:
+        if not path.exists():  # FAISS says RuntimeError for a file a finished rebuild removed under this reader
+            return None, None
         return None, f"it cannot be read: {exc}"
     expected = int(meta["vectors"]) if "vectors" in meta else count()
     if vectors.count != expected or vectors.index.d != dimension:
