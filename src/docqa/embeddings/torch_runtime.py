@@ -1,11 +1,12 @@
-"""sentence-transformers on torch: the reference the ONNX export is checked against."""
+"""sentence-transformers on torch (the ``export`` extra): ``embeddings.runtime: torch``, the trace of models that
+``bert_onnx`` does not build, and where installed the reference a fresh ONNX export is checked against."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from docqa.embeddings.base import Embedder, import_optional
-from docqa.embeddings.models import ModelSource
+from docqa.embeddings.models import ModelSource, check_hub, in_hub_cache
 from docqa.errors import ModelNotFoundError
 
 
@@ -13,39 +14,16 @@ def load_sentence_transformer(source: ModelSource):
     """The sentence-transformers model on CPU. A local folder, or a hub model already in the local cache, is read
     without touching the network; a download is tried only after one quick look says the hub can be reached
     (offline, the hub client would otherwise retry for over a minute, warning at every try)."""
-    offline = source.local or _in_hub_cache(source.location)
+    offline = source.local or in_hub_cache(source.location)
     if not offline:
-        _check_hub(source)  # before importing torch, which takes seconds
-    sentence_transformers = import_optional("sentence_transformers", "sentence-transformers")
+        check_hub(source)  # before importing torch, which takes seconds
+    sentence_transformers = import_optional("sentence_transformers", "'docqa[export]'")
     try:
         # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
         return sentence_transformers.SentenceTransformer(source.location, device="cpu", local_files_only=offline)
     except OSError as error:
         raise ModelNotFoundError(
             f"cannot load embedding model '{source.name}' from {source.location}: {error}".splitlines()[0]
-        ) from None
-
-
-def _in_hub_cache(name: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(name, "config.json"), str)
-
-
-def _check_hub(source: ModelSource) -> None:
-    """One request with a short timeout: is the model there to download?"""
-    from huggingface_hub import model_info
-    from huggingface_hub.errors import HfHubHTTPError
-
-    try:
-        model_info(source.location, timeout=10)
-    except HfHubHTTPError:
-        raise ModelNotFoundError(f"embedding model '{source.name}' is neither a local folder nor a model on the "
-                                 "hub; check embeddings.model in config.yml") from None
-    except Exception as error:  # noqa: BLE001 - no connection, in any of the ways the HTTP client reports it
-        raise ModelNotFoundError(
-            f"embedding model '{source.name}' is not on this machine, and the model hub cannot be reached to "
-            f"download it ({type(error).__name__}); put the model in a folder and name it in embeddings.model"
         ) from None
 
 
