@@ -36,3 +36,46 @@ def test_lock_pins_every_dependency_of_what_it_pins():
                 missing.append(f"{name} needs {requirement}")
     assert not missing
 
+
+
+PYPROJECT = LOCK.with_name("pyproject.toml")
+POETRY_LOCK = LOCK.with_name("poetry.lock")
+
+
+def declared() -> dict[str, list[Requirement]]:
+    """pyproject.toml's requirements: the default install under "", then each extra."""
+    import tomllib
+
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    return {"": [Requirement(text) for text in project["dependencies"]]} | {
+        extra: [Requirement(text) for text in texts] for extra, texts in project["optional-dependencies"].items()}
+
+
+def test_no_package_is_declared_twice():
+    # Poetry's resolver solves once per combination of a package named in several places with different markers
+    # (extras are markers): with five such packages `poetry lock` ran for 40 minutes without finishing.
+    seen: dict[str, str] = {}
+    twice = []
+    for extra, requirements in declared().items():
+        for requirement in requirements:
+            name = canonicalize_name(requirement.name)
+            if name in seen:
+                twice.append(f"{name} in {seen[name] or 'dependencies'} and {extra or 'dependencies'}")
+            seen[name] = extra
+    assert twice == []
+
+
+def test_both_locks_pin_what_pyproject_pins():
+    import tomllib
+
+    locked = {canonicalize_name(package["name"]): package["version"]
+              for package in tomllib.loads(POETRY_LOCK.read_text(encoding="utf-8"))["package"]}
+    pins = pinned()
+    wrong = []
+    for requirement in (r for requirements in declared().values() for r in requirements):
+        name = canonicalize_name(requirement.name)
+        for lock, version in (("poetry.lock", locked.get(name)), ("requirements.lock", pins.get(name))):
+            # requirements.lock names PyTorch's CPU build (2.13.0+cpu), the same release as 2.13.0
+            if version is None or not requirement.specifier.contains(version.split("+")[0]):
+                wrong.append(f"{lock}: {name} {version} does not satisfy {requirement}")
+    assert len(pins) > 100 and wrong == []
