@@ -63,18 +63,19 @@ def test_python_api_loads_once_and_answers_many(built_fact_index, tiny_gguf, tmp
 
 def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_index, tiny_gguf, tmp_path, capsys):
     two = {"k": 2}
+    plain = {"format": "plain"}  # the probe below counts the card's text as it is, not inside the model's chat turn
     settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(tiny_gguf)}, retrieval=two))
     with DocQA(settings) as qa:
         full = qa.llm.count_tokens(qa.ask(QUESTION).sources[0].text)
     llm = {"model_path": str(tiny_gguf), "max_new_tokens": 8}
     # Room for the template, the question and one passage, not two.
-    probe = load_settings(built_fact_index.write_config(tmp_path / "probe.yml", llm=llm, retrieval=two))
+    probe = load_settings(built_fact_index.write_config(tmp_path / "probe.yml", llm=llm, retrieval=two, prompt=plain))
     with DocQA(probe) as qa:
         from docqa.prompts import render
 
         one = qa.llm.count_tokens(render(probe.prompt, qa.retrieve(QUESTION)[0].text, QUESTION))
     llm["context_length"] = one + 8 + 8 + full // 2
-    config = built_fact_index.write_config(tmp_path / "small.yml", llm=llm, retrieval=two)
+    config = built_fact_index.write_config(tmp_path / "small.yml", llm=llm, retrieval=two, prompt=plain)
     assert ask_main(["--config", str(config), "--json", QUESTION]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out)

@@ -110,7 +110,7 @@ class DocQALLM(LLM):
 
     backend: Any = Field(exclude=True, description="A loaded docqa.llm.LLM.")
     prompt_format: Literal["auto", "plain", "llama-2-chat", "gguf"] = Field(
-        "plain", description="How the rendered prompt is given to the model; docqa's prompt.format."
+        "auto", description="How the rendered prompt is given to the model; docqa's prompt.format."
     )
 
     @classmethod
