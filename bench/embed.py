@@ -70,14 +70,23 @@ def report(label: str, rate: float, vectors: np.ndarray, torch_rate: float, torc
           f"cosine to torch: mean {similarity.mean():.6f}, min {similarity.min():.6f}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def chunk_bench_arguments(description: str) -> argparse.Namespace | None:
+    """The options of the benchmarks that embed chunks of one report (this one and bench/export.py); None, said on
+    stdout, when the report is not there."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--pdf", type=Path, default=CORPUS_PDF)
     parser.add_argument("--chunks", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not args.pdf.is_file():
         print(f"skipped: {args.pdf} not found")
+        return None
+    return args
+
+
+def main() -> int:
+    args = chunk_bench_arguments(__doc__)
+    if args is None:
         return 0
 
     settings = load_settings()

@@ -11,7 +11,6 @@ vectors' cosine to sentence-transformers and to the other export, and its embedd
 
 from __future__ import annotations
 
-import argparse
 import collections
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from embed import CORPUS_PDF, normalised, pdf_chunks
+from embed import chunk_bench_arguments, normalised, pdf_chunks
 from measure import PYTHON, checked, run_measured
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,13 +84,8 @@ def cosine_line(a: np.ndarray, b: np.ndarray) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pdf", type=Path, default=CORPUS_PDF)
-    parser.add_argument("--chunks", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    if not args.pdf.is_file():
-        print(f"skipped: {args.pdf} not found")
+    args = chunk_bench_arguments(__doc__)
+    if args is None:
         return 0
     settings = load_settings()
     with tempfile.TemporaryDirectory(prefix="docqa-export-bench-") as scratch:
