@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal, Optional, Sequence
 
-from docqa.errors import InputError, MissingDependencyError, ModelNotFoundError
+from docqa.errors import InputError, ModelNotFoundError
 from docqa.profiles import Profile, named_documents, profile, same_company_names
 from docqa.settings import Retrieval, Settings
 from docqa.storage import IndexReader
@@ -286,12 +286,9 @@ class CrossEncoderReranker:
     """Reorders candidates by a sentence-transformers cross-encoder read from a local folder."""
 
     def __init__(self, folder: Path):
-        try:
-            from sentence_transformers import CrossEncoder
-        except ImportError:
-            raise MissingDependencyError(
-                "retrieval.reranker needs sentence-transformers and torch: pip install 'docqa[export]'"
-            ) from None
+        from docqa.embeddings.base import import_optional
+
+        CrossEncoder = import_optional("sentence_transformers", "'docqa[export]'").CrossEncoder
 
         # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
         self.model = CrossEncoder(str(folder), device="cpu", local_files_only=True)

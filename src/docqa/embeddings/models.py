@@ -62,9 +62,7 @@ def model_files(source: ModelSource, patterns: tuple[str, ...]) -> Path:
     ``patterns`` are downloaded unless the model is there already (then nothing touches the network)."""
     if source.local:
         return Path(source.location)
-    offline = in_hub_cache(source.location)
-    if not offline:
-        check_hub(source)
+    offline = read_offline(source)
     from huggingface_hub import snapshot_download
 
     try:
@@ -73,6 +71,15 @@ def model_files(source: ModelSource, patterns: tuple[str, ...]) -> Path:
         raise ModelNotFoundError(
             f"cannot download embedding model '{source.name}': {type(error).__name__}: {error}".splitlines()[0]
         ) from None
+
+
+def read_offline(source: ModelSource) -> bool:
+    """Whether the model is read without the network (a local folder, or already in the hub's cache); otherwise
+    one quick look first says the hub can be reached, before anything tries to download it."""
+    offline = source.local or in_hub_cache(source.location)
+    if not offline:
+        check_hub(source)
+    return offline
 
 
 def in_hub_cache(name: str) -> bool:

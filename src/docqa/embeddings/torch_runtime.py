@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from docqa.embeddings.base import Embedder, import_optional
-from docqa.embeddings.models import ModelSource, check_hub, in_hub_cache
+from docqa.embeddings.models import ModelSource, read_offline
 from docqa.errors import ModelNotFoundError
 
 
@@ -14,9 +14,7 @@ def load_sentence_transformer(source: ModelSource):
     """The sentence-transformers model on CPU. A local folder, or a hub model already in the local cache, is read
     without touching the network; a download is tried only after one quick look says the hub can be reached
     (offline, the hub client would otherwise retry for over a minute, warning at every try)."""
-    offline = source.local or in_hub_cache(source.location)
-    if not offline:
-        check_hub(source)  # before importing torch, which takes seconds
+    offline = read_offline(source)  # before importing torch, which takes seconds
     sentence_transformers = import_optional("sentence_transformers", "'docqa[export]'")
     try:
         # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
