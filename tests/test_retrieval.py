@@ -14,11 +14,31 @@ import pytest
 from docqa.chunking import Chunk, Chunker, is_heading, page_title
 from docqa.documents import Page
 from docqa.errors import ModelNotFoundError
-from docqa.profiles import describe, named_documents, profile, question_years, registrant_name, same_company_names
+from datetime import date
+
+from docqa.profiles import (
+    dated_documents,
+    describe,
+    full_dates,
+    named_documents,
+    profile,
+    question_years,
+    registrant_name,
+    same_company_names,
+)
 from docqa.cli import ask_main
 from docqa.ingest import build_index
 from docqa.qa import DocQA
-from docqa.retrieval import Hit, diverse, fts_query, join_overlapping, load_reranker, with_line_items, with_runner_ups
+from docqa.retrieval import (
+    Hit,
+    diverse,
+    fts_query,
+    join_overlapping,
+    load_reranker,
+    with_continuation,
+    with_line_items,
+    with_runner_ups,
+)
 from docqa.settings import Retrieval, Settings
 from docqa.store import StoredChunk
 from tests.test_batch import config, fake_embedder, indexed, make_settings, write_reports  # noqa: F401 - fixtures
@@ -83,6 +103,28 @@ def test_describe_gives_every_year_a_period_may_be_called_by():
                        "BEST BUY CO., INC.\n(Exact name of registrant as specified in its charter)")
     assert (quarter.year, quarter.years) == (2023, {2023, 2024})  # Best Buy's Q2 of fiscal 2024
     assert describe("FORM 10-K\nFor the fiscal year ended June 30, 2023").years == {2023}
+
+
+def test_describe_reads_the_day_the_period_ends():
+    assert describe(COVER).period_end == date(2023, 1, 28)
+    assert describe("FORM 20-F\nFor the fiscal year ended 30 June 2022\nMANCHESTER UNITED plc").period_end == date(2022, 6, 30)
+    assert describe("FORM 10-Q\nFor the quarterly period ended July 2, 2023").period_end == date(2023, 7, 2)
+    assert describe("PepsiCo Reports First-Quarter 2023 Results").period_end is None  # a headline names no day
+
+
+def test_full_dates_are_whole_dates_only():
+    text = "at 30 June 2022, June 30, 2021 and Jun. 30 2020; not 31 June 2022, June 2022, 2022 or 30 Junes 2022"
+    assert full_dates(text) == [date(2022, 6, 30), date(2021, 6, 30), date(2020, 6, 30)]
+
+
+def test_a_question_naming_a_period_end_names_the_filings_for_that_period():
+    filings = [profile("manu.pdf", "FORM 20-F\nFor the fiscal year ended 30 June 2022\nMANCHESTER UNITED plc"),
+               profile("msft.pdf", "FORM 10-K\nFor the Fiscal Year Ended June 30, 2023\nMICROSOFT CORPORATION"),
+               profile("bby.pdf", COVER)]
+    assert dated_documents("What were total lease liabilities at 30 June 2022?", filings) == ["manu.pdf"]
+    assert dated_documents("Lease liabilities at June 30, 2023 and 28 January 2023?", filings) == ["msft.pdf", "bby.pdf"]
+    assert dated_documents("What were total lease liabilities in June 2022?", filings) == []  # no day: not a period end
+    assert dated_documents("What were total lease liabilities at 31 March 2022?", filings) == []  # no such period
 
 
 def test_filings_sharing_a_name_share_all_names():
@@ -247,6 +289,34 @@ def test_a_passage_takes_in_the_adjacent_chunk_of_its_page_that_scores_nearly_as
     assert join_overlapping("abc def", "xyz") == "abc def\nxyz"
 
 
+def test_the_best_passage_continues_into_the_next_chunk_of_its_page():
+    caption = scored("a.pdf", 94, "The average monthly number of employees, including directors:\nUnited Kingdom 983", 7, 0.0325)
+    other = scored("b.pdf", 3, "Headcount grew", 40, 0.0300)
+    stored = {
+        8: StoredChunk("a.pdf", 94, "United Kingdom 983\nTotal 1,035", id=8),  # overlaps the caption's end
+        41: StoredChunk("b.pdf", 4, "next page", id=41),
+    }
+
+    def next_chunk(chunk):
+        return stored.get(chunk.id + 1)
+
+    taken = [caption, other]
+    continued = with_continuation(taken, taken, next_chunk, budget=1000, first=2)
+    assert continued[0].chunk.text == ("The average monthly number of employees, including directors:\n"
+                                       "United Kingdom 983\nTotal 1,035")
+    assert (continued[0].chunk.id, continued[0].score, continued[1]) == (7, 0.0325, other)
+    assert with_continuation(taken, taken, next_chunk, budget=100, first=2) == taken  # no room left in the prompt
+    assert with_continuation(taken, taken, next_chunk, budget=1000, first=0) == taken  # beyond the prompt's passages
+    # a passage a runner-up already joined stays as it is
+    joined = [scored("a.pdf", 94, caption.chunk.text + " and more", 7, 0.0325), other]
+    assert with_continuation(joined, taken, next_chunk, budget=1000, first=2) == joined
+    # the next chunk is on the next page: another page's text is not this passage's
+    assert with_continuation([other, caption], [other, caption], next_chunk, budget=1000, first=2) == [other, caption]
+    # the next chunk is already a passage of its own (max_per_page above 1): it is not shown twice
+    neighbour = Hit(stored[8], 0.0310)
+    assert with_continuation([caption, neighbour], [caption, neighbour], next_chunk, 1000, 2) == [caption, neighbour]
+
+
 # ---------------------------------------------------------------- end to end over generated PDFs
 
 
@@ -385,6 +455,41 @@ def test_a_named_company_whose_passages_match_weakly_falls_back_to_every_documen
     assert "but no passage there matched it nearly as well" in weak.searched.summary()
     assert "£750 million" in weak.sources[0].text
     assert (strong.searched.scope, strong.searched.documents) == ("named", ("adidas-ag-2022.pdf",))
+
+
+def test_a_question_naming_no_company_but_a_period_end_searches_the_filings_for_that_period(tmp_path, fake_embedder):
+    december = {"acme-2022.pdf": ["FORM 10-K\nFor the fiscal year ended December 31, 2022\nACME CORP\n"
+                                  "(Exact name of registrant as specified in its charter)",
+                                  "Total lease liabilities were $912 million at December 31, 2022 and 30 June 2022."]}
+    settings = index_of(tmp_path, {**MU_LIKE, **december})
+    with DocQA(settings, retrieval_only=True) as qa:
+        dated = qa.ask("What were total lease liabilities at 30 June 2022?", k=2)
+        named = qa.ask("What were Acme's total lease liabilities at 30 June 2022?", k=2)
+        undated = qa.ask("What were total lease liabilities in June 2022?", k=2)
+        qa.retriever.settings.named_documents = False
+        switched_off = qa.ask("What were total lease liabilities at 30 June 2022?", k=2)
+    assert (dated.searched.scope, dated.searched.documents) == ("period", ("manu-20f-2022-09-24.pdf",))
+    assert dated.searched.summary() == "1 document whose period ends on the date in the question: manu-20f-2022-09-24.pdf"
+    assert {source.document for source in dated.sources} == {"manu-20f-2022-09-24.pdf"}
+    # Acme's passage matches best, yet the search stays with the filing for the period the question names
+    assert undated.searched.scope == "all" and undated.sources[0].document == "acme-2022.pdf"
+    assert (named.searched.scope, named.searched.documents) == ("named", ("acme-2022.pdf",))  # a company comes first
+    assert switched_off.searched.scope == "all"
+
+
+def test_a_caption_that_matches_best_brings_the_figures_that_follow_it_on_its_page(tmp_path, fake_embedder):
+    caption = ("Employees. The table below sets out the average monthly number of employees during the years ended "
+               "30 June 2022 and 2021, including directors, by function. ") + "Staff are employed in Manchester. " * 9
+    figures = "\n".join(f"Function {n} {100 + n} {90 + n}" for n in range(14)) + "\nTotal 1,035 983"
+    settings = index_of(tmp_path, {"club-2022.pdf": ["Cover page", caption + "\n" + figures, "Other matters"],
+                                   "bakery-2022.pdf": ["The bakery employed 40 bakers in Leeds.", "Ovens."]})
+    question = "What was the average monthly number of employees in 2022, including directors?"
+    with DocQA(settings, retrieval_only=True) as qa:
+        continued = qa.retrieve(question, k=2)
+        qa.retriever.settings.context_chars = 0
+        alone = qa.retrieve(question, k=2)
+    assert (alone[0].document, alone[0].page_index) == ("club-2022.pdf", 1) and "1,035" not in alone[0].text
+    assert continued[0].text.startswith(alone[0].text) and "Total 1,035 983" in continued[0].text
 
 
 MU_REPORT = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "manu-20f-2022-09-24.pdf"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import PurePosixPath
 from typing import Callable, Optional, Sequence
 
@@ -24,6 +25,12 @@ _FILE_YEAR = re.compile(rf"(?<!\d)({_YEAR})(?:q([1-4]))?(?!\d)", re.IGNORECASE)
 _MONTHS = "january february march april may june july august september october november december".split()
 _MONTH = "|".join(_MONTHS)
 _DATE = rf"(?:(?:{_MONTH})\.?\s+\d{{1,2}},?\s+({_YEAR})|\d{{1,2}}\s+(?:{_MONTH}),?\s+({_YEAR}))"
+# A whole date: "30 June 2022", "June 30, 2022", "Jun. 30 2022"; its groups: day, month, year or month, day, year.
+_FULL_DATE = re.compile(
+    rf"(?<!\w)(?:(\d{{1,2}})\s+({_MONTH}|{'|'.join(m[:3] for m in _MONTHS)})\.?,?\s+({_YEAR})"
+    rf"|({_MONTH}|{'|'.join(m[:3] for m in _MONTHS)})\.?\s+(\d{{1,2}}),?\s+({_YEAR}))(?!\d)",
+    re.IGNORECASE,
+)
 _PERIOD = re.compile(rf"(fiscal\s+year|year|quarterly\s+period|period)\s+ended\s+{_DATE}", re.IGNORECASE)
 _REPORT_DATE = re.compile(rf"date\s+of\s+report[^:]*:\s*{_DATE}", re.IGNORECASE)
 _REGISTRANT_CAPTION = re.compile(r"\(\s*exact\s+name\s+of\s+registrant", re.IGNORECASE)
@@ -56,6 +63,7 @@ class DocumentInfo:
     year: Optional[int] = None  # as the document states it: the year of its period's end, report date or headline
     years: frozenset[int] = frozenset()  # every year its period may be called by (see _content_years)
     quarter: Optional[int] = None
+    period_end: Optional[date] = None  # the last day of the fiscal year or quarter the document reports on
 
     @property
     def label(self) -> str:
@@ -75,6 +83,7 @@ class Profile:
     years: frozenset[int]
     quarter: Optional[int]
     hinted: frozenset[str] = frozenset()  # names taken from the file name only, not from the content
+    period_end: Optional[date] = None
 
 
 # A phrase of the question (its words, as written) that names a document: does it tell documents apart?
@@ -125,7 +134,7 @@ def describe(first_page: str) -> DocumentInfo:
     """Company, form and period from a document's first page (an SEC cover page or a press release's opening)."""
     text = first_page[:_COVER_CHARS].replace("\xa0", " ")
     year, years = _content_years(text)
-    return DocumentInfo(company_name(text), _cover_form(text), year, years, _content_quarter(text))
+    return DocumentInfo(company_name(text), _cover_form(text), year, years, _content_quarter(text), _period_end(text))
 
 
 def profile(document: str, first_page: str = "") -> Profile:
@@ -141,7 +150,7 @@ def profile(document: str, first_page: str = "") -> Profile:
     years = set(info.years) | {int(year) for year, _ in periods}
     quarters = [int(quarter) for _, quarter in periods if quarter]
     return Profile(document, frozenset(names), frozenset(initials), info.form or _form(stem), frozenset(years),
-                   info.quarter or (quarters[0] if quarters else None), frozenset(hinted))
+                   info.quarter or (quarters[0] if quarters else None), frozenset(hinted), info.period_end)
 
 
 def company_name(text: str) -> Optional[str]:
@@ -236,9 +245,29 @@ def _content_years(text: str) -> tuple[Optional[int], frozenset[int]]:
     return (undated or years or [None])[0], frozenset(years)
 
 
+def _period_end(text: str) -> Optional[date]:
+    """The last day of the period an SEC cover reports on ("For the fiscal year ended 30 June 2022")."""
+    match = _PERIOD.search(text)
+    dates = full_dates(match.group(0)) if match else []
+    return dates[0] if dates else None
+
+
+def full_dates(text: str) -> list[date]:
+    """The whole dates a text writes out, in order: "30 June 2022", "June 30, 2022", "Jun. 30 2022"."""
+    found = []
+    for match in _FULL_DATE.finditer(text):
+        day, month, year = (match.group(1), match.group(2), match.group(3)) if match.group(1) else match.group(5, 4, 6)
+        try:
+            found.append(date(int(year), _month(month) or 0, int(day)))
+        except ValueError:  # 31 June: not a date
+            continue
+    return found
+
+
 def _month(text: str) -> Optional[int]:
-    match = re.search(_MONTH, text, re.IGNORECASE)
-    return _MONTHS.index(match.group(0).lower()) + 1 if match else None
+    """The first month a text names, in full or by its first three letters ("Jun.")."""
+    match = re.search(rf"(?<![a-z])({_MONTH}|{'|'.join(m[:3] for m in _MONTHS)})(?![a-z])", text, re.IGNORECASE)
+    return [m[:3] for m in _MONTHS].index(match.group(0).lower()[:3]) + 1 if match else None
 
 
 def _content_quarter(text: str) -> Optional[int]:
@@ -371,6 +400,14 @@ def named_documents(question: str, profiles: Sequence[Profile], distinctive: Dis
     if scope.form:
         chosen = _narrow(chosen, lambda p: p.form == scope.form)
     return [p.document for p in chosen]
+
+
+def dated_documents(question: str, profiles: Sequence[Profile]) -> list[str]:
+    """The documents whose period ends on a whole date the question writes out ("at 30 June 2022"): in a folder of
+    companies with different year ends, a question that names no company but a balance-sheet date is about a filing
+    for that period. A month or year alone ("in June 2022") is not a period end and narrows nothing."""
+    dates = set(full_dates(question))
+    return [p.document for p in profiles if p.period_end in dates] if dates else []
 
 
 def _narrow(profiles: list[Profile], keep: Callable[[Profile], bool]) -> list[Profile]:

@@ -3,11 +3,12 @@
 1. Scope: an explicit ``doc`` glob; else the documents the question names (a company, narrowed to the year, quarter
    and form it names; see docqa.profiles), unless their best passage matches the question far worse than the best
    passage of the whole index (then the name was probably not what the question is about: search everything);
-   else every document. The result always says which documents were searched and why (``Searched``).
+   else, when it names no company but a whole date, the documents whose period ends that day; else every document. The result always says which documents were searched and why (``Searched``).
 2. Candidates: dense search (FAISS) fused with BM25 (SQLite FTS5) by reciprocal rank fusion.
 3. Optionally a cross-encoder reorders the candidates (``retrieval.reranker``; needs local weights).
 4. Diversity: at most ``max_per_page`` chunks of one page; a passage is joined with the adjacent chunk of its page
-   that scores nearly as high, while the passages stay within ``context_chars``.
+   that scores nearly as high, and the best passage, if still one chunk, with the next chunk of its page, while the
+   passages stay within ``context_chars``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, Optional, Sequence
 
 from docqa.errors import InputError, ModelNotFoundError
-from docqa.profiles import Profile, named_documents, profile, same_company_names
+from docqa.profiles import Profile, dated_documents, named_documents, profile, same_company_names
 from docqa.settings import Retrieval, Settings
 from docqa.storage import IndexReader
 from docqa.types import Hit, StoredChunk
@@ -84,7 +85,8 @@ _LINE_ITEM_TERMS = re.compile(r"(?<![\w&-])(" + "|".join(re.escape(term) for ter
 class Searched:
     """Which documents a search covered, and why."""
 
-    scope: Literal["all", "named", "doc"]  # every document; those the question names; those matching --doc
+    # every document; those the question names; those whose period ends on a date it names; those matching --doc
+    scope: Literal["all", "named", "period", "doc"]
     documents: tuple[str, ...]
     named: tuple[str, ...] = ()  # the documents the question names, also when their passages matched too weakly
 
@@ -95,6 +97,8 @@ class Searched:
             return f"{count} matching --doc: {', '.join(self.documents)}"
         if self.scope == "named":
             return f"{count} named in the question: {', '.join(self.documents)}"
+        if self.scope == "period":
+            return f"{count} whose period ends on the date in the question: {', '.join(self.documents)}"
         every = f"all {count}" if len(self.documents) != 1 else "the only document"
         if self.named:
             return (f"{every} (the question names {', '.join(self.named)}, but no passage there matched it "
@@ -174,6 +178,29 @@ def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int
     return result
 
 
+def with_continuation(passages: Sequence[Hit], taken: Sequence[Hit], next_chunk, budget: int, first: int) -> list[Hit]:
+    """The best passage, when no runner-up joined it, continued into the next chunk of its page while the ``first``
+    passages stay within ``budget`` characters. ``next_chunk(chunk)``: the chunk after it in its document, or None.
+
+    The chunk that matches a question best is often a table's caption or a heading ("The average monthly number of
+    employees ... was:"), and the figures it introduces follow in the next chunk, which shares few of the question's
+    words and so scores too low to be joined as a runner-up.
+    """
+    if not passages or first == 0 or passages[0] is not taken[0]:
+        return list(passages)
+    chunk = passages[0].chunk
+    following = next_chunk(chunk)
+    if (following is None or (following.document, following.page_index) != (chunk.document, chunk.page_index)
+            or any(hit.chunk.id == following.id for hit in passages)):
+        return list(passages)
+    text = join_overlapping(chunk.text, following.text)
+    used = sum(len(hit.chunk.text) for hit in passages[:first])
+    if used + len(text) - len(chunk.text) > budget:
+        return list(passages)
+    continued = Hit(StoredChunk(chunk.document, chunk.page_index, text, chunk.header, id=chunk.id), passages[0].score)
+    return [continued, *passages[1:]]
+
+
 def join_overlapping(first: str, second: str) -> str:
     """Two consecutive chunks of a page as one text: the splitter's overlap appears once."""
     for size in range(min(len(first), len(second), 80), 0, -1):
@@ -231,6 +258,13 @@ class Retriever:
             ids = self.store.chunk_ids([record.id for record in documents if record.name in set(named)])
             if not self._weak(vector, ids):
                 return SearchResult(self._ranked(question, query, vector, k, ids), Searched("named", tuple(named), tuple(named)))
+        else:
+            # Kept even where other filings' passages match better (no weak-evidence fallback, unlike a name): those
+            # filings report on other periods, which the question's date rules out.
+            dated = self._dated(question)
+            if dated:
+                ids = self.store.chunk_ids([record.id for record in documents if record.name in set(dated)])
+                return SearchResult(self._ranked(question, query, vector, k, ids), Searched("period", tuple(dated)))
         return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
 
     def _ranked(self, question: str, query: str, vector, k: int, allowed: Optional[list[int]]) -> list[Hit]:
@@ -247,7 +281,14 @@ class Retriever:
         if self.reranker is not None:
             hits = self.reranker.rerank(question, hits)
         taken = diverse(hits, k, self.settings.max_per_page)
-        return with_runner_ups(taken, hits, self.settings.context_chars, self.settings.k)
+        budget, first = self.settings.context_chars, self.settings.k
+        passages = with_runner_ups(taken, hits, budget, first)
+        return with_continuation(passages, taken, self._next_chunk, budget, first)
+
+    def _next_chunk(self, chunk: StoredChunk) -> Optional[StoredChunk]:
+        """The chunk stored after ``chunk``: a document's chunks are stored in reading order, under consecutive ids."""
+        following = self.store.chunks([chunk.id + 1])
+        return following[0] if following and following[0].document == chunk.document else None
 
     def _weak(self, vector, named_ids: list[int]) -> bool:
         """Whether the named documents' best passage matches the question far worse than the whole index's best."""
@@ -261,6 +302,9 @@ class Retriever:
         if not self.settings.named_documents:
             return []
         return named_documents(question, self.profiles(), self._distinctive)
+
+    def _dated(self, question: str) -> list[str]:
+        return dated_documents(question, self.profiles()) if self.settings.named_documents else []
 
     def _distinctive(self, phrase: str, item: Profile) -> bool:
         """Whether fewer than half of the other companies' documents contain ``phrase``: "Acme" in a folder of

@@ -106,14 +106,15 @@ class Retrieval(Section):
     k: int = Field(4, gt=0, description="Chunks put into the prompt.")
     mode: Literal["hybrid", "dense"] = Field("hybrid", description="hybrid: dense + BM25 fused by reciprocal rank; dense: FAISS only.")
     named_documents: bool = Field(
-        True, description="When a question names an indexed company (and a year, quarter or form), search only those documents."
+        True, description="When a question names an indexed company (and a year, quarter or form), search only those "
+        "documents; when it names no company but a whole date, only the documents whose period ends that day."
     )
     candidates: int = Field(50, gt=0, description="Chunks each search (dense, BM25) returns before fusion, reranking and diversity.")
     max_per_page: int = Field(1, gt=0, description="At most this many of the k chunks come from one page.")
     context_chars: int = Field(
-        2600, ge=0, description="A passage is joined with the adjacent chunk of its page that scores nearly as high "
-        "(a table's caption and its figures), best passage first, while the k passages total at most this many "
-        "characters; 0 never joins.")
+        2400, ge=0, description="A passage is joined with the adjacent chunk of its page that scores nearly as high "
+        "(a table's caption and its figures), best passage first, and the best passage, if still one chunk, with the "
+        "next chunk of its page, while the k passages total at most this many characters; 0 never joins.")
     reranker: Optional[Path] = Field(
         None, description="Optional: folder of a local sentence-transformers cross-encoder that reorders the candidates."
     )
