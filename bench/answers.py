@@ -75,11 +75,11 @@ def gradable(gold: GoldQuestion, line: dict) -> bool:
 
 
 def corpus_fingerprint(corpus: Path) -> str:
-    """Changes when a PDF of the corpus is added, removed, renamed or rewritten."""
+    """Changes when a PDF of the corpus is added, removed, renamed or rewritten; not when the same files are copied
+    anew (their times change, not their bytes: a fresh copy must not cost a 30-minute rebuild)."""
     digest = hashlib.sha256()
     for pdf in sorted(p for p in corpus.rglob("*") if p.suffix.lower() == ".pdf" and p.is_file()):
-        stat = pdf.stat()
-        digest.update(f"{pdf.relative_to(corpus)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{pdf.relative_to(corpus)}\0{hashlib.sha256(pdf.read_bytes()).hexdigest()}\n".encode())
     return digest.hexdigest()[:16]
 
 

@@ -17,6 +17,7 @@ from docqa.errors import ModelNotFoundError
 from datetime import date
 
 from docqa.profiles import (
+    contracts,
     dated_documents,
     describe,
     full_dates,
@@ -127,6 +128,13 @@ def test_a_question_naming_a_period_end_names_the_filings_for_that_period():
     assert dated_documents("What were total lease liabilities at 31 March 2022?", filings) == []  # no such period
 
 
+def test_a_contraction_takes_a_beginning_of_every_word_of_the_name_in_order():
+    assert contracts("amex", ("american", "express")) and contracts("fedex", ("federal", "express"))
+    assert not contracts("amex", ("american", "airlines", "express"))  # a word left out
+    assert not contracts("exam", ("american", "express"))  # out of order
+    assert not contracts("amex", ("amex",))  # one word: a plain name, matched as one
+
+
 def test_filings_sharing_a_name_share_all_names():
     merged = same_company_names([profile("BLOCK_2016_10K.pdf"), profile("BLOCK_2020_10K.pdf", COVER.replace("BEST BUY", "SQUARE"))])
     assert all(item.names == {"block", "square"} for item in merged)
@@ -154,6 +162,8 @@ FILINGS = same_company_names([
     profile("JOHNSON_JOHNSON_2022_10K.pdf", "FORM 10-K\nFor the fiscal year ended January 1, 2023\nJOHNSON & JOHNSON\n"
             "(Exact name of registrant as specified in its charter)"),  # initials come from the content's name
     profile("MGMRESORTS_2022Q4_EARNINGS.pdf"),
+    profile("axp-20221231.pdf", "FORM 10-K\nFor the fiscal year ended December 31, 2022\nAMERICAN EXPRESS COMPANY\n"
+            "(Exact name of registrant as specified in its charter)"),
     profile("PEPSICO_2023Q1_EARNINGS.pdf"), profile("PEPSICO_2023_8K_dated-2023-05-30.pdf"),
 ])
 
@@ -171,6 +181,9 @@ FILINGS = same_company_names([
         ("What did PepsiCo's 8-K of 2023 announce?", ["PEPSICO_2023_8K_dated-2023-05-30.pdf"]),
         ("What drove the reduction in SG&A expense in FY2023?", []),  # names no company: search everything
         ("How big is a block of 3 shares?", []),  # lower case: an ordinary word, not a name
+        ("Does AMEX have an improving operating margin as of 2022?", ["axp-20221231.pdf"]),  # AM(erican) EX(press)
+        ("Did AmEx retain its card members?", ["axp-20221231.pdf"]),
+        ("What is AMEXX?", []),  # "exx" begins no word of the name
     ],
 )
 def test_named_documents(question, expected):
@@ -248,6 +261,8 @@ def test_a_metric_brings_the_line_items_it_is_computed_from():
     assert with_line_items("Did gross margins improve?") == "Did gross margins improve? (gross profit cost of sales revenue)"
     assert with_line_items("Who is the CEO?") == "Who is the CEO?"
     assert with_line_items("What is the capex-to-sales trend?") == "What is the capex-to-sales trend?"  # part of a word
+    for spelling in ("Free cashflow", "free cash-flow", "free cash flow"):  # as people write it
+        assert with_line_items(f"{spelling}?") == f"{spelling}? (net cash provided by operating activities capital expenditures)"
 
 
 def hit(document: str, page: int, text: str, chunk_id: int) -> Hit:

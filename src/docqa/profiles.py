@@ -13,7 +13,7 @@ capitalised word that starts a sentence, narrows a search only when it tells doc
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import PurePosixPath
 from typing import Callable, Optional, Sequence
@@ -84,6 +84,7 @@ class Profile:
     quarter: Optional[int]
     hinted: frozenset[str] = frozenset()  # names taken from the file name only, not from the content
     period_end: Optional[date] = None
+    name_words: tuple[str, ...] = ()  # the content's name in lower-case words: ("american", "express")
 
 
 # A phrase of the question (its words, as written) that names a document: does it tell documents apart?
@@ -105,6 +106,8 @@ class QuestionScope:
     years: frozenset[int]
     quarter: Optional[int]
     form: Optional[str]
+    # folded → as written: words in capitals or with a capital inside ("AMEX", "FedEx"), which may contract a name
+    contractions: dict = field(default_factory=dict)
 
     @property
     def names(self) -> frozenset[str]:
@@ -119,6 +122,10 @@ class QuestionScope:
             matched = [name for name in item.names if name.startswith(acronym)]
             if matched:
                 found.append((acronym.upper(), all(name in item.hinted for name in matched)))
+        # A contraction of the name's words ("AmEx" for American Express) is a guess, so it counts as a hint: it
+        # narrows only where it tells documents apart.
+        found += [(written, True) for short, written in self.contractions.items()
+                  if contracts(short, item.name_words)]
         return found
 
 
@@ -149,8 +156,9 @@ def profile(document: str, first_page: str = "") -> Profile:
     periods = _FILE_YEAR.findall(stem)
     years = set(info.years) | {int(year) for year, _ in periods}
     quarters = [int(quarter) for _, quarter in periods if quarter]
+    name_words = tuple(word.lower() for word in re.findall(r"[A-Za-z0-9]+", info.company or ""))
     return Profile(document, frozenset(names), frozenset(initials), info.form or _form(stem), frozenset(years),
-                   info.quarter or (quarters[0] if quarters else None), frozenset(hinted), info.period_end)
+                   info.quarter or (quarters[0] if quarters else None), frozenset(hinted), info.period_end, name_words)
 
 
 def company_name(text: str) -> Optional[str]:
@@ -288,6 +296,21 @@ def _company_words(words: list[str]) -> list[str]:
     return company
 
 
+def contracts(short: str, words: Sequence[str]) -> bool:
+    """Whether ``short`` is a beginning of each of two or more words, in order: "amex" of ("american", "express"),
+    "fedex" of ("federal", "express"); not "amex" of ("american", "airlines", "express"), which leaves a word out."""
+    if len(words) < 2:
+        return False
+
+    def split(rest: str, index: int) -> bool:
+        if index == len(words):
+            return not rest
+        word = words[index]
+        return any(rest[:n] == word[:n] and split(rest[n:], index + 1) for n in range(1, min(len(word), len(rest)) + 1))
+
+    return split(short, 0)
+
+
 def _initials(name: str) -> str:
     """First letters of a name's capitalised words, when it has two or more: "Bank of America" → "ba"."""
     letters = [word[0].lower() for word in re.findall(r"[A-Za-z0-9]+", name) if word[0].isupper() or word[0].isdigit()]
@@ -326,8 +349,9 @@ def question_scope(question: str) -> QuestionScope:
         "".join(re.findall(r"[A-Z]", word)).lower() for word in re.findall(r"\b[A-Z][a-z&]{1,2}[A-Z][a-z]*\b|\b[A-Z]&[A-Z]\b", question)
     )
     phrases, initial = _name_candidates(question)
+    contractions = {word.lower(): word for word in re.findall(r"\b(?:[A-Z]{3,}|[A-Z][a-z]+[A-Z][A-Za-z]*)\b", question)}
     return QuestionScope(phrases, initial, acronyms, initials, question_years(question), _quarter(question),
-                         _form(question))
+                         _form(question), contractions)
 
 
 def _name_candidates(question: str) -> tuple[dict, frozenset[str]]:

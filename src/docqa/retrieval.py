@@ -114,7 +114,9 @@ class SearchResult:
 
 def with_line_items(question: str) -> str:
     """The question, followed by the line items of the financial metrics it names, if any."""
-    items = dict.fromkeys(LINE_ITEMS[term] for term in _LINE_ITEM_TERMS.findall(question.lower()))
+    # "cashflow" and "cash-flow" are how many write "cash flow"
+    spelled = re.sub(r"\bcash[- ]?flow", "cash flow", question.lower())
+    items = dict.fromkeys(LINE_ITEMS[term] for term in _LINE_ITEM_TERMS.findall(spelled))
     return f"{question} ({'; '.join(items)})" if items else question
 
 
