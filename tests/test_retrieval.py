@@ -67,7 +67,8 @@ def test_profile_reads_company_period_and_form_from_the_file_name():
 def test_profile_adds_the_registrant_of_the_cover_page_and_its_period():
     assert registrant_name(COVER) == "BEST BUY"
     item = profile("annual-report.pdf", COVER)
-    assert item.names == {"bestbuy"} and item.initials == {"bb"} and not item.hinted
+    # "Best" alone is a guess: a hint, which narrows only where it tells documents apart
+    assert item.names == {"bestbuy", "best"} and item.initials == {"bb"} and item.hinted == {"best"}
     # A year to late January: some companies call it fiscal 2023, others fiscal 2022.
     assert item.years == {2022, 2023} and item.form == "10-K"
     assert profile("BESTBUY_2023_10K.pdf").hinted == {"bestbuy"}  # from the file name alone: a hint
@@ -133,6 +134,37 @@ def test_a_contraction_takes_a_beginning_of_every_word_of_the_name_in_order():
     assert not contracts("amex", ("american", "airlines", "express"))  # a word left out
     assert not contracts("exam", ("american", "express"))  # out of order
     assert not contracts("amex", ("amex",))  # one word: a plain name, matched as one
+
+
+def cover(company: str, ended: str = "December 31, 2022") -> str:
+    return f"FORM 10-K\nFor the fiscal year ended {ended}\n{company}\n(Exact name of registrant as specified in its charter)"
+
+
+def test_a_file_name_shared_by_two_companies_does_not_merge_them():
+    merged = same_company_names([
+        profile("exhibit99-1.pdf", cover("AMCOR PLC")), profile("exhibit99-1 (1).pdf", cover("JOHNSON & JOHNSON")),
+        profile("amcr-20230630.pdf", cover("AMCOR PLC")), profile("notes.pdf"), profile("notes (2).pdf"),
+    ])
+    assert [sorted(item.names) for item in merged] == [
+        ["amcor", "amcr"], ["johnson", "johnsonjohnson"], ["amcor", "amcr"], ["notes"], ["notes"]]
+    assert merged[1].hinted == {"johnson"}  # no "exhibit99": a kind of document and its number, not a name
+
+
+def test_a_question_names_a_company_by_the_first_words_of_its_name(tmp_path):
+    filings = same_company_names([
+        profile("Annual Report 2022.pdf", cover("VERIZON COMMUNICATIONS INC.")),
+        profile("cost-20210829.pdf", cover("COSTCO WHOLESALE CORPORATION", "August 29, 2021")),
+        profile("axp-20221231.pdf", cover("AMERICAN EXPRESS COMPANY")),
+    ])
+    assert named_documents("Is Verizon a capital intensive business based on FY 2022 data?", filings) == [
+        "Annual Report 2022.pdf"]
+    assert named_documents("What were Costco's total assets in FY2021?", filings) == ["cost-20210829.pdf"]
+
+    def common(phrase, item):  # as if every other filing contained the phrase
+        return False
+
+    assert named_documents("Which American companies grew?", filings, common) == []  # a hint that tells nothing apart
+    assert named_documents("What did Verizon Communications earn?", filings, common) == ["Annual Report 2022.pdf"]
 
 
 def test_filings_sharing_a_name_share_all_names():

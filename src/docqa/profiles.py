@@ -49,6 +49,7 @@ _LEGAL_SUFFIXES = re.compile(
     r"(?:[\s,]+(?:inc|incorporated|corp|corporation|co|company|plc|ltd|limited|llc|sa|ag|nv|se|group|holdings)\b\.?)+\s*$",
     re.IGNORECASE,
 )
+_CONNECTIVES = frozenset("of and the de du la".split())  # "Bank of" is no name of Bank of America
 _NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.&']*")
 _MAX_NAME_WORDS = 5
 _COVER_CHARS = 4000  # the cover page's facts stand near its top
@@ -157,6 +158,13 @@ def profile(document: str, first_page: str = "") -> Profile:
     years = set(info.years) | {int(year) for year, _ in periods}
     quarters = [int(quarter) for _, quarter in periods if quarter]
     name_words = tuple(word.lower() for word in re.findall(r"[A-Za-z0-9]+", info.company or ""))
+    # The name's first words alone ("Verizon" for Verizon Communications, "Amazon" for AMAZON.COM): how questions
+    # name companies. A guess, like a file-name hint: it narrows only where it tells documents apart.
+    leading = {fold(" ".join(name_words[:n])) for n in range(1, len(name_words))
+               if name_words[n - 1] not in _CONNECTIVES} - names
+    leading = {name for name in leading if len(name) >= 3}
+    names |= leading
+    hinted |= leading
     return Profile(document, frozenset(names), frozenset(initials), info.form or _form(stem), frozenset(years),
                    info.quarter or (quarters[0] if quarters else None), frozenset(hinted), info.period_end, name_words)
 
@@ -291,7 +299,8 @@ def _company_words(words: list[str]) -> list[str]:
     for word in words:
         if _FILE_YEAR.fullmatch(word) or _FORM.fullmatch(word) or word.isdigit() or re.fullmatch(r"\d{8}", word):
             break
-        if word.lower() not in _FILING_WORDS and not word.isdigit():
+        # "exhibit99", "ex991": a kind of document and its number
+        if re.sub(r"\d+$", "", word.lower()) not in _FILING_WORDS and not word.isdigit():
             company.append(word)
     return company
 
@@ -323,21 +332,44 @@ def _form(stem: str) -> Optional[str]:
 
 
 def same_company_names(profiles: Sequence[Profile]) -> list[Profile]:
-    """Each profile with the names of every other profile that shares one of its names (one company, many filings)."""
-    groups: list[set[str]] = []
-    for names in (set(p.names) for p in profiles):
-        overlapping = [group for group in groups if group & names]
-        for group in overlapping:
-            names |= group
-            groups.remove(group)
-        groups.append(names)
-    merged = []
-    for item in profiles:
-        group = next((group for group in groups if group & item.names), set())
+    """Each profile with the names of every other filing of its company (one company, many filings).
+
+    Filings are of one company when their contents name it alike. A file-name hint never joins two filings whose
+    contents name companies: "exhibit99-1.pdf" may be any company's press release. A filing whose content names no
+    company joins, by its hints, the other such filings sharing one, and the one company (if exactly one) whose
+    filings carry that hint too.
+    """
+    content = [item.names - item.hinted for item in profiles]
+    groups = _linked([i for i, own in enumerate(content) if own], lambda i: content[i])
+    nameless = _linked([i for i, own in enumerate(content) if not own], lambda i: profiles[i].names)
+    for members in nameless:
+        hints = {name for i in members for name in profiles[i].names}
+        companies = [group for group in groups if hints & {name for i in group for name in profiles[i].names}]
+        if len(companies) == 1:
+            companies[0].extend(members)
+        else:
+            groups.append(members)
+    merged = [None] * len(profiles)
+    for group in groups:
+        names = frozenset(name for i in group for name in profiles[i].names)
         # A name is a hint only if no filing of the group has it from its content.
-        content = {name for other in profiles if other.names & group for name in other.names - other.hinted}
-        merged.append(replace(item, names=frozenset(group), hinted=frozenset(group - content)))
+        hinted = names - {name for i in group for name in content[i]}
+        for i in group:
+            merged[i] = replace(profiles[i], names=names, hinted=hinted)
     return merged
+
+
+def _linked(indices: list[int], names: Callable[[int], frozenset[str]]) -> list[list[int]]:
+    """The indices grouped so that any two sharing a name (transitively) are in one group."""
+    groups: list[tuple[set[str], list[int]]] = []
+    for i in indices:
+        own, members = set(names(i)), [i]
+        for group in [group for group in groups if group[0] & own]:
+            own |= group[0]
+            members += group[1]
+            groups.remove(group)
+        groups.append((own, members))
+    return [members for _, members in groups]
 
 
 # ---------------------------------------------------------------- questions
