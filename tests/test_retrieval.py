@@ -26,6 +26,7 @@ from docqa.profiles import (
     question_years,
     registrant_name,
     same_company_names,
+    with_fiscal_quarters,
 )
 from docqa.cli import ask_main
 from docqa.ingest import build_index
@@ -165,6 +166,24 @@ def test_a_question_names_a_company_by_the_first_words_of_its_name(tmp_path):
 
     assert named_documents("Which American companies grew?", filings, common) == []  # a hint that tells nothing apart
     assert named_documents("What did Verizon Communications earn?", filings, common) == ["Annual Report 2022.pdf"]
+
+
+def test_a_quarterly_report_is_numbered_by_its_company_s_fiscal_year():
+    def quarterly(name, company, ended):
+        return profile(name, f"FORM 10-Q\nFor the quarterly period ended {ended}\n{company}\n"
+                             "(Exact name of registrant as specified in its charter)")
+
+    filings = with_fiscal_quarters(same_company_names([
+        profile("amcr-20230630.pdf", cover("AMCOR PLC", "June 30, 2023")),
+        quarterly("amcr-20221231.pdf", "AMCOR PLC", "December 31, 2022"),  # Q2 of fiscal 2023
+        profile("bby-20230128.pdf", COVER),
+        quarterly("bby-20230729.pdf", "BEST BUY CO., INC.", "July 29, 2023"),  # Q2 of fiscal 2024
+        profile("pfe-20211231.pdf", cover("PFIZER INC.", "December 31, 2021")),
+        quarterly("pfe-20230702.pdf", "PFIZER INC.", "July 2, 2023"),  # a 52-week quarter: Q2
+        quarterly("acme-20230930.pdf", "ACME CORP", "September 30, 2023"),  # no annual report: unknown
+    ]))
+    assert [item.quarter for item in filings] == [None, 2, None, 2, None, 2, None]
+    assert named_documents("What was Amcor's restructuring liability as of Q2 of FY2023?", filings) == ["amcr-20221231.pdf"]
 
 
 def test_filings_sharing_a_name_share_all_names():
@@ -551,8 +570,8 @@ def test_renaming_the_real_filings_as_users_do_leaves_the_filings_each_question_
 
     first_pages = {pdf.name: read_pages(pdf, max_pages=1)[0].text for pdf in sorted((SHARED / "corpus").rglob("*.pdf"))}
     assert set(first_pages) <= set(RENAMED) and len(first_pages) == 47
-    original = same_company_names([profile(name, text) for name, text in first_pages.items()])
-    renamed = same_company_names([profile(RENAMED[name], text) for name, text in first_pages.items()])
+    original = with_fiscal_quarters(same_company_names([profile(name, text) for name, text in first_pages.items()]))
+    renamed = with_fiscal_quarters(same_company_names([profile(RENAMED[name], text) for name, text in first_pages.items()]))
     questions = [json.loads(line) for path in (SHARED / "eval" / "financebench_dev.jsonl",
                                                 Path(__file__).resolve().parents[1] / "eval" / "manu_questions.jsonl")
                  for line in path.read_text().splitlines()]
@@ -561,9 +580,7 @@ def test_renaming_the_real_filings_as_users_do_leaves_the_filings_each_question_
         if sorted(RENAMED[name] for name in named_documents(item["question"], original))
         != sorted(named_documents(item["question"], renamed))
     }
-    # The one left: "Q2 of FY2023" for Amcor, whose quarter only the original file name (AMCOR_2023Q2_10Q) gives; a
-    # 10-Q's cover says "quarterly period ended December 31, 2022", not which quarter of which fiscal year that is.
-    assert differing <= {"financebench_id_01936"}, sorted(differing)
+    assert differing == set(), sorted(differing)
 
 
 MU_REPORT = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "manu-20f-2022-09-24.pdf"

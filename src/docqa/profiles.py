@@ -49,6 +49,7 @@ _LEGAL_SUFFIXES = re.compile(
     r"(?:[\s,]+(?:inc|incorporated|corp|corporation|co|company|plc|ltd|limited|llc|sa|ag|nv|se|group|holdings)\b\.?)+\s*$",
     re.IGNORECASE,
 )
+_ANNUAL_FORMS = frozenset({"10-K", "20-F", "40-F"})
 _CONNECTIVES = frozenset("of and the de du la".split())  # "Bank of" is no name of Bank of America
 _NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.&']*")
 _MAX_NAME_WORDS = 5
@@ -357,6 +358,33 @@ def same_company_names(profiles: Sequence[Profile]) -> list[Profile]:
         for i in group:
             merged[i] = replace(profiles[i], names=names, hinted=hinted)
     return merged
+
+
+def with_fiscal_quarters(profiles: Sequence[Profile]) -> list[Profile]:
+    """Each quarterly report that no file name numbers, with its quarter of the fiscal year, counted from the period
+    end of an annual report of the same company (``profiles`` as ``same_company_names`` gives them).
+
+    A 10-Q's cover says "For the quarterly period ended December 31, 2022", not that this is Amcor's second quarter
+    of fiscal 2023; its 10-K's "fiscal year ended June 30, 2023" says when Amcor's quarters end. Without an annual
+    report of the company the quarter stays unknown: calendar quarters would misnumber every other fiscal year.
+    """
+    year_ends: dict[frozenset[str], int] = {}
+    for item in profiles:
+        if item.form in _ANNUAL_FORMS and item.period_end is not None:
+            year_ends.setdefault(item.names, _closing_month(item.period_end))
+    result = []
+    for item in profiles:
+        year_end = year_ends.get(item.names)
+        if item.form == "10-Q" and item.quarter is None and item.period_end is not None and year_end is not None:
+            item = replace(item, quarter=(_closing_month(item.period_end) - year_end - 1) % 12 // 3 + 1)
+        result.append(item)
+    return result
+
+
+def _closing_month(day: date) -> int:
+    """The month a period closes in: 52/53-week years end on a weekday near a month's end, sometimes in the first
+    days of the next month (Pfizer's quarter to 2 July 2023 is its second; J&J's year to 1 January 2023 is 2022)."""
+    return day.month if day.day > 7 else (day.month - 2) % 12 + 1
 
 
 def _linked(indices: list[int], names: Callable[[int], frozenset[str]]) -> list[list[int]]:

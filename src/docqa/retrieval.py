@@ -20,7 +20,14 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, Optional, Sequence
 
 from docqa.errors import InputError, ModelNotFoundError
-from docqa.profiles import Profile, dated_documents, named_documents, profile, same_company_names
+from docqa.profiles import (
+    Profile,
+    dated_documents,
+    named_documents,
+    profile,
+    same_company_names,
+    with_fiscal_quarters,
+)
 from docqa.settings import Retrieval, Settings
 from docqa.storage import IndexReader
 from docqa.types import Hit, StoredChunk
@@ -322,9 +329,9 @@ class Retriever:
     def profiles(self) -> list[Profile]:
         if self._profiles is None:
             first_pages = self.store.first_page_texts()
-            self._profiles = same_company_names(
+            self._profiles = with_fiscal_quarters(same_company_names(
                 [profile(record.name, first_pages.get(record.name, "")) for record in self.store.documents()]
-            )
+            ))
         return self._profiles
 
 
