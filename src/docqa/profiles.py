@@ -24,11 +24,12 @@ _COVER_FORM = re.compile(r"\bFORM\s+(10|8|20|6|40)-([KQF])\b", re.IGNORECASE)
 _FILE_YEAR = re.compile(rf"(?<!\d)({_YEAR})(?:q([1-4]))?(?!\d)", re.IGNORECASE)
 _MONTHS = "january february march april may june july august september october november december".split()
 _MONTH = "|".join(_MONTHS)
+_MONTH_OR_SHORT = "|".join([*_MONTHS, *(month[:3] for month in _MONTHS)])  # "June" or "Jun"
 _DATE = rf"(?:(?:{_MONTH})\.?\s+\d{{1,2}},?\s+({_YEAR})|\d{{1,2}}\s+(?:{_MONTH}),?\s+({_YEAR}))"
 # A whole date: "30 June 2022", "June 30, 2022", "Jun. 30 2022"; its groups: day, month, year or month, day, year.
 _FULL_DATE = re.compile(
-    rf"(?<!\w)(?:(\d{{1,2}})\s+({_MONTH}|{'|'.join(m[:3] for m in _MONTHS)})\.?,?\s+({_YEAR})"
-    rf"|({_MONTH}|{'|'.join(m[:3] for m in _MONTHS)})\.?\s+(\d{{1,2}}),?\s+({_YEAR}))(?!\d)",
+    rf"(?<!\w)(?:(\d{{1,2}})\s+({_MONTH_OR_SHORT})\.?,?\s+({_YEAR})"
+    rf"|({_MONTH_OR_SHORT})\.?\s+(\d{{1,2}}),?\s+({_YEAR}))(?!\d)",
     re.IGNORECASE,
 )
 _PERIOD = re.compile(rf"(fiscal\s+year|year|quarterly\s+period|period)\s+ended\s+{_DATE}", re.IGNORECASE)
@@ -283,8 +284,8 @@ def full_dates(text: str) -> list[date]:
 
 def _month(text: str) -> Optional[int]:
     """The first month a text names, in full or by its first three letters ("Jun.")."""
-    match = re.search(rf"(?<![a-z])({_MONTH}|{'|'.join(m[:3] for m in _MONTHS)})(?![a-z])", text, re.IGNORECASE)
-    return [m[:3] for m in _MONTHS].index(match.group(0).lower()[:3]) + 1 if match else None
+    match = re.search(rf"(?<![a-z])({_MONTH_OR_SHORT})(?![a-z])", text, re.IGNORECASE)
+    return [month[:3] for month in _MONTHS].index(match.group(0).lower()[:3]) + 1 if match else None
 
 
 def _content_quarter(text: str) -> Optional[int]:

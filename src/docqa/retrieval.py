@@ -3,7 +3,8 @@
 1. Scope: an explicit ``doc`` glob; else the documents the question names (a company, narrowed to the year, quarter
    and form it names; see docqa.profiles), unless their best passage matches the question far worse than the best
    passage of the whole index (then the name was probably not what the question is about: search everything);
-   else, when it names no company but a whole date, the documents whose period ends that day; else every document. The result always says which documents were searched and why (``Searched``).
+   else, when it names no company but a whole date, the documents whose period ends that day; else every document.
+   The result always says which documents were searched and why (``Searched``).
 2. Candidates: dense search (FAISS) fused with BM25 (SQLite FTS5) by reciprocal rank fusion.
 3. Optionally a cross-encoder reorders the candidates (``retrieval.reranker``; needs local weights).
 4. Diversity: at most ``max_per_page`` chunks of one page; a passage is joined with the adjacent chunk of its page
