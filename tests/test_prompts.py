@@ -1,7 +1,7 @@
 import pytest
 
 from docqa.errors import ConfigError
-from docqa.prompts import SYSTEM_PROMPT, as_chat_template, build_prompt, render
+from docqa.prompts import SYSTEM_PROMPT, as_chat_template, build_prompt, passage_order, render
 from docqa.settings import CARD_TEMPLATE, Prompt
 
 LLAMA2_TEMPLATE = (
@@ -101,3 +101,32 @@ def test_template_that_rewrites_the_text_is_refused():
     template = "{% for m in messages %}{{ m['content'] | upper }}{% endfor %}"
     with pytest.raises(ConfigError, match="set prompt.format to llama-2-chat or plain"):
         as_chat_template(template, "hi")
+
+
+@pytest.mark.parametrize(
+    "order, prompt_format, has_template, expected",
+    [
+        ("auto", "auto", True, "best-last"),  # a chat model in its own template: measured better
+        ("auto", "gguf", True, "best-last"),
+        ("auto", "auto", False, "best-first"),  # the card's plain prompt (GGML files carry no template)
+        ("auto", "plain", True, "best-first"),
+        ("auto", "llama-2-chat", True, "best-first"),
+        ("auto", "gguf", False, "best-first"),  # no template: Llama-2's [INST] instead
+        ("best-first", "auto", True, "best-first"),
+        ("best-last", "plain", False, "best-last"),
+    ],
+)
+def test_passage_order(order, prompt_format, has_template, expected):
+    assert passage_order(order, prompt_format, CHATML if has_template else None) == expected
+
+
+def test_in_the_model_s_own_template_the_best_passage_stands_next_to_the_question():
+    passages = ["best " * 20, "second " * 20, "third " * 20]
+    chat = build_prompt(Prompt(), "q?", passages, count_tokens=words, token_budget=10_000, chat_template=CHATML)
+    assert chat.text.index("third") < chat.text.index("second") < chat.text.index("best") < chat.text.index("q?")
+    plain = build_prompt(Prompt(), "q?", passages, count_tokens=words, token_budget=10_000)
+    assert plain.text.index("best") < plain.text.index("second") < plain.text.index("third")
+    # A prompt that must drop a passage still drops the lowest-ranked one
+    cut = build_prompt(Prompt(), "q?", passages, count_tokens=words, token_budget=chat.tokens - 10, chat_template=CHATML)
+    assert cut.chunks_used == 2 and "third" not in cut.text
+    assert cut.text.index("second") < cut.text.index("best")

@@ -192,17 +192,20 @@ class DocQALLM(LLM):
         return chunk
 
 
-def retrieval_qa_chain(retriever: BaseRetriever, llm: LLM, template: str) -> Runnable:
+def retrieval_qa_chain(retriever: BaseRetriever, llm: LLM, template: str, passage_order: str = "best-first") -> Runnable:
     """``{"query": ...}`` → ``{"query", "result", "source_documents"}``: RetrievalQA's "stuff" chain in LCEL.
 
-    ``template`` needs ``{context}`` (the passages, separated by blank lines) and ``{question}``.
+    ``template`` needs ``{context}`` (the passages, separated by blank lines) and ``{question}``; ``passage_order``:
+    ``best-first`` as RetrievalQA, or ``best-last`` (see ``docqa.prompts.passage_order``).
     """
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import PromptTemplate
 
+    from docqa.prompts import context as prompt_context
+
     def prompt_inputs(inputs: dict) -> dict:
-        context = "\n\n".join(document.page_content for document in inputs["source_documents"])
-        return {"context": context, "question": inputs["query"]}
+        passages = [document.page_content for document in inputs["source_documents"]]
+        return {"context": prompt_context(passages, passage_order), "question": inputs["query"]}
 
     answer = RunnableLambda(prompt_inputs) | PromptTemplate.from_template(template) | llm | StrOutputParser()
     return RunnablePassthrough.assign(source_documents=itemgetter("query") | retriever) | RunnablePassthrough.assign(

@@ -134,6 +134,22 @@ def apply_format(
     return as_llama2_chat(user)
 
 
+def context(passages: Sequence[str], order: str = "best-first") -> str:
+    """The passages (best first, as retrieved) as the prompt's context, in ``order`` (see ``passage_order``)."""
+    return "\n\n".join(reversed(passages) if order == "best-last" else passages)
+
+
+def passage_order(order: str, prompt_format: str, chat_template: Optional[str]) -> str:
+    """``prompt.passage_order`` resolved: ``auto`` is best-last where the prompt is the model's own chat turn, else
+    best-first. The best passage next to the question measured better with a chat model in its own template
+    (README "Answer accuracy"); in other formats it was not measured, and a tiny model in a format it was not trained
+    on (SmolLM2 in Llama-2's [INST]) lost the fact, so those keep retrieval order, as the card's pipeline has it."""
+    if order != "auto":
+        return order
+    own_template = prompt_format in ("auto", "gguf") and bool(chat_template)
+    return "best-last" if own_template else "best-first"
+
+
 def build_prompt(
     settings: Prompt,
     question: str,
@@ -144,9 +160,11 @@ def build_prompt(
     chat_template: Optional[str] = None,
     template_tokens: Optional[dict] = None,
 ) -> BuiltPrompt:
-    """The prompt with as many whole passages as fit ``token_budget``, dropping from the end."""
+    """The prompt with as many whole passages as fit ``token_budget``, dropping the lowest-ranked; ``passages`` come
+    best first, and go into the prompt in the order ``settings.passage_order`` says."""
+    order = passage_order(settings.passage_order, settings.format, chat_template)
     for kept in range(len(passages), -1, -1):
-        text = render(settings, "\n\n".join(passages[:kept]), question, chat_template, template_tokens)
+        text = render(settings, context(passages[:kept], order), question, chat_template, template_tokens)
         tokens = count_tokens(text)
         if tokens <= token_budget or kept == 0:
             return BuiltPrompt(text, kept, len(passages) - kept, tokens)

@@ -161,8 +161,11 @@ class DocQA:
     def as_chain(self, **retriever_fields):
         """An LCEL runnable: ``{"query": ...}`` → ``{"query", "result", "source_documents"}``, as RetrievalQA returns."""
         from docqa.langchain import retrieval_qa_chain
+        from docqa.prompts import passage_order
 
-        return retrieval_qa_chain(self.as_retriever(**retriever_fields), self.as_llm(), self.settings.prompt.template)
+        llm = self.as_llm()
+        order = passage_order(self.settings.prompt.passage_order, llm.prompt_format, llm.backend.chat_template)
+        return retrieval_qa_chain(self.as_retriever(**retriever_fields), llm, self.settings.prompt.template, order)
 
     def ask(
         self,
