@@ -123,15 +123,24 @@ def apply_format(
     prompt_format: str, user: str, chat_template: Optional[str] = None, template_tokens: Optional[dict] = None
 ) -> PromptText:
     """A filled-in template, all of it content, as the user's turn in a prompt format (``plain``: unchanged)."""
-    if prompt_format == "auto":  # the model's own chat turn around the card's text where the file has one
-        prompt_format = "gguf" if chat_template else "plain"
-    if prompt_format == "plain":
+    resolved = resolved_format(prompt_format, chat_template)
+    if resolved == "plain":
         return PromptText([Segment(user, False)])
-    if prompt_format == "gguf" and chat_template:
+    if resolved == "gguf":
         return as_chat_template(chat_template, user, **(template_tokens or {}))
     if prompt_format == "gguf":
         log.warning("the model file has no chat template; using the llama-2-chat format")
     return as_llama2_chat(user)
+
+
+def resolved_format(prompt_format: str, chat_template: Optional[str]) -> str:
+    """``plain``, ``gguf`` (the model's own chat template) or ``llama-2-chat``: ``auto`` is the model's own turn
+    around the card's text where the file has a template, else plain; ``gguf`` without a template is Llama-2's."""
+    if prompt_format == "auto":
+        return "gguf" if chat_template else "plain"
+    if prompt_format == "gguf" and not chat_template:
+        return "llama-2-chat"
+    return prompt_format
 
 
 def context(passages: Sequence[str], order: str = "best-first") -> str:
@@ -146,8 +155,7 @@ def passage_order(order: str, prompt_format: str, chat_template: Optional[str]) 
     on (SmolLM2 in Llama-2's [INST]) lost the fact, so those keep retrieval order, as the card's pipeline has it."""
     if order != "auto":
         return order
-    own_template = prompt_format in ("auto", "gguf") and bool(chat_template)
-    return "best-last" if own_template else "best-first"
+    return "best-last" if resolved_format(prompt_format, chat_template) == "gguf" else "best-first"
 
 
 def build_prompt(

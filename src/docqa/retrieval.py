@@ -265,7 +265,7 @@ class Retriever:
         everything = tuple(record.name for record in documents)
         named = self._named(question)
         if named:
-            ids = self.store.chunk_ids([record.id for record in documents if record.name in set(named)])
+            ids = self._chunk_ids(documents, named)
             if not self._weak(vector, ids):
                 return SearchResult(self._ranked(question, query, vector, k, ids), Searched("named", tuple(named), tuple(named)))
         else:
@@ -273,9 +273,14 @@ class Retriever:
             # filings report on other periods, which the question's date rules out.
             dated = self._dated(question)
             if dated:
-                ids = self.store.chunk_ids([record.id for record in documents if record.name in set(dated)])
+                ids = self._chunk_ids(documents, dated)
                 return SearchResult(self._ranked(question, query, vector, k, ids), Searched("period", tuple(dated)))
         return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
+
+    def _chunk_ids(self, documents, names: Sequence[str]) -> list[int]:
+        """The chunks of the documents named ``names``."""
+        wanted = set(names)
+        return self.store.chunk_ids([record.id for record in documents if record.name in wanted])
 
     def _ranked(self, question: str, query: str, vector, k: int, allowed: Optional[list[int]]) -> list[Hit]:
         n = max(self.settings.candidates, k)
