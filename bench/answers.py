@@ -85,16 +85,17 @@ def corpus_fingerprint(corpus: Path) -> str:
 
 def docqa_settings(args: argparse.Namespace) -> Settings:
     """--config's settings (default: the defaults) over the corpus, with the LLM and prompt of this run and the index
-    brought up to date in the cache: with the defaults on the default corpus, the index bench/ingest.py and
-    bench/retrieval.py use (one build serves them all); otherwise a folder per corpus and index settings."""
+    brought up to date in the cache: with the default index settings on the default corpus, the index bench/ingest.py
+    and bench/retrieval.py use (one build serves them all); otherwise a folder per corpus and index settings."""
     from docqa.ingest import index_fingerprint
 
-    if args.config is None and args.corpus.resolve() == CORPUS.resolve():
-        extractor = Settings().ingest.extractor
+    base = load_settings(args.config) if args.config else Settings()
+    if args.corpus.resolve() == CORPUS.resolve() and index_fingerprint(base) == index_fingerprint(Settings()):
+        extractor = base.ingest.extractor
         config = docqa_config(CACHE / "ingest", extractor)
         write_docqa_config(config, args.corpus, extractor)
-        return with_run_settings(built(load_settings(config)), args)
-    base = load_settings(args.config) if args.config else Settings()
+        shared = built(load_settings(config))
+        return with_run_settings(base.model_copy(update={"paths": shared.paths}), args)
     key = hashlib.sha256(json.dumps([str(args.corpus.resolve()), index_fingerprint(base)], sort_keys=True).encode())
     paths = base.paths.model_copy(update={
         "data": args.corpus.resolve(),

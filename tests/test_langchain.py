@@ -175,6 +175,8 @@ def test_llm_applies_the_configured_prompt_format():
     assert backend.prompt.startswith("[INST] <<SYS>>") and backend.prompt.endswith("Question: why? [/INST]")
     DocQALLM(backend=backend).invoke("Question: why?")
     assert backend.prompt == "Question: why?"
+    DocQALLM(backend=backend, prompt_format="llama-2-chat", system_prompt="Be brief.").invoke("Question: why?")
+    assert backend.prompt.startswith("[INST] <<SYS>>\nBe brief.\n<</SYS>>")
 
 
 # The real SmolLM2 model on the sample report

@@ -33,6 +33,15 @@ def test_gguf_format_uses_the_models_chat_template():
     assert text.startswith("<<SYS>>") and "[INST] Use the following" in text
 
 
+def test_the_system_message_comes_from_the_settings_in_the_chat_formats_only():
+    system = "Answer with the figure and its unit."
+    chat = render(Prompt(format="gguf", system=system), "ctx", "q?", chat_template=LLAMA2_TEMPLATE)
+    assert chat.startswith(f"<<SYS>>{system}<</SYS>>") and SYSTEM_PROMPT not in chat
+    assert render(Prompt(format="llama-2-chat", system=system), "ctx", "q?").startswith(f"[INST] <<SYS>>\n{system}\n")
+    assert system not in render(Prompt(format="plain", system=system), "ctx", "q?")
+    assert render(Prompt(format="llama-2-chat"), "ctx", "q?").startswith(f"[INST] <<SYS>>\n{SYSTEM_PROMPT}\n")
+
+
 def test_gguf_format_without_template_falls_back_to_llama2_chat():
     assert render(Prompt(format="gguf"), "ctx", "q?").startswith("[INST] <<SYS>>")
 

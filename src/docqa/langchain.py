@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
 
 from docqa.errors import ConfigError, MissingDependencyError
+from docqa.settings import SYSTEM_PROMPT
 
 try:
     from langchain_core.callbacks import (
@@ -112,6 +113,7 @@ class DocQALLM(LLM):
     prompt_format: Literal["auto", "plain", "llama-2-chat", "gguf"] = Field(
         "auto", description="How the rendered prompt is given to the model; docqa's prompt.format."
     )
+    system_prompt: str = Field(SYSTEM_PROMPT, description="The system message in the chat formats; docqa's prompt.system.")
 
     @classmethod
     def from_config(cls, path: Path | str | None = None, **fields: Any) -> "DocQALLM":
@@ -121,6 +123,7 @@ class DocQALLM(LLM):
 
         settings = load_settings(path)
         fields.setdefault("prompt_format", settings.prompt.format)
+        fields.setdefault("system_prompt", settings.prompt.system)
         return cls(backend=create_llm(settings.llm, settings.root), **fields)
 
     @classmethod
@@ -129,6 +132,7 @@ class DocQALLM(LLM):
         if qa.llm is None:
             raise ConfigError("this DocQA was loaded with retrieval_only=True and has no language model")
         fields.setdefault("prompt_format", qa.settings.prompt.format)
+        fields.setdefault("system_prompt", qa.settings.prompt.system)
         return cls(backend=qa.llm, **fields)
 
     @property
@@ -172,7 +176,9 @@ class DocQALLM(LLM):
         # The backend already ends at llm.stop; the caller's stop sequences are applied on top.
         stops = StopFilter(stop or [])
         # All of LangChain's prompt is content: special-token text in a passage or question stays text.
-        text = apply_format(self.prompt_format, prompt, self.backend.chat_template, self.backend.template_tokens)
+        text = apply_format(
+            self.prompt_format, prompt, self.backend.chat_template, self.backend.template_tokens, self.system_prompt
+        )
         with closing(self.backend.stream(text)) as pieces:  # stopping early ends the generation too
             for piece in pieces:
                 kept = stops.feed(piece)

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional, Sequence
 
 from docqa.errors import ConfigError
-from docqa.settings import Prompt
+from docqa.settings import SYSTEM_PROMPT, Prompt
 
 log = logging.getLogger(__name__)
 
-SYSTEM_PROMPT = "You answer questions about documents using only the context you are given."
 # Stands for a message's content while the chat template renders: no template writes NUL characters.
 _PLACEHOLDER = re.compile("\x00docqa-content-(\\d+)\x00")
 
@@ -116,21 +115,24 @@ def render(
     settings: Prompt, context: str, question: str, chat_template: Optional[str] = None, template_tokens: Optional[dict] = None
 ) -> PromptText:
     """The filled card template in the configured format; ``template_tokens``: the model's bos_token/eos_token."""
-    return apply_format(settings.format, fill_template(settings.template, context, question), chat_template, template_tokens)
+    filled = fill_template(settings.template, context, question)
+    return apply_format(settings.format, filled, chat_template, template_tokens, settings.system)
 
 
 def apply_format(
-    prompt_format: str, user: str, chat_template: Optional[str] = None, template_tokens: Optional[dict] = None
+    prompt_format: str, user: str, chat_template: Optional[str] = None, template_tokens: Optional[dict] = None,
+    system: str = SYSTEM_PROMPT,
 ) -> PromptText:
-    """A filled-in template, all of it content, as the user's turn in a prompt format (``plain``: unchanged)."""
+    """A filled-in template, all of it content, as the user's turn in a prompt format (``plain``: unchanged), after
+    the ``system`` message in the chat formats."""
     resolved = resolved_format(prompt_format, chat_template)
     if resolved == "plain":
         return PromptText([Segment(user, False)])
     if resolved == "gguf":
-        return as_chat_template(chat_template, user, **(template_tokens or {}))
+        return as_chat_template(chat_template, user, system, **(template_tokens or {}))
     if prompt_format == "gguf":
         log.warning("the model file has no chat template; using the llama-2-chat format")
-    return as_llama2_chat(user)
+    return as_llama2_chat(user, system)
 
 
 def resolved_format(prompt_format: str, chat_template: Optional[str]) -> str:

@@ -27,6 +27,7 @@ Question: {question}
 Only return the helpful answer below and nothing else.
 Helpful answer:
 """
+SYSTEM_PROMPT = "You answer questions about documents using only the context you are given."
 
 
 class Section(BaseModel):
@@ -168,6 +169,8 @@ class Prompt(Section):
         "llama-2-chat: [INST] <<SYS>>; gguf: the model's own chat template.",
     )
     template: str = Field(CARD_TEMPLATE, description="Must contain {context} and {question}.")
+    system: str = Field(SYSTEM_PROMPT, description="The system message in the chat formats (gguf, llama-2-chat); the "
+                        "plain format has none. A template that refuses system messages gets it ahead of the user's turn.")
     # auto, from Qwen2.5-1.5B in its own chat template (bench/answers.py): best-last answered 16 of 29 against 14 on our
     # Manchester United questions and 6 of 38 against 3 on the FinanceBench report half, losing none there.
     passage_order: Literal["auto", "best-last", "best-first"] = Field(
