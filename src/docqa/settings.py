@@ -170,7 +170,8 @@ class Prompt(Section):
     )
     template: str = Field(CARD_TEMPLATE, description="Must contain {context} and {question}.")
     system: str = Field(SYSTEM_PROMPT, description="The system message in the chat formats (gguf, llama-2-chat); the "
-                        "plain format has none. A template that refuses system messages gets it ahead of the user's turn.")
+                        "plain format has none, nor has llm.api: chat, which sends the card's text as the one user "
+                        "message. A template that refuses system messages gets it ahead of the user's turn.")
     # auto, from Qwen2.5-1.5B in its own chat template (bench/answers.py): best-last answered 16 of 29 against 14 on our
     # Manchester United questions and 6 of 38 against 3 on the FinanceBench report half, losing none there.
     passage_order: Literal["auto", "best-last", "best-first"] = Field(
