@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +209,22 @@ def test_exact_recall_with_the_real_embedder(built_fact_index, tmp_path):
     assert (result["recall@1"], result["recall@8"]) == (0.6, 0.8)
     assert (result["per_doc"]["recall@1"], result["per_doc"]["recall@8"]) == (0.6, 0.8)
     assert result["documents_not_indexed"] == []
+
+
+# Our own questions on the Manchester United report (eval/), checked against the report itself.
+EVAL = Path(__file__).resolve().parents[1] / "eval"
+MANU_REPORT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "manu-20f-2022-09-24.pdf"
+
+
+@pytest.mark.skipif(not MANU_REPORT.is_file(), reason="needs ../shared/corpus/manu-20f-2022-09-24.pdf")
+@pytest.mark.parametrize("gold_file", ["manu_questions.jsonl", "manu_questions_b.jsonl"])
+def test_every_gold_page_of_our_questions_holds_an_answer_string(gold_file):
+    from docqa.documents import read_pages
+
+    questions = read_gold(EVAL / gold_file)
+    pages = [fold(page.text) for page in read_pages(MANU_REPORT)]
+    assert len({question.id for question in questions}) == len(questions) >= 16
+    for question in questions:
+        assert question.doc == MANU_REPORT.name and question.answers
+        for page in question.pages:
+            assert any(fold(answer) in pages[page] for answer in question.answers), (question.id, page)
