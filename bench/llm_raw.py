@@ -1,6 +1,6 @@
 """The raw side of bench/llm.py: one backend's library called directly, with nothing of docqa in the process.
 
-    python bench/llm_raw.py SPEC_JSON    # prints one line of JSON: load, prompt_tokens, prompt_eval, token_times
+    python bench/llm_raw.py SPEC_JSON    # one line of JSON: load, prompt_tokens, prompt_eval, token_times, max_rss
 
 SPEC_JSON holds backend (llama-cpp or ctransformers), model, prompt, threads, context_length, batch_size,
 temperature and new_tokens. Generation runs exactly new_tokens tokens: nothing checks for the end-of-text
@@ -65,7 +65,12 @@ def run_ctransformers(spec: dict) -> dict:
 
 
 def _result(load: float, prompt_tokens: int, prompt_eval: float, token_times: list[float]) -> dict:
-    return {"load": load, "prompt_tokens": prompt_tokens, "prompt_eval": prompt_eval, "token_times": token_times}
+    import resource
+
+    # Peak resident memory in bytes (Linux counts kilobytes), the model's mapped pages included.
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"load": load, "prompt_tokens": prompt_tokens, "prompt_eval": prompt_eval, "token_times": token_times,
+            "max_rss": max_rss}
 
 
 RUNNERS = {"llama-cpp": run_llama_cpp, "ctransformers": run_ctransformers}

@@ -1,0 +1,43 @@
+"""bench/quants.py: llama.cpp's own quantizer turns the random-weight Q8_0 model into the type asked for."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from tests.support.llama_writer import write_gguf
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture
+def quants(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    return importlib.import_module("quants")
+
+
+def file_type(path: Path) -> int:
+    import gguf
+
+    field = gguf.GGUFReader(path).fields["general.file_type"]
+    return int(field.parts[field.data[0]][0])
+
+
+def test_requantizing_writes_the_type_asked_for_next_to_the_source(quants, tmp_path):
+    import llama_cpp
+
+    base = write_gguf(tmp_path / "random-tiny.Q8_0.gguf")
+    model, seconds = quants.quantized(base, "Q4_0", threads=1)
+    assert model == tmp_path / "random-tiny.Q4_0.gguf" and seconds > 0
+    assert file_type(model) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0
+    assert model.stat().st_size < base.stat().st_size
+    assert not list(tmp_path.glob("*.partial"))
+    assert quants.quantized(base, "Q4_0", threads=1) == (model, 0.0)  # reused
+    assert quants.quantized(base, "Q8_0", threads=1) == (base, 0.0)  # the source itself
+
+
+def test_a_measurement_reports_speed_and_peak_memory(quants, tmp_path):
+    measured = quants.measure(write_gguf(tmp_path / "random-tiny.Q8_0.gguf"), threads=1, new_tokens=3)
+    assert measured["prompt_tokens"] > 50
+    assert measured["prompt_tokens_per_s"] > 0 and measured["generation_tokens_per_s"] > 0
+    assert 0.01 < measured["max_rss_gb"] < 4
