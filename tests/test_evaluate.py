@@ -217,13 +217,13 @@ MANU_REPORT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "manu-
 
 
 @pytest.mark.skipif(not MANU_REPORT.is_file(), reason="needs ../shared/corpus/manu-20f-2022-09-24.pdf")
-@pytest.mark.parametrize("gold_file", ["manu_questions.jsonl", "manu_questions_b.jsonl"])
+@pytest.mark.parametrize("gold_file", ["manu_questions.jsonl", "manu_questions_b.jsonl", "manu_questions_c.jsonl"])
 def test_every_gold_page_of_our_questions_holds_an_answer_string(gold_file):
     from docqa.documents import read_pages
 
     questions = read_gold(EVAL / gold_file)
     pages = [fold(page.text) for page in read_pages(MANU_REPORT)]
-    assert len({question.id for question in questions}) == len(questions) >= 16
+    assert len({question.id for question in questions}) == len(questions) >= 13
     for question in questions:
         assert question.doc == MANU_REPORT.name and question.answers
         for page in question.pages:
