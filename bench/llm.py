@@ -91,6 +91,7 @@ class Run:
     token_times: list[float] | None = None  # raw only: from the end of loading to each token
     retrieval: float | None = None  # docqa only
     prompt_build: float | None = None  # docqa only: filling the template and fitting it to the context
+    max_rss: int | None = None  # raw only: the process's peak resident bytes, the mapped model included
 
 
 @dataclass
@@ -251,7 +252,7 @@ def measure_raw(spec: dict, model: Path) -> Run:
         side="raw", load_average=load_average, process=process, load=timings["load"],
         prompt_tokens=timings["prompt_tokens"], first_token=times[0], tokens=len(times),
         tokens_per_second=(len(times) - 1) / (times[-1] - times[0]), time_to_tokens=times[-1],
-        prompt_eval=timings["prompt_eval"], token_times=times,
+        prompt_eval=timings["prompt_eval"], token_times=times, max_rss=timings["max_rss"],
     )
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from docqa.llm.catalog import DEFAULT_QUANT, QUANTIZATIONS  # noqa: E402
-from llm import ensure_model, warm_page_cache  # noqa: E402
+from llm import ensure_model, measure_raw  # noqa: E402
 
 PROMPT = " ".join(["The annual report states revenue, operating income and cash flows for the fiscal year."] * 5)
 
@@ -56,22 +55,17 @@ def quantized(base: Path, quant: str, threads: int) -> tuple[Path, float]:
 
 
 def measure(model: Path, threads: int, new_tokens: int) -> dict:
-    """One fresh process: load, prompt evaluation and generation, and its peak resident memory."""
-    warm_page_cache(model)
+    """One fresh process (bench/llm.py's raw side): load, prompt evaluation and generation, and its peak memory."""
     spec = {"backend": "llama-cpp", "model": str(model), "prompt": PROMPT, "threads": threads,
             "context_length": 2048, "batch_size": 512, "temperature": 0.01, "new_tokens": new_tokens}
-    load_average = os.getloadavg()[0]
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "llm_raw.py"), json.dumps(spec)],
-                            capture_output=True, text=True, check=True)
-    timings = json.loads(result.stdout.strip().splitlines()[-1])
-    times = timings["token_times"]
+    run = measure_raw(spec, model)
     return {
-        "load_s": round(timings["load"], 2),
-        "prompt_tokens": timings["prompt_tokens"],
-        "prompt_tokens_per_s": round(timings["prompt_tokens"] / timings["prompt_eval"], 3),
-        "generation_tokens_per_s": round((len(times) - 1) / (times[-1] - times[0]), 3),
-        "max_rss_gb": round(timings["max_rss"] / 1e9, 2),
-        "load_average": round(load_average, 2),
+        "load_s": round(run.load, 2),
+        "prompt_tokens": run.prompt_tokens,
+        "prompt_tokens_per_s": round(run.prompt_tokens / run.prompt_eval, 3),
+        "generation_tokens_per_s": round(run.tokens_per_second, 3),
+        "max_rss_gb": round(run.max_rss / 1e9, 2),
+        "load_average": round(run.load_average, 2),
     }
 
 
