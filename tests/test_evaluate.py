@@ -217,7 +217,7 @@ MANU_REPORT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "manu-
 
 
 @pytest.mark.skipif(not MANU_REPORT.is_file(), reason="needs ../shared/corpus/manu-20f-2022-09-24.pdf")
-@pytest.mark.parametrize("gold_file", ["manu_questions.jsonl", "manu_questions_b.jsonl", "manu_questions_c.jsonl"])
+@pytest.mark.parametrize("gold_file", ["manu_questions.jsonl", "manu_questions_b.jsonl", "manu_questions_c.jsonl", "manu_questions_d.jsonl"])
 def test_every_gold_page_of_our_questions_holds_an_answer_string(gold_file):
     from docqa.documents import read_pages
 
