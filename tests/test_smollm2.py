@@ -3,10 +3,11 @@
 What a 135M model does with each prompt format, as measured here (greedy decoding):
 - gguf (its own ChatML template): "The minimum guarantee payable by Apex Sportswear is £120 million." and
   it ends its turn after about 18 tokens;
-- plain (the card's template): it ends its turn after about 15 tokens, but without the fact ("Apex Sportswear
-  has a minimum guarantee payable to its customers.");
-- llama-2-chat ([INST]): it states the fact, then repeats it: a format it was never trained on, whose
-  end of turn it never produces, so generation runs to max_new_tokens.
+- plain (the card's template): it ends its turn after about 24 tokens, but without the fact ("Apex Sportswear
+  is a UK-based company that provides ...");
+- llama-2-chat ([INST]), a format it was never trained on and whose end of turn it never produces: with the
+  system message's first sentence alone it states the fact and is cut at llm.stop's "[INST]" (about 20 tokens);
+  with the default's second sentence as well, it says it does not know.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from docqa.cli import ask_main
+from docqa.settings import SYSTEM_PROMPT
 from tests.support.sample import SAMPLE_QUESTION, write_sample
 from tests.fixtures_project import Project
 
@@ -40,9 +42,9 @@ def sample_project(tmp_path_factory, shared_models) -> Project:
     return project
 
 
-def ask_json(project: Project, model: Path, prompt_format: str, capsys) -> dict:
+def ask_json(project: Project, model: Path, prompt_format: str, capsys, **prompt) -> dict:
     llm = {"model_path": str(model), "threads": 1, "max_new_tokens": MAX_NEW_TOKENS}
-    config = project.write_config(project.root / f"{prompt_format}.yml", prompt={"format": prompt_format}, llm=llm)
+    config = project.write_config(project.root / f"{prompt_format}.yml", prompt={"format": prompt_format, **prompt}, llm=llm)
     code = ask_main(["--config", str(config), "--json", SAMPLE_QUESTION])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -74,8 +76,10 @@ def test_plain_format_ends_its_own_turn(sample_project, smollm2_gguf, capsys):
 
 
 def test_llama_2_chat_format_states_the_fact(sample_project, smollm2_gguf, capsys):
-    # SmolLM2 never ends a turn in Llama-2's [INST] format (see above): only the fact is asserted here.
-    result = ask_json(sample_project, smollm2_gguf, "llama-2-chat", capsys)
+    # SmolLM2 never ends a turn in Llama-2's [INST] format (see above): only the fact is asserted here. With the
+    # default system message's second sentence (one or two sentences, with units) this 135M model, in a format it
+    # was never trained on, says it does not know; the format's mechanics are checked with the first sentence alone.
+    result = ask_json(sample_project, smollm2_gguf, "llama-2-chat", capsys, system=SYSTEM_PROMPT.split(". ")[0] + ".")
     assert result["answer"].startswith("The minimum guarantee payable by Apex Sportswear is £120 million")
     assert_clean_and_timed(result)
 
