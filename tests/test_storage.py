@@ -69,6 +69,18 @@ def test_both_stores_implement_both_sides(memory_project, built_fact_index):
     assert STORES["sqlite-faiss"]().reader is Store and STORES["sqlite-faiss"]().writer is StoreWriter
 
 
+def test_both_stores_give_the_same_page_openings(memory_project, built_fact_index):
+    build_index(memory_project.settings)
+    seen = []
+    for settings in (memory_project.settings, built_fact_index.settings):
+        with open_reader(settings) as reader:
+            names = {record.id: record.name for record in reader.documents()}
+            openings = reader.page_openings(list(names))
+            assert all(reader.chunks(list(page.chunk_ids))[0].text == page.text for page in openings)
+            seen.append(sorted((names[page.document_id], page.page_index, len(page.chunk_ids), page.text) for page in openings))
+    assert seen[0] == seen[1] and len(seen[0]) == 6
+
+
 def test_an_unknown_store_is_a_config_error_naming_the_known_ones(project, capsys):
     settings = project.configure(store={"backend": "postgres"})
     with pytest.raises(ConfigError, match="unknown store.backend 'postgres'; known: sqlite-faiss"):

@@ -56,6 +56,23 @@ def test_search_restricted_to_allowed_ids(folder, built):
         assert store.lexical_search('"guarantee"', 5, only_b) == []
 
 
+def test_page_openings_give_each_page_s_chunks_and_its_first_text(folder, built):
+    with StoreWriter(folder, FINGERPRINT) as writer:
+        chunks = [Chunk("c.pdf", 0, "Balance sheet 2022"), Chunk("c.pdf", 0, "Total assets 7,170"), Chunk("c.pdf", 1, "Notes")]
+        writer.add_document("c.pdf", "digest-c", 2, chunks, unit(3, 3), title="Company c 10-K 2022")
+        writer.commit()
+    with Store(folder) as store:
+        ids = {d.name: d.id for d in store.documents()}
+        pages = store.page_openings([ids["c.pdf"], ids["a.pdf"]])
+        by_page = {(page.document_id, page.page_index): page for page in pages}
+        assert len(pages) == 4
+        first = by_page[(ids["c.pdf"], 0)]
+        assert first.text == "Balance sheet 2022" and len(first.chunk_ids) == 2
+        assert [c.text for c in store.chunks(list(first.chunk_ids))] == ["Balance sheet 2022", "Total assets 7,170"]
+        assert by_page[(ids["a.pdf"], 1)].text == "the minimum guarantee is 750 million"
+        assert store.page_openings([ids["sub/b.pdf"]])[0].document_id == ids["sub/b.pdf"]
+
+
 def test_reader_keeps_its_snapshot_while_a_build_writes(folder, built):
     reader = Store(folder)
     with StoreWriter(folder, FINGERPRINT) as writer:

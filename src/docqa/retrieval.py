@@ -5,7 +5,8 @@
    passage of the whole index (then the name was probably not what the question is about: search everything);
    else, when it names no company but a whole date, the documents whose period ends that day; else every document.
    The result always says which documents were searched and why (``Searched``).
-2. Candidates: dense search (FAISS) fused with BM25 (SQLite FTS5) by reciprocal rank fusion.
+2. Candidates: dense search (FAISS) fused with BM25 (SQLite FTS5) by reciprocal rank fusion; when the question
+   names a metric of the financial statements, the pages of those statements are a third ranking (docqa.statements).
 3. Optionally a cross-encoder reorders the candidates (``retrieval.reranker``; needs local weights).
 4. Diversity: at most ``max_per_page`` chunks of one page; a passage is joined with the adjacent chunk of its page
    that scores nearly as high, and the best passage, if still one chunk, with the next chunk of its page, while the
@@ -30,6 +31,7 @@ from docqa.profiles import (
     with_fiscal_quarters,
 )
 from docqa.settings import Retrieval, Settings
+from docqa.statements import page_statement, statements_asked
 from docqa.storage import IndexReader
 from docqa.types import Hit, StoredChunk
 
@@ -250,6 +252,7 @@ class Retriever:
         self.reranker = reranker
         self._profiles: Optional[list[Profile]] = None
         self._containing: dict[str, set[str]] = {}
+        self._statement_pages: dict[int, dict[str, list[int]]] = {}  # document id -> statement -> its pages' chunk ids
 
     def search(self, question: str, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> SearchResult:
         """The k best passages; ``doc``: a glob of document names, or several."""
@@ -261,35 +264,45 @@ class Retriever:
             patterns = [doc] if isinstance(doc, str) else doc
             ids = sorted({i for pattern in patterns for i in matching_documents(self.store, pattern)})
             names = tuple(record.name for record in documents if record.id in set(ids))
-            return SearchResult(self._ranked(question, query, vector, k, self.store.chunk_ids(ids)), Searched("doc", names))
+            return SearchResult(self._ranked(question, query, vector, k, ids), Searched("doc", names))
         everything = tuple(record.name for record in documents)
         named = self._named(question)
         if named:
-            ids = self._chunk_ids(documents, named)
-            if not self._weak(vector, ids):
-                return SearchResult(self._ranked(question, query, vector, k, ids), Searched("named", tuple(named), tuple(named)))
+            ids = self._document_ids(documents, named)
+            allowed = self.store.chunk_ids(ids)
+            if not self._weak(vector, allowed):
+                passages = self._ranked(question, query, vector, k, ids, allowed)
+                return SearchResult(passages, Searched("named", tuple(named), tuple(named)))
         else:
             # Kept even where other filings' passages match better (no weak-evidence fallback, unlike a name): those
             # filings report on other periods, which the question's date rules out.
             dated = self._dated(question)
             if dated:
-                ids = self._chunk_ids(documents, dated)
+                ids = self._document_ids(documents, dated)
                 return SearchResult(self._ranked(question, query, vector, k, ids), Searched("period", tuple(dated)))
         return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
 
-    def _chunk_ids(self, documents, names: Sequence[str]) -> list[int]:
-        """The chunks of the documents named ``names``."""
+    @staticmethod
+    def _document_ids(documents, names: Sequence[str]) -> list[int]:
+        """The ids of the documents named ``names``."""
         wanted = set(names)
-        return self.store.chunk_ids([record.id for record in documents if record.name in wanted])
+        return [record.id for record in documents if record.name in wanted]
 
-    def _ranked(self, question: str, query: str, vector, k: int, allowed: Optional[list[int]]) -> list[Hit]:
+    def _ranked(self, question: str, query: str, vector, k: int, documents: Optional[list[int]],
+                allowed: Optional[list[int]] = None) -> list[Hit]:
+        """The k passages from the chunks of ``documents`` (every document: None); ``allowed``: their chunk ids, where
+        the caller has them already."""
+        if documents is not None and allowed is None:
+            allowed = self.store.chunk_ids(documents)
         n = max(self.settings.candidates, k)
         dense = self.store.dense_search(vector, n, allowed)
-        if self.settings.mode == "dense":
-            ranked = dense
-        else:
-            lexical = self.store.lexical_search(fts_query(query), n, allowed)
-            ranked = reciprocal_rank_fusion([i for i, _ in dense], [i for i, _ in lexical])
+        rankings = [[i for i, _ in dense]]
+        if self.settings.mode == "hybrid":
+            rankings.append([i for i, _ in self.store.lexical_search(fts_query(query), n, allowed)])
+        statement_pages = self._statement_ranking(question, vector, n, documents)
+        if statement_pages:
+            rankings.append(statement_pages)
+        ranked = dense if len(rankings) == 1 else reciprocal_rank_fusion(*rankings)
         chunks = self.store.chunks([chunk_id for chunk_id, _ in ranked])
         scores = dict(ranked)
         hits = [Hit(chunk, scores[chunk.id]) for chunk in chunks]
@@ -299,6 +312,25 @@ class Retriever:
         budget, first = self.settings.context_chars, self.settings.k
         passages = with_runner_ups(taken, hits, budget, first)
         return with_continuation(passages, taken, self._next_chunk, budget, first)
+
+    def _statement_ranking(self, question: str, vector, n: int, documents: Optional[list[int]]) -> list[int]:
+        """The chunks of the searched documents' statement pages that the question's metrics are read from, best
+        match first; none when the question names no such metric."""
+        asked = statements_asked(question) if self.settings.statements else frozenset()
+        if not asked:
+            return []
+        if documents is None:
+            documents = [record.id for record in self.store.documents()]
+        missing = [document for document in documents if document not in self._statement_pages]
+        if missing:
+            for document in missing:
+                self._statement_pages[document] = {}
+            for page in self.store.page_openings(missing):
+                kind = page_statement(page.text)
+                if kind:
+                    self._statement_pages[page.document_id].setdefault(kind, []).extend(page.chunk_ids)
+        ids = [i for document in documents for kind in asked for i in self._statement_pages[document].get(kind, [])]
+        return [i for i, _ in self.store.dense_search(vector, n, ids)] if ids else []
 
     def _next_chunk(self, chunk: StoredChunk) -> Optional[StoredChunk]:
         """The chunk stored after ``chunk``: a document's chunks are stored in reading order, under consecutive ids."""

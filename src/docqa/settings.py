@@ -116,6 +116,10 @@ class Retrieval(Section):
         True, description="When a question names an indexed company (and a year, quarter or form), search only those "
         "documents; when it names no company but a whole date, only the documents whose period ends that day."
     )
+    statements: bool = Field(
+        True, description="When a question names a metric of the financial statements (total assets, gross margin, "
+        "capital expenditure, ...), the pages of those statements (found by their titles, in the searched documents) "
+        "are a further ranking in the fusion.")
     candidates: int = Field(50, gt=0, description="Chunks each search (dense, BM25) returns before fusion, reranking and diversity.")
     max_per_page: int = Field(1, gt=0, description="At most this many of the k chunks come from one page.")
     context_chars: int = Field(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 from docqa.errors import ConfigError
-from docqa.types import Chunk, DocumentRecord, StoredChunk
+from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +41,9 @@ class IndexReader(Protocol):
 
     def first_page_texts(self) -> dict[str, str]:
         """Each document's first page (its chunks joined in order), by document name."""
+
+    def page_openings(self, document_ids: Sequence[int]) -> list[PageOpening]:
+        """Every page of these documents, with its chunk ids and its first chunk's text."""
 
     def documents_matching(self, fts_query: str) -> set[str]:
         """Names of the documents with a chunk that matches ``fts_query`` (as ``lexical_search`` reads it)."""

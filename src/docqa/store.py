@@ -35,7 +35,7 @@ from urllib.parse import quote
 import numpy as np
 
 from docqa.errors import BuildLockedError, ConfigError, IndexNotFoundError, StoreError
-from docqa.types import Chunk, DocumentRecord, StoredChunk
+from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +392,18 @@ class Store:
         for name, text in rows:
             texts.setdefault(name, []).append(text)
         return {name: "\n".join(parts) for name, parts in texts.items()}
+
+    @_reading
+    def page_openings(self, document_ids: Sequence[int]) -> list[PageOpening]:
+        marks = ",".join("?" * len(document_ids))
+        rows = self._db.execute(
+            f"SELECT document_id, page_index, id, text FROM chunks WHERE document_id IN ({marks}) ORDER BY id",
+            list(document_ids),
+        )
+        pages: dict[tuple[int, int], tuple[list[int], str]] = {}
+        for document_id, page_index, chunk_id, text in rows:
+            pages.setdefault((document_id, page_index), ([], text))[0].append(chunk_id)
+        return [PageOpening(document, page, tuple(ids), text) for (document, page), (ids, text) in pages.items()]
 
     @_reading
     def documents_matching(self, fts_query: str) -> set[str]:

@@ -33,6 +33,16 @@ class StoredChunk(Chunk):
 
 
 @dataclass(frozen=True)
+class PageOpening:
+    """One page of an indexed document: the ids of its chunks in reading order and the text of the first."""
+
+    document_id: int
+    page_index: int
+    chunk_ids: tuple[int, ...]
+    text: str
+
+
+@dataclass(frozen=True)
 class DocumentRecord:
     """One indexed file: ``name`` is its path under the data folder, ``digest`` its content hash."""
 

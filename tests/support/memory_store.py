@@ -18,7 +18,7 @@ import numpy as np
 
 from docqa.errors import IndexNotFoundError, StoreError
 from docqa.storage import StoreBackend
-from docqa.types import Chunk, DocumentRecord, StoredChunk
+from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
 
 _WORD = re.compile(r"\w+")
 
@@ -64,6 +64,12 @@ class MemoryReader:
             if chunk.page_index == 0:
                 texts.setdefault(chunk.document, []).append(chunk.text)
         return {name: "\n".join(parts) for name, parts in texts.items()}
+
+    def page_openings(self, document_ids: Sequence[int]) -> list[PageOpening]:
+        pages: dict[tuple[int, int], list[int]] = {}
+        for chunk_id in sorted(self.chunk_ids(document_ids)):
+            pages.setdefault((self.index.owners[chunk_id], self.index.chunks[chunk_id].page_index), []).append(chunk_id)
+        return [PageOpening(document, page, tuple(ids), self.index.chunks[ids[0]].text) for (document, page), ids in pages.items()]
 
     def dense_search(self, query: np.ndarray, n: int, allowed_ids: Optional[Sequence[int]] = None):
         ids = self._candidates(allowed_ids)
