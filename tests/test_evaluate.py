@@ -222,9 +222,31 @@ def test_every_gold_page_of_our_questions_holds_an_answer_string(gold_file):
     from docqa.documents import read_pages
 
     questions = read_gold(EVAL / gold_file)
-    pages = [fold(page.text) for page in read_pages(MANU_REPORT)]
     assert len({question.id for question in questions}) == len(questions) >= 13
+    assert {question.doc for question in questions} == {MANU_REPORT.name}
+    assert_gold_pages_hold_an_answer(questions, {MANU_REPORT.name: [fold(page.text) for page in read_pages(MANU_REPORT)]})
+
+
+def assert_gold_pages_hold_an_answer(questions, pages: dict[str, list[str]]) -> None:
+    """Every gold page of every question (``pages``: each document's folded page texts) holds an answer string."""
     for question in questions:
-        assert question.doc == MANU_REPORT.name and question.answers
+        assert question.answers and question.pages, question.id
         for page in question.pages:
-            assert any(fold(answer) in pages[page] for answer in question.answers), (question.id, page)
+            assert page < len(pages[question.doc]), (question.id, page)
+            assert any(fold(answer) in pages[question.doc][page] for answer in question.answers), (question.id, page)
+
+
+# Our held-out questions on the FinanceBench filings (eval/filings_questions.jsonl), checked against the filings.
+FINANCEBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "financebench"
+
+
+@pytest.mark.skipif(not FINANCEBENCH.is_dir(), reason="needs ../shared/corpus/financebench/")
+def test_every_gold_page_of_the_filings_questions_holds_an_answer_string():
+    from docqa.documents import read_pages
+
+    questions = read_gold(EVAL / "filings_questions.jsonl")
+    assert len({question.id for question in questions}) == len(questions) >= 30
+    docs = {question.doc for question in questions}
+    assert len(docs) >= 12
+    assert not [doc for doc in docs if not (FINANCEBENCH / doc).is_file()]
+    assert_gold_pages_hold_an_answer(questions, {doc: [fold(page.text) for page in read_pages(FINANCEBENCH / doc)] for doc in docs})
