@@ -323,12 +323,13 @@ class Retriever:
             documents = [record.id for record in self.store.documents()]
         missing = [document for document in documents if document not in self._statement_pages]
         if missing:
-            for document in missing:
-                self._statement_pages[document] = {}
+            # Read into a new dict, then published whole: the web app's threads share this retriever.
+            found: dict[int, dict[str, list[int]]] = {document: {} for document in missing}
             for page in self.store.page_openings(missing):
                 kind = page_statement(page.text)
                 if kind:
-                    self._statement_pages[page.document_id].setdefault(kind, []).extend(page.chunk_ids)
+                    found[page.document_id].setdefault(kind, []).extend(page.chunk_ids)
+            self._statement_pages.update(found)
         ids = [i for document in documents for kind in asked for i in self._statement_pages[document].get(kind, [])]
         return [i for i, _ in self.store.dense_search(vector, n, ids)] if ids else []
 

@@ -31,6 +31,9 @@ _TITLES = {
 }
 TITLE_CHARS = 300  # a statement's title is among the first lines of its page (after a running header at most)
 TITLE_LINE_CHARS = 80  # and a line of its own, not words of a sentence ("recognised in the statement of profit or loss")
+# "Selected income statement data", "Statement of profit or loss data": a segment's or a five-year summary, whose
+# figures are not the company's statements.
+_SUMMARY = re.compile(r"\b(?:selected|data|summary)\b", re.I)
 MIN_DIGIT_SHARE = 0.08  # statements are tables of figures; an index page or a note naming them is mostly words
 
 # Metrics and line items, by the statement they are read from (a ratio of two statements names both). Revenue and
@@ -47,13 +50,15 @@ _ASKED = {
         r"effective\s+tax\s+rate|income\s+tax(?:es)?|research\s+and\s+development|r&d|" + _BOTH + r")\b", re.I),
     BALANCE_SHEET: re.compile(
         r"\b(?:total\s+assets|total\s+liabilities|current\s+assets|current\s+liabilities|quick\s+ratio|current\s+ratio|"
-        r"working\s+capital|inventor(?:y|ies)|(?:accounts|trade)\s+(?:receivable|payable)|receivables|payables|debt|"
-        r"borrowings|"
-        r"(?:shareholders|stockholders)['’]?\s+equity|total\s+equity|cash\s+and\s+cash\s+equivalents|pp&e|ppne|"
-        r"property,?\s+plant(?:,)?\s+and\s+equipment|fixed\s+assets?|goodwill|leverage|book\s+value|" + _BOTH + r")\b", re.I),
+        r"working\s+capital|inventor(?:y|ies)|(?:accounts|trade)\s+(?:receivable|payable)|receivables|payables|"
+        r"debt|borrowings|(?:shareholders|stockholders)['’]?\s+equity|total\s+equity|cash\s+and\s+cash\s+equivalents|"
+        # "purchases of property, plant and equipment" is a cash flow line (below)
+        r"pp&e|ppne|(?<!purchases\sof\s)(?<!purchase\sof\s)property,?\s+plant,?\s+and\s+equipment|fixed\s+assets?|"
+        r"goodwill|leverage|book\s+value|" + _BOTH + r")\b", re.I),
     CASH_FLOWS: re.compile(
-        r"\b(?:capex|capital\s+expenditures?|free\s+cash\s+flows?|cash\s+(?:flows?\s+)?from\s+operat\w*|"
-        r"operating\s+cash\s+flows?|cash\s+(?:provided|generated)\s+(?:by|from)\s+operat\w*|dividends?\s+paid|"
+        r"\b(?:capex|capital\s+expenditures?|purchases?\s+of\s+property|free\s+cash\s+flows?|"
+        r"cash\s+(?:flows?\s+)?from\s+operat\w*|operating\s+cash\s+flows?|"
+        r"cash\s+(?:provided|generated)\s+(?:by|from)\s+operat\w*|dividends?\s+paid|"
         r"dividend\s+payout|(?:share|stock)\s+(?:repurchases?|buybacks?)|buybacks?|"
         r"depreciation\s+and\s+amortization|d&a|ebitda)\b", re.I),
 }
@@ -62,7 +67,8 @@ _ASKED = {
 def page_statement(page_opening: str) -> Optional[str]:
     """The statement a page is, from the first chunk of its text, or None. A page whose top names two statements
     (an index of the financial statements) is none."""
-    lines = [line for line in page_opening[:TITLE_CHARS].splitlines() if len(line) <= TITLE_LINE_CHARS]
+    lines = [line for line in page_opening[:TITLE_CHARS].splitlines()
+             if len(line) <= TITLE_LINE_CHARS and not _SUMMARY.search(line)]
     kinds = [kind for kind, title in _TITLES.items() if any(title.search(line) for line in lines)]
     if len(kinds) != 1:
         return None
