@@ -241,7 +241,7 @@ FINANCEBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "fina
 
 
 @pytest.mark.skipif(not FINANCEBENCH.is_dir() or not MANU_REPORT.is_file(), reason="needs ../shared/corpus/")
-@pytest.mark.parametrize("gold_file", ["filings_questions.jsonl", "filings_questions_b.jsonl"])
+@pytest.mark.parametrize("gold_file", ["filings_questions.jsonl", "filings_questions_b.jsonl", "filings_questions_c.jsonl"])
 def test_every_gold_page_of_the_filings_questions_holds_an_answer_string(gold_file):
     from docqa.documents import read_pages
 
