@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -219,12 +220,18 @@ MANU_REPORT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "manu-
 @pytest.mark.skipif(not MANU_REPORT.is_file(), reason="needs ../shared/corpus/manu-20f-2022-09-24.pdf")
 @pytest.mark.parametrize("gold_file", ["manu_questions.jsonl", "manu_questions_b.jsonl", "manu_questions_c.jsonl", "manu_questions_d.jsonl"])
 def test_every_gold_page_of_our_questions_holds_an_answer_string(gold_file):
-    from docqa.documents import read_pages
-
     questions = read_gold(EVAL / gold_file)
     assert len({question.id for question in questions}) == len(questions) >= 13
     assert {question.doc for question in questions} == {MANU_REPORT.name}
-    assert_gold_pages_hold_an_answer(questions, {MANU_REPORT.name: [fold(page.text) for page in read_pages(MANU_REPORT)]})
+    assert_gold_pages_hold_an_answer(questions, {MANU_REPORT.name: folded_pages(MANU_REPORT)})
+
+
+@functools.cache
+def folded_pages(path: Path) -> list[str]:
+    """A PDF's page texts, case and whitespace folded; read once per test session (the sets share documents)."""
+    from docqa.documents import read_pages
+
+    return [fold(page.text) for page in read_pages(path)]
 
 
 def assert_gold_pages_hold_an_answer(questions, pages: dict[str, list[str]]) -> None:
@@ -243,8 +250,6 @@ FINANCEBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "fina
 @pytest.mark.skipif(not FINANCEBENCH.is_dir() or not MANU_REPORT.is_file(), reason="needs ../shared/corpus/")
 @pytest.mark.parametrize("gold_file", ["filings_questions.jsonl", "filings_questions_b.jsonl", "filings_questions_c.jsonl"])
 def test_every_gold_page_of_the_filings_questions_holds_an_answer_string(gold_file):
-    from docqa.documents import read_pages
-
     questions = read_gold(EVAL / gold_file)
     assert len({question.id for question in questions}) == len(questions) >= 30
     docs = {question.doc for question in questions}
@@ -252,4 +257,4 @@ def test_every_gold_page_of_the_filings_questions_holds_an_answer_string(gold_fi
     # The second set also asks six questions on the Manchester United report, which lies one folder up.
     paths = {doc: MANU_REPORT if doc == MANU_REPORT.name else FINANCEBENCH / doc for doc in docs}
     assert not [path for path in paths.values() if not path.is_file()]
-    assert_gold_pages_hold_an_answer(questions, {doc: [fold(page.text) for page in read_pages(path)] for doc, path in paths.items()})
+    assert_gold_pages_hold_an_answer(questions, {doc: folded_pages(path) for doc, path in paths.items()})
