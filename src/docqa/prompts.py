@@ -153,7 +153,7 @@ def context(passages: Sequence[str], order: str = "best-first") -> str:
 def passage_order(order: str, prompt_format: str, chat_template: Optional[str]) -> str:
     """``prompt.passage_order`` resolved: ``auto`` is best-last where the prompt is the model's own chat turn, else
     best-first. The best passage next to the question measured better with a chat model in its own template
-    (README "Answer accuracy"); in other formats it was not measured, and a tiny model in a format it was not trained
+    (docs/answers.md); in other formats it was not measured, and a tiny model in a format it was not trained
     on (SmolLM2 in Llama-2's [INST]) lost the fact, so those keep retrieval order, as the card's pipeline has it."""
     if order != "auto":
         return order

@@ -29,7 +29,7 @@ Helpful answer:
 """
 # The second sentence makes a small model state the figure with its unit and subject ("50.0 million records", not
 # "50.0"): 47 of 74 answers right on our Manchester United questions against 40 with the first sentence alone, none
-# lost (README, "System message").
+# lost (docs/answers.md, "System message").
 SYSTEM_PROMPT = (
     "You answer questions about documents using only the context you are given. "
     "Answer in one or two sentences, giving the figures from the context that the answer rests on, with their units."
