@@ -218,7 +218,7 @@ MANU_REPORT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "manu-
 
 
 @pytest.mark.skipif(not MANU_REPORT.is_file(), reason="needs ../shared/corpus/manu-20f-2022-09-24.pdf")
-@pytest.mark.parametrize("gold_file", ["manu_questions.jsonl", "manu_questions_b.jsonl", "manu_questions_c.jsonl", "manu_questions_d.jsonl", "manu_questions_e.jsonl"])
+@pytest.mark.parametrize("gold_file", sorted(path.name for path in EVAL.glob("manu_questions*.jsonl")))
 def test_every_gold_page_of_our_questions_holds_an_answer_string(gold_file):
     questions = read_gold(EVAL / gold_file)
     assert len({question.id for question in questions}) == len(questions) >= 13
@@ -248,7 +248,7 @@ FINANCEBENCH = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "fina
 
 
 @pytest.mark.skipif(not FINANCEBENCH.is_dir() or not MANU_REPORT.is_file(), reason="needs ../shared/corpus/")
-@pytest.mark.parametrize("gold_file", ["filings_questions.jsonl", "filings_questions_b.jsonl", "filings_questions_c.jsonl", "filings_questions_d.jsonl"])
+@pytest.mark.parametrize("gold_file", sorted(path.name for path in EVAL.glob("filings_questions*.jsonl")))
 def test_every_gold_page_of_the_filings_questions_holds_an_answer_string(gold_file):
     questions = read_gold(EVAL / gold_file)
     assert len({question.id for question in questions}) == len(questions) >= 30
