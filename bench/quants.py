@@ -33,11 +33,12 @@ from llm import ensure_model, measure_raw  # noqa: E402
 PROMPT = " ".join(["The annual report states revenue, operating income and cash flows for the fiscal year."] * 5)
 
 
-def quantized(base: Path, quant: str, threads: int) -> tuple[Path, float]:
-    """``base`` requantized to ``quant`` next to it (reused when already there), and the seconds it took."""
-    if quant == DEFAULT_QUANT:
+def quantized(base: Path, quant: str, threads: int, out: Path | None = None) -> tuple[Path, float]:
+    """``base`` requantized to ``quant`` next to it, or to ``out`` (reused when already there), and the seconds it
+    took."""
+    if quant == DEFAULT_QUANT and out is None:
         return base, 0.0
-    out = base.with_name(base.name.replace(f".{DEFAULT_QUANT}.", f".{quant}."))
+    out = out or base.with_name(base.name.replace(f".{DEFAULT_QUANT}.", f".{quant}."))
     if out.is_file():
         return out, 0.0
     import llama_cpp
@@ -45,7 +46,7 @@ def quantized(base: Path, quant: str, threads: int) -> tuple[Path, float]:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
     params.nthread = threads
-    params.allow_requantize = True  # the source is Q8_0: its values are random anyway
+    params.allow_requantize = True  # the source is already quantized (bench/quant_quality.py says what that costs)
     partial = out.with_name(out.name + ".partial")
     started = time.perf_counter()
     if llama_cpp.llama_model_quantize(str(base).encode(), str(partial).encode(), params) != 0:

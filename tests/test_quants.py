@@ -41,3 +41,33 @@ def test_a_measurement_reports_speed_and_peak_memory(quants, tmp_path):
     assert measured["prompt_tokens"] > 50
     assert measured["prompt_tokens_per_s"] > 0 and measured["generation_tokens_per_s"] > 0
     assert 0.01 < measured["max_rss_gb"] < 4
+
+
+@pytest.fixture
+def quality(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    return importlib.import_module("quant_quality")
+
+
+def test_the_quality_bench_scores_each_token_once_as_llama_cpp_computes_it(quality, tmp_path):
+    import llama_cpp
+    import numpy as np
+
+    base = write_gguf(tmp_path / "random-tiny.Q8_0.gguf")
+    tokens = [int(t) for t in np.random.default_rng(0).integers(3, 200, size=64)]
+    log_probs, top = quality.scored(base, tokens, threads=1, window=32)
+    # windows start at 0, 16 and 32; each scores the tokens of its second half: tokens 16 to 63, once each
+    assert len(log_probs) == len(top) == 48
+
+    # token 40 is scored by the window that starts at 16: tokens 16 to 47 evaluated alone give the same log-probability
+    model = llama_cpp.Llama(model_path=str(base), n_ctx=32, n_batch=32, logits_all=True, verbose=False)
+    model.eval(tokens[16:48])
+    expected = llama_cpp.Llama.logits_to_logprobs(np.asarray(model.scores[:32]))
+    model.close()
+    assert log_probs[24] == pytest.approx(float(expected[23][tokens[40]]), abs=1e-4)
+    assert top[24] == int(expected[23].argmax())
+    assert all(value <= 0 for value in log_probs)
+
+    smaller, _ = quality.quantized(base, "Q4_0", threads=1, out=tmp_path / "random-tiny.Q4_0.gguf")
+    other, _ = quality.scored(smaller, tokens, threads=1, window=32)
+    assert len(other) == 48 and other != log_probs  # another type, other figures, the same tokens scored
