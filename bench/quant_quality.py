@@ -44,8 +44,16 @@ SMALLER = ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S"]
 WINDOW = 512
 
 
-def report_text(pdf: Path, pages: str) -> str:
-    first, last = (int(n) for n in pages.split("-"))
+def page_range(text: str) -> tuple[int, int]:
+    """``--pages``: "60-90", 0-based and inclusive."""
+    first, _, last = text.partition("-")
+    if not (first.isdigit() and last.isdigit() and int(first) <= int(last)):
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST, such as 60-90, not {text!r}")
+    return int(first), int(last)
+
+
+def report_text(pdf: Path, pages: tuple[int, int]) -> str:
+    first, last = pages
     return "\n".join(page.text for page in read_pages(pdf)[first:last + 1] if page.text)
 
 
@@ -93,7 +101,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quants", nargs="+", choices=SMALLER, default=SMALLER)
     parser.add_argument("--pdf", type=Path, default=CORPUS / "manu-20f-2022-09-24.pdf")
-    parser.add_argument("--pages", default="60-90", help="0-based page range of the text read, inclusive")
+    parser.add_argument("--pages", type=page_range, default="60-90", help="0-based page range of the text read, inclusive")
     parser.add_argument("--tokens", type=int, default=2048, help="tokens of that text read by every file")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--keep", action="store_true", help="keep the requantized files for the next run")
@@ -129,7 +137,7 @@ def main() -> int:
         row["same_top_token"] = round(sum(a == b for a, b in zip(row["top"], reference["top"])) / len(row["top"]), 4)
         row["perplexity"] = round(row["perplexity"], 4)
     print(f"Qwen2.5-Coder-1.5B-Instruct requantized from {BASE_QUANT}; {reference['scored']} tokens scored of "
-          f"{args.pdf.name} pages {args.pages}")
+          f"{args.pdf.name} pages {args.pages[0]} to {args.pages[1]}")
     print(f"{'quant':<8} {'file GB':>8} {'perplexity':>11} {'× ' + BASE_QUANT:>9} {'same top token':>15}")
     for quant in [*SMALLER, BASE_QUANT]:
         if quant in rows:
@@ -137,7 +145,7 @@ def main() -> int:
             print(f"{quant:<8} {row['size_gb']:>8.3f} {row['perplexity']:>11.3f} {row['perplexity_ratio']:>9.3f} "
                   f"{row['same_top_token']:>15.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"pdf": args.pdf.name, "pages": args.pages, "tokens": args.tokens, "quants": {
+        args.json.write_text(json.dumps({"pdf": args.pdf.name, "pages": list(args.pages), "tokens": args.tokens, "quants": {
             quant: {key: value for key, value in row.items() if key != "top"} for quant, row in rows.items()}},
             indent=1))
     return 0
