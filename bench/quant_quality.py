@@ -11,7 +11,7 @@ file reads the same pages of an annual report. Reported per type:
 
 Requantizing from Q4_K_M adds the smaller type's error to Q4_K_M's, so the figures bound what each type loses
 against Q4_K_M; the types above Q4_K_M (Q5_0 to Q8_0) cannot be measured from it and are not offered. A 1.5B model
-is known to suffer more from quantization than a 7B one: read the ratios as an upper bound for Llama-2-7B.
+is usually hurt more by quantization than a 7B one, so Llama-2-7B likely loses less.
 
     .venv/bin/python bench/quant_quality.py [--quants Q2_K Q3_K_M ...] [--pdf FILE] [--pages 60-90]
         [--tokens 2048] [--threads N] [--keep] [--json FILE]
