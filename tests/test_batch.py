@@ -21,6 +21,7 @@ from docqa.batch import (
     CSV_COLUMNS,
     BatchOutput,
     Question,
+    csv_row,
     each_doc_documents,
     iter_batch,
     read_questions,
@@ -272,6 +273,71 @@ def test_output_needs_a_known_extension_and_a_docqa_csv_to_resume(tmp_path):
         BatchOutput(foreign).open()
     assert foreign.read_text(encoding="utf-8") == "name,value\na,1\n"
 
+
+
+@pytest.mark.parametrize("content", [
+    "my notes\nmore notes\nthird line\n",  # not JSON
+    '{"foo": 1}\n{"bar": 2}\n',  # JSON, but no docqa records
+    '{"id": "q1", "question": "Q?", "answer": "A", "error": null}\nnot a record\n{"id": "q2"',  # a bad middle line
+])
+def test_a_jsonl_out_that_holds_other_data_is_refused_and_left_as_it_was(tmp_path, content):
+    out = tmp_path / "notes.jsonl"
+    out.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=r"is not a docqa results file \(line \d is no record a batch writes\)"):
+        BatchOutput(out).open()
+    assert out.read_text(encoding="utf-8") == content
+
+
+def test_a_csv_out_with_a_broken_row_before_the_last_is_refused(tmp_path):
+    out = tmp_path / "answers.csv"
+    good = "q1,Q?,,A" + "," * (len(CSV_COLUMNS) - 4) + "\n"
+    content = ",".join(CSV_COLUMNS) + "\n" + "q0,short row\n" + good
+    out.write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match=r"\(row 2 is no record"):
+        BatchOutput(out).open()
+    assert out.read_text(encoding="utf-8") == content
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_resuming_with_other_questions_under_the_same_ids_is_refused(indexed, tmp_path, name):
+    out = tmp_path / name
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        run_batch(qa, [Question("q1", "What was Acme revenue in 2023?")], out)
+    before = out.read_text(encoding="utf-8")
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa, pytest.raises(
+            InputError, match=r"holds another question under id 'q1' \('What was Acme revenue in 2023\?'\)"):
+        run_batch(qa, [Question("q1", "Who is the auditor?"), Question("q2", "How many bakers?")], out)
+    assert llm.asked == [] and out.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_an_answering_run_asks_again_what_a_retrieval_only_run_wrote(indexed, tmp_path, name):
+    out = tmp_path / name
+    questions = [Question("q1", "What was Acme revenue in 2023?"), Question("q2", "How many bakers did Beta employ?")]
+    with DocQA(indexed, retrieval_only=True) as qa:
+        assert run_batch(qa, questions, out, k=1).answered == 2
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        summary = run_batch(qa, questions[:1], out, k=1)
+    assert llm.asked == ["What was Acme revenue in 2023?"] and (summary.answered, summary.skipped) == (1, 0)
+    with DocQA(indexed, retrieval_only=True) as qa:  # passages only: the answer holds them already
+        summary = run_batch(qa, questions, out, k=1)
+    assert (summary.answered, summary.skipped) == (0, 2)
+    if name.endswith(".jsonl"):
+        records = read_jsonl(out)
+    else:
+        records = [{"id": row["id"], "answer": row["answer"] or None}
+                   for row in csv.DictReader(out.open(encoding="utf-8", newline=""))]
+    # q2, which the answering run did not ask, keeps its passages
+    assert [(r["id"], r["answer"] is not None) for r in records] == [("q2", False), ("q1", True)]
+
+
+
+def test_a_csv_row_names_every_pattern_of_a_batch_wide_doc(indexed):
+    with DocQA(indexed, retrieval_only=True) as qa:
+        (record,) = iter_batch(qa, ["How many bakers did Beta employ?"], k=1, doc=["beta*", "acme-2023*"])
+    assert csv_row(record)[CSV_COLUMNS.index("doc")] == "beta*, acme-2023*"
 
 # ---------------------------------------------------------------- one row per document
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from docqa.cli import ask_main, build_main
+from docqa.cli import main as docqa_main
 from tests.support.commands import QUESTION, ROOT, run
 
 
@@ -42,6 +43,13 @@ def test_build_list(built_fact_index, capsys):
     assert out.strip().endswith("2 documents, 6 pages, 6 chunks")
 
 
+def test_build_help_shows_list_and_list_does_not_go_with_rebuild(fact_project, capsys):
+    code, out, _ = run(build_main, ["--help"], capsys)
+    assert code == 0 and "--list" in out and "--rebuild" in out
+    code, out, err = run(build_main, fact_project.args("--list", "--rebuild"), capsys)
+    assert code == 2 and out == "" and err == "error: --list shows the index; it does not go with --rebuild\n"
+
+
 def test_rerun_says_up_to_date(fact_project, capsys):
     run(build_main, fact_project.args(), capsys)
     code, out, _ = run(build_main, fact_project.args(), capsys)
@@ -59,8 +67,19 @@ def test_skipped_files_give_exit_code_5_and_are_named(fact_project, bad_corpus, 
 def test_no_index_yet(project, capsys):
     code, out, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
     assert code == 3 and out == ""
-    assert err.startswith("error: no index in") and "python db_build.py" in err
+    # the advice carries the --config given, so that following it builds this index and not the checkout's
+    assert err.startswith("error: no index in") and err.endswith(f"python db_build.py --config {project.config}\n")
     assert err.count("\n") == 1
+
+
+def test_the_docqa_command_advises_its_own_subcommands(project, capsys):
+    code, _, err = run(docqa_main, ["list", *project.args()], capsys)
+    assert code == 3 and err.endswith(f"build it first: docqa build --config {project.config}\n")
+
+
+def test_an_error_naming_a_line_break_stays_one_line(built_fact_index, capsys):
+    code, _, err = run(ask_main, built_fact_index.args("--retrieval-only", "--doc", "zeta\n*", QUESTION), capsys)
+    assert code == 2 and "no indexed document matches 'zeta\\n*'" in err and err.count("\n") == 1
 
 
 def test_empty_data_folder(project, capsys):
@@ -96,6 +115,20 @@ def test_doc_filter_restricts_sources(built_fact_index, capsys):
     code, out, _ = run(ask_main, built_fact_index.args("--retrieval-only", "--json", "--doc", "beta*", QUESTION), capsys)
     assert code == 0
     assert {s["document"] for s in json.loads(out)["sources"]} == {"beta-10k.pdf"}
+
+
+def test_doc_given_twice_searches_the_documents_of_both(built_fact_index, capsys):
+    both = ["--doc", "beta*", "--doc", "alpha*"]
+    code, out, err = run(ask_main, built_fact_index.args("--retrieval-only", "--json", "--k", "6", *both, QUESTION),
+                         capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert {s["document"] for s in result["sources"]} == {"alpha-annual-report.pdf", "beta-10k.pdf"}
+    assert sorted(result["searched"]["documents"]) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+    code, out, err = run(ask_main, built_fact_index.args("--each-doc", "--retrieval-only", "--doc", "beta*",
+                                                         "--doc", "alpha*", QUESTION), capsys)
+    assert code == 0, err
+    assert [line.split(" | ")[0] for line in out.splitlines()[2:]] == ["| alpha-annual-report.pdf", "| beta-10k.pdf"]
 
 
 def test_pickle_store_is_refused(project, capsys):

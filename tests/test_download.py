@@ -68,7 +68,9 @@ def test_present_file_is_not_downloaded_again(config, fake_hub, capsys):
     existing.write_bytes(b"GGUF")
     assert main(["--config", str(config)]) == 0
     assert fake_hub == []
-    assert "already present" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    # llm.model_path still names models/, so the user learns what to set rather than being sent to download again
+    assert "already present" in output and f"set llm.model_path: {existing} in the configuration" in output
 
 
 def test_network_failure_is_one_line_on_stderr(config, monkeypatch, capsys):

@@ -170,6 +170,16 @@ def test_cli_refuses_a_bad_gold_file_before_loading_anything(tmp_path, capsys):
     assert 'line 1: missing "doc"' in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_cli_refuses_details_it_cannot_write_before_loading_the_index(config, gold_file, tmp_path, capsys,
+                                                                      monkeypatch, where):
+    details = tmp_path if where == "a folder" else gold_file / "run.jsonl"
+    monkeypatch.setattr("docqa.qa.DocQA.__init__", lambda *a, **k: pytest.fail("the index was loaded"))
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(details)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write to {details}: ") and err.count("\n") == 1
+
 # ---------------------------------------------------------------- counting context tokens
 
 

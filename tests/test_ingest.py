@@ -87,11 +87,25 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_is_indexed(fact_project
 
 
 def test_empty_or_missing_data_folder(project):
-    with pytest.raises(NoDocumentsError, match="no PDF files in"):
+    with pytest.raises(NoDocumentsError, match=r"no PDF files in .*\(the index is left as it was\)"):
         build_index(project.settings)
     project.data.rmdir()
     with pytest.raises(NoDocumentsError, match="data folder not found"):
         build_index(project.settings)
+    project.data.write_text("a file where the folder should be")
+    with pytest.raises(NoDocumentsError, match="the data folder is a file: .*; set paths.data to the folder"):
+        build_index(project.settings)
+
+
+def test_a_changed_file_that_cannot_be_read_says_its_earlier_version_stays(fact_project, bad_corpus):
+    build_index(fact_project.settings)
+    before = indexed(fact_project)
+    shutil.copy(bad_corpus["truncated"], fact_project.data / "beta-10k.pdf")
+    report = build_index(fact_project.settings)
+    (skipped,) = report.skipped
+    assert skipped.name == "beta-10k.pdf" and skipped.reason.startswith("truncated PDF")
+    assert skipped.reason.endswith("; its earlier version stays in the index")
+    assert indexed(fact_project) == before
 
 
 def test_changed_chunking_needs_rebuild_and_keeps_the_old_index(fact_project):

@@ -83,6 +83,16 @@ def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_in
     assert "1 of 2 passages left out" in result["notes"][0]
 
 
+def test_a_question_too_long_for_the_context_is_refused_as_such(built_fact_index, tiny_gguf, tmp_path, capsys):
+    config = built_fact_index.write_config(tmp_path / "config.yml",
+                                           llm={"model_path": str(tiny_gguf), "context_length": 256})
+    long_question = "How much is the minimum guarantee payable by adidas over the whole term? " * 40
+    assert ask_main(["--config", str(config), long_question]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the question is too long: without any passage the prompt takes ")
+    assert err.endswith("tokens, and the model's context holds 256; ask a shorter question\n")
+
+
 @pytest.mark.parametrize(
     "text, answered",
     [
@@ -186,4 +196,4 @@ def test_questions_against_an_index_built_with_other_settings_are_refused(built_
     config = built_fact_index.write_config(tmp_path / "config.yml", ingest={"chunk_size": 800})
     assert ask_main(["--config", str(config), "--retrieval-only", QUESTION]) == 3
     err = capsys.readouterr().err
-    assert "chunk_size 500 → 800" in err and "python db_build.py --rebuild" in err
+    assert "chunk_size 500 → 800" in err and f"python db_build.py --config {config} --rebuild" in err

@@ -100,6 +100,18 @@ def test_main_py_demo_model_answers_offline_and_says_so(sample_project):
     assert "Traceback" not in result.stderr
 
 
+def test_the_demo_note_reaches_stderr_with_json_and_after_a_batch(sample_project, tmp_path, capsys):
+    config = ["--config", str(sample_project.config), "--model", "demo"]
+    assert ask_main([*config, "--json", SAMPLE_QUESTION]) == 0
+    out, err = capsys.readouterr()
+    assert FACT in json.loads(out)["answer"]  # stdout stays one JSON object
+    assert err.startswith("note: this answer came from the tiny demo model SmolLM2-135M-Instruct")
+    questions = tmp_path / "questions.txt"
+    questions.write_text(SAMPLE_QUESTION + "\n", encoding="utf-8")
+    assert ask_main([*config, "--batch", str(questions), "--out", str(tmp_path / "answers.jsonl")]) == 0
+    assert "note: these answers came from the tiny demo model" in capsys.readouterr().err
+
+
 def test_without_the_configured_model_the_error_offers_the_demo(sample_project, capsys):
     assert ask_main(["--config", str(sample_project.config), SAMPLE_QUESTION]) == 2
     err = capsys.readouterr().err

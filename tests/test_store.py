@@ -253,6 +253,9 @@ def test_a_damaged_database_is_reported_and_a_rebuild_moves_it_aside(folder, bui
     with pytest.raises(StoreError, match="damaged.*run: python db_build.py --rebuild"):
         with Store(folder) as store:
             store.documents(), store.chunks(list(range(1, 5))), store.lexical_search('"guarantee"', 5)
+    with pytest.raises(StoreError, match="damaged.*run: python db_build.py --rebuild"):
+        StoreWriter(folder, FINGERPRINT)  # an update, which would find every document unchanged, says so too
+    assert database.read_bytes() == bytes(data)
     with StoreWriter(folder, FINGERPRINT, rebuild=True) as writer:
         add(writer, "fresh.pdf", ["fresh"], 5)
         writer.commit()

@@ -18,6 +18,8 @@ import argparse
 import json
 import logging
 import os
+import re
+import shlex
 import sys
 import textwrap
 from contextlib import contextmanager
@@ -44,7 +46,7 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
     try:
         return args.run(args)
     except DocqaError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown(advice_for(str(error), parser.prog, args.config))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -126,16 +128,38 @@ def _question(value: Optional[str]) -> str:
     return question
 
 
+ADVISED_COMMAND = re.compile(r"\bpython (db_build|download_model|main)\.py\b")
+DOCQA_SUBCOMMANDS = {"db_build": "docqa build", "download_model": "docqa download", "main": "docqa ask"}
+
+
+def advice_for(message: str, prog: str, config: Optional[str]) -> str:
+    """The commands a message advises, as this user types them: ``docqa`` subcommands where they ran ``docqa``, and
+    the ``--config`` they gave, so that following the advice acts on their index and not the checkout's."""
+
+    def as_typed(match: re.Match) -> str:
+        typed = DOCQA_SUBCOMMANDS[match.group(1)] if prog == "docqa" else match.group(0)
+        return f"{typed} --config {shlex.quote(config)}" if config else typed
+
+    return ADVISED_COMMAND.sub(as_typed, message)
+
+
 def shown(name: str) -> str:
-    """A file name on one line of text output: line breaks and other control characters escaped as in Python."""
+    """A file name (or a message naming one) on one line of text output: line breaks and other control characters
+    escaped as in Python."""
     return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in name)
 
 
 def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrieval-only", action="store_true", help="show the retrieved passages; no LLM needed")
     parser.add_argument("--k", type=_positive, metavar="N", help="passages to retrieve (default: retrieval.k in config)")
-    parser.add_argument("--doc", metavar="PATTERN", help="only search documents whose file name matches this glob")
+    parser.add_argument("--doc", metavar="PATTERN", action="append",
+                        help="only search documents whose file name matches this glob; repeat it for several")
     _model_argument(parser)
+
+
+def _doc(args: argparse.Namespace):
+    """``--doc``: None, one pattern, or the list of those given (a document matching any of them is searched)."""
+    return None if not args.doc else args.doc[0] if len(args.doc) == 1 else args.doc
 
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
@@ -168,7 +192,7 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     """db_build.py: build the index; ``--list`` lists it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not (argv and argv[0] in COMMANDS):
-        argv = ["list", *[arg for arg in argv if arg != "--list"]] if "--list" in argv else ["build", *argv]
+        argv = ["build", *argv]
     return run(parser("db_build.py"), argv)
 
 
@@ -218,9 +242,10 @@ def ask(args: argparse.Namespace) -> int:
         raise InputError('no question given; usage: python main.py "your question"')
     stream = None if args.json else _write_token
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
-        answer = qa.ask(question, doc=args.doc, k=args.k, on_token=stream)
+        answer = qa.ask(question, doc=_doc(args), k=args.k, on_token=stream)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        _print_notes(answer.notes)
     else:
         print_answer(answer)
     if answer.answered is False:
@@ -239,8 +264,7 @@ def print_answer(answer) -> None:
     out = sys.stdout
     if answer.answer is not None:
         out.write("\n\n")
-    for note in answer.notes:
-        print(f"note: {note}", file=sys.stderr)
+    _print_notes(answer.notes)
     print("Sources:" if answer.sources else "Sources: none found in the index", file=out)
     for number, source in enumerate(answer.sources, 1):
         print(f"[{number}] {shown(source.document)}, page {source.page_number} (page index {source.page_index}), "
@@ -249,6 +273,19 @@ def print_answer(answer) -> None:
     if answer.searched is not None:
         print(f"Searched: {shown(answer.searched.summary())}", file=out)
     print(format_timings(answer.timings), file=out)
+
+
+def _print_notes(notes) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def _say_if_demo(args: argparse.Namespace) -> None:
+    """After many answers, once: the demo model's note, which each record carries but nobody reads on screen."""
+    from docqa.demo import DEMO, NOTE_MANY
+
+    if args.model == DEMO and not args.retrieval_only:
+        print(f"note: {NOTE_MANY}", file=sys.stderr)
 
 
 def format_timings(timings) -> str:
@@ -269,6 +306,7 @@ def format_timings(timings) -> str:
 
 def _build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild", action="store_true", help="re-read and re-embed every file")
+    parser.add_argument("--list", action="store_true", help="show what is indexed instead of building (docqa list)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
@@ -278,6 +316,10 @@ def build(args: argparse.Namespace) -> int:
     from docqa.ingest import build_index
     from docqa.progress import counted_bar
 
+    if args.list:
+        if args.rebuild:
+            raise InputError("--list shows the index; it does not go with --rebuild")
+        return list_documents(args)
     settings = _settings(args)
     with counted_bar("pages") as (on_total, progress):
         report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
@@ -331,8 +373,9 @@ def batch(args: argparse.Namespace) -> int:
         raise InputError("--out must not be the questions file")
     questions = read_questions(args.file)
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
-        summary = run_batch(qa, questions, args.out, k=args.k, doc=args.doc, progress=True)
+        summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True)
     print(summary.text(args.out), file=sys.stderr)
+    _say_if_demo(args)
     return 1 if summary.failed else 0
 
 
@@ -355,16 +398,18 @@ def each_doc(args: argparse.Namespace) -> int:
     fmt = table_format(Path(args.out) if args.out else None)
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _open_output(args.out) as handle:
-        failed = run_each_doc(qa, questions, handle, fmt, doc=args.doc, k=args.k, progress=True)
+        failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
+    _say_if_demo(args)
     if failed:
         print(f"{failed} answers failed; the table shows their errors", file=sys.stderr)
     return 1 if failed else 0
 
 
 @contextmanager
-def _open_output(path: Optional[str]):
+def _open_output(path: Optional[str], *, or_stdout: bool = True):
+    """``path`` opened for writing (an InputError if it cannot be); without a path, stdout or None."""
     if path is None:
-        yield sys.stdout
+        yield sys.stdout if or_stdout else None
         return
     from docqa.batch import open_for_writing
 
@@ -393,8 +438,10 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
     questions = read_gold(args.gold)  # a bad gold file fails before any model loads
     settings = _settings(args)
     count_tokens = llm_token_counter(settings)
-    with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
-        result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,
+    # --details opened before the index loads, so that a path that cannot be written fails at once
+    with _open_output(args.details, or_stdout=False) as details, DocQA(settings, retrieval_only=True) as qa, \
+            Progress(len(questions)) as bar:
+        result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=details,
                           count_tokens=count_tokens, progress=bar.advance)
     if result.get("documents_not_indexed"):
         print(f"warning: gold documents not in the index: {', '.join(result['documents_not_indexed'])}",
@@ -428,9 +475,10 @@ def download_model(args: argparse.Namespace) -> int:
     target = settings.path(settings.paths.models) / model.filename
     if target.is_file():
         print(f"{target} is already present; nothing to download")
-        return 0
-    path = download(model, target.parent)
-    print(f"saved {path}")
+        path = target
+    else:
+        path = download(model, target.parent)
+        print(f"saved {path}")
     if path != settings.path(settings.llm.model_path):
         advice = f"set llm.model_path: {path}"
         if args.repo:  # another model family: its own chat template, not Llama-2's [INST] or the card's text

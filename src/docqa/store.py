@@ -539,6 +539,11 @@ class StoreWriter:
         self.generation = live
         try:
             self._db = _connect(live / DB_NAME)
+            # Damage inside a page shows only where a query reads it; a build that found its documents unchanged
+            # would otherwise call a broken index up to date. The check reads the whole file once per build.
+            problem = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise StoreError(f"the index in {live} is damaged ({problem}); {REBUILD_ADVICE}")
             self._db.executescript(_SCHEMA)
             self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
         except sqlite3.OperationalError:

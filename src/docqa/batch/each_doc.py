@@ -15,13 +15,15 @@ log = logging.getLogger(__name__)
 PASSAGE_CHARS = 300  # the top passage shown in a cell when there is no LLM answer
 
 
-def each_doc_documents(qa, pattern: Optional[str] = None) -> list[str]:
-    """Names of the indexed documents, or of those matching ``pattern`` (InputError names what exists)."""
+def each_doc_documents(qa, pattern: Optional[str | Sequence[str]] = None) -> list[str]:
+    """Names of the indexed documents, or of those matching ``pattern`` or any of several (InputError names what
+    exists)."""
     from docqa.retrieval import matching_documents
 
     records = qa.store.documents()
     if pattern:
-        wanted = set(matching_documents(qa.store, pattern))
+        patterns = [pattern] if isinstance(pattern, str) else pattern
+        wanted = {document_id for each in patterns for document_id in matching_documents(qa.store, each)}
         records = [record for record in records if record.id in wanted]
     return [record.name for record in records]
 
@@ -86,7 +88,7 @@ def run_each_doc(
     handle: TextIO,
     fmt: str,
     *,
-    doc: Optional[str] = None,
+    doc: Optional[str | Sequence[str]] = None,
     k: Optional[int] = None,
     progress: bool = False,
 ) -> int:

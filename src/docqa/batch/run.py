@@ -1,7 +1,8 @@
 """Answering many questions with one loaded model, and resumable runs that append to an output file.
 
 Every record is flushed when written; a rerun with the same output skips the ids already answered and retries
-those recorded with an error.
+those recorded with an error, and a run that answers also asks again those a retrieval-only run left without an
+answer.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def iter_batch(
     questions: Iterable[QuestionLike],
     *,
     k: Optional[int] = None,
-    doc: Optional[str] = None,
+    doc: Optional[str | Sequence[str]] = None,
 ) -> Iterator[dict]:
     """Ask each question with one loaded ``DocQA``; yield one record per question, in order.
 
@@ -38,7 +39,8 @@ def iter_batch(
         yield answer_record(qa, question, k=k, doc=question.doc or doc)
 
 
-def answer_record(qa, question: Question, *, k: Optional[int] = None, doc: Optional[str] = None) -> dict:
+def answer_record(qa, question: Question, *, k: Optional[int] = None,
+                  doc: Optional[str | Sequence[str]] = None) -> dict:
     try:
         _check_text(question.question)
         answer = qa.ask(question.question, doc=doc, k=k)
@@ -68,14 +70,19 @@ def _describe(error: BaseException) -> str:
 class BatchOutput:
     """An output file opened for appending records, after reading what an earlier run left there.
 
-    ``done`` holds the ids already answered (records without an error). Records with an error, and a
-    last record cut short by a killed run, are dropped by rewriting the file atomically, so that every
-    id appears at most once once the rerun is through. The extension picks the format (``writers``).
+    ``done`` holds the ids already answered (records without an error; when ``answers``, also with an answer, so
+    that the passages a retrieval-only run wrote for ``questions`` are asked again). The other records, and a last record cut short by a
+    killed run, are dropped by rewriting the file atomically, so that every id appears at most once once the rerun
+    is through. A file that holds anything else, or another question under an id of ``questions``, is refused as
+    it is: resuming into it would lose the user's lines or mix two question files' answers. The extension picks
+    the format (``writers``).
     """
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, answers: bool = True, questions: Sequence[Question] = ()):
         self.path = Path(path)
         self.format = record_format(self.path)
+        self.answers = answers
+        self.questions = questions
         self.done: set[str] = set()
         self._handle: Optional[TextIO] = None
 
@@ -95,11 +102,22 @@ class BatchOutput:
         if not text:
             return False
         entries, dropped = self.format.entries(text, self.path)
-        kept = [entry for entry in entries if entry.ok]
+        asked_now = {question.id for question in self.questions}
+        kept = [entry for entry in entries
+                if entry.ok and (entry.answered or not self.answers or entry.id not in asked_now)]
+        self._check_same_questions(kept)
         self.done = {entry.id for entry in kept}
         if len(kept) != len(entries) or not text.endswith("\n") or dropped:
             self._rewrite(kept)
         return True
+
+    def _check_same_questions(self, kept: list[Entry]) -> None:
+        asked = {entry.id: entry.question for entry in kept}
+        for question in self.questions:
+            if asked.get(question.id, question.question) != question.question:
+                raise InputError(
+                    f"{self.path} holds another question under id {question.id!r} ({asked[question.id]!r}); "
+                    f"write to another --out, or give the questions ids of their own")
 
     def _rewrite(self, kept: list[Entry]) -> None:
         temporary = self.path.with_name(self.path.name + ".tmp")
@@ -153,14 +171,16 @@ def run_batch(
     out: Path | str,
     *,
     k: Optional[int] = None,
-    doc: Optional[str] = None,
+    doc: Optional[str | Sequence[str]] = None,
     progress: bool = False,
     on_record: Optional[Callable[[dict], None]] = None,
 ) -> BatchSummary:
     """Answer the questions not yet answered in ``out``, appending and flushing one record at a time."""
     started = time.perf_counter()
     summary = BatchSummary(total=len(questions))
-    with BatchOutput(out) as output:
+    # A DocQA without a model (retrieval-only) answers nothing, so records without an answer count as done.
+    answers = getattr(qa, "llm", None) is not None
+    with BatchOutput(out, answers=answers, questions=questions) as output:
         todo = [question for question in questions if question.id not in output.done]
         summary.skipped = len(questions) - len(todo)
         with Progress(len(todo), enabled=progress) as bar:

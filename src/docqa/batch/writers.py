@@ -48,11 +48,28 @@ def open_for_writing(path: Path, mode: str) -> TextIO:
 
 
 class Entry(NamedTuple):
-    """One record an earlier run wrote: its id, whether it holds an answer (no error), and its text."""
+    """One record an earlier run wrote: its id and question, whether it failed (an error), whether it holds an
+    answer (a retrieval-only run's records hold passages only), and its text."""
 
     id: str
+    question: str
     ok: bool
+    answered: bool
     text: str
+
+
+# Every record a batch writes has these; a JSON line without them is somebody else's data, not a record to resume.
+RECORD_KEYS = frozenset({"id", "question", "answer", "error"})
+
+
+def _not_records(path: Path, where: str) -> InputError:
+    return InputError(f"{path} is not a docqa results file ({where} is no record a batch writes); "
+                      f"choose another --out")
+
+
+def _cut_short(number: int, count: int, text: str) -> bool:
+    """Only the last line of a file that does not end its last line can be a record a killed run cut short."""
+    return number == count and not text.endswith("\n")
 
 
 class RecordFormat(ABC):
@@ -80,16 +97,21 @@ class JsonlRecords(RecordFormat):
 
     def entries(self, text: str, path: Path) -> tuple[list[Entry], int]:
         entries, dropped = [], 0
-        for line in text.splitlines():
+        lines = text.splitlines()
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                identifier = str(record["id"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                dropped += 1
-                continue
-            entries.append(Entry(identifier, not record.get("error"), line + "\n"))
+            except json.JSONDecodeError:
+                if _cut_short(number, len(lines), text):
+                    dropped += 1
+                    continue
+                raise _not_records(path, f"line {number}") from None
+            if not isinstance(record, dict) or not RECORD_KEYS <= record.keys():
+                raise _not_records(path, f"line {number}")
+            entries.append(Entry(str(record["id"]), str(record["question"]), not record["error"],
+                                 record["answer"] is not None, line + "\n"))
         return entries, dropped
 
 
@@ -109,11 +131,13 @@ class CsvRecords(RecordFormat):
         if rows[0] != CSV_COLUMNS:
             raise InputError(f"{path} exists with other columns than a docqa batch writes; choose another --out")
         entries, dropped = [], 0
-        for row in rows[1:]:
+        for number, row in enumerate(rows[1:], 2):
             if len(row) != len(CSV_COLUMNS) or not row[0]:
-                dropped += 1
-                continue
-            entries.append(Entry(row[0], row[-1] == "", _csv_line(row)))
+                if _cut_short(number, len(rows), text):
+                    dropped += 1
+                    continue
+                raise _not_records(path, f"row {number}")
+            entries.append(Entry(row[0], row[1], row[-1] == "", row[3] != "", _csv_line(row)))
         return entries, dropped
 
 
@@ -136,7 +160,7 @@ def csv_row(record: dict) -> list:
     return [
         record["id"],
         record.get("question") or "",
-        record.get("doc") or "",
+        _patterns(record.get("doc")),
         record.get("answer") or "",
         top.get("document", ""),
         top.get("page_number", ""),
@@ -149,6 +173,11 @@ def csv_row(record: dict) -> list:
         _seconds(timings.get("total")),
         record.get("error") or "",
     ]
+
+
+def _patterns(doc) -> str:
+    """A record's ``doc``: one file-name pattern, several (a list), or none."""
+    return ", ".join(doc) if isinstance(doc, (list, tuple)) else doc or ""
 
 
 def _csv_line(values: Sequence) -> str:
