@@ -16,6 +16,14 @@ from docqa.llm.base import LLM
 OUTPUT = Path(__file__).resolve().parent / "output"
 
 
+def local_client(app, **options):
+    """FastAPI's TestClient, addressed as the browser on this machine addresses the server: a server without a
+    token refuses any other Host (TestClient's own is "testserver")."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1", **options)
+
+
 class GatedLLM(LLM):
     """A real model whose generation waits for ``gate``: tests decide when an answer may start."""
 
@@ -48,13 +56,22 @@ class GatedLLM(LLM):
 @contextmanager
 def live_server(app) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    with running_server(app) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_server(app):
+    """``live_server``'s server as ``python main.py serve`` runs it (docqa.server.server); yields (URL, server)."""
     import uvicorn
+
+    from docqa.server import server as docqa_server
 
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen(64)
     port = listening.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    server = docqa_server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -63,7 +80,7 @@ def live_server(app) -> Iterator[str]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=30)

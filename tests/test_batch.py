@@ -386,6 +386,18 @@ def test_each_doc_keeps_a_document_apart_from_a_namesake_in_a_subfolder(tmp_path
                                         ["report.pdf", "Top level: revenue 10."]]
 
 
+def test_each_doc_csv_keeps_a_formula_like_cell_as_text(tmp_path, fake_embedder):
+    settings = make_settings(tmp_path)
+    write_reports(settings.paths.data, {"=HYPERLINK(1).pdf": ["-5% was the change in revenue."]})
+    build_index(settings)
+    handle = io.StringIO()
+    with DocQA(settings, retrieval_only=True) as qa:
+        run_each_doc(qa, [Question("q1", "@What was the change in revenue?")], handle, "csv")
+    header, row = csv.reader(io.StringIO(handle.getvalue()))
+    assert header[1] == "q1: @What was the change in revenue?"  # starts with "q1", no formula
+    assert row[:2] == ["'=HYPERLINK(1).pdf", "'-5% was the change in revenue."]
+
+
 def test_each_doc_unknown_pattern_names_the_indexed_documents(indexed):
     with DocQA(indexed, retrieval_only=True) as qa, pytest.raises(InputError, match="indexed: acme-2022.pdf, acme-2023"):
         run_each_doc(qa, [Question("q1", "Revenue?")], io.StringIO(), "csv", doc="gamma*")

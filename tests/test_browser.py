@@ -126,3 +126,65 @@ def test_ask_every_document_fills_a_table_and_downloads_csv(browser, site, outpu
     assert lines[0] == '"document","answer","page"'
     assert lines[2].startswith('"beta-10k.pdf","The board declared a quarterly dividend of 42 cents per share."') and lines[2].endswith(',"3"')
     page.screenshot(path=str(output_dir / "every-document.png"))
+
+
+def test_a_skipped_upload_can_be_deleted_from_the_build_panel(browser, site, fact_project, tmp_path, output_dir):
+    broken = tmp_path / "broken-report.pdf"
+    broken.write_bytes(write_pdf(tmp_path / "whole.pdf", ["Lambda Ports handled 9 million tonnes."]).read_bytes()[:300])
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(site)
+    page.set_input_files("#file-input", str(broken))
+    skipped = page.locator("#builds .skipped li", has_text="broken-report.pdf")
+    sync_api.expect(skipped).to_contain_text("truncated PDF", timeout=300_000)
+    page.screenshot(path=str(output_dir / "skipped.png"))
+    skipped.get_by_role("button", name="Delete file").click()
+    deadline = time.monotonic() + 30
+    while (fact_project.data / "broken-report.pdf").exists():
+        assert time.monotonic() < deadline, "the skipped file was not deleted"
+        time.sleep(0.1)
+    sync_api.expect(page.locator("#builds")).to_contain_text("Indexed (delete): broken-report.pdf", timeout=120_000)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+
+
+@pytest.fixture
+def other_site(tmp_path):
+    """Another origin on this machine (a second loopback port), serving one page, as a site the user visits would."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "other-site"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_page_of_another_site_cannot_upload_or_replace_documents(browser, site, other_site, fact_project):
+    """Cross-site request forgery: another site's script posts a PDF to the local server (a no-cors fetch, which a
+    browser sends without asking the server). The server refuses it by its Origin; the data folder is unchanged."""
+    folder, other = other_site
+    (folder / "index.html").write_text("""<!doctype html><script>
+      window.sent = (async () => {
+        const form = new FormData();
+        form.append("files", new Blob(["%PDF-1.4 forged"], {type: "application/pdf"}), "beta-10k.pdf");
+        await fetch("SITE/api/documents?replace=true", {method: "POST", mode: "no-cors", body: form});
+        await fetch("SITE/api/documents", {method: "POST", mode: "no-cors", body: form});
+        return "sent";
+      })();
+    </script>""".replace("SITE", site), encoding="utf-8")
+    before = {path.name: path.read_bytes() for path in fact_project.data.iterdir()}
+    page = browser.new_page()
+    statuses = []
+    page.on("response", lambda response: statuses.append(response.status) if "/api/documents" in response.url else None)
+    page.goto(other + "/index.html")
+    assert page.evaluate("window.sent") == "sent"
+    assert statuses == [403, 403]  # both reached the server, which refused them
+    assert {path.name: path.read_bytes() for path in fact_project.data.iterdir()} == before

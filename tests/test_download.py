@@ -15,6 +15,12 @@ from docqa.cli import download_main as main
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def hub_resolves(monkeypatch):
+    """The hub's name resolves (the tests fake the network behind it); one test below takes this back."""
+    monkeypatch.setattr("docqa.download.resolve_hub", lambda model: None)
+
+
 @pytest.fixture
 def config(tmp_path) -> Path:
     path = tmp_path / "config.yml"
@@ -81,6 +87,26 @@ def test_network_failure_is_one_line_on_stderr(config, monkeypatch, capsys):
     assert main(["--config", str(config)]) == 1
     error = capsys.readouterr().err
     assert error == "error: download of llama-2-7b-chat.Q8_0.gguf failed: Failed to resolve the host name\n"
+
+
+def test_offline_the_download_fails_at_once_in_one_line(config, monkeypatch, capsys):
+    import socket
+
+    import docqa.download
+
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.undo()  # the real resolve_hub, with the name lookup failing as it does offline
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kwargs: pytest.fail("no lookup should follow"))
+    for name in ("HF_HUB_OFFLINE", *docqa.download.PROXY_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    assert main(["--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: download of llama-2-7b-chat.Q8_0.gguf failed: cannot resolve ")
+    assert err.endswith("(Name or service not known); is this machine online?\n") and err.count("\n") == 1
 
 
 def test_missing_huggingface_hub_says_how_to_install(config, monkeypatch, capsys):
@@ -154,6 +180,8 @@ def test_repo_and_file_download_any_gguf_chat_model(config, fake_hub, capsys):
         (["--repo", "someone/model-GGUF"], "--repo and --file go together"),
         (["--file", "model.Q4_K_M.gguf"], "--repo and --file go together"),
         (["--repo", "someone/model-GGUF", "--file", "model.safetensors"], "--file must name a .gguf file"),
+        (["--repo", "bad", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not 'bad'"),
+        (["--repo", "a/b/c", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME"),
     ],
 )
 def test_incomplete_repo_choice_is_a_one_line_error(config, fake_hub, capsys, argv, message):

@@ -69,6 +69,17 @@ def test_changed_deleted_renamed_and_duplicate_files(fact_project):
     assert "beta-10k.pdf" not in indexed(fact_project)
 
 
+def test_copies_of_an_indexed_file_sorted_before_it_are_noted_against_it(fact_project):
+    build_index(fact_project.settings)
+    data = fact_project.data
+    for copy in ("a-copy.pdf", "z-copy.pdf"):  # one sorts before beta-10k.pdf, one after
+        shutil.copy(data / "beta-10k.pdf", data / copy)
+    report = build_index(fact_project.settings)
+    assert report.notes == ["a-copy.pdf has the same content as beta-10k.pdf; indexed once",
+                            "z-copy.pdf has the same content as beta-10k.pdf; indexed once"]
+    assert (report.unchanged, report.added, report.renamed) == (2, [], [])
+
+
 def test_bad_files_are_skipped_with_reasons_and_the_rest_is_indexed(fact_project, bad_corpus, tmp_path):
     for kind, path in bad_corpus.items():
         shutil.copy(path, fact_project.data / f"bad-{kind}.pdf")

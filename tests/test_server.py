@@ -14,7 +14,6 @@ import pytest
 
 fastapi = pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
 
 from docqa.ingest import build_index  # noqa: E402
 from docqa.qa import DocQA  # noqa: E402
@@ -22,7 +21,7 @@ from docqa.server import create_app  # noqa: E402
 from docqa.settings import load_settings  # noqa: E402
 from tests.support.pdfs import write_pdf  # noqa: E402
 from tests.fixtures_project import FACTS  # noqa: E402
-from tests.fixtures_server import GatedLLM, live_server  # noqa: E402
+from tests.fixtures_server import GatedLLM, live_server, local_client, running_server  # noqa: E402
 
 QUESTION = "How much is the minimum guarantee payable by adidas?"
 GUARANTEE = FACTS[1][2]
@@ -79,7 +78,7 @@ def tiny_config(built_fact_index, tiny_gguf, tmp_path):
 @pytest.fixture
 def client(tiny_config):
     """The app over the session's fact index with the random-weight model, loaded by create_app itself."""
-    with TestClient(create_app(load_settings(tiny_config))) as client:
+    with local_client(create_app(load_settings(tiny_config))) as client:
         yield client
 
 
@@ -138,7 +137,7 @@ def test_ask_with_the_real_smollm2_model(built_fact_index, smollm2_gguf, tmp_pat
     llm = {"model_path": str(smollm2_gguf), "max_new_tokens": 32, "context_length": 2048}
     config = built_fact_index.write_config(tmp_path / "config.yml", llm=llm, prompt={"format": "gguf"},
                                            serve={"watch": False})
-    with TestClient(create_app(load_settings(config))) as client:
+    with local_client(create_app(load_settings(config))) as client:
         events = parse_events(client.post("/api/ask", json={"question": QUESTION}).text)
     tokens = "".join(data["text"] for kind, data in events if kind == "token")
     answer = events[-1][1]
@@ -254,6 +253,48 @@ def test_a_waiting_question_whose_client_left_leaves_the_line(gated):
     assert app.state.queue.finished == {"done": 1, "failed": 0, "cancelled": 1}
 
 
+def test_told_to_stop_the_server_ends_the_answers_in_progress_and_stops_without_waiting(tiny_config):
+    """Ctrl-C while one question is answered and one waits: both streams end with an error that says why, and the
+    server stops in seconds though the model is still busy (uvicorn waits for open streams, then cancels them
+    with a traceback)."""
+    import signal
+
+    settings = load_settings(tiny_config)
+    qa = DocQA(settings)
+    llm = qa.llm = GatedLLM(qa.llm)
+    app = create_app(settings, qa)
+    first, second = [], []
+    try:
+        with running_server(app) as (url, server):
+            one = hold_the_model(url, llm, first)
+            two = threading.Thread(target=stream_events, args=(url, {"question": "dividend"}, second))
+            two.start()
+            wait_until(lambda: any(kind == "queued" for _, kind, _ in second))
+            stopping = time.monotonic()
+            server.handle_exit(signal.SIGINT, None)  # what uvicorn's signal handler calls on Ctrl-C
+            one.join(30)
+            two.join(30)
+            assert not one.is_alive() and not two.is_alive()
+            assert time.monotonic() - stopping < 5
+            llm.gate.set()  # the generation, at the gate, goes on to its first token, where it stops
+            wait_until(lambda: app.state.queue.running is None, 30)
+            assert llm.generated_tokens == 1
+        for events in (first, second):
+            assert events[-1][1:] == ("error", {"error": "the server is shutting down"})
+            assert not any(kind == "answer" for _, kind, _ in events)
+        assert httpx_refused(url)
+    finally:
+        llm.gate.set()  # the generation thread, still at the gate, may end now
+
+
+def httpx_refused(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/api/health", timeout=5)
+    except httpx.TransportError:
+        return True
+    return False
+
+
 # ---------------------------------------------------------------- documents and builds
 
 
@@ -281,7 +322,7 @@ def test_upload_builds_in_the_background_and_the_new_document_answers(own_index,
     gamma = make_pdf(["Gamma Mining extracted 812 tonnes of lithium carbonate at Salar Verde in 2023."], "gamma.pdf")
     truncated = project.root / "broken.pdf"
     truncated.write_bytes(gamma.read_bytes()[:300])
-    with TestClient(create_app(settings)) as client:
+    with local_client(create_app(settings)) as client:
         with open(gamma, "rb") as one, open(truncated, "rb") as two:
             response = client.post("/api/documents", files=[("files", ("gamma-2023.pdf", one, "application/pdf")),
                                                             ("files", ("broken.pdf", two, "application/pdf"))])
@@ -300,11 +341,19 @@ def test_upload_builds_in_the_background_and_the_new_document_answers(own_index,
         assert events[-1][0] == "answer"
         assert events[-1][1]["sources"][0]["document"] == "gamma-2023.pdf"
         assert client.get("/api/health").json()["index"]["documents"] == 3
+        # The skipped file is in the data folder but not the index; it can be deleted from the page all the same,
+        # and no other file that the index does not hold can be.
+        (project.data / "notes.pdf").write_bytes(b"never built")
+        assert client.delete("/api/documents/notes.pdf").status_code == 404
+        deleted = client.delete("/api/documents/broken.pdf")
+        assert deleted.status_code == 202 and not (project.data / "broken.pdf").exists()
+        assert wait_for_build(client, deleted.json()["build"]["id"])["state"] == "done"
+        assert (project.data / "notes.pdf").exists()
 
 
 def test_delete_removes_the_file_and_drops_it_from_the_index(own_index):
     project, settings = own_index
-    with TestClient(create_app(settings)) as client:
+    with local_client(create_app(settings)) as client:
         response = client.delete("/api/documents/beta-10k.pdf")
         assert response.status_code == 202
         build = wait_for_build(client, response.json()["build"]["id"])
@@ -319,11 +368,15 @@ def test_delete_removes_the_file_and_drops_it_from_the_index(own_index):
 def test_the_watcher_indexes_new_changed_and_removed_pdfs(own_index):
     project, settings = own_index
     settings.serve.watch_interval = 0.2
-    with TestClient(create_app(settings, watch=True)) as client:
+    with local_client(create_app(settings, watch=True)) as client:
         write_pdf(project.data / "delta.pdf", ["Delta Shipping operated 64 container vessels in 2024."])
         wait_until(lambda: "delta.pdf" in [d["name"] for d in client.get("/api/documents").json()["documents"]], 300)
-        watched = [b for b in client.get("/api/builds").json()["builds"] if "delta.pdf" in b["files"]]
-        assert watched and watched[0]["trigger"] == "watch" and watched[0]["state"] == "done"
+
+        def watched():  # the build commits the document a moment before it calls itself done
+            return [b for b in client.get("/api/builds").json()["builds"] if "delta.pdf" in b["files"]]
+
+        wait_until(lambda: watched() and watched()[0]["state"] != "running", 60)
+        assert watched()[0]["trigger"] == "watch" and watched()[0]["state"] == "done"
         passages = client.post("/api/retrieve", json={"question": "How many container vessels?"}).json()["passages"]
         assert passages[0]["document"] == "delta.pdf"
         (project.data / "delta.pdf").unlink()
@@ -333,7 +386,7 @@ def test_the_watcher_indexes_new_changed_and_removed_pdfs(own_index):
 def test_a_server_started_before_any_index_serves_the_first_upload(project, tiny_gguf, make_pdf):
     settings = project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 4}, serve={"watch": False})
     pdf = make_pdf(["Epsilon Foods opened 17 bakeries in 2022."], "epsilon.pdf")
-    with TestClient(create_app(settings)) as client:
+    with local_client(create_app(settings)) as client:
         assert client.get("/api/health").json()["index"] is None
         assert client.get("/api/documents").json() == {"documents": []}
         refused = client.post("/api/retrieve", json={"question": "bakeries"})
@@ -408,6 +461,8 @@ def test_openai_client_without_streaming(tiny_config):
     sources = completion.model_extra["sources"]
     assert sources[0]["document"] == "alpha-annual-report.pdf" and sources[0]["page_number"] == 2
     assert completion.choices[0].finish_reason == "stop" and completion.usage.completion_tokens > 0
+    usage = completion.usage  # the prompt's tokens, docqa's passages included, counted by the model
+    assert usage.prompt_tokens > 50 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 def test_openai_client_streaming(tiny_config):

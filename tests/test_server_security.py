@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
 
 from docqa.cli import ask_main  # noqa: E402
 from docqa.errors import ConfigError  # noqa: E402
@@ -14,6 +15,7 @@ from docqa.server import create_app  # noqa: E402
 from docqa.server.security import check_bind, is_loopback  # noqa: E402
 from docqa.server.uploads import UploadRejected, safe_name  # noqa: E402
 from docqa.settings import load_settings  # noqa: E402
+from tests.fixtures_server import local_client  # noqa: E402
 
 
 @pytest.fixture
@@ -23,7 +25,7 @@ def settings(built_fact_index, tmp_path):
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(settings, retrieval_only=True), raise_server_exceptions=False) as client:
+    with local_client(create_app(settings, retrieval_only=True), raise_server_exceptions=False) as client:
         yield client
 
 
@@ -34,7 +36,7 @@ def writable(fact_project):
 
     settings = fact_project.configure(serve={"watch": False, "max_upload_mb": 0.02})
     build_index(settings)
-    with TestClient(create_app(settings, retrieval_only=True)) as client:
+    with local_client(create_app(settings, retrieval_only=True)) as client:
         yield fact_project, client
 
 
@@ -74,8 +76,44 @@ def test_serve_says_when_the_port_is_taken(settings, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("host", ["evil.example:8000", "evil.example", "192.168.1.20:8000", "127.0.0.1.evil.example"])
+def test_without_a_token_a_foreign_host_name_is_refused(client, host):
+    """DNS rebinding: a name the attacker controls resolved to 127.0.0.1 reaches the server with its own Host."""
+    for method, path in [("GET", "/api/documents"), ("GET", "/"), ("POST", "/api/retrieve")]:
+        response = client.request(method, path, headers={"host": host}, json={"question": "revenue"})
+        assert response.status_code == 403, (method, path)
+        assert response.json()["error"].startswith(f"refused: Host {host!r} is not this machine's loopback")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000", "docqa.localhost:8000", "localhost"])
+def test_without_a_token_loopback_host_names_are_served(client, host):
+    assert client.get("/api/documents", headers={"host": host}).status_code == 200
+
+
+def test_without_a_token_a_request_from_another_origin_is_refused(writable):
+    project, client = writable
+    pdf = {"files": ("forged.pdf", b"%PDF-1.4 forged", "application/pdf")}
+    for origin in ["http://evil.example", "http://127.0.0.1:9999", "null"]:
+        response = client.post("/api/documents", files=pdf, headers={"origin": origin})
+        assert response.status_code == 403
+        assert response.json()["error"].startswith(f"refused: a page from {origin!r} may not use this server")
+    assert not (project.data / "forged.pdf").exists()
+    # the page itself (its own origin) and clients that send no Origin, such as scripts, are served
+    assert client.post("/api/retrieve", json={"question": "revenue"}, headers={"origin": "http://127.0.0.1"}).status_code == 200
+    assert client.post("/api/retrieve", json={"question": "revenue"}).status_code == 200
+
+
+def test_with_a_token_other_host_names_and_origins_are_served(settings):
+    """A shared server (a token, any address) is reached by its LAN name; the token, which another site's page
+    cannot send, is what keeps strangers out."""
+    with local_client(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
+        response = client.get("/api/documents", headers={"host": "docqa.lan:8000", "origin": "http://docqa.lan:8000",
+                                                         "authorization": "Bearer s3cret-token"})
+        assert response.status_code == 200
+
+
 def test_with_a_token_every_api_route_needs_it(settings):
-    with TestClient(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
+    with local_client(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
         for method, path in [("GET", "/api/health"), ("GET", "/api/documents"), ("POST", "/api/retrieve"),
                              ("GET", "/api/documents/beta-10k.pdf/pages/1.png"), ("POST", "/v1/chat/completions"),
                              ("GET", "/v1/models"), ("DELETE", "/api/documents/beta-10k.pdf")]:
@@ -160,6 +198,24 @@ def test_hidden_or_pathed_names_are_refused_over_http(writable, make_pdf):
     assert sorted(path.name for path in project.data.iterdir()) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
 
 
+def test_of_two_uploads_of_one_new_name_at_once_the_second_is_refused(writable, make_pdf, tmp_path):
+    """Both are checked while the name is free; placing claims it atomically, so the second is a 409, not a
+    silent overwrite of the first."""
+    from docqa.server.uploads import stage_upload
+
+    project, _ = writable
+    first, second = (pdf_bytes(make_pdf, f"Upload number {n}.") for n in (1, 2))
+    staged = [stage_upload(project.data, "same.pdf", io.BytesIO(content), indexed=set(), replace=False, limit=10**6)
+              for content in (first, second)]
+    staged[0].place(project.data)
+    with pytest.raises(UploadRejected, match="same.pdf already exists") as refused:
+        staged[1].place(project.data)
+    assert refused.value.status == 409
+    staged[1].discard()
+    assert (project.data / "same.pdf").read_bytes() == first
+    assert not list(project.data.glob(".upload-*"))
+
+
 def test_an_upload_never_silently_replaces_a_document(writable, make_pdf):
     project, client = writable
     original = (project.data / "beta-10k.pdf").read_bytes()
@@ -177,8 +233,11 @@ def test_an_upload_never_silently_replaces_a_document(writable, make_pdf):
 
 def test_errors_are_json_messages_never_tracebacks(client, monkeypatch):
     assert client.get("/api/nothing-here").json() == {"error": "not found: /api/nothing-here"}
-    invalid = client.post("/api/retrieve", json={"question": ""})
-    assert invalid.status_code == 422 and invalid.json()["error"].startswith("question:")
+    for blank in ("", "   \n"):
+        invalid = client.post("/api/retrieve", json={"question": blank})
+        assert invalid.status_code == 422 and invalid.json()["error"].startswith("question:")
+    not_allowed = client.get("/api/ask")
+    assert not_allowed.status_code == 405 and not_allowed.json() == {"error": "Method Not Allowed"}
     assert client.post("/api/retrieve", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
     assert client.get("/api/builds/unknown").status_code == 404
 
@@ -215,6 +274,6 @@ def test_html_inside_a_pdf_comes_back_as_plain_text(project, make_pdf):
     write_pdf(project.data / "omega.pdf", [payload])
     settings = project.configure(serve={"watch": False})
     build_index(settings)
-    with TestClient(create_app(settings, retrieval_only=True)) as client:
+    with local_client(create_app(settings, retrieval_only=True)) as client:
         passage = client.post("/api/retrieve", json={"question": "Omega fibre"}).json()["passages"][0]
     assert " ".join(passage["text"].split()) == payload

@@ -45,6 +45,8 @@ def test_project_config_is_valid():
         ("serve:\n  port: '8080'\n", "bad value for 'serve.port'"),
         ("llm:\n  temperature: yes\n", "bad value for 'llm.temperature'"),
         ("paths:\n  data:\n", "'paths.data' is empty: give it a value, or remove the line for the default"),
+        ("llm:\n  base_url: 127.0.0.1:8080/v1\n",
+         "bad value for 'llm.base_url': Value error, '127.0.0.1:8080/v1' must start with http:// or https://"),
         ("ingest:\n  chunk_size: 100\n  chunk_overlap: 100\n", "chunk_overlap must be smaller"),
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
         ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),

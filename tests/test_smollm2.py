@@ -116,3 +116,22 @@ def test_without_the_configured_model_the_error_offers_the_demo(sample_project, 
     assert ask_main(["--config", str(sample_project.config), SAMPLE_QUESTION]) == 2
     err = capsys.readouterr().err
     assert "download it with: python download_model.py" in err and "--model demo" in err
+
+
+def test_serve_takes_the_demo_model_too(sample_project, monkeypatch):
+    from docqa.demo import FILE_NAME
+
+    served = []
+    monkeypatch.setattr("docqa.server.serve", lambda settings, **options: served.append(settings))
+    assert ask_main(["serve", "--config", str(sample_project.config), "--model", "demo"]) == 0
+    (settings,) = served
+    assert settings.llm.model_path.name == FILE_NAME and settings.prompt.format == "gguf"
+
+
+def test_a_server_backend_is_never_called_the_demo(smollm2_gguf):
+    """A server backend ignores llm.model_path, so a demo file named there does not make its answers the demo's."""
+    from docqa.demo import is_demo
+    from docqa.settings import LLM
+
+    assert is_demo(LLM(model_path=smollm2_gguf))
+    assert not is_demo(LLM(model_path=smollm2_gguf, backend="openai", base_url="http://127.0.0.1:8080/v1"))

@@ -495,6 +495,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
                                        "any other than loopback needs the API token variable set")
     parser.add_argument("--port", type=int, help="TCP port (default: serve.port, 8000)")
     parser.add_argument("--retrieval-only", action="store_true", help="serve passages only; no language model loaded")
+    _model_argument(parser)
 
 
 @command("serve", "Serve the web app and the HTTP API.", _serve_arguments)
@@ -506,4 +507,5 @@ def serve_app(args: argparse.Namespace) -> int:
         print(f"docqa: serving http://{shown}:{port}/ (API documentation at /docs); Ctrl-C stops", file=sys.stderr)
 
     serve(_settings(args), host=args.host, port=args.port, retrieval_only=args.retrieval_only, on_ready=ready)
+    print("docqa: stopped", file=sys.stderr)
     return 0

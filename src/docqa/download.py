@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from docqa.errors import DocqaError, MissingDependencyError
 from docqa.llm.base import describe
@@ -16,10 +20,35 @@ def download(model: ModelFile, folder: Path) -> Path:
     except ImportError:
         raise MissingDependencyError("huggingface_hub is not installed: pip install huggingface_hub") from None
     print(f"downloading {model.filename} from {model.repo_id} into {folder}")
+    resolve_hub(model)
+    # huggingface_hub logs each retry as a warning; the failure, if it comes, is said once below.
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
         return Path(hf_hub_download(repo_id=model.repo_id, filename=model.filename, local_dir=folder))
     except Exception as error:  # network, HTTP and disk failures all end the same way: one line
         raise DocqaError(f"download of {model.filename} failed: {_with_root_cause(error)}") from None
+    finally:
+        hub_log.setLevel(level)
+
+
+def resolve_hub(model: ModelFile) -> None:
+    """Fail at once, in one line, where the hub's name does not resolve (no network): huggingface_hub would retry
+    for about 25 seconds first. Behind a proxy the proxy resolves names, so nothing is checked here."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return
+    host = urlsplit(constants.ENDPOINT).hostname
+    try:
+        socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise DocqaError(f"download of {model.filename} failed: cannot resolve {host} "
+                         f"({getattr(error, 'strerror', None) or error}); is this machine online?") from None
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 def _with_root_cause(error: BaseException) -> str:

@@ -159,7 +159,10 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
             plan.unreadable.add(name)
             continue
         if digest in seen:
-            report.notes.append(f"{name} has the same content as {seen[digest]}; indexed once")
+            if seen[digest] == name:  # the indexed copy, which an earlier-sorted duplicate already pointed to
+                report.unchanged += 1
+            else:
+                report.notes.append(f"{name} has the same content as {seen[digest]}; indexed once")
             continue
         seen[digest] = name
         record = indexed.get(digest)

@@ -243,5 +243,5 @@ class DocQA:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
         timings.backend = llm.name
         result.answer = "".join(pieces).strip()
-        if is_demo(self.settings.llm.model_path):
+        if is_demo(self.settings.llm):
             result.notes.append(DEMO_NOTE)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, field_validator,
+                      model_validator)
 
 from docqa.errors import ConfigError
 
@@ -173,6 +174,13 @@ class LLM(Section):
     timeout_s: Number = Field(
         600, gt=0, description="Server backends: seconds to wait for the server's next bytes; a CPU server reads a long prompt for minutes."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _a_web_address(cls, value: Optional[str]) -> Optional[str]:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://, e.g. http://{value}")
+        return value
 
 
 class Prompt(Section):

@@ -180,6 +180,14 @@ def _patterns(doc) -> str:
     return ", ".join(doc) if isinstance(doc, (list, tuple)) else doc or ""
 
 
+FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+
+
+def _as_text(value) -> str:
+    text = str(value)
+    return "'" + text if FORMULA_START.match(text) else text
+
+
 def _csv_line(values: Sequence) -> str:
     line = io.StringIO()
     csv.writer(line, lineterminator="\n").writerow(values)
@@ -212,8 +220,11 @@ class TableWriter(ABC):
 
 
 class CsvTable(TableWriter):
+    """A table for a spreadsheet, so a cell that would start a formula (a file named "=HYPERLINK(...).pdf", an
+    answer that begins with "=") is kept as text with a leading apostrophe, as the web page's CSV download does."""
+
     def _format(self, values: Sequence[str], header: bool) -> str:
-        return _csv_line(values)
+        return _csv_line([_as_text(value) for value in values])
 
 
 class MarkdownTable(TableWriter):

@@ -62,6 +62,8 @@ def chosen_model(*, ggml: bool = False, quant: str = DEFAULT_QUANT, repo: Option
     if bool(repo) != bool(file):
         raise InputError("--repo and --file go together: the repository and the GGUF file in it")
     if repo:
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+            raise InputError(f"--repo must name a repository as OWNER/NAME, not {repo!r}")
         if not file.endswith(".gguf") or "/" in file:
             raise InputError(f"--file must name a .gguf file at the top of the repository, not {file!r}")
         return ModelFile(repo, file)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Optional, Union
+from typing import Annotated, Optional, Union
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from docqa.errors import InputError
 from docqa.retrieval import matching_documents
@@ -25,7 +25,9 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 class Question(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=4000, description="The question, in plain words.")
+    # Stripped before the length check: a question of blanks is as empty as "" on every route.
+    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)] = Field(
+        description="The question, in plain words.")
     doc: Optional[Union[str, list[str]]] = Field(
         None, description="Only search documents whose name matches this glob, or any of these globs or names."
     )
@@ -70,9 +72,7 @@ async def ask(body: AskRequest, request: Request):
     Without a model, or with `retrieval_only`, the `answer` event comes at once with the passages."""
     state = _state(request)
     engine = state.engine
-    question = body.question.strip()
-    if not question:
-        raise InputError("the question is empty")
+    question = body.question
     await asyncio.to_thread(check_scope, engine, body.doc)
     if body.retrieval_only or engine.llm is None:
         def passages():
@@ -201,8 +201,17 @@ async def upload(request: Request, replace: bool = False):
         return _rejected(rejected)
     finally:
         await form.close()
-    for upload in staged:
-        upload.place(data)
+    placed = []
+    try:
+        for upload in sorted(staged, key=lambda upload: upload.replaces):  # new names, which may be refused, first
+            upload.place(data)
+            placed.append(upload)
+    except UploadRejected as rejected:  # another upload took a new name meanwhile: this one is refused whole
+        for upload in placed:
+            upload.withdraw(data)
+        for upload in staged:
+            upload.discard()
+        return _rejected(rejected)
     build = state.builder.request("upload", [upload.name for upload in staged])
     return {"files": [{"name": u.name, "size": u.size, "replaced": u.replaces} for u in staged], "build": build.to_dict()}
 
@@ -239,8 +248,10 @@ def page_image(name: str, page_number: int, request: Request, highlight: Optiona
 
 @router.delete("/documents/{name:path}", status_code=202, summary="Delete a document's file and drop it from the index")
 def delete(name: str, request: Request):
+    """An indexed document, or a file the latest build skipped (which the index does not hold, and which would
+    otherwise be reported at every build): only these names, so no other file can be reached."""
     state = _state(request)
-    if name not in indexed_names(state.engine):
+    if name not in indexed_names(state.engine) and name not in state.builder.skipped_files():
         return _not_found(name)
     settings = state.settings
     (settings.path(settings.paths.data) / name).unlink(missing_ok=True)

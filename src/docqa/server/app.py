@@ -113,9 +113,10 @@ def create_app(
 
 
 def _error_handlers(app) -> None:
-    from fastapi import HTTPException
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    # Starlette's, which FastAPI's subclasses: the router's own 405 and the like are raised as this one.
+    from starlette.exceptions import HTTPException
 
     @app.exception_handler(DocqaError)
     async def domain_error(request, error: DocqaError):

@@ -123,6 +123,15 @@ class Builder:
         with self._condition:
             return list(self._builds.values())[-count:][::-1]
 
+    def skipped_files(self) -> set[str]:
+        """The files the latest finished build skipped (damaged, not a PDF, ...): names in the data folder that the
+        index does not hold, which a user may still delete from the page."""
+        with self._condition:
+            for build in reversed(list(self._builds.values())):
+                if build.state == "done" and build.report is not None:
+                    return {skipped["name"] for skipped in build.report["skipped"] if not skipped["name"].endswith("/")}
+        return set()
+
     def wait(self, build: Build, timeout: float) -> bool:
         """Block until ``build`` has finished (for tests and scripts); False on timeout."""
         deadline = time.monotonic() + timeout

@@ -119,5 +119,6 @@ async def _stream(queue, job: Job, completion_id: str, created: int, model: str)
 
 
 def _usage(answer: dict) -> dict:
+    prompt = answer["timings"].get("prompt_tokens") or 0
     tokens = answer["timings"].get("tokens") or 0
-    return {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}
+    return {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}

@@ -79,6 +79,19 @@ class GenerationQueue:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
 
+    def stop_all(self, reason: str) -> None:
+        """The server is stopping: refuse new questions, and end every waiting or running one now with ``reason``
+        as its error, so that their streams close (uvicorn waits for open streams before it stops) and their
+        clients learn why. A running generation stops at its next token."""
+        with self._condition:
+            self._closed = True
+            jobs = [*self._waiting, *([self._running] if self._running is not None else [])]
+            self._waiting.clear()
+            self._condition.notify_all()
+        for job in jobs:
+            job.cancelled.set()
+            job.emit("error", {"error": reason})
+
     @property
     def running(self) -> Optional[Job]:
         """The job the model is answering now."""

@@ -3,6 +3,12 @@
 - The server listens on loopback unless told otherwise; on any other address it needs an API token.
 - With a token, every /api and /v1 request must carry ``Authorization: Bearer <token>`` (compared in
   constant time). The page itself and its static files are public: they hold no data.
+- Without a token the server is on loopback, where the browser is the way in for other sites: a page from
+  anywhere may send a form or a no-cors fetch to 127.0.0.1 (cross-site request forgery), and a name the
+  attacker controls may be made to resolve to 127.0.0.1 (DNS rebinding). So a request must name a loopback
+  host in its Host header, and one that comes with an Origin header must come from this server's own origin.
+  Scripts and command-line clients send no Origin and pass. (With a token neither attack works: another site
+  cannot attach the token, which only the page of this origin keeps.)
 - Every response forbids the browser to run scripts or styles from anywhere but the server itself.
 """
 
@@ -30,7 +36,7 @@ SECURITY_HEADERS = [
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host == "localhost" or host.endswith(".localhost"):  # browsers resolve *.localhost to loopback themselves
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -69,16 +75,44 @@ class Security:
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
-        if self.token and scope["path"].startswith(PROTECTED_PREFIXES) and not self._authorized(scope):
-            body = json.dumps({"error": "missing or wrong API token: send 'Authorization: Bearer <token>'"}).encode()
-            await send_with_headers({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
-                (b"content-length", str(len(body)).encode())]})
+        async def refuse(status: int, message: str, *headers) -> None:
+            body = json.dumps({"error": message}).encode()
+            await send_with_headers({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"), *headers, (b"content-length", str(len(body)).encode())]})
             await send_with_headers({"type": "http.response.body", "body": body})
-            return
+
+        if self.token:
+            if scope["path"].startswith(PROTECTED_PREFIXES) and not self._authorized(scope):
+                return await refuse(401, "missing or wrong API token: send 'Authorization: Bearer <token>'",
+                                    (b"www-authenticate", b"Bearer"))
+        else:
+            problem = foreign_request(scope)
+            if problem:
+                return await refuse(403, problem)
         await self.app(scope, receive, send_with_headers)
 
     def _authorized(self, scope) -> bool:
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, given = header.partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
+
+
+def foreign_request(scope) -> Optional[str]:
+    """Why a request to a server without a token comes from somewhere it must not (None: it does not)."""
+    headers = dict(scope["headers"])
+    host = headers.get(b"host", b"").decode("latin-1")
+    if host and not is_loopback(host_name(host)):
+        return (f"refused: Host {host!r} is not this machine's loopback; without an API token the server answers "
+                "only to 127.0.0.1, localhost or [::1] (set one to serve other names)")
+    origin = headers.get(b"origin")
+    if origin is not None and origin.decode("latin-1") != f"{scope.get('scheme', 'http')}://{host}":
+        return (f"refused: a page from {origin.decode('latin-1')!r} may not use this server; open it at its own "
+                "address, or set an API token for other clients")
+    return None
+
+
+def host_name(host: str) -> str:
+    """The name or address of a Host header, without its port ("[::1]:8000" → "::1")."""
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

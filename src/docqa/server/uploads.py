@@ -36,7 +36,28 @@ class Upload:
     temporary: Path
 
     def place(self, data: Path) -> None:
-        os.replace(self.temporary, data / self.name)
+        """Move the upload into place. A new name is claimed atomically (a hard link fails where the name exists),
+        so that of two uploads of one new name at the same moment the second is refused, not written over the
+        first; UploadRejected (409) then. A replacement replaces."""
+        target = data / self.name
+        if self.replaces:
+            os.replace(self.temporary, target)
+            return
+        try:
+            os.link(self.temporary, target)
+        except FileExistsError:
+            raise UploadRejected(409, f"{self.name} already exists; upload it with ?replace=true to replace it") from None
+        except OSError:  # a file system without hard links: the name is checked, then taken
+            if target.exists() or target.is_symlink():
+                raise UploadRejected(409, f"{self.name} already exists; upload it with ?replace=true to replace it") from None
+            os.replace(self.temporary, target)
+            return
+        self.temporary.unlink()
+
+    def withdraw(self, data: Path) -> None:
+        """Undo ``place`` of a new name (a later file of the same upload was refused): the file is this upload's."""
+        if not self.replaces:
+            (data / self.name).unlink(missing_ok=True)
 
     def discard(self) -> None:
         self.temporary.unlink(missing_ok=True)

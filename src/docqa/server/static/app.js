@@ -410,7 +410,7 @@ async function upload(files) {
   }
 }
 
-function renderBuild(build) {
+function renderBuild(build, latestDone) {
   const box = el("div", { class: `build ${build.state}` });
   const what = build.files.length ? build.files.join(", ") : "the data folder";
   const title = { queued: "Waiting to index", running: "Indexing", done: "Indexed", failed: "Could not index" }[build.state];
@@ -423,7 +423,17 @@ function renderBuild(build) {
   if (build.report) box.append(el("div", { class: "muted", text: build.report.summary }));
   if (build.error) box.append(el("div", { class: "error", text: build.error }));
   if (build.skipped.length) {
-    box.append(el("ul", { class: "skipped" }, ...build.skipped.map((s) => el("li", {}, el("b", { text: s.name }), `: ${s.reason}`))));
+    // The latest finished build's skipped files can be deleted here: they are in the data folder, not in the index.
+    const item = (s) => {
+      const li = el("li", {}, el("b", { text: s.name }), `: ${s.reason}`);
+      if (latestDone && !s.name.endsWith("/")) {
+        const remove = el("button", { type: "button", class: "delete-skipped", title: `Delete ${s.name}`, text: "Delete file" });
+        remove.addEventListener("click", () => deleteDocument(s.name));
+        li.append(" ", remove);
+      }
+      return li;
+    };
+    box.append(el("ul", { class: "skipped" }, ...build.skipped.map(item)));
   }
   return box;
 }
@@ -438,12 +448,13 @@ async function refreshBuilds() {
     const area = $("builds");
     for (const node of [...area.querySelectorAll(".build")]) node.remove();
     let finished = false;
+    const latestDone = builds.find((build) => build.state === "done");
     for (const build of builds) {
       const before = state.seenBuilds.get(build.id);
       if (build.state === "done" && before && before !== "done") finished = true;
       state.seenBuilds.set(build.id, build.state);
       active = active || build.state === "queued" || build.state === "running";
-      area.append(renderBuild(build));
+      area.append(renderBuild(build, build === latestDone));
     }
     if (finished) loadDocuments();
   } catch (error) {
