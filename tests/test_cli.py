@@ -64,6 +64,14 @@ def test_skipped_files_give_exit_code_5_and_are_named(fact_project, bad_corpus, 
     assert "2 added" in out
 
 
+def test_a_build_that_reads_no_page_shows_no_empty_progress_bar(fact_project, bad_corpus, capsys):
+    run(build_main, fact_project.args(), capsys)
+    (fact_project.data / "broken.pdf").write_bytes(bad_corpus["truncated"].read_bytes())
+    code, out, err = run(build_main, fact_project.args(), capsys)
+    assert code == 5 and "skipped broken.pdf: truncated PDF" in err
+    assert "pages" not in err.replace("truncated PDF", ""), err  # no "0pages [00:00, ?pages/s]"
+
+
 def test_no_index_yet(project, capsys):
     code, out, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
     assert code == 3 and out == ""

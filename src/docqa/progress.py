@@ -50,7 +50,8 @@ def counted_bar(unit: str) -> Iterator[tuple[Callable[[int], None], Callable[[in
     bars: list = []
 
     def on_total(total: int) -> None:
-        bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5))
+        if total:  # files that cannot be read count no pages: a bar of nothing would only print "0pages"
+            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5))
 
     def progress(count: int) -> None:
         if bars:

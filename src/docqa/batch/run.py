@@ -71,11 +71,11 @@ class BatchOutput:
     """An output file opened for appending records, after reading what an earlier run left there.
 
     ``done`` holds the ids already answered (records without an error; when ``answers``, also with an answer, so
-    that the passages a retrieval-only run wrote for ``questions`` are asked again). The other records, and a last record cut short by a
-    killed run, are dropped by rewriting the file atomically, so that every id appears at most once once the rerun
-    is through. A file that holds anything else, or another question under an id of ``questions``, is refused as
-    it is: resuming into it would lose the user's lines or mix two question files' answers. The extension picks
-    the format (``writers``).
+    that the passages a retrieval-only run wrote for ``questions`` are asked again). The other records, and a
+    last record cut short by a killed run, are dropped by rewriting the file atomically, so that every id appears
+    at most once once the rerun is through. A file that holds anything else, or another question under an id of
+    ``questions``, is refused as it is: resuming into it would lose the user's lines or mix two question files'
+    answers. The extension picks the format (``writers``).
     """
 
     def __init__(self, path: Path | str, *, answers: bool = True, questions: Sequence[Question] = ()):
