@@ -62,16 +62,16 @@ def live_server(app) -> Iterator[str]:
 
 @contextmanager
 def running_server(app):
-    """``live_server``'s server as ``python main.py serve`` runs it (docqa.server.server); yields (URL, server)."""
+    """``live_server``'s server as ``python main.py serve`` runs it (stopping_server); yields (URL, server)."""
     import uvicorn
 
-    from docqa.server import server as docqa_server
+    from docqa.server import stopping_server
 
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen(64)
     port = listening.getsockname()[1]
-    server = docqa_server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    server = stopping_server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

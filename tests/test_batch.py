@@ -156,6 +156,12 @@ def test_jsonl_keeps_ids_and_docs_and_numbers_the_rest_by_line(tmp_path):
     assert read_questions(path) == [Question("7", "What was revenue?", "acme-*.pdf"), Question("q3", "How many staff?")]
 
 
+def test_jsonl_questions_may_hold_a_raw_line_separator(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    path.write_text('{"question": "Who is the CEO\u2028of Beta?"}\n{"question": "Revenue?"}\n', encoding="utf-8")
+    assert read_questions(path) == [Question("q1", "Who is the CEO\u2028of Beta?"), Question("q2", "Revenue?")]
+
+
 def test_csv_needs_a_question_column_and_numbers_rows_after_the_header(tmp_path):
     path = tmp_path / "questions.csv"
     path.write_text('doc,question\nbeta*.pdf,"Revenue, in dollars?"\n,How many staff?\n', encoding="utf-8")
@@ -309,6 +315,27 @@ def test_resuming_with_other_questions_under_the_same_ids_is_refused(indexed, tm
             InputError, match=r"holds another question under id 'q1' \('What was Acme revenue in 2023\?'\)"):
         run_batch(qa, [Question("q1", "Who is the auditor?"), Question("q2", "How many bakers?")], out)
     assert llm.asked == [] and out.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_a_question_with_line_separators_resumes(indexed, tmp_path, name):
+    """U+2028 is written as it is in JSONL (it is no line end there), and a CSV cell keeps its "\r\n"."""
+    out = tmp_path / name
+    questions = [Question("q1", "Who is the CEO\u2028of Beta?\u0085"), Question("q2", "net debt\r\nat year end")]
+    with DocQA(indexed, retrieval_only=True) as qa:
+        assert run_batch(qa, questions, out, k=1).answered == 2
+        summary = run_batch(qa, questions, out, k=1)
+    assert (summary.answered, summary.skipped) == (0, 2)
+
+
+def test_another_question_under_an_id_is_refused_even_where_its_record_would_be_asked_again(indexed, tmp_path):
+    out = tmp_path / "answers.jsonl"
+    with DocQA(indexed, retrieval_only=True) as qa:
+        run_batch(qa, [Question("q1", "What was Acme revenue in 2023?")], out, k=1)
+    before = out.read_text(encoding="utf-8")
+    with DocQA(indexed, llm=FakeLLM()) as qa, pytest.raises(InputError, match="holds another question under id 'q1'"):
+        run_batch(qa, [Question("q1", "Who is the auditor?")], out)
+    assert out.read_text(encoding="utf-8") == before
 
 
 @pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])

@@ -167,3 +167,10 @@ def test_unexpected_failure_is_one_line_without_traceback(project, capsys, monke
     code, _, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
     assert code == 1
     assert err == "error: unexpected RuntimeError: disk on fire (set DOCQA_DEBUG=1 to see where)\n"
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    code, out, _ = run(docqa_main, ["--version"], capsys)
+    assert code == 0 and out == f"docqa {version('docqa')}\n"

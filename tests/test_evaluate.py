@@ -180,6 +180,19 @@ def test_cli_refuses_details_it_cannot_write_before_loading_the_index(config, go
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write to {details}: ") and err.count("\n") == 1
 
+
+def test_cli_leaves_an_existing_details_file_alone_when_the_run_fails(gold_file, tmp_path, capsys):
+    details = tmp_path / "details.jsonl"
+    details.write_text("an earlier run's details\n", encoding="utf-8")
+    config = tmp_path / "no-index.yml"
+    config.write_text(f"paths:\n  vectorstore: {tmp_path / 'nothing'}\n", encoding="utf-8")
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(details)]) == 3
+    assert "no index in" in capsys.readouterr().err
+    assert details.read_text(encoding="utf-8") == "an earlier run's details\n"
+    absent = tmp_path / "new.jsonl"
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(absent)]) == 3
+    assert not absent.exists()
+
 # ---------------------------------------------------------------- counting context tokens
 
 

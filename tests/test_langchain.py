@@ -217,3 +217,28 @@ def test_as_chain_returns_retrieval_qa_keys(smol_qa):
     assert result["query"] == QUESTION
     assert_states_the_fact_once(result["result"])
     assert_cites_the_guarantee_page(result["source_documents"])
+
+
+# Async streaming and closing
+
+
+async def test_astream_runs_the_generation_on_one_thread_and_frees_the_model(smol_qa):
+    """LangChain's default async stream steps the sync one on whichever worker thread is free; the model's lock,
+    held for the whole generation, must be released by the thread that took it, or every later answer waits."""
+    llm = smol_qa.as_llm()
+    prompt = card_prompt().format(context="Apex Sportswear pays a minimum guarantee of £120 million.", question=QUESTION)
+    pieces = [chunk async for chunk in llm.astream(prompt)]
+    assert len(pieces) > 1 and FACT.search("".join(pieces))
+    assert llm.backend.lock.acquire(timeout=5)  # free again
+    llm.backend.lock.release()
+    async for _ in llm.astream("Write a long story about a cat."):  # a consumer that leaves after one piece
+        break
+    assert llm.backend.lock.acquire(timeout=30)
+    llm.backend.lock.release()
+    assert FACT.search(llm.invoke(prompt))
+
+
+def test_get_token_ids_use_the_models_tokenizer(smol_qa):
+    llm = smol_qa.as_llm()
+    assert llm.get_token_ids("Apex Sportswear") == llm.backend.encode("Apex Sportswear", add_bos=False)
+    assert len(llm.get_token_ids("Apex Sportswear")) == llm.get_num_tokens("Apex Sportswear")

@@ -1,6 +1,7 @@
 """The whole question path with a real (tiny, random-weight) Llama through the real backends."""
 
 import json
+import re
 
 import pytest
 
@@ -83,14 +84,20 @@ def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_in
     assert "1 of 2 passages left out" in result["notes"][0]
 
 
-def test_a_question_too_long_for_the_context_is_refused_as_such(built_fact_index, tiny_gguf, tmp_path, capsys):
-    config = built_fact_index.write_config(tmp_path / "config.yml",
-                                           llm={"model_path": str(tiny_gguf), "context_length": 256})
-    long_question = "How much is the minimum guarantee payable by adidas over the whole term? " * 40
+@pytest.mark.parametrize("context, answer_tokens, repeats", [
+    (256, 12, 40),  # the question alone is longer than the context
+    (1024, 900, 1),  # it fits, but with the answer's tokens kept no passage fits beside it
+])
+def test_a_question_too_long_for_the_context_is_refused_as_such(built_fact_index, tiny_gguf, tmp_path, capsys,
+                                                                 context, answer_tokens, repeats):
+    llm = {"model_path": str(tiny_gguf), "context_length": context, "max_new_tokens": answer_tokens}
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm=llm)
+    long_question = "How much is the minimum guarantee payable by adidas over the whole term? " * repeats
     assert ask_main(["--config", str(config), long_question]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: the question is too long: without any passage the prompt takes ")
-    assert err.endswith("tokens, and the model's context holds 256; ask a shorter question\n")
+    assert err.startswith(f"error: the question is too long: beside it not one passage fits the model's "
+                          f"{context}-token context with {answer_tokens} tokens kept for the answer"), err
+    assert err.endswith("; ask a shorter question, or raise llm.context_length\n")
 
 
 @pytest.mark.parametrize(
@@ -197,3 +204,54 @@ def test_questions_against_an_index_built_with_other_settings_are_refused(built_
     assert ask_main(["--config", str(config), "--retrieval-only", QUESTION]) == 3
     err = capsys.readouterr().err
     assert "chunk_size 500 → 800" in err and f"python db_build.py --config {config} --rebuild" in err
+
+
+def test_close_waits_for_an_answer_in_another_thread_and_then_refuses_more(built_fact_index, tiny_gguf, tmp_path):
+    """Freeing the model while llama.cpp decodes in another thread crashed the process (a segmentation fault)."""
+    import threading
+
+    from docqa.errors import ClosedError, InputError
+
+    config = built_fact_index.write_config(tmp_path / "config.yml",
+                                           llm={"model_path": str(tiny_gguf), "max_new_tokens": 48})
+    qa = DocQA.from_config(config)
+    llm = qa.as_llm()
+    first_token, answers = threading.Event(), []
+    asking = threading.Thread(target=lambda: answers.append(qa.ask(QUESTION, on_token=lambda piece: first_token.set())))
+    asking.start()
+    assert first_token.wait(60)
+    qa.close()  # returns once the answer is complete
+    assert not asking.is_alive() and answers[0].timings.tokens > 1
+    with pytest.raises(ClosedError, match="this DocQA is closed"):
+        qa.ask(QUESTION)
+    with pytest.raises(ClosedError):
+        qa.retrieve(QUESTION)
+    with pytest.raises(ClosedError, match="model was closed"):
+        llm.invoke("Say hi.")
+
+    with DocQA.from_config(config) as qa, pytest.raises(InputError, match="would wait for itself"):
+        qa.ask(QUESTION, on_token=lambda piece: qa.close())
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"question": None}, "the question must be text that is not blank, not None"),
+    ({"question": "   "}, "the question must be text that is not blank"),
+    ({"question": b"revenue"}, "the question must be text"),
+    ({"question": "revenue \ud800"}, "a lone surrogate '\\ud800' at character 9"),
+    ({"k": 0}, "k must be a whole number of 1 or more, not 0"),
+    ({"k": True}, "not True"),
+    ({"k": "4"}, "not '4'"),
+    ({"k": 2.5}, "not 2.5"),
+    ({"doc": ""}, "doc must be a file-name pattern or a list of them, not ''"),
+    ({"doc": []}, "not []"),
+    ({"doc": 5}, "not 5"),
+])
+def test_bad_arguments_are_input_errors(built_fact_index, arguments, message):
+    from docqa.errors import InputError
+
+    arguments = dict(arguments)
+    question = arguments.pop("question", QUESTION)
+    with DocQA.from_config(built_fact_index.config, retrieval_only=True) as qa:
+        for method in (qa.ask, qa.retrieve):
+            with pytest.raises(InputError, match=re.escape(message)):
+                method(question, **arguments)

@@ -208,7 +208,7 @@ def test_second_question_waits_its_turn_and_is_told_its_place(gated):
     assert second_tokens and min(second_tokens) >= first_done, "the second answer started before the first ended"
     assert second[-1][1] == "answer" and second[-1][2]["sources"][0]["page_number"] == 3
     assert not any(kind == "queued" for _, kind, _ in first)
-    assert app.state.queue.finished["done"] == 2
+    wait_until(lambda: app.state.queue.finished["done"] == 2)  # counted just after the answer is sent
 
 
 def test_retrieval_does_not_wait_for_the_model(gated):
@@ -250,6 +250,7 @@ def test_a_waiting_question_whose_client_left_leaves_the_line(gated):
     assert len(app.state.queue) == 1
     llm.gate.set()
     one.join(120)
+    wait_until(lambda: app.state.queue.finished["done"] == 1)  # counted just after the answer is sent
     assert app.state.queue.finished == {"done": 1, "failed": 0, "cancelled": 1}
 
 
@@ -270,12 +271,18 @@ def test_told_to_stop_the_server_ends_the_answers_in_progress_and_stops_without_
             two = threading.Thread(target=stream_events, args=(url, {"question": "dividend"}, second))
             two.start()
             wait_until(lambda: any(kind == "queued" for _, kind, _ in second))
+            chat = []  # a chat client that does not stream, waiting third in line
+            three = threading.Thread(target=lambda: chat.append(httpx.post(
+                f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "staff?"}]}, timeout=60)))
+            three.start()
+            wait_until(lambda: len(app.state.queue) == 3)
             stopping = time.monotonic()
             server.handle_exit(signal.SIGINT, None)  # what uvicorn's signal handler calls on Ctrl-C
-            one.join(30)
-            two.join(30)
-            assert not one.is_alive() and not two.is_alive()
+            for thread in (one, two, three):
+                thread.join(30)
+                assert not thread.is_alive()
             assert time.monotonic() - stopping < 5
+            assert (chat[0].status_code, chat[0].json()) == (503, {"error": "the server is shutting down"})
             llm.gate.set()  # the generation, at the gate, goes on to its first token, where it stops
             wait_until(lambda: app.state.queue.running is None, 30)
             assert llm.generated_tokens == 1

@@ -45,7 +45,8 @@ def writable(fact_project):
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
                                             ("127.0.0.2", True), ("0.0.0.0", False), ("192.168.1.20", False),
-                                            ("::", False), ("example.org", False)])
+                                            ("::", False), ("example.org", False),
+                                            ("lan.localhost", False)])  # a name only the resolver places
 def test_loopback_addresses(host, loopback):
     assert is_loopback(host) is loopback
 
@@ -76,7 +77,8 @@ def test_serve_says_when_the_port_is_taken(settings, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("host", ["evil.example:8000", "evil.example", "192.168.1.20:8000", "127.0.0.1.evil.example"])
+@pytest.mark.parametrize("host", ["evil.example:8000", "evil.example", "192.168.1.20:8000", "127.0.0.1.evil.example",
+                                  "127.0.0.1:evil.example", "[::1]evil.example", "localhost.:8000"])
 def test_without_a_token_a_foreign_host_name_is_refused(client, host):
     """DNS rebinding: a name the attacker controls resolved to 127.0.0.1 reaches the server with its own Host."""
     for method, path in [("GET", "/api/documents"), ("GET", "/"), ("POST", "/api/retrieve")]:
@@ -85,7 +87,8 @@ def test_without_a_token_a_foreign_host_name_is_refused(client, host):
         assert response.json()["error"].startswith(f"refused: Host {host!r} is not this machine's loopback")
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000", "docqa.localhost:8000", "localhost"])
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost:8000", "LOCALHOST:8000", "[::1]:8000",
+                                  "docqa.localhost:8000", "localhost"])
 def test_without_a_token_loopback_host_names_are_served(client, host):
     assert client.get("/api/documents", headers={"host": host}).status_code == 200
 
@@ -101,6 +104,17 @@ def test_without_a_token_a_request_from_another_origin_is_refused(writable):
     # the page itself (its own origin) and clients that send no Origin, such as scripts, are served
     assert client.post("/api/retrieve", json={"question": "revenue"}, headers={"origin": "http://127.0.0.1"}).status_code == 200
     assert client.post("/api/retrieve", json={"question": "revenue"}).status_code == 200
+
+
+def test_without_a_token_the_api_refuses_what_a_browser_marks_as_from_another_site(client):
+    """An <img> on another site's page sends no Origin, but the browser says where it comes from; whether a page
+    image loads would tell that site which documents exist."""
+    for site in ("cross-site", "same-site"):
+        refused = client.get("/api/documents/beta-10k.pdf/pages/1.png", headers={"sec-fetch-site": site})
+        assert refused.status_code == 403 and refused.json()["error"] == f"refused: a {site} request may not use this server's API"
+    assert client.get("/api/documents", headers={"sec-fetch-site": "same-origin"}).status_code == 200
+    assert client.get("/", headers={"sec-fetch-site": "cross-site"}).status_code == 200  # a link to the page
+    assert client.get("/api/health").headers["cross-origin-resource-policy"] == "same-origin"
 
 
 def test_with_a_token_other_host_names_and_origins_are_served(settings):

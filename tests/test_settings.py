@@ -34,6 +34,14 @@ def test_project_config_is_valid():
     assert settings.llm.backend == "auto"
 
 
+def test_numbers_written_as_yaml_may_write_them_load(tmp_path):
+    """What loaded before booleans were refused still does: 1.5e3 (a string to YAML), 4.0, "8080", 0."""
+    settings = load_settings(write(tmp_path, "serve:\n  max_upload_mb: 1.5e3\n  port: '8080'\nretrieval:\n  k: 4.0\n"
+                                             "llm:\n  temperature: 0\n"))
+    assert (settings.serve.max_upload_mb, settings.serve.port, settings.retrieval.k, settings.llm.temperature) == (
+        1500.0, 8080, 4, 0.0)
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -41,9 +49,9 @@ def test_project_config_is_valid():
         ("retrievl:\n  k: 3\n", "unknown key 'retrievl'"),
         ("retrieval:\n  k: 0\n", "bad value for 'retrieval.k'"),
         ("llm:\n  backend: gpu\n", "bad value for 'llm.backend'"),
-        ("retrieval:\n  k: true\n", "bad value for 'retrieval.k': Input should be a valid integer"),
-        ("serve:\n  port: '8080'\n", "bad value for 'serve.port'"),
-        ("llm:\n  temperature: yes\n", "bad value for 'llm.temperature'"),
+        ("retrieval:\n  k: true\n", "bad value for 'retrieval.k': Value error, true is not a number"),
+        ("serve:\n  port: on\n", "bad value for 'serve.port': Value error, true is not a number"),
+        ("llm:\n  temperature: no\n", "bad value for 'llm.temperature': Value error, false is not a number"),
         ("paths:\n  data:\n", "'paths.data' is empty: give it a value, or remove the line for the default"),
         ("llm:\n  base_url: 127.0.0.1:8080/v1\n",
          "bad value for 'llm.base_url': Value error, '127.0.0.1:8080/v1' must start with http:// or https://"),
@@ -98,3 +106,33 @@ def test_a_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
     latin.write_bytes("prompt:\n  template: 'Café {context} {question}'\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="latin.yml: not UTF-8 text"):
         load_settings(latin)
+
+
+def test_without_a_path_a_script_reads_the_config_of_the_folder_it_runs_in(tmp_path, monkeypatch):
+    from docqa.settings import PROJECT_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().root == PROJECT_ROOT  # no config.yml here: this checkout's
+    (tmp_path / "config.yml").write_text("retrieval:\n  k: 7\n", encoding="utf-8")
+    settings = load_settings()
+    assert settings.root == tmp_path.resolve() and settings.retrieval.k == 7
+    assert load_settings(project=PROJECT_ROOT).root == PROJECT_ROOT  # main.py's: the checkout, wherever it runs
+
+
+def test_main_py_reads_the_checkouts_config_from_any_folder(tmp_path, monkeypatch):
+    import docqa.cli
+
+    (tmp_path / "config.yml").write_text("retrieval:\n  k: 7\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    from docqa.errors import InputError
+    from docqa.settings import PROJECT_ROOT
+
+    seen = []
+
+    def settings_of(args):
+        seen.append(args.project)
+        raise InputError("seen")  # nothing more is needed of the run
+
+    monkeypatch.setattr(docqa.cli, "_settings", settings_of)
+    assert docqa.cli.ask_main(["--retrieval-only", "revenue"]) == 2
+    assert seen == [PROJECT_ROOT]

@@ -88,6 +88,7 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 def parser(prog: str = "docqa", epilog: Optional[str] = None) -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog=prog, description="Private question answering over local PDF documents.",
                                   epilog=epilog)
+    top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subcommands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in COMMANDS.values():
         sub = subcommands.add_parser(entry.name, help=entry.help, description=entry.help)
@@ -95,6 +96,15 @@ def parser(prog: str = "docqa", epilog: Optional[str] = None) -> argparse.Argume
         entry.arguments(sub)
         sub.set_defaults(run=entry.run)
     return top
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("docqa")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def _settings(args: argparse.Namespace):
@@ -162,10 +172,11 @@ def _doc(args: argparse.Namespace):
     return None if not args.doc else args.doc[0] if len(args.doc) == 1 else args.doc
 
 
-def _model_argument(parser: argparse.ArgumentParser) -> None:
+def _model_argument(parser: argparse.ArgumentParser,
+                    use: str = "answer with this model file instead of llm.model_path") -> None:
     parser.add_argument("--model", metavar="demo|PATH",
-                        help="answer with this model file instead of llm.model_path; 'demo': the tiny SmolLM2 that "
-                             "installs with docqa (offline, no download; weak answers)")
+                        help=f"{use}; 'demo': the tiny SmolLM2 that installs with docqa (offline, no download; weak "
+                             "answers)")
 
 
 # ---------------------------------------------------------------- entry points
@@ -185,7 +196,7 @@ MAIN_PY_EPILOG = ('python main.py "question" is python main.py ask "question"; t
 def ask_main(argv: Optional[Sequence[str]] = None) -> int:
     """main.py: a question, a subcommand, or the flags main.py had before subcommands."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run(parser("main.py", MAIN_PY_EPILOG), _main_py_command(argv))
+    return run(parser("main.py", MAIN_PY_EPILOG), _main_py_command(argv), project=_checkout())
 
 
 def build_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -193,13 +204,20 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not (argv and argv[0] in COMMANDS):
         argv = ["build", *argv]
-    return run(parser("db_build.py"), argv)
+    return run(parser("db_build.py"), argv, project=_checkout())
 
 
 def download_main(argv: Optional[Sequence[str]] = None) -> int:
     """download_model.py: download the model."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run(parser("download_model.py"), ["download", *argv])
+    return run(parser("download_model.py"), ["download", *argv], project=_checkout())
+
+
+def _checkout() -> Path:
+    """The project of main.py, db_build.py and download_model.py: this checkout, wherever they are run from."""
+    from docqa.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT
 
 
 def _main_py_command(argv: list[str]) -> list[str]:
@@ -280,11 +298,11 @@ def _print_notes(notes) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
-def _say_if_demo(args: argparse.Namespace) -> None:
+def _say_if_demo(args: argparse.Namespace, qa, answered: int) -> None:
     """After many answers, once: the demo model's note, which each record carries but nobody reads on screen."""
-    from docqa.demo import DEMO, NOTE_MANY
+    from docqa.demo import NOTE_MANY, is_demo
 
-    if args.model == DEMO and not args.retrieval_only:
+    if not args.retrieval_only and is_demo(qa.settings.llm) and answered:
         print(f"note: {NOTE_MANY}", file=sys.stderr)
 
 
@@ -375,7 +393,7 @@ def batch(args: argparse.Namespace) -> int:
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
         summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True)
     print(summary.text(args.out), file=sys.stderr)
-    _say_if_demo(args)
+    _say_if_demo(args, qa, summary.answered)
     return 1 if summary.failed else 0
 
 
@@ -399,17 +417,16 @@ def each_doc(args: argparse.Namespace) -> int:
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _open_output(args.out) as handle:
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
-    _say_if_demo(args)
+    _say_if_demo(args, qa, answered=len(questions))
     if failed:
         print(f"{failed} answers failed; the table shows their errors", file=sys.stderr)
     return 1 if failed else 0
 
 
 @contextmanager
-def _open_output(path: Optional[str], *, or_stdout: bool = True):
-    """``path`` opened for writing (an InputError if it cannot be); without a path, stdout or None."""
+def _open_output(path: Optional[str]):
     if path is None:
-        yield sys.stdout if or_stdout else None
+        yield sys.stdout
         return
     from docqa.batch import open_for_writing
 
@@ -426,11 +443,13 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--details", metavar="FILE", help="write one JSON line per question with its hits and ranks")
     parser.add_argument("--per-doc", action="store_true",
                         help="also score with retrieval restricted to each question's gold document")
-    _model_argument(parser)
+    _model_argument(parser, "count the context's tokens with this model's tokenizer (else llm.model_path's, where "
+                            "it exists; else characters / 4)")
 
 
 @command("evaluate", "Score retrieval against a gold file; no LLM needed.", _evaluate_arguments)
 def evaluate_retrieval(args: argparse.Namespace) -> int:
+    from docqa.batch.writers import check_writable
     from docqa.evaluate import DEFAULT_KS, evaluate, llm_token_counter, read_gold
     from docqa.progress import Progress
     from docqa.qa import DocQA
@@ -438,10 +457,10 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
     questions = read_gold(args.gold)  # a bad gold file fails before any model loads
     settings = _settings(args)
     count_tokens = llm_token_counter(settings)
-    # --details opened before the index loads, so that a path that cannot be written fails at once
-    with _open_output(args.details, or_stdout=False) as details, DocQA(settings, retrieval_only=True) as qa, \
-            Progress(len(questions)) as bar:
-        result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=details,
+    if args.details:  # before the index loads, so that a path that cannot be written fails at once
+        check_writable(Path(args.details))
+    with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
+        result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,
                           count_tokens=count_tokens, progress=bar.advance)
     if result.get("documents_not_indexed"):
         print(f"warning: gold documents not in the index: {', '.join(result['documents_not_indexed'])}",

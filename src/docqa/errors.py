@@ -30,6 +30,12 @@ class MissingDependencyError(DocqaError):
     exit_code = 2
 
 
+class ClosedError(DocqaError):
+    """A DocQA or a model used after ``close()``."""
+
+    exit_code = 2
+
+
 class IndexNotFoundError(DocqaError):
     """No index has been built yet."""
 

@@ -14,16 +14,18 @@ or, for an already loaded ``DocQA``: ``qa.as_retriever()``, ``qa.as_llm()`` and 
 from __future__ import annotations
 
 import asyncio
+import threading
 from contextlib import closing
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, AsyncIterator, Iterator, Literal, Optional
 
 from docqa.errors import ConfigError, MissingDependencyError
 from docqa.settings import SYSTEM_PROMPT
 
 try:
     from langchain_core.callbacks import (
+        AsyncCallbackManagerForLLMRun,
         AsyncCallbackManagerForRetrieverRun,
         CallbackManagerForLLMRun,
         CallbackManagerForRetrieverRun,
@@ -154,6 +156,13 @@ class DocQALLM(LLM):
         """Tokens ``text`` takes in the model's own tokenizer."""
         return self.backend.count_tokens(text)
 
+    def get_token_ids(self, text: str) -> list[int]:
+        """``text``'s token ids in the model's own tokenizer (a server backend's: LangChain's GPT-2 estimate)."""
+        try:
+            return self.backend.encode(text, add_bos=False)
+        except NotImplementedError:
+            return super().get_token_ids(text)
+
     def _call(
         self,
         prompt: str,
@@ -189,6 +198,45 @@ class DocQALLM(LLM):
         rest = stops.flush()
         if rest:
             yield self._chunk(rest, run_manager)
+
+    async def _astream(
+        self,
+        prompt: str,
+        stop: Optional[list[str]] = None,
+        run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        """``_stream`` run whole in one worker thread. LangChain's default steps a sync stream on whichever
+        thread is free, but the model's lock, taken for the whole generation, must be released by the thread
+        that took it."""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue = asyncio.Queue()
+        stopped = threading.Event()
+        end = object()
+
+        def produce() -> None:
+            try:
+                with closing(self._stream(prompt, stop, None, **kwargs)) as generated:
+                    for chunk in generated:
+                        if stopped.is_set():  # the consumer left: closing ends the generation
+                            return
+                        loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+            except BaseException as error:  # handed to the consumer, which raises it
+                loop.call_soon_threadsafe(chunks.put_nowait, error)
+            finally:
+                loop.call_soon_threadsafe(chunks.put_nowait, end)
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            while (item := await chunks.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                if run_manager:
+                    await run_manager.on_llm_new_token(item.text, chunk=item)
+                yield item
+        finally:
+            stopped.set()
+            await worker  # the model is free again once this returns
 
     @staticmethod
     def _chunk(text: str, run_manager: Optional[CallbackManagerForLLMRun]) -> GenerationChunk:

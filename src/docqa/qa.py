@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.errors import InputError
+from docqa.errors import ClosedError, InputError
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
@@ -80,6 +81,23 @@ class Answer:
         return {**asdict(self), "answered": self.answered}
 
 
+def check_arguments(question, k, doc) -> None:
+    """InputError for what no search can take: the library's callers get the CLI's one-line reasons."""
+    if not isinstance(question, str) or not question.strip():
+        raise InputError(f"the question must be text that is not blank, not {question!r}")
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as error:  # JSON and the shell can hand over a lone surrogate such as \ud800
+        raise InputError(f"the question is not valid Unicode text: a lone surrogate "
+                         f"{question[error.start]!r} at character {error.start + 1}") from None
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InputError(f"k must be a whole number of 1 or more, not {k!r}")
+    patterns = [doc] if isinstance(doc, str) else doc
+    if doc is not None and (not isinstance(patterns, (list, tuple)) or not patterns
+                            or not all(isinstance(pattern, str) and pattern.strip() for pattern in patterns)):
+        raise InputError(f"doc must be a file-name pattern or a list of them, not {doc!r}")
+
+
 class DocQA:
     """Loaded once, asked many times. ``retrieval_only`` skips the LLM entirely.
 
@@ -96,6 +114,11 @@ class DocQA:
         self.settings = settings
         self.store: Optional[IndexReader] = None
         self.llm = None
+        # Questions in progress, by thread: close() waits for them, so that it never frees the index or the model
+        # under a search or a generation (llama.cpp would crash).
+        self._in_progress: list[int] = []
+        self._closed = False
+        self._idle = threading.Condition()
         self._owns_llm = llm is None
         self._generation_lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -122,7 +145,15 @@ class DocQA:
         return create_llm(self.settings.llm, self.settings.root)
 
     def close(self) -> None:
-        """Release the index and the model this object loaded; safe to call twice."""
+        """Release the index and the model this object loaded, once the questions in progress in other threads
+        are answered; later calls raise ClosedError. Safe to call twice."""
+        with self._idle:
+            if threading.get_ident() in self._in_progress:
+                raise InputError("close() from inside one of this DocQA's own questions (an on_token callback, "
+                                 "say) would wait for itself; close it once the question returns")
+            self._closed = True
+            while self._in_progress:
+                self._idle.wait()
         llm, self.llm = self.llm, None
         if llm is not None and self._owns_llm and hasattr(llm, "close"):
             llm.close()
@@ -143,8 +174,24 @@ class DocQA:
     def search(self, question: str, *, k: Optional[int] = None,
                doc: Optional[str | Sequence[str]] = None) -> tuple[list[Source], Searched]:
         """The k best passages, and which documents were searched."""
-        result = self.retriever.search(question, k, doc)
+        check_arguments(question, k, doc)
+        with self._in_use():
+            result = self.retriever.search(question, k, doc)
         return [Source.from_hit(hit) for hit in result.hits], result.searched
+
+    @contextmanager
+    def _in_use(self):
+        """A search or an answer in progress, which close() waits for."""
+        with self._idle:
+            if self._closed:
+                raise ClosedError("this DocQA is closed; load it again (DocQA.from_config) to ask more")
+            self._in_progress.append(threading.get_ident())
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_progress.remove(threading.get_ident())
+                self._idle.notify_all()
 
     # LangChain views of this loaded instance (docqa.langchain; needs langchain-core, imported only here).
     def as_retriever(self, **fields):
@@ -184,12 +231,13 @@ class DocQA:
         """
         started = time.perf_counter()
         timings = Timings(load=self._take_load_time())
-        sources, searched = self.search(question, k=k, doc=doc)
-        timings.retrieval = time.perf_counter() - started
-        result = Answer(question, None, sources, timings, searched=searched)
-        if self.llm is not None and not retrieval_only:
-            with self._generation_lock:
-                self._generate(result, on_token)
+        with self._in_use():
+            sources, searched = self.search(question, k=k, doc=doc)
+            timings.retrieval = time.perf_counter() - started
+            result = Answer(question, None, sources, timings, searched=searched)
+            if self.llm is not None and not retrieval_only:
+                with self._generation_lock:
+                    self._generate(result, on_token)
         timings.total = timings.load + time.perf_counter() - started
         return result
 
@@ -214,12 +262,12 @@ class DocQA:
             chat_template=llm.chat_template,
             template_tokens=llm.template_tokens,
         )
-        if prompt.tokens >= llm.context_length:
-            # Not even the question fits the model's context (passages were dropped first): no setting about
-            # passages can help.
+        if prompt.tokens >= llm.context_length or (result.sources and not prompt.chunks_used):
+            # Not one passage fits beside the question: an answer would come from nothing the index holds.
             raise InputError(
-                f"the question is too long: without any passage the prompt takes {prompt.tokens} tokens, and the "
-                f"model's context holds {llm.context_length}; ask a shorter question"
+                f"the question is too long: beside it not one passage fits the model's {llm.context_length}-token "
+                f"context with {self.settings.llm.max_new_tokens} tokens kept for the answer (the question alone "
+                f"takes {prompt.tokens}); ask a shorter question, or raise llm.context_length"
             )
         if prompt.chunks_dropped:
             result.notes.append(

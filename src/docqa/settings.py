@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, field_validator,
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
 from docqa.errors import ConfigError
@@ -37,9 +37,15 @@ SYSTEM_PROMPT = (
 )
 
 
-# Numbers as YAML writes them: `k: true` or `port: "80"` is a mistake to name, not a 1 or an 80 to guess.
-Whole = Annotated[int, Strict()]
-Number = Annotated[float, Strict()]
+def _not_a_boolean(value):
+    # YAML reads yes, no, on, off, true and false as booleans, which pydantic would take for 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number")
+    return value
+
+
+Whole = Annotated[int, BeforeValidator(_not_a_boolean)]
+Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 
 
 class Section(BaseModel):
@@ -256,11 +262,12 @@ class Settings(Section):
 
 
 def load_settings(path: Path | str | None = None, *, project: Path | str | None = None) -> Settings:
-    """Read ``path``, or the config.yml of the ``project`` folder (default: this checkout), into Settings.
+    """Read ``path``, or the config.yml of the ``project`` folder, into Settings. Without either: the config.yml
+    of the current folder where it has one (a script in its project), else this checkout's.
 
     A project folder without config.yml means all defaults, with paths relative to that folder.
     """
-    folder = Path(project) if project else PROJECT_ROOT
+    folder = Path(project) if project else _default_project()
     config_path = Path(path) if path else folder / DEFAULT_CONFIG.name
     if not config_path.exists():
         if path:
@@ -288,6 +295,11 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
         raise ConfigError(f"{config_path}: {_describe(exc)}") from None
     settings._root = config_path.resolve().parent
     return settings
+
+
+def _default_project() -> Path:
+    here = Path.cwd()
+    return here if (here / DEFAULT_CONFIG.name).is_file() else PROJECT_ROOT
 
 
 def _describe(exc: ValidationError) -> str:

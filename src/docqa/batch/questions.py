@@ -59,7 +59,7 @@ def _text_questions(path: Path, text: str) -> list[Question]:
 
 def _jsonl_questions(path: Path, text: str) -> list[Question]:
     questions = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): a question may hold U+2028
         if not line.strip():
             continue
         try:

@@ -42,7 +42,6 @@ def iter_batch(
 def answer_record(qa, question: Question, *, k: Optional[int] = None,
                   doc: Optional[str | Sequence[str]] = None) -> dict:
     try:
-        _check_text(question.question)
         answer = qa.ask(question.question, doc=doc, k=k)
     except Exception as error:  # noqa: BLE001 - one failing question is recorded, the batch goes on
         log.debug("question %s failed", question.id, exc_info=True)
@@ -51,15 +50,6 @@ def answer_record(qa, question: Question, *, k: Optional[int] = None,
             "timings": None, "notes": [], "doc": doc, "error": _describe(error),
         }
     return {"id": question.id, **answer.to_dict(), "doc": doc, "error": None}
-
-
-def _check_text(question: str) -> None:
-    """JSON can hold what is not Unicode text (a lone surrogate such as \\ud800); no model or index can take it."""
-    try:
-        question.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise InputError(f"the question is not valid Unicode text: a lone surrogate "
-                         f"{question[error.start]!r} at character {error.start + 1}") from None
 
 
 def _describe(error: BaseException) -> str:
@@ -98,21 +88,23 @@ class BatchOutput:
 
     def _resume(self) -> bool:
         """Keep the answered records of an earlier run; False when the file held nothing at all."""
-        text = self.path.read_text(encoding="utf-8")
+        # newline="": a question's own line breaks (a CSV cell may hold "\r\n") are read back as written
+        with open(self.path, encoding="utf-8", newline="") as handle:
+            text = handle.read()
         if not text:
             return False
         entries, dropped = self.format.entries(text, self.path)
+        self._check_same_questions(entries)
         asked_now = {question.id for question in self.questions}
         kept = [entry for entry in entries
                 if entry.ok and (entry.answered or not self.answers or entry.id not in asked_now)]
-        self._check_same_questions(kept)
         self.done = {entry.id for entry in kept}
         if len(kept) != len(entries) or not text.endswith("\n") or dropped:
             self._rewrite(kept)
         return True
 
-    def _check_same_questions(self, kept: list[Entry]) -> None:
-        asked = {entry.id: entry.question for entry in kept}
+    def _check_same_questions(self, entries: list[Entry]) -> None:
+        asked = {entry.id: entry.question for entry in entries}
         for question in self.questions:
             if asked.get(question.id, question.question) != question.question:
                 raise InputError(

@@ -44,6 +44,14 @@ def open_for_writing(path: Path, mode: str) -> TextIO:
         raise InputError(f"cannot write to {path}: {exc.strerror or exc}") from None
 
 
+def check_writable(path: Path) -> None:
+    """An InputError now if ``path`` could not be written later; the file, if it exists, is left as it is."""
+    existed = path.exists()
+    open_for_writing(path, "a").close()
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------- answer records
 
 
@@ -97,7 +105,9 @@ class JsonlRecords(RecordFormat):
 
     def entries(self, text: str, path: Path) -> tuple[list[Entry], int]:
         entries, dropped = [], 0
-        lines = text.splitlines()
+        # Split at line feeds only: a record holds U+2028 and the like as they are (ensure_ascii=False), which
+        # str.splitlines() would take for line ends.
+        lines = text.split("\n")
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

@@ -13,7 +13,7 @@ from contextlib import closing
 from types import ModuleType
 from typing import ClassVar, Iterator
 
-from docqa.errors import LLMError, MissingDependencyError
+from docqa.errors import ClosedError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
 
@@ -33,9 +33,21 @@ class LLM(ABC):
         # One generation at a time: the model has one context, and generated_tokens belongs to the last call.
         # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
         self.lock = threading.RLock()
+        self._released = False
 
     def close(self) -> None:
-        """Free the model's memory now rather than when the object is collected."""
+        """Free the model's memory now rather than when the object is collected, once the generation in progress
+        (in another thread) has ended: freeing it under llama.cpp's feet would crash the process."""
+        with self.lock:
+            self._released = True
+            self._free()
+
+    def _free(self) -> None:
+        """Release what the backend holds (a loaded model); nothing for a server backend."""
+
+    def _check_open(self) -> None:
+        if self._released:
+            raise ClosedError(f"the {self.name} model was closed; load it again to use it")
 
     @property
     @abstractmethod
@@ -63,6 +75,7 @@ class LLM(ABC):
         Text between special tokens is tokenized as one piece, markup and content together, exactly as
         llama.cpp splits a text it parses for special tokens.
         """
+        self._check_open()
         tokens: list[int] = []
         text = ""
         for segment in segments_of(prompt):
@@ -102,6 +115,7 @@ class LLM(ABC):
         """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence; other threads'
         calls wait until this one is done (or closed)."""
         with self.lock:
+            self._check_open()
             self.generated_tokens = 0
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stops = StopFilter(self.settings.stop)

@@ -44,10 +44,15 @@ class LlamaCppLLM(LLM):
         except Exception as error:
             raise LLMError(f"llama-cpp cannot load {model_path}: {describe(error)}") from None
 
-    def close(self) -> None:
+    def _free(self) -> None:
         model = self.__dict__.pop("_model", None)
         if model is not None:
             model.close()
+
+    def __getattr__(self, name: str):
+        if name == "_model":  # only once close() has freed it: every use of the model then says so
+            self._check_open()
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def context_length(self) -> int:

@@ -35,13 +35,10 @@ def serve(settings: Settings, *, host: Optional[str] = None, port: Optional[int]
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     if on_ready:
         on_ready(host, listening.getsockname()[1])
-    server(config).run(sockets=[listening])
+    stopping_server(config).run(sockets=[listening])
 
 
-SHUTTING_DOWN = "the server is shutting down"
-
-
-def server(config):
+def stopping_server(config):
     """A uvicorn server for docqa's app that, told to stop (Ctrl-C), first ends the questions in the line and the
     one being answered: uvicorn waits for open streams before it stops, and cancels them with a traceback when
     they outlast its grace period."""
@@ -49,9 +46,11 @@ def server(config):
 
     import uvicorn
 
+    from docqa.server.queue import SHUTTING_DOWN
+
     class StoppingServer(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
-            queue = getattr(self.config.app.state, "queue", None)
+            queue = getattr(getattr(self.config.app, "state", None), "queue", None)
             if queue is not None:  # in its own thread: a signal handler must not wait for the queue's lock
                 threading.Thread(target=queue.stop_all, args=(SHUTTING_DOWN,), daemon=True).start()
             super().handle_exit(sig, frame)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from docqa.errors import InputError, LLMError
 from docqa.server.api import SSE_HEADERS, check_scope, submit_question
-from docqa.server.queue import Job
+from docqa.server.queue import SHUTTING_DOWN, Job, QueueFullError
 from docqa.server.streaming import KEEPALIVE, job_events, sse
 
 router = APIRouter(prefix="/v1")
@@ -86,6 +86,8 @@ async def chat_completions(body: ChatRequest, request: Request):
             continue
         kind, data = event
         if kind == "error":
+            if data["error"] == SHUTTING_DOWN:  # not the model's failure: try again once the server is back
+                raise QueueFullError(SHUTTING_DOWN)
             raise LLMError(data["error"])
         if kind == "answer":
             content = (data["answer"] or "") + sources_text(data["sources"])

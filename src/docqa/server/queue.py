@@ -18,6 +18,9 @@ from docqa.errors import DocqaError
 log = logging.getLogger(__name__)
 
 
+SHUTTING_DOWN = "the server is shutting down"
+
+
 class Cancelled(Exception):
     """Raised inside a generation whose client has gone; it ends the token stream."""
 
@@ -105,7 +108,7 @@ class GenerationQueue:
     def submit(self, job: Job) -> None:
         with self._condition:
             if self._closed:
-                raise QueueFullError("the server is shutting down")
+                raise QueueFullError(SHUTTING_DOWN)
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFullError(f"{len(self._waiting)} questions are waiting for the model; try again later")
             self._waiting.append(job)

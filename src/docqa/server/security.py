@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 from typing import Optional
 
 from docqa.errors import ConfigError
@@ -32,11 +33,15 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
+    # Another site's page may not even load a response as an image or script (whether a page image loads would
+    # tell it which documents exist).
+    (b"cross-origin-resource-policy", b"same-origin"),
 ]
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):  # browsers resolve *.localhost to loopback themselves
+    """Whether listening on ``host`` keeps the server on this machine: an address, or the name localhost."""
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -101,18 +106,28 @@ def foreign_request(scope) -> Optional[str]:
     """Why a request to a server without a token comes from somewhere it must not (None: it does not)."""
     headers = dict(scope["headers"])
     host = headers.get(b"host", b"").decode("latin-1")
-    if host and not is_loopback(host_name(host)):
+    if host and not loopback_host(host):
         return (f"refused: Host {host!r} is not this machine's loopback; without an API token the server answers "
                 "only to 127.0.0.1, localhost or [::1] (set one to serve other names)")
     origin = headers.get(b"origin")
     if origin is not None and origin.decode("latin-1") != f"{scope.get('scheme', 'http')}://{host}":
         return (f"refused: a page from {origin.decode('latin-1')!r} may not use this server; open it at its own "
                 "address, or set an API token for other clients")
+    # A browser sends no Origin with a plain GET (an <img> on another site's page), but says where it comes from.
+    site = headers.get(b"sec-fetch-site", b"none")
+    if scope["path"].startswith(PROTECTED_PREFIXES) and site not in (b"same-origin", b"none"):
+        return f"refused: a {site.decode('latin-1')} request may not use this server's API"
     return None
 
 
-def host_name(host: str) -> str:
-    """The name or address of a Host header, without its port ("[::1]:8000" → "::1")."""
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+_HOST_HEADER = re.compile(r"(\[[^\]]+\]|[^:\[\]\s]+)(?::\d{1,5})?")
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine's loopback: an address, localhost, or a name under .localhost
+    (which browsers resolve to loopback themselves, so no rebinding can point one elsewhere)."""
+    match = _HOST_HEADER.fullmatch(host)
+    if match is None:
+        return False
+    name = match.group(1).lower()
+    return is_loopback(name.strip("[]")) or name.endswith(".localhost")

@@ -26,6 +26,10 @@ class UploadRejected(Exception):
         self.status = status
 
 
+def name_taken(name: str) -> UploadRejected:
+    return UploadRejected(409, f"{name} already exists; upload it with ?replace=true to replace it")
+
+
 @dataclass
 class Upload:
     """A checked upload, written under a temporary name until ``place()`` moves it into the data folder."""
@@ -46,10 +50,10 @@ class Upload:
         try:
             os.link(self.temporary, target)
         except FileExistsError:
-            raise UploadRejected(409, f"{self.name} already exists; upload it with ?replace=true to replace it") from None
+            raise name_taken(self.name) from None
         except OSError:  # a file system without hard links: the name is checked, then taken
             if target.exists() or target.is_symlink():
-                raise UploadRejected(409, f"{self.name} already exists; upload it with ?replace=true to replace it") from None
+                raise name_taken(self.name) from None
             os.replace(self.temporary, target)
             return
         self.temporary.unlink()
@@ -86,7 +90,7 @@ def stage_upload(data: Path, filename: str | None, source: BinaryIO, *, indexed:
     target = data / name
     exists = target.exists() or target.is_symlink() or name in indexed
     if exists and not replace:
-        raise UploadRejected(409, f"{name} already exists; upload it with ?replace=true to replace it")
+        raise name_taken(name)
     if target.is_symlink() or (target.exists() and not target.is_file()):
         raise UploadRejected(409, f"{name} exists and is not a plain file; an upload cannot replace it")
     data.mkdir(parents=True, exist_ok=True)
