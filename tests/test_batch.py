@@ -328,6 +328,16 @@ def test_a_question_with_line_separators_resumes(indexed, tmp_path, name):
     assert (summary.answered, summary.skipped) == (0, 2)
 
 
+def test_a_failed_question_whose_text_was_fixed_is_asked_again(indexed, tmp_path):
+    out = tmp_path / "answers.jsonl"
+    with DocQA(indexed, retrieval_only=True) as qa:
+        assert run_batch(qa, [Question("b", "bad \ud800 text")], out, k=1).failed == 1
+        summary = run_batch(qa, [Question("b", "How many bakers did Beta employ?")], out, k=1)
+    assert (summary.answered, summary.failed) == (1, 0)
+    assert [(r["id"], r["question"], r["error"]) for r in read_jsonl(out)] == [
+        ("b", "How many bakers did Beta employ?", None)]
+
+
 def test_another_question_under_an_id_is_refused_even_where_its_record_would_be_asked_again(indexed, tmp_path):
     out = tmp_path / "answers.jsonl"
     with DocQA(indexed, retrieval_only=True) as qa:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from docqa.cli import ask_main, build_main
+from docqa.cli import ask_main, build_main, download_main
 from docqa.cli import main as docqa_main
 from tests.support.commands import QUESTION, ROOT, run
 
@@ -172,5 +172,7 @@ def test_unexpected_failure_is_one_line_without_traceback(project, capsys, monke
 def test_version(capsys):
     from importlib.metadata import version
 
-    code, out, _ = run(docqa_main, ["--version"], capsys)
-    assert code == 0 and out == f"docqa {version('docqa')}\n"
+    for command, name in ((docqa_main, "docqa"), (ask_main, "main.py"), (build_main, "db_build.py"),
+                          (download_main, "download_model.py")):
+        code, out, _ = run(command, ["--version"], capsys)
+        assert code == 0 and out == f"{name} {version('docqa')}\n"

@@ -84,20 +84,22 @@ def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_in
     assert "1 of 2 passages left out" in result["notes"][0]
 
 
-@pytest.mark.parametrize("context, answer_tokens, repeats", [
-    (256, 12, 40),  # the question alone is longer than the context
-    (1024, 900, 1),  # it fits, but with the answer's tokens kept no passage fits beside it
+@pytest.mark.parametrize("context, answer_tokens, repeats, message", [
+    # the question alone is longer than the context
+    (256, 12, 40, r"the question is too long: its prompt alone takes \d+ tokens, and the model's context holds 256; "
+                  r"ask a shorter question"),
+    # it fits, but with the answer's tokens kept no passage fits beside it
+    (1024, 900, 1, r"no passage fits beside the question: of the model's 1024-token context, 900 are kept for the "
+                   r"answer \(llm.max_new_tokens\) and the question's prompt takes \d+; ask a shorter question, "
+                   r"lower llm.max_new_tokens or raise llm.context_length"),
 ])
-def test_a_question_too_long_for_the_context_is_refused_as_such(built_fact_index, tiny_gguf, tmp_path, capsys,
-                                                                 context, answer_tokens, repeats):
+def test_a_prompt_without_room_for_a_passage_is_refused_and_says_why(built_fact_index, tiny_gguf, tmp_path, capsys,
+                                                                     context, answer_tokens, repeats, message):
     llm = {"model_path": str(tiny_gguf), "context_length": context, "max_new_tokens": answer_tokens}
     config = built_fact_index.write_config(tmp_path / "config.yml", llm=llm)
     long_question = "How much is the minimum guarantee payable by adidas over the whole term? " * repeats
     assert ask_main(["--config", str(config), long_question]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: the question is too long: beside it not one passage fits the model's "
-                          f"{context}-token context with {answer_tokens} tokens kept for the answer"), err
-    assert err.endswith("; ask a shorter question, or raise llm.context_length\n")
+    assert re.fullmatch(f"error: {message}\n", capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(
@@ -229,8 +231,27 @@ def test_close_waits_for_an_answer_in_another_thread_and_then_refuses_more(built
     with pytest.raises(ClosedError, match="model was closed"):
         llm.invoke("Say hi.")
 
-    with DocQA.from_config(config) as qa, pytest.raises(InputError, match="would wait for itself"):
-        qa.ask(QUESTION, on_token=lambda piece: qa.close())
+    with pytest.raises(ClosedError):
+        qa.as_llm()
+
+    with DocQA.from_config(config) as qa:
+        with pytest.raises(InputError, match="would wait for itself"):
+            qa.ask(QUESTION, on_token=lambda piece: qa.close())
+        with pytest.raises(InputError, match="would free the model under it"):
+            qa.ask(QUESTION, on_token=lambda piece: qa.llm.close())  # llama.cpp crashed here
+        with pytest.raises(InputError, match=r"ask\(\) from inside one of this DocQA's own answers"):
+            qa.ask(QUESTION, on_token=lambda piece: qa.ask("How many people did Alpha employ?"))
+        passages = []
+        qa.ask(QUESTION, on_token=lambda piece: passages or passages.append(qa.retrieve("Alpha staff")))
+        assert passages and passages[0]
+
+    with DocQA.from_config(config) as qa:
+        stream = qa.as_llm().stream("Write a long story about a cat.")
+        next(stream)  # a LangChain stream paused in this thread holds the model
+        with pytest.raises(InputError, match="would free the model under it"):
+            qa.close()
+        assert "".join(stream) is not None  # the stream goes on; the model was not freed
+    assert qa.llm is None  # the with block's close() then released it
 
 
 @pytest.mark.parametrize("arguments, message", [

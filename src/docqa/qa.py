@@ -81,6 +81,9 @@ class Answer:
         return {**asdict(self), "answered": self.answered}
 
 
+CLOSED = "this DocQA is closed; load it again (DocQA.from_config) to ask more"
+
+
 def check_arguments(question, k, doc) -> None:
     """InputError for what no search can take: the library's callers get the CLI's one-line reasons."""
     if not isinstance(question, str) or not question.strip():
@@ -154,9 +157,9 @@ class DocQA:
             self._closed = True
             while self._in_progress:
                 self._idle.wait()
-        llm, self.llm = self.llm, None
-        if llm is not None and self._owns_llm and hasattr(llm, "close"):
-            llm.close()
+        if self.llm is not None and self._owns_llm and hasattr(self.llm, "close"):
+            self.llm.close()  # refuses inside the model's own paused stream; the DocQA then keeps its model
+        self.llm = None
         self.retriever = None
         if self.store is not None:
             self.store.close()
@@ -174,17 +177,18 @@ class DocQA:
     def search(self, question: str, *, k: Optional[int] = None,
                doc: Optional[str | Sequence[str]] = None) -> tuple[list[Source], Searched]:
         """The k best passages, and which documents were searched."""
-        check_arguments(question, k, doc)
         with self._in_use():
+            check_arguments(question, k, doc)
             result = self.retriever.search(question, k, doc)
         return [Source.from_hit(hit) for hit in result.hits], result.searched
 
     @contextmanager
     def _in_use(self):
-        """A search or an answer in progress, which close() waits for."""
+        """A search or an answer in progress, which close() waits for (a search inside an answer already
+        admitted goes on)."""
         with self._idle:
-            if self._closed:
-                raise ClosedError("this DocQA is closed; load it again (DocQA.from_config) to ask more")
+            if self._closed and threading.get_ident() not in self._in_progress:
+                raise ClosedError(CLOSED)
             self._in_progress.append(threading.get_ident())
         try:
             yield
@@ -198,13 +202,19 @@ class DocQA:
         """A LangChain retriever over this index; ``fields``: ``k``, ``doc`` (a file-name glob)."""
         from docqa.langchain import DocQARetriever
 
+        self._check_open()
         return DocQARetriever(qa=self, **fields)
 
     def as_llm(self, **fields):
         """A LangChain LLM over this instance's model, applying the configured prompt format."""
         from docqa.langchain import DocQALLM
 
+        self._check_open()
         return DocQALLM.from_docqa(self, **fields)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(CLOSED)
 
     def as_chain(self, **retriever_fields):
         """An LCEL runnable: ``{"query": ...}`` → ``{"query", "result", "source_documents"}``, as RetrievalQA returns."""
@@ -229,6 +239,10 @@ class DocQA:
         ``doc``: a glob of document names, or several; ``retrieval_only``: the passages without an answer,
         even where a model is loaded.
         """
+        if threading.get_ident() in self._in_progress and not retrieval_only:
+            # The model is this thread's already, mid-answer: a second answer would write into the first one's.
+            raise InputError("ask() from inside one of this DocQA's own answers (an on_token callback) cannot "
+                             "answer; retrieve() can, or ask once the answer returns")
         started = time.perf_counter()
         timings = Timings(load=self._take_load_time())
         with self._in_use():
@@ -262,12 +276,16 @@ class DocQA:
             chat_template=llm.chat_template,
             template_tokens=llm.template_tokens,
         )
-        if prompt.tokens >= llm.context_length or (result.sources and not prompt.chunks_used):
-            # Not one passage fits beside the question: an answer would come from nothing the index holds.
+        if prompt.tokens >= llm.context_length:
+            raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
+                             f"model's context holds {llm.context_length}; ask a shorter question")
+        if result.sources and not prompt.chunks_used:
+            # An answer would come from nothing the index holds.
             raise InputError(
-                f"the question is too long: beside it not one passage fits the model's {llm.context_length}-token "
-                f"context with {self.settings.llm.max_new_tokens} tokens kept for the answer (the question alone "
-                f"takes {prompt.tokens}); ask a shorter question, or raise llm.context_length"
+                f"no passage fits beside the question: of the model's {llm.context_length}-token context, "
+                f"{self.settings.llm.max_new_tokens} are kept for the answer (llm.max_new_tokens) and the "
+                f"question's prompt takes "
+                f"{prompt.tokens}; ask a shorter question, lower llm.max_new_tokens or raise llm.context_length"
             )
         if prompt.chunks_dropped:
             result.notes.append(

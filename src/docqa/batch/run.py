@@ -94,7 +94,7 @@ class BatchOutput:
         if not text:
             return False
         entries, dropped = self.format.entries(text, self.path)
-        self._check_same_questions(entries)
+        self._check_same_questions([entry for entry in entries if entry.ok])  # a failed one is asked again
         asked_now = {question.id for question in self.questions}
         kept = [entry for entry in entries
                 if entry.ok and (entry.answered or not self.answers or entry.id not in asked_now)]

@@ -13,7 +13,7 @@ from contextlib import closing
 from types import ModuleType
 from typing import ClassVar, Iterator
 
-from docqa.errors import ClosedError, LLMError, MissingDependencyError
+from docqa.errors import ClosedError, InputError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
 
@@ -34,11 +34,15 @@ class LLM(ABC):
         # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
         self.lock = threading.RLock()
         self._released = False
+        self._generating_in: int | None = None  # the thread whose generation is under way (or paused)
 
     def close(self) -> None:
         """Free the model's memory now rather than when the object is collected, once the generation in progress
         (in another thread) has ended: freeing it under llama.cpp's feet would crash the process."""
         with self.lock:
+            if self._generating_in == threading.get_ident():  # the RLock lets its own thread in: refuse instead
+                raise InputError("close() from inside this model's own generation (a token callback, or a stream "
+                                 "not yet finished) would free the model under it; close it once the answer ends")
             self._released = True
             self._free()
 
@@ -116,20 +120,28 @@ class LLM(ABC):
         calls wait until this one is done (or closed)."""
         with self.lock:
             self._check_open()
-            self.generated_tokens = 0
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = StopFilter(self.settings.stop)
-            with closing(self._generate(prompt)) as tokens:
-                for token in tokens:
-                    self.generated_tokens += 1
-                    text = stops.feed(decoder.decode(token))
-                    if text:
-                        yield text
-                    if stops.stopped:
-                        return
-            text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
-            if text:
-                yield text
+            self._generating_in = threading.get_ident()
+            try:
+                yield from self._stream_unlocked(prompt)
+            finally:
+                self._generating_in = None
+
+    def _stream_unlocked(self, prompt: str) -> Iterator[str]:
+        """``stream``'s work, under the lock it holds."""
+        self.generated_tokens = 0
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopFilter(self.settings.stop)
+        with closing(self._generate(prompt)) as tokens:
+            for token in tokens:
+                self.generated_tokens += 1
+                text = stops.feed(decoder.decode(token))
+                if text:
+                    yield text
+                if stops.stopped:
+                    return
+        text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+        if text:
+            yield text
 
     def _new_token_limit(self, prompt_tokens: int) -> int:
         """max_new_tokens, shortened so that prompt and answer fit the context window."""

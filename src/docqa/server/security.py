@@ -120,7 +120,7 @@ def foreign_request(scope) -> Optional[str]:
     return None
 
 
-_HOST_HEADER = re.compile(r"(\[[^\]]+\]|[^:\[\]\s]+)(?::\d{1,5})?")
+_HOST_HEADER = re.compile(r"(\[[^\]]+\]|[^:\[\]\s]+)(?::\d{0,5})?")  # "host:" is valid: the default port
 
 
 def loopback_host(host: str) -> bool:
