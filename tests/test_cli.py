@@ -174,5 +174,6 @@ def test_version(capsys):
 
     for command, name in ((docqa_main, "docqa"), (ask_main, "main.py"), (build_main, "db_build.py"),
                           (download_main, "download_model.py")):
-        code, out, _ = run(command, ["--version"], capsys)
-        assert code == 0 and out == f"{name} {version('docqa')}\n"
+        for argv in (["--version"], ["--config", "config.yml", "--version"]):
+            code, out, _ = run(command, argv, capsys)
+            assert code == 0 and out == f"{name} {version('docqa')}\n"

@@ -246,11 +246,20 @@ def test_close_waits_for_an_answer_in_another_thread_and_then_refuses_more(built
         assert passages and passages[0]
 
     with DocQA.from_config(config) as qa:
-        stream = qa.as_llm().stream("Write a long story about a cat.")
+        llm = qa.as_llm()
+        stream = llm.stream("Write a long story about a cat.")
         next(stream)  # a LangChain stream paused in this thread holds the model
         with pytest.raises(InputError, match="would free the model under it"):
             qa.close()
-        assert "".join(stream) is not None  # the stream goes on; the model was not freed
+        assert qa.retrieve(QUESTION)  # the refused close() changed nothing
+        second = "a second generation of this model inside its first"
+        with pytest.raises(InputError, match=second):
+            qa.ask(QUESTION)  # it would write into the paused stream's context
+        with pytest.raises(InputError, match=second):
+            "".join(llm.stream("Count from one to ten."))
+        assert "".join(stream) is not None  # the paused stream goes on, unharmed
+        with pytest.raises(InputError, match=second):  # a token callback using the model through LangChain
+            qa.ask(QUESTION, on_token=lambda piece: llm.invoke("Say hi."))
     assert qa.llm is None  # the with block's close() then released it
 
 

@@ -37,6 +37,9 @@ MAX_K = 10_000  # passages per question; more is a typo, not a request
 
 def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, project: Optional[Path] = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; every failure ends as one line on stderr and an exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in argv:  # wherever it stands, also after a subcommand the entry point put first
+        argv = ["--version"]
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a usage error argparse has already printed
@@ -202,7 +205,7 @@ def ask_main(argv: Optional[Sequence[str]] = None) -> int:
 def build_main(argv: Optional[Sequence[str]] = None) -> int:
     """db_build.py: build the index; ``--list`` lists it."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not (argv and argv[0] in COMMANDS) and argv != ["--version"]:
+    if not (argv and argv[0] in COMMANDS):
         argv = ["build", *argv]
     return run(parser("db_build.py"), argv, project=_checkout())
 
@@ -210,7 +213,7 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
 def download_main(argv: Optional[Sequence[str]] = None) -> int:
     """download_model.py: download the model."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run(parser("download_model.py"), argv if argv == ["--version"] else ["download", *argv], project=_checkout())
+    return run(parser("download_model.py"), ["download", *argv], project=_checkout())
 
 
 def _checkout() -> Path:
@@ -222,7 +225,7 @@ def _checkout() -> Path:
 
 def _main_py_command(argv: list[str]) -> list[str]:
     """main.py's arguments as a subcommand: --evaluate GOLD, --batch FILE and --each-doc name the command."""
-    if (argv and argv[0] in COMMANDS) or argv in (["-h"], ["--help"], ["--version"]):
+    if (argv and argv[0] in COMMANDS) or argv in (["-h"], ["--help"]):
         return argv
     if "--each-doc" in argv:
         return ["each-doc", *[arg for arg in argv if arg != "--each-doc"]]

@@ -154,12 +154,15 @@ class DocQA:
             if threading.get_ident() in self._in_progress:
                 raise InputError("close() from inside one of this DocQA's own questions (an on_token callback, "
                                  "say) would wait for itself; close it once the question returns")
+            if self._owns_llm and self.llm is not None and self.llm.generating_here():
+                raise InputError("close() while a stream of this DocQA's model is paused in this thread would "
+                                 "free the model under it; finish or close the stream first")
             self._closed = True
             while self._in_progress:
                 self._idle.wait()
-        if self.llm is not None and self._owns_llm and hasattr(self.llm, "close"):
-            self.llm.close()  # refuses inside the model's own paused stream; the DocQA then keeps its model
-        self.llm = None
+        llm, self.llm = self.llm, None
+        if llm is not None and self._owns_llm and hasattr(llm, "close"):
+            llm.close()
         self.retriever = None
         if self.store is not None:
             self.store.close()

@@ -64,7 +64,7 @@ class BatchOutput:
     that the passages a retrieval-only run wrote for ``questions`` are asked again). The other records, and a
     last record cut short by a killed run, are dropped by rewriting the file atomically, so that every id appears
     at most once once the rerun is through. A file that holds anything else, or another question under an id of
-    ``questions``, is refused as it is: resuming into it would lose the user's lines or mix two question files'
+    ``questions`` that it answered (a failed one is asked anew), is refused as it is: resuming into it would lose the user's lines or mix two question files'
     answers. The extension picks the format (``writers``).
     """
 

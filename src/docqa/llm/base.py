@@ -40,11 +40,15 @@ class LLM(ABC):
         """Free the model's memory now rather than when the object is collected, once the generation in progress
         (in another thread) has ended: freeing it under llama.cpp's feet would crash the process."""
         with self.lock:
-            if self._generating_in == threading.get_ident():  # the RLock lets its own thread in: refuse instead
+            if self.generating_here():  # the RLock lets its own thread in: refuse instead
                 raise InputError("close() from inside this model's own generation (a token callback, or a stream "
                                  "not yet finished) would free the model under it; close it once the answer ends")
             self._released = True
             self._free()
+
+    def generating_here(self) -> bool:
+        """Whether this thread has a generation of this model under way or paused (a stream not yet finished)."""
+        return self._generating_in == threading.get_ident()
 
     def _free(self) -> None:
         """Release what the backend holds (a loaded model); nothing for a server backend."""
@@ -120,6 +124,11 @@ class LLM(ABC):
         calls wait until this one is done (or closed)."""
         with self.lock:
             self._check_open()
+            if self.generating_here():
+                # The lock lets this thread in again, but the model has one context: a second generation would
+                # write into the first one's (a stream paused in this thread, a token callback that asks again).
+                raise InputError("a second generation of this model inside its first (a paused stream, or a token "
+                                 "callback) would corrupt both; finish or close the first")
             self._generating_in = threading.get_ident()
             try:
                 yield from self._stream_unlocked(prompt)
