@@ -420,3 +420,66 @@ def test_closing_the_stream_early_stops_generation():
     assert next(stream) == "one "
     stream.close()
     assert llm.closed
+
+
+@pytest.mark.parametrize("end", ["close", "finish", "collect"])
+def test_a_stream_ended_in_another_thread_frees_the_model(end):
+    """The garbage collector closes an abandoned stream in whichever thread collects it; an RLock refused that
+    release ("cannot release un-acquired lock") and stayed held, so every later answer waited for ever."""
+    import gc
+    import threading
+
+    llm = ScriptedLLM([b"one ", b"two ", b"three"])
+    holder = {"stream": llm.stream("prompt")}
+    assert next(holder["stream"]) == "one "
+    waiting = threading.Thread(target=lambda: holder.update(second="".join(llm.stream("again"))))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()  # one generation at a time: the second waits for the paused one
+
+    def end_it() -> None:
+        if end == "close":
+            holder.pop("stream").close()
+        elif end == "finish":
+            assert "".join(holder.pop("stream")) == "two three"
+        else:  # dropped inside a reference cycle, so that only the collector, in this thread, ends it
+            cycle = [holder.pop("stream")]
+            cycle.append(cycle)
+            del cycle
+            gc.collect()
+
+    ending = threading.Thread(target=end_it)
+    ending.start()
+    ending.join(10)
+    waiting.join(10)
+    assert not waiting.is_alive() and holder["second"] == "one two three"
+    assert llm.lock.acquire(timeout=0)  # free, and not held by the thread that first took it
+    llm.lock.release()
+    with pytest.raises(RuntimeError, match="not held"):
+        llm.lock.release()
+
+
+def test_the_generation_lock_is_reentrant_in_its_own_thread_only():
+    import threading
+
+    from docqa.llm.base import GenerationLock
+
+    lock = GenerationLock()
+    with lock:
+        with lock:  # DocQA holds it around counting the prompt's tokens and the stream, which takes it again
+            others = []
+            other = threading.Thread(target=lambda: others.append(lock.acquire(timeout=0.1)))
+            other.start()
+            other.join()
+            assert others == [False]
+        assert lock.acquire(blocking=False)  # its own thread enters again without waiting
+        lock.release()
+
+    def take_and_give_back() -> None:
+        others.append(lock.acquire(timeout=1))
+        lock.release()
+
+    other = threading.Thread(target=take_and_give_back)
+    other.start()
+    other.join()
+    assert others == [False, True]  # free once the owner's last exit is past

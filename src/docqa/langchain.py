@@ -207,8 +207,8 @@ class DocQALLM(LLM):
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
         """``_stream`` run whole in one worker thread. LangChain's default steps a sync stream on whichever
-        thread is free, but the model's lock, taken for the whole generation, must be released by the thread
-        that took it."""
+        thread is free; here the generation keeps one thread, the one whose second generation inside the first
+        is refused, and a consumer that leaves early ends it at once."""
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue = asyncio.Queue()
         stopped = threading.Event()

@@ -32,15 +32,16 @@ class LLM(ABC):
         self.generated_tokens = 0
         # One generation at a time: the model has one context, and generated_tokens belongs to the last call.
         # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
-        self.lock = threading.RLock()
+        self.lock = GenerationLock()
         self._released = False
         self._generating_in: int | None = None  # the thread whose generation is under way (or paused)
 
     def close(self) -> None:
         """Free the model's memory now rather than when the object is collected, once the generation in progress
-        (in another thread) has ended: freeing it under llama.cpp's feet would crash the process."""
+        (in another thread) has ended: freeing it under llama.cpp's feet would crash the process. A stream that
+        another thread holds unfinished is waited for too, until it ends, is closed or is collected."""
         with self.lock:
-            if self.generating_here():  # the RLock lets its own thread in: refuse instead
+            if self.generating_here():  # the lock lets its own thread in: refuse instead
                 raise InputError("close() from inside this model's own generation (a token callback, or a stream "
                                  "not yet finished) would free the model under it; close it once the answer ends")
             self._released = True
@@ -161,6 +162,50 @@ class LLM(ABC):
                 "raise llm.context_length or put fewer or smaller chunks into the prompt"
             )
         return min(self.settings.max_new_tokens, room)
+
+
+class GenerationLock:
+    """A reentrant lock that any thread may release.
+
+    A stream holds it from its first token to its end, across its pauses, and a generator's end may run in another
+    thread than its start: a stream abandoned unfinished is closed by the garbage collector in whichever thread
+    collects it, and LangChain steps a sync stream on whichever worker thread is free. ``threading.RLock`` refuses
+    such a release ("cannot release un-acquired lock") and stays held, so every later answer would wait for ever.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._owner: int | None = None  # the thread that took it: only it enters again
+        self._depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if not blocking:
+                timeout = 0
+            if not self._changed.wait_for(lambda: self._owner is None, None if timeout < 0 else timeout):
+                return False
+            self._owner, self._depth = me, 1
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            if not self._depth:
+                raise RuntimeError("release of a generation lock that is not held")
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+                self._changed.notify_all()
+
+    def __enter__(self) -> "GenerationLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class StopFilter:
