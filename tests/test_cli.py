@@ -177,3 +177,18 @@ def test_version(capsys):
         for argv in (["--version"], ["--config", "config.yml", "--version"]):
             code, out, _ = run(command, argv, capsys)
             assert code == 0 and out == f"{name} {version('docqa')}\n"
+
+
+def test_progress_written_to_a_log_is_a_few_lines_not_a_frame_per_step(capsys):
+    """Under cron or into a log file, a build's bar filled it with thousands of frames."""
+    import time
+
+    from docqa.progress import counted_bar
+
+    with counted_bar("pages") as (on_total, progress):
+        on_total(200)
+        for _ in range(200):
+            progress(1)
+            time.sleep(0.005)  # a second in all: twice a second would be two frames more
+    err = capsys.readouterr().err
+    assert 1 <= err.count("\r") <= 2 and "200/200" in err  # the first frame and the last

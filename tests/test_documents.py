@@ -138,6 +138,19 @@ def test_file_digest_is_sha256_of_content(make_pdf, tmp_path):
 def test_normalise_text_is_light():
     raw = "Total  1,234   \r\nNet\x00 income \x0c\n\n\n\n\nNotes\t1 \n"
     assert normalise_text(raw) == "Total  1,234\nNet income\n\nNotes\t1"
+    # A broken font map can give lone surrogates (pypdf passes them on): no tokenizer or database takes them.
+    assert normalise_text("Revenue \ud800grew \udfff") == "Revenue grew"
+
+
+@pytest.mark.parametrize("extractor", ["pypdfium2", "pypdf"])
+def test_a_pdf_without_pages_says_so(tmp_path, extractor):
+    from pypdf import PdfWriter
+
+    from docqa.errors import DocumentError
+
+    PdfWriter().write(tmp_path / "empty.pdf")
+    with pytest.raises(DocumentError, match="the PDF has no pages"):
+        read_pages(tmp_path / "empty.pdf", extractor)
 
 
 def test_find_pdfs_walks_folders_and_skips_the_rest(tmp_path):
@@ -156,11 +169,17 @@ def test_find_pdfs_walks_folders_and_skips_the_rest(tmp_path):
     (data / "notes.txt").write_text("not a pdf")
     (data / "folder.pdf").mkdir()
     (data / "dangling.pdf").symlink_to(tmp_path / "gone.pdf")
+    (data / "drive").symlink_to(tmp_path / "unmounted")
     os.mkfifo(data / "pipe.pdf")
     (data / "linked").symlink_to(outside)
     (data / "2023" / "loop").symlink_to(data)
 
-    assert find_pdfs(data) == sorted(expected)
+    unreadable = []
+    # A broken link is kept as a file, which cannot be read now, and the build says so instead of dropping its
+    # document; one that is not named .pdf may be a folder on a drive not mounted.
+    assert find_pdfs(data, lambda path, reason: unreadable.append((path, reason))) == sorted(
+        [*expected, data / "dangling.pdf"])
+    assert unreadable == [(data / "drive", f"a link to {tmp_path / 'unmounted'}, which cannot be reached now")]
 
 
 def test_find_pdfs_of_missing_folder_is_empty(tmp_path):

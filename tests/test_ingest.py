@@ -273,3 +273,150 @@ def test_a_rebuild_keeps_what_it_cannot_read_now_from_the_index_it_replaces(fact
     assert dataclasses.replace(after, chunk_id=before.chunk_id) == before
     monkeypatch.undo()
     assert build_main(fact_project.args()) == 0  # readable again: it is what the index holds, nothing to do
+
+
+def digests(project) -> dict[str, str]:
+    """Indexed name → content digest, to compare with the files' own."""
+    with Store(project.settings.path(project.settings.paths.vectorstore)) as store:
+        return {record.name: record.digest for record in store.documents()}
+
+
+def files_digests(project) -> dict[str, str]:
+    from docqa.documents import file_digest
+
+    return {path.name: file_digest(path) for path in project.data.glob("*.pdf")}
+
+
+def test_names_that_rotate_or_swap_and_a_new_file_in_a_moved_ones_place(fact_project):
+    """Renames met on one name (a UNIQUE constraint failed on every later build), and a new file under a moved
+    document's old name removed the moved document."""
+    data = fact_project.data
+    build_index(fact_project.settings)
+
+    (data / "beta-10k.pdf").rename(data / "previous.pdf")  # a rotation: latest → previous, a new file → latest
+    (data / "alpha-annual-report.pdf").rename(data / "beta-10k.pdf")
+    write_pdf(data / "alpha-annual-report.pdf", ["Gamma is new."])
+    report = build_index(fact_project.settings)
+    assert (report.added, sorted(report.renamed), report.updated, report.removed) == (
+        ["alpha-annual-report.pdf"], ["beta-10k.pdf", "previous.pdf"], [], [])
+    assert digests(fact_project) == files_digests(fact_project) and len(files_digests(fact_project)) == 3
+
+    (data / "beta-10k.pdf").rename(data / "swap.tmp")  # a swap of two names
+    (data / "previous.pdf").rename(data / "beta-10k.pdf")
+    (data / "swap.tmp").rename(data / "previous.pdf")
+    report = build_index(fact_project.settings)
+    assert sorted(report.renamed) == ["beta-10k.pdf", "previous.pdf"] and not report.added + report.removed
+    assert digests(fact_project) == files_digests(fact_project)
+    with DocQA(fact_project.settings, retrieval_only=True) as qa:  # the passages follow their documents' names
+        top = qa.retrieve("How much money did Beta spend on capex?", k=1)[0]
+    assert top.document == "beta-10k.pdf"
+
+    shutil.copy(data / "beta-10k.pdf", data / "a-copy.pdf")  # a copy, then the original replaced
+    write_pdf(data / "beta-10k.pdf", ["Beta rewrote its report."])
+    report = build_index(fact_project.settings)
+    assert (report.renamed, report.added, report.removed) == (["a-copy.pdf"], ["beta-10k.pdf"], [])
+    assert digests(fact_project) == files_digests(fact_project) and len(files_digests(fact_project)) == 4
+    assert not build_index(fact_project.settings).changed
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_alone(fact_project, capsys):
+    """Such a name (a ZIP made on Windows, unpacked here) stopped the whole build, on every run."""
+    import os
+
+    from docqa.cli import build_main
+
+    os.rename(fact_project.data / "beta-10k.pdf", os.fsencode(fact_project.data) + b"/Gesch\xe4ftsbericht.pdf")
+    assert build_main(fact_project.args()) == 5
+    err = capsys.readouterr().err
+    assert "skipped Gesch\\udce4ftsbericht.pdf: its name is not valid UTF-8" in err and "rename the file" in err
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
+
+
+def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path):
+    """A file or folder linked from a drive that is not mounted now: its documents were removed without a word."""
+    drive = tmp_path / "drive"
+    (drive / "reports").mkdir(parents=True)
+    (fact_project.data / "beta-10k.pdf").rename(drive / "reports" / "beta-10k.pdf")
+    write_pdf(drive / "gamma.pdf", ["Gamma is new."])
+    (fact_project.data / "reports").symlink_to(drive / "reports")
+    (fact_project.data / "gamma-link.pdf").symlink_to(drive / "gamma.pdf")
+    build_index(fact_project.settings)
+    before = indexed(fact_project)
+    assert sorted(before) == ["alpha-annual-report.pdf", "gamma-link.pdf", "reports/beta-10k.pdf"]
+    drive.rename(tmp_path / "unmounted")
+    report = build_index(fact_project.settings)
+    assert report.removed == [] and indexed(fact_project) == before
+    assert sorted((s.name, s.reason) for s in report.skipped) == [
+        ("gamma-link.pdf", f"a link to {drive / 'gamma.pdf'}, which cannot be reached now; its indexed copy is kept"),
+        ("reports/", f"a link to {drive / 'reports'}, which cannot be reached now; what the index held from it is kept"),
+    ]
+
+
+def test_nothing_readable_says_nothing_was_indexed(project, bad_corpus, capsys):
+    from docqa.cli import build_main
+
+    shutil.copy(bad_corpus["scanned"], project.data / "scan.pdf")
+    assert build_main(project.args()) == 5
+    out = capsys.readouterr().out
+    assert out.startswith("nothing indexed: 1 file skipped, none could be read")
+
+
+def test_an_unreadable_data_folder_is_named_as_such(project, monkeypatch):
+    import os
+
+    real_scandir = os.scandir
+
+    def guarded_scandir(path):
+        if str(path) == str(project.data):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded_scandir)  # root ignores file modes
+    with pytest.raises(NoDocumentsError, match=r"cannot read the data folder .* \(Permission denied\); make it readable"):
+        build_index(project.settings)
+
+
+def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch, capsys):
+    """An update interrupted between checkpoints lost every document finished since the last (30 s)."""
+    import os
+    import signal
+
+    import docqa.ingest
+    from docqa.cli import build_main
+    from docqa.ingest import BuildInterrupted
+
+    write_pdf(fact_project.data / "gamma.pdf", ["Gamma is new."])
+    real_embed = docqa.ingest._chunk_and_embed
+    embedded = []
+
+    def interrupted_at_the_second(pages, *args):
+        if embedded:
+            raise KeyboardInterrupt  # Ctrl-C while the second document is read
+        embedded.append(pages[0].document)
+        return real_embed(pages, *args)
+
+    monkeypatch.setattr(docqa.ingest, "_chunk_and_embed", interrupted_at_the_second)
+    assert build_main(fact_project.args()) == 130
+    assert capsys.readouterr().out.startswith("interrupted: 1 added and 0 updated before it are kept")
+    assert list(indexed(fact_project)) == embedded == ["alpha-annual-report.pdf"]
+
+    with pytest.raises(KeyboardInterrupt) as caught:  # a rebuild stopped early keeps the whole old index instead
+        embedded.clear()
+        build_index(fact_project.settings, rebuild=True)
+    assert not isinstance(caught.value, BuildInterrupted)
+    assert list(indexed(fact_project)) == ["alpha-annual-report.pdf"]
+
+    monkeypatch.undo()
+    real_add = docqa.store.StoreWriter.add_document
+
+    def add_with_ctrl_c_in_the_middle(self, name, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the document's rows are written: they go in whole
+        return real_add(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(docqa.store.StoreWriter, "add_document", add_with_ctrl_c_in_the_middle)
+    with pytest.raises(BuildInterrupted) as caught:
+        build_index(fact_project.settings)
+    assert caught.value.report.added == ["beta-10k.pdf"]
+    monkeypatch.undo()
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+    assert build_index(fact_project.settings).added == ["gamma.pdf"]

@@ -53,6 +53,7 @@ def test_numbers_written_as_yaml_may_write_them_load(tmp_path):
         ("serve:\n  port: on\n", "bad value for 'serve.port': Value error, true is not a number"),
         ("llm:\n  temperature: no\n", "bad value for 'llm.temperature': Value error, false is not a number"),
         ("paths:\n  data:\n", "'paths.data' is empty: give it a value, or remove the line for the default"),
+        ("paths:\n  vectorstore: ''\n", "bad value for 'paths.vectorstore': Value error, an empty path; give a folder"),
         ("llm:\n  base_url: 127.0.0.1:8080/v1\n",
          "bad value for 'llm.base_url': Value error, '127.0.0.1:8080/v1' must start with http:// or https://"),
         ("ingest:\n  chunk_size: 100\n  chunk_overlap: 100\n", "chunk_overlap must be smaller"),

@@ -1,3 +1,4 @@
+import re
 import numpy as np
 import pytest
 
@@ -324,3 +325,48 @@ def test_a_read_only_index_folder_can_be_queried(folder, built):
         pytest.skip(f"cannot mount read-only here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("['a.pdf', 'sub/b.pdf'] 4 [(2, "), result.stdout  # chunk 2 holds "guarantee"
+
+
+def test_folders_in_the_index_folder_that_docqa_did_not_write_are_never_deleted(folder, built):
+    """A build removed every store-* folder but the live one: with paths.vectorstore pointed at the data folder
+    (or at the project), the user's store-2021/ of PDFs went."""
+    mine = {folder / "store-2021" / "report.pdf": b"%PDF-1.4 the user's", folder / "store-locations" / "notes.txt": b"x",
+            folder / "store-9" / "docqa.sqlite": b"a store-9 with something else in it",
+            folder / "store-9" / "notes.txt": b"the user's"}
+    for path, content in mine.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content)
+    leftover = folder / "store-8"  # an interrupted rebuild's generation: docqa's own files only
+    leftover.mkdir()
+    (leftover / "docqa.sqlite").write_bytes(b"")
+    (leftover / "index-1.faiss.tmp").write_bytes(b"")
+    for rebuild in (False, True):
+        with StoreWriter(folder, FINGERPRINT, rebuild=rebuild) as writer:
+            add(writer, "c.pdf", ["a third document"], 3)
+            writer.commit()
+            writer.publish()
+        assert all(path.read_bytes() == content for path, content in mine.items())
+        assert not leftover.exists()
+    assert (folder / "CURRENT").read_text() == "store-2022"  # numbered past every store-<n> there, never into one
+    with Store(folder) as store:
+        assert [d.name for d in store.documents()] == ["c.pdf"]
+
+
+def test_current_naming_a_missing_generation_is_damage_and_a_rebuild_moves_the_rest_aside(folder, built):
+    (folder / "CURRENT").write_text("store-7")  # a partial restore, or store-7 deleted by hand
+    message = "names store-7, which holds no index (moved or deleted by hand?); run: python db_build.py --rebuild"
+    with pytest.raises(StoreError, match=re.escape(message)):
+        Store(folder)
+    with pytest.raises(StoreError, match=re.escape(message)):
+        StoreWriter(folder, FINGERPRINT)
+    assert (folder / "store-1" / "docqa.sqlite").is_file()  # a plain build deleted the real index here
+    with StoreWriter(folder, FINGERPRINT, rebuild=True) as writer:
+        add(writer, "c.pdf", ["a third document"], 3)
+        writer.commit()
+        writer.publish()
+    (aside,) = folder.glob("damaged-*")
+    assert (aside / "store-1" / "docqa.sqlite").is_file()
+    assert writer.notes == [f"CURRENT named no index: what the index folder held was moved to {aside}; "
+                            f"delete it when you no longer need it"]
+    with Store(folder) as store:
+        assert [d.name for d in store.documents()] == ["c.pdf"]

@@ -334,7 +334,7 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
 @command("build", "Build or update the index of the PDFs in the data folder.", _build_arguments)
 def build(args: argparse.Namespace) -> int:
     from docqa.errors import DocumentError
-    from docqa.ingest import build_index
+    from docqa.ingest import BuildInterrupted, build_index
     from docqa.progress import counted_bar
 
     if args.list:
@@ -342,8 +342,11 @@ def build(args: argparse.Namespace) -> int:
             raise InputError("--list shows the index; it does not go with --rebuild")
         return list_documents(args)
     settings = _settings(args)
-    with counted_bar("pages") as (on_total, progress):
-        report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
+    try:
+        with counted_bar("pages") as (on_total, progress):
+            report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
+    except BuildInterrupted as interrupted:
+        report = interrupted.report
     for skipped in report.skipped:
         print(f"skipped {shown(skipped.name)}: {skipped.reason}", file=sys.stderr)
     for note in report.notes:
@@ -352,6 +355,8 @@ def build(args: argparse.Namespace) -> int:
         print(json.dumps({**report.__dict__, "skipped": [s.__dict__ for s in report.skipped]}, indent=2))
     else:
         print(report.summary())
+    if report.interrupted:
+        return EXIT_INTERRUPTED
     return DocumentError.exit_code if report.skipped else 0
 
 

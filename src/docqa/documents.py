@@ -20,7 +20,8 @@ _MARKER_WINDOW = 1024
 # so the end marker is also looked for this far back when only padding follows it.
 _PADDED_WINDOW = 1 << 20
 _PADDING = b"\x00 \t\r\n\x0c"
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]")
+# Lone surrogates too: a broken font map can make an extractor return them, and no encoder or tokenizer takes them.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 # pypdf writes a table cell per line with blank lines between; they only waste chunk space.
 _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
 
@@ -63,9 +64,28 @@ def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | N
         for entry in entries:
             if _is_folder(entry):
                 pending.append(Path(entry.path))
-            elif entry.name.lower().endswith(".pdf") and _is_file(entry):
-                found.append(Path(entry.path))
+            elif entry.name.lower().endswith(".pdf") and (_is_file(entry) or _leads_nowhere(entry)):
+                found.append(Path(entry.path))  # a broken link is a file that cannot be read now, and says so
+            elif _leads_nowhere(entry) and on_unreadable is not None:
+                # A link to a folder on a drive not mounted now: what the index holds from it must stay.
+                on_unreadable(Path(entry.path), broken_link(Path(entry.path)))
     return sorted(found)
+
+
+def _leads_nowhere(entry: os.DirEntry) -> bool:
+    """A symbolic link whose target cannot be reached (deleted, or on a drive not mounted)."""
+    try:
+        return entry.is_symlink() and not os.path.exists(entry.path)
+    except OSError:
+        return False
+
+
+def broken_link(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return f"a link to {target}, which cannot be reached now"
 
 
 def _folder_identity(directory: Path) -> tuple[int, int] | None:
@@ -100,6 +120,8 @@ def file_digest(path: Path | str) -> str:
     try:
         with open(path, "rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise DocumentError(path, broken_link(Path(path)) if os.path.islink(path) else "file not found") from None
     except OSError as exc:
         raise DocumentError(path, _os_reason(exc)) from None
 
@@ -177,7 +199,9 @@ def _pdfium_texts(path: Path) -> Iterator[str]:
     try:
         document = pdfium.PdfDocument(path)
     except pdfium.PdfiumError as exc:
-        raise DocumentError(path, _pdfium_reason(exc.err_code)) from None
+        # PDFium refuses a document without pages but sets no error for it: the code is then an earlier file's.
+        reason = "the PDF has no pages" if _without_pages(path) else _pdfium_reason(exc.err_code)
+        raise DocumentError(path, reason) from None
     except OSError as exc:
         raise DocumentError(path, _os_reason(exc)) from None
     with document:
@@ -195,6 +219,15 @@ def _pdfium_page_text(document, index: int) -> str:
             text_page.close()
     finally:
         page.close()
+
+
+def _without_pages(path: Path) -> bool:
+    from pypdf import PdfReader
+
+    try:
+        return len(PdfReader(path).pages) == 0
+    except Exception:  # damaged for pypdf too
+        return False
 
 
 def _pdfium_reason(err_code: int | None) -> str:

@@ -9,7 +9,11 @@ interrupted build keeps what it finished; a rebuild is switched in only when com
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -31,6 +35,32 @@ CHECKPOINT_SECONDS = 30.0
 EMBED_GROUP_CHARS = 100_000
 
 
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an update, raised once the documents finished before it are committed; ``report`` says
+    what was done."""
+
+    def __init__(self, report: "BuildReport"):
+        super().__init__()
+        self.report = report
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C waits until the block's writes are done, so that a document goes into the index whole or not at
+    all. Only the main thread receives it; elsewhere (a server's build) there is nothing to hold back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 @dataclass
 class Skipped:
     name: str
@@ -50,20 +80,32 @@ class BuildReport:
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    documents: int = 0  # in the index afterwards
+    interrupted: bool = False  # stopped by Ctrl-C: what was finished is kept
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.renamed or self.removed)
 
     def summary(self) -> str:
+        if self.interrupted:
+            return (f"interrupted: {len(self.added)} added and {len(self.updated)} updated before it are kept, "
+                    f"the other files wait for the next build ({self.seconds:.1f} s)")
+        if not self.documents:
+            return f"nothing indexed: {_count(len(self.skipped), 'file')} skipped, none could be read ({self.seconds:.1f} s)"
         if not self.changed:
-            return f"up to date: {self.unchanged} files unchanged, {len(self.skipped)} skipped ({self.seconds:.1f} s)"
+            return (f"up to date: {_count(self.unchanged, 'file')} unchanged, {len(self.skipped)} skipped "
+                    f"({self.seconds:.1f} s)")
         rate = f"{self.pages / self.seconds:.1f} pages/s, {self.chunks / self.seconds:.1f} chunks/s" if self.seconds else ""
         return (
-            f"{self.files} files: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} renamed, "
+            f"{_count(self.files, 'file')}: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} renamed, "
             f"{len(self.removed)} removed, {self.unchanged} unchanged, {len(self.skipped)} skipped; "
             f"{self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s ({rate})"
         )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def index_fingerprint(settings: Settings) -> dict:
@@ -108,20 +150,32 @@ def build_index(
         if rebuild:  # what cannot be read now comes over from the index being replaced, where it can
             plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
         _say_what_is_kept(report, plan, unreadable, rebuild)
+        for document_id, _name in plan.removals:  # first: a file renamed onto a removed one's name takes it
+            writer.remove_document(document_id)
+        # Through names no file has, so that files that swapped or rotated names never meet on one.
+        for document_id, _name in plan.renames:
+            writer.rename_document(document_id, f"\0{document_id}")
         for document_id, name in plan.renames:
             writer.rename_document(document_id, name)
-        for document_id, _name in plan.removals:
-            writer.remove_document(document_id)
         if plan.to_read:
             page_counts = _count_pages(plan.to_read)
             if on_total:
                 on_total(sum(page_counts.values()))
-            _read_and_add(writer, plan.to_read, page_counts, settings, report, progress or (lambda pages: None))
-        if report.changed or writer.needs_repair:
-            writer.commit()
-        writer.publish()
+            try:
+                _read_and_add(writer, plan.to_read, page_counts, settings, report, progress or (lambda pages: None))
+            except KeyboardInterrupt:
+                if rebuild:
+                    raise  # a partial rebuild never replaces the whole index: the old one stays
+                report.interrupted = True  # the documents finished so far are kept: each was added whole
+        with _uninterrupted():
+            if report.changed or writer.needs_repair:
+                writer.commit()
+            writer.publish()
         report.notes += writer.notes
+        report.documents = len(writer.documents())
     report.seconds = time.perf_counter() - started
+    if report.interrupted:
+        raise BuildInterrupted(report)
     return report
 
 
@@ -138,8 +192,22 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
         unreadable.append(name)
         report.skipped.append(Skipped(name, reason))
 
-    files = {path.relative_to(data).as_posix(): path for path in find_pdfs(data, on_unreadable)}
-    if not files and not unreadable:
+    try:
+        os.scandir(data).close()
+    except OSError as exc:
+        raise NoDocumentsError(f"cannot read the data folder {data} ({exc.strerror or exc}); make it readable "
+                               f"(the index is left as it was)") from None
+    files = {}
+    for path in find_pdfs(data, on_unreadable):
+        name = path.relative_to(data).as_posix()
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of another system's encoding (a ZIP made on Windows, say)
+            report.skipped.append(Skipped(name, "its name is not valid UTF-8 (written in another system's "
+                                                "encoding?); rename the file"))
+            continue
+        files[name] = path
+    if not files and not unreadable and not report.skipped:
         # An empty folder is more often an unmounted disk than a wish to drop every document: the index stays.
         raise NoDocumentsError(f"no PDF files in {data}; put your PDF files there and run again "
                                f"(the index is left as it was)")
@@ -177,8 +245,11 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
         else:
             plan.renames.append((record.id, name))
             report.renamed.append(name)
-    reading = {old_id for *_, old_id in plan.to_read if old_id is not None}
     renamed_ids = {document_id for document_id, _ in plan.renames}
+    # A new file under the name of a document that moved to another name replaces nothing: the move keeps it.
+    plan.to_read = [(name, path, digest, None if old_id in renamed_ids else old_id)
+                    for name, path, digest, old_id in plan.to_read]
+    reading = {old_id for *_, old_id in plan.to_read if old_id is not None}
     # Indexed documents whose file or folder cannot be read now are never removed for that.
     plan.kept = [record.name for record in indexed.values()
                  if record.name in plan.unreadable or record.name.startswith(tuple(unreadable))]
@@ -232,15 +303,16 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
             continue
         label = describe(pages[0].text).label
         chunks, vectors = _chunk_and_embed(pages, label, chunker, embedder, progress)
-        if old_id is not None:
-            writer.remove_document(old_id)
-        writer.add_document(name, digest, page_counts[path], chunks, vectors, title=label)
-        (report.updated if old_id is not None else report.added).append(name)
-        report.pages += page_counts[path]
-        report.chunks += len(chunks)
-        if time.perf_counter() - last_commit > CHECKPOINT_SECONDS:
-            writer.commit()
-            last_commit = time.perf_counter()
+        with _uninterrupted():
+            if old_id is not None:
+                writer.remove_document(old_id)
+            writer.add_document(name, digest, page_counts[path], chunks, vectors, title=label)
+            (report.updated if old_id is not None else report.added).append(name)
+            report.pages += page_counts[path]
+            report.chunks += len(chunks)
+            if time.perf_counter() - last_commit > CHECKPOINT_SECONDS:
+                writer.commit()
+                last_commit = time.perf_counter()
 
 
 def _chunk_and_embed(pages: list[Page], label: str, chunker: Chunker, embedder,

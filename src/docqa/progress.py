@@ -8,6 +8,15 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 
+def _refresh_seconds() -> float:
+    """Twice a second on a terminal; where stderr goes to a log (cron, a pipe) every half minute, so that a long
+    build writes a few lines there rather than thousands of frames."""
+    try:
+        return 0.5 if sys.stderr.isatty() else 30.0
+    except (AttributeError, ValueError):  # replaced or closed
+        return 30.0
+
+
 class Progress:
     """A tqdm bar on stderr: questions done, questions per minute and the time left."""
 
@@ -19,7 +28,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+                total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=_refresh_seconds(),
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
             )
 
@@ -51,7 +60,8 @@ def counted_bar(unit: str) -> Iterator[tuple[Callable[[int], None], Callable[[in
 
     def on_total(total: int) -> None:
         if total:  # files that cannot be read count no pages: a bar of nothing would only print "0pages"
-            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5))
+            bars.append(tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                             mininterval=_refresh_seconds()))
 
     def progress(count: int) -> None:
         if bars:

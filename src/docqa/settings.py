@@ -44,8 +44,16 @@ def _not_a_boolean(value):
     return value
 
 
+def _not_blank(value):
+    # An empty path would be the config's own folder: an index there shares it with everything else.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("an empty path; give a folder, or remove the line for the default")
+    return value
+
+
 Whole = Annotated[int, BeforeValidator(_not_a_boolean)]
 Number = Annotated[float, BeforeValidator(_not_a_boolean)]
+Folder = Annotated[Path, BeforeValidator(_not_blank)]
 
 
 class Section(BaseModel):
@@ -53,9 +61,9 @@ class Section(BaseModel):
 
 
 class Paths(Section):
-    data: Path = Field(Path("data"), description="Folder searched recursively for *.pdf files.")
-    vectorstore: Path = Field(Path("vectorstore"), description="Folder holding the index.")
-    models: Path = Field(Path("models"), description="Folder holding local model files.")
+    data: Folder = Field(Path("data"), description="Folder searched recursively for *.pdf files.")
+    vectorstore: Folder = Field(Path("vectorstore"), description="Folder holding the index.")
+    models: Folder = Field(Path("models"), description="Folder holding local model files.")
 
 
 class Ingest(Section):

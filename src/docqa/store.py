@@ -105,7 +105,7 @@ def _crc32(path: Path) -> int:
     return crc
 
 
-def live_generation(folder: Path) -> Optional[Path]:
+def live_generation(folder: Path, attempts: int = _OPEN_ATTEMPTS) -> Optional[Path]:
     """The folder holding the live index: the generation ``CURRENT`` names, or ``folder`` itself for an index
     built before generations existed; None when there is no index."""
     try:
@@ -116,7 +116,25 @@ def live_generation(folder: Path) -> Optional[Path]:
         raise StoreError(f"{folder / CURRENT} cannot be read ({exc}); {REBUILD_ADVICE}") from None
     if not name.startswith(GENERATION_PREFIX) or "/" in name:
         raise StoreError(f"{folder / CURRENT} is damaged (names {name!r}); {REBUILD_ADVICE}")
+    if not (folder / name / DB_NAME).is_file():
+        if attempts > 1:  # a rebuild may have switched to a new generation and removed this one meanwhile
+            return live_generation(folder, attempts - 1)
+        raise StoreError(f"{folder / CURRENT} names {name}, which holds no index (moved or deleted by hand?); "
+                         f"{REBUILD_ADVICE}")
     return folder / name
+
+
+def is_generation(path: Path) -> bool:
+    """A generation folder docqa wrote: ``store-<n>``, holding nothing but the index's own files. Anything else
+    in the index folder is the user's, never deleted."""
+    if not (path.name[len(GENERATION_PREFIX):].isdigit() and path.name.startswith(GENERATION_PREFIX)
+            and path.is_dir() and not path.is_symlink()):
+        return False
+    try:
+        return all(entry.name.startswith((DB_NAME, "index-")) and entry.is_file(follow_symlinks=False)
+                   for entry in os.scandir(path))
+    except OSError:
+        return False
 
 
 def _write_durably(path: Path, text: str) -> None:
@@ -481,6 +499,7 @@ class StoreWriter:
         self._dimension: Optional[int] = None
         self._vectors: Optional[_Vectors] = None
         self._meta: dict = {}
+        self._pointer_damaged = False
         check_folder(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -512,20 +531,31 @@ class StoreWriter:
         try:
             return live_generation(self.folder)
         except StoreError:
-            if rebuild:  # a damaged pointer: the rebuild replaces whatever it pointed to
+            if rebuild:  # a damaged pointer: the rebuild replaces the index it lost track of
+                self._pointer_damaged = True
                 return None
             raise
 
     def _remove_leftovers(self, live: Optional[Path]) -> None:
-        """Generations of interrupted rebuilds, and old ones a crash kept from being removed."""
-        for path in self.folder.glob(f"{GENERATION_PREFIX}*"):
-            if path != live and path.is_dir():
+        """Generations of interrupted rebuilds, and old ones a crash kept from being removed. Where ``CURRENT``
+        was damaged, which of them was live is unknown: they are moved aside, not deleted."""
+        aside = self.folder / f"{DAMAGED_PREFIX}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+        for path in sorted(self.folder.glob(f"{GENERATION_PREFIX}*")):
+            if path == live or not is_generation(path):
+                continue
+            if self._pointer_damaged:
+                aside.mkdir(exist_ok=True)
+                path.rename(aside / path.name)
+            else:
                 shutil.rmtree(path, ignore_errors=True)
+        if aside.exists():
+            self.notes.append(f"{CURRENT} named no index: what the index folder held was moved to {aside}; "
+                              f"delete it when you no longer need it")
         (self.folder / f".{CURRENT}.tmp").unlink(missing_ok=True)
 
     def _start_generation(self, live: Optional[Path]) -> None:
         numbers = [int(path.name[len(GENERATION_PREFIX):]) for path in self.folder.glob(f"{GENERATION_PREFIX}*")
-                   if path.name[len(GENERATION_PREFIX):].isdigit()]
+                   if path.name[len(GENERATION_PREFIX):].isdigit()]  # the user's store-<n> folders too: never reused
         self.generation = self.folder / f"{GENERATION_PREFIX}{max(numbers, default=0) + 1}"
         self.generation.mkdir()
         self._staged = True
