@@ -133,7 +133,9 @@ def test_with_a_token_every_api_route_needs_it(settings):
                              ("GET", "/v1/models"), ("DELETE", "/api/documents/beta-10k.pdf")]:
             response = client.request(method, path, json={"question": "dividend"})
             assert response.status_code == 401, path
-            assert response.json()["error"].startswith("missing or wrong API token")
+            error = response.json()["error"]  # under /v1 in OpenAI's shape, which its clients read
+            message = error["message"] if path.startswith("/v1/") else error
+            assert message.startswith("missing or wrong API token")
         wrong = client.get("/api/health", headers={"Authorization": "Bearer s3cret-tokem"})
         assert wrong.status_code == 401
         assert client.get("/api/health", headers={"Authorization": "Basic s3cret-token"}).status_code == 401
@@ -291,3 +293,15 @@ def test_html_inside_a_pdf_comes_back_as_plain_text(project, make_pdf):
     with local_client(create_app(settings, retrieval_only=True)) as client:
         passage = client.post("/api/retrieve", json={"question": "Omega fibre"}).json()["passages"][0]
     assert " ".join(passage["text"].split()) == payload
+
+
+def test_with_a_token_the_api_document_asks_for_it(settings):
+    """So that /docs shows "Authorize" and its "Try it out" sends the token (it got 401 before)."""
+    with local_client(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
+        schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["token"] == {
+        "type": "http", "scheme": "bearer", "description": "The server's API token."}
+    assert schema["paths"]["/api/retrieve"]["post"]["security"] == [{"token": []}]
+    assert schema["paths"]["/v1/chat/completions"]["post"]["security"] == [{"token": []}]
+    with local_client(create_app(settings, retrieval_only=True)) as client:
+        assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})

@@ -77,6 +77,7 @@ class BuildReport:
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # worth knowing, nothing wrong: identical files, repairs
+    duplicates: dict[str, str] = field(default_factory=dict)  # a file → the identical one indexed in its place
     pages: int = 0
     chunks: int = 0
     seconds: float = 0.0
@@ -231,6 +232,7 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
                 report.unchanged += 1
             else:
                 report.notes.append(f"{name} has the same content as {seen[digest]}; indexed once")
+                report.duplicates[name] = seen[digest]
             continue
         seen[digest] = name
         record = indexed.get(digest)
@@ -241,6 +243,7 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
             report.unchanged += 1
         elif record.name in files and _digest_or_none(files[record.name]) == digest:
             report.notes.append(f"{name} has the same content as {record.name}; indexed once")
+            report.duplicates[name] = record.name
             seen[digest] = record.name
         else:
             plan.renames.append((record.id, name))

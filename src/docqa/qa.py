@@ -69,6 +69,7 @@ class Answer:
     timings: Timings
     notes: list[str] = field(default_factory=list)
     searched: Optional[Searched] = None  # which documents retrieval covered, and why
+    cut_off: bool = False  # the answer ended at its token limit, not where the model ended it
 
     @property
     def answered(self) -> Optional[bool]:
@@ -312,5 +313,9 @@ class DocQA:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
         timings.backend = llm.name
         result.answer = "".join(pieces).strip()
+        if getattr(llm, "reached_limit", False):  # a model passed in need not say (DocQA(llm=...))
+            result.cut_off = True
+            result.notes.append(f"the answer stopped at its limit of {llm.generated_tokens} tokens and may be cut "
+                                f"short; raise llm.max_new_tokens for longer answers")
         if is_demo(self.settings.llm):
             result.notes.append(DEMO_NOTE)

@@ -30,6 +30,9 @@ class LLM(ABC):
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
         self.generated_tokens = 0
+        # Whether the last generation ended at its token limit rather than by the model's own end: cut short.
+        self.reached_limit = False
+        self._token_limit: int | None = None
         # One generation at a time: the model has one context, and generated_tokens belongs to the last call.
         # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
         self.lock = GenerationLock()
@@ -139,6 +142,7 @@ class LLM(ABC):
     def _stream_unlocked(self, prompt: str) -> Iterator[str]:
         """``stream``'s work, under the lock it holds."""
         self.generated_tokens = 0
+        self.reached_limit, self._token_limit = False, None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopFilter(self.settings.stop)
         with closing(self._generate(prompt)) as tokens:
@@ -149,6 +153,7 @@ class LLM(ABC):
                     yield text
                 if stops.stopped:
                     return
+        self.reached_limit = self._token_limit is not None and self.generated_tokens >= self._token_limit
         text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
         if text:
             yield text
@@ -161,7 +166,8 @@ class LLM(ABC):
                 f"the prompt takes {prompt_tokens} tokens but llm.context_length is {self.context_length}; "
                 "raise llm.context_length or put fewer or smaller chunks into the prompt"
             )
-        return min(self.settings.max_new_tokens, room)
+        self._token_limit = min(self.settings.max_new_tokens, room)
+        return self._token_limit
 
 
 class GenerationLock:

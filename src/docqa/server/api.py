@@ -19,6 +19,7 @@ from docqa.server.uploads import UploadRejected, stage_upload
 router = APIRouter(prefix="/api")
 
 MAX_HIGHLIGHT_CHARS = 4000
+MAX_QUESTION_CHARS = 4000  # far beyond any question; a pasted file would only fill the model's context
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -26,7 +27,7 @@ class Question(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Stripped before the length check: a question of blanks is as empty as "" on every route.
-    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)] = Field(
+    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUESTION_CHARS)] = Field(
         description="The question, in plain words.")
     doc: Optional[Union[str, list[str]]] = Field(
         None, description="Only search documents whose name matches this glob, or any of these globs or names."

@@ -12,48 +12,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
-from docqa.errors import (
-    BuildLockedError,
-    DocqaError,
-    DocumentError,
-    IndexNotFoundError,
-    InputError,
-    LLMError,
-    ModelNotFoundError,
-    NoDocumentsError,
-    StoreError,
-)
+from docqa.errors import DocqaError
 from docqa.qa import DocQA
 from docqa.server.builds import Builder, Watcher
 from docqa.server.engine import Engine
-from docqa.server.queue import GenerationQueue, QueueFullError
+from docqa.server.errors import error_body, error_status
+from docqa.server.limits import BodyLimit
+from docqa.server.queue import GenerationQueue
 from docqa.server.security import Security
 from docqa.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-
-# The HTTP status each domain error stands for; the body is always {"error": message}.
-ERROR_STATUS = {
-    InputError: 400,
-    DocumentError: 422,
-    NoDocumentsError: 404,
-    BuildLockedError: 409,
-    IndexNotFoundError: 503,
-    StoreError: 503,
-    QueueFullError: 503,
-    ModelNotFoundError: 503,
-    LLMError: 502,
-}
-
-
-def error_status(error: DocqaError) -> int:
-    for kind, status in ERROR_STATUS.items():
-        if isinstance(error, kind):
-            return status
-    return 500
-
 
 def create_app(
     settings: Settings,
@@ -108,7 +79,10 @@ def create_app(
     app.include_router(api.router)
     app.include_router(chat.router)
     _pages(app)
-    app.add_middleware(Security, token=token)
+    if token:
+        _describe_the_token(app)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(Security, token=token)  # added last, so outermost: who may ask comes first
     return app
 
 
@@ -118,26 +92,52 @@ def _error_handlers(app) -> None:
     # Starlette's, which FastAPI's subclasses: the router's own 405 and the like are raised as this one.
     from starlette.exceptions import HTTPException
 
+    def failure(request, message: str, status: int, headers=None):
+        return JSONResponse(error_body(request.url.path, message, status), status_code=status, headers=headers)
+
     @app.exception_handler(DocqaError)
     async def domain_error(request, error: DocqaError):
-        return JSONResponse({"error": str(error)}, status_code=error_status(error))
+        return failure(request, str(error), error_status(error))
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error: HTTPException):
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+        return failure(request, str(error.detail), error.status_code, error.headers)
 
     @app.exception_handler(404)
     async def not_found(request, error):
-        return JSONResponse({"error": f"not found: {request.url.path}"}, status_code=404)
+        detail = getattr(error, "detail", None)  # a route's own reason, or the router's bare "Not Found"
+        return failure(request, detail if detail and detail != "Not Found" else f"not found: {request.url.path}", 404)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, error: RequestValidationError):
-        return JSONResponse({"error": describe_validation(error)}, status_code=422)
+        # OpenAI answers a malformed request with 400; the page's routes keep FastAPI's 422.
+        return failure(request, describe_validation(error), 400 if request.url.path.startswith("/v1/") else 422)
 
     @app.exception_handler(Exception)
     async def unexpected(request, error: Exception):
         log.exception("unexpected error on %s", request.url.path)
-        return JSONResponse({"error": f"unexpected {type(error).__name__}: {error}"}, status_code=500)
+        return failure(request, f"unexpected {type(error).__name__}: {error}", 500)
+
+
+def _describe_the_token(app) -> None:
+    """The API document says its routes want the bearer token, so that /docs offers to send it ("Authorize");
+    without that, every "Try it out" got 401."""
+    from docqa.server.security import PROTECTED_PREFIXES
+
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "token": {"type": "http", "scheme": "bearer", "description": "The server's API token."}}
+            for path, operations in schema["paths"].items():
+                if path.startswith(PROTECTED_PREFIXES):
+                    for operation in operations.values():
+                        operation["security"] = [{"token": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def describe_validation(error) -> str:

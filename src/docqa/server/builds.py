@@ -61,11 +61,19 @@ class Build:
     requested_at: str = field(default_factory=_now)
     finished_at: Optional[str] = None
 
+    def not_indexed(self) -> list[dict]:
+        """The files in the data folder that this build left out of the index, each with why: those it skipped,
+        and copies of a file it indexed under the other name."""
+        report = self.report or {}
+        copies = [{"name": name, "reason": f"the same content as {twin}, which is indexed"}
+                  for name, twin in report.get("duplicates", {}).items()]
+        return [*report.get("skipped", []), *copies]
+
     def to_dict(self) -> dict:
         return {
             "id": self.id, "trigger": self.trigger, "files": self.files, "state": self.state,
             "pages_total": self.pages_total, "pages_done": self.pages_done, "report": self.report,
-            "skipped": (self.report or {}).get("skipped", []), "error": self.error,
+            "skipped": self.not_indexed(), "error": self.error,
             "requested_at": self.requested_at, "finished_at": self.finished_at,
         }
 
@@ -124,12 +132,12 @@ class Builder:
             return list(self._builds.values())[-count:][::-1]
 
     def skipped_files(self) -> set[str]:
-        """The files the latest finished build skipped (damaged, not a PDF, ...): names in the data folder that the
-        index does not hold, which a user may still delete from the page."""
+        """The files the latest finished build left out (damaged, not a PDF, a copy of an indexed file, ...): names
+        in the data folder that the index does not hold, which a user may still delete from the page."""
         with self._condition:
             for build in reversed(list(self._builds.values())):
                 if build.state == "done" and build.report is not None:
-                    return {skipped["name"] for skipped in build.report["skipped"] if not skipped["name"].endswith("/")}
+                    return {item["name"] for item in build.not_indexed() if not item["name"].endswith("/")}
         return set()
 
     def wait(self, build: Build, timeout: float) -> bool:

@@ -1,7 +1,9 @@
 """An OpenAI-compatible chat route, so that any chat front end for OpenAI's API can use docqa as a "model".
 
 The last user message is the question; earlier messages are not used (each answer comes from the documents
-alone). The answer is docqa's, its sources appended as text and given as an extra ``sources`` field.
+alone). The answer is docqa's, its sources appended as text and given as an extra ``sources`` field. What docqa
+cannot do (several choices, tools, a response format) is refused rather than silently ignored; sampling settings
+are docqa's own (``llm`` in config.yml).
 """
 
 from __future__ import annotations
@@ -9,20 +11,23 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import asynccontextmanager
 from typing import Any, Optional, Union
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from docqa.errors import InputError, LLMError
-from docqa.server.api import SSE_HEADERS, check_scope, submit_question
-from docqa.server.queue import SHUTTING_DOWN, Job, QueueFullError
+from docqa.qa import check_arguments
+from docqa.server.api import MAX_QUESTION_CHARS, SSE_HEADERS, check_scope, submit_question
+from docqa.server.queue import SHUTTING_DOWN, GenerationQueue, Job, QueueFullError
 from docqa.server.streaming import KEEPALIVE, job_events, sse
 
 router = APIRouter(prefix="/v1")
 
 MODEL_ID = "docqa"
+CLIENT_GONE = "the client closed the connection"
 
 
 class Message(BaseModel):
@@ -44,8 +49,23 @@ class ChatRequest(BaseModel):
     model: str = MODEL_ID
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
+    stream_options: Optional[dict[str, Any]] = None
+    n: int = Field(1, description="Choices to generate: docqa gives one.")
     doc: Optional[Union[str, list[str]]] = Field(None, description="docqa: only search these documents (globs or names).")
     k: Optional[int] = Field(None, ge=1, le=50, description="docqa: passages to retrieve.")
+
+    def unsupported(self) -> Optional[str]:
+        """What this request asks that docqa cannot give (None: nothing)."""
+        extra = self.model_extra or {}
+        if self.n != 1:
+            return f"n={self.n}: docqa gives one answer per request"
+        for field in ("tools", "functions"):
+            if extra.get(field):
+                return f"{field}: docqa answers from your documents and calls no tools"
+        response_format = extra.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
+            return f"response_format {response_format.get('type')!r}: docqa answers in text"
+        return None
 
 
 def sources_text(sources: list[dict]) -> str:
@@ -55,9 +75,21 @@ def sources_text(sources: list[dict]) -> str:
     return "\n\nSources:\n" + "\n".join(lines)
 
 
-@router.get("/models", summary="The one model this server offers")
-def models():
-    return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "docqa"}]}
+def _model_card() -> dict:
+    return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "docqa"}
+
+
+@router.get("/models", summary="The one model this server offers (none without a language model)")
+def models(request: Request):
+    has_model = request.app.state.engine.llm is not None
+    return {"object": "list", "data": [_model_card()] if has_model else []}
+
+
+@router.get("/models/{model}", summary="The model, by its id")
+def model(model: str, request: Request):
+    if model != MODEL_ID or request.app.state.engine.llm is None:
+        raise HTTPException(404, f"no model {model!r} here; GET /v1/models lists what this server offers")
+    return _model_card()
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion (streaming or not)")
@@ -66,9 +98,16 @@ async def chat_completions(body: ChatRequest, request: Request):
     if not questions or not questions[-1]:
         raise InputError("no user message with text: the last user message is the question")
     question = questions[-1]
+    # Checked before the question joins the line: a request that cannot be answered fails at once.
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InputError(f"the question (the last user message) is {len(question)} characters long; "
+                         f"at most {MAX_QUESTION_CHARS} are taken")
+    check_arguments(question, body.k, body.doc)
+    if problem := body.unsupported():
+        raise InputError(problem)
     state = request.app.state
     if state.engine.llm is None:
-        raise LLMError("this server runs without a language model (retrieval only); use POST /api/retrieve")
+        raise HTTPException(501, "this server runs without a language model (retrieval only); use POST /api/retrieve")
     await asyncio.to_thread(check_scope, state.engine, body.doc)
 
     def answer(job: Job, qa) -> None:
@@ -79,28 +118,52 @@ async def chat_completions(body: ChatRequest, request: Request):
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
-        return StreamingResponse(_stream(state.queue, job, completion_id, created, body.model),
+        usage = bool((body.stream_options or {}).get("include_usage"))
+        return StreamingResponse(_stream(state.queue, job, completion_id, created, body.model, usage),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
-    async for event in job_events(state.queue, job):
-        if event is None:
-            continue
-        kind, data = event
-        if kind == "error":
-            if data["error"] == SHUTTING_DOWN:  # not the model's failure: try again once the server is back
-                raise QueueFullError(SHUTTING_DOWN)
-            raise LLMError(data["error"])
-        if kind == "answer":
-            content = (data["answer"] or "") + sources_text(data["sources"])
-            return {
-                "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": _usage(data),
-                "sources": data["sources"],
-            }
+    async with _cancelled_when_client_leaves(request, state.queue, job):
+        async for event in job_events(state.queue, job):
+            if event is None:
+                continue
+            kind, data = event
+            if kind == "error":
+                if data["error"] == CLIENT_GONE:
+                    return Response(status_code=499)  # nobody reads it
+                if job.failure is not None:  # the question's own problem keeps its status (400 for input)
+                    raise job.failure
+                if data["error"] == SHUTTING_DOWN:  # not the model's failure: try again once the server is back
+                    raise QueueFullError(SHUTTING_DOWN)
+                raise LLMError(data["error"])
+            if kind == "answer":
+                content = (data["answer"] or "") + sources_text(data["sources"])
+                return {
+                    "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                 "finish_reason": _finish_reason(data)}],
+                    "usage": _usage(data),
+                    "sources": data["sources"],
+                }
     raise LLMError("the answer ended without a result")
 
 
-async def _stream(queue, job: Job, completion_id: str, created: int, model: str):
+@asynccontextmanager
+async def _cancelled_when_client_leaves(request: Request, queue: GenerationQueue, job: Job):
+    """A client that gives up on a non-streaming answer (a timeout, then a retry) takes its question out of the
+    line or stops its generation, as closing a stream does; else each retry added an answer nobody would read."""
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        queue.cancel(job)
+        job.emit("error", {"error": CLIENT_GONE})
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+
+
+async def _stream(queue, job: Job, completion_id: str, created: int, model: str, include_usage: bool):
     def chunk(delta: dict, finish: Optional[str] = None, **extra) -> str:
         return sse(None, {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
@@ -116,8 +179,15 @@ async def _stream(queue, job: Job, completion_id: str, created: int, model: str)
         elif kind == "error":
             yield sse(None, {"error": {"message": data["error"], "type": "docqa_error"}})
         elif kind == "answer":
-            yield chunk({"content": sources_text(data["sources"])}, "stop", sources=data["sources"], usage=_usage(data))
+            yield chunk({"content": sources_text(data["sources"])}, _finish_reason(data), sources=data["sources"])
+            if include_usage:  # as OpenAI sends it: one more chunk, without choices
+                yield sse(None, {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                 "model": model, "choices": [], "usage": _usage(data)})
     yield sse(None, "[DONE]")
+
+
+def _finish_reason(answer: dict) -> str:
+    return "length" if answer.get("cut_off") else "stop"
 
 
 def _usage(answer: dict) -> dict:

@@ -40,6 +40,7 @@ class Job:
         self.state = "waiting"  # waiting, running, done, failed, cancelled
         self.place: Optional[int] = None
         self.tokens = 0
+        self.failure: Optional[DocqaError] = None  # why it failed, for a response whose status depends on it
 
     def emit(self, kind: str, data: dict) -> None:
         try:
@@ -161,6 +162,7 @@ class GenerationQueue:
             job.state = "cancelled"
         except DocqaError as error:
             job.state = "failed"
+            job.failure = error
             job.emit("error", {"error": str(error)})
         except Exception as error:  # one failed answer must not stop the queue for everybody else
             log.exception("generation failed")

@@ -22,6 +22,7 @@ import re
 from typing import Optional
 
 from docqa.errors import ConfigError
+from docqa.server.errors import error_body
 
 PROTECTED_PREFIXES = ("/api/", "/v1/")
 CONTENT_SECURITY_POLICY = (
@@ -81,7 +82,7 @@ class Security:
             await send(message)
 
         async def refuse(status: int, message: str, *headers) -> None:
-            body = json.dumps({"error": message}).encode()
+            body = json.dumps(error_body(scope["path"], message, status)).encode()
             await send_with_headers({"type": "http.response.start", "status": status, "headers": [
                 (b"content-type", b"application/json"), *headers, (b"content-length", str(len(body)).encode())]})
             await send_with_headers({"type": "http.response.body", "body": body})

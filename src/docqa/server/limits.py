@@ -1,0 +1,58 @@
+"""A size limit on request bodies other than uploads, checked before anything parses them.
+
+Without it a 100 MB JSON body was read and parsed whole (the server grew by 235 MB) before any route could
+refuse it. Uploads (multipart forms) have their own limit, ``serve.max_upload_mb``, applied as they stream in.
+"""
+
+from __future__ import annotations
+
+import json
+
+from docqa.server.errors import error_body
+
+MAX_BODY_BYTES = 4 << 20  # a question, or a chat front end's whole conversation, is far smaller
+
+
+class BodyLimit:
+    """ASGI middleware: a body over the limit gets 413 before the app sees it (by its Content-Length, or as it
+    arrives when it has none); a body within it is handed on whole."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
+        if scope["type"] != "http" or headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+            return await self.app(scope, receive, send)
+
+        async def refuse() -> None:
+            message = f"the request body is larger than {self.limit >> 20} MB"
+            body = json.dumps(error_body(scope["path"], message, 413)).encode()
+            await send({"type": "http.response.start", "status": 413, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await refuse()
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: nothing to answer
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await refuse()
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: the disconnect, when it comes
+
+        await self.app(scope, replay, send)
