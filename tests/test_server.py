@@ -602,3 +602,38 @@ def test_an_upload_of_a_copy_is_shown_left_out_and_can_be_deleted(own_index):
         assert (project.data / "beta-10k.pdf").exists()
         assert sorted(d["name"] for d in client.get("/api/documents").json()["documents"]) == [
             "alpha-annual-report.pdf", "beta-10k.pdf"]
+
+
+def test_the_body_limit_spares_only_the_upload_route_and_bodiless_requests(tiny_config):
+    """A JSON route passed the limit by claiming a multipart body (300 MB were read whole); a GET that declared a
+    body it never sent waited for ever."""
+    import socket
+
+    app = create_app(load_settings(tiny_config))
+    with live_server(app) as url:
+        big = b'{"messages": [{"role": "user", "content": "hi"}], "x": "' + b"a" * (5 << 20) + b'"}'
+        for path in ("/v1/chat/completions", "/api/retrieve"):
+            response = httpx.post(url + path, content=big, timeout=30,
+                                  headers={"content-type": "multipart/form-data; boundary=zzz"})
+            assert response.status_code == 413, path
+        upload = httpx.post(url + "/api/documents", content=b"--zzz\r\n" + b"a" * (5 << 20), timeout=30,
+                            headers={"content-type": "Multipart/Form-Data; boundary=zzz"})
+        assert upload.status_code != 413  # uploads have their own limit, serve.max_upload_mb
+        nulls = {"messages": [{"role": "user", "content": "hi"}], "n": None, "stream": None}  # null: the default
+        assert httpx.post(url + "/v1/chat/completions", json=nulls, timeout=60).status_code == 200
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n")
+            assert connection.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_chat_clients_do_not_retry_a_server_without_a_model(built_fact_index, tmp_path):
+    openai = pytest.importorskip("openai")
+    config = built_fact_index.write_config(tmp_path / "config.yml", serve={"watch": False})
+    requests = []
+    with live_server(create_app(load_settings(config), retrieval_only=True)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", http_client=openai.DefaultHttpxClient(
+            event_hooks={"request": [requests.append]}))
+        with pytest.raises(openai.InternalServerError, match="runs without a language model"):
+            client.chat.completions.create(model="docqa", messages=[{"role": "user", "content": QUESTION}])
+    assert len(requests) == 1  # no retries: none can change the answer

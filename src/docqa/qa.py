@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.errors import ClosedError, InputError
+from docqa.errors import ClosedError, ConfigError, InputError
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
@@ -284,8 +284,9 @@ class DocQA:
             raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
                              f"model's context holds {llm.context_length}; ask a shorter question")
         if result.sources and not prompt.chunks_used:
-            # An answer would come from nothing the index holds.
-            raise InputError(
+            # An answer would come from nothing the index holds. The settings leave no room, whatever the question
+            # (the one that alone is too long is refused above): the server's fault, not its client's.
+            raise ConfigError(
                 f"no passage fits beside the question: of the model's {llm.context_length}-token context, "
                 f"{self.settings.llm.max_new_tokens} are kept for the answer (llm.max_new_tokens) and the "
                 f"question's prompt takes "

@@ -125,7 +125,9 @@ class LLM(ABC):
 
     def stream(self, prompt: str) -> Iterator[str]:
         """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence; other threads'
-        calls wait until this one is done (or closed)."""
+        calls wait until this one is done (or closed). The thread that started a stream cannot start another
+        while it is paused (refused: waiting there could wait for itself), even where a thread pool has handed
+        that thread other work."""
         with self.lock:
             self._check_open()
             if self.generating_here():

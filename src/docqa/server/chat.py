@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from docqa.errors import InputError, LLMError
 from docqa.qa import check_arguments
 from docqa.server.api import MAX_QUESTION_CHARS, SSE_HEADERS, check_scope, submit_question
+from docqa.server.errors import error_body, error_status
 from docqa.server.queue import SHUTTING_DOWN, GenerationQueue, Job, QueueFullError
 from docqa.server.streaming import KEEPALIVE, job_events, sse
 
@@ -48,16 +49,16 @@ class ChatRequest(BaseModel):
 
     model: str = MODEL_ID
     messages: list[Message] = Field(min_length=1)
-    stream: bool = False
+    stream: Optional[bool] = False  # null, as OpenAI's own API takes, is the default
     stream_options: Optional[dict[str, Any]] = None
-    n: int = Field(1, description="Choices to generate: docqa gives one.")
+    n: Optional[int] = Field(1, description="Choices to generate: docqa gives one.")
     doc: Optional[Union[str, list[str]]] = Field(None, description="docqa: only search these documents (globs or names).")
     k: Optional[int] = Field(None, ge=1, le=50, description="docqa: passages to retrieve.")
 
     def unsupported(self) -> Optional[str]:
         """What this request asks that docqa cannot give (None: nothing)."""
         extra = self.model_extra or {}
-        if self.n != 1:
+        if self.n not in (1, None):
             return f"n={self.n}: docqa gives one answer per request"
         for field in ("tools", "functions"):
             if extra.get(field):
@@ -107,7 +108,9 @@ async def chat_completions(body: ChatRequest, request: Request):
         raise InputError(problem)
     state = request.app.state
     if state.engine.llm is None:
-        raise HTTPException(501, "this server runs without a language model (retrieval only); use POST /api/retrieve")
+        # A 5xx that OpenAI's clients would retry twice, but no retry can change: they read this header.
+        raise HTTPException(501, "this server runs without a language model (retrieval only); use POST /api/retrieve",
+                            headers={"x-should-retry": "false"})
     await asyncio.to_thread(check_scope, state.engine, body.doc)
 
     def answer(job: Job, qa) -> None:
@@ -177,7 +180,8 @@ async def _stream(queue, job: Job, completion_id: str, created: int, model: str,
         if kind == "token":
             yield chunk({"content": data["text"]})
         elif kind == "error":
-            yield sse(None, {"error": {"message": data["error"], "type": "docqa_error"}})
+            status = error_status(job.failure) if job.failure is not None else 502
+            yield sse(None, error_body(router.prefix, data["error"], status))
         elif kind == "answer":
             yield chunk({"content": sources_text(data["sources"])}, _finish_reason(data), sources=data["sources"])
             if include_usage:  # as OpenAI sends it: one more chunk, without choices

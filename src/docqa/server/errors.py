@@ -47,7 +47,7 @@ def error_status(error: DocqaError) -> int:
 
 
 def error_body(path: str, message: str, status: int) -> dict:
-    if path.startswith("/v1/"):
+    if path == "/v1" or path.startswith("/v1/"):
         kind = _OPENAI_TYPES.get(status, "server_error")
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return {"error": message}

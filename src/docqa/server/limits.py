@@ -11,20 +11,23 @@ import json
 from docqa.server.errors import error_body
 
 MAX_BODY_BYTES = 4 << 20  # a question, or a chat front end's whole conversation, is far smaller
+UPLOADS = "/api/documents"  # POSTed files: limited by serve.max_upload_mb as they stream in
 
 
 class BodyLimit:
     """ASGI middleware: a body over the limit gets 413 before the app sees it (by its Content-Length, or as it
-    arrives when it has none); a body within it is handed on whole."""
+    arrives when it has none); a body within it is handed on whole. Only the upload route is exempt, whatever a
+    request's content type claims."""
 
     def __init__(self, app, limit: int = MAX_BODY_BYTES):
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope, receive, send):
-        headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
-        if scope["type"] != "http" or headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") or (
+                scope["path"] == UPLOADS and scope["method"] == "POST"):
             return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers", ()))
 
         async def refuse() -> None:
             message = f"the request body is larger than {self.limit >> 20} MB"
