@@ -170,16 +170,17 @@ def test_find_pdfs_walks_folders_and_skips_the_rest(tmp_path):
     (data / "folder.pdf").mkdir()
     (data / "dangling.pdf").symlink_to(tmp_path / "gone.pdf")
     (data / "drive").symlink_to(tmp_path / "unmounted")
+    (data / ".#a.pdf").symlink_to("user@host.1234:1700000000")  # an editor's lock file
     os.mkfifo(data / "pipe.pdf")
     (data / "linked").symlink_to(outside)
     (data / "2023" / "loop").symlink_to(data)
 
-    unreadable = []
+    broken = []
     # A broken link is kept as a file, which cannot be read now, and the build says so instead of dropping its
     # document; one that is not named .pdf may be a folder on a drive not mounted.
-    assert find_pdfs(data, lambda path, reason: unreadable.append((path, reason))) == sorted(
+    assert find_pdfs(data, on_broken_link=lambda path, reason: broken.append((path, reason))) == sorted(
         [*expected, data / "dangling.pdf"])
-    assert unreadable == [(data / "drive", f"a link to {tmp_path / 'unmounted'}, which cannot be reached now")]
+    assert broken == [(data / "drive", f"a link to {tmp_path / 'unmounted'}, which cannot be reached now")]
 
 
 def test_find_pdfs_of_missing_folder_is_empty(tmp_path):

@@ -340,6 +340,7 @@ def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path
     write_pdf(drive / "gamma.pdf", ["Gamma is new."])
     (fact_project.data / "reports").symlink_to(drive / "reports")
     (fact_project.data / "gamma-link.pdf").symlink_to(drive / "gamma.pdf")
+    (fact_project.data / "notes.txt").symlink_to(drive / "gone.txt")  # leads nowhere, but nothing indexed is there
     build_index(fact_project.settings)
     before = indexed(fact_project)
     assert sorted(before) == ["alpha-annual-report.pdf", "gamma-link.pdf", "reports/beta-10k.pdf"]
@@ -353,12 +354,19 @@ def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path
 
 
 def test_nothing_readable_says_nothing_was_indexed(project, bad_corpus, capsys):
+    import os
+
     from docqa.cli import build_main
 
     shutil.copy(bad_corpus["scanned"], project.data / "scan.pdf")
     assert build_main(project.args()) == 5
-    out = capsys.readouterr().out
-    assert out.startswith("nothing indexed: 1 file skipped, none could be read")
+    assert capsys.readouterr().out.startswith("nothing indexed: 1 file skipped, none could be indexed")
+    (project.data / "scan.pdf").unlink()
+    write_pdf(project.data / "report.pdf", ["Gamma is new."])
+    assert build_main(project.args()) == 0
+    os.rename(project.data / "report.pdf", os.fsencode(project.data) + b"/r\xe9sum\xe9.pdf")
+    assert build_main(project.args()) == 5  # the only file renamed to a name that cannot be indexed
+    assert ", 1 removed, " in capsys.readouterr().out  # said, not hidden behind "nothing indexed"
 
 
 def test_an_unreadable_data_folder_is_named_as_such(project, monkeypatch):
@@ -397,7 +405,7 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
 
     monkeypatch.setattr(docqa.ingest, "_chunk_and_embed", interrupted_at_the_second)
     assert build_main(fact_project.args()) == 130
-    assert capsys.readouterr().out.startswith("interrupted: 1 added and 0 updated before it are kept")
+    assert capsys.readouterr().out.startswith("interrupted: what was done before it is kept (1 added, 0 updated")
     assert list(indexed(fact_project)) == embedded == ["alpha-annual-report.pdf"]
 
     with pytest.raises(KeyboardInterrupt) as caught:  # a rebuild stopped early keeps the whole old index instead
@@ -419,4 +427,38 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
     assert caught.value.report.added == ["beta-10k.pdf"]
     monkeypatch.undo()
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
-    assert build_index(fact_project.settings).added == ["gamma.pdf"]
+
+    real_commit = docqa.store.StoreWriter.commit
+
+    def commit_with_ctrl_c(self):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the last commit writes: held back until it is done
+        return real_commit(self)
+
+    monkeypatch.setattr(docqa.store.StoreWriter, "commit", commit_with_ctrl_c)
+    with pytest.raises(BuildInterrupted) as caught:  # with its report: every document was kept
+        build_index(fact_project.settings)
+    assert caught.value.report.added == ["gamma.pdf"] and caught.value.report.documents == 3
+    monkeypatch.undo()
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf", "gamma.pdf"]
+
+
+def test_a_build_that_ignores_ctrl_c_goes_on_ignoring_it(fact_project, monkeypatch):
+    """A script's `db_build.py &` ignores SIGINT; holding it back while a document was written made it count."""
+    import os
+    import signal
+
+    import docqa.store
+
+    real_add = docqa.store.StoreWriter.add_document
+
+    def add_with_ctrl_c(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(docqa.store.StoreWriter, "add_document", add_with_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        report = build_index(fact_project.settings)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sorted(report.added) == ["alpha-annual-report.pdf", "beta-10k.pdf"] and not report.interrupted

@@ -637,3 +637,17 @@ def test_chat_clients_do_not_retry_a_server_without_a_model(built_fact_index, tm
         with pytest.raises(openai.InternalServerError, match="runs without a language model"):
             client.chat.completions.create(model="docqa", messages=[{"role": "user", "content": QUESTION}])
     assert len(requests) == 1  # no retries: none can change the answer
+
+
+def test_a_file_name_that_is_not_utf8_shows_escaped_in_the_build_panel(own_index):
+    """Such a name made every /api/builds answer a 500 while its build was remembered: the panel was dead."""
+    import os
+
+    project, settings = own_index
+    os.rename(project.data / "beta-10k.pdf", os.fsencode(project.data) + b"/caf\xe9.pdf")
+    with local_client(create_app(settings)) as client:
+        requested = client.app.state.builder.request("watch", [os.fsdecode(b"caf\xe9.pdf")])
+        build = wait_for_build(client, requested.id)
+        assert build["state"] == "done" and build["files"] == ["caf\\udce9.pdf"]
+        assert [item["name"] for item in build["skipped"]] == ["caf\\udce9.pdf"]
+        assert client.get("/api/builds").status_code == 200

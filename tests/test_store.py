@@ -370,3 +370,42 @@ def test_current_naming_a_missing_generation_is_damage_and_a_rebuild_moves_the_r
                             f"delete it when you no longer need it"]
     with Store(folder) as store:
         assert [d.name for d in store.documents()] == ["c.pdf"]
+
+
+def test_a_rebuild_deletes_only_the_index_s_own_files(folder, built):
+    """The old generation went whole (rmtree), and an index from before generations took every index-* file of
+    its folder with it: a user's index-2023.pdf there went."""
+    (folder / "store-1" / "notes.txt").write_text("the user's")
+    (folder / "store-²").mkdir()  # not a generation number: crashed every first build and rebuild
+    with StoreWriter(folder, FINGERPRINT, rebuild=True) as writer:
+        add(writer, "c.pdf", ["a third document"], 3)
+        writer.commit()
+        writer.publish()
+    assert (folder / "store-1" / "notes.txt").read_text() == "the user's"
+    assert sorted(path.name for path in (folder / "store-1").iterdir()) == ["notes.txt"]
+    assert (folder / "store-²").is_dir() and (folder / "CURRENT").read_text() == "store-2"
+
+    legacy = folder.parent / "legacy"  # an index from before generations: its files in the folder itself
+    (folder / "store-2").rename(legacy)
+    (legacy / "index-2023.pdf").write_bytes(b"%PDF- the user's")
+    with StoreWriter(legacy, FINGERPRINT, rebuild=True) as writer:
+        add(writer, "d.pdf", ["a fourth document"], 4)
+        writer.commit()
+        writer.publish()
+    assert (legacy / "index-2023.pdf").read_bytes() == b"%PDF- the user's"
+    assert not (legacy / "docqa.sqlite").exists()
+    with Store(legacy) as store:
+        assert [d.name for d in store.documents()] == ["d.pdf"]
+
+
+def test_another_program_s_database_under_the_index_s_name_is_not_written_to(folder, built):
+    import sqlite3
+
+    (folder / "store-7").mkdir()
+    with sqlite3.connect(folder / "store-7" / "docqa.sqlite") as database:
+        database.execute("CREATE TABLE expenses(amount)")
+    (folder / "CURRENT").write_text("store-7")
+    with pytest.raises(StoreError, match="store-7/docqa.sqlite is not a docqa index \\(it has a table 'expenses'\\)"):
+        StoreWriter(folder, FINGERPRINT)
+    with sqlite3.connect(folder / "store-7" / "docqa.sqlite") as database:
+        assert [name for (name,) in database.execute("SELECT name FROM sqlite_master")] == ["expenses"]

@@ -39,12 +39,15 @@ class Page:
     text: str
 
 
-def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | None = None) -> list[Path]:
+def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | None = None,
+              on_broken_link: Callable[[Path, str], None] | None = None) -> list[Path]:
     """Every regular file named *.pdf (any case) under ``folder``, sorted.
 
     Symlinked folders are followed, each real folder once, so a symlink loop ends the walk
     instead of hanging it. A folder that cannot be listed is skipped and, below ``folder``,
-    passed to ``on_unreadable`` with the reason.
+    passed to ``on_unreadable`` with the reason. A link that leads nowhere now is a file that cannot be read
+    when it is named *.pdf, and otherwise passed to ``on_broken_link`` (it may be a folder on a drive not
+    mounted); hidden ones (an editor's lock file, ``.#report.pdf``) are ignored.
     """
     found: list[Path] = []
     visited: set[tuple[int, int]] = set()
@@ -64,11 +67,14 @@ def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | N
         for entry in entries:
             if _is_folder(entry):
                 pending.append(Path(entry.path))
-            elif entry.name.lower().endswith(".pdf") and (_is_file(entry) or _leads_nowhere(entry)):
-                found.append(Path(entry.path))  # a broken link is a file that cannot be read now, and says so
-            elif _leads_nowhere(entry) and on_unreadable is not None:
-                # A link to a folder on a drive not mounted now: what the index holds from it must stay.
-                on_unreadable(Path(entry.path), broken_link(Path(entry.path)))
+            elif entry.name.lower().endswith(".pdf") and _is_file(entry):
+                found.append(Path(entry.path))
+            elif entry.name.startswith(".") or not _leads_nowhere(entry):
+                continue
+            elif entry.name.lower().endswith(".pdf"):
+                found.append(Path(entry.path))  # a file that cannot be read now, and says so
+            elif on_broken_link is not None:
+                on_broken_link(Path(entry.path), broken_link(Path(entry.path)))
     return sorted(found)
 
 

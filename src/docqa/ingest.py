@@ -51,14 +51,17 @@ def _uninterrupted() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    if not callable(previous := signal.getsignal(signal.SIGINT)):  # ignored (a script's `db_build.py &`): stays so
+        yield
+        return
+    received: list = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
     if received:
-        raise KeyboardInterrupt
+        previous(signal.SIGINT, received[0])  # Python's own handler raises KeyboardInterrupt
 
 
 @dataclass
@@ -90,10 +93,12 @@ class BuildReport:
 
     def summary(self) -> str:
         if self.interrupted:
-            return (f"interrupted: {len(self.added)} added and {len(self.updated)} updated before it are kept, "
-                    f"the other files wait for the next build ({self.seconds:.1f} s)")
-        if not self.documents:
-            return f"nothing indexed: {_count(len(self.skipped), 'file')} skipped, none could be read ({self.seconds:.1f} s)"
+            return (f"interrupted: what was done before it is kept ({len(self.added)} added, {len(self.updated)} "
+                    f"updated, {len(self.renamed)} renamed, {len(self.removed)} removed); the other files wait for "
+                    f"the next build ({self.seconds:.1f} s)")
+        if not self.documents and not self.changed:
+            return (f"nothing indexed: {_count(len(self.skipped), 'file')} skipped, none could be indexed "
+                    f"({self.seconds:.1f} s)")
         if not self.changed:
             return (f"up to date: {_count(self.unchanged, 'file')} unchanged, {len(self.skipped)} skipped "
                     f"({self.seconds:.1f} s)")
@@ -144,9 +149,10 @@ def build_index(
     started = time.perf_counter()
     data = settings.path(settings.paths.data)
     report = BuildReport()
-    files, unreadable = _named_files(data, report)
+    files, unreadable, broken_links = _named_files(data, report)
     report.files = len(files)
     with open_writer(settings, index_fingerprint(settings), rebuild=rebuild) as writer:
+        _name_the_broken_links(writer, broken_links, unreadable, report)
         plan = _plan(writer, files, unreadable, report)
         if rebuild:  # what cannot be read now comes over from the index being replaced, where it can
             plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
@@ -168,10 +174,13 @@ def build_index(
                 if rebuild:
                     raise  # a partial rebuild never replaces the whole index: the old one stays
                 report.interrupted = True  # the documents finished so far are kept: each was added whole
-        with _uninterrupted():
-            if report.changed or writer.needs_repair:
-                writer.commit()
-            writer.publish()
+        try:
+            with _uninterrupted():
+                if report.changed or writer.needs_repair:
+                    writer.commit()
+                writer.publish()
+        except KeyboardInterrupt:  # held back until the commit was done: everything is kept
+            report.interrupted = True
         report.notes += writer.notes
         report.documents = len(writer.documents())
     report.seconds = time.perf_counter() - started
@@ -180,8 +189,9 @@ def build_index(
     return report
 
 
-def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list[str]]:
-    """The PDFs by name relative to ``data``, and the relative names of folders that could not be listed."""
+def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list[str], dict[str, str]]:
+    """The PDFs by name relative to ``data``, the relative names of folders that could not be listed, and links
+    that lead nowhere now (name → reason)."""
     if data.exists() and not data.is_dir():
         raise NoDocumentsError(f"the data folder is a file: {data}; set paths.data to the folder that holds your PDFs")
     if not data.is_dir():
@@ -199,7 +209,9 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
         raise NoDocumentsError(f"cannot read the data folder {data} ({exc.strerror or exc}); make it readable "
                                f"(the index is left as it was)") from None
     files = {}
-    for path in find_pdfs(data, on_unreadable):
+    broken_links: dict[str, str] = {}
+    for path in find_pdfs(data, on_unreadable,
+                          lambda link, reason: broken_links.update({link.relative_to(data).as_posix(): reason})):
         name = path.relative_to(data).as_posix()
         try:
             name.encode("utf-8")
@@ -212,7 +224,18 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
         # An empty folder is more often an unmounted disk than a wish to drop every document: the index stays.
         raise NoDocumentsError(f"no PDF files in {data}; put your PDF files there and run again "
                                f"(the index is left as it was)")
-    return files, unreadable
+    return files, unreadable, broken_links
+
+
+def _name_the_broken_links(writer: IndexWriter, broken_links: dict[str, str], unreadable: list[str],
+                           report: BuildReport) -> None:
+    """A link that leads nowhere, under whose name the index holds documents, is a folder on a drive not mounted
+    now: named, and its documents kept. Any other broken link is none of the index's business."""
+    names = [record.name for record in writer.documents()]
+    for link, reason in broken_links.items():
+        if any(name.startswith(f"{link}/") for name in names):
+            unreadable.append(f"{link}/")
+            report.skipped.append(Skipped(f"{link}/", reason))
 
 
 def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], report: BuildReport) -> _Plan:

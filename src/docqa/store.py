@@ -23,6 +23,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -124,17 +125,39 @@ def live_generation(folder: Path, attempts: int = _OPEN_ATTEMPTS) -> Optional[Pa
     return folder / name
 
 
+_GENERATION_NAME = re.compile(r"store-([0-9]+)")  # ASCII digits: "store-²" is a user's folder
+_OWN_FILE = re.compile(r"docqa\.sqlite(-wal|-shm|-journal)?|index-[0-9]+\.faiss(\.tmp)?")
+
+
+def generation_number(path: Path) -> Optional[int]:
+    """n for a folder named ``store-<n>``, else None."""
+    match = _GENERATION_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
 def is_generation(path: Path) -> bool:
     """A generation folder docqa wrote: ``store-<n>``, holding nothing but the index's own files. Anything else
     in the index folder is the user's, never deleted."""
-    if not (path.name[len(GENERATION_PREFIX):].isdigit() and path.name.startswith(GENERATION_PREFIX)
-            and path.is_dir() and not path.is_symlink()):
+    if generation_number(path) is None or not path.is_dir() or path.is_symlink():
         return False
     try:
-        return all(entry.name.startswith((DB_NAME, "index-")) and entry.is_file(follow_symlinks=False)
+        return all(_OWN_FILE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
                    for entry in os.scandir(path))
     except OSError:
         return False
+
+
+def _remove_own_files(folder: Path) -> None:
+    """Delete the index's own files from ``folder`` (a generation, or an index folder from before generations),
+    then the folder if that left it empty: whatever else a user put there stays."""
+    for path in folder.iterdir():
+        if _OWN_FILE.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    if generation_number(folder) is not None:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: the user's files are in it
+            pass
 
 
 def _write_durably(path: Path, text: str) -> None:
@@ -547,15 +570,16 @@ class StoreWriter:
                 aside.mkdir(exist_ok=True)
                 path.rename(aside / path.name)
             else:
-                shutil.rmtree(path, ignore_errors=True)
+                _remove_own_files(path)
         if aside.exists():
             self.notes.append(f"{CURRENT} named no index: what the index folder held was moved to {aside}; "
                               f"delete it when you no longer need it")
         (self.folder / f".{CURRENT}.tmp").unlink(missing_ok=True)
 
     def _start_generation(self, live: Optional[Path]) -> None:
-        numbers = [int(path.name[len(GENERATION_PREFIX):]) for path in self.folder.glob(f"{GENERATION_PREFIX}*")
-                   if path.name[len(GENERATION_PREFIX):].isdigit()]  # the user's store-<n> folders too: never reused
+        # The user's store-<n> folders count too: a new generation never goes into one.
+        numbers = [number for path in self.folder.glob(f"{GENERATION_PREFIX}*")
+                   if (number := generation_number(path)) is not None]
         self.generation = self.folder / f"{GENERATION_PREFIX}{max(numbers, default=0) + 1}"
         self.generation.mkdir()
         self._staged = True
@@ -574,6 +598,12 @@ class StoreWriter:
             problem = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if problem != "ok":
                 raise StoreError(f"the index in {live} is damaged ({problem}); {REBUILD_ADVICE}")
+            # Another program's database under the index's name: never add docqa's tables to it.
+            foreign = sorted(name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                             if name not in ("meta", "documents", "chunks") and not name.startswith(("chunks_fts", "sqlite_")))
+            if foreign:
+                raise StoreError(f"{live / DB_NAME} is not a docqa index (it has a table {foreign[0]!r}); "
+                                 f"{REBUILD_ADVICE}")
             self._db.executescript(_SCHEMA)
             self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
         except sqlite3.OperationalError:
@@ -722,14 +752,15 @@ class StoreWriter:
     def _retire(self, old: Path, damaged: bool) -> None:
         """Readers that opened the old generation keep reading it: their open files outlive the names."""
         aside = self.folder / f"{DAMAGED_PREFIX}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
-        if old != self.folder:
-            old.rename(aside) if damaged else shutil.rmtree(old, ignore_errors=True)
+        if not damaged:
+            _remove_own_files(old)
+        elif old != self.folder:
+            old.rename(aside)
         else:  # an index from before generations: its files lie in the folder itself
-            if damaged:
-                aside.mkdir(exist_ok=True)
+            aside.mkdir(exist_ok=True)
             for path in old.iterdir():
-                if path.name.startswith((DB_NAME, "index-")) and path.is_file():
-                    path.rename(aside / path.name) if damaged else path.unlink(missing_ok=True)
+                if _OWN_FILE.fullmatch(path.name) and path.is_file():
+                    path.rename(aside / path.name)
         if damaged:
             self.notes.append(f"the damaged index was moved to {aside}; delete it when you no longer need it")
 

@@ -35,6 +35,9 @@ class Bf16Embedder(ExportEmbedder):
         self.requests: queue.Queue = queue.Queue()
         for _ in range(streams):
             self.requests.put(compiled.create_infer_request())
+        # One inference here, in one thread, before batches run on every core: two threads reading a result first
+        # at once deadlocked once in about twenty builds, in pybind11's one-time setup of numpy (a review saw it).
+        self._infer({name: np.ones((1, 2), dtype=np.int64) for name in self.input_names})
 
     def _infer(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         request = self.requests.get()

@@ -48,6 +48,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _sendable(value):
+    """JSON that can be sent: a file name that is not valid UTF-8 (its bytes kept as lone surrogates, which no
+    response can encode) escaped, as the command line shows it."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_sendable(item) for item in value]
+    if isinstance(value, dict):
+        return {_sendable(key): _sendable(item) for key, item in value.items()}
+    return value
+
+
 @dataclass
 class Build:
     id: str
@@ -70,12 +82,12 @@ class Build:
         return [*report.get("skipped", []), *copies]
 
     def to_dict(self) -> dict:
-        return {
+        return _sendable({
             "id": self.id, "trigger": self.trigger, "files": self.files, "state": self.state,
             "pages_total": self.pages_total, "pages_done": self.pages_done, "report": self.report,
             "skipped": self.not_indexed(), "error": self.error,
             "requested_at": self.requested_at, "finished_at": self.finished_at,
-        }
+        })
 
 
 class Builder:
