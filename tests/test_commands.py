@@ -46,6 +46,16 @@ def test_config_elsewhere(built_fact_index, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip().endswith("2 documents, 6 pages, 6 chunks")
 
 
+@pytest.mark.parametrize("entry", [main, ask_main, build_main])
+def test_config_before_the_command_is_the_command_s(built_fact_index, tmp_path, monkeypatch, capsys, entry):
+    """`main.py --config X list` asked "list" as a question; `docqa --config X list` said "invalid choice"."""
+    monkeypatch.chdir(tmp_path)
+    config = str(built_fact_index.config)
+    for argv in (["--config", config, "list"], [f"--config={config}", "list"]):
+        assert entry(argv) == 0
+        assert capsys.readouterr().out.strip().endswith("2 documents, 6 pages, 6 chunks")
+
+
 def test_batch_each_doc_and_evaluate_subcommands(built_fact_index, tmp_path, capsys):
     questions = tmp_path / "questions.txt"
     questions.write_text(f"{QUESTION}\nHow many people did Alpha employ?\n", encoding="utf-8")

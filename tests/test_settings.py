@@ -137,3 +137,18 @@ def test_main_py_reads_the_checkouts_config_from_any_folder(tmp_path, monkeypatc
     monkeypatch.setattr(docqa.cli, "_settings", settings_of)
     assert docqa.cli.ask_main(["--retrieval-only", "revenue"]) == 2
     assert seen == [PROJECT_ROOT]
+
+
+def test_config_yml_lists_every_setting():
+    """README: "Everything lives in config.yml (documented inline)"; llm.stop, llm.prompt_lookup and
+    prompt.template were missing from it."""
+    import yaml
+
+    from docqa.settings import DEFAULT_CONFIG, Settings
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    missing = [f"{section}.{key}" for section, field in Settings.model_fields.items()
+               for key in field.annotation.model_fields if key not in (raw.get(section) or {})]
+    assert missing == []
+    # ...with the defaults' values (none differs from settings.py's)
+    assert load_settings(DEFAULT_CONFIG).model_dump() == Settings().model_dump()

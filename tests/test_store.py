@@ -263,7 +263,7 @@ def test_a_damaged_database_is_reported_and_a_rebuild_moves_it_aside(folder, bui
         writer.publish()
     (note,) = writer.notes
     (aside,) = folder.glob("damaged-*")
-    assert f"the damaged index was moved to {aside}" in note
+    assert f"the damaged index (or another program's database under its name) was moved to {aside}" in note
     assert (aside / "docqa.sqlite").read_bytes() == bytes(data)
     assert names(folder) == ["fresh.pdf"]
 
@@ -409,3 +409,11 @@ def test_another_program_s_database_under_the_index_s_name_is_not_written_to(fol
         StoreWriter(folder, FINGERPRINT)
     with sqlite3.connect(folder / "store-7" / "docqa.sqlite") as database:
         assert [name for (name,) in database.execute("SELECT name FROM sqlite_master")] == ["expenses"]
+    with StoreWriter(folder, FINGERPRINT, rebuild=True) as writer:  # the advice: the database is moved aside, kept
+        add(writer, "c.pdf", ["a third document"], 3)
+        writer.commit()
+        writer.publish()
+    (aside,) = folder.glob("damaged-*")
+    with sqlite3.connect(aside / "docqa.sqlite") as database:
+        assert [name for (name,) in database.execute("SELECT name FROM sqlite_master")] == ["expenses"]
+    assert "was moved to" in writer.notes[0]

@@ -37,7 +37,7 @@ MAX_K = 10_000  # passages per question; more is a typo, not a request
 
 def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, project: Optional[Path] = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; every failure ends as one line on stderr and an exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
     if "--version" in argv:  # wherever it stands, also after a subcommand the entry point put first
         argv = ["--version"]
     try:
@@ -198,13 +198,13 @@ MAIN_PY_EPILOG = ('python main.py "question" is python main.py ask "question"; t
 
 def ask_main(argv: Optional[Sequence[str]] = None) -> int:
     """main.py: a question, a subcommand, or the flags main.py had before subcommands."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
     return run(parser("main.py", MAIN_PY_EPILOG), _main_py_command(argv), project=_checkout())
 
 
 def build_main(argv: Optional[Sequence[str]] = None) -> int:
     """db_build.py: build the index; ``--list`` lists it."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
     if not (argv and argv[0] in COMMANDS):
         argv = ["build", *argv]
     return run(parser("db_build.py"), argv, project=_checkout())
@@ -214,6 +214,16 @@ def download_main(argv: Optional[Sequence[str]] = None) -> int:
     """download_model.py: download the model."""
     argv = list(sys.argv[1:] if argv is None else argv)
     return run(parser("download_model.py"), ["download", *argv], project=_checkout())
+
+
+def config_after_command(argv: list[str]) -> list[str]:
+    """``--config PATH`` before the command (``docqa --config p/config.yml list``) is that command's option: left
+    there, the command's name was read as a question, or as an unknown command."""
+    if len(argv) >= 3 and argv[0] == "--config" and argv[2] in COMMANDS:
+        return [argv[2], *argv[:2], *argv[3:]]
+    if len(argv) >= 2 and argv[0].startswith("--config=") and argv[1] in COMMANDS:
+        return [argv[1], argv[0], *argv[2:]]
+    return argv
 
 
 def _checkout() -> Path:

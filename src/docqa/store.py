@@ -599,11 +599,9 @@ class StoreWriter:
             if problem != "ok":
                 raise StoreError(f"the index in {live} is damaged ({problem}); {REBUILD_ADVICE}")
             # Another program's database under the index's name: never add docqa's tables to it.
-            foreign = sorted(name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                             if name not in ("meta", "documents", "chunks") and not name.startswith(("chunks_fts", "sqlite_")))
-            if foreign:
+            if foreign := _foreign_tables(self._db):
                 raise StoreError(f"{live / DB_NAME} is not a docqa index (it has a table {foreign[0]!r}); "
-                                 f"{REBUILD_ADVICE}")
+                                 f"{REBUILD_ADVICE} (which moves it aside)")
             self._db.executescript(_SCHEMA)
             self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
         except sqlite3.OperationalError:
@@ -762,7 +760,8 @@ class StoreWriter:
                 if _OWN_FILE.fullmatch(path.name) and path.is_file():
                     path.rename(aside / path.name)
         if damaged:
-            self.notes.append(f"the damaged index was moved to {aside}; delete it when you no longer need it")
+            self.notes.append(f"the damaged index (or another program's database under its name) was moved to "
+                              f"{aside}; delete it when you no longer need it")
 
     def _remove_stale_faiss_files(self) -> None:
         keep = {_faiss_path(self.generation, self.version).name, _faiss_path(self.generation, self.version - 1).name}
@@ -806,11 +805,18 @@ def _faiss_intact(path: Path, meta: dict) -> bool:
         return False
 
 
+def _foreign_tables(connection: sqlite3.Connection) -> list[str]:
+    """Tables that are not docqa's: another program's database under the index's name."""
+    return sorted(name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                  if name not in ("meta", "documents", "chunks") and not name.startswith(("chunks_fts", "sqlite_")))
+
+
 def _is_damaged(generation: Path) -> bool:
+    """Whether a rebuild must move the index it replaces aside rather than delete it: damaged, or not docqa's."""
     try:
         connection = _connect_readonly(generation / DB_NAME)
         try:
-            return connection.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+            return connection.execute("PRAGMA quick_check").fetchone()[0] != "ok" or bool(_foreign_tables(connection))
         finally:
             connection.close()
     except sqlite3.DatabaseError:
