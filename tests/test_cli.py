@@ -179,6 +179,14 @@ def test_version(capsys):
             assert code == 0 and out == f"{name} {version('docqa')}\n"
 
 
+def test_python_m_docqa_is_the_docqa_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "docqa", "list", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "list" in done.stdout and "--json" in done.stdout
+
+
 def test_progress_written_to_a_log_is_a_few_lines_not_a_frame_per_step(capsys):
     """Under cron or into a log file, a build's bar filled it with thousands of frames."""
     import time
