@@ -351,6 +351,9 @@ def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path
         ("gamma-link.pdf", f"a link to {drive / 'gamma.pdf'}, which cannot be reached now; its indexed copy is kept"),
         ("reports/", f"a link to {drive / 'reports'}, which cannot be reached now; what the index held from it is kept"),
     ]
+    report = build_index(fact_project.settings, rebuild=True)  # carried over from the index it replaces
+    assert indexed(fact_project) == before
+    assert sorted(s.name for s in report.skipped) == ["gamma-link.pdf", "reports/"]
 
 
 def test_nothing_readable_says_nothing_was_indexed(project, bad_corpus, capsys):
@@ -408,11 +411,13 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
     assert capsys.readouterr().out.startswith("interrupted: what was done before it is kept (1 added, 0 updated")
     assert list(indexed(fact_project)) == embedded == ["alpha-annual-report.pdf"]
 
+    current = fact_project.settings.path(fact_project.settings.paths.vectorstore) / "CURRENT"
+    live = current.read_text()
     with pytest.raises(KeyboardInterrupt) as caught:  # a rebuild stopped early keeps the whole old index instead
         embedded.clear()
         build_index(fact_project.settings, rebuild=True)
     assert not isinstance(caught.value, BuildInterrupted)
-    assert list(indexed(fact_project)) == ["alpha-annual-report.pdf"]
+    assert current.read_text() == live and list(indexed(fact_project)) == ["alpha-annual-report.pdf"]
 
     monkeypatch.undo()
     real_add = docqa.store.StoreWriter.add_document
@@ -438,6 +443,7 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
     with pytest.raises(BuildInterrupted) as caught:  # with its report: every document was kept
         build_index(fact_project.settings)
     assert caught.value.report.added == ["gamma.pdf"] and caught.value.report.documents == 3
+    assert caught.value.report.summary().endswith("; nothing was left to do (%.1f s)" % caught.value.report.seconds)
     monkeypatch.undo()
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf", "gamma.pdf"]
 

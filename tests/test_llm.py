@@ -459,6 +459,29 @@ def test_a_stream_ended_in_another_thread_frees_the_model(end):
         llm.lock.release()
 
 
+def test_a_stream_the_collector_ends_inside_a_wait_for_the_lock_does_not_stop_that_thread():
+    """Waiting for the lock allocates, an allocation may run the garbage collector, and the collector may end an
+    abandoned stream right there: its release() then comes from the waiting thread, which holds the lock's
+    condition. With a plain lock inside, that thread waited for itself for ever."""
+    import threading
+
+    from docqa.llm.base import GenerationLock
+
+    lock = GenerationLock()
+    lock.acquire()  # the abandoned stream's hold
+
+    def collector_inside_the_wait() -> None:
+        with lock._changed:  # where acquire() is when the collector runs, in this thread
+            lock.release()
+        outcome.append(lock.acquire(timeout=1))
+
+    outcome = []
+    waiting = threading.Thread(target=collector_inside_the_wait, daemon=True)
+    waiting.start()
+    waiting.join(10)
+    assert not waiting.is_alive() and outcome == [True]
+
+
 def test_the_generation_lock_is_reentrant_in_its_own_thread_only():
     import threading
 

@@ -618,7 +618,8 @@ def test_the_body_limit_spares_only_the_upload_route_and_bodiless_requests(tiny_
             assert response.status_code == 413, path
         upload = httpx.post(url + "/api/documents", content=b"--zzz\r\n" + b"a" * (5 << 20), timeout=30,
                             headers={"content-type": "Multipart/Form-Data; boundary=zzz"})
-        assert upload.status_code != 413  # uploads have their own limit, serve.max_upload_mb
+        # Past the 4 MB limit to the upload's own checks (serve.max_upload_mb is 200): a form without files.
+        assert upload.status_code == 400 and "larger than" not in upload.text, upload.text
         nulls = {"messages": [{"role": "user", "content": "hi"}], "n": None, "stream": None}  # null: the default
         assert httpx.post(url + "/v1/chat/completions", json=nulls, timeout=60).status_code == 200
         host, port = url.removeprefix("http://").split(":")
@@ -651,3 +652,18 @@ def test_a_file_name_that_is_not_utf8_shows_escaped_in_the_build_panel(own_index
         assert build["state"] == "done" and build["files"] == ["caf\\udce9.pdf"]
         assert [item["name"] for item in build["skipped"]] == ["caf\\udce9.pdf"]
         assert client.get("/api/builds").status_code == 200
+        deleted = client.delete("/api/documents/caf%5Cudce9.pdf")  # the name as the page shows it
+        assert deleted.status_code == 202
+        assert sorted(path.name for path in project.data.iterdir()) == ["alpha-annual-report.pdf"]
+
+
+def test_a_question_too_long_for_any_passage_is_the_client_s_fault_not_the_server_s(tiny_config):
+    """With room for a passage beside a short question, a long one that leaves none is refused as the client's
+    (400): it was a 500 "server_error", which OpenAI's clients sent three times."""
+    with local_client(create_app(load_settings(tiny_config))) as client:
+        outcomes = {}
+        for words in range(250, 480, 10):  # from answered, through "no passage fits", to "too long"
+            response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x " * words}]})
+            message = response.json()["error"]["message"] if response.status_code != 200 else "answered"
+            outcomes[message.split(":")[0]] = response.status_code
+    assert outcomes == {"answered": 200, "no passage fits beside the question": 400, "the question is too long": 400}

@@ -47,7 +47,7 @@ def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | N
     instead of hanging it. A folder that cannot be listed is skipped and, below ``folder``,
     passed to ``on_unreadable`` with the reason. A link that leads nowhere now is a file that cannot be read
     when it is named *.pdf, and otherwise passed to ``on_broken_link`` (it may be a folder on a drive not
-    mounted); hidden ones (an editor's lock file, ``.#report.pdf``) are ignored.
+    mounted); a hidden one named *.pdf (an editor's lock file, ``.#report.pdf``) is ignored.
     """
     found: list[Path] = []
     visited: set[tuple[int, int]] = set()
@@ -69,10 +69,11 @@ def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | N
                 pending.append(Path(entry.path))
             elif entry.name.lower().endswith(".pdf") and _is_file(entry):
                 found.append(Path(entry.path))
-            elif entry.name.startswith(".") or not _leads_nowhere(entry):
+            elif not _leads_nowhere(entry):
                 continue
             elif entry.name.lower().endswith(".pdf"):
-                found.append(Path(entry.path))  # a file that cannot be read now, and says so
+                if not entry.name.startswith("."):  # an editor's lock file (.#report.pdf) is no document
+                    found.append(Path(entry.path))  # a file that cannot be read now, and says so
             elif on_broken_link is not None:
                 on_broken_link(Path(entry.path), broken_link(Path(entry.path)))
     return sorted(found)

@@ -47,7 +47,8 @@ class BuildInterrupted(KeyboardInterrupt):
 @contextmanager
 def _uninterrupted() -> Iterator[None]:
     """Ctrl-C waits until the block's writes are done, so that a document goes into the index whole or not at
-    all. Only the main thread receives it; elsewhere (a server's build) there is nothing to hold back."""
+    all. Only a main thread receives it (a server's build runs in its own process); elsewhere there is nothing to
+    hold back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -86,6 +87,7 @@ class BuildReport:
     seconds: float = 0.0
     documents: int = 0  # in the index afterwards
     interrupted: bool = False  # stopped by Ctrl-C: what was finished is kept
+    unread: int = 0  # new or changed files the build did not reach
 
     @property
     def changed(self) -> bool:
@@ -93,9 +95,10 @@ class BuildReport:
 
     def summary(self) -> str:
         if self.interrupted:
+            left = (f"{_count(self.unread, 'file')} {'waits' if self.unread == 1 else 'wait'} for the next build"
+                    if self.unread else "nothing was left to do")
             return (f"interrupted: what was done before it is kept ({len(self.added)} added, {len(self.updated)} "
-                    f"updated, {len(self.renamed)} renamed, {len(self.removed)} removed); the other files wait for "
-                    f"the next build ({self.seconds:.1f} s)")
+                    f"updated, {len(self.renamed)} renamed, {len(self.removed)} removed); {left} ({self.seconds:.1f} s)")
         if not self.documents and not self.changed:
             return (f"nothing indexed: {_count(len(self.skipped), 'file')} skipped, none could be indexed "
                     f"({self.seconds:.1f} s)")
@@ -152,10 +155,13 @@ def build_index(
     files, unreadable, broken_links = _named_files(data, report)
     report.files = len(files)
     with open_writer(settings, index_fingerprint(settings), rebuild=rebuild) as writer:
-        _name_the_broken_links(writer, broken_links, unreadable, report)
+        if not rebuild:
+            _name_the_broken_links([record.name for record in writer.documents()], broken_links, unreadable, report)
         plan = _plan(writer, files, unreadable, report)
         if rebuild:  # what cannot be read now comes over from the index being replaced, where it can
-            plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
+            behind = tuple([*unreadable, *(f"{link}/" for link in broken_links)])
+            plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(behind))
+            _name_the_broken_links(plan.kept, broken_links, unreadable, report)
         _say_what_is_kept(report, plan, unreadable, rebuild)
         for document_id, _name in plan.removals:  # first: a file renamed onto a removed one's name takes it
             writer.remove_document(document_id)
@@ -227,11 +233,11 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
     return files, unreadable, broken_links
 
 
-def _name_the_broken_links(writer: IndexWriter, broken_links: dict[str, str], unreadable: list[str],
+def _name_the_broken_links(names: list[str], broken_links: dict[str, str], unreadable: list[str],
                            report: BuildReport) -> None:
-    """A link that leads nowhere, under whose name the index holds documents, is a folder on a drive not mounted
-    now: named, and its documents kept. Any other broken link is none of the index's business."""
-    names = [record.name for record in writer.documents()]
+    """A link that leads nowhere, under whose name the index holds documents (``names``: the live index's, or what
+    a rebuild carried over from it), is a folder on a drive not mounted now: named, and its documents kept. Any
+    other broken link is none of the index's business."""
     for link, reason in broken_links.items():
         if any(name.startswith(f"{link}/") for name in names):
             unreadable.append(f"{link}/")
@@ -316,6 +322,7 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
     from docqa.embeddings import create_embedder
 
     chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap)
+    report.unread = len(to_read)
     embedder = create_embedder(settings, documents=True)
     last_commit = time.perf_counter()
     for name, path, digest, old_id in to_read:
@@ -325,6 +332,7 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
             # A changed file that cannot be read: its earlier version is removed only once the new one is read.
             kept = "; its earlier version stays in the index" if old_id is not None else ""
             report.skipped.append(Skipped(name, error.reason + kept))
+            report.unread -= 1
             progress(page_counts[path])
             continue
         label = describe(pages[0].text).label
@@ -334,6 +342,7 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
                 writer.remove_document(old_id)
             writer.add_document(name, digest, page_counts[path], chunks, vectors, title=label)
             (report.updated if old_id is not None else report.added).append(name)
+            report.unread -= 1
             report.pages += page_counts[path]
             report.chunks += len(chunks)
             if time.perf_counter() - last_commit > CHECKPOINT_SECONDS:

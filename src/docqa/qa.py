@@ -25,6 +25,7 @@ from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
+ROOM_FOR_A_PASSAGE = 150  # tokens: about one 500-character passage
 # How the card's prompt tells the model to say that the context holds no answer, and common variants.
 _NO_ANSWER = re.compile(
     r"\b(?:i\s+)?(?:don'?t|do not|cannot|can't)\s+(?:know|find|answer)\b"
@@ -284,9 +285,12 @@ class DocQA:
             raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
                              f"model's context holds {llm.context_length}; ask a shorter question")
         if result.sources and not prompt.chunks_used:
-            # An answer would come from nothing the index holds. The settings leave no room, whatever the question
-            # (the one that alone is too long is refused above): the server's fault, not its client's.
-            raise ConfigError(
+            # An answer would come from nothing the index holds. Whose fault: a short question would leave room
+            # for a passage (then the question's, 400 over HTTP), or the settings leave none (the server's, 500).
+            fixed = build_prompt(self.settings.prompt, "?", [], count_tokens=llm.count_tokens, token_budget=budget,
+                                 chat_template=llm.chat_template, template_tokens=llm.template_tokens).tokens
+            problem = InputError if budget - fixed >= ROOM_FOR_A_PASSAGE else ConfigError
+            raise problem(
                 f"no passage fits beside the question: of the model's {llm.context_length}-token context, "
                 f"{self.settings.llm.max_new_tokens} are kept for the answer (llm.max_new_tokens) and the "
                 f"question's prompt takes "
@@ -316,7 +320,9 @@ class DocQA:
         result.answer = "".join(pieces).strip()
         if getattr(llm, "reached_limit", False):  # a model passed in need not say (DocQA(llm=...))
             result.cut_off = True
+            fix = ("raise llm.max_new_tokens for longer answers" if llm.generated_tokens >= self.settings.llm.max_new_tokens
+                   else "the context had no more room: raise llm.context_length or lower retrieval.k")
             result.notes.append(f"the answer stopped at its limit of {llm.generated_tokens} tokens and may be cut "
-                                f"short; raise llm.max_new_tokens for longer answers")
+                                f"short; {fix}")
         if is_demo(self.settings.llm):
             result.notes.append(DEMO_NOTE)

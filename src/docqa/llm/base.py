@@ -8,6 +8,7 @@ import math
 import os
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from contextlib import closing
 from types import ModuleType
@@ -172,6 +173,9 @@ class LLM(ABC):
         return self._token_limit
 
 
+RECHECK_SECONDS = 0.5
+
+
 class GenerationLock:
     """A reentrant lock that any thread may release.
 
@@ -182,20 +186,26 @@ class GenerationLock:
     """
 
     def __init__(self) -> None:
-        self._changed = threading.Condition(threading.Lock())
+        # Reentrant inside: waiting allocates, an allocation may run the garbage collector, and the collector may
+        # end an abandoned stream, whose release() then comes from this very thread while it holds the condition.
+        self._changed = threading.Condition(threading.RLock())
         self._owner: int | None = None  # the thread that took it: only it enters again
         self._depth = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         me = threading.get_ident()
+        deadline = None if timeout < 0 else time.monotonic() + timeout
         with self._changed:
             if self._owner == me:
                 self._depth += 1
                 return True
-            if not blocking:
-                timeout = 0
-            if not self._changed.wait_for(lambda: self._owner is None, None if timeout < 0 else timeout):
-                return False
+            while self._owner is not None:
+                left = 0.0 if not blocking else RECHECK_SECONDS if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                # Looked at again now and then: a release that the collector ran inside this wait's own setup
+                # notified before this thread was waiting.
+                self._changed.wait(min(left, RECHECK_SECONDS))
             self._owner, self._depth = me, 1
             return True
 

@@ -252,11 +252,14 @@ def delete(name: str, request: Request):
     """An indexed document, or a file the latest build skipped (which the index does not hold, and which would
     otherwise be reported at every build): only these names, so no other file can be reached."""
     state = _state(request)
-    if name not in indexed_names(state.engine) and name not in state.builder.skipped_files():
-        return _not_found(name)
+    left_out = state.builder.skipped_files()
+    if name not in indexed_names(state.engine) and name not in left_out:
+        return JSONResponse({"error": f"no indexed document, nor a file the latest build left out, is called "
+                                      f"{name!r}"}, status_code=404)
     settings = state.settings
-    (settings.path(settings.paths.data) / name).unlink(missing_ok=True)
-    return {"deleted": name, "build": state.builder.request("delete", [name]).to_dict()}
+    file = left_out.get(name, name)  # the page shows a name that is not valid UTF-8 escaped
+    (settings.path(settings.paths.data) / file).unlink(missing_ok=True)
+    return {"deleted": name, "build": state.builder.request("delete", [file]).to_dict()}
 
 
 @router.get("/health", summary="Index size, model, backend and the length of the question queue")

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
-from docqa.errors import DocqaError
+from docqa.errors import ConfigError, DocqaError
 from docqa.qa import DocQA
 from docqa.server.builds import Builder, Watcher
 from docqa.server.engine import Engine
@@ -97,7 +97,9 @@ def _error_handlers(app) -> None:
 
     @app.exception_handler(DocqaError)
     async def domain_error(request, error: DocqaError):
-        return failure(request, str(error), error_status(error))
+        # The server's settings: no retry can change the answer, and OpenAI's clients retry any 5xx unless told.
+        headers = {"x-should-retry": "false"} if isinstance(error, ConfigError) else None
+        return failure(request, str(error), error_status(error), headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error: HTTPException):

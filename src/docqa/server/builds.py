@@ -143,14 +143,16 @@ class Builder:
         with self._condition:
             return list(self._builds.values())[-count:][::-1]
 
-    def skipped_files(self) -> set[str]:
+    def skipped_files(self) -> dict[str, str]:
         """The files the latest finished build left out (damaged, not a PDF, a copy of an indexed file, ...): names
-        in the data folder that the index does not hold, which a user may still delete from the page."""
+        in the data folder that the index does not hold, which a user may still delete from the page. By the name
+        the page shows (escaped where it is not valid UTF-8) → the name in the data folder."""
         with self._condition:
             for build in reversed(list(self._builds.values())):
                 if build.state == "done" and build.report is not None:
-                    return {item["name"] for item in build.not_indexed() if not item["name"].endswith("/")}
-        return set()
+                    return {_sendable(item["name"]): item["name"] for item in build.not_indexed()
+                            if not item["name"].endswith("/")}
+        return {}
 
     def wait(self, build: Build, timeout: float) -> bool:
         """Block until ``build`` has finished (for tests and scripts); False on timeout."""
@@ -242,7 +244,7 @@ def run_build_process(settings: Settings, build: Build) -> dict | BuildFailure:
 
 
 def _build_child(settings: Settings, sender) -> None:
-    from docqa.ingest import build_index
+    from docqa.ingest import BuildInterrupted, build_index
 
     try:
         report = build_index(settings, on_total=lambda total: sender.send(("total", total)),
@@ -255,9 +257,16 @@ def _build_child(settings: Settings, sender) -> None:
         }
     except DocqaError as error:
         result = BuildFailure(type(error).__name__, str(error))
+    except BuildInterrupted as stopped:  # Ctrl-C on the server reaches this process too: said, not a traceback
+        result = BuildFailure("interrupted", stopped.report.summary())
+    except KeyboardInterrupt:
+        result = BuildFailure("interrupted", "interrupted: the index is as it was")
     except Exception as error:  # the message goes to the client; the server goes on
         result = BuildFailure(type(error).__name__, f"unexpected {type(error).__name__}: {error}")
-    sender.send(("report", result))
+    try:
+        sender.send(("report", result))
+    except OSError:  # the server is gone
+        pass
     sender.close()
 
 
