@@ -353,7 +353,21 @@ def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path
     ]
     report = build_index(fact_project.settings, rebuild=True)  # carried over from the index it replaces
     assert indexed(fact_project) == before
-    assert sorted(s.name for s in report.skipped) == ["gamma-link.pdf", "reports/"]
+    assert sorted((s.name, s.reason.rsplit("; ", 1)[1]) for s in report.skipped) == [
+        ("gamma-link.pdf", "its indexed copy is kept"), ("notes.txt/", "nothing from it is in the rebuilt index"),
+        ("reports/", "what the index held from it is kept")]
+
+    # A readable copy of a document that is kept from the drive: indexed once, from the copy (it failed on the
+    # index's unique digests).
+    shutil.copy(tmp_path / "unmounted" / "reports" / "beta-10k.pdf", fact_project.data / "beta-copy.pdf")
+    report = build_index(fact_project.settings, rebuild=True)
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-copy.pdf", "gamma-link.pdf"]
+
+    # With other settings nothing can come over, and the rebuild says so for the folder too.
+    report = build_index(fact_project.configure(ingest={"chunk_size": 400}), rebuild=True)
+    reasons = {skipped.name: skipped.reason for skipped in report.skipped}
+    assert reasons["reports/"].endswith("; nothing from it is in the rebuilt index")
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-copy.pdf"]
 
 
 def test_nothing_readable_says_nothing_was_indexed(project, bad_corpus, capsys):

@@ -482,6 +482,30 @@ def test_a_stream_the_collector_ends_inside_a_wait_for_the_lock_does_not_stop_th
     assert not waiting.is_alive() and outcome == [True]
 
 
+def test_a_release_that_comes_before_the_waiter_is_seen_on_its_next_look(monkeypatch):
+    """The collector may run the release inside the wait's own setup, before the waiter is registered: its
+    notification reaches nobody, so a waiter that only waited for one would wait for ever."""
+    import threading
+
+    from docqa.llm.base import GenerationLock
+
+    lock = GenerationLock()
+    lock.acquire()
+    real_wait = lock._changed.wait
+
+    def release_then_wait(timeout=None):  # the release, then the wait it should have woken
+        if lock._owner is not None:
+            lock._depth, lock._owner = 0, None  # what release() does, without its notification
+        return real_wait(timeout)
+
+    monkeypatch.setattr(lock._changed, "wait", release_then_wait)
+    outcome = []
+    waiting = threading.Thread(target=lambda: outcome.append(lock.acquire(timeout=30)), daemon=True)
+    waiting.start()
+    waiting.join(10)
+    assert not waiting.is_alive() and outcome == [True]
+
+
 def test_the_generation_lock_is_reentrant_in_its_own_thread_only():
     import threading
 

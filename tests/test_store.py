@@ -404,16 +404,19 @@ def test_another_program_s_database_under_the_index_s_name_is_not_written_to(fol
     (folder / "store-7").mkdir()
     with sqlite3.connect(folder / "store-7" / "docqa.sqlite") as database:
         database.execute("CREATE TABLE expenses(amount)")
+    (folder / "store-7" / "notes.txt").write_text("the user's")
+    before = (folder / "store-7" / "docqa.sqlite").read_bytes()
     (folder / "CURRENT").write_text("store-7")
     with pytest.raises(StoreError, match="store-7/docqa.sqlite is not a docqa index \\(it has a table 'expenses'\\)"):
         StoreWriter(folder, FINGERPRINT)
-    with sqlite3.connect(folder / "store-7" / "docqa.sqlite") as database:
-        assert [name for (name,) in database.execute("SELECT name FROM sqlite_master")] == ["expenses"]
+    # Not even switched to WAL: byte for byte as it was.
+    assert (folder / "store-7" / "docqa.sqlite").read_bytes() == before
+    assert sorted(path.name for path in (folder / "store-7").iterdir()) == ["docqa.sqlite", "notes.txt"]
     with StoreWriter(folder, FINGERPRINT, rebuild=True) as writer:  # the advice: the database is moved aside, kept
         add(writer, "c.pdf", ["a third document"], 3)
         writer.commit()
         writer.publish()
     (aside,) = folder.glob("damaged-*")
-    with sqlite3.connect(aside / "docqa.sqlite") as database:
-        assert [name for (name,) in database.execute("SELECT name FROM sqlite_master")] == ["expenses"]
+    assert (aside / "docqa.sqlite").read_bytes() == before
     assert "was moved to" in writer.notes[0]
+    assert [path.name for path in (folder / "store-7").iterdir()] == ["notes.txt"]  # the user's stays, not moved

@@ -155,14 +155,12 @@ def build_index(
     files, unreadable, broken_links = _named_files(data, report)
     report.files = len(files)
     with open_writer(settings, index_fingerprint(settings), rebuild=rebuild) as writer:
-        if not rebuild:
-            _name_the_broken_links([record.name for record in writer.documents()], broken_links, unreadable, report)
+        # A rebuild names every broken folder link: whether the index it replaces held documents there, it may not
+        # be able to say (built with other settings, damaged), and nothing from there is in the new one unless
+        # carried over below.
+        _name_the_broken_links(None if rebuild else [record.name for record in writer.documents()], broken_links,
+                               unreadable, report)
         plan = _plan(writer, files, unreadable, report)
-        if rebuild:  # what cannot be read now comes over from the index being replaced, where it can
-            behind = tuple([*unreadable, *(f"{link}/" for link in broken_links)])
-            plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(behind))
-            _name_the_broken_links(plan.kept, broken_links, unreadable, report)
-        _say_what_is_kept(report, plan, unreadable, rebuild)
         for document_id, _name in plan.removals:  # first: a file renamed onto a removed one's name takes it
             writer.remove_document(document_id)
         # Through names no file has, so that files that swapped or rotated names never meet on one.
@@ -180,9 +178,14 @@ def build_index(
                 if rebuild:
                     raise  # a partial rebuild never replaces the whole index: the old one stays
                 report.interrupted = True  # the documents finished so far are kept: each was added whole
+        if rebuild:
+            # What cannot be read now comes over from the index being replaced, where it can: after the reading, so
+            # that a readable copy of a document wins and is not added twice.
+            plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
+        _say_what_is_kept(report, plan, unreadable, rebuild)
         try:
             with _uninterrupted():
-                if report.changed or writer.needs_repair:
+                if report.changed or plan.kept or writer.needs_repair:
                     writer.commit()
                 writer.publish()
         except KeyboardInterrupt:  # held back until the commit was done: everything is kept
@@ -233,13 +236,13 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
     return files, unreadable, broken_links
 
 
-def _name_the_broken_links(names: list[str], broken_links: dict[str, str], unreadable: list[str],
+def _name_the_broken_links(names: Optional[list[str]], broken_links: dict[str, str], unreadable: list[str],
                            report: BuildReport) -> None:
-    """A link that leads nowhere, under whose name the index holds documents (``names``: the live index's, or what
-    a rebuild carried over from it), is a folder on a drive not mounted now: named, and its documents kept. Any
-    other broken link is none of the index's business."""
+    """A link that leads nowhere, under whose name the index holds documents (``names``: the live index's; None:
+    any), is a folder on a drive not mounted now: named, and what the index holds from it kept. Any other broken
+    link is none of the index's business."""
     for link, reason in broken_links.items():
-        if any(name.startswith(f"{link}/") for name in names):
+        if names is None or any(name.startswith(f"{link}/") for name in names):
             unreadable.append(f"{link}/")
             report.skipped.append(Skipped(f"{link}/", reason))
 

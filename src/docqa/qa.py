@@ -25,7 +25,6 @@ from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
-ROOM_FOR_A_PASSAGE = 150  # tokens: about one 500-character passage
 # How the card's prompt tells the model to say that the context holds no answer, and common variants.
 _NO_ANSWER = re.compile(
     r"\b(?:i\s+)?(?:don'?t|do not|cannot|can't)\s+(?:know|find|answer)\b"
@@ -285,17 +284,19 @@ class DocQA:
             raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
                              f"model's context holds {llm.context_length}; ask a shorter question")
         if result.sources and not prompt.chunks_used:
-            # An answer would come from nothing the index holds. Whose fault: a short question would leave room
-            # for a passage (then the question's, 400 over HTTP), or the settings leave none (the server's, 500).
-            fixed = build_prompt(self.settings.prompt, "?", [], count_tokens=llm.count_tokens, token_budget=budget,
-                                 chat_template=llm.chat_template, template_tokens=llm.template_tokens).tokens
-            problem = InputError if budget - fixed >= ROOM_FOR_A_PASSAGE else ConfigError
-            raise problem(
-                f"no passage fits beside the question: of the model's {llm.context_length}-token context, "
-                f"{self.settings.llm.max_new_tokens} are kept for the answer (llm.max_new_tokens) and the "
-                f"question's prompt takes "
-                f"{prompt.tokens}; ask a shorter question, lower llm.max_new_tokens or raise llm.context_length"
-            )
+            # An answer would come from nothing the index holds. Whose fault: with a one-word question the smallest
+            # of these passages would fit (the question's, 400 over HTTP), or not even then (the settings', 500).
+            shortest = build_prompt(self.settings.prompt, "?", [min((source.text for source in result.sources),
+                                                                     key=llm.count_tokens)],
+                                    count_tokens=llm.count_tokens, token_budget=budget, chat_template=llm.chat_template,
+                                    template_tokens=llm.template_tokens)
+            kept = (f"of the model's {llm.context_length}-token context, {self.settings.llm.max_new_tokens} are kept "
+                    f"for the answer (llm.max_new_tokens)")
+            if shortest.chunks_used:
+                raise InputError(f"no passage fits beside the question: {kept} and the question's prompt takes "
+                                 f"{prompt.tokens}; ask a shorter question")
+            raise ConfigError(f"no passage fits beside any question: {kept}, and the prompt's own text with the "
+                              f"shortest passage needs more; lower llm.max_new_tokens or raise llm.context_length")
         if prompt.chunks_dropped:
             result.notes.append(
                 f"{prompt.chunks_dropped} of {len(result.sources)} passages left out: they do not fit "

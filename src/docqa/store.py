@@ -28,6 +28,7 @@ import shutil
 import sqlite3
 import threading
 import zlib
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -145,6 +146,16 @@ def is_generation(path: Path) -> bool:
                    for entry in os.scandir(path))
     except OSError:
         return False
+
+
+def _aside_folder(folder: Path) -> Path:
+    """A new name for a folder to move a damaged index into (two in one second get their own)."""
+    stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')
+    aside, number = folder / f"{DAMAGED_PREFIX}{stamp}", 1
+    while aside.exists():
+        number += 1
+        aside = folder / f"{DAMAGED_PREFIX}{stamp}-{number}"
+    return aside
 
 
 def _remove_own_files(folder: Path) -> None:
@@ -562,7 +573,7 @@ class StoreWriter:
     def _remove_leftovers(self, live: Optional[Path]) -> None:
         """Generations of interrupted rebuilds, and old ones a crash kept from being removed. Where ``CURRENT``
         was damaged, which of them was live is unknown: they are moved aside, not deleted."""
-        aside = self.folder / f"{DAMAGED_PREFIX}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+        aside = _aside_folder(self.folder)
         for path in sorted(self.folder.glob(f"{GENERATION_PREFIX}*")):
             if path == live or not is_generation(path):
                 continue
@@ -592,16 +603,19 @@ class StoreWriter:
     def _open_live(self, live: Path) -> None:
         self.generation = live
         try:
+            # Another program's database under the index's name: looked at read-only first, since the writer's
+            # connection would switch it to WAL.
+            with closing(_connect_readonly(live / DB_NAME)) as looking:
+                foreign = _foreign_tables(looking)
+            if foreign:
+                raise StoreError(f"{live / DB_NAME} is not a docqa index (it has a table {foreign[0]!r}); "
+                                 f"{REBUILD_ADVICE} (which moves it aside)")
             self._db = _connect(live / DB_NAME)
             # Damage inside a page shows only where a query reads it; a build that found its documents unchanged
             # would otherwise call a broken index up to date. The check reads the whole file once per build.
             problem = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if problem != "ok":
                 raise StoreError(f"the index in {live} is damaged ({problem}); {REBUILD_ADVICE}")
-            # Another program's database under the index's name: never add docqa's tables to it.
-            if foreign := _foreign_tables(self._db):
-                raise StoreError(f"{live / DB_NAME} is not a docqa index (it has a table {foreign[0]!r}); "
-                                 f"{REBUILD_ADVICE} (which moves it aside)")
             self._db.executescript(_SCHEMA)
             self._meta = dict(self._db.execute("SELECT key, value FROM meta"))
         except sqlite3.OperationalError:
@@ -748,20 +762,19 @@ class StoreWriter:
         self._published = True
 
     def _retire(self, old: Path, damaged: bool) -> None:
-        """Readers that opened the old generation keep reading it: their open files outlive the names."""
-        aside = self.folder / f"{DAMAGED_PREFIX}{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+        """Readers that opened the old generation keep reading it: their open files outlive the names. Only the
+        index's own files go (or, damaged, are moved aside): whatever else lies there is the user's."""
         if not damaged:
             _remove_own_files(old)
-        elif old != self.folder:
-            old.rename(aside)
-        else:  # an index from before generations: its files lie in the folder itself
-            aside.mkdir(exist_ok=True)
-            for path in old.iterdir():
-                if _OWN_FILE.fullmatch(path.name) and path.is_file():
-                    path.rename(aside / path.name)
-        if damaged:
-            self.notes.append(f"the damaged index (or another program's database under its name) was moved to "
-                              f"{aside}; delete it when you no longer need it")
+            return
+        aside = _aside_folder(self.folder)
+        aside.mkdir()
+        for path in old.iterdir():
+            if _OWN_FILE.fullmatch(path.name) and path.is_file():
+                path.rename(aside / path.name)
+        _remove_own_files(old)  # the folder itself, now that it holds nothing of the index
+        self.notes.append(f"the damaged index (or another program's database under its name) was moved to "
+                          f"{aside}; delete it when you no longer need it")
 
     def _remove_stale_faiss_files(self) -> None:
         keep = {_faiss_path(self.generation, self.version).name, _faiss_path(self.generation, self.version - 1).name}

@@ -257,7 +257,8 @@ def delete(name: str, request: Request):
         return JSONResponse({"error": f"no indexed document, nor a file the latest build left out, is called "
                                       f"{name!r}"}, status_code=404)
     settings = state.settings
-    file = left_out.get(name, name)  # the page shows a name that is not valid UTF-8 escaped
+    # An indexed name first; a left-out one as the page shows it (escaped where it is not valid UTF-8).
+    file = name if name in indexed_names(state.engine) else left_out[name]
     (settings.path(settings.paths.data) / file).unlink(missing_ok=True)
     return {"deleted": name, "build": state.builder.request("delete", [file]).to_dict()}
 
