@@ -332,12 +332,28 @@ def test_a_file_name_that_is_not_utf8_is_skipped_alone(fact_project, capsys):
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
 
 
+def chunk_titles(project) -> dict[str, set[str]]:
+    """Each indexed document's chunk titles (its label from its first page), as BM25 searches them."""
+    from docqa.store import live_generation
+
+    folder = live_generation(project.settings.path(project.settings.paths.vectorstore))
+    with closing(sqlite3.connect(folder / "docqa.sqlite")) as database:
+        rows = database.execute("SELECT d.name, f.title FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
+                                "JOIN documents d ON d.id = c.document_id")
+        titles: dict[str, set[str]] = {}
+        for name, title in rows:
+            titles.setdefault(name, set()).add(title)
+    return titles
+
+
 def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path):
     """A file or folder linked from a drive that is not mounted now: its documents were removed without a word."""
     drive = tmp_path / "drive"
     (drive / "reports").mkdir(parents=True)
     (fact_project.data / "beta-10k.pdf").rename(drive / "reports" / "beta-10k.pdf")
-    write_pdf(drive / "gamma.pdf", ["Gamma is new."])
+    # A cover page docqa reads a label from ("10-K 2022"), which BM25 searches with every chunk.
+    write_pdf(drive / "gamma.pdf", ["GAMMA CORPORATION\nFORM 10-K\nAnnual report for the fiscal year ended "
+                                    "December 31, 2022", "Gamma is new."])
     (fact_project.data / "reports").symlink_to(drive / "reports")
     (fact_project.data / "gamma-link.pdf").symlink_to(drive / "gamma.pdf")
     (fact_project.data / "notes.txt").symlink_to(drive / "gone.txt")  # leads nowhere, but nothing indexed is there
@@ -351,11 +367,13 @@ def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path
         ("gamma-link.pdf", f"a link to {drive / 'gamma.pdf'}, which cannot be reached now; its indexed copy is kept"),
         ("reports/", f"a link to {drive / 'reports'}, which cannot be reached now; what the index held from it is kept"),
     ]
+    titles = chunk_titles(fact_project)
+    assert "10-K 2022" in " ".join(titles["gamma-link.pdf"])
     report = build_index(fact_project.settings, rebuild=True)  # carried over from the index it replaces
     assert indexed(fact_project) == before
+    assert chunk_titles(fact_project) == titles  # with the labels BM25 searches (they were dropped)
     assert sorted((s.name, s.reason.rsplit("; ", 1)[1]) for s in report.skipped) == [
-        ("gamma-link.pdf", "its indexed copy is kept"), ("notes.txt/", "nothing from it is in the rebuilt index"),
-        ("reports/", "what the index held from it is kept")]
+        ("gamma-link.pdf", "its indexed copy is kept"), ("reports/", "what the index held from it is kept")]
 
     # A readable copy of a document that is kept from the drive: indexed once, from the copy (it failed on the
     # index's unique digests).
@@ -364,10 +382,15 @@ def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-copy.pdf", "gamma-link.pdf"]
 
     # With other settings nothing can come over, and the rebuild says so for the folder too.
+    (fact_project.data / "beta-copy.pdf").unlink()
+    (tmp_path / "unmounted").rename(drive)
+    build_index(fact_project.settings)
+    assert "reports/beta-10k.pdf" in indexed(fact_project)
+    drive.rename(tmp_path / "unmounted")
     report = build_index(fact_project.configure(ingest={"chunk_size": 400}), rebuild=True)
     reasons = {skipped.name: skipped.reason for skipped in report.skipped}
     assert reasons["reports/"].endswith("; nothing from it is in the rebuilt index")
-    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-copy.pdf"]
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
 
 
 def test_nothing_readable_says_nothing_was_indexed(project, bad_corpus, capsys):

@@ -93,7 +93,7 @@ def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_in
                     r"answer \(llm.max_new_tokens\) and the question's prompt takes \d+; ask a shorter question"),
     # no question leaves room: the settings' fault (a 500 the server's clients need not retry)
     (1024, 900, 1, r"no passage fits beside any question: of the model's 1024-token context, 900 are kept for the "
-                    r"answer \(llm.max_new_tokens\), and the prompt's own text with the shortest passage needs more; "
+                    r"answer \(llm.max_new_tokens\), and the prompt's own text with the best passage needs more; "
                     r"lower llm.max_new_tokens or raise llm.context_length"),
 ])
 def test_a_prompt_without_room_for_a_passage_is_refused_and_says_why(built_fact_index, tiny_gguf, tmp_path, capsys,

@@ -155,11 +155,9 @@ def build_index(
     files, unreadable, broken_links = _named_files(data, report)
     report.files = len(files)
     with open_writer(settings, index_fingerprint(settings), rebuild=rebuild) as writer:
-        # A rebuild names every broken folder link: whether the index it replaces held documents there, it may not
-        # be able to say (built with other settings, damaged), and nothing from there is in the new one unless
-        # carried over below.
-        _name_the_broken_links(None if rebuild else [record.name for record in writer.documents()], broken_links,
-                               unreadable, report)
+        # Where the index (the one a rebuild replaces) holds documents from: the broken links that matter.
+        indexed_names = writer.replaced_names() if rebuild else [record.name for record in writer.documents()]
+        _name_the_broken_links(indexed_names, broken_links, unreadable, report)
         plan = _plan(writer, files, unreadable, report)
         for document_id, _name in plan.removals:  # first: a file renamed onto a removed one's name takes it
             writer.remove_document(document_id)
@@ -185,7 +183,7 @@ def build_index(
         _say_what_is_kept(report, plan, unreadable, rebuild)
         try:
             with _uninterrupted():
-                if report.changed or plan.kept or writer.needs_repair:
+                if report.changed or (rebuild and plan.kept) or writer.needs_repair:
                     writer.commit()
                 writer.publish()
         except KeyboardInterrupt:  # held back until the commit was done: everything is kept
@@ -236,13 +234,13 @@ def _named_files(data: Path, report: BuildReport) -> tuple[dict[str, Path], list
     return files, unreadable, broken_links
 
 
-def _name_the_broken_links(names: Optional[list[str]], broken_links: dict[str, str], unreadable: list[str],
+def _name_the_broken_links(names: list[str], broken_links: dict[str, str], unreadable: list[str],
                            report: BuildReport) -> None:
-    """A link that leads nowhere, under whose name the index holds documents (``names``: the live index's; None:
-    any), is a folder on a drive not mounted now: named, and what the index holds from it kept. Any other broken
-    link is none of the index's business."""
+    """A link that leads nowhere, under whose name the index holds documents (``names``), is a folder on a drive
+    not mounted now: named, and what the index holds from it kept. Any other broken link is none of the index's
+    business."""
     for link, reason in broken_links.items():
-        if names is None or any(name.startswith(f"{link}/") for name in names):
+        if any(name.startswith(f"{link}/") for name in names):
             unreadable.append(f"{link}/")
             report.skipped.append(Skipped(f"{link}/", reason))
 

@@ -284,19 +284,19 @@ class DocQA:
             raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
                              f"model's context holds {llm.context_length}; ask a shorter question")
         if result.sources and not prompt.chunks_used:
-            # An answer would come from nothing the index holds. Whose fault: with a one-word question the smallest
-            # of these passages would fit (the question's, 400 over HTTP), or not even then (the settings', 500).
-            shortest = build_prompt(self.settings.prompt, "?", [min((source.text for source in result.sources),
-                                                                     key=llm.count_tokens)],
-                                    count_tokens=llm.count_tokens, token_budget=budget, chat_template=llm.chat_template,
-                                    template_tokens=llm.template_tokens)
+            # An answer would come from nothing the index holds. Whose fault: with a one-word question the best
+            # passage, the one the prompt takes first, would fit (the question's, 400 over HTTP), or not even then
+            # (the settings', 500).
+            beside_a_word = build_prompt(self.settings.prompt, "?", [result.sources[0].text],
+                                         count_tokens=llm.count_tokens, token_budget=budget,
+                                         chat_template=llm.chat_template, template_tokens=llm.template_tokens)
             kept = (f"of the model's {llm.context_length}-token context, {self.settings.llm.max_new_tokens} are kept "
                     f"for the answer (llm.max_new_tokens)")
-            if shortest.chunks_used:
+            if beside_a_word.chunks_used:
                 raise InputError(f"no passage fits beside the question: {kept} and the question's prompt takes "
                                  f"{prompt.tokens}; ask a shorter question")
             raise ConfigError(f"no passage fits beside any question: {kept}, and the prompt's own text with the "
-                              f"shortest passage needs more; lower llm.max_new_tokens or raise llm.context_length")
+                              f"best passage needs more; lower llm.max_new_tokens or raise llm.context_length")
         if prompt.chunks_dropped:
             result.notes.append(
                 f"{prompt.chunks_dropped} of {len(result.sources)} passages left out: they do not fit "

@@ -693,6 +693,16 @@ class StoreWriter:
         )
         self._vectors_for(vectors.shape[1]).add(ids, vectors)
 
+    def replaced_names(self) -> list[str]:
+        """A rebuild: the document names of the index it replaces, whatever its settings ([] when it cannot be read)."""
+        if not self._staged or self._replaces is None:
+            return []
+        try:
+            with closing(_connect_readonly(self._replaces / DB_NAME)) as old:
+                return [name for (name,) in old.execute("SELECT name FROM documents")]
+        except sqlite3.DatabaseError:
+            return []
+
     def carry_over(self, wanted: Callable[[str], bool]) -> list[str]:
         """A rebuild: copy the documents whose names are ``wanted`` from the index it replaces, as they are there
         (their files cannot be read now), if that index was built with the same settings. Returns their names."""
@@ -713,12 +723,13 @@ class StoreWriter:
                                                         (digest, name)).fetchone():
                     continue
                 rows = old.execute(
-                    "SELECT c.page_index, c.text, f.text, c.vector FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
+                    "SELECT c.page_index, c.text, f.text, f.title, c.vector FROM chunks c JOIN chunks_fts f ON f.rowid = c.id "
                     "WHERE c.document_id = ? ORDER BY c.id", (document_id,)).fetchall()
                 if rows:
-                    chunks = [Chunk(name, page, text, _header(text, indexed)) for page, text, indexed, _ in rows]
+                    chunks = [Chunk(name, page, text, _header(text, indexed)) for page, text, indexed, _, _ in rows]
                     vectors = np.vstack([np.frombuffer(blob, dtype=np.float32) for *_, blob in rows])
-                    self.add_document(name, digest, pages, chunks, vectors)
+                    # The label read from its first page, which BM25 searches: carried over, not lost.
+                    self.add_document(name, digest, pages, chunks, vectors, title=rows[0][3])
                     copied.append(name)
             return copied
         except sqlite3.DatabaseError:

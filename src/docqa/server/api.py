@@ -252,13 +252,13 @@ def delete(name: str, request: Request):
     """An indexed document, or a file the latest build skipped (which the index does not hold, and which would
     otherwise be reported at every build): only these names, so no other file can be reached."""
     state = _state(request)
-    left_out = state.builder.skipped_files()
-    if name not in indexed_names(state.engine) and name not in left_out:
+    left_out, indexed = state.builder.skipped_files(), indexed_names(state.engine)
+    if name not in indexed and name not in left_out:
         return JSONResponse({"error": f"no indexed document, nor a file the latest build left out, is called "
                                       f"{name!r}"}, status_code=404)
     settings = state.settings
     # An indexed name first; a left-out one as the page shows it (escaped where it is not valid UTF-8).
-    file = name if name in indexed_names(state.engine) else left_out[name]
+    file = name if name in indexed else left_out[name]
     (settings.path(settings.paths.data) / file).unlink(missing_ok=True)
     return {"deleted": name, "build": state.builder.request("delete", [file]).to_dict()}
 
