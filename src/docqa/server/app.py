@@ -16,7 +16,7 @@ from docqa.errors import ConfigError, DocqaError
 from docqa.qa import DocQA
 from docqa.server.builds import Builder, Watcher
 from docqa.server.engine import Engine
-from docqa.server.errors import error_body, error_status
+from docqa.server.errors import error_body, error_status, is_openai_route
 from docqa.server.limits import BodyLimit
 from docqa.server.queue import GenerationQueue
 from docqa.server.security import Security
@@ -113,7 +113,7 @@ def _error_handlers(app) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, error: RequestValidationError):
         # OpenAI answers a malformed request with 400; the page's routes keep FastAPI's 422.
-        return failure(request, describe_validation(error), 400 if request.url.path.startswith("/v1/") else 422)
+        return failure(request, describe_validation(error), 400 if is_openai_route(request.url.path) else 422)
 
     @app.exception_handler(Exception)
     async def unexpected(request, error: Exception):

@@ -46,8 +46,12 @@ def error_status(error: DocqaError) -> int:
     return 500
 
 
+def is_openai_route(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
 def error_body(path: str, message: str, status: int) -> dict:
-    if path == "/v1" or path.startswith("/v1/"):
+    if is_openai_route(path):
         kind = _OPENAI_TYPES.get(status, "server_error")
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return {"error": message}
