@@ -363,6 +363,18 @@ def test_ollama_chat_api_sends_the_prompt_as_a_user_message(ollama):
     assert body["options"]["num_ctx"] == 1024 and body["options"]["num_predict"] == 3 and body["stream"] is True
 
 
+def test_ollama_says_whether_the_answer_was_cut_at_the_token_limit(ollama):
+    """Counting pieces called an answer that ended by itself on its last allowed token cut off (finish_reason
+    "length" through the web API); Ollama's done_reason says which it was."""
+    url, _ = ollama
+    whole = create_llm(settings(backend="ollama", base_url=url, model="llama2", max_new_tokens=len(OLLAMA_PIECES)), Path("/"))
+    list(whole.stream("What dividend?"))
+    assert whole.generated_tokens == whole._token_limit and not whole.reached_limit  # it ended by itself
+    cut = create_llm(settings(backend="ollama", base_url=url, model="llama2", max_new_tokens=3), Path("/"))
+    list(cut.stream("What dividend?"))
+    assert cut.reached_limit
+
+
 def test_ollama_counts_tokens_by_estimate_and_keeps_the_answer_inside_the_window(ollama):
     url, recorded = ollama
     llm = create_llm(settings(backend="ollama", base_url=url, model="llama2", context_length=100, max_new_tokens=50), Path("/"))
@@ -507,6 +519,26 @@ def test_gpt4all_answers_without_streaming_or_stop(gpt4all):
     assert path == "/v1/completions"
     assert body == {"model": "Llama 3 8B Instruct", "prompt": "Context: ...\nQuestion: What dividend?",
                     "max_tokens": 24, "temperature": 0.0, "stream": False}
+
+
+def test_openai_takes_the_servers_word_on_how_the_answer_ended(gpt4all):
+    """The answer used all 11 tokens it was allowed, but the server says it ended by itself ("stop")."""
+    url, recorded = gpt4all
+    llm = create_llm(settings(backend="openai", base_url=url, stream=False, send_stop=False, max_new_tokens=11), Path("/"))
+    list(llm.stream("What dividend?"))
+    assert recorded.requests[-1][1]["max_tokens"] == 11 and llm.generated_tokens == 11
+    assert not llm.reached_limit
+
+
+def test_llama_server_says_when_the_answer_was_cut_at_the_token_limit(llama_server, api_key):
+    values = {"backend": "openai", "base_url": llama_server.base_url, "api_key_env": api_key}
+    prompt = smollm2_chat(f"Context: {FACT_CONTEXT}\nQuestion: {FACT_QUESTION}")
+    whole = create_llm(settings(**values), Path("/"))
+    list(whole.stream(prompt))
+    cut = create_llm(settings(**values, max_new_tokens=2), Path("/"))
+    list(cut.stream(prompt))
+    assert not whole.reached_limit and whole.generated_tokens > 2, whole.generated_tokens
+    assert cut.reached_limit and cut.generated_tokens == 2
 
 
 @pytest.mark.parametrize(("values", "setting"), [({}, "llm.send_stop: false"), ({"send_stop": False}, "llm.stream: false")])

@@ -34,6 +34,9 @@ class LLM(ABC):
         # Whether the last generation ended at its token limit rather than by the model's own end: cut short.
         self.reached_limit = False
         self._token_limit: int | None = None
+        # How a server said the answer ended ("length" or not), where it said: its word beats counting pieces,
+        # which a server may send several tokens to.
+        self._server_cut_off: bool | None = None
         # One generation at a time: the model has one context, and generated_tokens belongs to the last call.
         # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
         self.lock = GenerationLock()
@@ -145,7 +148,7 @@ class LLM(ABC):
     def _stream_unlocked(self, prompt: str) -> Iterator[str]:
         """``stream``'s work, under the lock it holds."""
         self.generated_tokens = 0
-        self.reached_limit, self._token_limit = False, None
+        self.reached_limit, self._token_limit, self._server_cut_off = False, None, None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopFilter(self.settings.stop)
         with closing(self._generate(prompt)) as tokens:
@@ -156,7 +159,10 @@ class LLM(ABC):
                     yield text
                 if stops.stopped:
                     return
-        self.reached_limit = self._token_limit is not None and self.generated_tokens >= self._token_limit
+        if self._server_cut_off is not None:
+            self.reached_limit = self._server_cut_off
+        else:
+            self.reached_limit = self._token_limit is not None and self.generated_tokens >= self._token_limit
         text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
         if text:
             yield text

@@ -72,6 +72,8 @@ class OllamaLLM(LLM):
                     if text:
                         yield text.encode()
                     if chunk.get("done"):
+                        if "done_reason" in chunk:  # older Ollama versions leave it out
+                            self._server_cut_off = chunk["done_reason"] == "length"
                         return
 
     def _raise_for_status(self, response) -> None:

@@ -97,6 +97,7 @@ class OpenAILLM(LLM):
                 # One piece for the whole answer; the server's count of its tokens stands for them all.
                 usage = getattr(response, "usage", None)
                 self.generated_tokens += max((usage.completion_tokens if usage else 1) - 1, 0)
+                self._note_finish(response)
                 yield _text(response).encode()
                 return
             finished = False
@@ -105,13 +106,20 @@ class OpenAILLM(LLM):
                     text = _text(chunk)
                     if text:
                         yield text.encode()
-                    finished = finished or any(choice.finish_reason for choice in chunk.choices or [])
+                    finished = self._note_finish(chunk) or finished
             if not finished:
                 # llama_cpp.server answers a prompt beyond its window with an empty stream.
                 raise LLMError(
                     f"{self._base_url} ended the answer without finishing it; a prompt beyond the server's context "
                     "window does that: set llm.context_length to the server's context size (or less)"
                 )
+
+    def _note_finish(self, chunk) -> bool:
+        """Whether ``chunk`` (or a whole response) says how the answer ended; if so, whether at the token limit."""
+        reasons = [choice.finish_reason for choice in getattr(chunk, "choices", None) or [] if choice.finish_reason]
+        if reasons:
+            self._server_cut_off = reasons[0] == "length"
+        return bool(reasons)
 
     def _served_model(self) -> str:
         """The first model the server lists, for servers that insist on a model name."""
