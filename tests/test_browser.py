@@ -225,3 +225,25 @@ def _attack(browser, site, other_site, fact_project):
     assert page.evaluate("window.sent") == "sent"
     assert page.evaluate("window.probed") == "refused"
     assert {path.name: path.read_bytes() for path in fact_project.data.iterdir()} == before
+
+
+def test_a_chat_front_end_on_another_origin_calls_the_api_when_listed(browser, fact_project, other_site):
+    """serve.cors_origins: a page served elsewhere (a team's chat front end) asks with the token and reads the
+    answer; the same page is refused by a server that does not list its origin."""
+    folder, other = other_site
+    (folder / "index.html").write_text("""<!doctype html><script>
+      window.ask = (site) => fetch(site + "/api/retrieve", {method: "POST", headers: {
+          "Authorization": "Bearer s3cret-token", "Content-Type": "application/json"},
+          body: JSON.stringify({question: "What dividend did Beta declare?"})})
+        .then((response) => response.json()).then((body) => body.passages[0].document)
+        .catch((error) => "refused: " + error.name);
+    </script>""", encoding="utf-8")
+    build_index(fact_project.configure(serve={"watch": False}))
+    listed = fact_project.configure(serve={"watch": False, "cors_origins": [other]})
+    unlisted = fact_project.configure(serve={"watch": False})
+    page = browser.new_page()
+    page.goto(other + "/index.html")
+    with live_server(create_app(listed, retrieval_only=True, token="s3cret-token")) as site:
+        assert page.evaluate("(site) => window.ask(site)", site) == "beta-10k.pdf"
+    with live_server(create_app(unlisted, retrieval_only=True, token="s3cret-token")) as site:
+        assert page.evaluate("(site) => window.ask(site)", site) == "refused: TypeError"

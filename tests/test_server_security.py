@@ -145,6 +145,52 @@ def test_with_a_token_every_api_route_needs_it(settings):
     assert (settings.path(settings.paths.data) / "beta-10k.pdf").exists()
 
 
+def cors_settings(built_fact_index, tmp_path, origins):
+    return load_settings(built_fact_index.write_config(tmp_path / "cors.yml", serve={"watch": False, "cors_origins": origins}))
+
+
+def test_pages_of_listed_origins_may_call_the_api_with_the_token(built_fact_index, tmp_path):
+    """A chat front end served from another origin: its browser asks first (a preflight, which carries no token),
+    then sends the token. Other origins get no permission, and the token still guards every request."""
+    front_end = "http://localhost:3000"
+    settings = cors_settings(built_fact_index, tmp_path, [front_end + "/", "HTTPS://Chat.Example.org"])
+    assert settings.serve.cors_origins == [front_end, "https://chat.example.org"]
+    assert cors_settings(built_fact_index, tmp_path, ["*"]).serve.cors_origins == ["*"]
+    with local_client(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
+        preflight = {"access-control-request-method": "POST",
+                     "access-control-request-headers": "authorization,content-type"}
+        asked = client.options("/api/retrieve", headers={"origin": front_end, **preflight})
+        assert asked.status_code == 200 and asked.headers["access-control-allow-origin"] == front_end
+        assert "authorization" in asked.headers["access-control-allow-headers"].lower()
+        stranger = client.options("/api/retrieve", headers={"origin": "http://evil.example", **preflight})
+        assert stranger.status_code == 400 and "access-control-allow-origin" not in stranger.headers
+        answered = client.post("/api/retrieve", json={"question": "dividend"},
+                               headers={"origin": front_end, "authorization": "Bearer s3cret-token"})
+        assert answered.status_code == 200 and answered.headers["access-control-allow-origin"] == front_end
+        assert answered.json()["passages"]
+        # Without the token: refused, in words the front end's script may read.
+        refused = client.get("/v1/models", headers={"origin": front_end})
+        assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == front_end
+        assert "access-control-allow-origin" not in client.get("/v1/models", headers={
+            "origin": "http://evil.example", "authorization": "Bearer s3cret-token"}).headers
+
+
+def test_other_origins_need_a_token(built_fact_index, tmp_path, monkeypatch, capsys):
+    settings = cors_settings(built_fact_index, tmp_path, ["http://localhost:3000"])
+    with pytest.raises(ConfigError, match="serve.cors_origins lets pages of http://localhost:3000 .* DOCQA_API_TOKEN"):
+        create_app(settings, retrieval_only=True)
+    monkeypatch.delenv("DOCQA_API_TOKEN", raising=False)
+    assert ask_main(["serve", "--config", str(tmp_path / "cors.yml"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: serve.cors_origins lets pages") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("origin", ["localhost:3000", "http://localhost:3000/chat", "file:///tmp/page.html", ""])
+def test_an_origin_that_a_browser_never_sends_is_refused(built_fact_index, tmp_path, origin):
+    with pytest.raises(ConfigError, match="is not an origin: write scheme://host"):
+        cors_settings(built_fact_index, tmp_path, [origin])
+
+
 # ---------------------------------------------------------------- names outside the index
 
 

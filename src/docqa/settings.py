@@ -56,6 +56,8 @@ Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 Folder = Annotated[Path, BeforeValidator(_not_blank)]
 
 
+_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?")
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -237,6 +239,24 @@ class Serve(Section):
     watch: bool = Field(True, description="Index PDFs added to, changed in or removed from the data folder while serving.")
     watch_interval: Number = Field(2.0, gt=0, description="Seconds between looks at the data folder when watching.")
     max_waiting: Whole = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (503).")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port], or *) whose web pages may call /api and /v1 from a browser, such "
+        "as a chat front end served elsewhere; needs an API token (serve.token_env).",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        checked = []
+        for origin in origins:
+            # A browser's Origin header is scheme://host[:port], lower case, without a path: "…/" would never match.
+            text = origin.strip().rstrip("/").lower()
+            if text != "*" and not _ORIGIN.fullmatch(text):
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], "
+                                 "such as http://localhost:3000, or *")
+            checked.append(text)
+        return checked
 
 
 class Storage(Section):

@@ -19,12 +19,13 @@ def create_app(settings: Settings, qa=None, **options):
 def serve(settings: Settings, *, host: Optional[str] = None, port: Optional[int] = None, retrieval_only: bool = False,
           on_ready=None) -> None:
     """Load everything once and serve until interrupted; refuses a non-loopback address without an API token."""
-    from docqa.server.security import api_token, check_bind
+    from docqa.server.security import api_token, check_bind, check_cors
 
     host = host or settings.serve.host
     port = settings.serve.port if port is None else port
     token = api_token(settings.serve.token_env)
     check_bind(host, token, settings.serve.token_env)
+    check_cors(settings.serve.cors_origins, token, settings.serve.token_env)
     try:
         import fastapi  # noqa: F401
         import uvicorn

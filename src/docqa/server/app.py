@@ -19,7 +19,7 @@ from docqa.server.engine import Engine
 from docqa.server.errors import error_body, error_status, is_openai_route
 from docqa.server.limits import BodyLimit
 from docqa.server.queue import GenerationQueue
-from docqa.server.security import Security
+from docqa.server.security import Security, check_cors
 from docqa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ def create_app(
 
     from docqa.server import api, chat
 
+    check_cors(settings.serve.cors_origins, token, settings.serve.token_env)  # before the model loads for minutes
     engine = Engine(settings, qa, retrieval_only=retrieval_only)
     queue = GenerationQueue(settings.serve.max_waiting)
     builder = Builder(settings, on_changed=engine.reload)
@@ -82,7 +83,16 @@ def create_app(
     if token:
         _describe_the_token(app)
     app.add_middleware(BodyLimit)
-    app.add_middleware(Security, token=token)  # added last, so outermost: who may ask comes first
+    app.add_middleware(Security, token=token)  # who may ask comes before anything else the app does
+    origins = settings.serve.cors_origins
+    if origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        # Outermost: a browser's preflight carries no token, so it is answered before the token check. The token
+        # then guards every real request; no cookie authenticates anyone, so credentials stay off.
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["authorization", "content-type"],
+                           expose_headers=["x-should-retry"], max_age=600)
     return app
 
 

@@ -65,6 +65,17 @@ def check_bind(host: str, token: Optional[str], token_env: str) -> None:
         )
 
 
+def check_cors(origins: list[str], token: Optional[str], token_env: str) -> None:
+    """Refuse to let other origins' pages in without a token: without one, only the token-less defences (own
+    Origin, loopback Host) keep other sites' pages from reading the documents."""
+    if origins and not token:
+        raise ConfigError(
+            f"serve.cors_origins lets pages of {', '.join(origins)} call this server from a browser, which needs an "
+            f"API token: set the environment variable {token_env} to a long random secret (the page then sends "
+            "'Authorization: Bearer <token>'), or empty serve.cors_origins"
+        )
+
+
 class Security:
     """ASGI middleware: the bearer-token check and the security headers (streaming responses pass untouched)."""
 
