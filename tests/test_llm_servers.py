@@ -369,7 +369,7 @@ def test_ollama_says_whether_the_answer_was_cut_at_the_token_limit(ollama):
     url, _ = ollama
     whole = create_llm(settings(backend="ollama", base_url=url, model="llama2", max_new_tokens=len(OLLAMA_PIECES)), Path("/"))
     list(whole.stream("What dividend?"))
-    assert whole.generated_tokens == whole._token_limit and not whole.reached_limit  # it ended by itself
+    assert whole.generated_tokens == whole.token_limit and not whole.reached_limit  # it ended by itself
     cut = create_llm(settings(backend="ollama", base_url=url, model="llama2", max_new_tokens=3), Path("/"))
     list(cut.stream("What dividend?"))
     assert cut.reached_limit

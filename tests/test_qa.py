@@ -6,6 +6,7 @@ import re
 import pytest
 
 from docqa.cli import ask_main
+from docqa.llm.base import LLM
 from docqa.qa import DocQA
 from docqa.settings import load_settings
 
@@ -60,6 +61,34 @@ def test_python_api_loads_once_and_answers_many(built_fact_index, tiny_gguf, tmp
     assert "".join(pieces).strip() == first.answer
     assert first.timings.load > 0 and second.timings.load == 0
     assert second.sources[0].page_index == 2
+
+
+class ServerSendingTwoTokensAPiece(LLM):
+    """A server backend that streams two tokens in each piece and says it stopped at the token limit."""
+
+    name = "server"
+
+    @property
+    def context_length(self) -> int:
+        return self.settings.context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _generate(self, prompt: str):
+        limit = self._new_token_limit(self.count_tokens(prompt))
+        for _ in range(limit // 2):
+            yield b" forty two"
+        self._server_cut_off = True
+
+
+def test_a_cut_answer_names_its_limit_not_the_pieces_counted(built_fact_index, tmp_path):
+    """The note said "its limit of 3 tokens" and blamed the context for a six-token max_new_tokens."""
+    settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml", llm={"max_new_tokens": 6}))
+    with DocQA(settings, llm=ServerSendingTwoTokensAPiece(settings.llm)) as qa:
+        result = qa.ask(QUESTION)
+    assert result.cut_off and result.timings.tokens == 3
+    assert "stopped at its limit of 6 tokens and may be cut short; raise llm.max_new_tokens" in " ".join(result.notes)
 
 
 def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_index, tiny_gguf, tmp_path, capsys):

@@ -155,10 +155,11 @@ def test_pages_of_listed_origins_may_call_the_api_with_the_token(built_fact_inde
     front_end = "http://localhost:3000"
     settings = cors_settings(built_fact_index, tmp_path, [front_end + "/", "HTTPS://Chat.Example.org"])
     assert settings.serve.cors_origins == [front_end, "https://chat.example.org"]
-    assert cors_settings(built_fact_index, tmp_path, ["*"]).serve.cors_origins == ["*"]
+    assert cors_settings(built_fact_index, tmp_path, "*").serve.cors_origins == ["*"]
     with local_client(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
+        # OpenAI's JavaScript client adds headers of its own to every request
         preflight = {"access-control-request-method": "POST",
-                     "access-control-request-headers": "authorization,content-type"}
+                     "access-control-request-headers": "authorization,content-type,x-stainless-lang,x-stainless-os"}
         asked = client.options("/api/retrieve", headers={"origin": front_end, **preflight})
         assert asked.status_code == 200 and asked.headers["access-control-allow-origin"] == front_end
         assert "authorization" in asked.headers["access-control-allow-headers"].lower()
@@ -185,10 +186,44 @@ def test_other_origins_need_a_token(built_fact_index, tmp_path, monkeypatch, cap
     assert err.startswith("error: serve.cors_origins lets pages") and "Traceback" not in err
 
 
-@pytest.mark.parametrize("origin", ["localhost:3000", "http://localhost:3000/chat", "file:///tmp/page.html", ""])
+@pytest.mark.parametrize("origin", ["localhost:3000", "http://localhost:3000/chat", "file:///tmp/page.html", "",
+                                    "http://localhost:99999", "null", "http://[::zz]:3000"])
 def test_an_origin_that_a_browser_never_sends_is_refused(built_fact_index, tmp_path, origin):
     with pytest.raises(ConfigError, match="is not an origin: write scheme://host"):
         cors_settings(built_fact_index, tmp_path, [origin])
+
+
+@pytest.mark.parametrize("written, sent", [("http://localhost:80", "http://localhost"),
+                                           ("https://chat.example.org:443/", "https://chat.example.org"),
+                                           ("http://[0:0:0:0:0:0:0:1]:3000", "http://[::1]:3000"),
+                                           ("https://bücher.example", "https://xn--bcher-kva.example")])
+def test_an_origin_is_kept_as_the_browser_sends_it(built_fact_index, tmp_path, written, sent):
+    """Written otherwise (a default port, an uncompressed IPv6 address, a name with accents), it never matched."""
+    settings = cors_settings(built_fact_index, tmp_path, [written])
+    assert settings.serve.cors_origins == [sent]
+    with local_client(create_app(settings, retrieval_only=True, token="s3cret-token")) as client:
+        answered = client.get("/api/health", headers={"origin": sent, "authorization": "Bearer s3cret-token"})
+        assert answered.headers["access-control-allow-origin"] == sent
+
+
+def test_a_failure_reaches_the_front_end_and_keeps_the_security_headers(built_fact_index, tmp_path, monkeypatch):
+    """Starlette answers an unforeseen exception outside every middleware: the 500 had no CORS header, so the
+    front end's script could not read why, and none of the security headers."""
+    from docqa.qa import DocQA
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    front_end = "http://localhost:3000"
+    settings = cors_settings(built_fact_index, tmp_path, [front_end])
+    with local_client(create_app(settings, retrieval_only=True, token="s3cret-token"),
+                      raise_server_exceptions=False) as client:
+        monkeypatch.setattr(DocQA, "retrieve", broken)
+        failed = client.post("/api/retrieve", json={"question": "dividend"},
+                             headers={"origin": front_end, "authorization": "Bearer s3cret-token"})
+    assert failed.status_code == 500 and failed.json() == {"error": "unexpected RuntimeError: boom"}
+    assert failed.headers["access-control-allow-origin"] == front_end
+    assert "default-src 'none'" in failed.headers["content-security-policy"]
 
 
 # ---------------------------------------------------------------- names outside the index

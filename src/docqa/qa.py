@@ -321,9 +321,10 @@ class DocQA:
         result.answer = "".join(pieces).strip()
         if getattr(llm, "reached_limit", False):  # a model passed in need not say (DocQA(llm=...))
             result.cut_off = True
-            fix = ("raise llm.max_new_tokens for longer answers" if llm.generated_tokens >= self.settings.llm.max_new_tokens
+            # The limit, not the tokens counted: a server may send several tokens in one piece.
+            limit = getattr(llm, "token_limit", None) or llm.generated_tokens
+            fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
                    else "the context had no more room: raise llm.context_length or lower retrieval.k")
-            result.notes.append(f"the answer stopped at its limit of {llm.generated_tokens} tokens and may be cut "
-                                f"short; {fix}")
+            result.notes.append(f"the answer stopped at its limit of {limit} tokens and may be cut short; {fix}")
         if is_demo(self.settings.llm):
             result.notes.append(DEMO_NOTE)

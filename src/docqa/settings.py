@@ -6,6 +6,7 @@ Relative paths are resolved against the project root (the folder holding config.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -56,7 +57,33 @@ Number = Annotated[float, BeforeValidator(_not_a_boolean)]
 Folder = Annotated[Path, BeforeValidator(_not_blank)]
 
 
-_ORIGIN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?")
+_ORIGIN = re.compile(r"(https?)://(\[[0-9a-f:.]+\]|[^/:\[\]\s]+)(?::(\d{1,5}))?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def browser_origin(origin: str) -> str:
+    """``origin`` as a browser writes it in an Origin header (scheme://host[:port], lower case, a host name in
+    its ASCII form, an IPv6 address compressed, no default port, no path), or ``*``; ValueError if it is none."""
+    text = origin.strip().rstrip("/")
+    if text == "*":
+        return text
+    match = _ORIGIN.fullmatch(text.lower())
+    problem = f"{origin!r} is not an origin: write scheme://host[:port], such as http://localhost:3000, or \"*\""
+    if match is None:
+        raise ValueError(problem)
+    scheme, host, port = match.groups()
+    try:
+        if host.startswith("["):
+            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        else:
+            host = host.encode("idna").decode("ascii")  # bücher.example is sent as xn--bcher-kva.example
+    except (ValueError, UnicodeError):
+        raise ValueError(problem) from None
+    if not re.fullmatch(r"\[[0-9a-f:.]+\]|[a-z0-9.-]+", host) or (port and not 0 < int(port) <= 65535):
+        raise ValueError(problem)
+    if port and int(port) != _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}:{int(port)}"
+    return f"{scheme}://{host}"
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -245,18 +272,15 @@ class Serve(Section):
         "as a chat front end served elsewhere; needs an API token (serve.token_env).",
     )
 
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _one_or_more(cls, value):
+        return [value] if isinstance(value, str) else value  # cors_origins: "*" means one origin
+
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, origins: list[str]) -> list[str]:
-        checked = []
-        for origin in origins:
-            # A browser's Origin header is scheme://host[:port], lower case, without a path: "…/" would never match.
-            text = origin.strip().rstrip("/").lower()
-            if text != "*" and not _ORIGIN.fullmatch(text):
-                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], "
-                                 "such as http://localhost:3000, or *")
-            checked.append(text)
-        return checked
+        return [browser_origin(origin) for origin in origins]
 
 
 class Storage(Section):

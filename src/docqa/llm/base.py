@@ -33,7 +33,7 @@ class LLM(ABC):
         self.generated_tokens = 0
         # Whether the last generation ended at its token limit rather than by the model's own end: cut short.
         self.reached_limit = False
-        self._token_limit: int | None = None
+        self.token_limit: int | None = None  # the last generation's: max_new_tokens, or less where the context ran out
         # How a server said the answer ended ("length" or not), where it said: its word beats counting pieces,
         # which a server may send several tokens to.
         self._server_cut_off: bool | None = None
@@ -148,7 +148,7 @@ class LLM(ABC):
     def _stream_unlocked(self, prompt: str) -> Iterator[str]:
         """``stream``'s work, under the lock it holds."""
         self.generated_tokens = 0
-        self.reached_limit, self._token_limit, self._server_cut_off = False, None, None
+        self.reached_limit, self.token_limit, self._server_cut_off = False, None, None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopFilter(self.settings.stop)
         with closing(self._generate(prompt)) as tokens:
@@ -162,7 +162,7 @@ class LLM(ABC):
         if self._server_cut_off is not None:
             self.reached_limit = self._server_cut_off
         else:
-            self.reached_limit = self._token_limit is not None and self.generated_tokens >= self._token_limit
+            self.reached_limit = self.token_limit is not None and self.generated_tokens >= self.token_limit
         text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
         if text:
             yield text
@@ -175,8 +175,8 @@ class LLM(ABC):
                 f"the prompt takes {prompt_tokens} tokens but llm.context_length is {self.context_length}; "
                 "raise llm.context_length or put fewer or smaller chunks into the prompt"
             )
-        self._token_limit = min(self.settings.max_new_tokens, room)
-        return self._token_limit
+        self.token_limit = min(self.settings.max_new_tokens, room)
+        return self.token_limit
 
 
 RECHECK_SECONDS = 0.5

@@ -16,7 +16,7 @@ from docqa.errors import ConfigError, DocqaError
 from docqa.qa import DocQA
 from docqa.server.builds import Builder, Watcher
 from docqa.server.engine import Engine
-from docqa.server.errors import error_body, error_status, is_openai_route
+from docqa.server.errors import UnexpectedErrors, error_body, error_status, is_openai_route, unexpected
 from docqa.server.limits import BodyLimit
 from docqa.server.queue import GenerationQueue
 from docqa.server.security import Security, check_cors
@@ -82,6 +82,7 @@ def create_app(
     _pages(app)
     if token:
         _describe_the_token(app)
+    app.add_middleware(UnexpectedErrors)  # the first added is the innermost
     app.add_middleware(BodyLimit)
     app.add_middleware(Security, token=token)  # who may ask comes before anything else the app does
     origins = settings.serve.cors_origins
@@ -90,9 +91,9 @@ def create_app(
 
         # Outermost: a browser's preflight carries no token, so it is answered before the token check. The token
         # then guards every real request; no cookie authenticates anyone, so credentials stay off.
+        # Any request header: OpenAI's JavaScript client sends X-Stainless-* headers of its own with every request.
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["authorization", "content-type"],
-                           expose_headers=["x-should-retry"], max_age=600)
+                           allow_headers=["*"], expose_headers=["x-should-retry"], max_age=600)
     return app
 
 
@@ -126,9 +127,9 @@ def _error_handlers(app) -> None:
         return failure(request, describe_validation(error), 400 if is_openai_route(request.url.path) else 422)
 
     @app.exception_handler(Exception)
-    async def unexpected(request, error: Exception):
+    async def unforeseen(request, error: Exception):  # in a middleware itself; the app's own go to UnexpectedErrors
         log.exception("unexpected error on %s", request.url.path)
-        return failure(request, f"unexpected {type(error).__name__}: {error}", 500)
+        return failure(request, unexpected(error), 500)
 
 
 def _describe_the_token(app) -> None:

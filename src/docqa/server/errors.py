@@ -7,6 +7,9 @@ Everywhere else it is ``{"error": message}``, which the web page reads.
 
 from __future__ import annotations
 
+import json
+import logging
+
 from docqa.errors import (
     BuildLockedError,
     DocqaError,
@@ -19,6 +22,8 @@ from docqa.errors import (
     StoreError,
 )
 from docqa.server.queue import QueueFullError
+
+log = logging.getLogger(__name__)
 
 ERROR_STATUS = {
     InputError: 400,
@@ -55,3 +60,44 @@ def error_body(path: str, message: str, status: int) -> dict:
         kind = _OPENAI_TYPES.get(status, "server_error")
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
     return {"error": message}
+
+
+def unexpected(error: Exception) -> str:
+    """What a failure docqa did not foresee says: its kind and text (never a traceback)."""
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+async def send_error(send, path: str, message: str, status: int, *headers: tuple[bytes, bytes]) -> None:
+    """An error response sent from ASGI middleware, with the body ``error_body`` gives."""
+    body = json.dumps(error_body(path, message, status)).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), *headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class UnexpectedErrors:
+    """ASGI middleware, the innermost: an unforeseen exception becomes its JSON 500 here, inside the security and CORS
+    middleware, so that the response carries their headers. (Starlette's handler for Exception runs outside every
+    middleware: a chat front end on another origin could not read its 500.) Once a response has started, the
+    exception goes on up: nothing can be said in its place any more."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def noting_start(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_start)
+        except Exception as error:
+            if started:
+                raise
+            log.exception("unexpected error on %s", scope["path"])
+            await send_error(send, scope["path"], unexpected(error), 500)

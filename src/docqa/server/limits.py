@@ -6,9 +6,7 @@ refuse it. Uploads (multipart forms) have their own limit, ``serve.max_upload_mb
 
 from __future__ import annotations
 
-import json
-
-from docqa.server.errors import error_body
+from docqa.server.errors import send_error
 
 MAX_BODY_BYTES = 4 << 20  # a question, or a chat front end's whole conversation, is far smaller
 UPLOADS = "/api/documents"  # POSTed files: limited by serve.max_upload_mb as they stream in
@@ -30,11 +28,7 @@ class BodyLimit:
         headers = dict(scope.get("headers", ()))
 
         async def refuse() -> None:
-            message = f"the request body is larger than {self.limit >> 20} MB"
-            body = json.dumps(error_body(scope["path"], message, 413)).encode()
-            await send({"type": "http.response.start", "status": 413, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, scope["path"], f"the request body is larger than {self.limit >> 20} MB", 413)
 
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:

@@ -8,7 +8,8 @@
   attacker controls may be made to resolve to 127.0.0.1 (DNS rebinding). So a request must name a loopback
   host in its Host header, and one that comes with an Origin header must come from this server's own origin.
   Scripts and command-line clients send no Origin and pass. (With a token neither attack works: another site
-  cannot attach the token, which only the page of this origin keeps.)
+  cannot attach the token, which only the page of this origin keeps, and the pages of the origins listed in
+  ``serve.cors_origins``, which need one.)
 - Every response forbids the browser to run scripts or styles from anywhere but the server itself.
 """
 
@@ -16,13 +17,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import os
 import re
 from typing import Optional
 
 from docqa.errors import ConfigError
-from docqa.server.errors import error_body
+from docqa.server.errors import send_error
 
 PROTECTED_PREFIXES = ("/api/", "/v1/")
 CONTENT_SECURITY_POLICY = (
@@ -93,10 +93,7 @@ class Security:
             await send(message)
 
         async def refuse(status: int, message: str, *headers) -> None:
-            body = json.dumps(error_body(scope["path"], message, status)).encode()
-            await send_with_headers({"type": "http.response.start", "status": status, "headers": [
-                (b"content-type", b"application/json"), *headers, (b"content-length", str(len(body)).encode())]})
-            await send_with_headers({"type": "http.response.body", "body": body})
+            await send_error(send_with_headers, scope["path"], message, status, *headers)
 
         if self.token:
             if scope["path"].startswith(PROTECTED_PREFIXES) and not self._authorized(scope):
