@@ -15,7 +15,7 @@ from langchain_core.prompts import PromptTemplate  # noqa: E402
 from langchain_core.runnables import RunnablePassthrough  # noqa: E402
 from langchain_tests.integration_tests import RetrieversIntegrationTests  # noqa: E402
 
-from docqa.errors import ConfigError, MissingDependencyError  # noqa: E402
+from docqa.errors import ConfigError, InputError, MissingDependencyError  # noqa: E402
 from docqa.langchain import DocQALLM, DocQARetriever  # noqa: E402
 from docqa.qa import DocQA  # noqa: E402
 from docqa.settings import CARD_TEMPLATE  # noqa: E402
@@ -131,6 +131,24 @@ def test_retriever_from_config_opens_the_index_without_an_llm(built_fact_index):
         retriever.qa.close()
 
 
+def test_fields_the_retriever_does_not_have_are_refused(fact_qa, built_fact_index):
+    """LangChain's vector-store retrievers take search_kwargs={"k": 1}: ignored, it gave the default 4 passages."""
+    for fields in ({"search_kwargs": {"k": 1}}, {"kk": 1}, {"search_type": "mmr"}):
+        with pytest.raises(InputError, match="DocQARetriever has no field .*: give k= and doc= themselves"):
+            fact_qa.as_retriever(**fields)
+    with pytest.raises(InputError, match="has no field 'kk'"):
+        DocQARetriever.from_config(built_fact_index.config, kk=1)
+
+
+def test_an_empty_k_or_doc_given_to_invoke_is_refused_not_replaced(fact_qa):
+    retriever = fact_qa.as_retriever(k=2, doc=["beta*", "alpha*"])  # several globs, as invoke takes them
+    assert {document.metadata["source"] for document in retriever.invoke("What did the board declare?")} <= {
+        "beta-10k.pdf", "alpha-annual-report.pdf"}
+    for given in ({"k": 0}, {"doc": ""}, {"doc": []}):
+        with pytest.raises(InputError):
+            retriever.invoke("What did the board declare?", **given)
+
+
 def test_retrieval_only_docqa_has_no_llm_to_offer(fact_qa):
     with pytest.raises(ConfigError, match="retrieval_only"):
         fact_qa.as_llm()
@@ -152,10 +170,50 @@ def test_llm_streams_chunks_and_applies_the_callers_stop_sequences():
     llm = DocQALLM(backend=backend)
     chunks = list(llm._stream("prompt", stop=["\nSources:"]))
     assert all(isinstance(chunk, GenerationChunk) for chunk in chunks)
-    assert [chunk.text for chunk in chunks] == ["The answer", " is 42."]
+    assert [chunk.text for chunk in chunks] == ["The answer", " is 42.", ""]
+    assert chunks[-1].generation_info == {"finish_reason": "stop"}  # the closing chunk says how it ended
     assert backend.closed  # stopping ends the generation
     assert llm.invoke("prompt", stop=["42"]) == "The answer is "
     assert "".join(llm.stream("prompt")) == "The answer is 42.\nSources: none"
+
+
+def test_llm_says_whether_the_answer_was_cut_at_the_token_limit():
+    class Limited(ScriptedLLM):
+        def _generate(self, prompt):
+            yield from self.tokens[: self._new_token_limit(self.count_tokens(prompt))]
+
+    whole = DocQALLM(backend=Limited([b"The answer", b" is 42."])).generate(["prompt"]).generations[0][0]
+    cut = DocQALLM(backend=Limited([b"The", b" answer", b" is"], max_new_tokens=2)).generate(["prompt"])
+    assert (whole.text, whole.generation_info) == ("The answer is 42.", {"finish_reason": "stop"})
+    generation = cut.generations[0][0]
+    assert (generation.text, generation.generation_info) == ("The answer", {"finish_reason": "length"})
+
+
+def test_a_prompt_beyond_the_models_context_is_the_callers_to_shorten():
+    llm = DocQALLM(backend=ScriptedLLM([b"never"], context_length=8))
+    with pytest.raises(InputError, match="the prompt takes 9 tokens and the model's context holds 8"):
+        llm.invoke("one two three four five six seven eight nine")
+
+
+async def test_a_cancelled_ainvoke_ends_the_generation():
+    """LangChain's default ainvoke runs the generation in a worker thread nothing stops: the model stayed busy with
+    an answer nobody would read (a web client that left)."""
+    import asyncio
+    import time
+
+    class Slow(ScriptedLLM):
+        def _generate(self, prompt):
+            for _ in range(100):
+                time.sleep(0.05)
+                self.produced = getattr(self, "produced", 0) + 1
+                yield b" word"
+
+    backend = Slow([], max_new_tokens=100)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(DocQALLM(backend=backend).ainvoke("prompt"), timeout=0.5)
+    assert backend.lock.acquire(timeout=1)  # already free: the generation ended at its next token
+    backend.lock.release()
+    assert backend.produced < 30
 
 
 def test_llm_counts_tokens_with_the_backend_tokenizer():

@@ -20,7 +20,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Optional
 
-from docqa.errors import ConfigError, MissingDependencyError
+from docqa.errors import ConfigError, InputError, MissingDependencyError
 from docqa.settings import SYSTEM_PROMPT
 
 try:
@@ -32,7 +32,7 @@ try:
     )
     from langchain_core.documents import Document
     from langchain_core.language_models.llms import LLM
-    from langchain_core.outputs import GenerationChunk
+    from langchain_core.outputs import GenerationChunk, LLMResult
     from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
     from pydantic import ConfigDict, Field
@@ -63,18 +63,33 @@ class DocQARetriever(BaseRetriever):
     ``k`` and ``doc`` given to ``invoke`` override the ones given here.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    # Unknown fields are refused: LangChain's vector-store retrievers take search_kwargs={"k": ...}, which a
+    # retriever that ignored unknown fields dropped without a word.
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     qa: Any = Field(exclude=True, description="A loaded docqa.DocQA (retrieval_only is enough).")
     k: Optional[int] = Field(None, gt=0, description="Passages returned; empty: retrieval.k of the configuration.")
-    doc: Optional[str] = Field(None, description="Only documents whose name or file name matches this glob.")
+    doc: Optional[str | list[str]] = Field(
+        None, description="Only documents whose name or file name matches this glob (or one of these globs).")
+
+    def __init__(self, **fields: Any) -> None:
+        unknown = sorted(set(fields) - set(type(self).model_fields))
+        if unknown:
+            raise InputError(f"DocQARetriever has no field {', '.join(map(repr, unknown))}: give k= and doc= "
+                             "themselves, e.g. as_retriever(k=2, doc='acme-*.pdf')")
+        super().__init__(**fields)
 
     @classmethod
     def from_config(cls, path: Path | str | None = None, **fields: Any) -> "DocQARetriever":
         """Open the index a config file names (the default config.yml without ``path``); no LLM is loaded."""
         from docqa.qa import DocQA
 
-        return cls(qa=DocQA.from_config(path, retrieval_only=True), **fields)
+        qa = DocQA.from_config(path, retrieval_only=True)
+        try:
+            return cls(qa=qa, **fields)
+        except BaseException:
+            qa.close()
+            raise
 
     def _get_relevant_documents(
         self,
@@ -82,9 +97,10 @@ class DocQARetriever(BaseRetriever):
         *,
         run_manager: CallbackManagerForRetrieverRun,
         k: Optional[int] = None,
-        doc: Optional[str] = None,
+        doc: Optional[str | list[str]] = None,
     ) -> list[Document]:
-        sources = self.qa.retrieve(query, k=k or self.k, doc=doc or self.doc)
+        # None falls back to the retriever's own; anything else, 0 or "" too, is checked by DocQA.retrieve.
+        sources = self.qa.retrieve(query, k=self.k if k is None else k, doc=self.doc if doc is None else doc)
         return [as_document(source) for source in sources]
 
     async def _aget_relevant_documents(
@@ -93,7 +109,7 @@ class DocQARetriever(BaseRetriever):
         *,
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: Optional[int] = None,
-        doc: Optional[str] = None,
+        doc: Optional[str | list[str]] = None,
     ) -> list[Document]:
         # The search blocks (ONNX Runtime, FAISS, SQLite): a worker thread keeps the event loop free.
         return await asyncio.to_thread(
@@ -163,14 +179,42 @@ class DocQALLM(LLM):
         except NotImplementedError:
             return super().get_token_ids(text)
 
-    def _call(
+    def _generate(
         self,
-        prompt: str,
+        prompts: list[str],
         stop: Optional[list[str]] = None,
         run_manager: Optional[CallbackManagerForLLMRun] = None,
         **kwargs: Any,
-    ) -> str:
-        return "".join(chunk.text for chunk in self._stream(prompt, stop, run_manager, **kwargs))
+    ) -> LLMResult:
+        """Each prompt's chunks joined into one generation, keeping the last chunk's ``finish_reason``."""
+        return LLMResult(generations=[[self._joined(self._stream(prompt, stop, run_manager, **kwargs))]
+                                      for prompt in prompts])
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: Optional[list[str]] = None,
+        run_manager: Optional[AsyncCallbackManagerForLLMRun] = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        # Through _astream, whose consumer leaving (a cancelled ainvoke) ends the generation; LangChain's default
+        # runs the whole generation in a worker thread that nothing can stop.
+        generations = []
+        for prompt in prompts:
+            chunks = [chunk async for chunk in self._astream(prompt, stop, run_manager, **kwargs)]
+            generations.append([self._joined(chunks)])
+        return LLMResult(generations=generations)
+
+    @staticmethod
+    def _joined(chunks) -> GenerationChunk:
+        joined = GenerationChunk(text="")
+        for chunk in chunks:
+            joined += chunk
+        return joined
+
+    def _call(self, prompt: str, stop: Optional[list[str]] = None,
+              run_manager: Optional[CallbackManagerForLLMRun] = None, **kwargs: Any) -> str:
+        return self._joined(self._stream(prompt, stop, run_manager, **kwargs)).text
 
     def _stream(
         self,
@@ -179,6 +223,8 @@ class DocQALLM(LLM):
         run_manager: Optional[CallbackManagerForLLMRun] = None,
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
+        """The answer piece by piece, then an empty chunk whose ``generation_info`` says how it ended:
+        ``finish_reason`` "length" (cut at llm.max_new_tokens or the context's room) or "stop"."""
         from docqa.llm.base import StopFilter
         from docqa.prompts import apply_format
 
@@ -188,16 +234,29 @@ class DocQALLM(LLM):
         text = apply_format(
             self.prompt_format, prompt, self.backend.chat_template, self.backend.template_tokens, self.system_prompt
         )
+        self._check_fits(text)
+        cut_off = False
         with closing(self.backend.stream(text)) as pieces:  # stopping early ends the generation too
             for piece in pieces:
                 kept = stops.feed(piece)
                 if kept:
                     yield self._chunk(kept, run_manager)
                 if stops.stopped:
-                    return
+                    break
+            else:
+                cut_off = self.backend.reached_limit
         rest = stops.flush()
         if rest:
             yield self._chunk(rest, run_manager)
+        yield GenerationChunk(text="", generation_info={"finish_reason": "length" if cut_off else "stop"})
+
+    def _check_fits(self, text: str) -> None:
+        """A prompt with no room left for an answer is the caller's to shorten (the backend would call it a model
+        failure)."""
+        tokens, window = self.backend.count_tokens(text), self.backend.context_length
+        if tokens >= window:
+            raise InputError(f"the prompt takes {tokens} tokens and the model's context holds {window} "
+                             "(llm.context_length): shorten the question or give fewer or shorter passages")
 
     async def _astream(
         self,
@@ -231,7 +290,7 @@ class DocQALLM(LLM):
             while (item := await chunks.get()) is not end:
                 if isinstance(item, BaseException):
                     raise item
-                if run_manager:
+                if run_manager and item.text:  # not the closing chunk that says how the answer ended
                     await run_manager.on_llm_new_token(item.text, chunk=item)
                 yield item
         finally:
