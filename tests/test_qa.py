@@ -240,6 +240,22 @@ def test_questions_against_an_index_built_with_other_settings_are_refused(built_
     assert "chunk_size 500 → 800" in err and f"python db_build.py --config {config} --rebuild" in err
 
 
+def test_the_librarys_advice_names_the_users_settings_file(built_fact_index, project, tmp_path, monkeypatch):
+    """DocQA.from_config("project/config.yml") advised "python db_build.py", which reads this checkout's
+    config.yml: following it built or rebuilt another index."""
+    from docqa.errors import IndexNotFoundError, StoreError
+
+    with pytest.raises(IndexNotFoundError, match=re.escape(f"build it first: python db_build.py --config {project.config}")):
+        DocQA.from_config(project.config, retrieval_only=True)
+    config = built_fact_index.write_config(tmp_path / "config.yml", ingest={"chunk_size": 800})
+    with pytest.raises(StoreError, match=re.escape(f"run: python db_build.py --config {config} --rebuild")):
+        DocQA.from_config(config, retrieval_only=True)
+    monkeypatch.chdir(tmp_path)  # a script in its project folder: from_config() reads the config.yml there
+    with pytest.raises(StoreError) as caught:
+        DocQA.from_config(retrieval_only=True)
+    assert f"python db_build.py --config {config} --rebuild" in str(caught.value)
+
+
 def test_close_waits_for_an_answer_in_another_thread_and_then_refuses_more(built_fact_index, tiny_gguf, tmp_path):
     """Freeing the model while llama.cpp decodes in another thread crashed the process (a segmentation fault)."""
     import threading

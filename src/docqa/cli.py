@@ -18,8 +18,6 @@ import argparse
 import json
 import logging
 import os
-import re
-import shlex
 import sys
 import textwrap
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.errors import DocqaError, InputError
+from docqa.errors import DocqaError, InputError, advice_for
 
 EXIT_NO_ANSWER = 1
 EXIT_UNEXPECTED = 1
@@ -141,19 +139,6 @@ def _question(value: Optional[str]) -> str:
     return question
 
 
-ADVISED_COMMAND = re.compile(r"\bpython (db_build|download_model|main)\.py\b")
-DOCQA_SUBCOMMANDS = {"db_build": "docqa build", "download_model": "docqa download", "main": "docqa ask"}
-
-
-def advice_for(message: str, prog: str, config: Optional[str]) -> str:
-    """The commands a message advises, as this user types them: ``docqa`` subcommands where they ran ``docqa``, and
-    the ``--config`` they gave, so that following the advice acts on their index and not the checkout's."""
-
-    def as_typed(match: re.Match) -> str:
-        typed = DOCQA_SUBCOMMANDS[match.group(1)] if prog == "docqa" else match.group(0)
-        return f"{typed} --config {shlex.quote(config)}" if config else typed
-
-    return ADVISED_COMMAND.sub(as_typed, message)
 
 
 def shown(name: str) -> str:

@@ -5,6 +5,11 @@ Library code raises these; only the CLI turns them into a message and an exit co
 
 from __future__ import annotations
 
+import re
+import shlex
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
 
 class DocqaError(Exception):
     """Base class: ``str(error)`` is a complete one-line message for the user."""
@@ -81,3 +86,31 @@ class InputError(DocqaError):
     """A question, batch file or gold file the user gave cannot be used."""
 
     exit_code = 2
+
+
+# A command a message advises, with the --config it may already name (advice_for is applied once per boundary).
+ADVISED_COMMAND = re.compile(r"\bpython (db_build|download_model|main)\.py\b( --config (?:'[^']*'|\S+))?")
+DOCQA_SUBCOMMANDS = {"db_build": "docqa build", "download_model": "docqa download", "main": "docqa ask"}
+
+
+def advice_for(message: str, prog: str, config: Optional[str]) -> str:
+    """The commands a message advises, as this user types them: ``docqa`` subcommands where they ran ``docqa``, and
+    the ``--config`` they gave, so that following the advice acts on their index and not the checkout's."""
+
+    def as_typed(match: re.Match) -> str:
+        command = DOCQA_SUBCOMMANDS[match.group(1)] if prog == "docqa" else f"python {match.group(1)}.py"
+        return command + (f" --config {shlex.quote(config)}" if config else match.group(2) or "")
+
+    return ADVISED_COMMAND.sub(as_typed, message)
+
+
+@contextmanager
+def advising(config: Optional[str]) -> Iterator[None]:
+    """Domain errors raised inside advise their commands with ``--config config`` (where it is not None): a library
+    user's settings file, which the scripts would not read by themselves."""
+    try:
+        yield
+    except DocqaError as error:
+        if config is not None and error.args:
+            error.args = (advice_for(str(error), "python", config), *error.args[1:])
+        raise

@@ -20,7 +20,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Optional
 
-from docqa.errors import ConfigError, InputError, MissingDependencyError
+from docqa.errors import ConfigError, InputError, MissingDependencyError, advising
 from docqa.settings import SYSTEM_PROMPT
 
 try:
@@ -142,7 +142,9 @@ class DocQALLM(LLM):
         settings = load_settings(path)
         fields.setdefault("prompt_format", settings.prompt.format)
         fields.setdefault("system_prompt", settings.prompt.system)
-        return cls(backend=create_llm(settings.llm, settings.root), **fields)
+        with advising(settings.own_config):
+            backend = create_llm(settings.llm, settings.root)
+        return cls(backend=backend, **fields)
 
     @classmethod
     def from_docqa(cls, qa, **fields: Any) -> "DocQALLM":

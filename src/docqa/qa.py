@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.errors import ClosedError, ConfigError, InputError
+from docqa.errors import ClosedError, ConfigError, InputError, advising
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
@@ -141,7 +141,9 @@ class DocQA:
 
     @classmethod
     def from_config(cls, path: Path | str | None = None, **kwargs) -> "DocQA":
-        return cls(load_settings(path), **kwargs)
+        settings = load_settings(path)
+        with advising(settings.own_config):
+            return cls(settings, **kwargs)
 
     def _load_llm(self):
         from docqa.llm import create_llm

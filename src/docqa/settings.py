@@ -301,11 +301,18 @@ class Settings(Section):
     prompt: Prompt = Field(default_factory=Prompt)
     serve: Serve = Field(default_factory=Serve)
     _root: Path = PrivateAttr(PROJECT_ROOT)
+    _file: Optional[Path] = PrivateAttr(None)
 
     @property
     def root(self) -> Path:
         """The folder relative paths are resolved against: the one holding config.yml."""
         return self._root
+
+    @property
+    def own_config(self) -> Optional[str]:
+        """The settings file these came from where the scripts would not read it by themselves (not this
+        checkout's config.yml): the ``--config`` their advice must name."""
+        return str(self._file) if self._file is not None and self._file != DEFAULT_CONFIG else None
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project root."""
@@ -346,6 +353,7 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
     except ValidationError as exc:
         raise ConfigError(f"{config_path}: {_describe(exc)}") from None
     settings._root = config_path.resolve().parent
+    settings._file = config_path.resolve()
     return settings
 
 
