@@ -240,6 +240,16 @@ def test_questions_against_an_index_built_with_other_settings_are_refused(built_
     assert "chunk_size 500 → 800" in err and f"python db_build.py --config {config} --rebuild" in err
 
 
+def test_the_package_builds_and_lists_what_is_indexed(fact_project):
+    import docqa
+
+    report = docqa.build_index(docqa.load_settings(fact_project.config))
+    assert sorted(report.added) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+    with docqa.DocQA.from_config(fact_project.config, retrieval_only=True) as qa:
+        assert sorted((record.name, record.pages) for record in qa.documents()) == [
+            ("alpha-annual-report.pdf", 3), ("beta-10k.pdf", 3)]
+
+
 def test_the_librarys_advice_names_the_users_settings_file(built_fact_index, project, tmp_path, monkeypatch):
     """DocQA.from_config("project/config.yml") advised "python db_build.py", which reads this checkout's
     config.yml: following it built or rebuilt another index."""

@@ -203,6 +203,12 @@ class DocQA:
                 self._in_progress.remove(threading.get_ident())
                 self._idle.notify_all()
 
+    def documents(self) -> list:
+        """The indexed documents (``DocumentRecord``: name, pages, chunks, when indexed), as ``docqa list`` shows
+        them."""
+        self._check_open()
+        return self.store.documents()
+
     # LangChain views of this loaded instance (docqa.langchain; needs langchain-core, imported only here).
     def as_retriever(self, **fields):
         """A LangChain retriever over this index; ``fields``: ``k``, ``doc`` (a file-name glob)."""
