@@ -23,7 +23,6 @@ import hashlib
 import json
 import shutil
 import sys
-import threading
 import time
 import warnings
 from dataclasses import asdict
@@ -212,20 +211,13 @@ class TutorialQA(DocQA):
         from retrieval import tutorial_retriever
 
         started = time.perf_counter()
+        self._prepare(settings)  # what DocQA.__init__ sets up, less its index and retriever
         folder = tutorial_index(corpus)
         self.tutorial = tutorial_retriever(corpus, folder)
-        self.documents = tuple(sorted(path.name for path in find_pdfs(corpus)))  # the tutorial searches them all
+        self.names = tuple(sorted(path.name for path in find_pdfs(corpus)))  # the tutorial searches them all
         print(f"tutorial index {folder}: {self.tutorial.chunks} chunks", file=sys.stderr)
-        # What DocQA.__init__ sets up, less its index and retriever.
-        self.settings = settings
-        self.store = None
-        self.retriever = None
-        self._owns_llm = True
-        self._load_lock = threading.Lock()
-        self.llm = self._load_llm()
-        self._generation_lock = getattr(self.llm, "lock", None) or threading.Lock()
-        self.load_seconds = time.perf_counter() - started
-        self._unreported_load = self.load_seconds
+        self._use_llm(self._load_llm())
+        self.load_seconds = self._unreported_load = time.perf_counter() - started
 
     def search(self, question: str, *, k=None, doc=None) -> tuple[list[Source], Searched]:
         found = self.tutorial.faiss.similarity_search_with_score(question, k=k or self.settings.retrieval.k)
@@ -234,7 +226,7 @@ class TutorialQA(DocQA):
                    round(float(distance), 6), chunk_id=-1)  # the tutorial's FAISS store has no chunk rows
             for d, distance in found
         ]
-        return sources, Searched("all", self.documents)
+        return sources, Searched("all", self.names)
 
     def close(self) -> None:
         pass

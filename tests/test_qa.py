@@ -240,6 +240,29 @@ def test_questions_against_an_index_built_with_other_settings_are_refused(built_
     assert "chunk_size 500 → 800" in err and f"python db_build.py --config {config} --rebuild" in err
 
 
+class OwnPassages(DocQA):
+    """A DocQA that finds passages its own way, as bench/answers.py's tutorial pipeline does: no index opened."""
+
+    def __init__(self, settings, llm):
+        self._prepare(settings, llm)
+        self._use_llm(llm)
+
+    def search(self, question, *, k=None, doc=None):
+        from docqa.qa import Searched, Source
+
+        return [Source("own.pdf", 0, 1, "Context: the dividend was 42 cents.", 1.0, chunk_id=-1)], Searched("all", ("own.pdf",))
+
+
+def test_a_subclass_with_its_own_search_answers_through_ask():
+    """The tutorial pipeline of bench/answers.py copied DocQA's fields by hand and broke when DocQA gained more."""
+    from docqa.settings import Settings
+    from tests.test_llm import ScriptedLLM
+
+    with OwnPassages(Settings(), ScriptedLLM([b"42 cents."])) as qa:
+        result = qa.ask("What dividend?")
+    assert result.answer == "42 cents." and result.sources[0].document == "own.pdf"
+
+
 def test_the_package_builds_and_lists_what_is_indexed(fact_project):
     import docqa
 

@@ -115,8 +115,24 @@ class DocQA:
         from docqa.ingest import index_fingerprint
 
         started = time.perf_counter()
+        self._prepare(settings, llm)
+        try:
+            self.store = open_reader(settings, index_fingerprint(settings))
+            self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
+                                       load_reranker(settings))
+            self._use_llm(None if retrieval_only else (llm or self._load_llm()))
+        except BaseException:
+            self.close()  # what was loaded before the failure is released, not left to the collector
+            raise
+        self.load_seconds = time.perf_counter() - started
+        self._unreported_load = self.load_seconds
+
+    def _prepare(self, settings: Settings, llm=None) -> None:
+        """What every DocQA holds before it loads anything. A subclass that finds passages its own way (override
+        ``search``; bench/answers.py's tutorial pipeline does) calls this, then ``_use_llm``, instead of __init__."""
         self.settings = settings
         self.store: Optional[IndexReader] = None
+        self.retriever = None
         self.llm = None
         # Questions in progress, by thread: close() waits for them, so that it never frees the index or the model
         # under a search or a generation (llama.cpp would crash).
@@ -126,18 +142,12 @@ class DocQA:
         self._owns_llm = llm is None
         self._generation_lock = threading.Lock()
         self._load_lock = threading.Lock()
-        try:
-            self.store = open_reader(settings, index_fingerprint(settings))
-            self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
-                                       load_reranker(settings))
-            self.llm = None if retrieval_only else (llm or self._load_llm())
-            # The model's own lock where it has one, so that its other users (docqa.langchain) take turns too.
-            self._generation_lock = getattr(self.llm, "lock", None) or self._generation_lock
-        except BaseException:
-            self.close()  # what was loaded before the failure is released, not left to the collector
-            raise
-        self.load_seconds = time.perf_counter() - started
-        self._unreported_load = self.load_seconds
+        self.load_seconds = self._unreported_load = 0.0
+
+    def _use_llm(self, llm) -> None:
+        self.llm = llm
+        # The model's own lock where it has one, so that its other users (docqa.langchain) take turns too.
+        self._generation_lock = getattr(llm, "lock", None) or self._generation_lock
 
     @classmethod
     def from_config(cls, path: Path | str | None = None, **kwargs) -> "DocQA":
