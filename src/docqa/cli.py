@@ -139,8 +139,6 @@ def _question(value: Optional[str]) -> str:
     return question
 
 
-
-
 def shown(name: str) -> str:
     """A file name (or a message naming one) on one line of text output: line breaks and other control characters
     escaped as in Python."""
