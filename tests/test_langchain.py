@@ -141,12 +141,14 @@ def test_fields_the_retriever_does_not_have_are_refused(fact_qa, built_fact_inde
 
 
 def test_an_empty_k_or_doc_given_to_invoke_is_refused_not_replaced(fact_qa):
-    retriever = fact_qa.as_retriever(k=2, doc=["beta*", "alpha*"])  # several globs, as invoke takes them
-    assert {document.metadata["source"] for document in retriever.invoke("What did the board declare?")} <= {
-        "beta-10k.pdf", "alpha-annual-report.pdf"}
+    retriever = fact_qa.as_retriever(k=3, doc=["beta*"])  # a list of globs, as invoke takes them
+    assert {document.metadata["source"] for document in retriever.invoke("How many people did Alpha employ?")} == {
+        "beta-10k.pdf"}
     for given in ({"k": 0}, {"doc": ""}, {"doc": []}):
         with pytest.raises(InputError):
             retriever.invoke("What did the board declare?", **given)
+        with pytest.raises(InputError):  # given when it is made: refused then, not at every invoke
+            fact_qa.as_retriever(**given)
 
 
 def test_retrieval_only_docqa_has_no_llm_to_offer(fact_qa):
@@ -165,6 +167,21 @@ def test_missing_langchain_core_says_how_to_install(monkeypatch):
 # DocQALLM's streaming, stop sequences and token counts (a scripted backend: exact tokens)
 
 
+class Limited(ScriptedLLM):
+    """A scripted backend that keeps to its token limit and the context's room, as the real ones do."""
+
+    def _generate(self, prompt):
+        yield from self.tokens[: self._new_token_limit(self.count_tokens(prompt))]
+
+
+class Echo(ScriptedLLM):
+    """Answers with the prompt's words, up to its token limit: a long prompt is cut, a short one is not."""
+
+    def _generate(self, prompt):
+        words = prompt.split()
+        yield from (f" {word}".encode() for word in words[: self._new_token_limit(len(words))])
+
+
 def test_llm_streams_chunks_and_applies_the_callers_stop_sequences():
     backend = ScriptedLLM([b"The answer", b" is 42.", b"\nSou", b"rces: none"], stop=["</s>"])
     llm = DocQALLM(backend=backend)
@@ -178,10 +195,6 @@ def test_llm_streams_chunks_and_applies_the_callers_stop_sequences():
 
 
 def test_llm_says_whether_the_answer_was_cut_at_the_token_limit():
-    class Limited(ScriptedLLM):
-        def _generate(self, prompt):
-            yield from self.tokens[: self._new_token_limit(self.count_tokens(prompt))]
-
     whole = DocQALLM(backend=Limited([b"The answer", b" is 42."])).generate(["prompt"]).generations[0][0]
     cut = DocQALLM(backend=Limited([b"The", b" answer", b" is"], max_new_tokens=2)).generate(["prompt"])
     assert (whole.text, whole.generation_info) == ("The answer is 42.", {"finish_reason": "stop"})
@@ -189,10 +202,33 @@ def test_llm_says_whether_the_answer_was_cut_at_the_token_limit():
     assert (generation.text, generation.generation_info) == ("The answer", {"finish_reason": "length"})
 
 
+def test_how_an_answer_ended_is_its_own_thread_s_generation():
+    """reached_limit was read after the model's lock was let go: another thread's answer could reset it first."""
+    import threading
+
+    backend = Echo([], max_new_tokens=2)
+    first_done, second_done, seen = threading.Event(), threading.Event(), {}
+
+    def cut():
+        list(backend.stream("one two three"))
+        first_done.set()
+        second_done.wait(10)
+        seen["cut"] = backend.cut_off_here()
+
+    thread = threading.Thread(target=cut)
+    thread.start()
+    first_done.wait(10)
+    list(backend.stream("one"))  # ends by itself
+    second_done.set()
+    thread.join(10)
+    assert seen["cut"] and not backend.cut_off_here() and not backend.reached_limit
+
+
 def test_a_prompt_beyond_the_models_context_is_the_callers_to_shorten():
-    llm = DocQALLM(backend=ScriptedLLM([b"never"], context_length=8))
-    with pytest.raises(InputError, match="the prompt takes 9 tokens and the model's context holds 8"):
+    llm = DocQALLM(backend=Limited([b"never"], context_length=8))
+    with pytest.raises(InputError, match="the prompt takes 9 tokens but llm.context_length is 8"):
         llm.invoke("one two three four five six seven eight nine")
+    assert llm.invoke("one two three four five six seven") == "never"  # 7 of 8: room for one token
 
 
 async def test_a_cancelled_ainvoke_ends_the_generation():
@@ -214,6 +250,14 @@ async def test_a_cancelled_ainvoke_ends_the_generation():
     assert backend.lock.acquire(timeout=1)  # already free: the generation ended at its next token
     backend.lock.release()
     assert backend.produced < 30
+    # Cancelled while it waits for the model behind another answer: it does not wait for that answer to end.
+    answering = asyncio.create_task(DocQALLM(backend=backend).ainvoke("the other question"))
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(DocQALLM(backend=backend).ainvoke("prompt"), timeout=0.3)
+    assert time.monotonic() - started < 2.5  # the other answer takes 5 s
+    answering.cancel()
 
 
 def test_llm_counts_tokens_with_the_backend_tokenizer():

@@ -260,6 +260,7 @@ def test_a_subclass_with_its_own_search_answers_through_ask():
 
     with OwnPassages(Settings(), ScriptedLLM([b"42 cents."])) as qa:
         result = qa.ask("What dividend?")
+        assert qa.documents() == []  # no index of its own
     assert result.answer == "42 cents." and result.sources[0].document == "own.pdf"
 
 
@@ -287,6 +288,23 @@ def test_the_librarys_advice_names_the_users_settings_file(built_fact_index, pro
     with pytest.raises(StoreError) as caught:
         DocQA.from_config(retrieval_only=True)
     assert f"python db_build.py --config {config} --rebuild" in str(caught.value)
+    with pytest.raises(StoreError, match=re.escape(f"--config {config} --rebuild")):  # the settings, not the file
+        DocQA(load_settings(config), retrieval_only=True)
+    from docqa import build_index
+
+    with pytest.raises(StoreError, match=re.escape(f"--config {config} --rebuild")):
+        build_index(load_settings(config))
+
+
+def test_advice_given_twice_names_the_settings_file_once():
+    """The library names the settings file, then the CLI the --config as typed: a quoted path survives."""
+    from docqa.errors import advice_for
+
+    config = "/data/it's mine/config.yml"
+    once = advice_for("the index is damaged; run: python db_build.py --rebuild", "python", config)
+    assert once == "the index is damaged; run: python db_build.py --config '/data/it'\"'\"'s mine/config.yml' --rebuild"
+    assert advice_for(once, "python", config) == once
+    assert advice_for(once, "docqa", "c.yml") == "the index is damaged; run: docqa build --config c.yml --rebuild"
 
 
 def test_close_waits_for_an_answer_in_another_thread_and_then_refuses_more(built_fact_index, tiny_gguf, tmp_path):

@@ -82,6 +82,10 @@ class LLMError(DocqaError):
     exit_code = 7
 
 
+class ContextFullError(LLMError):
+    """The prompt leaves the model no room to answer in its context window."""
+
+
 class InputError(DocqaError):
     """A question, batch file or gold file the user gave cannot be used."""
 
@@ -89,7 +93,7 @@ class InputError(DocqaError):
 
 
 # A command a message advises, with the --config it may already name (advice_for is applied once per boundary).
-ADVISED_COMMAND = re.compile(r"\bpython (db_build|download_model|main)\.py\b( --config (?:'[^']*'|\S+))?")
+ADVISED_COMMAND = re.compile(r"\bpython (db_build|download_model|main)\.py\b( --config (?:'[^']*'|\"[^\"]*\"|[^\s'\"])+)?")
 DOCQA_SUBCOMMANDS = {"db_build": "docqa build", "download_model": "docqa download", "main": "docqa ask"}
 
 
@@ -111,6 +115,6 @@ def advising(config: Optional[str]) -> Iterator[None]:
     try:
         yield
     except DocqaError as error:
-        if config is not None and error.args:
-            error.args = (advice_for(str(error), "python", config), *error.args[1:])
+        if config is not None and len(error.args) == 1 and isinstance(error.args[0], str):  # the message alone
+            error.args = (advice_for(str(error), "python", config),)
         raise

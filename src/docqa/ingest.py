@@ -22,7 +22,7 @@ import numpy as np
 
 from docqa.chunking import Chunk, Chunker
 from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
-from docqa.errors import DocumentError, NoDocumentsError
+from docqa.errors import DocumentError, NoDocumentsError, advising
 from docqa.profiles import describe
 from docqa.settings import Settings
 from docqa.storage import IndexWriter, open_writer
@@ -149,6 +149,11 @@ def build_index(
     on_total: Optional[Callable[[int], None]] = None,
 ) -> BuildReport:
     """Bring the index in line with the data folder; returns what was done."""
+    with advising(settings.own_config):
+        return _build(settings, rebuild, progress, on_total)
+
+
+def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport:
     started = time.perf_counter()
     data = settings.path(settings.paths.data)
     report = BuildReport()

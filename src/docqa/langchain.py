@@ -20,7 +20,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Optional
 
-from docqa.errors import ConfigError, InputError, MissingDependencyError, advising
+from docqa.errors import ConfigError, ContextFullError, InputError, MissingDependencyError, advising
 from docqa.settings import SYSTEM_PROMPT
 
 try:
@@ -73,10 +73,13 @@ class DocQARetriever(BaseRetriever):
         None, description="Only documents whose name or file name matches this glob (or one of these globs).")
 
     def __init__(self, **fields: Any) -> None:
+        from docqa.qa import check_scope
+
         unknown = sorted(set(fields) - set(type(self).model_fields))
         if unknown:
             raise InputError(f"DocQARetriever has no field {', '.join(map(repr, unknown))}: give k= and doc= "
                              "themselves, e.g. as_retriever(k=2, doc='acme-*.pdf')")
+        check_scope(fields.get("k"), fields.get("doc"))  # as invoke() would, but now: k=0 or doc="" never works
         super().__init__(**fields)
 
     @classmethod
@@ -236,29 +239,23 @@ class DocQALLM(LLM):
         text = apply_format(
             self.prompt_format, prompt, self.backend.chat_template, self.backend.template_tokens, self.system_prompt
         )
-        self._check_fits(text)
         cut_off = False
-        with closing(self.backend.stream(text)) as pieces:  # stopping early ends the generation too
-            for piece in pieces:
-                kept = stops.feed(piece)
-                if kept:
-                    yield self._chunk(kept, run_manager)
-                if stops.stopped:
-                    break
-            else:
-                cut_off = self.backend.reached_limit
+        try:
+            with closing(self.backend.stream(text)) as pieces:  # stopping early ends the generation too
+                for piece in pieces:
+                    kept = stops.feed(piece)
+                    if kept:
+                        yield self._chunk(kept, run_manager)
+                    if stops.stopped:
+                        break
+                else:
+                    cut_off = self.backend.cut_off_here()
+        except ContextFullError as error:  # LangChain's prompt is the caller's: theirs to shorten
+            raise InputError(str(error)) from None
         rest = stops.flush()
         if rest:
             yield self._chunk(rest, run_manager)
         yield GenerationChunk(text="", generation_info={"finish_reason": "length" if cut_off else "stop"})
-
-    def _check_fits(self, text: str) -> None:
-        """A prompt with no room left for an answer is the caller's to shorten (the backend would call it a model
-        failure)."""
-        tokens, window = self.backend.count_tokens(text), self.backend.context_length
-        if tokens >= window:
-            raise InputError(f"the prompt takes {tokens} tokens and the model's context holds {window} "
-                             "(llm.context_length): shorten the question or give fewer or shorter passages")
 
     async def _astream(
         self,
@@ -288,6 +285,7 @@ class DocQALLM(LLM):
                 loop.call_soon_threadsafe(chunks.put_nowait, end)
 
         worker = loop.run_in_executor(None, produce)
+        cancelled = False
         try:
             while (item := await chunks.get()) is not end:
                 if isinstance(item, BaseException):
@@ -295,9 +293,15 @@ class DocQALLM(LLM):
                 if run_manager and item.text:  # not the closing chunk that says how the answer ended
                     await run_manager.on_llm_new_token(item.text, chunk=item)
                 yield item
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
             stopped.set()
-            await worker  # the model is free again once this returns
+            # A consumer that leaves finds the model free again; a cancelled one does not wait: its worker may still
+            # be waiting for the model behind another answer, and ends at its first token once it has it.
+            if not cancelled:
+                await worker
 
     @staticmethod
     def _chunk(text: str, run_manager: Optional[CallbackManagerForLLMRun]) -> GenerationChunk:

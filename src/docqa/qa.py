@@ -87,6 +87,11 @@ CLOSED = "this DocQA is closed; load it again (DocQA.from_config) to ask more"
 
 def check_arguments(question, k, doc) -> None:
     """InputError for what no search can take: the library's callers get the CLI's one-line reasons."""
+    check_question(question)
+    check_scope(k, doc)
+
+
+def check_question(question) -> None:
     if not isinstance(question, str) or not question.strip():
         raise InputError(f"the question must be text that is not blank, not {question!r}")
     try:
@@ -94,6 +99,10 @@ def check_arguments(question, k, doc) -> None:
     except UnicodeEncodeError as error:  # JSON and the shell can hand over a lone surrogate such as \ud800
         raise InputError(f"the question is not valid Unicode text: a lone surrogate "
                          f"{question[error.start]!r} at character {error.start + 1}") from None
+
+
+def check_scope(k, doc) -> None:
+    """InputError for a ``k`` or ``doc`` no search can take (None: the defaults)."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InputError(f"k must be a whole number of 1 or more, not {k!r}")
     patterns = [doc] if isinstance(doc, str) else doc
@@ -117,10 +126,11 @@ class DocQA:
         started = time.perf_counter()
         self._prepare(settings, llm)
         try:
-            self.store = open_reader(settings, index_fingerprint(settings))
-            self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
-                                       load_reranker(settings))
-            self._use_llm(None if retrieval_only else (llm or self._load_llm()))
+            with advising(settings.own_config):
+                self.store = open_reader(settings, index_fingerprint(settings))
+                self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
+                                           load_reranker(settings))
+                self._use_llm(None if retrieval_only else (llm or self._load_llm()))
         except BaseException:
             self.close()  # what was loaded before the failure is released, not left to the collector
             raise
@@ -151,9 +161,7 @@ class DocQA:
 
     @classmethod
     def from_config(cls, path: Path | str | None = None, **kwargs) -> "DocQA":
-        settings = load_settings(path)
-        with advising(settings.own_config):
-            return cls(settings, **kwargs)
+        return cls(load_settings(path), **kwargs)
 
     def _load_llm(self):
         from docqa.llm import create_llm
@@ -215,9 +223,9 @@ class DocQA:
 
     def documents(self) -> list:
         """The indexed documents (``DocumentRecord``: name, pages, chunks, when indexed), as ``docqa list`` shows
-        them."""
-        self._check_open()
-        return self.store.documents()
+        them; none where a subclass searches without an index."""
+        with self._in_use():  # close() waits for it, as for a search
+            return self.store.documents() if self.store is not None else []
 
     # LangChain views of this loaded instance (docqa.langchain; needs langchain-core, imported only here).
     def as_retriever(self, **fields):

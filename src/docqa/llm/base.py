@@ -14,7 +14,7 @@ from contextlib import closing
 from types import ModuleType
 from typing import ClassVar, Iterator
 
-from docqa.errors import ClosedError, InputError, LLMError, MissingDependencyError
+from docqa.errors import ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
 
@@ -37,6 +37,7 @@ class LLM(ABC):
         # How a server said the answer ended ("length" or not), where it said: its word beats counting pieces,
         # which a server may send several tokens to.
         self._server_cut_off: bool | None = None
+        self._ended = threading.local()  # reached_limit as each thread's last generation left it
         # One generation at a time: the model has one context, and generated_tokens belongs to the last call.
         # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
         self.lock = GenerationLock()
@@ -140,10 +141,17 @@ class LLM(ABC):
                 raise InputError("a second generation of this model inside its first (a paused stream, or a token "
                                  "callback) would corrupt both; finish or close the first")
             self._generating_in = threading.get_ident()
+            self._ended.cut_off = False
             try:
                 yield from self._stream_unlocked(prompt)
+                self._ended.cut_off = self.reached_limit  # still under the lock: no other generation reset it
             finally:
                 self._generating_in = None
+
+    def cut_off_here(self) -> bool:
+        """Whether the last generation this thread ran ended at its token limit: ``reached_limit`` as it stood
+        then, which another thread's generation may since have reset."""
+        return getattr(self._ended, "cut_off", False)
 
     def _stream_unlocked(self, prompt: str) -> Iterator[str]:
         """``stream``'s work, under the lock it holds."""
@@ -171,7 +179,7 @@ class LLM(ABC):
         """max_new_tokens, shortened so that prompt and answer fit the context window."""
         room = self.context_length - prompt_tokens
         if room <= 0:
-            raise LLMError(
+            raise ContextFullError(
                 f"the prompt takes {prompt_tokens} tokens but llm.context_length is {self.context_length}; "
                 "raise llm.context_length or put fewer or smaller chunks into the prompt"
             )
