@@ -6,9 +6,9 @@ import re
 import pytest
 
 from docqa.cli import ask_main
-from docqa.llm.base import LLM
 from docqa.qa import DocQA
 from docqa.settings import load_settings
+from tests.test_llm import ScriptedLLM
 
 QUESTION = "How much is the minimum guarantee payable by adidas?"
 
@@ -63,17 +63,8 @@ def test_python_api_loads_once_and_answers_many(built_fact_index, tiny_gguf, tmp
     assert second.sources[0].page_index == 2
 
 
-class ServerSendingTwoTokensAPiece(LLM):
+class ServerSendingTwoTokensAPiece(ScriptedLLM):
     """A server backend that streams two tokens in each piece and says it stopped at the token limit."""
-
-    name = "server"
-
-    @property
-    def context_length(self) -> int:
-        return self.settings.context_length
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def _generate(self, prompt: str):
         limit = self._new_token_limit(self.count_tokens(prompt))
@@ -85,7 +76,8 @@ class ServerSendingTwoTokensAPiece(LLM):
 def test_a_cut_answer_names_its_limit_not_the_pieces_counted(built_fact_index, tmp_path):
     """The note said "its limit of 3 tokens" and blamed the context for a six-token max_new_tokens."""
     settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml", llm={"max_new_tokens": 6}))
-    with DocQA(settings, llm=ServerSendingTwoTokensAPiece(settings.llm)) as qa:
+    backend = ServerSendingTwoTokensAPiece([], max_new_tokens=6, context_length=settings.llm.context_length)
+    with DocQA(settings, llm=backend) as qa:
         result = qa.ask(QUESTION)
     assert result.cut_off and result.timings.tokens == 3
     assert "stopped at its limit of 6 tokens and may be cut short; raise llm.max_new_tokens" in " ".join(result.notes)
@@ -256,7 +248,6 @@ class OwnPassages(DocQA):
 def test_a_subclass_with_its_own_search_answers_through_ask():
     """The tutorial pipeline of bench/answers.py copied DocQA's fields by hand and broke when DocQA gained more."""
     from docqa.settings import Settings
-    from tests.test_llm import ScriptedLLM
 
     with OwnPassages(Settings(), ScriptedLLM([b"42 cents."])) as qa:
         result = qa.ask("What dividend?")
