@@ -165,6 +165,12 @@ def test_pages_of_listed_origins_may_call_the_api_with_the_token(built_fact_inde
         assert "authorization" in asked.headers["access-control-allow-headers"].lower()
         stranger = client.options("/api/retrieve", headers={"origin": "http://evil.example", **preflight})
         assert stranger.status_code == 400 and "access-control-allow-origin" not in stranger.headers
+        # Chrome's Private Network Access: a page on the internet asks before calling a server on this machine
+        private = {**preflight, "access-control-request-private-network": "true"}
+        asked = client.options("/api/retrieve", headers={"origin": front_end, **private})
+        assert asked.status_code == 200 and asked.headers["access-control-allow-private-network"] == "true"
+        stranger = client.options("/api/retrieve", headers={"origin": "http://evil.example", **private})
+        assert stranger.status_code == 400 and "access-control-allow-origin" not in stranger.headers
         answered = client.post("/api/retrieve", json={"question": "dividend"},
                                headers={"origin": front_end, "authorization": "Bearer s3cret-token"})
         assert answered.status_code == 200 and answered.headers["access-control-allow-origin"] == front_end

@@ -92,8 +92,11 @@ def create_app(
         # Outermost: a browser's preflight carries no token, so it is answered before the token check. The token
         # then guards every real request; no cookie authenticates anyone, so credentials stay off.
         # Any request header: OpenAI's JavaScript client sends X-Stainless-* headers of its own with every request.
+        # Private network: Chrome asks before a page on the internet (a hosted chat front end) calls a server on this
+        # machine or the LAN, which is what listing that origin here allows; without it the preflight was a 400.
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["*"], expose_headers=["x-should-retry"], max_age=600)
+                           allow_headers=["*"], expose_headers=["x-should-retry"], allow_private_network=True,
+                           max_age=600)
     return app
 
 
