@@ -10,6 +10,7 @@ import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytest.importorskip("fastapi")
@@ -63,7 +64,7 @@ def test_upload_ask_stream_and_open_the_cited_page(browser, site, tmp_path, outp
 
     page.set_input_files("#file-input", str(report))
     sync_api.expect(page.locator("#documents")).to_contain_text("kappa-annual-report-2023.pdf", timeout=300_000)
-    sync_api.expect(page.locator("#builds")).to_contain_text("Indexed (upload): kappa-annual-report-2023.pdf")
+    sync_api.expect(page.locator("#builds")).to_contain_text("Indexed (upload): added kappa-annual-report-2023.pdf")
     page.screenshot(path=str(output_dir / "1-uploaded.png"))
 
     page.fill("#question", "How many passengers did Kappa Rail carry in 2023?")
@@ -137,14 +138,118 @@ def test_a_skipped_upload_can_be_deleted_from_the_build_panel(browser, site, fac
     page.set_input_files("#file-input", str(broken))
     skipped = page.locator("#builds .skipped li", has_text="broken-report.pdf")
     sync_api.expect(skipped).to_contain_text("truncated PDF", timeout=300_000)
+    # what the build did, not what it was asked to do: it indexed nothing
+    left_out = page.locator("#builds .build.left-out")
+    sync_api.expect(left_out).to_contain_text("Not indexed (upload): broken-report.pdf")
     page.screenshot(path=str(output_dir / "skipped.png"))
     skipped.get_by_role("button", name="Delete file").click()
     deadline = time.monotonic() + 30
     while (fact_project.data / "broken-report.pdf").exists():
         assert time.monotonic() < deadline, "the skipped file was not deleted"
         time.sleep(0.1)
-    sync_api.expect(page.locator("#builds")).to_contain_text("Indexed (delete): broken-report.pdf", timeout=120_000)
+    sync_api.expect(page.locator("#builds .build").first).to_contain_text("Up to date (delete)", timeout=120_000)
     sync_api.expect(page.locator("#documents li")).to_have_count(2)
+
+
+def test_a_colleague_s_delete_reaches_every_open_page(browser, site, output_dir):
+    """A build finished between two looks of a page (a delete takes a second or two) left its list stale, so
+    ticking the gone document gave 400 and deleting it 404."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    sync_api.expect(page.locator("#builds .build")).to_have_count(0)
+    deleted = httpx.delete(f"{site}/api/documents/beta-10k.pdf", timeout=30)
+    assert deleted.status_code == 202
+    sync_api.expect(page.locator("#builds .build").first).to_contain_text("Indexed (delete): removed beta-10k.pdf",
+                                                                          timeout=60_000)
+    sync_api.expect(page.locator("#documents li")).to_have_count(1)
+    sync_api.expect(page.locator("#documents")).not_to_contain_text("beta-10k.pdf")
+    page.screenshot(path=str(output_dir / "after-delete.png"))
+
+
+def test_upload_and_delete_with_the_keyboard(browser, site, tmp_path, output_dir):
+    """Enter on the drop zone did not open the file chooser, and the Delete buttons, hidden until hovered, were
+    skipped by the Tab key."""
+    report = write_pdf(tmp_path / "mu-annual-report.pdf", ["Mu Shipping owned 31 vessels in 2023."])
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    page.focus("#drop")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    chooser.value.set_files(str(report))
+    sync_api.expect(page.locator("#documents li")).to_have_count(3, timeout=300_000)
+    page.locator("#documents li input[type=checkbox]").first.focus()
+    page.keyboard.press("Tab")
+    focused = page.evaluate("[document.activeElement.textContent, getComputedStyle(document.activeElement).opacity]")
+    assert focused == ["Delete", "1"]
+    page.screenshot(path=str(output_dir / "delete-focused.png"))
+
+
+def test_notes_the_documents_searched_and_a_link_that_keeps_them(browser, site, output_dir):
+    """The page showed neither the answer's notes (cut short at the token limit, say) nor which documents were
+    searched, and its link to the question dropped the chosen documents and the passages-only mode."""
+    question = "What dividend did the board declare?"
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(site)
+    page.locator("#documents li", has_text="beta-10k.pdf").locator("input[type=checkbox]").check()
+    page.fill("#question", question)
+    page.click("#ask")
+    sync_api.expect(page.locator("#searched")).to_have_text("Searched the 1 document chosen: beta-10k.pdf",
+                                                            timeout=120_000)
+    sync_api.expect(page.locator("#notes")).to_contain_text("raise llm.max_new_tokens")  # 24 tokens of noise
+    page.screenshot(path=str(output_dir / "notes.png"))
+
+    page.check("#retrieval-only")
+    page.click("#ask")
+    sync_api.expect(page.locator("#answer")).to_have_text("The passages that best match the question:")
+    link = page.locator("#permalink").get_attribute("href")
+    colleague = browser.new_page(viewport={"width": 1280, "height": 800})
+    colleague.goto(site + "/" + link)
+    sync_api.expect(colleague.locator("#answer")).to_have_text("The passages that best match the question:")
+    sync_api.expect(colleague.locator("#searched")).to_have_text("Searched the 1 document chosen: beta-10k.pdf")
+    assert colleague.input_value("#question") == question and colleague.is_checked("#retrieval-only")
+    assert colleague.locator("#documents li", has_text="beta-10k.pdf").locator("input").is_checked()
+
+
+def test_on_a_phone_the_question_comes_first_and_the_cited_page_is_shown(browser, site, output_dir):
+    """At 375 pixels the question box was below the document panel, and the cited page opened off screen."""
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    assert page.locator("#question").bounding_box()["y"] < page.locator("#documents-panel").bounding_box()["y"]
+    page.check("#retrieval-only")
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    page.locator("#sources .card").first.click()
+    sync_api.expect(page.locator("#viewer")).to_be_in_viewport()
+    page.screenshot(path=str(output_dir / "phone-viewer.png"))
+
+
+def test_an_upload_not_replaced_says_why_and_a_token_once_accepted_is_not_asked_for(browser, fact_project, tmp_path):
+    """Declining "Replace it?" showed "Upload failed: 409 Conflict" (the reason had been read already), and the
+    request for a token stayed on the page after the right one was given."""
+    build_index(fact_project.configure(serve={"watch": False}))
+    settings = fact_project.configure(serve={"watch": False})
+    again = write_pdf(tmp_path / "beta-10k.pdf", ["Another Beta."])
+    with live_server(create_app(settings, retrieval_only=True, token="s3cret-token")) as site:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(site)
+        page.fill("#token", "wrong")
+        page.click("#token-form button")
+        sync_api.expect(page.locator("#status")).to_have_text(
+            "the API token was refused: enter the right one at the top of the page")
+        page.fill("#token", "s3cret-token")
+        page.click("#token-form button")
+        sync_api.expect(page.locator("#documents li")).to_have_count(2)
+        sync_api.expect(page.locator("#status")).to_have_text("")
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.set_input_files("#file-input", str(again))
+        sync_api.expect(page.locator("#builds .note.error")).to_contain_text(
+            "Upload failed: beta-10k.pdf already exists; not replaced")
+        page.locator("#builds .note.error .dismiss").click()
+        sync_api.expect(page.locator("#builds .note")).to_have_count(0)
+    assert (fact_project.data / "beta-10k.pdf").read_bytes() != again.read_bytes()
 
 
 @pytest.fixture

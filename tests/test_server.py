@@ -92,6 +92,7 @@ def test_ask_streams_tokens_then_the_answer_json_prints(client):
     events = parse_events(response.text)
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == "answer" and kinds.count("answer") == 1
+    assert kinds[0] == "started" and kinds.count("started") == 1  # the page stops saying "place 1 in line"
     tokens = [data["text"] for kind, data in events if kind == "token"]
     answer = events[-1][1]
     assert tokens and "".join(tokens).strip() == answer["answer"]
@@ -356,6 +357,35 @@ def test_upload_builds_in_the_background_and_the_new_document_answers(own_index,
         assert deleted.status_code == 202 and not (project.data / "broken.pdf").exists()
         assert wait_for_build(client, deleted.json()["build"]["id"])["state"] == "done"
         assert (project.data / "notes.pdf").exists()
+
+
+def test_an_answer_searched_while_the_index_is_updated_says_so(own_index):
+    """A colleague's upload being indexed: the answer came from the index as it was, with nothing to say so."""
+    project, settings = own_index
+    app = create_app(settings)
+    with local_client(app) as client:
+        for body in ({"question": QUESTION}, {"question": QUESTION, "retrieval_only": True}):
+            notes = parse_events(client.post("/api/ask", json=body).text)[-1][1]["notes"]
+            assert not any("index was being updated" in note for note in notes)
+        builder = app.state.builder
+        builder.close()  # stopped: the next build waits, as one would behind a long build
+        builder.request("upload", ["gamma-2023.pdf"])
+        for body in ({"question": QUESTION}, {"question": QUESTION, "retrieval_only": True}):
+            notes = parse_events(client.post("/api/ask", json=body).text)[-1][1]["notes"]
+            assert any(note.startswith("the index was being updated (gamma-2023.pdf) when this question was "
+                                       "searched") for note in notes), notes
+
+
+def test_uploads_named_with_double_quotes_and_empty_files(own_index, make_pdf):
+    """A browser sends a file name's double quotes as %22; an empty file was called 'not a PDF (no %PDF- header)'."""
+    project, settings = own_index
+    pdf = make_pdf(["Omega Foods sold 7 million jars."], "omega.pdf").read_bytes()
+    with local_client(create_app(settings)) as client:
+        sent = client.post("/api/documents", files={"files": ('omega %22q2%22.pdf', pdf, "application/pdf")})
+        assert sent.status_code == 202 and sent.json()["files"][0]["name"] == 'omega "q2".pdf'
+        assert (project.data / 'omega "q2".pdf').read_bytes() == pdf
+        empty = client.post("/api/documents", files={"files": ("empty.pdf", b"", "application/pdf")})
+        assert empty.status_code == 415 and empty.json()["error"] == "empty.pdf is empty (0 bytes), not a PDF"
 
 
 def test_delete_removes_the_file_and_drops_it_from_the_index(own_index):

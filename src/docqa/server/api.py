@@ -52,6 +52,16 @@ def check_scope(engine, doc) -> None:
             matching_documents(qa.store, pattern)
 
 
+def with_build_note(answer, updating: Optional[list[str]]):
+    """``answer``, with a note where it was searched while the index was being updated: the documents being
+    indexed were not in it yet (a team member's upload), and ones being removed still were."""
+    if updating is not None:
+        what = ", ".join(updating) if 0 < len(updating) <= 3 else "the data folder"
+        answer.notes.append(f"the index was being updated ({what}) when this question was searched, so the answer "
+                            "comes from the index as it was before; ask again once the build is done")
+    return answer
+
+
 def submit_question(request: Request, work) -> Job:
     """Queue ``work(job, qa)`` for the model: it runs when every question before it has been answered."""
     state = _state(request)
@@ -68,8 +78,8 @@ def submit_question(request: Request, work) -> Job:
 
 @router.post("/ask", summary="Ask a question; the answer streams as Server-Sent Events")
 async def ask(body: AskRequest, request: Request):
-    """Events: `queued` ({place, waiting}) while other questions are answered first, `token` ({text}) as the
-    answer is generated, then one `answer` with the object `main.py --json` prints, or one `error` ({error}).
+    """Events: `queued` ({place, waiting}) while other questions are answered first, `started` ({}) when the
+    model takes it up, `token` ({text}) as the answer is generated, then one `answer` with the object `main.py --json` prints, or one `error` ({error}).
     Without a model, or with `retrieval_only`, the `answer` event comes at once with the passages."""
     state = _state(request)
     engine = state.engine
@@ -77,15 +87,18 @@ async def ask(body: AskRequest, request: Request):
     await asyncio.to_thread(check_scope, engine, body.doc)
     if body.retrieval_only or engine.llm is None:
         def passages():
+            updating = state.builder.updating()
             with engine.borrow() as qa:
-                return qa.ask(question, doc=body.doc, k=body.k, retrieval_only=True).to_dict()
+                return with_build_note(qa.ask(question, doc=body.doc, k=body.k, retrieval_only=True), updating).to_dict()
 
         answer = await asyncio.to_thread(passages)
         return StreamingResponse(iter([sse("answer", answer)]), media_type="text/event-stream", headers=SSE_HEADERS)
 
     def answer(job: Job, qa) -> None:
+        job.emit("started", {})  # out of the line: the passages are read, then the answer streams
+        updating = state.builder.updating()
         result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token)
-        job.emit("answer", result.to_dict())
+        job.emit("answer", with_build_note(result, updating).to_dict())
 
     job = submit_question(request, answer)
 
@@ -190,7 +203,9 @@ async def upload(request: Request, replace: bool = False):
     try:
         names = set()
         for file in files:
-            upload = await asyncio.to_thread(stage_upload, data, file.filename, file.file, indexed=indexed,
+            # A browser writes a file name's double quotes as %22 in the form (the HTML standard's escaping)
+            name = file.filename.replace("%22", '"') if file.filename else file.filename
+            upload = await asyncio.to_thread(stage_upload, data, name, file.file, indexed=indexed,
                                              replace=replace, limit=limit)
             staged.append(upload)
             if upload.name in names:

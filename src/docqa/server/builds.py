@@ -121,6 +121,12 @@ class Builder:
         with self._condition:
             return self._pending is not None or self._running is not None
 
+    def updating(self) -> Optional[list[str]]:
+        """The files the builds under way or waiting were asked for (empty: the whole folder); None when idle."""
+        with self._condition:
+            active = [build for build in (self._running, self._pending) if build is not None]
+            return [name for build in active for name in build.files] if active else None
+
     def request(self, trigger: str, files: list[str] = ()) -> Build:
         """A build that will include the data folder as it is now: the waiting one if any, else a new one."""
         with self._condition:

@@ -105,6 +105,8 @@ def stage_upload(data: Path, filename: str | None, source: BinaryIO, *, indexed:
 
 def _copy_checked(source: BinaryIO, target: Path, name: str, limit: int) -> int:
     head = source.read(HEADER_WINDOW)
+    if not head:
+        raise UploadRejected(415, f"{name} is empty (0 bytes), not a PDF")
     if b"%PDF-" not in head:
         raise UploadRejected(415, f"{name} is not a PDF (no %PDF- header)")
     size = len(head)

@@ -12,6 +12,7 @@ const state = {
   viewer: null,           // {document, page, pages, highlight, highlightPage}
   eachRows: [],           // [{document, answer, page}]
   seenBuilds: new Map(),  // build id → state last shown
+  link: "",               // the hash of the question on screen ("#q=...&doc=...")
 };
 
 // ------------------------------------------------------------------ helpers
@@ -38,7 +39,8 @@ async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) {
     $("token-form").hidden = false;
-    throw new Error("this server needs an API token: enter it at the top of the page");
+    throw new Error(state.token ? "the API token was refused: enter the right one at the top of the page"
+                                : "this server needs an API token: enter it at the top of the page");
   }
   return response;
 }
@@ -79,7 +81,7 @@ async function* serverEvents(response) {
 }
 
 // One question through POST /api/ask; resolves to the answer object.
-async function askServer(question, { doc, retrievalOnly, signal, onToken, onQueued }) {
+async function askServer(question, { doc, retrievalOnly, signal, onToken, onQueued, onStarted = () => {} }) {
   const response = await api("/api/ask", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -89,6 +91,7 @@ async function askServer(question, { doc, retrievalOnly, signal, onToken, onQueu
   if (!response.ok) throw await errorOf(response);
   for await (const [kind, data] of serverEvents(response)) {
     if (kind === "queued") onQueued(data);
+    else if (kind === "started") onStarted();
     else if (kind === "token") onToken(data.text);
     else if (kind === "answer") return data;
     else if (kind === "error") throw new Error(data.error);
@@ -130,10 +133,10 @@ async function ask(event) {
   const answerBox = $("answer");
   answerBox.textContent = "";
   answerBox.classList.remove("passages", "no-answer");
-  $("sources").textContent = "";
-  $("timings").textContent = "";
+  for (const id of ["sources", "timings", "notes", "searched"]) $(id).textContent = "";
   $("result").hidden = false;
-  $("permalink").href = "#" + new URLSearchParams({ q: question }).toString();
+  state.link = linkTo(question);
+  $("permalink").href = state.link;
   setStatus("Searching the documents…");
   let started = false;
   try {
@@ -142,6 +145,7 @@ async function ask(event) {
       retrievalOnly: $("retrieval-only").checked,
       signal,
       onQueued: (data) => setStatus(`Waiting for the model: place ${data.place} in line`),
+      onStarted: () => setStatus("The model is reading the passages…"),
       onToken: (text) => {
         if (!started) setStatus("Answering…");
         started = true;
@@ -169,6 +173,8 @@ function showAnswer(answer) {
     answerBox.textContent = answer.answer;
     if (answer.answered === false) answerBox.classList.add("no-answer");
   }
+  for (const note of answer.notes || []) $("notes").append(el("li", { text: note }));
+  $("searched").textContent = answer.searched ? searchedText(answer.searched) : "";
   const t = answer.timings;
   $("timings").textContent = [
     t.retrieval != null ? `retrieval ${seconds(t.retrieval)}` : "",
@@ -194,6 +200,43 @@ function showAnswer(answer) {
     card.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
     list.append(card);
   });
+}
+
+// Which documents the search covered, as the command line's "Searched:" line says it
+function searchedText(searched) {
+  const docs = searched.documents;
+  const count = `${docs.length} document${docs.length === 1 ? "" : "s"}`;
+  const names = docs.join(", ");
+  if (searched.scope === "doc") return `Searched the ${count} chosen: ${names}`;
+  if (searched.scope === "named") return `Searched the ${count} named in the question: ${names}`;
+  if (searched.scope === "period") return `Searched the ${count} whose period ends on the date in the question: ${names}`;
+  const every = docs.length === 1 ? "Searched the only document" : `Searched all ${count}`;
+  return searched.named && searched.named.length
+    ? `${every} (the question names ${searched.named.join(", ")}, but no passage there matched it nearly as well as passages elsewhere)`
+    : every;
+}
+
+// A link that asks this question again, of the same documents, in the same mode
+function linkTo(question) {
+  const params = new URLSearchParams({ q: question });
+  for (const name of scope()) params.append("doc", name);
+  if ($("retrieval-only").checked) params.set("passages", "1");
+  return "#" + params.toString();
+}
+
+async function followLink() {
+  if (location.hash === state.link) return; // the link to the question on screen: nothing to ask again
+  const params = new URLSearchParams(location.hash.slice(1));
+  const question = params.get("q");
+  if (!question) return;
+  const names = new Set(state.documents.map((d) => d.name));
+  const missing = params.getAll("doc").filter((name) => !names.has(name));
+  state.chosen = new Set(params.getAll("doc").filter((name) => names.has(name)));
+  $("retrieval-only").checked = params.get("passages") === "1";
+  renderDocuments();
+  $("question").value = question;
+  await ask();
+  if (missing.length) setStatus(`Not indexed here, so not searched: ${missing.join(", ")}`);
 }
 
 function citationText(answer) {
@@ -287,6 +330,7 @@ async function openPage(name, page, highlight) {
   state.viewer = { document: name, page, pages: doc ? doc.pages : page, highlight, highlightPage: page };
   $("viewer").hidden = false;
   document.body.classList.add("viewing");
+  if (matchMedia("(max-width: 900px)").matches) $("viewer").scrollIntoView({ block: "start" }); // one column
   await showPage();
 }
 
@@ -398,7 +442,12 @@ async function upload(files) {
   $("builds").prepend(note);
   try {
     let response = await api("/api/documents", { method: "POST", body: form });
-    if (response.status === 409 && confirm(`${(await errorOf(response)).message}\n\nReplace it?`)) {
+    if (response.status === 409) {
+      const taken = await errorOf(response); // the body can be read once
+      const names = pdfs.map((f) => f.name).join(", ");
+      if (!confirm(`${names}: a document of that name is already there.\n\nReplace it with the file you chose?`)) {
+        throw new Error(`${taken.message.replace(/; upload it with \?replace=true.*$/, "")}; not replaced`);
+      }
       response = await api("/api/documents?replace=true", { method: "POST", body: form });
     }
     if (!response.ok) throw await errorOf(response);
@@ -407,14 +456,32 @@ async function upload(files) {
   } catch (error) {
     note.textContent = `Upload failed: ${error.message}`;
     note.classList.add("error");
+    note.prepend(el("button", { type: "button", class: "dismiss", title: "Dismiss", "aria-label": "Dismiss",
+                                text: "×", onclick: () => note.remove() }));
   }
 }
 
+// What a build did, from its report once it is done: the files it was asked for are not what it changed
+// (a skipped upload indexed nothing; the watcher's first look names every file and finds them unchanged).
+function buildTitle(build) {
+  const asked = build.files.length ? build.files.join(", ") : "the data folder";
+  const report = build.report;
+  if (build.state !== "done" || !report) {
+    const title = { queued: "Waiting to index", running: "Indexing", failed: "Could not index" }[build.state] || "Indexed";
+    return [`${title} (${build.trigger}): ${asked}`, build.state];
+  }
+  const changes = [["added", report.added], ["updated", report.updated], ["renamed", report.renamed],
+                   ["removed", report.removed]].filter(([, names]) => names && names.length)
+    .map(([what, names]) => `${what} ${names.join(", ")}`);
+  if (changes.length) return [`Indexed (${build.trigger}): ${changes.join("; ")}`, "done"];
+  if (build.skipped.length) return [`Not indexed (${build.trigger}): ${build.skipped.map((s) => s.name).join(", ")}`, "left-out"];
+  return [`Up to date (${build.trigger})`, "done"];
+}
+
 function renderBuild(build, latestDone) {
-  const box = el("div", { class: `build ${build.state}` });
-  const what = build.files.length ? build.files.join(", ") : "the data folder";
-  const title = { queued: "Waiting to index", running: "Indexing", done: "Indexed", failed: "Could not index" }[build.state];
-  box.append(el("div", { text: `${title} (${build.trigger}): ${what}` }));
+  const [title, kind] = buildTitle(build);
+  const box = el("div", { class: `build ${kind}` });
+  box.append(el("div", { text: title }));
   if (build.state === "running" || build.state === "queued") {
     const bar = el("progress", { max: String(build.pages_total || 1) });
     bar.value = build.pages_done;
@@ -450,8 +517,10 @@ async function refreshBuilds() {
     let finished = false;
     const latestDone = builds.find((build) => build.state === "done");
     for (const build of builds) {
+      // A build finished since the last look, or one this page never saw running (another user's delete,
+      // done between two looks): the document list may have changed.
       const before = state.seenBuilds.get(build.id);
-      if (build.state === "done" && before && before !== "done") finished = true;
+      if (build.state === "done" && before !== "done") finished = true;
       state.seenBuilds.set(build.id, build.state);
       active = active || build.state === "queued" || build.state === "running";
       area.append(renderBuild(build, build === latestDone));
@@ -490,6 +559,7 @@ function wire() {
   $("next").addEventListener("click", () => turnPage(1));
   $("close-viewer").addEventListener("click", closeViewer);
   document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.controller) { state.controller.abort(); return; } // stop the answer
     if (!state.viewer || event.target.closest("textarea, input")) return;
     if (event.key === "ArrowLeft") turnPage(-1);
     if (event.key === "ArrowRight") turnPage(1);
@@ -498,6 +568,9 @@ function wire() {
   $("doc-filter").addEventListener("input", renderDocuments);
   $("select-none").addEventListener("click", () => { state.chosen.clear(); renderDocuments(); });
   const drop = $("drop");
+  drop.addEventListener("keydown", (event) => { // a label opens the file chooser on a click only
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("file-input").click(); }
+  });
   $("file-input").addEventListener("change", (event) => { upload(event.target.files); event.target.value = ""; });
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -511,21 +584,19 @@ function wire() {
     state.token = $("token").value.trim();
     sessionStorage.setItem("docqa-token", state.token);
     $("token-form").hidden = true;
+    setStatus("");
     start();
   });
 }
 
-function start() {
-  loadDocuments();
+async function start() {
   refreshBuilds();
   refreshHealth();
+  await loadDocuments(); // a link's documents are ticked once the list is known
+  followLink();
 }
 
 wire();
 start();
 setInterval(refreshHealth, 10000);
-const linked = new URLSearchParams(location.hash.slice(1)).get("q");
-if (linked) {
-  $("question").value = linked;
-  ask();
-}
+window.addEventListener("hashchange", followLink); // back and forward between questions, a link pasted in
