@@ -443,7 +443,9 @@ def test_each_doc_unknown_pattern_names_the_indexed_documents(indexed):
         (["question", "--per-doc"], "unrecognized arguments: --per-doc"),
         (["question", "--batch", "q.txt", "--out", "a.jsonl"], "unrecognized arguments: question"),
         (["--evaluate", "gold.jsonl", "--batch", "q.txt"], "unrecognized arguments: --batch q.txt"),
-        (["--each-doc", "question", "--batch", "q.txt"], "each-doc needs either a question or --batch FILE"),
+        (["--each-doc", "question", "--batch", "q.txt"], "each-doc takes a question or --batch FILE, not both"),
+        (["--each-doc"], "each-doc needs a question or --batch FILE"),
+        (["--each-doc", "--batch", "q.csv", "--out", "q.csv"], "--out must not be the questions file"),
         (["batch", "q.txt", "--out", "q.txt"], "--out must not be the questions file"),
     ],
 )
@@ -475,3 +477,44 @@ def test_cli_batch_resumes_and_each_doc_writes_markdown(config, tmp_path, capsys
     assert ask_main(["--config", str(config), "How many bakers?", "--each-doc", "--doc", "beta*",
                      "--retrieval-only", "--out", str(table)]) == 0
     assert table.read_text(encoding="utf-8").splitlines()[2] == "| beta-2023.pdf | Beta employed 90 bakers in Bristol. | 2 |"
+
+
+def test_each_doc_never_writes_over_what_is_not_its_own_table(config, tmp_path, capsys):
+    """--out was opened for writing at once: a batch's answers or any other file under that name was lost."""
+    answers = tmp_path / "answers.csv"
+    answers.write_text("id,question,answer\nx,How many bakers?,90\n", encoding="utf-8")
+    argv = ["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only", "--out", str(answers)]
+    assert ask_main(argv) == 2
+    assert f"--out {answers} holds something other than an each-doc table" in capsys.readouterr().err
+    assert answers.read_text(encoding="utf-8") == "id,question,answer\nx,How many bakers?,90\n"
+    table = tmp_path / "table.csv"
+    table.write_text('document,q1: old,q1 page\nold.pdf,old answer,1\n', encoding="utf-8")
+    assert ask_main([*argv[:-1], str(table)]) == 0  # an earlier table of its own is replaced
+    assert table.read_text(encoding="utf-8").splitlines()[0] == "document,q1: How many bakers?,q1 page"
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_each_doc_interrupted_keeps_the_old_table_and_the_rows_done(config, tmp_path, capsys, monkeypatch):
+    """Stopped part way, the table on disk was the new one's first rows: the old table was lost, the new one
+    incomplete without saying so."""
+    import docqa.batch.each_doc
+
+    table = tmp_path / "table.md"
+    table.write_text("| document | q1: old | q1 page |\n", encoding="utf-8")
+    asked = []
+    real = docqa.batch.each_doc.answer_record
+
+    def stopped_at_the_second_document(*args, **kwargs):
+        asked.append(kwargs["doc"])
+        if len(asked) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(docqa.batch.each_doc, "answer_record", stopped_at_the_second_document)
+    argv = ["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only", "--out", str(table)]
+    assert ask_main(argv) == 130
+    partial = tmp_path / "table.partial.md"
+    assert f"the rows done so far are in {partial}; {table} is as it was" in capsys.readouterr().err
+    assert table.read_text(encoding="utf-8") == "| document | q1: old | q1 page |\n"
+    assert [line.split(" | ")[0] for line in partial.read_text(encoding="utf-8").splitlines()] == [
+        "| document", "| ---", "| acme-2022.pdf"]

@@ -79,6 +79,41 @@ def test_present_file_is_not_downloaded_again(config, fake_hub, capsys):
     assert "already present" in output and f"set llm.model_path: {existing} in the configuration" in output
 
 
+@pytest.mark.parametrize("content", [b"", b"<html>rate limited</html>"])
+def test_a_file_in_the_way_that_is_no_model_is_not_taken_for_one(config, fake_hub, capsys, content):
+    """An empty or foreign file at the model's place was 'already present; nothing to download', exit 0."""
+    existing = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
+    existing.parent.mkdir()
+    existing.write_bytes(content)
+    assert main(["--config", str(config)]) == 2
+    assert fake_hub == [] and existing.read_bytes() == content
+    assert capsys.readouterr().err == (f"error: {existing} is there but is not a GGUF or GGML model file (an "
+                                       "interrupted copy?); delete it and download again\n")
+
+
+def test_a_models_folder_that_is_a_file_fails_before_the_hub_is_asked(config, fake_hub, capsys):
+    (config.parent / "my-models").write_text("not a folder", encoding="utf-8")
+    assert main(["--config", str(config)]) == 2
+    assert fake_hub == []
+    assert "which is a file, not a folder; point paths.models in config.yml at a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ggml", "--file", "x.gguf"], "--file goes with --repo, not --ggml"),
+    (["--repo", "../..", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not '../..'"),
+])
+def test_options_that_would_be_ignored_or_escape_are_refused(config, fake_hub, capsys, argv, message):
+    assert main([*argv, "--config", str(config)]) == 2
+    assert fake_hub == [] and message in capsys.readouterr().err
+
+
+def test_progress_goes_to_stderr_and_the_result_to_stdout(config, fake_hub, capsys):
+    assert main(["--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("downloading llama-2-7b-chat.Q8_0.gguf from TheBloke/Llama-2-7B-Chat-GGUF into ")
+    assert "downloading" not in out and out.startswith("saved ")
+
+
 def test_network_failure_is_one_line_on_stderr(config, monkeypatch, capsys):
     def offline(**kwargs):
         raise ConnectionError("Failed to resolve the host name\nTraceback details nobody needs")
@@ -86,7 +121,8 @@ def test_network_failure_is_one_line_on_stderr(config, monkeypatch, capsys):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     assert main(["--config", str(config)]) == 1
     error = capsys.readouterr().err
-    assert error == "error: download of llama-2-7b-chat.Q8_0.gguf failed: Failed to resolve the host name\n"
+    assert error.startswith("downloading llama-2-7b-chat.Q8_0.gguf")  # the progress line, then one for the failure
+    assert error.splitlines()[1:] == ["error: download of llama-2-7b-chat.Q8_0.gguf failed: Failed to resolve the host name"]
 
 
 def test_offline_the_download_fails_at_once_in_one_line(config, monkeypatch, capsys):

@@ -83,6 +83,7 @@ def test_fold_collapses_whitespace_and_case():
         ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": [1]}\n'
          '{"id": "a", "doc": "x.pdf", "question": "r", "pages": [1]}', "id 'a' appears twice"),
         ("\n", "no questions found"),
+        ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": []}', 'line 1: "pages" is empty'),
     ],
 )
 def test_bad_gold_files_say_where(tmp_path, content, message):
@@ -192,6 +193,31 @@ def test_cli_leaves_an_existing_details_file_alone_when_the_run_fails(gold_file,
     absent = tmp_path / "new.jsonl"
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(absent)]) == 3
     assert not absent.exists()
+
+def test_cli_warns_of_gold_pages_past_a_document_s_end(config, tmp_path, capsys):
+    """A page index that no passage can have (a typo, or pages counted from 1) was scored as a miss in silence."""
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "far", "doc": "acme-2023.pdf", "question": "Acme revenue?", "pages": [0, 500]})
+                    + "\n" + json.dumps(GOLD[0]) + "\n", encoding="utf-8")
+    assert ask_main(["--config", str(config), "--evaluate", str(gold)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["gold_pages_beyond_document"] == [
+        {"id": "far", "doc": "acme-2023.pdf", "pages": [0, 500], "document_pages": 3}]
+    assert ("warning: question far: gold page index 500 is past the end of acme-2023.pdf (3 pages, indices 0 to 2); "
+            "it can never be found") in captured.err
+
+
+def test_cli_refuses_to_write_details_over_the_gold_file_or_count_with_a_model_it_cannot_read(
+        config, gold_file, tmp_path, capsys):
+    before = gold_file.read_bytes()
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(gold_file)]) == 2
+    assert "--details must not be the gold file" in capsys.readouterr().err and gold_file.read_bytes() == before
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--model", str(tmp_path / "nope.gguf")]) == 2
+    assert f"--model {tmp_path / 'nope.gguf'}: no such file" in capsys.readouterr().err
+    text = tmp_path / "notes.gguf"
+    text.write_text("not a model", encoding="utf-8")
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--model", str(text)]) == 2
+    assert "evaluate counts tokens with a GGUF model's tokenizer" in capsys.readouterr().err
 
 # ---------------------------------------------------------------- counting context tokens
 

@@ -106,7 +106,9 @@ def test_the_demo_note_reaches_stderr_with_json_and_after_a_batch(sample_project
     out, err = capsys.readouterr()
     assert FACT in json.loads(out)["answer"]  # stdout stays one JSON object
     assert err.startswith("note: this answer came from the tiny demo model SmolLM2-135M-Instruct")
-    assert "python download_model.py and ask with it in place of the demo (config.yml's llm.model_path" in err
+    # the download it advises goes into this project's models folder, not the checkout's
+    assert (f"python download_model.py --config {sample_project.config} and ask with it in place of the demo "
+            "(config.yml's llm.model_path") in err
     questions = tmp_path / "questions.txt"
     questions.write_text(SAMPLE_QUESTION + "\n", encoding="utf-8")
     assert ask_main([*config, "--batch", str(questions), "--out", str(tmp_path / "answers.jsonl")]) == 0

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.errors import DocqaError, InputError, advice_for
+from docqa.errors import DocqaError, InputError, ModelNotFoundError, advice_for
 
 EXIT_NO_ANSWER = 1
 EXIT_UNEXPECTED = 1
@@ -43,6 +43,7 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
     except SystemExit as done:  # --help, or a usage error argparse has already printed
         return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
     args.project = project
+    args.prog = parser.prog  # how the user runs docqa, for the commands notes advise
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     try:
         return args.run(args)
@@ -259,9 +260,9 @@ def ask(args: argparse.Namespace) -> int:
         answer = qa.ask(question, doc=_doc(args), k=args.k, on_token=stream)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
-        _print_notes(answer.notes)
+        _print_notes(answer.notes, args)
     else:
-        print_answer(answer)
+        print_answer(answer, args)
     if answer.answered is False:
         print("note: the model found no answer in the retrieved passages", file=sys.stderr)
         return EXIT_NO_ANSWER
@@ -273,12 +274,12 @@ def _write_token(piece: str) -> None:
     sys.stdout.flush()
 
 
-def print_answer(answer) -> None:
+def print_answer(answer, args: argparse.Namespace) -> None:
     """The text form of an answer whose text was already streamed: notes, sources, timings."""
     out = sys.stdout
     if answer.answer is not None:
         out.write("\n\n")
-    _print_notes(answer.notes)
+    _print_notes(answer.notes, args)
     print("Sources:" if answer.sources else "Sources: none found in the index", file=out)
     for number, source in enumerate(answer.sources, 1):
         print(f"[{number}] {shown(source.document)}, page {source.page_number} (page index {source.page_index}), "
@@ -289,9 +290,10 @@ def print_answer(answer) -> None:
     print(format_timings(answer.timings), file=out)
 
 
-def _print_notes(notes) -> None:
+def _print_notes(notes, args: argparse.Namespace) -> None:
+    """On stderr; a command a note advises (the demo's download) as this user types it, with their --config."""
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {advice_for(note, args.prog, args.config)}", file=sys.stderr)
 
 
 def _say_if_demo(args: argparse.Namespace, qa, answered: int) -> None:
@@ -299,7 +301,7 @@ def _say_if_demo(args: argparse.Namespace, qa, answered: int) -> None:
     from docqa.demo import NOTE_MANY, is_demo
 
     if not args.retrieval_only and is_demo(qa.settings.llm) and answered:
-        print(f"note: {NOTE_MANY}", file=sys.stderr)
+        _print_notes([NOTE_MANY], args)
 
 
 def format_timings(timings) -> str:
@@ -412,27 +414,60 @@ def each_doc(args: argparse.Namespace) -> int:
     from docqa.qa import DocQA
 
     question = _question(args.question)
-    if bool(question) == bool(args.batch):
-        raise InputError("each-doc needs either a question or --batch FILE")
+    if question and args.batch:
+        raise InputError("each-doc takes a question or --batch FILE, not both")
+    if not question and not args.batch:
+        raise InputError("each-doc needs a question or --batch FILE")
     fmt = table_format(Path(args.out) if args.out else None)
+    if args.out:
+        _check_table_target(Path(args.out), args.batch)
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
-    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _open_output(args.out) as handle:
+    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out) as handle:
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
     _say_if_demo(args, qa, answered=len(questions))
     if failed:
-        print(f"{failed} answers failed; the table shows their errors", file=sys.stderr)
+        print(f"{failed} answer{'s' if failed != 1 else ''} failed; the table shows the errors", file=sys.stderr)
     return 1 if failed else 0
 
 
+def _check_table_target(out: Path, questions_file: Optional[str]) -> None:
+    """Refuse an --out whose contents a table would destroy: the questions file, a batch's answers, anything else."""
+    from docqa.batch.writers import check_writable, holds_a_table
+
+    if questions_file and out.resolve() == Path(questions_file).resolve():
+        raise InputError("--out must not be the questions file")
+    if not holds_a_table(out):
+        raise InputError(f"--out {out} holds something other than an each-doc table; choose another file, or "
+                         "delete it first")
+    check_writable(out)  # before the model loads; the table is written beside it, then renamed
+
+
 @contextmanager
-def _open_output(path: Optional[str]):
+def _table_output(path: Optional[str]):
+    """stdout, or ``path`` written whole or not at all: the table goes to a file beside it, renamed over it at the
+    end. Stopped part way (Ctrl-C, a failure), ``path`` is as it was; after Ctrl-C the rows done so far are kept
+    in <name>.partial<ext>, since each of them may have taken the model minutes."""
     if path is None:
         yield sys.stdout
         return
     from docqa.batch import open_for_writing
 
-    with open_for_writing(Path(path), "w") as handle:
-        yield handle
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with open_for_writing(temporary, "w") as handle:
+            yield handle
+    except KeyboardInterrupt:
+        if temporary.exists():
+            partial = target.with_name(f"{target.stem}.partial{target.suffix}")
+            os.replace(temporary, partial)
+            print(f"the rows done so far are in {shown(str(partial))}; {shown(str(target))} is as it was",
+                  file=sys.stderr)
+        raise
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    os.replace(temporary, target)
 
 
 # ---------------------------------------------------------------- evaluate
@@ -458,7 +493,15 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
     questions = read_gold(args.gold)  # a bad gold file fails before any model loads
     settings = _settings(args)
     count_tokens = llm_token_counter(settings)
+    if args.model and count_tokens is None:  # asked for by name: not quietly replaced by an estimate
+        model = settings.llm.model_path
+        if not model.is_file():
+            raise ModelNotFoundError(f"--model {model}: no such file")
+        raise InputError(f"--model {model}: evaluate counts tokens with a GGUF model's tokenizer (llama-cpp), "
+                         "and this file gives none")
     if args.details:  # before the index loads, so that a path that cannot be written fails at once
+        if Path(args.details).resolve() == Path(args.gold).resolve():
+            raise InputError("--details must not be the gold file")
         check_writable(Path(args.details))
     with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
         result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,
@@ -466,6 +509,10 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
     if result.get("documents_not_indexed"):
         print(f"warning: gold documents not in the index: {', '.join(result['documents_not_indexed'])}",
               file=sys.stderr)
+    for beyond in result.get("gold_pages_beyond_document", []):
+        print(f"warning: question {beyond['id']}: gold page index {max(beyond['pages'])} is past the end of "
+              f"{beyond['doc']} ({beyond['document_pages']} pages, indices 0 to {beyond['document_pages'] - 1}); "
+              "it can never be found", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 
@@ -492,12 +539,15 @@ def download_model(args: argparse.Namespace) -> int:
 
     model = chosen_model(ggml=args.ggml, quant=args.quant, repo=args.repo, file=args.file)
     settings = _settings(args)
-    target = settings.path(settings.paths.models) / model.filename
+    folder = settings.path(settings.paths.models)
+    target = folder / model.filename
     if target.is_file():
+        _check_model_file(target)
         print(f"{target} is already present; nothing to download")
         path = target
     else:
-        path = download(model, target.parent)
+        _check_models_folder(folder)  # before the hub is asked for gigabytes
+        path = download(model, folder)
         print(f"saved {path}")
     if path != settings.path(settings.llm.model_path):
         advice = f"set llm.model_path: {path}"
@@ -505,6 +555,33 @@ def download_model(args: argparse.Namespace) -> int:
             advice += " and prompt.format: gguf"
         print(f"to use it, {advice} in the configuration")
     return 0
+
+
+def _check_models_folder(folder: Path) -> None:
+    from docqa.errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"paths.models is {folder}, which is a file, not a folder; point paths.models in "
+                          "config.yml at a folder") from None
+    except OSError as error:
+        raise ConfigError(f"cannot make the models folder {folder}: {error.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to the models folder {folder}; point paths.models in config.yml at a "
+                          "folder you can write to")
+
+
+def _check_model_file(path: Path) -> None:
+    """A file already at the download's place must be a model: an empty or foreign file is no reason to skip."""
+    from docqa.errors import LLMError
+    from docqa.llm.factory import detect_format
+
+    try:
+        detect_format(path)
+    except (OSError, LLMError):
+        raise InputError(f"{path} is there but is not a GGUF or GGML model file (an interrupted copy?); delete "
+                         "it and download again") from None
 
 
 # ---------------------------------------------------------------- serve

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,8 +20,8 @@ def download(model: ModelFile, folder: Path) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise MissingDependencyError("huggingface_hub is not installed: pip install huggingface_hub") from None
-    print(f"downloading {model.filename} from {model.repo_id} into {folder}")
     resolve_hub(model)
+    print(f"downloading {model.filename} from {model.repo_id} into {folder}", file=sys.stderr)  # progress, not a result
     # huggingface_hub logs each retry as a warning; the failure, if it comes, is said once below.
     hub_log = logging.getLogger("huggingface_hub")
     level = hub_log.level

@@ -89,6 +89,8 @@ def _gold_question(item, where: str) -> GoldQuestion:
     pages = item["pages"]
     if not isinstance(pages, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in pages):
         raise InputError(f"{where}: \"pages\" must be a list of 0-based page indices")
+    if not pages:  # no passage could ever count as a hit
+        raise InputError(f"{where}: \"pages\" is empty; name the 0-based page indices the evidence is on")
     answers = item.get("answers") or []
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise InputError(f"{where}: \"answers\" must be a list of strings")
@@ -148,10 +150,11 @@ class _Target:
     def search(self, question: str, k: int, doc: Optional[str]) -> list[Retrieved]:
         return self._search(question, k, doc)
 
-    def indexed_names(self) -> Optional[set[str]]:
+    def indexed_pages(self) -> Optional[dict[str, int]]:
+        """Each indexed document's page count, by file name; None where the target has no index to ask."""
         if self.store is None:
             return None
-        return {file_name(record.name) for record in self.store.documents()}
+        return {file_name(record.name): record.pages for record in self.store.documents()}
 
 
 def llm_token_counter(settings) -> Optional[Callable[[str], int]]:
@@ -301,9 +304,13 @@ def _result(view: _Target, gold_path, ks, per_doc: bool, records: list[dict], qu
         "context_tokens_max": int(max(tokens)),
         "context_tokens_estimated": estimated,
     })
-    indexed = view.indexed_names()
+    indexed = view.indexed_pages()
     if indexed is not None:
         result["documents_not_indexed"] = sorted({q.doc for q in questions if file_name(q.doc) not in indexed})
+        # A gold page past the document's end can never be a hit: a typo, or page numbers counted from 1 elsewhere.
+        result["gold_pages_beyond_document"] = [
+            {"id": q.id, "doc": q.doc, "pages": sorted(q.pages), "document_pages": indexed[file_name(q.doc)]}
+            for q in questions if file_name(q.doc) in indexed and max(q.pages) >= indexed[file_name(q.doc)]]
     if per_doc:
         result["per_doc"] = {"retrieval": "restricted to the gold document",
                              **summarize([record["per_doc"] for record in records], ks)}

@@ -255,6 +255,19 @@ def table_format(path: Optional[Path]) -> str:
     return extension(path)
 
 
+def holds_a_table(path: Path) -> bool:
+    """Whether ``path`` is missing, empty or a table that each-doc wrote (its first cell "document"): what a new
+    table may replace. A batch's answers or a file of questions is not."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            first = handle.readline()
+    except FileNotFoundError:
+        return True
+    except OSError:  # a folder, or unreadable: writing it fails later with its own reason
+        return True
+    return not first.strip() or first.startswith(("document,", '"document",', "| document |"))
+
+
 def table_writer(handle: TextIO, fmt: str) -> TableWriter:
     if fmt not in TABLE_FORMATS:
         raise ValueError(f"unknown table format {fmt!r}")

@@ -57,12 +57,14 @@ GGML_MODEL = ModelFile("TheBloke/Llama-2-7B-Chat-GGML", "llama-2-7b-chat.ggmlv3.
 def chosen_model(*, ggml: bool = False, quant: str = DEFAULT_QUANT, repo: Optional[str] = None,
                  file: Optional[str] = None) -> ModelFile:
     """The file download_model.py's options name: the card's GGML file, a quantization, or any GGUF model."""
+    if ggml and file:
+        raise InputError("--file goes with --repo, not --ggml: --ggml downloads the card's GGML file")
     if ggml:
         return GGML_MODEL
     if bool(repo) != bool(file):
         raise InputError("--repo and --file go together: the repository and the GGUF file in it")
     if repo:
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or any(set(part) == {"."} for part in repo.split("/")):
             raise InputError(f"--repo must name a repository as OWNER/NAME, not {repo!r}")
         if not file.endswith(".gguf") or "/" in file:
             raise InputError(f"--file must name a .gguf file at the top of the repository, not {file!r}")
