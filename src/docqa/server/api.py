@@ -202,9 +202,11 @@ async def upload(request: Request, replace: bool = False):
     staged = []
     try:
         names = set()
+        browser = "sec-fetch-mode" in request.headers  # every current browser sends it; curl and scripts do not
         for file in files:
-            # A browser writes a file name's double quotes as %22 in the form (the HTML standard's escaping)
-            name = file.filename.replace("%22", '"') if file.filename else file.filename
+            # A browser writes a file name's double quotes as %22 in the form (the HTML standard's escaping);
+            # another client sends the name as it is, where %22 may be part of it
+            name = file.filename.replace("%22", '"') if browser and file.filename else file.filename
             upload = await asyncio.to_thread(stage_upload, data, name, file.file, indexed=indexed,
                                              replace=replace, limit=limit)
             staged.append(upload)

@@ -23,6 +23,7 @@ from docqa.settings import Settings
 log = logging.getLogger(__name__)
 
 KEEP_BUILDS = 100  # finished builds remembered for GET /api/builds/{id}
+STARTUP = "startup"  # the trigger of the watcher's first look
 
 Snapshot = dict[str, tuple[int, int]]  # document name → (size, modification time in ns)
 
@@ -122,9 +123,10 @@ class Builder:
             return self._pending is not None or self._running is not None
 
     def updating(self) -> Optional[list[str]]:
-        """The files the builds under way or waiting were asked for (empty: the whole folder); None when idle."""
+        """The files the builds under way or waiting were asked for (empty: the whole folder); None when idle, or
+        when the only build is the check at start, which nearly always finds every file unchanged."""
         with self._condition:
-            active = [build for build in (self._running, self._pending) if build is not None]
+            active = [build for build in (self._running, self._pending) if build is not None and build.trigger != STARTUP]
             return [name for build in active for name in build.files] if active else None
 
     def request(self, trigger: str, files: list[str] = ()) -> Build:
@@ -306,5 +308,7 @@ class Watcher:
                 log.warning("cannot look at the data folder: %s", error)
                 continue
             if current == previous and current != self.builder.last_snapshot and not self.builder.busy:
-                self.builder.request("watch", changed_names(self.builder.last_snapshot, current))
+                # The first look, at start, checks every file against the index (it had no snapshot before)
+                trigger = "watch" if self.builder.last_snapshot is not None else STARTUP
+                self.builder.request(trigger, changed_names(self.builder.last_snapshot, current))
             previous = current

@@ -125,7 +125,7 @@ function endQuestion() {
   $("stop").hidden = true;
 }
 
-async function ask(event) {
+async function ask(event, { fromLink = false } = {}) {
   if (event) event.preventDefault();
   const question = $("question").value.trim();
   if (!question) return;
@@ -137,6 +137,8 @@ async function ask(event) {
   $("result").hidden = false;
   state.link = linkTo(question);
   $("permalink").href = state.link;
+  // The address bar follows the question on screen: a reload asks it again, back and forward go through them
+  if (location.hash !== state.link) history[fromLink ? "replaceState" : "pushState"](null, "", state.link);
   setStatus("Searching the documents…");
   let started = false;
   try {
@@ -230,12 +232,17 @@ async function followLink() {
   const question = params.get("q");
   if (!question) return;
   const names = new Set(state.documents.map((d) => d.name));
-  const missing = params.getAll("doc").filter((name) => !names.has(name));
-  state.chosen = new Set(params.getAll("doc").filter((name) => names.has(name)));
+  const linked = params.getAll("doc");
+  const missing = linked.filter((name) => !names.has(name));
+  state.chosen = new Set(linked.filter((name) => names.has(name)));
   $("retrieval-only").checked = params.get("passages") === "1";
   renderDocuments();
   $("question").value = question;
-  await ask();
+  if (linked.length && !state.chosen.size) { // asking every document instead is not what the link asks
+    setStatus(`The linked document${missing.length === 1 ? " is" : "s are"} not indexed here: ${missing.join(", ")}`);
+    return;
+  }
+  await ask(null, { fromLink: true });
   if (missing.length) setStatus(`Not indexed here, so not searched: ${missing.join(", ")}`);
 }
 
@@ -282,6 +289,7 @@ async function askEach() {
         const answer = await askServer(question, {
           doc: [name], retrievalOnly: $("retrieval-only").checked, signal,
           onQueued: (data) => setStatus(`Document ${index + 1} of ${names.length}: waiting for the model, place ${data.place}`),
+          onStarted: () => setStatus(`Document ${index + 1} of ${names.length}: the model is reading the passages…`),
           onToken: (piece) => { text += piece; answerCell.textContent = text; },
         });
         const top = answer.sources[0];
@@ -413,12 +421,15 @@ function renderScope() {
     : "Questions search every document.";
 }
 
+// Whether the list could be read (not without the API token, say)
 async function loadDocuments() {
   try {
     state.documents = (await getJSON("/api/documents")).documents;
     renderDocuments();
+    return true;
   } catch (error) {
     setStatus(error.message);
+    return false;
   }
 }
 
@@ -443,11 +454,9 @@ async function upload(files) {
   try {
     let response = await api("/api/documents", { method: "POST", body: form });
     if (response.status === 409) {
-      const taken = await errorOf(response); // the body can be read once
-      const names = pdfs.map((f) => f.name).join(", ");
-      if (!confirm(`${names}: a document of that name is already there.\n\nReplace it with the file you chose?`)) {
-        throw new Error(`${taken.message.replace(/; upload it with \?replace=true.*$/, "")}; not replaced`);
-      }
+      // The body can be read once; the server's words name the file, then advise the API's ?replace=true
+      const taken = (await errorOf(response)).message.replace(/; upload it with \?replace=true.*$/, "");
+      if (!confirm(`${taken}.\n\nReplace it with the file you chose?`)) throw new Error(`${taken}; not replaced`);
       response = await api("/api/documents?replace=true", { method: "POST", body: form });
     }
     if (!response.ok) throw await errorOf(response);
@@ -474,7 +483,9 @@ function buildTitle(build) {
                    ["removed", report.removed]].filter(([, names]) => names && names.length)
     .map(([what, names]) => `${what} ${names.join(", ")}`);
   if (changes.length) return [`Indexed (${build.trigger}): ${changes.join("; ")}`, "done"];
-  if (build.skipped.length) return [`Not indexed (${build.trigger}): ${build.skipped.map((s) => s.name).join(", ")}`, "left-out"];
+  // build.skipped is every file the folder leaves out; the title names those this build was asked for
+  const refused = build.skipped.map((s) => s.name).filter((name) => build.files.includes(name));
+  if (refused.length) return [`Not indexed (${build.trigger}): ${refused.join(", ")}`, "left-out"];
   return [`Up to date (${build.trigger})`, "done"];
 }
 
@@ -559,11 +570,14 @@ function wire() {
   $("next").addEventListener("click", () => turnPage(1));
   $("close-viewer").addEventListener("click", closeViewer);
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && state.controller) { state.controller.abort(); return; } // stop the answer
+    // A search box's own Escape clears it; from a checkbox or a button, Escape is the page's
+    if (event.key === "Escape" && !event.target.matches("input[type=search], input[type=password], input[type=text]")) {
+      if (state.viewer && !event.target.closest("textarea")) { closeViewer(); return; }
+      if (state.controller) { state.controller.abort(); return; } // stop the answer
+    }
     if (!state.viewer || event.target.closest("textarea, input")) return;
     if (event.key === "ArrowLeft") turnPage(-1);
     if (event.key === "ArrowRight") turnPage(1);
-    if (event.key === "Escape") closeViewer();
   });
   $("doc-filter").addEventListener("input", renderDocuments);
   $("select-none").addEventListener("click", () => { state.chosen.clear(); renderDocuments(); });
@@ -592,8 +606,8 @@ function wire() {
 async function start() {
   refreshBuilds();
   refreshHealth();
-  await loadDocuments(); // a link's documents are ticked once the list is known
-  followLink();
+  // A link's documents are ticked once the list is known; without the API token it waits for the token
+  if (await loadDocuments()) followLink();
 }
 
 wire();
