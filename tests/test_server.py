@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,6 +25,8 @@ from docqa.settings import load_settings  # noqa: E402
 from tests.support.pdfs import write_pdf  # noqa: E402
 from tests.fixtures_project import FACTS  # noqa: E402
 from tests.fixtures_server import GatedLLM, live_server, local_client, running_server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUESTION = "How much is the minimum guarantee payable by adidas?"
 GUARANTEE = FACTS[1][2]
@@ -406,6 +411,34 @@ def test_delete_removes_the_file_and_drops_it_from_the_index(own_index):
         passages = client.post("/api/retrieve", json={"question": "dividend per share"}).json()["passages"]
         assert {p["document"] for p in passages} == {"alpha-annual-report.pdf"}
         assert client.delete("/api/documents/beta-10k.pdf").status_code == 404
+
+
+def test_a_build_from_the_command_line_while_serving_is_seen_at_the_next_request(own_index):
+    """``python db_build.py`` run while the server ran: the server kept answering from the index as it opened it,
+    and the watcher's own build found nothing left to do, so it never looked again."""
+    project, settings = own_index
+
+    def build(*argv):
+        done = subprocess.run([sys.executable, str(ROOT / "db_build.py"), *project.args(*argv)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+
+    def listed(client):
+        return [d["name"] for d in client.get("/api/documents").json()["documents"]]
+
+    with local_client(create_app(settings, retrieval_only=True)) as client:
+        before = listed(client)
+        write_pdf(project.data / "delta.pdf", ["Delta Shipping operated 64 container vessels in 2024."])
+        build()  # a new commit in the same generation
+        wait_until(lambda: "delta.pdf" in listed(client), 10)
+        assert sorted(listed(client)) == sorted(before + ["delta.pdf"])
+        found = client.post("/api/ask", json={"question": "How many container vessels did Delta Shipping operate?",
+                                              "retrieval_only": True, "doc": "delta.pdf"})
+        assert "64 container vessels" in parse_events(found.text)[-1][1]["sources"][0]["text"]
+        (project.data / "delta.pdf").unlink()
+        build("--rebuild")  # a new generation, the old one removed
+        wait_until(lambda: "delta.pdf" not in listed(client), 10)
+        assert client.get("/api/health").json()["index"]["documents"] == len(before)
 
 
 def test_the_watcher_indexes_new_changed_and_removed_pdfs(own_index):

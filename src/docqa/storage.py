@@ -55,6 +55,9 @@ class IndexReader(Protocol):
         """The ``n`` best BM25 matches of ``fts_query``, quoted terms joined by OR (``retrieval.fts_query``), over
         chunk text and document title."""
 
+    def is_current(self) -> bool:
+        """Whether this is still the last committed state (another process may have built since it was opened)."""
+
     def close(self) -> None: ...
 
     def __enter__(self) -> IndexReader: ...

@@ -384,6 +384,21 @@ class Store:
             return generation, connection, meta
         raise IndexNotFoundError(f"no index in {folder}; build it first: python db_build.py")
 
+    def is_current(self) -> bool:
+        """Whether this snapshot is still the index's last commit; a build by another process (``python db_build.py``
+        while the server runs) moves the index on. True when that cannot be read: reopening would not help."""
+        try:
+            if live_generation(self.folder, attempts=1) != self.generation:
+                return False
+            connection = _connect_readonly(self.generation / DB_NAME)
+            try:
+                row = connection.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            finally:
+                connection.close()
+        except (StoreError, sqlite3.Error, OSError):
+            return True
+        return row is None or int(row[0]) == self.version
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

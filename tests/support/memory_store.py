@@ -41,6 +41,7 @@ class MemoryReader:
     def __init__(self, folder: Path, fingerprint: Optional[dict] = None):
         if folder not in COMMITTED:
             raise IndexNotFoundError(f"no index in {folder}")
+        self.folder = folder
         self.index = COMMITTED[folder]  # commits replace the object, so this stays one committed state
         if fingerprint is not None and fingerprint != self.index.fingerprint:
             raise StoreError("settings changed since the index was built; run: python db_build.py --rebuild")
@@ -96,6 +97,9 @@ class MemoryReader:
         chunk = self.index.chunks[chunk_id]
         title = self.index.titles.get(self.index.owners[chunk_id], "")
         return {word.lower() for word in _WORD.findall(f"{title}\n{chunk.indexed_text}")}
+
+    def is_current(self) -> bool:
+        return COMMITTED.get(self.folder) is self.index
 
     def close(self) -> None:
         pass

@@ -3,18 +3,26 @@
 DocQA is safe to share between threads (retrieval side by side, one generation at a time); the server adds the
 order of the generations (docqa.server.queue). What DocQA cannot do alone is see a build made after it opened
 the index: after each build that changed the index, a fresh DocQA (a new snapshot, the same model) replaces the
-old one. Requests still using the old one finish on it, and it is closed when the last of them is done.
+old one. Requests still using the old one finish on it, and it is closed when the last of them is done. A build
+by another process (``python db_build.py`` while the server runs) is seen the same way, at the next request.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-from docqa.errors import IndexNotFoundError
+from docqa.errors import DocqaError, IndexNotFoundError
 from docqa.qa import DocQA
 from docqa.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOOK_EVERY = 1.0  # seconds between two looks whether another process committed a build; a look takes about 1 ms
+LOOK_AFTER_FAILURE = 60.0  # an index that cannot be opened (built with other settings, say) is tried again later
 
 
 class Engine:
@@ -22,6 +30,7 @@ class Engine:
         """``qa``: a DocQA the caller made and will close (its model is used for every later DocQA too)."""
         self.settings = settings
         self._state = threading.Lock()
+        self._reloading = threading.Lock()
         self._users: dict[int, int] = {}
         self._callers = qa
         self._owns_llm = qa is None and not retrieval_only
@@ -34,6 +43,7 @@ class Engine:
 
             self.llm = create_llm(settings.llm, settings.root)
         self._qa = qa if qa is not None else self._open()
+        self._next_look = time.monotonic() + LOOK_EVERY
 
     def _open(self) -> Optional[DocQA]:
         """A DocQA over the index as committed now, or None while there is no index yet."""
@@ -44,7 +54,27 @@ class Engine:
 
     @property
     def has_index(self) -> bool:
+        self._catch_up()
         return self._qa is not None
+
+    def _catch_up(self) -> None:
+        """Reopen the index if a build outside this server committed since it was opened (the builder's own
+        builds reload at once). A request waits for the reopening, about what a build's reload costs."""
+        now = time.monotonic()
+        with self._state:
+            if now < self._next_look:
+                return
+            self._next_look = now + LOOK_EVERY
+            qa = self._qa
+        if qa is not None and (qa.store is None or qa.store.is_current()):
+            return
+        try:
+            self.reload()
+        except DocqaError as error:
+            # The snapshot already open still answers; the build's own output told the user what went wrong
+            log.warning("the index was built again outside the server but cannot be opened: %s", error)
+            with self._state:
+                self._next_look = now + LOOK_AFTER_FAILURE
 
     @property
     def backend(self) -> Optional[str]:
@@ -61,6 +91,7 @@ class Engine:
     @contextmanager
     def borrow(self) -> Iterator[DocQA]:
         """The current DocQA, kept open for as long as the caller uses it."""
+        self._catch_up()
         with self._state:
             qa = self._qa
             if qa is None:
@@ -80,10 +111,11 @@ class Engine:
 
     def reload(self) -> None:
         """See the index as it is now (after a build); the model stays loaded."""
-        fresh = self._open()
-        with self._state:
-            old, self._qa = self._qa, fresh
-            idle = old is not None and id(old) not in self._users
+        with self._reloading:  # one at a time: a slower reload must not put back the state before a faster one's
+            fresh = self._open()
+            with self._state:
+                old, self._qa = self._qa, fresh
+                idle = old is not None and id(old) not in self._users
         if idle:
             self._retire(old)
 
