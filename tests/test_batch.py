@@ -514,7 +514,99 @@ def test_each_doc_interrupted_keeps_the_old_table_and_the_rows_done(config, tmp_
     argv = ["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only", "--out", str(table)]
     assert ask_main(argv) == 130
     partial = tmp_path / "table.partial.md"
-    assert f"the rows done so far are in {partial}; {table} is as it was" in capsys.readouterr().err
+    assert f"the 1 row done so far is in {partial}; {table} is as it was" in capsys.readouterr().err
     assert table.read_text(encoding="utf-8") == "| document | q1: old | q1 page |\n"
     assert [line.split(" | ")[0] for line in partial.read_text(encoding="utf-8").splitlines()] == [
         "| document", "| ---", "| acme-2022.pdf"]
+    # Stopped again: the first run's rows, a file of questions of that name, a folder: nothing is written over
+    (tmp_path / "table.partial-2.md").write_text("What was revenue?\n", encoding="utf-8")
+    (tmp_path / "table.partial-3.md").mkdir()
+    asked.clear()
+    assert ask_main(argv) == 130
+    assert f"the 1 row done so far is in {tmp_path / 'table.partial-4.md'}" in capsys.readouterr().err
+    assert partial.read_text(encoding="utf-8").splitlines()[2].startswith("| acme-2022.pdf")
+    assert (tmp_path / "table.partial-2.md").read_text(encoding="utf-8") == "What was revenue?\n"
+    # Stopped before a row was done: nothing to keep, and no file says otherwise
+    asked[:] = ["done"]
+    assert ask_main(argv) == 130
+    assert f"no row was done; {table} is as it was" in capsys.readouterr().err
+    assert not (tmp_path / "table.partial-5.md").exists()
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []  # no file left behind
+
+
+def test_an_out_file_that_is_the_questions_file_by_another_name_is_refused(config, tmp_path, capsys):
+    """Only the same path was refused: a hard link of the questions file as --out had answers written into it."""
+    questions = tmp_path / "questions.txt"
+    questions.write_text("How many bakers?\n", encoding="utf-8")
+    for name, argv in (("answers.jsonl", ["batch", str(questions)]), ("table.md", ["--each-doc", "--batch", str(questions)])):
+        (tmp_path / name).hardlink_to(questions)
+        assert ask_main(["--config", str(config), *argv, "--retrieval-only", "--out", str(tmp_path / name)]) == 2
+        assert "--out must not be the questions file" in capsys.readouterr().err
+    assert questions.read_text(encoding="utf-8") == "How many bakers?\n"
+
+
+def test_each_doc_writes_through_a_link_keeps_the_table_s_permissions_and_takes_a_long_name(config, tmp_path, capsys):
+    """The table replaced a symbolic link by a file of its own and came back readable by everyone; a name near the
+    folder's limit failed, its temporary file's name being longer still."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = shared / "real.csv"
+    real.write_text("document,old\n", encoding="utf-8")
+    real.chmod(0o600)
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    base = ["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only", "--out"]
+    assert ask_main([*base, str(link)]) == 0
+    assert link.is_symlink() and real.read_text(encoding="utf-8").startswith("document,q1: How many bakers?")
+    assert oct(real.stat().st_mode & 0o777) == "0o600"
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(shared / "not-yet.csv")
+    assert ask_main([*base, str(dangling)]) == 0
+    assert dangling.is_symlink() and (shared / "not-yet.csv").read_text(encoding="utf-8").startswith("document,")
+    long_name = tmp_path / ("x" * 246 + ".csv")  # 250 characters: a file system's limit is 255
+    assert ask_main([*base, str(long_name)]) == 0
+    assert long_name.read_text(encoding="utf-8").startswith("document,")
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_each_doc_in_a_folder_that_takes_no_new_file_writes_its_table_in_place(config, tmp_path):
+    """A table that can be written, in a folder that cannot take the file written beside it (read-only, or
+    immutable), was refused, naming a hidden file the user never gave."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    table = folder / "table.csv"
+    table.write_text("document,old\n", encoding="utf-8")
+    folder.chmod(0o555)  # enough for a user; root needs the immutable flag
+    locked = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0 if os.geteuid() == 0 else True
+    try:
+        if not locked:
+            pytest.skip("running as root where chattr +i is not allowed: no folder here refuses new files")
+        assert ask_main(["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only",
+                         "--out", str(table)]) == 0
+        assert table.read_text(encoding="utf-8").startswith("document,q1: How many bakers?")
+    finally:
+        if locked and os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+def test_each_doc_stopped_by_sigterm_keeps_the_rows_done(tmp_path):
+    """Closing the terminal (SIGHUP) or kill (SIGTERM) left a hidden .part file holding the rows, named nowhere."""
+    import os
+    import signal
+
+    from docqa.cli import _table_output
+
+    table = tmp_path / "table.md"
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with _table_output(str(table), "md") as handle:
+            handle.write("| document | q1 | q1 page |\n| --- | --- | --- |\n| a.pdf | yes | 1 |\n")
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between two bytecodes of this thread
+                pass
+    assert (tmp_path / "table.partial.md").read_text(encoding="utf-8").endswith("| a.pdf | yes | 1 |\n")
+    assert not table.exists() and signal.getsignal(signal.SIGTERM) is before

@@ -68,10 +68,10 @@ def test_no_hint_when_configuration_already_points_at_the_file(tmp_path, fake_hu
     assert "set llm.model_path" not in capsys.readouterr().out
 
 
-def test_present_file_is_not_downloaded_again(config, fake_hub, capsys):
+def test_present_file_is_not_downloaded_again(config, fake_hub, capsys, tiny_gguf):
     existing = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
     existing.parent.mkdir()
-    existing.write_bytes(b"GGUF")
+    existing.write_bytes(tiny_gguf.read_bytes())
     assert main(["--config", str(config)]) == 0
     assert fake_hub == []
     output = capsys.readouterr().out
@@ -91,6 +91,44 @@ def test_a_file_in_the_way_that_is_no_model_is_not_taken_for_one(config, fake_hu
                                        "interrupted copy?); delete it and download again\n")
 
 
+def test_a_model_file_cut_short_is_not_taken_for_one(config, fake_hub, capsys, tiny_gguf):
+    """A copy cut off part way keeps its header: its first bytes alone passed it as 'already present'."""
+    whole = tiny_gguf.read_bytes()
+    existing = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
+    existing.parent.mkdir()
+    for cut in (len(whole) - 1, len(whole) // 2, 40):  # in the weights, then in the header
+        existing.write_bytes(whole[:cut])
+        assert main(["--config", str(config)]) == 2
+        error = capsys.readouterr().err
+        assert fake_hub == [] and error.count("\n") == 1, error
+        assert (f"{existing} is there but cut short ({cut:,} of its {len(whole):,} bytes" in error
+                or f"{existing} is there but is not a GGUF or GGML model file" in error), error
+
+
+@pytest.mark.parametrize("blocking", ["folder", "dangling link"])
+def test_a_folder_or_a_dangling_link_where_the_model_would_go_fails_before_the_hub_is_asked(
+        config, fake_hub, capsys, blocking):
+    target = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
+    target.parent.mkdir()
+    if blocking == "folder":
+        target.mkdir()
+    else:
+        target.symlink_to(config.parent / "elsewhere.gguf")
+    assert main(["--config", str(config)]) == 2
+    what = "a folder" if blocking == "folder" else "a link to nothing"
+    assert fake_hub == [] and capsys.readouterr().err == (
+        f"error: {target} is {what}, where the model file would go; move it away and download again\n")
+
+
+def test_a_models_folder_under_a_file_names_that_file(tmp_path, fake_hub, capsys):
+    (tmp_path / "mfile").write_text("not a folder", encoding="utf-8")
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"paths": {"models": "mfile/sub"}}), encoding="utf-8")
+    assert main(["--config", str(config)]) == 2
+    assert (f"paths.models is {tmp_path / 'mfile' / 'sub'}, under {tmp_path / 'mfile'}, which is a file, not a "
+            "folder") in capsys.readouterr().err
+
+
 def test_a_models_folder_that_is_a_file_fails_before_the_hub_is_asked(config, fake_hub, capsys):
     (config.parent / "my-models").write_text("not a folder", encoding="utf-8")
     assert main(["--config", str(config)]) == 2
@@ -101,6 +139,12 @@ def test_a_models_folder_that_is_a_file_fails_before_the_hub_is_asked(config, fa
 @pytest.mark.parametrize("argv, message", [
     (["--ggml", "--file", "x.gguf"], "--file goes with --repo, not --ggml"),
     (["--repo", "../..", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not '../..'"),
+    # what the hub refuses is refused before it is asked (it answered 'Repo id must use alphanumeric chars')
+    (["--repo", "a/..b", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not 'a/..b'"),
+    (["--repo", "..a/b", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not '..a/b'"),
+    (["--repo", "ünï/cødé", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not 'ünï/cødé'"),
+    (["--repo", "a/b", "--file", ".gguf"], "--file must name a .gguf file at the top of the repository, not '.gguf'"),
+    (["--repo", "a/b", "--file", "..\\x.gguf"], "--file must name a .gguf file at the top of the repository"),
 ])
 def test_options_that_would_be_ignored_or_escape_are_refused(config, fake_hub, capsys, argv, message):
     assert main([*argv, "--config", str(config)]) == 2

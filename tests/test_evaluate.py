@@ -207,10 +207,31 @@ def test_cli_warns_of_gold_pages_past_a_document_s_end(config, tmp_path, capsys)
             "it can never be found") in captured.err
 
 
+def test_gold_pages_of_a_file_name_two_folders_share_are_not_said_to_be_past_the_end(indexed, config, tmp_path, capsys):
+    """A report.pdf in two folders: the pages of the last one listed were taken for both, and a page of the longer
+    one, found at rank 1, was 'past the end' and 'can never be found'."""
+    from docqa.ingest import build_index
+    from tests.test_batch import write_reports
+
+    write_reports(indexed.paths.data, {"a/report.pdf": ["Alpha one.", "Alpha two.", "Alpha three: 77 ships."],
+                                       "b/report.pdf": ["Beta only page."]})
+    build_index(indexed)
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "q", "doc": "a/report.pdf", "question": "How many ships?", "pages": [2],
+                                "answers": ["77 ships"]}) + "\n", encoding="utf-8")
+    assert ask_main(["--config", str(config), "--evaluate", str(gold)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["gold_pages_beyond_document"] == [] and "past the end" not in captured.err
+
+
 def test_cli_refuses_to_write_details_over_the_gold_file_or_count_with_a_model_it_cannot_read(
         config, gold_file, tmp_path, capsys):
     before = gold_file.read_bytes()
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(gold_file)]) == 2
+    assert "--details must not be the gold file" in capsys.readouterr().err and gold_file.read_bytes() == before
+    hard_link = tmp_path / "same-gold.jsonl"
+    hard_link.hardlink_to(gold_file)  # another name of the same file: writing it wrote the gold
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(hard_link)]) == 2
     assert "--details must not be the gold file" in capsys.readouterr().err and gold_file.read_bytes() == before
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--model", str(tmp_path / "nope.gguf")]) == 2
     assert f"--model {tmp_path / 'nope.gguf'}: no such file" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The whole question path with a real (tiny, random-weight) Llama through the real backends."""
 
 import json
+import os
 import re
 
 import pytest
@@ -296,6 +297,35 @@ def test_advice_given_twice_names_the_settings_file_once():
     assert once == "the index is damaged; run: python db_build.py --config '/data/it'\"'\"'s mine/config.yml' --rebuild"
     assert advice_for(once, "python", config) == once
     assert advice_for(once, "docqa", "c.yml") == "the index is damaged; run: docqa build --config c.yml --rebuild"
+
+
+def test_advice_names_the_command_as_it_was_run():
+    """``python -m docqa`` was advised ``docqa download``, which is not on PATH where ``python -m`` is needed; a
+    script run from another folder was advised ``python download_model.py``, which is not there."""
+    from docqa.errors import advice_for
+
+    message = "model file not found; download it with: python download_model.py"
+    assert advice_for(message, "python -m docqa", None).endswith("python -m docqa download")
+    assert advice_for(message, "/opt/my checkout/main.py", "c.yml").endswith(
+        "python '/opt/my checkout/download_model.py' --config c.yml")
+    assert advice_for(message, "main.py", None).endswith("python download_model.py")
+
+
+def test_python_m_docqa_and_a_script_run_from_elsewhere_advise_what_runs_there(tmp_path):
+    import subprocess
+    import sys
+
+    from docqa.settings import PROJECT_ROOT
+
+    config = tmp_path / "config.yml"
+    config.write_text("paths:\n  vectorstore: no-index-yet\n", encoding="utf-8")
+    environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")}
+    runs = {"python -m docqa build": [sys.executable, "-m", "docqa", "ask", "What?"],
+            f"python {PROJECT_ROOT / 'db_build.py'}": [sys.executable, str(PROJECT_ROOT / "main.py"), "What?"]}
+    for advised, command in runs.items():
+        done = subprocess.run([*command, "--config", str(config), "--retrieval-only"], cwd=tmp_path,
+                              capture_output=True, text=True, env=environment, timeout=120)
+        assert f"build it first: {advised} --config {config}" in done.stderr, done.stderr
 
 
 def test_close_waits_for_an_answer_in_another_thread_and_then_refuses_more(built_fact_index, tiny_gguf, tmp_path):

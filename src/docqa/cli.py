@@ -43,12 +43,12 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
     except SystemExit as done:  # --help, or a usage error argparse has already printed
         return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
     args.project = project
-    args.prog = parser.prog  # how the user runs docqa, for the commands notes advise
+    args.prog = _typed_prog(parser.prog, project)  # how the user runs docqa, for the commands notes advise
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     try:
         return args.run(args)
     except DocqaError as error:
-        print(f"error: {shown(advice_for(str(error), parser.prog, args.config))}", file=sys.stderr)
+        print(f"error: {shown(advice_for(str(error), args.prog, args.config))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -85,6 +85,13 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
         return function
 
     return register
+
+
+def _typed_prog(prog: str, project: Optional[Path]) -> str:
+    """``prog``, or for a script of the checkout run from another folder, its path: what advice names."""
+    if prog.endswith(".py") and project is not None and Path.cwd().resolve() != project.resolve():
+        return str(project / prog)
+    return prog
 
 
 def parser(prog: str = "docqa", epilog: Optional[str] = None) -> argparse.ArgumentParser:
@@ -169,9 +176,10 @@ def _model_argument(parser: argparse.ArgumentParser,
 # ---------------------------------------------------------------- entry points
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The ``docqa`` console script: the project is the folder it runs in."""
-    return run(parser(epilog=DOCQA_EPILOG), argv, project=Path.cwd())
+def main(argv: Optional[Sequence[str]] = None, prog: str = "docqa") -> int:
+    """The ``docqa`` console script (``prog``: how it was run, ``python -m docqa`` too): the project is the folder
+    it runs in."""
+    return run(parser(prog, epilog=DOCQA_EPILOG), argv, project=Path.cwd())
 
 
 DOCQA_EPILOG = ("Inside a project folder, its config.yml is used (--config PATH elsewhere). "
@@ -390,7 +398,9 @@ def batch(args: argparse.Namespace) -> int:
     from docqa.batch import read_questions, run_batch
     from docqa.qa import DocQA
 
-    if Path(args.out).resolve() == Path(args.file).resolve():
+    from docqa.batch.writers import same_file
+
+    if same_file(Path(args.out), Path(args.file)):
         raise InputError("--out must not be the questions file")
     questions = read_questions(args.file)
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
@@ -422,7 +432,7 @@ def each_doc(args: argparse.Namespace) -> int:
     if args.out:
         _check_table_target(Path(args.out), args.batch)
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
-    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out) as handle:
+    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out, fmt) as handle:
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
     _say_if_demo(args, qa, answered=len(questions))
     if failed:
@@ -432,9 +442,9 @@ def each_doc(args: argparse.Namespace) -> int:
 
 def _check_table_target(out: Path, questions_file: Optional[str]) -> None:
     """Refuse an --out whose contents a table would destroy: the questions file, a batch's answers, anything else."""
-    from docqa.batch.writers import check_writable, holds_a_table
+    from docqa.batch.writers import check_writable, holds_a_table, same_file
 
-    if questions_file and out.resolve() == Path(questions_file).resolve():
+    if questions_file and same_file(out, Path(questions_file)):
         raise InputError("--out must not be the questions file")
     if not holds_a_table(out):
         raise InputError(f"--out {out} holds something other than an each-doc table; choose another file, or "
@@ -443,31 +453,92 @@ def _check_table_target(out: Path, questions_file: Optional[str]) -> None:
 
 
 @contextmanager
-def _table_output(path: Optional[str]):
-    """stdout, or ``path`` written whole or not at all: the table goes to a file beside it, renamed over it at the
-    end. Stopped part way (Ctrl-C, a failure), ``path`` is as it was; after Ctrl-C the rows done so far are kept
-    in <name>.partial<ext>, since each of them may have taken the model minutes."""
+def _table_output(path: Optional[str], fmt: str):
+    """stdout, or ``path`` written whole or not at all: the table goes to a new file beside it, renamed over it at
+    the end. Stopped part way (a failure, Ctrl-C, the terminal closed), ``path`` is as it was; when stopped, the
+    rows done so far are kept in NAME.partial.ext (or NAME.partial-2.ext, ...: nothing is written over), since each
+    of them may have taken the model minutes."""
     if path is None:
         yield sys.stdout
         return
     from docqa.batch import open_for_writing
+    from docqa.batch.writers import free_name, table_rows
 
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
+    target = Path(os.path.realpath(path))  # through a symbolic link to the file it names; the link stays
+    temporary = _new_file_beside(target)
+    if temporary is None:  # a folder that takes no new file, holding a file that can be written: written in place
+        with open_for_writing(target, "w") as handle:
+            yield handle
+        return
     try:
-        with open_for_writing(temporary, "w") as handle:
+        with _stopped_as_interrupt(), open(temporary, "w", encoding="utf-8", errors="backslashreplace",
+                                           newline="") as handle:
             yield handle
     except KeyboardInterrupt:
-        if temporary.exists():
-            partial = target.with_name(f"{target.stem}.partial{target.suffix}")
+        rows = table_rows(temporary, fmt)
+        if rows:
+            partial = free_name(target.with_name(f"{target.stem}.partial{target.suffix}"))
             os.replace(temporary, partial)
-            print(f"the rows done so far are in {shown(str(partial))}; {shown(str(target))} is as it was",
-                  file=sys.stderr)
+            print(f"the {rows} row{'s' if rows != 1 else ''} done so far {'are' if rows != 1 else 'is'} in {shown(str(partial))}; "
+                  f"{shown(path)} is as it was", file=sys.stderr)
+        else:
+            _remove_quietly(temporary)
+            print(f"no row was done; {shown(path)} is as it was", file=sys.stderr)
         raise
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove_quietly(temporary)
         raise
     os.replace(temporary, target)
+
+
+def _new_file_beside(target: Path) -> Optional[Path]:
+    """A new empty file in ``target``'s folder, with ``target``'s permissions (or a new file's); None where the
+    folder takes no new file. Its name is short: one made from a long ``target``'s name could be too long."""
+    import stat
+    import tempfile
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=".docqa-", suffix=".part")
+    except OSError:
+        return None
+    os.close(descriptor)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(name, mode)
+    return Path(name)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@contextmanager
+def _stopped_as_interrupt():
+    """SIGTERM and SIGHUP (the terminal closed) stop the work as Ctrl-C does, so that its clean-up runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 # ---------------------------------------------------------------- evaluate
@@ -485,7 +556,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "Score retrieval against a gold file; no LLM needed.", _evaluate_arguments)
 def evaluate_retrieval(args: argparse.Namespace) -> int:
-    from docqa.batch.writers import check_writable
+    from docqa.batch.writers import check_writable, same_file
     from docqa.evaluate import DEFAULT_KS, evaluate, llm_token_counter, read_gold
     from docqa.progress import Progress
     from docqa.qa import DocQA
@@ -500,7 +571,7 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
         raise InputError(f"--model {model}: evaluate counts tokens with a GGUF model's tokenizer (llama-cpp), "
                          "and this file gives none")
     if args.details:  # before the index loads, so that a path that cannot be written fails at once
-        if Path(args.details).resolve() == Path(args.gold).resolve():
+        if same_file(Path(args.details), Path(args.gold)):
             raise InputError("--details must not be the gold file")
         check_writable(Path(args.details))
     with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
@@ -511,7 +582,8 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
               file=sys.stderr)
     for beyond in result.get("gold_pages_beyond_document", []):
         print(f"warning: question {beyond['id']}: gold page index {max(beyond['pages'])} is past the end of "
-              f"{beyond['doc']} ({beyond['document_pages']} pages, indices 0 to {beyond['document_pages'] - 1}); "
+              f"{beyond['doc']} ({beyond['document_pages']} page{'s' if beyond['document_pages'] != 1 else ''}, indices 0 to "
+              f"{beyond['document_pages'] - 1}); "
               "it can never be found", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
@@ -541,6 +613,9 @@ def download_model(args: argparse.Namespace) -> int:
     settings = _settings(args)
     folder = settings.path(settings.paths.models)
     target = folder / model.filename
+    if os.path.lexists(target) and not target.is_file():
+        what = "a folder" if target.is_dir() else "a link to nothing" if target.is_symlink() else "not a file"
+        raise InputError(f"{target} is {what}, where the model file would go; move it away and download again")
     if target.is_file():
         _check_model_file(target)
         print(f"{target} is already present; nothing to download")
@@ -563,7 +638,9 @@ def _check_models_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"paths.models is {folder}, which is a file, not a folder; point paths.models in "
+        blocking = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), folder)
+        where = "which is a file" if blocking == folder else f"under {blocking}, which is a file"
+        raise ConfigError(f"paths.models is {folder}, {where}, not a folder; point paths.models in "
                           "config.yml at a folder") from None
     except OSError as error:
         raise ConfigError(f"cannot make the models folder {folder}: {error.strerror}") from None
@@ -573,15 +650,21 @@ def _check_models_folder(folder: Path) -> None:
 
 
 def _check_model_file(path: Path) -> None:
-    """A file already at the download's place must be a model: an empty or foreign file is no reason to skip."""
+    """A file already at the download's place must be a whole model: an empty, foreign or cut-off file is no reason
+    to skip the download."""
     from docqa.errors import LLMError
     from docqa.llm.factory import detect_format
+    from docqa.llm.gguf_size import gguf_size
 
     try:
-        detect_format(path)
+        whole = gguf_size(path) if detect_format(path) == "gguf" else None
     except (OSError, LLMError):
         raise InputError(f"{path} is there but is not a GGUF or GGML model file (an interrupted copy?); delete "
                          "it and download again") from None
+    size = path.stat().st_size
+    if whole is not None and size < whole:
+        raise InputError(f"{path} is there but cut short ({size:,} of its {whole:,} bytes: an interrupted copy?); "
+                         "delete it and download again")
 
 
 # ---------------------------------------------------------------- serve

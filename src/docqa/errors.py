@@ -5,6 +5,7 @@ Library code raises these; only the CLI turns them into a message and an exit co
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from contextlib import contextmanager
@@ -94,15 +95,23 @@ class InputError(DocqaError):
 
 # A command a message advises, with the --config it may already name (advice_for is applied once per boundary).
 ADVISED_COMMAND = re.compile(r"\bpython (db_build|download_model|main)\.py\b( --config (?:'[^']*'|\"[^\"]*\"|[^\s'\"])+)?")
-DOCQA_SUBCOMMANDS = {"db_build": "docqa build", "download_model": "docqa download", "main": "docqa ask"}
+DOCQA_SUBCOMMANDS = {"db_build": "build", "download_model": "download", "main": "ask"}
+DOCQA_PROGS = ("docqa", "python -m docqa")
 
 
 def advice_for(message: str, prog: str, config: Optional[str]) -> str:
-    """The commands a message advises, as this user types them: ``docqa`` subcommands where they ran ``docqa``, and
-    the ``--config`` they gave, so that following the advice acts on their index and not the checkout's."""
+    """The commands a message advises, as this user types them: subcommands of ``docqa`` (or ``python -m docqa``)
+    where they ran that, a script by its path where they ran one from another folder (``prog`` is then that
+    path), and the ``--config`` they gave, so that following the advice acts on their index and not the
+    checkout's."""
 
     def as_typed(match: re.Match) -> str:
-        command = DOCQA_SUBCOMMANDS[match.group(1)] if prog == "docqa" else f"python {match.group(1)}.py"
+        script = match.group(1)
+        if prog in DOCQA_PROGS:
+            command = f"{prog} {DOCQA_SUBCOMMANDS[script]}"
+        else:
+            folder = os.path.dirname(prog)
+            command = f"python {shlex.quote(os.path.join(folder, script + '.py')) if folder else script + '.py'}"
         return command + (f" --config {shlex.quote(config)}" if config else match.group(2) or "")
 
     return ADVISED_COMMAND.sub(as_typed, message)

@@ -151,10 +151,14 @@ class _Target:
         return self._search(question, k, doc)
 
     def indexed_pages(self) -> Optional[dict[str, int]]:
-        """Each indexed document's page count, by file name; None where the target has no index to ask."""
+        """Each indexed document's page count, by file name (the hit rule's: where two folders hold a file of that
+        name, the larger count); None where the target has no index to ask."""
         if self.store is None:
             return None
-        return {file_name(record.name): record.pages for record in self.store.documents()}
+        pages: dict[str, int] = {}
+        for record in self.store.documents():
+            pages[file_name(record.name)] = max(record.pages, pages.get(file_name(record.name), 0))
+        return pages
 
 
 def llm_token_counter(settings) -> Optional[Callable[[str], int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -44,8 +45,17 @@ def open_for_writing(path: Path, mode: str) -> TextIO:
         raise InputError(f"cannot write to {path}: {exc.strerror or exc}") from None
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same path, one through a link, or two hard links of one file."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
 def check_writable(path: Path) -> None:
     """An InputError now if ``path`` could not be written later; the file, if it exists, is left as it is."""
+    path = Path(os.path.realpath(path))  # a dangling link's target is made and removed, never the link itself
     existed = path.exists()
     open_for_writing(path, "a").close()
     if not existed:
@@ -266,6 +276,23 @@ def holds_a_table(path: Path) -> bool:
     except OSError:  # a folder, or unreadable: writing it fails later with its own reason
         return True
     return not first.strip() or first.startswith(("document,", '"document",', "| document |"))
+
+
+def table_rows(path: Path, fmt: str) -> int:
+    """How many rows (not counting the header) a table in ``path`` holds."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        if fmt == "csv":
+            return max(sum(1 for _ in csv.reader(handle)) - 1, 0)
+        return max(sum(1 for line in handle if line.startswith("|")) - 2, 0)  # a cell's line breaks are collapsed
+
+
+def free_name(path: Path) -> Path:
+    """``path``, or where it is taken (by anything, a folder or a dangling link too) NAME-2.ext, NAME-3.ext, ..."""
+    candidate, number = path, 1
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
 
 
 def table_writer(handle: TextIO, fmt: str) -> TableWriter:

@@ -54,6 +54,15 @@ GGUF_MODEL = gguf_model()
 GGML_MODEL = ModelFile("TheBloke/Llama-2-7B-Chat-GGML", "llama-2-7b-chat.ggmlv3.q8_0.bin")
 
 
+def _is_repo_id(repo: str) -> bool:
+    """The hub's rule for a repository id (huggingface_hub's validate_repo_id), checked here so that a name the hub
+    refuses fails at once, before it is asked: ASCII letters, digits, '_', '-' and '.', one '/', each part starting
+    and ending with a letter, digit or '_', no '--' or '..', not ending in '.git'."""
+    part = r"\w(?:[\w.-]*\w)?"
+    return (re.fullmatch(f"{part}/{part}", repo) is not None
+            and repo.isascii() and "--" not in repo and ".." not in repo and not repo.endswith(".git"))
+
+
 def chosen_model(*, ggml: bool = False, quant: str = DEFAULT_QUANT, repo: Optional[str] = None,
                  file: Optional[str] = None) -> ModelFile:
     """The file download_model.py's options name: the card's GGML file, a quantization, or any GGUF model."""
@@ -64,9 +73,9 @@ def chosen_model(*, ggml: bool = False, quant: str = DEFAULT_QUANT, repo: Option
     if bool(repo) != bool(file):
         raise InputError("--repo and --file go together: the repository and the GGUF file in it")
     if repo:
-        if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or any(set(part) == {"."} for part in repo.split("/")):
+        if not _is_repo_id(repo):
             raise InputError(f"--repo must name a repository as OWNER/NAME, not {repo!r}")
-        if not file.endswith(".gguf") or "/" in file:
+        if not file.endswith(".gguf") or file == ".gguf" or "/" in file or "\\" in file or file.startswith(".."):
             raise InputError(f"--file must name a .gguf file at the top of the repository, not {file!r}")
         return ModelFile(repo, file)
     return gguf_model(quant)
