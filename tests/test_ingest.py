@@ -148,7 +148,7 @@ def test_int8_chunk_vectors_need_rebuild_and_still_find_the_page(fact_project):
     build_index(fact_project.settings)
     exact = stored_vectors(fact_project)
     settings = fact_project.configure(embeddings={"chunk_precision": "int8"})
-    with pytest.raises(StoreError, match="document_vectors None → 'int8'.*--rebuild"):
+    with pytest.raises(StoreError, match="embeddings.chunk_precision fp32 or bf16 → int8.*--rebuild"):
         build_index(settings)
     build_index(settings, rebuild=True)
     similarity = (stored_vectors(fact_project) * exact).sum(axis=1)
@@ -157,7 +157,7 @@ def test_int8_chunk_vectors_need_rebuild_and_still_find_the_page(fact_project):
     with DocQA(settings, retrieval_only=True) as qa:
         top = qa.retrieve("How much money did Beta spend on capex?", k=1)[0]
     assert (top.document, top.page_index) == ("beta-10k.pdf", 1)
-    with pytest.raises(StoreError, match="document_vectors 'int8' → None"):
+    with pytest.raises(StoreError, match="embeddings.chunk_precision int8 → fp32 or bf16"):
         build_index(fact_project.configure())
 
 

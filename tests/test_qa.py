@@ -230,7 +230,7 @@ def test_questions_against_an_index_built_with_other_settings_are_refused(built_
     config = built_fact_index.write_config(tmp_path / "config.yml", ingest={"chunk_size": 800})
     assert ask_main(["--config", str(config), "--retrieval-only", QUESTION]) == 3
     err = capsys.readouterr().err
-    assert "chunk_size 500 → 800" in err and f"python db_build.py --config {config} --rebuild" in err
+    assert "ingest.chunk_size 500 → 800" in err and f"python db_build.py --config {config} --rebuild" in err
 
 
 class OwnPassages(DocQA):

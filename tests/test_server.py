@@ -413,32 +413,94 @@ def test_delete_removes_the_file_and_drops_it_from_the_index(own_index):
         assert client.delete("/api/documents/beta-10k.pdf").status_code == 404
 
 
+def command_line_build(project, *argv, config=None):
+    """``python db_build.py`` in a process of its own, as a colleague at a terminal runs it."""
+    done = subprocess.run([sys.executable, str(ROOT / "db_build.py"), *project.args(*argv, config=config)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+
+
+def listed(client) -> list[str]:
+    return [d["name"] for d in client.get("/api/documents").json()["documents"]]
+
+
 def test_a_build_from_the_command_line_while_serving_is_seen_at_the_next_request(own_index):
     """``python db_build.py`` run while the server ran: the server kept answering from the index as it opened it,
     and the watcher's own build found nothing left to do, so it never looked again."""
     project, settings = own_index
-
-    def build(*argv):
-        done = subprocess.run([sys.executable, str(ROOT / "db_build.py"), *project.args(*argv)],
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-
-    def listed(client):
-        return [d["name"] for d in client.get("/api/documents").json()["documents"]]
-
     with local_client(create_app(settings, retrieval_only=True)) as client:
         before = listed(client)
         write_pdf(project.data / "delta.pdf", ["Delta Shipping operated 64 container vessels in 2024."])
-        build()  # a new commit in the same generation
-        wait_until(lambda: "delta.pdf" in listed(client), 10)
+        command_line_build(project)  # a new commit in the same generation
         assert sorted(listed(client)) == sorted(before + ["delta.pdf"])
         found = client.post("/api/ask", json={"question": "How many container vessels did Delta Shipping operate?",
                                               "retrieval_only": True, "doc": "delta.pdf"})
         assert "64 container vessels" in parse_events(found.text)[-1][1]["sources"][0]["text"]
         (project.data / "delta.pdf").unlink()
-        build("--rebuild")  # a new generation, the old one removed
-        wait_until(lambda: "delta.pdf" not in listed(client), 10)
+        page = client.get("/api/documents/delta.pdf/pages/1.png")  # still indexed, no longer in the folder
+        assert page.status_code == 404 and page.json() == {"error": "delta.pdf is no longer in the data folder"}
+        command_line_build(project, "--rebuild")  # a new generation, the old one removed
+        assert "delta.pdf" not in listed(client)
         assert client.get("/api/health").json()["index"]["documents"] == len(before)
+
+
+def test_an_index_built_with_other_settings_while_serving_is_said_in_every_answer(own_index):
+    """A colleague's rebuild with other settings: the server went on answering from the deleted index it had open,
+    its health 'ok' and its answers without a word; once the index was rebuilt right, it waited a minute more."""
+    project, settings = own_index
+    other = project.write_config(project.root / "other.yml", ingest={"chunk_size": 300, "chunk_overlap": 30})
+    with local_client(create_app(settings, retrieval_only=True)) as client:
+        command_line_build(project, "--rebuild", config=other)
+        health = client.get("/api/health").json()
+        assert health["status"] == "degraded" and "ingest.chunk_size 300 → 500" in health["problem"], health
+        assert health["index"]["documents"] == 2  # the index as it was still answers
+        answer = parse_events(client.post("/api/ask", json={"question": QUESTION, "retrieval_only": True}).text)[-1][1]
+        assert answer["sources"] and any("cannot be opened by this server" in note and "restart the server" in note
+                                         for note in answer["notes"]), answer["notes"]
+        command_line_build(project, "--rebuild")  # with the server's settings again: taken up at once
+        health = client.get("/api/health").json()
+        assert health["status"] == "ok" and health["problem"] is None
+        answer = parse_events(client.post("/api/ask", json={"question": QUESTION, "retrieval_only": True}).text)[-1][1]
+        assert not any("cannot be opened" in note for note in answer["notes"])
+
+
+def test_an_upload_while_another_process_builds_waits_for_it(own_index, make_pdf):
+    """The upload's build failed at once on the other process's build lock, leaving the file in the folder and
+    out of the index (and then neither deletable nor uploadable again); the watcher asked again every second."""
+    from docqa.store import _acquire_build_lock
+
+    project, settings = own_index
+    gamma = make_pdf(["Gamma Mining extracted 812 tonnes of lithium carbonate in 2023."], "gamma.pdf").read_bytes()
+    lock = _acquire_build_lock(settings.path(settings.paths.vectorstore))  # as python db_build.py holds it
+    try:
+        with local_client(create_app(settings, retrieval_only=True)) as client:
+            sent = client.post("/api/documents", files={"files": ("gamma-2023.pdf", gamma, "application/pdf")})
+            assert sent.status_code == 202
+            build_id = sent.json()["build"]["id"]
+            wait_until(lambda: client.get(f"/api/builds/{build_id}").json()["waiting_for"] is not None, 60)
+            waiting = client.get(f"/api/builds/{build_id}").json()
+            assert waiting["state"] == "queued" and waiting["error"] is None
+            assert waiting["waiting_for"].startswith("another process is building the index")
+            time.sleep(3)  # tries made meanwhile are not builds of their own
+            assert len(client.get("/api/builds").json()["builds"]) == 1
+            lock.close()  # the other build ends
+            wait_until(lambda: client.get(f"/api/builds/{build_id}").json()["state"] == "done", 120)
+            assert "gamma-2023.pdf" in listed(client) and client.get(f"/api/builds/{build_id}").json()["waiting_for"] is None
+    finally:
+        lock.close()
+
+
+def test_the_watcher_builds_an_index_deleted_while_serving(own_index):
+    """The index folder deleted, the data folder as it was: the watcher saw no change and never built again."""
+    import shutil
+
+    project, settings = own_index
+    settings.serve.watch_interval = 0.2
+    with local_client(create_app(settings, retrieval_only=True, watch=True)) as client:
+        wait_until(lambda: [b["state"] for b in client.get("/api/builds").json()["builds"]] == ["done"], 60)
+        shutil.rmtree(settings.path(settings.paths.vectorstore))
+        assert listed(client) == []
+        wait_until(lambda: len(listed(client)) == 2, 300)
 
 
 def test_the_watcher_indexes_new_changed_and_removed_pdfs(own_index):

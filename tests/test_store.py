@@ -205,7 +205,7 @@ def test_a_rebuild_that_stops_before_publishing_leaves_the_old_index_and_its_lef
 def test_questions_with_changed_settings_are_refused_naming_the_change_and_the_fix(folder, built):
     with Store(folder, FINGERPRINT) as store:
         assert store.documents()
-    with pytest.raises(StoreError, match=r"chunk_size 500 → 800\); run: python db_build.py --rebuild"):
+    with pytest.raises(StoreError, match=r"ingest.chunk_size 500 → 800\); run: python db_build.py --rebuild"):
         Store(folder, {**FINGERPRINT, "chunk_size": 800})
 
 

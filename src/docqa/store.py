@@ -877,7 +877,19 @@ def _acquire_build_lock(folder: Path):
     return handle
 
 
+# The keys of an index's fingerprint (docqa.ingest.index_fingerprint) by the names config.yml gives them
+_SETTING_NAMES = {"embedding_model": "embeddings.model", "chunk_size": "ingest.chunk_size",
+                  "chunk_overlap": "ingest.chunk_overlap", "extractor": "ingest.extractor",
+                  "chunker": "docqa's chunker version", "document_vectors": "embeddings.chunk_precision"}
+
+
+def _setting_value(key: str, value) -> str:
+    if key == "document_vectors":  # absent: exact vectors, which fp32 and bf16 (and auto) both give
+        return "int8" if value == "int8" else "fp32 or bf16"
+    return repr(value)
+
+
 def _difference(old: dict, new: dict) -> str:
-    changed = [f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in sorted(old.keys() | new.keys())
-               if old.get(key) != new.get(key)]
+    changed = [f"{_SETTING_NAMES.get(key, key)} {_setting_value(key, old.get(key))} → {_setting_value(key, new.get(key))}"
+               for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
     return ", ".join(changed) or "format"

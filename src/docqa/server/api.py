@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from docqa.errors import InputError
+from docqa.errors import DocumentError, InputError
 from docqa.retrieval import matching_documents
 from docqa.server.pages import render_page
 from docqa.server.queue import Job
@@ -52,13 +52,16 @@ def check_scope(engine, doc) -> None:
             matching_documents(qa.store, pattern)
 
 
-def with_build_note(answer, updating: Optional[list[str]]):
-    """``answer``, with a note where it was searched while the index was being updated: the documents being
-    indexed were not in it yet (a team member's upload), and ones being removed still were."""
+def with_index_notes(answer, updating: Optional[list[str]], problem: Optional[str]):
+    """``answer``, with a note where it was searched while the index was being updated (the documents being
+    indexed were not in it yet, a team member's upload, and ones being removed still were), and where the index on
+    disk cannot be opened, so that an older one answered (``Engine.problem``)."""
     if updating is not None:
         what = ", ".join(updating) if 0 < len(updating) <= 3 else "the data folder"
         answer.notes.append(f"the index was being updated ({what}) when this question was searched, so the answer "
                             "comes from the index as it was before; ask again once the build is done")
+    if problem:
+        answer.notes.append(problem)
     return answer
 
 
@@ -89,7 +92,8 @@ async def ask(body: AskRequest, request: Request):
         def passages():
             updating = state.builder.updating()
             with engine.borrow() as qa:
-                return with_build_note(qa.ask(question, doc=body.doc, k=body.k, retrieval_only=True), updating).to_dict()
+                found = qa.ask(question, doc=body.doc, k=body.k, retrieval_only=True)
+                return with_index_notes(found, updating, engine.problem).to_dict()
 
         answer = await asyncio.to_thread(passages)
         return StreamingResponse(iter([sse("answer", answer)]), media_type="text/event-stream", headers=SSE_HEADERS)
@@ -98,7 +102,7 @@ async def ask(body: AskRequest, request: Request):
         job.emit("started", {})  # out of the line: the passages are read, then the answer streams
         updating = state.builder.updating()
         result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token)
-        job.emit("answer", with_build_note(result, updating).to_dict())
+        job.emit("answer", with_index_notes(result, updating, engine.problem).to_dict())
 
     job = submit_question(request, answer)
 
@@ -260,7 +264,14 @@ def page_image(name: str, page_number: int, request: Request, highlight: Optiona
     if highlight and len(highlight) > MAX_HIGHLIGHT_CHARS:
         raise InputError(f"highlight is longer than {MAX_HIGHLIGHT_CHARS} characters")
     settings = state.settings
-    png = render_page(settings.path(settings.paths.data) / name, page_number, highlight=highlight, scale=scale)
+    path = settings.path(settings.paths.data) / name
+    if not path.is_file():  # removed from the data folder, and the build that drops it from the index is to come
+        return JSONResponse({"error": f"{name} is no longer in the data folder"}, status_code=404)
+    try:
+        png = render_page(path, page_number, highlight=highlight, scale=scale)
+    except DocumentError:  # its message holds the server's own path, which is not the client's business
+        return JSONResponse({"error": f"{name} cannot be opened to render its page (changed or damaged since it "
+                                      "was indexed?)"}, status_code=422)
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
 
 
@@ -289,7 +300,8 @@ def health(request: Request):
         with engine.borrow() as qa:
             index = {"documents": len(qa.store.documents()), "chunks": qa.store.chunk_count()}
     return {
-        "status": "ok",
+        "status": "degraded" if engine.problem else "ok",
+        "problem": engine.problem,  # the index on disk cannot be opened: the one before it answers
         "index": index,
         "model": engine.model,
         "backend": engine.backend,

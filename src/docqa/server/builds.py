@@ -23,6 +23,11 @@ from docqa.settings import Settings
 log = logging.getLogger(__name__)
 
 KEEP_BUILDS = 100  # finished builds remembered for GET /api/builds/{id}
+# Seconds between tries while another process builds the index (python db_build.py, a second server): each try
+# starts a build process (about a second of CPU), so the waits grow to at most LOCK_RETRY_MAX
+LOCK_RETRY_FIRST, LOCK_RETRY_MAX = 1.0, 10.0
+WAITING_FOR_ANOTHER_BUILD = ("another process is building the index (python db_build.py, or a second server); this "
+                             "build starts when that one ends")
 STARTUP = "startup"  # the trigger of the watcher's first look
 
 Snapshot = dict[str, tuple[int, int]]  # document name → (size, modification time in ns)
@@ -67,6 +72,7 @@ class Build:
     trigger: str  # upload, delete, watch
     files: list[str] = field(default_factory=list)
     state: str = "queued"  # queued, running, done, failed
+    waiting_for: Optional[str] = None  # while queued behind another process's build: which (its lock's message)
     pages_total: Optional[int] = None
     pages_done: int = 0
     report: Optional[dict] = None
@@ -86,7 +92,7 @@ class Build:
         return _sendable({
             "id": self.id, "trigger": self.trigger, "files": self.files, "state": self.state,
             "pages_total": self.pages_total, "pages_done": self.pages_done, "report": self.report,
-            "skipped": self.not_indexed(), "error": self.error,
+            "skipped": self.not_indexed(), "error": self.error, "waiting_for": self.waiting_for,
             "requested_at": self.requested_at, "finished_at": self.finished_at,
         })
 
@@ -196,12 +202,27 @@ class Builder:
                     self._condition.notify_all()
 
     def _run(self, build: Build) -> None:
-        self.last_snapshot = data_snapshot(self.data)
-        outcome = run_build_process(self.settings, build)
+        delay = LOCK_RETRY_FIRST
+        while True:
+            self.last_snapshot = data_snapshot(self.data)
+            outcome = run_build_process(self.settings, build)
+            if not (isinstance(outcome, BuildFailure) and outcome.kind == BuildLockedError.__name__):
+                break
+            # Another process builds this index: this build waits for it, as it would behind one of this server's
+            # own, rather than fail and leave an upload unindexed (or, for the watcher, be asked for again and
+            # again)
+            build.state, build.waiting_for = "queued", WAITING_FOR_ANOTHER_BUILD
+            with self._condition:
+                if not self._closed:
+                    self._condition.wait(delay)
+                closed = self._closed
+            if closed:
+                build.state, build.error = "failed", f"the server stopped while this build waited: {outcome.message}"
+                return
+            build.state, delay = "running", min(delay * 2, LOCK_RETRY_MAX)
+        build.waiting_for = None
         if isinstance(outcome, BuildFailure):
             build.state, build.error = "failed", outcome.message
-            if outcome.kind == BuildLockedError.__name__:
-                self.last_snapshot = None  # someone else is building: the watcher looks again later
             return
         build.report = outcome
         if outcome["changed"]:
@@ -278,6 +299,21 @@ def _build_child(settings: Settings, sender) -> None:
     sender.close()
 
 
+def index_exists(settings: Settings) -> bool:
+    """Whether an index can be opened (about 1 ms); True where one exists that cannot be opened, which a build
+    would not mend."""
+    from docqa.errors import IndexNotFoundError
+    from docqa.storage import open_reader
+
+    try:
+        open_reader(settings).close()
+    except IndexNotFoundError:
+        return False
+    except DocqaError:
+        return True
+    return True
+
+
 class Watcher:
     """Polls the data folder and asks for a build when its PDFs changed and have stopped changing.
 
@@ -301,14 +337,20 @@ class Watcher:
 
     def _watch(self) -> None:
         previous: Optional[Snapshot] = None
+        indexed_for: Optional[Snapshot] = None  # the folder as it was when the watcher last built a missing index
         while not self._stop.wait(self.interval):
             try:
                 current = data_snapshot(self.builder.data)
             except OSError as error:
                 log.warning("cannot look at the data folder: %s", error)
                 continue
-            if current == previous and current != self.builder.last_snapshot and not self.builder.busy:
-                # The first look, at start, checks every file against the index (it had no snapshot before)
-                trigger = "watch" if self.builder.last_snapshot is not None else STARTUP
-                self.builder.request(trigger, changed_names(self.builder.last_snapshot, current))
+            if current == previous and not self.builder.busy:
+                if current != self.builder.last_snapshot:
+                    # The first look, at start, checks every file against the index (it had no snapshot before)
+                    trigger = "watch" if self.builder.last_snapshot is not None else STARTUP
+                    self.builder.request(trigger, changed_names(self.builder.last_snapshot, current))
+                elif current and current != indexed_for and not index_exists(self.builder.settings):
+                    # The index was deleted while the folder stayed as it was: built again, once for this folder
+                    indexed_for = current
+                    self.builder.request("watch", [])
             previous = current

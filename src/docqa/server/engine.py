@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -20,9 +19,6 @@ from docqa.qa import DocQA
 from docqa.settings import Settings
 
 log = logging.getLogger(__name__)
-
-LOOK_EVERY = 1.0  # seconds between two looks whether another process committed a build; a look takes about 1 ms
-LOOK_AFTER_FAILURE = 60.0  # an index that cannot be opened (built with other settings, say) is tried again later
 
 
 class Engine:
@@ -42,8 +38,9 @@ class Engine:
             from docqa.llm import create_llm
 
             self.llm = create_llm(settings.llm, settings.root)
+        # Why the index on disk is not the one answering (built outside the server with other settings, say)
+        self.problem: Optional[str] = None
         self._qa = qa if qa is not None else self._open()
-        self._next_look = time.monotonic() + LOOK_EVERY
 
     def _open(self) -> Optional[DocQA]:
         """A DocQA over the index as committed now, or None while there is no index yet."""
@@ -58,23 +55,18 @@ class Engine:
         return self._qa is not None
 
     def _catch_up(self) -> None:
-        """Reopen the index if a build outside this server committed since it was opened (the builder's own
-        builds reload at once). A request waits for the reopening, about what a build's reload costs."""
-        now = time.monotonic()
-        with self._state:
-            if now < self._next_look:
-                return
-            self._next_look = now + LOOK_EVERY
-            qa = self._qa
-        if qa is not None and (qa.store is None or qa.store.is_current()):
+        """Reopen the index if a build outside this server committed since it was opened (the builder's own builds
+        reload at once): a look takes about 0.1 ms, so every request looks."""
+        if not self._stale():
             return
         try:
-            self.reload()
-        except DocqaError as error:
-            # The snapshot already open still answers; the build's own output told the user what went wrong
-            log.warning("the index was built again outside the server but cannot be opened: %s", error)
-            with self._state:
-                self._next_look = now + LOOK_AFTER_FAILURE
+            self.reload(if_stale=True)
+        except DocqaError:
+            pass  # self.problem says why; the snapshot already open still answers
+
+    def _stale(self) -> bool:
+        qa = self._qa
+        return qa is None or (qa.store is not None and not qa.store.is_current())
 
     @property
     def backend(self) -> Optional[str]:
@@ -109,10 +101,23 @@ class Engine:
             if retired:
                 self._retire(qa)
 
-    def reload(self) -> None:
-        """See the index as it is now (after a build); the model stays loaded."""
+    def reload(self, *, if_stale: bool = False) -> None:
+        """See the index as it is now (after a build); the model stays loaded. ``if_stale``: unless another request
+        has reloaded it meanwhile."""
         with self._reloading:  # one at a time: a slower reload must not put back the state before a faster one's
-            fresh = self._open()
+            if if_stale and not self._stale():
+                return
+            try:
+                fresh = self._open()
+            except DocqaError as error:
+                problem = (f"the index was built again and cannot be opened by this server ({error}); these answers "
+                           "come from the index as it was before. If config.yml was changed for that build, restart "
+                           "the server to use it")
+                if problem != self.problem:
+                    log.warning("%s", problem)
+                self.problem = problem
+                raise
+            self.problem = None
             with self._state:
                 old, self._qa = self._qa, fresh
                 idle = old is not None and id(old) not in self._users

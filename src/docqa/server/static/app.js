@@ -477,7 +477,7 @@ function buildTitle(build) {
   const report = build.report;
   if (build.state !== "done" || !report) {
     const title = { queued: "Waiting to index", running: "Indexing", failed: "Could not index" }[build.state] || "Indexed";
-    return [`${title} (${build.trigger}): ${asked}`, build.state];
+    return [`${title} (${build.trigger}): ${asked}${build.waiting_for ? ` (${build.waiting_for})` : ""}`, build.state];
   }
   const changes = [["added", report.added], ["updated", report.updated], ["renamed", report.renamed],
                    ["removed", report.removed]].filter(([, names]) => names && names.length)
@@ -549,6 +549,7 @@ async function refreshHealth() {
     const parts = [health.index ? `${health.index.documents} documents, ${health.index.chunks} passages` : "no index yet"];
     parts.push(health.model ? `${health.model} (${health.backend})` : "passages only (no model)");
     if (health.queue) parts.push(`${health.queue} question${health.queue === 1 ? "" : "s"} in line`);
+    if (health.problem) parts.push(health.problem);
     $("health").textContent = parts.join(" · ");
   } catch (error) {
     $("health").textContent = error.message;
