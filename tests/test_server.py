@@ -481,7 +481,10 @@ def test_an_upload_while_another_process_builds_waits_for_it(own_index, make_pdf
             waiting = client.get(f"/api/builds/{build_id}").json()
             assert waiting["state"] == "queued" and waiting["error"] is None
             assert waiting["waiting_for"].startswith("another process is building the index")
-            time.sleep(3)  # tries made meanwhile are not builds of their own
+            for _ in range(30):  # over 3 s of tries: one build, queued throughout, never 'running' while it waits
+                build = client.get(f"/api/builds/{build_id}").json()
+                assert build["state"] == "queued" and build["waiting_for"] is not None, build
+                time.sleep(0.1)
             assert len(client.get("/api/builds").json()["builds"]) == 1
             lock.close()  # the other build ends
             wait_until(lambda: client.get(f"/api/builds/{build_id}").json()["state"] == "done", 120)
@@ -491,16 +494,62 @@ def test_an_upload_while_another_process_builds_waits_for_it(own_index, make_pdf
 
 
 def test_the_watcher_builds_an_index_deleted_while_serving(own_index):
-    """The index folder deleted, the data folder as it was: the watcher saw no change and never built again."""
+    """The index folder deleted, the data folder as it was: the watcher saw no change and never built again (and,
+    once it did, not a second time); meanwhile nothing answered, though the old index was still open."""
     import shutil
 
     project, settings = own_index
     settings.serve.watch_interval = 0.2
     with local_client(create_app(settings, retrieval_only=True, watch=True)) as client:
         wait_until(lambda: [b["state"] for b in client.get("/api/builds").json()["builds"]] == ["done"], 60)
-        shutil.rmtree(settings.path(settings.paths.vectorstore))
-        assert listed(client) == []
-        wait_until(lambda: len(listed(client)) == 2, 300)
+        for deletion in (1, 2):
+            shutil.rmtree(settings.path(settings.paths.vectorstore))
+            health = client.get("/api/health").json()
+            assert health["index"]["documents"] == 2 or health["problem"] is None  # the old index, or already rebuilt
+            if health["problem"] is not None:
+                assert health["problem"].endswith("is gone; these answers come from the index as it was before")
+                assert len(listed(client)) == 2
+            wait_until(lambda: len(client.get("/api/builds").json()["builds"]) == 1 + deletion
+                       and client.get("/api/builds").json()["builds"][0]["state"] == "done", 300)
+            assert client.get("/api/health").json()["problem"] is None and len(listed(client)) == 2
+
+
+def test_a_broken_index_and_a_page_that_cannot_be_drawn_are_said_not_500(own_index, make_pdf):
+    """CURRENT naming a generation moved away: health 'ok' and no word in the answers. A damaged page object, or
+    a page box of absurd size, gave 500 and a traceback (PdfiumError, MemoryError)."""
+    project, settings = own_index
+    with local_client(create_app(settings, retrieval_only=True)) as client:
+        pdf = make_pdf(["Kappa Rail ran 14 trains."], "kappa.pdf").read_bytes()
+        (project.data / "alpha-annual-report.pdf").write_bytes(pdf.replace(b"/Type /Page ", b"/Type /Pagx ", 1))
+        damaged = client.get("/api/documents/alpha-annual-report.pdf/pages/1.png")
+        assert damaged.status_code == 422 and "alpha-annual-report.pdf cannot be opened to render" in damaged.json()["error"]
+        assert str(project.root) not in damaged.text
+        (project.data / "alpha-annual-report.pdf").write_bytes(pdf.replace(b"[0 0 612 792]", b"[0 0 612000 792000]"))
+        huge = client.get("/api/documents/alpha-annual-report.pdf/pages/1.png?scale=4")
+        assert huge.status_code == 200 and huge.content.startswith(b"\x89PNG")
+        width, height = struct.unpack(">II", huge.content[16:24])
+        assert width * height < 40_100_000  # MAX_PIXELS, give or take the rounding of each side
+        folder = settings.path(settings.paths.vectorstore)
+        generation = (folder / "CURRENT").read_text(encoding="utf-8").strip()
+        (folder / generation).rename(project.root / "moved-away")
+        health = client.get("/api/health").json()
+        assert health["status"] == "degraded" and "holds no index" in health["problem"], health
+        answer = parse_events(client.post("/api/ask", json={"question": QUESTION, "retrieval_only": True}).text)[-1][1]
+        assert answer["sources"] and any("holds no index" in note for note in answer["notes"])
+
+
+def test_a_server_without_an_index_says_why_one_built_with_other_settings_cannot_answer(fact_project, tiny_gguf):
+    """It said that answers came from 'the index as it was before', where there was none, and asking said 'no
+    index yet: upload PDF files'."""
+    settings = fact_project.configure(serve={"watch": False})
+    other = fact_project.write_config(fact_project.root / "other.yml", ingest={"chunk_size": 300, "chunk_overlap": 30})
+    with local_client(create_app(settings, retrieval_only=True)) as client:
+        assert client.get("/api/health").json()["index"] is None
+        command_line_build(fact_project, config=other)
+        problem = client.get("/api/health").json()["problem"]
+        assert problem.startswith("the index cannot be opened by this server (settings changed") and "as it was" not in problem
+        asked = client.post("/api/ask", json={"question": QUESTION, "retrieval_only": True})
+        assert asked.status_code == 503 and asked.json()["error"] == problem
 
 
 def test_the_watcher_indexes_new_changed_and_removed_pdfs(own_index):

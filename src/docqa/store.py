@@ -386,18 +386,19 @@ class Store:
 
     def is_current(self) -> bool:
         """Whether this snapshot is still the index's last commit; a build by another process (``python db_build.py``
-        while the server runs) moves the index on. True when that cannot be read: reopening would not help."""
+        while the server runs) moves the index on. False too where the index is gone or its ``CURRENT`` damaged, so
+        that reopening says what is wrong; True where the commit cannot be read now (a build writing a read-only
+        folder's log), as reopening would not help."""
         try:
             if live_generation(self.folder, attempts=1) != self.generation:
                 return False
-            connection = _connect_readonly(self.generation / DB_NAME)
-            try:
-                row = connection.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-            finally:
-                connection.close()
-        except (StoreError, sqlite3.Error, OSError):
+            connection, meta = _open_snapshot(self.generation / DB_NAME)  # as the store opens it, read-only folders too
+            connection.close()
+        except StoreError:
+            return False
+        except (sqlite3.Error, OSError):
             return True
-        return row is None or int(row[0]) == self.version
+        return meta.get("version") == str(self.version)
 
     def close(self) -> None:
         with self._lock:

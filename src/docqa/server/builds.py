@@ -72,7 +72,7 @@ class Build:
     trigger: str  # upload, delete, watch
     files: list[str] = field(default_factory=list)
     state: str = "queued"  # queued, running, done, failed
-    waiting_for: Optional[str] = None  # while queued behind another process's build: which (its lock's message)
+    waiting_for: Optional[str] = None  # while queued behind another process's build: that it waits, and for what
     pages_total: Optional[int] = None
     pages_done: int = 0
     report: Optional[dict] = None
@@ -219,7 +219,7 @@ class Builder:
             if closed:
                 build.state, build.error = "failed", f"the server stopped while this build waited: {outcome.message}"
                 return
-            build.state, delay = "running", min(delay * 2, LOCK_RETRY_MAX)
+            delay = min(delay * 2, LOCK_RETRY_MAX)  # it stays queued until the next try starts reading
         build.waiting_for = None
         if isinstance(outcome, BuildFailure):
             build.state, build.error = "failed", outcome.message
@@ -258,8 +258,8 @@ def run_build_process(settings: Settings, build: Build) -> dict | BuildFailure:
                 kind, value = receiver.recv()
             except EOFError:
                 break
-            if kind == "total":
-                build.pages_total = value
+            if kind == "total":  # the build has the lock and starts reading
+                build.pages_total, build.state, build.waiting_for = value, "running", None
             elif kind == "progress":
                 build.pages_done += value
             else:
@@ -314,6 +314,10 @@ def index_exists(settings: Settings) -> bool:
     return True
 
 
+def _made_an_index(build: Build) -> bool:
+    return build.state == "done" and bool((build.report or {}).get("added"))
+
+
 class Watcher:
     """Polls the data folder and asks for a build when its PDFs changed and have stopped changing.
 
@@ -337,7 +341,7 @@ class Watcher:
 
     def _watch(self) -> None:
         previous: Optional[Snapshot] = None
-        indexed_for: Optional[Snapshot] = None  # the folder as it was when the watcher last built a missing index
+        rebuild: Optional[tuple[Snapshot, Build]] = None  # the last build of a missing index, and the folder then
         while not self._stop.wait(self.interval):
             try:
                 current = data_snapshot(self.builder.data)
@@ -349,8 +353,9 @@ class Watcher:
                     # The first look, at start, checks every file against the index (it had no snapshot before)
                     trigger = "watch" if self.builder.last_snapshot is not None else STARTUP
                     self.builder.request(trigger, changed_names(self.builder.last_snapshot, current))
-                elif current and current != indexed_for and not index_exists(self.builder.settings):
-                    # The index was deleted while the folder stayed as it was: built again, once for this folder
-                    indexed_for = current
-                    self.builder.request("watch", [])
+                elif current and not index_exists(self.builder.settings) and (
+                        rebuild is None or rebuild[0] != current or _made_an_index(rebuild[1])):
+                    # The index was deleted while the folder stayed as it was: built again. A folder whose files
+                    # all fail to index leaves no index, and is not built again until it changes.
+                    rebuild = (current, self.builder.request("watch", []))
             previous = current

@@ -87,7 +87,8 @@ class Engine:
         with self._state:
             qa = self._qa
             if qa is None:
-                raise IndexNotFoundError("no index yet: upload PDF files (or put them into the data folder) first")
+                raise IndexNotFoundError(self.problem or "no index yet: upload PDF files (or put them into the data "
+                                                         "folder) first")
             self._users[id(qa)] = self._users.get(id(qa), 0) + 1
         try:
             yield qa
@@ -103,26 +104,34 @@ class Engine:
 
     def reload(self, *, if_stale: bool = False) -> None:
         """See the index as it is now (after a build); the model stays loaded. ``if_stale``: unless another request
-        has reloaded it meanwhile."""
+        has reloaded it meanwhile. Where the index on disk cannot be opened, or is gone, the one open goes on
+        answering and ``problem`` says why."""
         with self._reloading:  # one at a time: a slower reload must not put back the state before a faster one's
             if if_stale and not self._stale():
                 return
+            had_one = self._qa is not None
             try:
                 fresh = self._open()
             except DocqaError as error:
-                problem = (f"the index was built again and cannot be opened by this server ({error}); these answers "
-                           "come from the index as it was before. If config.yml was changed for that build, restart "
-                           "the server to use it")
-                if problem != self.problem:
-                    log.warning("%s", problem)
-                self.problem = problem
+                self._report(f"the index cannot be opened by this server ({error})", had_one)
                 raise
+            if fresh is None and had_one:  # the index folder deleted: keep answering until it is built again
+                self._report(f"the index in {self.settings.path(self.settings.paths.vectorstore)} is gone", had_one)
+                return
             self.problem = None
             with self._state:
                 old, self._qa = self._qa, fresh
                 idle = old is not None and id(old) not in self._users
         if idle:
             self._retire(old)
+
+    def _report(self, what: str, had_one: bool) -> None:
+        problem = what + ("; these answers come from the index as it was before" if had_one else "")
+        if "settings changed" in what:  # the server runs with the settings it was started with
+            problem += ". If config.yml was changed for that build, restart the server to use it"
+        if problem != self.problem:
+            log.warning("%s", problem)
+        self.problem = problem
 
     def _retire(self, qa: DocQA) -> None:
         if qa is not self._callers:  # the caller's own DocQA is the caller's to close

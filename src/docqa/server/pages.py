@@ -20,6 +20,7 @@ from docqa.errors import DocumentError, InputError
 MIN_LINE_CHARS = 12  # shorter lines of a passage are too common to be found on their own
 TINT = np.array([1.0, 0.86, 0.35])  # multiplied into the pixels under the passage: a marker-pen yellow
 MAX_SCALE = 4.0
+MAX_PIXELS = 40_000_000  # a US Letter page at scale 4 is 2,448 × 3,168 = 7.8 million
 
 
 def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None, scale: float = 1.5) -> bytes:
@@ -35,11 +36,18 @@ def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None
     with document:
         if not 1 <= page_number <= len(document):
             raise InputError(f"page {page_number} does not exist; {Path(path).name} has {len(document)} pages")
-        page = document[page_number - 1]
         try:
+            page = document[page_number - 1]
+        except pdfium.PdfiumError as exc:  # a damaged page object
+            raise DocumentError(path, f"page {page_number} cannot be rendered ({exc})") from None
+        try:
+            width, height = page.get_size()
+            # A page box of absurd size (a damaged or hostile file) is drawn smaller rather than filling the memory
+            scale = min(scale, (MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
             pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()[:, :, :3]
             boxes = passage_boxes(page, highlight) if highlight else []
-            height = page.get_height()
+        except (pdfium.PdfiumError, MemoryError) as exc:
+            raise DocumentError(path, f"page {page_number} cannot be rendered ({type(exc).__name__})") from None
         finally:
             page.close()
     if boxes:
