@@ -569,11 +569,13 @@ def test_each_doc_writes_through_a_link_keeps_the_table_s_permissions_and_takes_
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
 
 
-def test_each_doc_in_a_folder_that_takes_no_new_file_writes_its_table_in_place(config, tmp_path):
+def test_each_doc_in_a_folder_that_takes_no_new_file_writes_its_table_in_place(config, tmp_path, capsys):
     """A table that can be written, in a folder that cannot take the file written beside it (read-only, or
-    immutable), was refused, naming a hidden file the user never gave."""
+    immutable), was refused, naming a hidden file the user never gave; written in place, it must say so."""
     import os
     import subprocess
+
+    from docqa.cli import _table_output
 
     folder = tmp_path / "tables"
     folder.mkdir()
@@ -587,10 +589,95 @@ def test_each_doc_in_a_folder_that_takes_no_new_file_writes_its_table_in_place(c
         assert ask_main(["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only",
                          "--out", str(table)]) == 0
         assert table.read_text(encoding="utf-8").startswith("document,q1: How many bakers?")
+        assert "is written in place" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):  # stopped part way: the file holds the rows done, and says so
+            with _table_output(str(table), "csv") as handle:
+                handle.write("document,q1,q1 page\na.pdf,yes,1\n")
+                raise KeyboardInterrupt
+        assert f"the 1 row done so far is in {table}, written in place" in capsys.readouterr().err
     finally:
         if locked and os.geteuid() == 0:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
         folder.chmod(0o755)
+
+
+def test_each_doc_killed_exits_128_plus_the_signal_and_nohup_is_kept(config, tmp_path, capsys, monkeypatch):
+    """kill and a closed terminal exited 130 as Ctrl-C; under nohup, the hang-up stopped the run all the same."""
+    import os
+    import signal
+
+    import docqa.batch.each_doc
+
+    real = docqa.batch.each_doc.answer_record
+    sent = []
+
+    def killed_at_the_second_document(*args, **kwargs):
+        sent.append(kwargs["doc"])
+        if len(sent) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(docqa.batch.each_doc, "answer_record", killed_at_the_second_document)
+    table = tmp_path / "table.csv"
+    argv = ["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only", "--out", str(table)]
+    assert ask_main(argv) == 128 + signal.SIGTERM
+    assert "done so far" in capsys.readouterr().err and not table.exists()
+    ignored = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as nohup leaves SIGHUP, or trap '' TERM
+    try:
+        sent.clear()
+        assert ask_main(argv) == 0
+        assert table.read_text(encoding="utf-8").count("\n") == 4  # every document's row
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, ignored)
+
+
+def test_a_csv_question_longer_than_csv_s_field_limit_is_read(tmp_path):
+    """csv stops at 128 KiB a field: a long question in a CSV batch file was 'unexpected Error: field larger than
+    field limit (131072)'."""
+    from docqa.batch import read_questions
+
+    question = "What does this clause say? " + "clause " * 20_000
+    path = tmp_path / "questions.csv"
+    path.write_text(f'question\n"{question}"\n', encoding="utf-8")
+    assert [q.question for q in read_questions(str(path))] == [question.strip()]
+
+
+def test_rows_done_stay_named_where_the_partial_name_cannot_be_made(tmp_path, capsys):
+    """A name near the file system's limit leaves no room for '.partial': the rows were lost in a hidden file,
+    with an 'unexpected OSError'. A question over 128 KiB (csv's field limit) broke the count of the rows."""
+    from docqa.cli import _table_output
+
+    table = tmp_path / ("x" * 245 + ".csv")
+    with pytest.raises(KeyboardInterrupt):
+        with _table_output(str(table), "csv") as handle:
+            handle.write(f'document,"q1: {"long question " * 10_000}",q1 page\na.pdf,yes,1\n')
+            raise KeyboardInterrupt
+    err = capsys.readouterr().err
+    kept = [path for path in tmp_path.iterdir() if path.name.startswith(".docqa-")]
+    assert len(kept) == 1 and f"the 1 row done so far is in {kept[0]} (" in err and "cannot be made" in err
+    assert kept[0].read_text(encoding="utf-8").endswith("a.pdf,yes,1\n") and not table.exists()
+
+
+def test_a_table_whose_rename_is_refused_is_copied_in(config, tmp_path, monkeypatch):
+    """In a sticky folder the rename over another user's file is refused: the finished table was left in a hidden
+    file, and the run ended with 'unexpected PermissionError'."""
+    import os
+
+    table = tmp_path / "table.csv"
+    table.write_text("document,old\n", encoding="utf-8")
+    real_replace = os.replace
+
+    def refused(source, destination):
+        if Path(destination) == table:
+            raise PermissionError(1, "Operation not permitted")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", refused)
+    assert ask_main(["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only",
+                     "--out", str(table)]) == 0
+    assert table.read_text(encoding="utf-8").startswith("document,q1: How many bakers?")
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
 def test_each_doc_stopped_by_sigterm_keeps_the_rows_done(tmp_path):

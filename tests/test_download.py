@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,41 @@ def test_a_model_file_cut_short_is_not_taken_for_one(config, fake_hub, capsys, t
                 or f"{existing} is there but is not a GGUF or GGML model file" in error), error
 
 
+def _gguf_header(*entries: bytes, tensors: int = 0) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, len(entries)) + b"".join(entries)
+
+
+def _key(name: str, kind: int, value: bytes) -> bytes:
+    return struct.pack("<Q", len(name)) + name.encode() + struct.pack("<I", kind) + value
+
+
+@pytest.mark.parametrize("header", [
+    _gguf_header(_key("general.alignment", 4, struct.pack("<I", 0))),  # divided by zero
+    _gguf_header(_key("nested", 9, struct.pack("<IQ", 9, 1) * 5000)),  # recursion 5,000 deep
+    _gguf_header(_key("tokens", 9, struct.pack("<IQ", 4, 2**60))),  # an array running past the end
+], ids=["alignment 0", "nested arrays", "array past the end"])
+def test_a_crafted_model_header_is_one_line_not_a_crash(config, fake_hub, capsys, header):
+    """An alignment of 0, arrays nested 5,000 deep or an array longer than the file: ZeroDivisionError,
+    RecursionError, or 'cut short (49 of its 18,446,744,073,709,551,680 bytes)'."""
+    existing = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
+    existing.parent.mkdir()
+    existing.write_bytes(header)
+    assert main(["--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {existing} is there but is not a GGUF or GGML model file") and fake_hub == []
+
+
+def test_without_the_gguf_package_a_model_file_in_place_is_taken_as_it_is(config, fake_hub, capsys, tiny_gguf,
+                                                                           monkeypatch):
+    """gguf is an extra (llama.cpp's reader): without it the check failed with 'unexpected ModuleNotFoundError'."""
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    existing = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
+    existing.parent.mkdir()
+    existing.write_bytes(tiny_gguf.read_bytes()[:-1])  # cut short, which only the gguf package's sizes can tell
+    assert main(["--config", str(config)]) == 0
+    assert "already present" in capsys.readouterr().out and fake_hub == []
+
+
 @pytest.mark.parametrize("blocking", ["folder", "dangling link"])
 def test_a_folder_or_a_dangling_link_where_the_model_would_go_fails_before_the_hub_is_asked(
         config, fake_hub, capsys, blocking):
@@ -143,6 +179,7 @@ def test_a_models_folder_that_is_a_file_fails_before_the_hub_is_asked(config, fa
     (["--repo", "a/..b", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not 'a/..b'"),
     (["--repo", "..a/b", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not '..a/b'"),
     (["--repo", "ünï/cødé", "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME, not 'ünï/cødé'"),
+    (["--repo", "o/" + "n" * 97, "--file", "x.gguf"], "--repo must name a repository as OWNER/NAME"),
     (["--repo", "a/b", "--file", ".gguf"], "--file must name a .gguf file at the top of the repository, not '.gguf'"),
     (["--repo", "a/b", "--file", "..\\x.gguf"], "--file must name a .gguf file at the top of the repository"),
 ])

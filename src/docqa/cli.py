@@ -50,9 +50,9 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
     except DocqaError as error:
         print(f"error: {shown(advice_for(str(error), args.prog, args.config))}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + stopped.signum if isinstance(stopped, Stopped) else EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stderr.close()
         return 0
@@ -455,45 +455,93 @@ def _check_table_target(out: Path, questions_file: Optional[str]) -> None:
 @contextmanager
 def _table_output(path: Optional[str], fmt: str):
     """stdout, or ``path`` written whole or not at all: the table goes to a new file beside it, renamed over it at
-    the end. Stopped part way (a failure, Ctrl-C, the terminal closed), ``path`` is as it was; when stopped, the
-    rows done so far are kept in NAME.partial.ext (or NAME.partial-2.ext, ...: nothing is written over), since each
-    of them may have taken the model minutes."""
+    the end. Stopped part way (a failure, Ctrl-C, kill, the terminal closed), ``path`` is as it was; when stopped,
+    the rows done so far are kept in NAME.partial.ext (or NAME.partial-2.ext, ...: nothing is written over), since
+    each of them may have taken the model minutes."""
     if path is None:
         yield sys.stdout
         return
     from docqa.batch import open_for_writing
-    from docqa.batch.writers import free_name, table_rows
 
     target = Path(os.path.realpath(path))  # through a symbolic link to the file it names; the link stays
     temporary = _new_file_beside(target)
     if temporary is None:  # a folder that takes no new file, holding a file that can be written: written in place
-        with open_for_writing(target, "w") as handle:
-            yield handle
+        print(f"note: {shown(str(target.parent))} takes no new file, so {shown(path)} is written in place: stopped "
+              "part way, it holds the rows done by then", file=sys.stderr)
+        try:
+            with _stopped_as_interrupt(), open_for_writing(target, "w") as handle:
+                yield handle
+        except KeyboardInterrupt:
+            from docqa.batch.writers import table_rows
+
+            _say_rows_kept(table_rows(target, fmt), f"{shown(path)}, written in place (its earlier table is gone)")
+            raise
         return
     try:
         with _stopped_as_interrupt(), open(temporary, "w", encoding="utf-8", errors="backslashreplace",
                                            newline="") as handle:
             yield handle
     except KeyboardInterrupt:
-        rows = table_rows(temporary, fmt)
-        if rows:
-            partial = free_name(target.with_name(f"{target.stem}.partial{target.suffix}"))
-            os.replace(temporary, partial)
-            print(f"the {rows} row{'s' if rows != 1 else ''} done so far {'are' if rows != 1 else 'is'} in {shown(str(partial))}; "
-                  f"{shown(path)} is as it was", file=sys.stderr)
-        else:
-            _remove_quietly(temporary)
-            print(f"no row was done; {shown(path)} is as it was", file=sys.stderr)
+        _keep_rows_done(temporary, target, fmt, path)
         raise
     except BaseException:
         _remove_quietly(temporary)
         raise
-    os.replace(temporary, target)
+    _put_in_place(temporary, target)
+
+
+def _say_rows_kept(rows: int, where: str) -> None:
+    print(f"the {rows} row{'s' if rows != 1 else ''} done so far {'are' if rows != 1 else 'is'} in {where}",
+          file=sys.stderr)
+
+
+def _keep_rows_done(temporary: Path, target: Path, fmt: str, path: str) -> None:
+    """After an interruption: the rows done so far moved to NAME.partial.ext (a free name), or said to be where
+    they are; the temporary file removed when there is none."""
+    from docqa.batch.writers import free_name, table_rows
+
+    rows = table_rows(temporary, fmt)
+    if not rows:
+        _remove_quietly(temporary)
+        print(f"no row was done; {shown(path)} is as it was", file=sys.stderr)
+        return
+    partial = free_name(target.with_name(f"{target.stem}.partial{target.suffix}"))
+    try:
+        os.replace(temporary, partial)
+    except OSError as error:  # a name too long for the file system, say: the rows stay where they are
+        _say_rows_kept(rows, f"{shown(str(temporary))} ({shown(partial.name)} cannot be made: {error.strerror}); "
+                             f"{shown(path)} is as it was")
+        return
+    _say_rows_kept(rows, f"{shown(str(partial))}; {shown(path)} is as it was")
+
+
+def _put_in_place(temporary: Path, target: Path) -> None:
+    """The finished table renamed over ``target``, with no signal between (it would leave the table in the
+    temporary file); where the folder refuses the rename (a sticky folder, another owner's file), copied in."""
+    import shutil
+    import signal
+
+    signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        try:
+            os.replace(temporary, target)
+            return
+        except OSError:
+            pass
+        try:
+            shutil.copyfile(temporary, target)
+        except OSError as error:
+            raise InputError(f"cannot write the table to {target}: {error.strerror}; it is in {temporary}") from None
+        _remove_quietly(temporary)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
 
 def _new_file_beside(target: Path) -> Optional[Path]:
-    """A new empty file in ``target``'s folder, with ``target``'s permissions (or a new file's); None where the
-    folder takes no new file. Its name is short: one made from a long ``target``'s name could be too long."""
+    """A new empty file in ``target``'s folder, with ``target``'s permissions and, where it may, owner (or a new
+    file's); None where the folder takes no new file. Its name is short: one made from a long ``target``'s name
+    could be too long."""
     import stat
     import tempfile
 
@@ -504,12 +552,17 @@ def _new_file_beside(target: Path) -> Optional[Path]:
         return None
     os.close(descriptor)
     try:
-        mode = stat.S_IMODE(target.stat().st_mode)
+        status = target.stat()
     except OSError:
         umask = os.umask(0)
         os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(name, mode)
+        os.chmod(name, 0o666 & ~umask)
+        return Path(name)
+    try:
+        os.chown(name, status.st_uid, status.st_gid)  # as root, or a group of one's own; else the owner is ours
+    except OSError:
+        pass
+    os.chmod(name, stat.S_IMODE(status.st_mode))
     return Path(name)
 
 
@@ -520,9 +573,18 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as Ctrl-C is, so that clean-up runs; the exit code is 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextmanager
 def _stopped_as_interrupt():
-    """SIGTERM and SIGHUP (the terminal closed) stop the work as Ctrl-C does, so that its clean-up runs."""
+    """SIGTERM and SIGHUP (the terminal closed) stop the work as Ctrl-C does, so that its clean-up runs. A signal
+    ignored when the command started (``nohup``, ``trap '' TERM``) or given its own handler stays as it was."""
     import signal
     import threading
 
@@ -530,10 +592,11 @@ def _stopped_as_interrupt():
         yield
         return
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+    def stop(signum, frame):
+        raise Stopped(signum)
 
-    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(number) is signal.SIG_DFL}
     try:
         yield
     finally:

@@ -73,15 +73,18 @@ def _jsonl_questions(path: Path, text: str) -> list[Question]:
 
 
 def _csv_questions(path: Path, text: str) -> list[Question]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or "question" not in [name.strip() for name in reader.fieldnames]:
-        raise InputError(f"{path}: a CSV batch file needs a header row with a \"question\" column")
-    reader.fieldnames = [name.strip() for name in reader.fieldnames]
-    return [
-        _question_from_fields(row, f"q{number}", f"{path}, row {number}")
-        for number, row in enumerate(reader, 1)
-        if any((value or "").strip() for key, value in row.items() if key is not None)
-    ]
+    from docqa.batch.writers import long_csv_fields
+
+    with long_csv_fields():
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or "question" not in [name.strip() for name in reader.fieldnames]:
+            raise InputError(f"{path}: a CSV batch file needs a header row with a \"question\" column")
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        return [
+            _question_from_fields(row, f"q{number}", f"{path}, row {number}")
+            for number, row in enumerate(reader, 1)
+            if any((value or "").strip() for key, value in row.items() if key is not None)
+        ]
 
 
 # Extension (without the dot) to reader; any other extension is read as plain text.

@@ -13,8 +13,9 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence, TextIO
+from typing import Iterator, NamedTuple, Optional, Sequence, TextIO
 
 from docqa.errors import InputError
 
@@ -22,6 +23,17 @@ CSV_COLUMNS = [
     "id", "question", "doc", "answer", "document", "page", "passage", "sources", "notes",
     "retrieval_s", "generation_s", "tokens", "total_s", "error",
 ]
+
+
+@contextmanager
+def long_csv_fields() -> Iterator[None]:
+    """csv's limit of 128 KiB a field lifted while reading: a question, an answer or a passage may be longer (and
+    a batch writes them whole)."""
+    previous = csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 def extension(path: Path) -> str:
@@ -145,7 +157,8 @@ class CsvRecords(RecordFormat):
         return _csv_line(csv_row(record))
 
     def entries(self, text: str, path: Path) -> tuple[list[Entry], int]:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        with long_csv_fields():
+            rows = list(csv.reader(io.StringIO(text, newline="")))
         if not rows:
             return [], 0
         if rows[0] != CSV_COLUMNS:
@@ -280,7 +293,7 @@ def holds_a_table(path: Path) -> bool:
 
 def table_rows(path: Path, fmt: str) -> int:
     """How many rows (not counting the header) a table in ``path`` holds."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle, long_csv_fields():
         if fmt == "csv":
             return max(sum(1 for _ in csv.reader(handle)) - 1, 0)
         return max(sum(1 for line in handle if line.startswith("|")) - 2, 0)  # a cell's line breaks are collapsed

@@ -57,8 +57,8 @@ GGML_MODEL = ModelFile("TheBloke/Llama-2-7B-Chat-GGML", "llama-2-7b-chat.ggmlv3.
 def _is_repo_id(repo: str) -> bool:
     """The hub's rule for a repository id (huggingface_hub's validate_repo_id), checked here so that a name the hub
     refuses fails at once, before it is asked: ASCII letters, digits, '_', '-' and '.', one '/', each part starting
-    and ending with a letter, digit or '_', no '--' or '..', not ending in '.git'."""
-    part = r"\w(?:[\w.-]*\w)?"
+    and ending with a letter, digit or '_', at most 96 characters each, no '--' or '..', not ending in '.git'."""
+    part = r"\w(?:[\w.-]{0,94}\w)?"  # at most 96 characters each
     return (re.fullmatch(f"{part}/{part}", repo) is not None
             and repo.isascii() and "--" not in repo and ".." not in repo and not repo.endswith(".git"))
 

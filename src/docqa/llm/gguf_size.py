@@ -1,8 +1,8 @@
 """The size a whole GGUF file has, read from its own header: where its last tensor's data ends.
 
 A model file cut short (an interrupted copy) keeps its header, so its first bytes alone pass for a model; comparing
-the file's size with what its header promises tells. Only the header is read (for a 7B model, its vocabulary makes
-most of it: about a tenth of a second), never the weights.
+the file's size with what its header promises tells. Only the header is read, never the weights: its vocabulary
+makes most of it (0.4 s for SmolLM2's, 0.8 s for Qwen2.5's 151,000 tokens on 2 cores).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from docqa.errors import LLMError
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY, _UINT32 = 8, 9, 4
 DEFAULT_ALIGNMENT = 32
+MAX_NESTING = 8  # arrays of arrays: none of the known models nests them at all
 
 
 class _Header:
@@ -37,26 +38,32 @@ class _Header:
         self.at += length
         return bytes(self.data[self.at - length:self.at])
 
-    def skip_value(self, kind: int) -> None:
+    def skip_value(self, kind: int, depth: int = 0) -> None:
         if kind in _FIXED:
             self.at += _FIXED[kind]
         elif kind == _STRING:
             self.string()
-        elif kind == _ARRAY:
+        elif kind == _ARRAY and depth < MAX_NESTING:
             item, count = self.take("IQ")
             if item in _FIXED:
                 self.at += _FIXED[item] * count
             else:
                 for _ in range(count):
-                    self.skip_value(item)
+                    self.skip_value(item, depth + 1)
         else:
-            raise LLMError(f"unknown metadata type {kind}")
+            raise LLMError(f"metadata of unknown type {kind}, or arrays nested over {MAX_NESTING} deep")
+        if self.at > len(self.data):
+            raise struct.error("a value past the end")
 
 
 def gguf_size(path: Path) -> Optional[int]:
     """The bytes a whole GGUF file at ``path`` holds; None where that cannot be told (a GGUF version before 2, a
-    tensor type this gguf package does not know). LLMError where the header itself is cut short or damaged."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    tensor type the gguf package does not know, or no gguf package). LLMError where the header itself is cut short
+    or damaged."""
+    try:
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    except ImportError:  # the gguf package (llama.cpp's own reader) is optional: without it, no size can be told
+        return None
 
     with open(path, "rb") as handle:
         try:
@@ -93,6 +100,8 @@ def gguf_size(path: Path) -> Optional[int]:
                 end = max(end, offset + elements // block * size)
         except struct.error:
             raise LLMError(f"{path}: its header is cut short") from None
+        if alignment == 0:
+            raise LLMError(f"{path}: its header gives an alignment of 0")
         start = -(-header.at // alignment) * alignment  # the tensor data begins at the next multiple of the alignment
         return start + end
     finally:
