@@ -130,15 +130,14 @@ def test_a_crafted_model_header_is_one_line_not_a_crash(config, fake_hub, capsys
     assert error.startswith(f"error: {existing} is there but is not a GGUF or GGML model file") and fake_hub == []
 
 
-def test_without_the_gguf_package_a_model_file_in_place_is_taken_as_it_is(config, fake_hub, capsys, tiny_gguf,
-                                                                           monkeypatch):
-    """gguf is an extra (llama.cpp's reader): without it the check failed with 'unexpected ModuleNotFoundError'."""
-    monkeypatch.setitem(sys.modules, "gguf", None)
-    existing = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf"
-    existing.parent.mkdir()
-    existing.write_bytes(tiny_gguf.read_bytes()[:-1])  # cut short, which only the gguf package's sizes can tell
-    assert main(["--config", str(config)]) == 0
-    assert "already present" in capsys.readouterr().out and fake_hub == []
+def test_the_tensor_sizes_docqa_knows_are_llama_cpp_s():
+    """The table written out in docqa (gguf, llama.cpp's reader, is a test and bench package only) against the
+    gguf package's own."""
+    gguf = pytest.importorskip("gguf")
+    from docqa.llm.gguf_size import _TYPE_SIZES
+
+    theirs = {kind.value: sizes for kind, sizes in gguf.GGML_QUANT_SIZES.items()}
+    assert _TYPE_SIZES == theirs
 
 
 @pytest.mark.parametrize("blocking", ["folder", "dangling link"])

@@ -652,6 +652,8 @@ def test_openai_client_without_streaming(tiny_config):
     # The random-weight model runs to its 12-token cap unless it happens to end itself.
     cut = completion.usage.completion_tokens == 12
     assert completion.choices[0].finish_reason == ("length" if cut else "stop") and completion.usage.completion_tokens > 0
+    # the notes /api/ask gives (it was the only one to): here, whether the answer was cut at the cap
+    assert any("max_new_tokens" in note for note in completion.model_extra["notes"]) == cut
     usage = completion.usage  # the prompt's tokens, docqa's passages included, counted by the model
     assert usage.prompt_tokens > 50 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 

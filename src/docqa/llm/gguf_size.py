@@ -19,6 +19,44 @@ _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY, _UINT32 = 8, 9, 4
 DEFAULT_ALIGNMENT = 32
 MAX_NESTING = 8  # arrays of arrays: none of the known models nests them at all
+# Elements per block and bytes per block of each tensor type, by its number in the file (llama.cpp's ggml.h;
+# the gguf package's GGML_QUANT_SIZES, written out so that checking a download needs no extra package)
+_TYPE_SIZES = {
+    0: (1, 4),  # F32
+    1: (1, 2),  # F16
+    2: (32, 18),  # Q4_0
+    3: (32, 20),  # Q4_1
+    6: (32, 22),  # Q5_0
+    7: (32, 24),  # Q5_1
+    8: (32, 34),  # Q8_0
+    9: (32, 40),  # Q8_1
+    10: (256, 84),  # Q2_K
+    11: (256, 110),  # Q3_K
+    12: (256, 144),  # Q4_K
+    13: (256, 176),  # Q5_K
+    14: (256, 210),  # Q6_K
+    15: (256, 292),  # Q8_K
+    16: (256, 66),  # IQ2_XXS
+    17: (256, 74),  # IQ2_XS
+    18: (256, 98),  # IQ3_XXS
+    19: (256, 50),  # IQ1_S
+    20: (32, 18),  # IQ4_NL
+    21: (256, 110),  # IQ3_S
+    22: (256, 82),  # IQ2_S
+    23: (256, 136),  # IQ4_XS
+    24: (1, 1),  # I8
+    25: (1, 2),  # I16
+    26: (1, 4),  # I32
+    27: (1, 8),  # I64
+    28: (1, 8),  # F64
+    29: (256, 56),  # IQ1_M
+    30: (1, 2),  # BF16
+    34: (256, 54),  # TQ1_0
+    35: (256, 66),  # TQ2_0
+    39: (32, 17),  # MXFP4
+    40: (64, 36),  # NVFP4
+    41: (128, 18),  # Q1_0
+}
 
 
 class _Header:
@@ -58,12 +96,7 @@ class _Header:
 
 def gguf_size(path: Path) -> Optional[int]:
     """The bytes a whole GGUF file at ``path`` holds; None where that cannot be told (a GGUF version before 2, a
-    tensor type the gguf package does not know, or no gguf package). LLMError where the header itself is cut short
-    or damaged."""
-    try:
-        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-    except ImportError:  # the gguf package (llama.cpp's own reader) is optional: without it, no size can be told
-        return None
+    tensor type newer than this module). LLMError where the header itself is cut short or damaged."""
 
     with open(path, "rb") as handle:
         try:
@@ -93,10 +126,9 @@ def gguf_size(path: Path) -> Optional[int]:
                 for _ in range(dimensions):
                     elements *= header.take("Q")
                 kind, offset = header.take("IQ")
-                try:
-                    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
-                except (ValueError, KeyError):
+                if kind not in _TYPE_SIZES:  # a type newer than this table
                     return None
+                block, size = _TYPE_SIZES[kind]
                 end = max(end, offset + elements // block * size)
         except struct.error:
             raise LLMError(f"{path}: its header is cut short") from None

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from docqa.errors import InputError, LLMError
 from docqa.qa import check_arguments
-from docqa.server.api import MAX_QUESTION_CHARS, SSE_HEADERS, check_scope, submit_question
+from docqa.server.api import MAX_QUESTION_CHARS, SSE_HEADERS, check_scope, submit_question, with_index_notes
 from docqa.server.errors import error_body, error_status
 from docqa.server.queue import SHUTTING_DOWN, GenerationQueue, Job, QueueFullError
 from docqa.server.streaming import KEEPALIVE, job_events, sse
@@ -114,8 +114,9 @@ async def chat_completions(body: ChatRequest, request: Request):
     await asyncio.to_thread(check_scope, state.engine, body.doc)
 
     def answer(job: Job, qa) -> None:
+        updating = state.builder.updating()
         result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token)
-        job.emit("answer", result.to_dict())
+        job.emit("answer", with_index_notes(result, updating, state.engine.problem).to_dict())
 
     job = submit_question(request, answer)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -145,6 +146,7 @@ async def chat_completions(body: ChatRequest, request: Request):
                                  "finish_reason": _finish_reason(data)}],
                     "usage": _usage(data),
                     "sources": data["sources"],
+                    "notes": data["notes"],  # as POST /api/ask gives them: cut short, the index being updated, ...
                 }
     raise LLMError("the answer ended without a result")
 
@@ -183,7 +185,8 @@ async def _stream(queue, job: Job, completion_id: str, created: int, model: str,
             status = error_status(job.failure) if job.failure is not None else 502
             yield sse(None, error_body(router.prefix, data["error"], status))
         elif kind == "answer":
-            yield chunk({"content": sources_text(data["sources"])}, _finish_reason(data), sources=data["sources"])
+            yield chunk({"content": sources_text(data["sources"])}, _finish_reason(data), sources=data["sources"],
+                        notes=data["notes"])
             if include_usage:  # as OpenAI sends it: one more chunk, without choices
                 yield sse(None, {"id": completion_id, "object": "chat.completion.chunk", "created": created,
                                  "model": model, "choices": [], "usage": _usage(data)})
