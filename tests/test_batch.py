@@ -514,7 +514,10 @@ def test_each_doc_interrupted_keeps_the_old_table_and_the_rows_done(config, tmp_
     argv = ["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only", "--out", str(table)]
     assert ask_main(argv) == 130
     partial = tmp_path / "table.partial.md"
-    assert f"the 1 row done so far is in {partial}; {table} is as it was" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the 1 row done so far is in {partial}; {table} is as it was" in err
+    assert "| 1/3 [" in err and "answers/min" in err  # one answer per question and document, not 'questions'
+
     assert table.read_text(encoding="utf-8") == "| document | q1: old | q1 page |\n"
     assert [line.split(" | ")[0] for line in partial.read_text(encoding="utf-8").splitlines()] == [
         "| document", "| ---", "| acme-2022.pdf"]

@@ -138,6 +138,9 @@ def test_fields_the_retriever_does_not_have_are_refused(fact_qa, built_fact_inde
             fact_qa.as_retriever(**fields)
     with pytest.raises(InputError, match="has no field 'kk'"):
         DocQARetriever.from_config(built_fact_index.config, kk=1)
+    # given to invoke, as the README says, it is the same InputError (it was Python's TypeError)
+    with pytest.raises(InputError, match="DocQARetriever.invoke takes k= and doc=, not 'search_kwargs'"):
+        fact_qa.as_retriever().invoke("How many people did Alpha employ?", search_kwargs={"k": 1})
 
 
 def test_an_empty_k_or_doc_given_to_invoke_is_refused_not_replaced(fact_qa):

@@ -612,6 +612,24 @@ def test_page_image_highlights_the_passage(client):
     assert columns.min() >= 54 * 1.5 - 5
 
 
+def test_the_highlight_lies_on_the_passage_of_a_page_with_a_crop_box(own_index):
+    """The Manchester United report's pages show a crop box 9 points in from the page's edges: the yellow band sat
+    13 pixels above the sentence and started two characters to its right."""
+    project, settings = own_index
+    report = project.data / "alpha-annual-report.pdf"
+    report.write_bytes(report.read_bytes().replace(b"/MediaBox [0 0 612 792]",
+                                                   b"/MediaBox [0 0 612 792] /CropBox [9 9 603 783]"))
+    with local_client(create_app(settings, retrieval_only=True)) as client:
+        lit = client.get("/api/documents/alpha-annual-report.pdf/pages/2.png", params={"highlight": GUARANTEE})
+    pixels = decode_png(lit.content)
+    assert pixels.shape == (1161, 891, 3)  # the crop box, 594 × 774 points, at 1.5 pixels per point
+    rows, columns = np.nonzero(marked(pixels))
+    assert len(rows) > 2000, "the passage is not highlighted"
+    # the first line, 54 points from the page's top and left edges, is 45 from the crop box's
+    assert 45 * 1.5 - 4 <= rows.min() and rows.max() < 45 * 1.5 + 30
+    assert 45 * 1.5 - 4 <= columns.min() < 45 * 1.5
+
+
 def test_page_image_of_another_page_and_errors(client):
     assert client.get("/api/documents/beta-10k.pdf/pages/3.png", params={"scale": 0.5}).status_code == 200
     missing = client.get("/api/documents/beta-10k.pdf/pages/9.png")

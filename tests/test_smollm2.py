@@ -109,16 +109,30 @@ def test_the_demo_note_reaches_stderr_with_json_and_after_a_batch(sample_project
     # the download it advises goes into this project's models folder, not the checkout's
     assert (f"python download_model.py --config {sample_project.config} and ask with it in place of the demo "
             "(config.yml's llm.model_path") in err
+    # and so does the note the JSON and each batch record carry (it said plain python download_model.py)
+    assert f"python download_model.py --config {sample_project.config} and ask" in json.loads(out)["notes"][-1]
     questions = tmp_path / "questions.txt"
     questions.write_text(SAMPLE_QUESTION + "\n", encoding="utf-8")
     assert ask_main([*config, "--batch", str(questions), "--out", str(tmp_path / "answers.jsonl")]) == 0
     assert "note: these answers came from the tiny demo model" in capsys.readouterr().err
+    record = json.loads((tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert f"--config {sample_project.config}" in record["notes"][-1]
+
+
+def test_the_python_api_takes_the_demo_model_as_the_command_line_does(sample_project):
+    """In Python there was no --model demo: the README's first example ended in ModelNotFoundError."""
+    from docqa import DocQA
+
+    with DocQA.from_config(sample_project.config, model="demo") as qa:
+        answer = qa.ask(SAMPLE_QUESTION)
+    assert FACT in answer.answer and "tiny demo model" in answer.notes[-1]
 
 
 def test_without_the_configured_model_the_error_offers_the_demo(sample_project, capsys):
     assert ask_main(["--config", str(sample_project.config), SAMPLE_QUESTION]) == 2
     err = capsys.readouterr().err
-    assert "download it with: python download_model.py" in err and "--model demo" in err
+    assert "download it with: python download_model.py" in err and "--model demo on the command line" in err
+    assert 'model="demo" in Python' in err  # the same message reaches library users
 
 
 def test_serve_takes_the_demo_model_too(sample_project, monkeypatch):

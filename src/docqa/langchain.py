@@ -101,7 +101,10 @@ class DocQARetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun,
         k: Optional[int] = None,
         doc: Optional[str | list[str]] = None,
+        **unknown: Any,
     ) -> list[Document]:
+        if unknown:  # invoke(q, search_kwargs=...) as the constructor refuses it, not Python's TypeError
+            raise InputError(f"DocQARetriever.invoke takes k= and doc=, not {', '.join(map(repr, sorted(unknown)))}")
         # None falls back to the retriever's own; anything else, 0 or "" too, is checked by DocQA.retrieve.
         sources = self.qa.retrieve(query, k=self.k if k is None else k, doc=self.doc if doc is None else doc)
         return [as_document(source) for source in sources]
@@ -113,10 +116,11 @@ class DocQARetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: Optional[int] = None,
         doc: Optional[str | list[str]] = None,
+        **unknown: Any,
     ) -> list[Document]:
         # The search blocks (ONNX Runtime, FAISS, SQLite): a worker thread keeps the event loop free.
         return await asyncio.to_thread(
-            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, doc=doc
+            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, doc=doc, **unknown
         )
 
 
@@ -137,12 +141,14 @@ class DocQALLM(LLM):
     system_prompt: str = Field(SYSTEM_PROMPT, description="The system message in the chat formats; docqa's prompt.system.")
 
     @classmethod
-    def from_config(cls, path: Path | str | None = None, **fields: Any) -> "DocQALLM":
-        """Load the model a config file names, with its prompt format; no index is opened."""
+    def from_config(cls, path: Path | str | None = None, model: Optional[str] = None, **fields: Any) -> "DocQALLM":
+        """Load the model a config file names, with its prompt format; no index is opened. ``model``: "demo" (the
+        tiny demo model, no download) or a model file's path, in place of the configured one."""
+        from docqa.demo import use_model
         from docqa.llm import create_llm
         from docqa.settings import load_settings
 
-        settings = load_settings(path)
+        settings = use_model(load_settings(path), model)
         fields.setdefault("prompt_format", settings.prompt.format)
         fields.setdefault("system_prompt", settings.prompt.system)
         with advising(settings.own_config):

@@ -18,10 +18,12 @@ def _refresh_seconds() -> float:
 
 
 class Progress:
-    """A tqdm bar on stderr: questions done, questions per minute and the time left."""
+    """A tqdm bar on stderr: questions done (``noun``: or what else is counted), their rate per minute and the time
+    left."""
 
-    def __init__(self, total: int, *, enabled: bool = True, unit: str = "q"):
+    def __init__(self, total: int, *, enabled: bool = True, unit: str = "q", noun: str = "questions"):
         self._bar = None
+        self._noun = noun
         self._started = time.perf_counter()
         self._done = 0
         if enabled and total:
@@ -36,7 +38,7 @@ class Progress:
         self._done += 1
         if self._bar is not None:
             minutes = (time.perf_counter() - self._started) / 60
-            self._bar.set_postfix_str(f"{self._done / minutes:.1f} questions/min" if minutes else "", refresh=False)
+            self._bar.set_postfix_str(f"{self._done / minutes:.1f} {self._noun}/min" if minutes else "", refresh=False)
             self._bar.update(1)
 
     def close(self) -> None:

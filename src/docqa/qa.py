@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.errors import ClosedError, ConfigError, InputError, advising
+from docqa.errors import ClosedError, ConfigError, InputError, advice_for, advising
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import Settings, load_settings
 from docqa.storage import IndexReader, open_reader
@@ -160,8 +160,12 @@ class DocQA:
         self._generation_lock = getattr(llm, "lock", None) or self._generation_lock
 
     @classmethod
-    def from_config(cls, path: Path | str | None = None, **kwargs) -> "DocQA":
-        return cls(load_settings(path), **kwargs)
+    def from_config(cls, path: Path | str | None = None, *, model: Optional[str] = None, **kwargs) -> "DocQA":
+        """The settings of a config file (config.yml without ``path``); ``model``: "demo" (the tiny demo model, no
+        download) or a model file's path, in place of the configured one, as ``--model`` on the command line."""
+        from docqa.demo import use_model
+
+        return cls(use_model(load_settings(path), model), **kwargs)
 
     def _load_llm(self):
         from docqa.llm import create_llm
@@ -353,4 +357,4 @@ class DocQA:
                    else "the context had no more room: raise llm.context_length or lower retrieval.k")
             result.notes.append(f"the answer stopped at its limit of {limit} tokens and may be cut short; {fix}")
         if is_demo(self.settings.llm):
-            result.notes.append(DEMO_NOTE)
+            result.notes.append(advice_for(DEMO_NOTE, "python", self.settings.own_config))  # this config's download

@@ -99,7 +99,8 @@ def run_each_doc(
     writer = table_writer(handle, fmt)
     writer.row(each_doc_header(questions), header=True)
     failed = 0
-    with Progress(len(documents) * len(questions), enabled=progress) as bar:
+    # One answer per question and document: a count of questions would end at len(questions) × the documents
+    with Progress(len(documents) * len(questions), enabled=progress, unit="answer", noun="answers") as bar:
         for row in iter_each_doc(qa, questions, documents, k=k, on_cell=bar.advance):
             failed += sum(1 for cell in row["cells"] if cell["error"])
             writer.row(each_doc_cells(row))

@@ -46,7 +46,8 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
     if not model_path.is_file():
         raise ModelNotFoundError(
             f"model file not found: {model_path}; download it with: {download_command(model_path)} "
-            f'(or answer offline with the tiny demo model: python main.py --model demo "your question")'
+            "(or answer offline with the tiny demo model: --model demo on the command line, model=\"demo\" in "
+            "Python's from_config)"
         )
     model_format = detect_format(model_path)
     backend = _auto_backend(model_format) if settings.backend == "auto" else settings.backend

@@ -46,6 +46,9 @@ def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None
             scale = min(scale, (MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
             pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()[:, :, :3]
             boxes = passage_boxes(page, highlight) if highlight else []
+            # The image shows the crop box, whose corner need not be the page's origin (9 points in on the
+            # Manchester United report); the text's boxes are in the page's own coordinates.
+            crop_left, _, _, crop_top = page.get_cropbox()
         except (pdfium.PdfiumError, MemoryError) as exc:
             raise DocumentError(path, f"page {page_number} cannot be rendered ({type(exc).__name__})") from None
         finally:
@@ -53,9 +56,9 @@ def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None
     if boxes:
         pixels = pixels.astype(np.float32)
         for left, bottom, right, top in boxes:
-            # PDF points from the bottom-left corner to pixels from the top-left, with a point of margin.
-            x0, x1 = int((left - 1) * scale), int((right + 1) * scale) + 1
-            y0, y1 = int((height - top - 1) * scale), int((height - bottom + 1) * scale) + 1
+            # PDF points from the bottom-left corner to pixels from the crop box's top-left, with a point of margin.
+            x0, x1 = int((left - crop_left - 1) * scale), int((right - crop_left + 1) * scale) + 1
+            y0, y1 = int((crop_top - top - 1) * scale), int((crop_top - bottom + 1) * scale) + 1
             pixels[max(y0, 0):y1, max(x0, 0):x1] *= TINT
         pixels = pixels.astype(np.uint8)
     return encode_png(np.ascontiguousarray(pixels))
