@@ -78,6 +78,8 @@ def test_copies_of_an_indexed_file_sorted_before_it_are_noted_against_it(fact_pr
     assert report.notes == ["a-copy.pdf has the same content as beta-10k.pdf; indexed once",
                             "z-copy.pdf has the same content as beta-10k.pdf; indexed once"]
     assert (report.unchanged, report.added, report.renamed) == (2, [], [])
+    # every file of the folder is counted somewhere ('up to date: 2 files unchanged' of 4 said nothing of 2)
+    assert report.summary().startswith("up to date: 2 files unchanged, 2 copies of an indexed file, 0 skipped")
 
 
 def test_bad_files_are_skipped_with_reasons_and_the_rest_is_indexed(fact_project, bad_corpus, tmp_path):

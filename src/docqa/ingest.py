@@ -102,13 +102,16 @@ class BuildReport:
         if not self.documents and not self.changed:
             return (f"nothing indexed: {_count(len(self.skipped), 'file')} skipped, none could be indexed "
                     f"({self.seconds:.1f} s)")
+        # Files that are copies of an indexed one count nowhere else: "4 unchanged" of 5 files said nothing of the fifth
+        copies = len(self.duplicates)
+        copied = f", {copies} {'copy' if copies == 1 else 'copies'} of an indexed file" if copies else ""
         if not self.changed:
-            return (f"up to date: {_count(self.unchanged, 'file')} unchanged, {len(self.skipped)} skipped "
+            return (f"up to date: {_count(self.unchanged, 'file')} unchanged{copied}, {len(self.skipped)} skipped "
                     f"({self.seconds:.1f} s)")
         rate = f"{self.pages / self.seconds:.1f} pages/s, {self.chunks / self.seconds:.1f} chunks/s" if self.seconds else ""
         return (
             f"{_count(self.files, 'file')}: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} renamed, "
-            f"{len(self.removed)} removed, {self.unchanged} unchanged, {len(self.skipped)} skipped; "
+            f"{len(self.removed)} removed, {self.unchanged} unchanged{copied}, {len(self.skipped)} skipped; "
             f"{self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s ({rate})"
         )
 
