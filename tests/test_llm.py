@@ -131,7 +131,8 @@ def test_missing_model_names_path_and_download_command(tmp_path, model_path, com
     message = str(caught.value)
     assert str(tmp_path / model_path) in message
     assert f"download it with: {command} " in message
-    assert message.endswith('python main.py --model demo "your question")')
+    assert message.endswith('(or answer offline with the tiny demo model: --model demo on the command line, '
+                            'model="demo" in Python\'s from_config)')
     assert "\n" not in message
     assert caught.value.exit_code == 2
 
