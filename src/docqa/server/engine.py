@@ -116,7 +116,7 @@ class Engine:
                 self._report(f"the index cannot be opened by this server ({error})", had_one)
                 raise
             if fresh is None and had_one:  # the index folder deleted: keep answering until it is built again
-                self._report(f"the index in {self.settings.path(self.settings.paths.vectorstore)} is gone", had_one)
+                self._report("the index folder (paths.vectorstore) is gone", had_one)  # no server path to clients
                 return
             self.problem = None
             with self._state:
