@@ -205,3 +205,15 @@ assert not {{"torch", "sentence_transformers", "transformers", "openvino"}} & sy
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source_root, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_loading_the_torch_model_draws_no_bar_of_its_own(embedding_models, capfd):
+    """transformers drew a 'Loading weights' bar, which landed in the middle of a first build's progress bar."""
+    from transformers.utils import logging as transformers_logging
+
+    from docqa.embeddings.torch_runtime import load_sentence_transformer
+
+    capfd.readouterr()
+    load_sentence_transformer(resolve_model(settings_for(embedding_models, runtime="torch")))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # the caller's setting, as it was

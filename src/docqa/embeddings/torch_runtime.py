@@ -16,6 +16,12 @@ def load_sentence_transformer(source: ModelSource):
     (offline, the hub client would otherwise retry for over a minute, warning at every try)."""
     offline = read_offline(source)  # before importing torch, which takes seconds
     sentence_transformers = import_optional("sentence_transformers", "'docqa[export]'")
+    from transformers.utils import logging as transformers_logging
+
+    # transformers draws a bar of its own for the weights it reads (a fraction of a second here), which landed in
+    # the middle of a build's bar; the caller's setting is put back afterwards
+    bars = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
     try:
         # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
         return sentence_transformers.SentenceTransformer(source.location, device="cpu", local_files_only=offline)
@@ -23,6 +29,9 @@ def load_sentence_transformer(source: ModelSource):
         raise ModelNotFoundError(
             f"cannot load embedding model '{source.name}' from {source.location}: {error}".splitlines()[0]
         ) from None
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 class TorchEmbedder(Embedder):
