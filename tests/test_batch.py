@@ -532,7 +532,7 @@ def test_each_doc_interrupted_keeps_the_old_table_and_the_rows_done(config, tmp_
     # Stopped before a row was done: nothing to keep, and no file says otherwise
     asked[:] = ["done"]
     assert ask_main(argv) == 130
-    assert f"no row was done; {table} is as it was" in capsys.readouterr().err
+    assert f"no document's row was finished; {table} is as it was" in capsys.readouterr().err
     assert not (tmp_path / "table.partial-5.md").exists()
     assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []  # no file left behind
 
@@ -681,6 +681,24 @@ def test_a_table_whose_rename_is_refused_is_copied_in(config, tmp_path, monkeypa
                      "--out", str(table)]) == 0
     assert table.read_text(encoding="utf-8").startswith("document,q1: How many bakers?")
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_the_final_rename_puts_back_the_signals_the_caller_had_blocked(tmp_path):
+    """Signals are held during the rename; afterwards every signal was unblocked, those a thread of the caller's
+    had blocked itself too."""
+    import signal
+
+    from docqa.cli import _table_output
+
+    mine = {signal.SIGINT, signal.SIGUSR1}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, mine)
+    try:
+        with _table_output(str(tmp_path / "table.csv"), "csv") as handle:
+            handle.write("document,q1,q1 page\na.pdf,yes,1\n")
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before | mine
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    assert (tmp_path / "table.csv").read_text(encoding="utf-8").endswith("a.pdf,yes,1\n")
 
 
 def test_each_doc_stopped_by_sigterm_keeps_the_rows_done(tmp_path):

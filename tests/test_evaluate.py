@@ -234,7 +234,7 @@ def test_cli_refuses_to_write_details_over_the_gold_file_or_count_with_a_model_i
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(hard_link)]) == 2
     assert "--details must not be the gold file" in capsys.readouterr().err and gold_file.read_bytes() == before
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--model", str(tmp_path / "nope.gguf")]) == 2
-    assert f"--model {tmp_path / 'nope.gguf'}: no such file" in capsys.readouterr().err
+    assert f"no such model file: {tmp_path / 'nope.gguf'}" in capsys.readouterr().err
     text = tmp_path / "notes.gguf"
     text.write_text("not a model", encoding="utf-8")
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--model", str(text)]) == 2

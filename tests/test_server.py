@@ -534,6 +534,7 @@ def test_a_broken_index_and_a_page_that_cannot_be_drawn_are_said_not_500(own_ind
         (folder / generation).rename(project.root / "moved-away")
         health = client.get("/api/health").json()
         assert health["status"] == "degraded" and "holds no index" in health["problem"], health
+        assert str(project.root) not in health["problem"]  # the project's paths as the project names them
         answer = parse_events(client.post("/api/ask", json={"question": QUESTION, "retrieval_only": True}).text)[-1][1]
         assert answer["sources"] and any("holds no index" in note for note in answer["notes"])
 
@@ -628,6 +629,30 @@ def test_the_highlight_lies_on_the_passage_of_a_page_with_a_crop_box(own_index):
     # the first line, 54 points from the page's top and left edges, is 45 from the crop box's
     assert 45 * 1.5 - 4 <= rows.min() and rows.max() < 45 * 1.5 + 30
     assert 45 * 1.5 - 4 <= columns.min() < 45 * 1.5
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_the_highlight_follows_a_turned_page(tmp_path, rotation):
+    """A page with /Rotate: the image was turned, the yellow band was not, and covered none of the sentence."""
+    import pypdfium2 as pdfium
+
+    from docqa.server.pages import render_page
+
+    sentence = "The board declared a quarterly dividend of 42 cents per share."
+    flat = write_pdf(tmp_path / "flat.pdf", [sentence])
+    document = pdfium.PdfDocument(flat)
+    document[0].set_rotation(rotation)
+    document.save(tmp_path / "turned.pdf")
+    document.close()
+    plain = decode_png(render_page(tmp_path / "turned.pdf", 1))
+    lit = decode_png(render_page(tmp_path / "turned.pdf", 1, highlight=sentence))
+    text_rows, text_columns = np.nonzero(plain.max(axis=2) < 100)  # the sentence, wherever the turn put it
+    band_rows, band_columns = np.nonzero(marked(lit))
+    assert len(text_rows) > 500 and len(band_rows) > 2000, "the passage is not highlighted"
+    # the band around the sentence: over it, and at most a few pixels (a point and rounding) beyond it
+    for text, band in ((text_rows, band_rows), (text_columns, band_columns)):
+        assert band.min() <= text.min() and text.max() <= band.max(), (rotation, text.min(), text.max(), band.min(), band.max())
+        assert text.min() - band.min() <= 6 and band.max() - text.max() <= 6
 
 
 def test_page_image_of_another_page_and_errors(client):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from docqa.cli import ask_main
+from docqa.errors import InputError, ModelNotFoundError
 from docqa.settings import SYSTEM_PROMPT
 from tests.support.sample import SAMPLE_QUESTION, write_sample
 from tests.fixtures_project import Project
@@ -123,9 +124,14 @@ def test_the_python_api_takes_the_demo_model_as_the_command_line_does(sample_pro
     """In Python there was no --model demo: the README's first example ended in ModelNotFoundError."""
     from docqa import DocQA
 
-    with DocQA.from_config(sample_project.config, model="demo") as qa:
+    with DocQA.from_config(sample_project.config, model="Demo") as qa:  # as --model takes it, any case
         answer = qa.ask(SAMPLE_QUESTION)
     assert FACT in answer.answer and "tiny demo model" in answer.notes[-1]
+    # a model= that names nothing says so (it advised downloading the configured model, which would not help)
+    with pytest.raises(ModelNotFoundError, match=r'no such model file: .*nowhere\.gguf \("demo" names the tiny'):
+        DocQA.from_config(sample_project.config, model="nowhere.gguf")
+    with pytest.raises(InputError, match="model must be \"demo\" or a model file's path, not ''"):
+        DocQA.from_config(sample_project.config, model="")  # it fell back to the configured model
 
 
 def test_without_the_configured_model_the_error_offers_the_demo(sample_project, capsys):

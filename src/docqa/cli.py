@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from docqa.errors import DocqaError, InputError, ModelNotFoundError, advice_for
+from docqa.errors import DocqaError, InputError, advice_for
 
 EXIT_NO_ANSWER = 1
 EXIT_UNEXPECTED = 1
@@ -503,7 +503,7 @@ def _keep_rows_done(temporary: Path, target: Path, fmt: str, path: str) -> None:
     rows = table_rows(temporary, fmt)
     if not rows:
         _remove_quietly(temporary)
-        print(f"no row was done; {shown(path)} is as it was", file=sys.stderr)
+        print(f"no document's row was finished; {shown(path)} is as it was", file=sys.stderr)
         return
     partial = free_name(target.with_name(f"{target.stem}.partial{target.suffix}"))
     try:
@@ -521,8 +521,7 @@ def _put_in_place(temporary: Path, target: Path) -> None:
     import shutil
     import signal
 
-    signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         try:
             os.replace(temporary, target)
@@ -535,7 +534,7 @@ def _put_in_place(temporary: Path, target: Path) -> None:
             raise InputError(f"cannot write the table to {target}: {error.strerror}; it is in {temporary}") from None
         _remove_quietly(temporary)
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # as the caller had it (a thread may block some itself)
 
 
 def _new_file_beside(target: Path) -> Optional[Path]:
@@ -627,10 +626,8 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
     questions = read_gold(args.gold)  # a bad gold file fails before any model loads
     settings = _settings(args)
     count_tokens = llm_token_counter(settings)
-    if args.model and count_tokens is None:  # asked for by name: not quietly replaced by an estimate
+    if args.model and count_tokens is None:  # asked for by name (a missing file is refused before): no estimate
         model = settings.llm.model_path
-        if not model.is_file():
-            raise ModelNotFoundError(f"--model {model}: no such file")
         raise InputError(f"--model {model}: evaluate counts tokens with a GGUF model's tokenizer (llama-cpp), "
                          "and this file gives none")
     if args.details:  # before the index loads, so that a path that cannot be written fails at once

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from docqa.errors import MissingDependencyError, ModelNotFoundError
+from docqa.errors import InputError, MissingDependencyError, ModelNotFoundError
 from docqa.llm.catalog import GGUF_DOWNLOAD_COMMAND
 from docqa.settings import LLM as LLMSettings, Settings
 
@@ -45,14 +45,18 @@ def use_model(settings: Settings, model: str | None) -> Settings:
     The demo model answers in its own chat template (``prompt.format: gguf``): with the card's plain
     template SmolLM2 misses the sample's fact, and in Llama-2's [INST] format it never ends its turn.
     """
-    if not model:
+    if model is None:
         return settings
+    if not isinstance(model, (str, Path)) or not str(model).strip():
+        raise InputError(f"model must be \"demo\" or a model file's path, not {model!r}")
     chosen = settings.model_copy(deep=True)
-    if model == DEMO:
+    if str(model).lower() == DEMO:
         chosen.llm.model_path = demo_model_path()
         chosen.prompt.format = "gguf"
-    else:
-        chosen.llm.model_path = Path(model).expanduser().resolve()
+        return chosen
+    chosen.llm.model_path = Path(model).expanduser().resolve()
+    if not chosen.llm.model_path.is_file():  # not the configured model: downloading that one would not help
+        raise ModelNotFoundError(f"no such model file: {chosen.llm.model_path} (\"demo\" names the tiny demo model)")
     return chosen
 
 

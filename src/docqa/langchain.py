@@ -141,7 +141,7 @@ class DocQALLM(LLM):
     system_prompt: str = Field(SYSTEM_PROMPT, description="The system message in the chat formats; docqa's prompt.system.")
 
     @classmethod
-    def from_config(cls, path: Path | str | None = None, model: Optional[str] = None, **fields: Any) -> "DocQALLM":
+    def from_config(cls, path: Path | str | None = None, *, model: Optional[str] = None, **fields: Any) -> "DocQALLM":
         """Load the model a config file names, with its prompt format; no index is opened. ``model``: "demo" (the
         tiny demo model, no download) or a model file's path, in place of the configured one."""
         from docqa.demo import use_model

@@ -10,6 +10,7 @@ by another process (``python db_build.py`` while the server runs) is seen the sa
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -126,6 +127,8 @@ class Engine:
             self._retire(old)
 
     def _report(self, what: str, had_one: bool) -> None:
+        # Said to every client: paths inside the project as the project names them, not the server's own
+        what = what.replace(f"{self.settings.root}{os.sep}", "")
         problem = what + ("; these answers come from the index as it was before" if had_one else "")
         if "settings changed" in what:  # the server runs with the settings it was started with
             problem += ". If config.yml was changed for that build, restart the server to use it"

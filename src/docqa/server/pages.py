@@ -45,23 +45,38 @@ def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None
             # A page box of absurd size (a damaged or hostile file) is drawn smaller rather than filling the memory
             scale = min(scale, (MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
             pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()[:, :, :3]
-            boxes = passage_boxes(page, highlight) if highlight else []
-            # The image shows the crop box, whose corner need not be the page's origin (9 points in on the
-            # Manchester United report); the text's boxes are in the page's own coordinates.
-            crop_left, _, _, crop_top = page.get_cropbox()
+            # The text's boxes are in the page's own coordinates; the image shows its crop box (whose corner need
+            # not be the origin: 9 points in on the Manchester United report), turned by its /Rotate. PDFium maps
+            # one to the other as it drew the image.
+            boxes = [_on_image(page, box, pixels.shape[1], pixels.shape[0])
+                     for box in passage_boxes(page, highlight)] if highlight else []
         except (pdfium.PdfiumError, MemoryError) as exc:
             raise DocumentError(path, f"page {page_number} cannot be rendered ({type(exc).__name__})") from None
         finally:
             page.close()
     if boxes:
         pixels = pixels.astype(np.float32)
-        for left, bottom, right, top in boxes:
-            # PDF points from the bottom-left corner to pixels from the crop box's top-left, with a point of margin.
-            x0, x1 = int((left - crop_left - 1) * scale), int((right - crop_left + 1) * scale) + 1
-            y0, y1 = int((crop_top - top - 1) * scale), int((crop_top - bottom + 1) * scale) + 1
-            pixels[max(y0, 0):y1, max(x0, 0):x1] *= TINT
+        margin = max(int(scale), 1)  # about a point around the text
+        for x0, y0, x1, y1 in boxes:
+            pixels[max(y0 - margin, 0):y1 + margin + 1, max(x0 - margin, 0):x1 + margin + 1] *= TINT
         pixels = pixels.astype(np.uint8)
     return encode_png(np.ascontiguousarray(pixels))
+
+
+def _on_image(page, box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
+    """A box in page coordinates (left, bottom, right, top) as pixels (x0, y0, x1, y1) of the page's image."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    left, bottom, right, top = box
+    xs, ys = [], []
+    for x, y in ((left, bottom), (right, top)):
+        device_x, device_y = ctypes.c_int(), ctypes.c_int()
+        pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, device_x, device_y)
+        xs.append(device_x.value)
+        ys.append(device_y.value)
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def passage_boxes(page, passage: str) -> list[tuple[float, float, float, float]]:
