@@ -478,8 +478,7 @@ def _table_output(path: Optional[str], fmt: str):
             raise
         return
     try:
-        with _stopped_as_interrupt(), open(temporary, "w", encoding="utf-8", errors="backslashreplace",
-                                           newline="") as handle:
+        with _stopped_as_interrupt(), open_for_writing(temporary, "w") as handle:
             yield handle
     except KeyboardInterrupt:
         _keep_rows_done(temporary, target, fmt, path)
