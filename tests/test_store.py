@@ -1,10 +1,16 @@
+import os
 import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from docqa.chunking import Chunk
 from docqa.errors import BuildLockedError, IndexNotFoundError, StoreError
 from docqa.store import Store, StoreWriter
+from tests.support.commands import ROOT
+from tests.support.read_only import read_only, skip_if_not_mounted, writable_again
 
 FINGERPRINT = {"embedding_model": "m", "chunk_size": 500}
 
@@ -179,9 +185,6 @@ def test_a_rebuild_is_invisible_until_it_is_published_whole(folder, built):
 
 
 def test_a_rebuild_that_stops_before_publishing_leaves_the_old_index_and_its_leftover_goes(folder, built):
-    import subprocess
-    import sys
-
     script = (
         "import os, signal, sys\n"
         "import numpy as np\n"
@@ -294,11 +297,6 @@ def test_many_threads_share_one_store(folder, built):
 
 
 def test_a_read_only_index_folder_can_be_queried(folder, built):
-    import os
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
     script = (
         "import sys\n"
@@ -307,25 +305,57 @@ def test_a_read_only_index_folder_can_be_queried(folder, built):
         "with Store(Path(sys.argv[1]), {'embedding_model': 'm', 'chunk_size': 500}) as store:\n"
         "    print([d.name for d in store.documents()], store.vectors.count, store.lexical_search('\"guarantee\"', 5))\n"
     )
-    command = [sys.executable, "-c", script, str(folder)]
-    if os.geteuid() == 0:  # root ignores file modes: the folder is mounted read-only in a namespace of its own
-        if not shutil.which("unshare"):
-            pytest.skip("needs unshare to make a read-only folder as root")
-        command = ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder), *command]
-    modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")]}
     try:
-        for path in modes:
-            path.chmod(0o555 if path.is_dir() else 0o444)
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+        result = subprocess.run(read_only(folder, [sys.executable, "-c", script, str(folder)]), capture_output=True,
+                                text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     finally:
-        for path, mode in modes.items():
-            path.chmod(mode)
-    if "mount" in result.stderr and result.returncode != 0 and "docqa" not in result.stderr:
-        pytest.skip(f"cannot mount read-only here: {result.stderr.strip()}")
+        writable_again(folder)
+    skip_if_not_mounted(result.returncode, result.stderr)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("['a.pdf', 'sub/b.pdf'] 4 [(2, "), result.stdout  # chunk 2 holds "guarantee"
 
+
+
+def test_a_reader_of_a_read_only_index_folder_sees_the_owner_s_builds(folder, built):
+    """A server run by a user who may only read the index folder: the owner's ``python db_build.py`` moves the index
+    on, and the reader's look (``Store.is_current``) must see it, reading the folder as the store opens it (it
+    answered 'current' forever). Root ignores file modes, so the reader runs in a namespace where the folder is
+    mounted read-only, while this process, outside it, builds."""
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from docqa.store import Store\n"
+        "folder = Path(sys.argv[1])\n"
+        "store = Store(folder)\n"
+        "print('before', store.is_current(), flush=True)\n"
+        "sys.stdin.readline()\n"
+        "print('after', store.is_current(), flush=True)\n"
+        "with Store(folder) as again:\n"
+        "    print('reopened', [d.name for d in again.documents()], flush=True)\n"
+    )
+    reader = subprocess.Popen(read_only(folder, [sys.executable, "-c", script, str(folder)]), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        first = reader.stdout.readline()
+        if not first:
+            reader.wait(timeout=120)
+            error = reader.stderr.read()
+            skip_if_not_mounted(reader.returncode, error)
+            raise AssertionError(error)
+        assert first == "before True\n"
+        writable_again(folder)  # the owner writes (the mount is read-only for the reader alone)
+        with StoreWriter(folder, FINGERPRINT) as writer:
+            add(writer, "c.pdf", ["a third document"], 3)
+            writer.commit()
+        out, err = reader.communicate("\n", timeout=120)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+        writable_again(folder)
+    assert reader.returncode == 0, err
+    assert out.splitlines() == ["after False", "reopened ['a.pdf', 'c.pdf', 'sub/b.pdf']"], out
 
 def test_folders_in_the_index_folder_that_docqa_did_not_write_are_never_deleted(folder, built):
     """A build removed every store-* folder but the live one: with paths.vectorstore pointed at the data folder

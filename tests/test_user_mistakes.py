@@ -12,25 +12,13 @@ import pytest
 from docqa.cli import ask_main, build_main
 from tests.support.commands import QUESTION, ROOT, run
 from tests.support.pdfs import write_pdf
-
+from tests.support.read_only import read_only, skip_if_not_mounted, writable_again
 
 
 def one_line_error(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "unexpected" not in err and "Traceback" not in err, err
     return lines[0]
-
-
-def read_only(folder: Path, command: list[str]) -> list[str]:
-    """``command`` run with ``folder`` read-only: root ignores file modes, so there it is mounted read-only in a
-    mount namespace of its own; anyone else gets the folder's write permission taken away."""
-    if os.geteuid() != 0:
-        for path in [folder, *folder.rglob("*")]:
-            path.chmod(path.stat().st_mode & 0o555)
-        return command
-    if not shutil.which("unshare"):
-        pytest.skip("needs unshare to make a read-only folder as root")
-    return ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(folder), *command]
 
 
 def run_script(script: str, *argv: str, env: dict | None = None, command=None) -> subprocess.CompletedProcess:
@@ -72,10 +60,8 @@ def test_a_read_only_vectorstore_at_build_is_named_and_can_still_be_queried(fact
         asked = run_script("main.py", *fact_project.args("--retrieval-only", "--k", "1", QUESTION),
                            command=lambda c: read_only(folder, c))
     finally:
-        for path in [folder, *folder.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-    if built.returncode != 0 and "mount" in built.stderr and "error:" not in built.stderr:
-        pytest.skip(f"cannot mount read-only here: {built.stderr.strip()}")
+        writable_again(folder)
+    skip_if_not_mounted(built.returncode, built.stderr)
     assert built.returncode == 2, built.stderr
     assert f"cannot write to the index folder {folder}" in one_line_error(built.stderr)
     assert asked.returncode == 0, asked.stderr
