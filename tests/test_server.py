@@ -655,6 +655,43 @@ def test_the_highlight_follows_a_turned_page(tmp_path, rotation):
         assert text.min() - band.min() <= 6 and band.max() - text.max() <= 6
 
 
+
+def test_page_images_rendered_at_once_in_several_threads_are_each_right(tmp_path):
+    """The server renders pages in a pool of threads, and PDFium is not thread-safe: two renders at once broke every
+    later render of the process ("Failed to load page", then "Data format error") and drew wrong images."""
+    import hashlib
+
+    from docqa.documents import read_pages
+    from docqa.server.pages import render_page
+
+    pages = [f"Page {n} of the report. The board declared a dividend of {n} cents per share." for n in range(1, 7)]
+    pdf = write_pdf(tmp_path / "report.pdf", pages)
+    expected = {n: hashlib.sha256(render_page(pdf, n, highlight=pages[n - 1])).hexdigest() for n in range(1, 7)}
+    failures: list[str] = []
+
+    def render(n: int) -> None:
+        for _ in range(6):
+            try:
+                if hashlib.sha256(render_page(pdf, n, highlight=pages[n - 1])).hexdigest() != expected[n]:
+                    failures.append(f"page {n}: another image")
+            except Exception as error:  # noqa: BLE001 - every failure is collected and shown
+                failures.append(f"page {n}: {error!r}")
+
+    def extract() -> None:  # text extraction (a build in this process) uses PDFium too
+        for _ in range(6):
+            try:
+                assert [page.text for page in read_pages(pdf)] == pages
+            except Exception as error:  # noqa: BLE001
+                failures.append(f"text: {error!r}")
+
+    threads = [threading.Thread(target=render, args=(n,)) for n in range(1, 7)] + [threading.Thread(target=extract)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert hashlib.sha256(render_page(pdf, 1, highlight=pages[0])).hexdigest() == expected[1]
+
 def test_page_image_of_another_page_and_errors(client):
     assert client.get("/api/documents/beta-10k.pdf/pages/3.png", params={"scale": 0.5}).status_code == 200
     missing = client.get("/api/documents/beta-10k.pdf/pages/9.png")

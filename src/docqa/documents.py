@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +25,10 @@ _PADDING = b"\x00 \t\r\n\x0c"
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 # pypdf writes a table cell per line with blank lines between; they only waste chunk space.
 _BLANK_LINE_RUNS = re.compile(r"\n{3,}")
+
+# PDFium is not thread-safe: one call into it at a time in a process, whatever the document (two page images
+# rendered at once by the web app's threads broke every later render with "Data format error").
+PDFIUM = threading.RLock()
 
 NEEDS_PASSWORD = "encrypted with a password; decrypt it first (e.g. qpdf --decrypt --password=... in.pdf out.pdf)"
 DAMAGED = "damaged PDF: its structure cannot be parsed"
@@ -158,7 +163,7 @@ def page_count(path: Path | str) -> int:
     import pypdfium2 as pdfium
 
     try:
-        with pdfium.PdfDocument(path) as document:
+        with PDFIUM, pdfium.PdfDocument(path) as document:
             return len(document)
     except (pdfium.PdfiumError, OSError):
         return 0
@@ -204,28 +209,34 @@ def _pdfium_texts(path: Path) -> Iterator[str]:
     import pypdfium2 as pdfium
 
     try:
-        document = pdfium.PdfDocument(path)
+        with PDFIUM:
+            document = pdfium.PdfDocument(path)
+            pages = len(document)
     except pdfium.PdfiumError as exc:
         # PDFium refuses a document without pages but sets no error for it: the code is then an earlier file's.
         reason = "the PDF has no pages" if _without_pages(path) else _pdfium_reason(exc.err_code)
         raise DocumentError(path, reason) from None
     except OSError as exc:
         raise DocumentError(path, _os_reason(exc)) from None
-    with document:
-        for index in range(len(document)):
+    try:
+        for index in range(pages):  # the lock is taken page by page: the caller does other work between pages
             yield _guarded(path, index, lambda: _pdfium_page_text(document, index))
+    finally:
+        with PDFIUM:
+            document.close()
 
 
 def _pdfium_page_text(document, index: int) -> str:
-    page = document[index]
-    try:
-        text_page = page.get_textpage()
+    with PDFIUM:
+        page = document[index]
         try:
-            return text_page.get_text_range()
+            text_page = page.get_textpage()
+            try:
+                return text_page.get_text_range()
+            finally:
+                text_page.close()
         finally:
-            text_page.close()
-    finally:
-        page.close()
+            page.close()
 
 
 def _without_pages(path: Path) -> bool:

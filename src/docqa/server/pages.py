@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from docqa.documents import PDFIUM
 from docqa.errors import DocumentError, InputError
 
 MIN_LINE_CHARS = 12  # shorter lines of a passage are too common to be found on their own
@@ -25,10 +26,23 @@ MAX_PIXELS = 40_000_000  # a US Letter page at scale 4 is 2,448 × 3,168 = 7.8 m
 
 def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None, scale: float = 1.5) -> bytes:
     """PNG bytes of page ``page_number`` (1-based) of the PDF at ``path``; ``highlight``: a passage to mark."""
-    import pypdfium2 as pdfium
-
     if not 0.25 <= scale <= MAX_SCALE:
         raise InputError(f"scale must be between 0.25 and {MAX_SCALE}")
+    with PDFIUM:  # one render at a time: the server renders in several threads
+        pixels, boxes = _rendered(path, page_number, highlight, scale)
+    if boxes:
+        pixels = pixels.astype(np.float32)
+        margin = max(int(scale), 1)  # about a point around the text
+        for x0, y0, x1, y1 in boxes:
+            pixels[max(y0 - margin, 0):y1 + margin + 1, max(x0 - margin, 0):x1 + margin + 1] *= TINT
+        pixels = pixels.astype(np.uint8)
+    return encode_png(np.ascontiguousarray(pixels))
+
+
+def _rendered(path: Path, page_number: int, highlight: Optional[str], scale: float) -> tuple[np.ndarray, list]:
+    """The page's pixels (RGB) and the passage's boxes on them, with every PDFium object closed before returning."""
+    import pypdfium2 as pdfium
+
     try:
         document = pdfium.PdfDocument(path)
     except (pdfium.PdfiumError, OSError) as exc:
@@ -44,7 +58,11 @@ def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None
             width, height = page.get_size()
             # A page box of absurd size (a damaged or hostile file) is drawn smaller rather than filling the memory
             scale = min(scale, (MAX_PIXELS / max(width * height, 1.0)) ** 0.5)
-            pixels = page.render(scale=scale, rev_byteorder=True).to_numpy()[:, :, :3]
+            bitmap = page.render(scale=scale, rev_byteorder=True)
+            try:
+                pixels = bitmap.to_numpy()[:, :, :3].copy()  # the bitmap's memory is PDFium's
+            finally:
+                bitmap.close()
             # The text's boxes are in the page's own coordinates; the image shows its crop box (whose corner need
             # not be the origin: 9 points in on the Manchester United report), turned by its /Rotate. PDFium maps
             # one to the other as it drew the image.
@@ -54,13 +72,7 @@ def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None
             raise DocumentError(path, f"page {page_number} cannot be rendered ({type(exc).__name__})") from None
         finally:
             page.close()
-    if boxes:
-        pixels = pixels.astype(np.float32)
-        margin = max(int(scale), 1)  # about a point around the text
-        for x0, y0, x1, y1 in boxes:
-            pixels[max(y0 - margin, 0):y1 + margin + 1, max(x0 - margin, 0):x1 + margin + 1] *= TINT
-        pixels = pixels.astype(np.uint8)
-    return encode_png(np.ascontiguousarray(pixels))
+    return pixels, boxes
 
 
 def _on_image(page, box: tuple[float, float, float, float], width: int, height: int) -> tuple[int, int, int, int]:
