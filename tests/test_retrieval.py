@@ -338,21 +338,70 @@ def scored(document: str, page: int, text: str, chunk_id: int, score: float) -> 
 
 
 def test_a_passage_takes_in_the_adjacent_chunk_of_its_page_that_scores_nearly_as_high():
-    caption = scored("a.pdf", 94, "The average monthly number of employees was as follows:\nCommercial", 7, 0.0325)
-    figures = scored("a.pdf", 94, "Commercial 151 131\nAverage monthly number of employees 1,035 983", 8, 0.0320)
+    caption = scored("a.pdf", 94, "The average monthly number of employees was as follows:\n2022 2021", 7, 0.0325)
+    figures = scored("a.pdf", 94, "2022 2021\nCommercial 151 131\nAverage monthly number of employees 1,035 983", 8, 0.0320)
     far = scored("a.pdf", 94, "Share ownership of the directors", 12, 0.0319)  # same page, not adjacent
     weak = scored("a.pdf", 95, "Voting power", 21, 0.0300)
     neighbour = scored("a.pdf", 95, "of the Class B shares", 22, 0.0100)  # adjacent, but far lower
     candidates = [caption, figures, far, weak, neighbour]
     taken = diverse(candidates, 2, max_per_page=1)
     joined = with_runner_ups(taken, candidates, budget=1000, first=2)
-    assert joined[0].chunk.text == ("The average monthly number of employees was as follows:\nCommercial 151 131\n"
-                                    "Average monthly number of employees 1,035 983")
+    assert joined[0].chunk.text == ("The average monthly number of employees was as follows:\n2022 2021\n"
+                                    "Commercial 151 131\nAverage monthly number of employees 1,035 983")
     assert (joined[0].chunk.id, joined[0].score) == (7, 0.0325)
     assert joined[1] == weak
     assert with_runner_ups(taken, candidates, budget=100, first=2) == taken  # no room left in the prompt
     assert with_runner_ups(taken, candidates, budget=1000, first=0) == taken  # beyond the prompt's passages
     assert join_overlapping("abc def", "xyz") == "abc def\nxyz"
+
+
+
+def test_joined_chunks_read_as_the_page_does():
+    """Consecutive chunks joined into one passage give the page's text between them, each word and figure once and
+    whole: an end and a start that only looked alike were merged ("We offset" + "the value" read "We offsethe
+    value", "3,642" + "239,066" read "3,64239,066")."""
+    import random
+
+    from docqa.chunking import Chunker
+
+    rng = random.Random(7)
+    words = ("the value offset revenue of group total net income million operating lease liabilities cash flow "
+             "matchday broadcasting commercial sponsorship employees average were as follows").split()
+
+    def word() -> str:  # words and figures, so that chunks end and start with the same letters and digits
+        return rng.choice(words) if rng.random() < 0.7 else rng.choice(["{:,}", "({:,})", "{}.5"]).format(rng.randint(1, 999_999))
+
+    # lines of a table or of prose, and every seventh longer than a chunk, which is cut between words (two such lines
+    # in a row, the first ending with the words that start the second, would be merged: a rare coincidence)
+    page = "\n".join(" ".join(word() for _ in range(120 if n % 7 == 3 else rng.randint(1, 16))) for n in range(400))
+    for size, overlap in ((500, 50), (200, 30)):
+        chunks = [piece.page_content for piece in Chunker(size, overlap)._splitter.create_documents([page])]
+        assert len(chunks) > 20
+        # each pair joined as a passage is joined; what the second chunk adds follows the first
+        text = chunks[0] + "".join(join_overlapping(a, b)[len(a):] for a, b in zip(chunks, chunks[1:]))
+        assert text.split() == page.split()
+    assert join_overlapping("net income was 12", "25 million") == "net income was 12\n25 million"
+    assert join_overlapping("Revenue\nTotal 2022", "2022 239,066\nNet") == "Revenue\nTotal 2022\n2022 239,066\nNet"
+    assert join_overlapping("grew in the year", "the year ended 30 June") == "grew in the year ended 30 June"
+
+
+MANU_REPORT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "manu-20f-2022-09-24.pdf"
+
+
+@pytest.mark.skipif(not MANU_REPORT.is_file(), reason="needs ../shared/corpus/manu-20f-2022-09-24.pdf")
+def test_every_pair_of_chunks_of_a_real_report_joins_as_its_page_reads():
+    """On the Manchester United report, 26 of the 1,343 pairs of consecutive chunks of a page were merged on a
+    coincidence ("3,642" + "239,066" read "3,64239,066")."""
+    from docqa.chunking import Chunker
+    from docqa.documents import read_pages
+
+    splitter, pairs = Chunker()._splitter, 0
+    for page in read_pages(MANU_REPORT):
+        chunks = [piece.page_content for piece in splitter.create_documents([page.text]) if piece.page_content.strip()]
+        text = chunks[0] + "".join(join_overlapping(a, b)[len(a):] for a, b in zip(chunks, chunks[1:]))
+        assert text.split() == page.text.split(), page.page_index
+        pairs += len(chunks) - 1
+    assert pairs > 1000
 
 
 def test_the_best_passage_continues_into_the_next_chunk_of_its_page():

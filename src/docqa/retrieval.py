@@ -214,9 +214,27 @@ def with_continuation(passages: Sequence[Hit], taken: Sequence[Hit], next_chunk,
 
 
 def join_overlapping(first: str, second: str) -> str:
-    """Two consecutive chunks of a page as one text: the splitter's overlap appears once."""
+    """Two consecutive chunks of a page as one text: the splitter's overlap appears once.
+
+    The splitter cuts between lines, or between words inside a line longer than a chunk, and the overlap is whole
+    lines (words): it starts a line (word) of ``first`` and ends one of ``second``; a long line's chunks share
+    nothing with the chunks of the lines around it. Where the chunks share nothing (the
+    line before the cut was longer than the overlap), an end and a start that merely look alike ("We offset" and
+    "the value", "3,642" and "239,066", a year ending one line and starting the next) must not be merged.
+    """
+    # A line longer than a chunk is cut between words, into chunks of its own, without a line break
+    between_lines = "\n" in first or "\n" in second
     for size in range(min(len(first), len(second), 80), 0, -1):
-        if first.endswith(second[:size]):
+        if not first.endswith(second[:size]):
+            continue
+        before, after = first[:-size], second[size:]
+        if between_lines:  # a line's indent and trailing spaces are not part of a chunk's ends
+            before, after = before.rstrip(" \t"), after.lstrip(" \t")
+            whole = (not before or before.endswith("\n")) and (not after or after.startswith("\n"))
+        else:  # two words at least: a long line's last word may start the next long line, which shares nothing
+            whole = ((not before or before[-1].isspace()) and (not after or after[0].isspace())
+                     and any(character.isspace() for character in second[:size]))
+        if whole:
             return first + second[size:]
     return f"{first}\n{second}"
 
