@@ -158,3 +158,35 @@ def test_a_server_backend_is_never_called_the_demo(smollm2_gguf):
 
     assert is_demo(LLM(model_path=smollm2_gguf))
     assert not is_demo(LLM(model_path=smollm2_gguf, backend="openai", base_url="http://127.0.0.1:8080/v1"))
+
+
+def test_two_branches_streamed_on_one_thread_neither_hang_the_model_nor_crash_the_process(sample_project):
+    """LangChain's RunnableParallel streamed with max_concurrency=1 steps both branches' streams on one worker
+    thread: the second is refused, and the first, left paused in a reference cycle, kept the model's lock until a
+    garbage collection (the next invoke from another thread waited for ever); at exit, the collector freed the
+    model and then LangChain's cleanup stepped the paused stream on, and llama.cpp crashed the process (-11)."""
+    script = (
+        "import sys\n"
+        "from langchain_core.output_parsers import StrOutputParser\n"
+        "from langchain_core.runnables import RunnableParallel\n"
+        "from docqa.errors import InputError\n"
+        "from docqa.langchain import DocQALLM\n"
+        "llm = DocQALLM.from_config(sys.argv[1], model='demo')\n"
+        "both = RunnableParallel(a=llm | StrOutputParser(), b=llm | StrOutputParser())\n"
+        "try:\n"
+        "    for _ in both.stream('Count from 1 to 20.', config={'max_concurrency': 1}):\n"
+        "        pass\n"
+        "except InputError as error:\n"
+        "    print('refused:', error, flush=True)\n"
+        "print('again:', bool(llm.invoke('Say hi.').strip()), flush=True)\n"
+        "for _ in both.stream('Count from 1 to 20.', config={'max_concurrency': 1}):\n"  # uncaught, to the exit
+        "    pass\n"
+    )
+    result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script, str(sample_project.config)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 1, result.stderr[-3000:]  # the uncaught InputError, not a crash
+    assert "Fatal Python error" not in result.stderr, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("refused: a second generation of this model inside its first")
+    assert lines[1] == "again: True"

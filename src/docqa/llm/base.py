@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import gc
 import importlib
 import math
 import os
@@ -139,7 +140,8 @@ class LLM(ABC):
                 # The lock lets this thread in again, but the model has one context: a second generation would
                 # write into the first one's (a stream paused in this thread, a token callback that asks again).
                 raise InputError("a second generation of this model inside its first (a paused stream, or a token "
-                                 "callback) would corrupt both; finish or close the first")
+                                 "callback; LangChain's parallel branches streamed with max_concurrency=1 step two "
+                                 "streams on one thread) would corrupt both; finish or close the first")
             self._generating_in = threading.get_ident()
             self._ended.cut_off = False
             try:
@@ -213,6 +215,7 @@ class GenerationLock:
             if self._owner == me:
                 self._depth += 1
                 return True
+            collected = False
             while self._owner is not None:
                 left = 0.0 if not blocking else RECHECK_SECONDS if deadline is None else deadline - time.monotonic()
                 if left <= 0:
@@ -220,6 +223,12 @@ class GenerationLock:
                 # Looked at again now and then: a release that the collector ran inside this wait's own setup
                 # notified before this thread was waiting.
                 self._changed.wait(min(left, RECHECK_SECONDS))
+                if self._owner is not None and not collected:
+                    # The holder may be a stream abandoned unfinished in a reference cycle (a chain that failed
+                    # while another branch's stream was paused), which only a collection ends; a waiting thread
+                    # allocates too little to start one, and would wait for ever. Reentrant: see above.
+                    collected = True
+                    gc.collect()
             self._owner, self._depth = me, 1
             return True
 

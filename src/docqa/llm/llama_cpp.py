@@ -6,7 +6,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
-from docqa.errors import LLMError
+from docqa.errors import ClosedError, LLMError
 from docqa.llm.base import LLM, cpu_threads, describe, import_backend
 from docqa.settings import LLM as LLMSettings
 
@@ -80,6 +80,14 @@ class LlamaCppLLM(LLM):
         tokens = self._model.tokenize(markup.encode(), add_bos=False, special=True)
         return {self._vocab.token_get_text(token): token for token in tokens if self._vocab.token_get_attr(token) & self._special_kinds}
 
+    @staticmethod
+    def _check_alive(model) -> None:
+        """Refuse to step a generation whose model was freed: a stream left paused in a reference cycle is stepped
+        on by the code that cleans it up (LangChain's stream does), and the garbage collector may have freed the
+        model in the same sweep, before; llama.cpp would write into freed memory and crash the process."""
+        if model._ctx.ctx is None:
+            raise ClosedError("the model was freed while a stream of it was paused; start the answer again")
+
     def _with_bos(self, tokens: list[int]) -> list[int]:
         bos = self._vocab.token_bos()
         if self._vocab.add_bos_token() and bos >= 0 and tokens[:1] != [bos]:
@@ -89,12 +97,17 @@ class LlamaCppLLM(LLM):
     def _generate(self, prompt: str) -> Iterator[bytes]:
         tokens = self.encode(prompt, add_bos=True)
         limit = self._new_token_limit(len(tokens))
+        model = self._model
+        generation = islice(model.generate(tokens, temp=self.settings.temperature), limit)
         try:
-            for token in islice(self._model.generate(tokens, temp=self.settings.temperature), limit):
+            while True:
+                self._check_alive(model)
+                token = next(generation, None)
+                self._check_alive(model)
                 # Every end-of-generation token of the vocabulary: EOS and end-of-turn (<|im_end|>, <|eot_id|>).
-                if self._is_eog(token):
+                if token is None or self._is_eog(token):
                     return
-                yield self._model.detokenize([token])
+                yield model.detokenize([token])
         except RuntimeError as error:
             raise LLMError(f"llama-cpp failed while generating: {describe(error)}") from None
 
