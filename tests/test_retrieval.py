@@ -297,6 +297,28 @@ def test_chunks_carry_the_document_label_and_their_headings_in_what_is_indexed()
     assert "TOTAL" not in unlabelled[-1].header  # never the file name's words
 
 
+
+def test_each_chunk_s_heading_is_the_last_heading_line_above_it_and_each_line_is_judged_once(monkeypatch):
+    """Every line above each chunk was judged again for every chunk: a page of 1.4 MB took 65 s to chunk."""
+    import random
+
+    import docqa.chunking as chunking
+
+    rng = random.Random(3)
+    # a long table under few headings: the old lookup judged every row above each chunk up to the heading
+    lines = [rng.choice(["Segment Results", "Revenue by Region"]) if n % 700 == 5 else f"Net income {n:,} {n * 7:,}"
+             for n in range(3000)]
+    text = "\n".join(lines)
+    judged = []
+    real = chunking.is_heading
+    monkeypatch.setattr(chunking, "is_heading", lambda line: judged.append(line) or real(line))
+    chunks = list(Chunker(200, 20).split([Page("a.pdf", 0, text)]))
+    assert len(chunks) > 100 and len(judged) <= len(lines) + chunking.PAGE_TITLE_LINES  # the title's lines twice
+    title = page_title(text)
+    for chunk, piece in zip(chunks, Chunker(200, 20)._splitter.create_documents([text])):
+        above = [line.strip() for line in text[:piece.metadata["start_index"]].split("\n")[:-1] if real(line)]
+        assert chunk.header == " | ".join(dict.fromkeys(title + above[-1:])), piece.metadata["start_index"]
+
 # ---------------------------------------------------------------- lexical query and diversity
 
 

@@ -9,6 +9,7 @@ says which company, year and statement it belongs to.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterable, Iterator
 
@@ -39,12 +40,24 @@ def page_title(text: str) -> list[str]:
     return [line for line in lines if is_heading(line)]
 
 
-def nearest_heading(text: str, end: int) -> str:
-    """The last heading line that starts before ``end``."""
-    for line in reversed(text[:end].split("\n")[:-1]):
-        if is_heading(line):
-            return line.strip()
-    return ""
+class Headings:
+    """The heading lines of a page, looked up by position: each line is judged once, however many chunks the page
+    has (judging every earlier line again for each chunk took minutes on a page of a megabyte)."""
+
+    def __init__(self, text: str) -> None:
+        self._ends: list[int] = []  # where each heading line's line break is
+        self._lines: list[str] = []
+        start = 0
+        for line in text.split("\n")[:-1]:  # the last line has no line break: it is never before a chunk
+            if is_heading(line):
+                self._ends.append(start + len(line))
+                self._lines.append(line.strip())
+            start += len(line) + 1
+
+    def before(self, end: int) -> str:
+        """The last heading line that ends (its line break included) before ``end``."""
+        found = bisect.bisect_left(self._ends, end)
+        return self._lines[found - 1] if found else ""
 
 
 class Chunker:
@@ -56,9 +69,9 @@ class Chunker:
     def split(self, pages: Iterable[Page], label: str = "") -> Iterator[Chunk]:
         """Chunks of ``pages``; ``label`` names their document in each header ("MANCHESTER UNITED 20-F 2022")."""
         for page in pages:
-            title = page_title(page.text)
+            title, headings = page_title(page.text), Headings(page.text)
             for piece in self._splitter.create_documents([page.text]):
                 if piece.page_content.strip():
-                    headings = [*title, nearest_heading(page.text, piece.metadata["start_index"])]
-                    header = " | ".join(dict.fromkeys(part for part in (label, *headings) if part))
+                    above = headings.before(piece.metadata["start_index"])
+                    header = " | ".join(dict.fromkeys(part for part in (label, *title, above) if part))
                     yield Chunk(page.document, page.page_index, piece.page_content, header)
