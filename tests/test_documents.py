@@ -171,6 +171,9 @@ def test_find_pdfs_walks_folders_and_skips_the_rest(tmp_path):
     (data / "dangling.pdf").symlink_to(tmp_path / "gone.pdf")
     (data / "drive").symlink_to(tmp_path / "unmounted")
     (data / ".#a.pdf").symlink_to("user@host.1234:1700000000")  # an editor's lock file
+    (data / "._a.pdf").write_bytes(b"\x00\x05\x16\x07")  # the resource fork a Mac writes beside a.pdf
+    (data / ".Trash-1000" / "files").mkdir(parents=True)  # a desktop's trash
+    (data / ".Trash-1000" / "files" / "deleted.pdf").write_bytes(b"%PDF-")
     os.mkfifo(data / "pipe.pdf")
     (data / "linked").symlink_to(outside)
     (data / "2023" / "loop").symlink_to(data)

@@ -52,7 +52,7 @@ def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | N
     instead of hanging it. A folder that cannot be listed is skipped and, below ``folder``,
     passed to ``on_unreadable`` with the reason. A link that leads nowhere now is a file that cannot be read
     when it is named *.pdf, and otherwise passed to ``on_broken_link`` (it may be a folder on a drive not
-    mounted); a hidden one named *.pdf (an editor's lock file, ``.#report.pdf``) is ignored.
+    mounted). Hidden files and folders (named ``.*``) are passed over.
     """
     found: list[Path] = []
     visited: set[tuple[int, int]] = set()
@@ -70,6 +70,10 @@ def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | N
                 on_unreadable(directory, _os_reason(exc, "folder"))
             continue
         for entry in entries:
+            if entry.name.startswith("."):
+                # Hidden: an editor's lock file (.#report.pdf), the resource fork a Mac writes beside each file it
+                # copies (._report.pdf), a desktop's trash (.Trash-1000/files/), a tool's own folder.
+                continue
             if _is_folder(entry):
                 pending.append(Path(entry.path))
             elif entry.name.lower().endswith(".pdf") and _is_file(entry):
@@ -77,8 +81,7 @@ def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | N
             elif not _leads_nowhere(entry):
                 continue
             elif entry.name.lower().endswith(".pdf"):
-                if not entry.name.startswith("."):  # an editor's lock file (.#report.pdf) is no document
-                    found.append(Path(entry.path))  # a file that cannot be read now, and says so
+                found.append(Path(entry.path))  # a file that cannot be read now, and says so
             elif on_broken_link is not None:
                 on_broken_link(Path(entry.path), broken_link(Path(entry.path)))
     return sorted(found)
