@@ -334,6 +334,27 @@ def test_a_file_name_that_is_not_utf8_is_skipped_alone(fact_project, capsys):
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
 
 
+
+@pytest.mark.parametrize("extractor", ["pypdfium2", "pypdf"])
+def test_a_page_that_cannot_be_read_leaves_the_others_indexed_under_their_own_numbers(fact_project, extractor):
+    """One damaged page (its entry in the page tree names no object) dropped the whole document with pypdfium2;
+    pypdf passes over such a page without a word, and the pages after it were cited one number too low."""
+    sentences = ["Delta's revenue was 41 million.", "Delta's profit was 7 million.", "Delta's margin was 17 percent."]
+    pdf = write_pdf(fact_project.data / "delta.pdf", sentences)
+    pdf.write_bytes(pdf.read_bytes().replace(b"/Kids [5 0 R 7 0 R 9 0 R]", b"/Kids [5 0 R 42 0 R 9 0 R]"))
+    settings = fact_project.settings
+    settings.ingest.extractor = extractor
+    report = build_index(settings)
+    assert report.skipped == [] and "delta.pdf" in report.added
+    if extractor == "pypdfium2":
+        assert "delta.pdf: page 2 (PdfiumError) cannot be read (damaged); indexed without it" in report.notes
+        with DocQA(settings, retrieval_only=True) as qa:
+            top = qa.retrieve("What was Delta's margin?", k=1)[0]
+        assert (top.document, top.page_number) == ("delta.pdf", 3)
+    else:
+        assert ("delta.pdf: the pypdf extractor reads 2 of its 3 pages, so pages may be cited by the wrong number; "
+                "ingest.extractor pypdfium2 reads them all") in report.notes
+
 def chunk_titles(project) -> dict[str, set[str]]:
     """Each indexed document's chunk titles (its label from its first page), as BM25 searches them."""
     from docqa.store import live_generation

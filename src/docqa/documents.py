@@ -141,9 +141,12 @@ def file_digest(path: Path | str) -> str:
         raise DocumentError(path, _os_reason(exc)) from None
 
 
-def read_pages(path: Path | str, extractor: str = "pypdfium2", *, max_pages: int | None = None) -> list[Page]:
+def read_pages(path: Path | str, extractor: str = "pypdfium2", *, max_pages: int | None = None,
+               damaged: list[str] | None = None) -> list[Page]:
     """One Page per page of the PDF at ``path``, in order; pages without text have text "".
 
+    A page that cannot be read (a damaged page object or content stream) has text "" too, so that the others keep
+    their page numbers, and ``damaged`` receives why ("page 2 (PdfiumError)").
     ``max_pages`` stops after that many pages, for previews and quick checks.
     Raises DocumentError, with a reason a user can act on, for any file that yields no text.
     """
@@ -152,12 +155,15 @@ def read_pages(path: Path | str, extractor: str = "pypdfium2", *, max_pages: int
     path = Path(path)
     _check_container(path)
     extract = _pdfium_texts if extractor == "pypdfium2" else _pypdf_texts
-    texts = itertools.islice(extract(path), max_pages)
+    unreadable: list[str] = []
+    texts = itertools.islice(extract(path, unreadable), max_pages)
     pages = [Page(path.name, index, normalise_text(text)) for index, text in enumerate(texts)]
     if not pages:
         raise DocumentError(path, "the PDF has no pages")
     if not any(page.text for page in pages):
-        raise DocumentError(path, NO_TEXT_LAYER)
+        raise DocumentError(path, f"{DAMAGED}: no page can be read ({unreadable[0]})" if unreadable else NO_TEXT_LAYER)
+    if damaged is not None:
+        damaged += unreadable
     return pages
 
 
@@ -208,7 +214,7 @@ def _os_reason(exc: OSError, what: str = "file") -> str:
     return f"cannot read the {what}: {exc.strerror or exc}"
 
 
-def _pdfium_texts(path: Path) -> Iterator[str]:
+def _pdfium_texts(path: Path, unreadable: list[str]) -> Iterator[str]:
     import pypdfium2 as pdfium
 
     try:
@@ -223,7 +229,7 @@ def _pdfium_texts(path: Path) -> Iterator[str]:
         raise DocumentError(path, _os_reason(exc)) from None
     try:
         for index in range(pages):  # the lock is taken page by page: the caller does other work between pages
-            yield _guarded(path, index, lambda: _pdfium_page_text(document, index))
+            yield _guarded(index, lambda: _pdfium_page_text(document, index), unreadable)
     finally:
         with PDFIUM:
             document.close()
@@ -262,7 +268,7 @@ def _pdfium_reason(err_code: int | None) -> str:
     return reasons.get(err_code, DAMAGED)
 
 
-def _pypdf_texts(path: Path) -> Iterator[str]:
+def _pypdf_texts(path: Path, unreadable: list[str]) -> Iterator[str]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, WrongPasswordError
 
@@ -278,11 +284,13 @@ def _pypdf_texts(path: Path) -> Iterator[str]:
     except Exception as exc:  # pypdf raises many types on malformed input; all mean the same to a user
         raise DocumentError(path, f"{DAMAGED} ({exc})") from None
     for index in range(page_count):
-        yield _guarded(path, index, lambda: reader.pages[index].extract_text())
+        yield _guarded(index, lambda: reader.pages[index].extract_text(), unreadable)
 
 
-def _guarded(path: Path, index: int, extract: Callable[[], str]) -> str:
+def _guarded(index: int, extract: Callable[[], str], unreadable: list[str]) -> str:
+    """The page's text; "" where the parser fails on the page (any exception type: parsers raise many), noted."""
     try:
         return extract()
-    except Exception as exc:  # a parser failing on one page's content must not escape as its own type
-        raise DocumentError(path, f"damaged PDF: page {index + 1} cannot be read ({type(exc).__name__})") from None
+    except Exception as exc:
+        unreadable.append(f"page {index + 1} ({type(exc).__name__})")
+        return ""

@@ -335,8 +335,9 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
     embedder = create_embedder(settings, documents=True)
     last_commit = time.perf_counter()
     for name, path, digest, old_id in to_read:
+        damaged: list[str] = []
         try:
-            pages = [replace(page, document=name) for page in read_pages(path, settings.ingest.extractor)]
+            pages = [replace(page, document=name) for page in read_pages(path, settings.ingest.extractor, damaged=damaged)]
         except DocumentError as error:
             # A changed file that cannot be read: its earlier version is removed only once the new one is read.
             kept = "; its earlier version stays in the index" if old_id is not None else ""
@@ -344,6 +345,15 @@ def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, in
             report.unread -= 1
             progress(page_counts[path])
             continue
+        if damaged:
+            report.notes.append(f"{name}: {', '.join(damaged)} cannot be read (damaged); indexed without "
+                                f"{'it' if len(damaged) == 1 else 'them'}")
+        if page_counts[path] and len(pages) != page_counts[path]:
+            # pypdf passes over a page it cannot find (a damaged page tree): later pages would be cited by the
+            # wrong number
+            report.notes.append(f"{name}: the {settings.ingest.extractor} extractor reads {len(pages)} of its "
+                                f"{page_counts[path]} pages, so pages may be cited by the wrong number; "
+                                f"ingest.extractor pypdfium2 reads them all")
         label = describe(pages[0].text).label
         chunks, vectors = _chunk_and_embed(pages, label, chunker, embedder, progress)
         with _uninterrupted():
