@@ -154,6 +154,26 @@ def test_an_empty_k_or_doc_given_to_invoke_is_refused_not_replaced(fact_qa):
             fact_qa.as_retriever(**given)
 
 
+
+def test_a_retriever_from_config_closes_its_index_and_one_over_a_docqa_leaves_it_open(fact_qa, built_fact_index):
+    """from_config opened an index that nothing but the internals (retriever.qa.close()) could close."""
+    from docqa.errors import ClosedError
+
+    with DocQARetriever.from_config(built_fact_index.config, k=1) as retriever:
+        assert retriever.invoke("Which company designs industrial pumps?")
+    with pytest.raises(ClosedError):
+        retriever.invoke("Which company designs industrial pumps?")
+    over_mine = fact_qa.as_retriever(k=1)
+    over_mine.close()  # the DocQA is the caller's: still open
+    assert over_mine.invoke("Which company designs industrial pumps?")
+
+
+def test_a_k_beyond_the_limit_is_refused_in_python_as_on_the_command_line(fact_qa):
+    with pytest.raises(InputError, match="k must be at most 10,000, not 10,001"):
+        fact_qa.retrieve("Which company designs industrial pumps?", k=10_001)
+    with pytest.raises(InputError, match="k must be at most 10,000"):
+        fact_qa.as_retriever(k=100_000)
+
 def test_retrieval_only_docqa_has_no_llm_to_offer(fact_qa):
     with pytest.raises(ConfigError, match="retrieval_only"):
         fact_qa.as_llm()
@@ -196,6 +216,29 @@ def test_llm_streams_chunks_and_applies_the_callers_stop_sequences():
     assert llm.invoke("prompt", stop=["42"]) == "The answer is "
     assert "".join(llm.stream("prompt")) == "The answer is 42.\nSources: none"
 
+
+
+def test_a_stop_sequence_given_as_a_string_is_one_sequence():
+    """stop=", 4" was read as the characters ",", " " and "4": the answer ended at the first comma."""
+    llm = DocQALLM(backend=ScriptedLLM([b"1, 2, 3", b", 4, 5"]))
+    assert llm.invoke("Count.", stop=", 4") == "1, 2, 3"
+    assert llm.invoke("Count.", stop=[", 4"]) == "1, 2, 3"
+
+
+def test_settings_the_llm_does_not_take_are_refused_not_ignored():
+    """max_new_tokens=5 or invoke(max_tokens=5) were accepted and the answer ran to config.yml's limit."""
+    llm = DocQALLM(backend=ScriptedLLM([b"The answer"]))
+    for fields in ({"max_new_tokens": 5}, {"temperature": 0.9}, {"n_ctx": 512}):
+        with pytest.raises(InputError, match=f"DocQALLM has no field '{next(iter(fields))}': the model's settings"):
+            DocQALLM(backend=ScriptedLLM([b"x"]), **fields)
+    for given in ({"max_tokens": 5}, {"temperature": 1.5}):
+        with pytest.raises(InputError, match=f"DocQALLM takes stop=, not '{next(iter(given))}'"):
+            llm.invoke("prompt", **given)
+    with pytest.raises(InputError, match="DocQALLM takes stop=, not 'max_tokens'"):
+        list(llm.stream("prompt", max_tokens=5))
+    # a value pydantic refuses is one line too (a 4-line ValidationError with a link)
+    with pytest.raises(InputError, match=r"^DocQALLM prompt_format: Input should be 'auto', .*, not 'chatml'$"):
+        DocQALLM(backend=ScriptedLLM([b"x"]), prompt_format="chatml")
 
 def test_llm_says_whether_the_answer_was_cut_at_the_token_limit():
     whole = DocQALLM(backend=Limited([b"The answer", b" is 42."])).generate(["prompt"]).generations[0][0]
@@ -315,6 +358,19 @@ def test_lcel_retriever_prompt_llm_streams_the_answer(smol_qa):
     assert_states_the_fact_once("".join(pieces))
     assert llm.get_num_tokens("Apex Sportswear") < len("Apex Sportswear")
 
+
+
+def test_an_llm_from_config_frees_its_model_and_refuses_settings_it_does_not_take(built_sample_index, smollm2_gguf):
+    from docqa.errors import ClosedError
+
+    config = built_sample_index.write_config(built_sample_index.root / "close.yml",
+                                             llm={"model_path": str(smollm2_gguf), "max_new_tokens": 8, "threads": 1})
+    with DocQALLM.from_config(config) as llm:
+        assert llm.invoke("Say hi.")
+    with pytest.raises(ClosedError):
+        llm.invoke("Say hi.")
+    with pytest.raises(InputError, match="DocQALLM prompt_format: Input should be"):
+        DocQALLM.from_config(config, prompt_format="chatml")
 
 def test_as_chain_returns_retrieval_qa_keys(smol_qa):
     result = smol_qa.as_chain().invoke({"query": QUESTION})

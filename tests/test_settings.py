@@ -101,7 +101,9 @@ def test_root_is_not_a_config_key(tmp_path):
 
 def test_a_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
     (tmp_path / "folder.yml").mkdir()
-    with pytest.raises(ConfigError, match="folder.yml is a folder"):
+    # said as Python's load_settings takes it too, not only --config
+    with pytest.raises(ConfigError, match=r"folder.yml is a folder, not a settings file: give the file itself, such "
+                                          r"as .*folder.yml/config.yml$"):
         load_settings(tmp_path / "folder.yml")
     latin = tmp_path / "latin.yml"
     latin.write_bytes("prompt:\n  template: 'Café {context} {question}'\n".encode("latin-1"))

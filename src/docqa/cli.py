@@ -30,7 +30,6 @@ from docqa.errors import DocqaError, InputError, advice_for
 EXIT_NO_ANSWER = 1
 EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
-MAX_K = 10_000  # passages per question; more is a typo, not a request
 
 
 def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, project: Optional[Path] = None) -> int:
@@ -125,6 +124,8 @@ def _settings(args: argparse.Namespace):
 
 
 def _positive(value: str) -> int:
+    from docqa.qa import MAX_K
+
     try:
         number = int(value)
     except ValueError:

@@ -35,11 +35,14 @@ try:
     from langchain_core.outputs import GenerationChunk, LLMResult
     from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
-    from pydantic import ConfigDict, Field
+    from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 except ImportError:
     raise MissingDependencyError("langchain-core is not installed: pip install langchain-core") from None
 
 __all__ = ["DocQALLM", "DocQARetriever", "as_document", "retrieval_qa_chain"]
+
+MODEL_SETTINGS = ("the model's settings (max_new_tokens, temperature, stop, context_length) are llm.* in the "
+                  "config file it is loaded with")
 
 
 def as_document(source) -> Document:
@@ -57,7 +60,33 @@ def as_document(source) -> Document:
     )
 
 
-class DocQARetriever(BaseRetriever):
+def _validated(cls: type, model, fields: dict[str, Any]) -> None:
+    """The pydantic ``__init__`` after ``cls``'s, with a value it refuses said in one line as an InputError."""
+    try:
+        super(cls, model).__init__(**fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"{cls.__name__} {where}: {first['msg']}, not {first['input']!r}") from None
+
+
+class _Closable:
+    """What ``from_config`` loaded (the index, the model) is this object's to release: ``close()`` or ``with``.
+    One made over a ``DocQA`` of the caller's leaves that to the caller."""
+
+    def close(self) -> None:
+        owned = self._owned
+        if owned is not None:
+            owned.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class DocQARetriever(_Closable, BaseRetriever):
     """The passages docqa's retrieval finds (hybrid dense + BM25, named-document scoping) as ``Document``s.
 
     ``k`` and ``doc`` given to ``invoke`` override the ones given here.
@@ -80,19 +109,24 @@ class DocQARetriever(BaseRetriever):
             raise InputError(f"DocQARetriever has no field {', '.join(map(repr, unknown))}: give k= and doc= "
                              "themselves, e.g. as_retriever(k=2, doc='acme-*.pdf')")
         check_scope(fields.get("k"), fields.get("doc"))  # as invoke() would, but now: k=0 or doc="" never works
-        super().__init__(**fields)
+        _validated(DocQARetriever, self, fields)
+
+    _owned: Any = PrivateAttr(None)
 
     @classmethod
     def from_config(cls, path: Path | str | None = None, **fields: Any) -> "DocQARetriever":
-        """Open the index a config file names (the default config.yml without ``path``); no LLM is loaded."""
+        """Open the index a config file names (the default config.yml without ``path``); no LLM is loaded.
+        ``close()`` (or ``with``) closes the index."""
         from docqa.qa import DocQA
 
         qa = DocQA.from_config(path, retrieval_only=True)
         try:
-            return cls(qa=qa, **fields)
+            retriever = cls(qa=qa, **fields)
         except BaseException:
             qa.close()
             raise
+        retriever._owned = qa
+        return retriever
 
     def _get_relevant_documents(
         self,
@@ -124,7 +158,7 @@ class DocQARetriever(BaseRetriever):
         )
 
 
-class DocQALLM(LLM):
+class DocQALLM(_Closable, LLM):
     """docqa's configured language model (llama-cpp, ctransformers or an OpenAI-compatible server) as a LangChain LLM.
 
     The prompt LangChain renders becomes the user's turn in ``prompt_format`` (docqa's ``prompt.format``):
@@ -132,7 +166,9 @@ class DocQALLM(LLM):
     template, which instruction-tuned models need to answer rather than continue the text.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    # Unknown fields are refused: LangChain's own LLMs take max_tokens= or temperature=, which this one, whose
+    # model is loaded with config.yml's llm settings, ignored without a word.
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     backend: Any = Field(exclude=True, description="A loaded docqa.llm.LLM.")
     prompt_format: Literal["auto", "plain", "llama-2-chat", "gguf"] = Field(
@@ -140,10 +176,19 @@ class DocQALLM(LLM):
     )
     system_prompt: str = Field(SYSTEM_PROMPT, description="The system message in the chat formats; docqa's prompt.system.")
 
+    _owned: Any = PrivateAttr(None)
+
+    def __init__(self, **fields: Any) -> None:
+        unknown = sorted(set(fields) - set(type(self).model_fields))
+        if unknown:
+            raise InputError(f"DocQALLM has no field {', '.join(map(repr, unknown))}: {MODEL_SETTINGS}")
+        _validated(DocQALLM, self, fields)
+
     @classmethod
     def from_config(cls, path: Path | str | None = None, *, model: Optional[str] = None, **fields: Any) -> "DocQALLM":
         """Load the model a config file names, with its prompt format; no index is opened. ``model``: "demo" (the
-        tiny demo model, no download) or a model file's path, in place of the configured one."""
+        tiny demo model, no download) or a model file's path, in place of the configured one. ``close()`` (or
+        ``with``) frees the model."""
         from docqa.demo import use_model
         from docqa.llm import create_llm
         from docqa.settings import load_settings
@@ -153,7 +198,13 @@ class DocQALLM(LLM):
         fields.setdefault("system_prompt", settings.prompt.system)
         with advising(settings.own_config):
             backend = create_llm(settings.llm, settings.root)
-        return cls(backend=backend, **fields)
+        try:
+            llm = cls(backend=backend, **fields)
+        except BaseException:
+            backend.close()
+            raise
+        llm._owned = backend
+        return llm
 
     @classmethod
     def from_docqa(cls, qa, **fields: Any) -> "DocQALLM":
@@ -239,8 +290,10 @@ class DocQALLM(LLM):
         from docqa.llm.base import StopFilter
         from docqa.prompts import apply_format
 
+        if kwargs:  # invoke(prompt, max_tokens=5): LangChain hands on whatever the caller gives
+            raise InputError(f"DocQALLM takes stop=, not {', '.join(map(repr, sorted(kwargs)))}: {MODEL_SETTINGS}")
         # The backend already ends at llm.stop; the caller's stop sequences are applied on top.
-        stops = StopFilter(stop or [])
+        stops = StopFilter([stop] if isinstance(stop, str) else stop or [])  # one sequence, not its characters
         # All of LangChain's prompt is content: special-token text in a passage or question stays text.
         text = apply_format(
             self.prompt_format, prompt, self.backend.chat_template, self.backend.template_tokens, self.system_prompt

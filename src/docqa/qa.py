@@ -101,10 +101,15 @@ def check_question(question) -> None:
                          f"{question[error.start]!r} at character {error.start + 1}") from None
 
 
+MAX_K = 10_000  # passages per question; more is a typo, not a request
+
+
 def check_scope(k, doc) -> None:
     """InputError for a ``k`` or ``doc`` no search can take (None: the defaults)."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InputError(f"k must be a whole number of 1 or more, not {k!r}")
+    if k is not None and k > MAX_K:
+        raise InputError(f"k must be at most {MAX_K:,}, not {k:,}")
     patterns = [doc] if isinstance(doc, str) else doc
     if doc is not None and (not isinstance(patterns, (list, tuple)) or not patterns
                             or not all(isinstance(pattern, str) and pattern.strip() for pattern in patterns)):

@@ -337,7 +337,8 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     except IsADirectoryError:
-        raise ConfigError(f"{config_path} is a folder; --config needs the settings file itself") from None
+        raise ConfigError(f"{config_path} is a folder, not a settings file: give the file itself, such as "
+                          f"{config_path / DEFAULT_CONFIG.name}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
