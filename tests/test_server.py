@@ -742,8 +742,10 @@ def test_openai_client_streaming(tiny_config):
     openai = pytest.importorskip("openai")
     with live_server(create_app(load_settings(tiny_config))) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
-        chunks = list(client.chat.completions.create(model="docqa", stream=True,
+        # a client set up for another model name: the answer says which model gave it (it echoed the name)
+        chunks = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
                                                      messages=[{"role": "user", "content": QUESTION}]))
+    assert {chunk.model for chunk in chunks} == {"docqa"}
     pieces = [chunk.choices[0].delta.content or "" for chunk in chunks]
     text = "".join(pieces)
     assert len([piece for piece in pieces if piece]) > 2
@@ -777,6 +779,16 @@ def test_openai_clients_get_input_errors_as_400_with_the_reason_and_no_retry(tin
         assert "calls no tools" in refused(tools=[{"type": "function", "function": {"name": "add", "parameters": {}}}])
         assert "answers in text" in refused(response_format={"type": "json_object"})
         assert "messages" in refused(messages=[])  # a malformed request: 400, as OpenAI gives, not 422
+        assert "does not give token probabilities" in refused(logprobs=True)  # accepted, and none given
+        # a text part whose text is null was the question "None"
+        assert "no user message with text" in refused(messages=[{"role": "user", "content": [{"type": "text", "text": None}]}])
+        as_text = httpx.post(f"{url}/v1/chat/completions", content=b'{"messages": []}', timeout=30,
+                             headers={"content-type": "text/plain"})
+        assert as_text.json()["error"]["message"] == ("the body must be a JSON object, sent with Content-Type: "
+                                                      "application/json")
+        broken = httpx.post(f"{url}/v1/chat/completions", content=b'{"messages": [', timeout=30,
+                            headers={"content-type": "application/json"})
+        assert broken.json()["error"]["message"].startswith("the body is not valid JSON (")  # was "13: JSON decode error"
         # Found too long only once its prompt is built, in the line for the model: still the question's fault.
         assert "the question is too long" in refused(messages=[{"role": "user", "content": "x " * 1990}])
         assert app.state.queue.finished == {"done": 0, "failed": 1, "cancelled": 0}  # asked once, not three times

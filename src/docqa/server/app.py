@@ -160,6 +160,11 @@ def describe_validation(error) -> str:
     """The first problem of a rejected request, in one line."""
     first = error.errors()[0]
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    if first.get("type") == "json_invalid":  # FastAPI's own words were "13: JSON decode error"
+        return f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')})"
+    if not where and first.get("type") in ("model_attributes_type", "dict_type"):
+        # JSON sent as text/plain, or without a content type, reaches the route as a string
+        return "the body must be a JSON object, sent with Content-Type: application/json"
     return f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "invalid request")
 
 

@@ -39,8 +39,9 @@ class Message(BaseModel):
 
     @property
     def text(self) -> str:
-        if isinstance(self.content, list):  # content parts: keep the text ones
-            return "\n".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        if isinstance(self.content, list):  # content parts: keep the text ones ("text": null is none, not "None")
+            return "\n".join(part["text"] for part in self.content
+                             if part.get("type") == "text" and isinstance(part.get("text"), str))
         return self.content or ""
 
 
@@ -63,6 +64,8 @@ class ChatRequest(BaseModel):
         for field in ("tools", "functions"):
             if extra.get(field):
                 return f"{field}: docqa answers from your documents and calls no tools"
+        if extra.get("logprobs"):
+            return "logprobs: docqa does not give token probabilities"
         response_format = extra.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
             return f"response_format {response_format.get('type')!r}: docqa answers in text"
@@ -123,7 +126,9 @@ async def chat_completions(body: ChatRequest, request: Request):
     created = int(time.time())
     if body.stream:
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_stream(state.queue, job, completion_id, created, body.model, usage),
+        # The model that answers is docqa's, whatever name the client's settings sent (as OpenAI names the model
+        # that answered)
+        return StreamingResponse(_stream(state.queue, job, completion_id, created, MODEL_ID, usage),
                                  media_type="text/event-stream", headers=SSE_HEADERS)
     async with _cancelled_when_client_leaves(request, state.queue, job):
         async for event in job_events(state.queue, job):
@@ -141,7 +146,7 @@ async def chat_completions(body: ChatRequest, request: Request):
             if kind == "answer":
                 content = (data["answer"] or "") + sources_text(data["sources"])
                 return {
-                    "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
+                    "id": completion_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                  "finish_reason": _finish_reason(data)}],
                     "usage": _usage(data),
