@@ -508,6 +508,37 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf", "gamma.pdf"]
 
 
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_kill_or_a_closed_terminal_keeps_what_was_built_as_ctrl_c_does(fact_project, monkeypatch, capsys, signum):
+    """kill (SIGTERM) or closing the terminal (SIGHUP) ended a build with no word, losing every document finished
+    since the last checkpoint; a signal that arrives while a document is written waits until it is in whole."""
+    import os
+    import signal
+
+    import docqa.ingest
+    import docqa.store
+    from docqa.cli import build_main
+
+    number = getattr(signal, signum)
+    write_pdf(fact_project.data / "gamma.pdf", ["Gamma is new."])
+    real_add = docqa.store.StoreWriter.add_document
+
+    def add_with_a_signal(self, name, *args, **kwargs):
+        if name == "beta-10k.pdf":
+            os.kill(os.getpid(), number)  # arrives while beta's rows are written: they go in whole, then it stops
+        return real_add(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(docqa.store.StoreWriter, "add_document", add_with_a_signal)
+    assert build_main(fact_project.args()) == 128 + number
+    out = capsys.readouterr().out
+    assert out.startswith("interrupted: what was done before it is kept (2 added, 0 updated"), out
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+    assert signal.getsignal(number) is signal.SIG_DFL  # put back
+    monkeypatch.undo()
+    assert build_main(fact_project.args()) == 0  # the next build finishes the rest
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf", "beta-10k.pdf", "gamma.pdf"]
+
 def test_a_build_that_ignores_ctrl_c_goes_on_ignoring_it(fact_project, monkeypatch):
     """A script's `db_build.py &` ignores SIGINT; holding it back while a document was written made it count."""
     import os

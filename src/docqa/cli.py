@@ -347,7 +347,8 @@ def build(args: argparse.Namespace) -> int:
         return list_documents(args)
     settings = _settings(args)
     try:
-        with counted_bar("pages") as (on_total, progress):
+        # kill or a closed terminal stops the build as Ctrl-C does: the documents finished are kept
+        with _stopped_as_interrupt() as signals, counted_bar("pages") as (on_total, progress):
             report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
     except BuildInterrupted as interrupted:
         report = interrupted.report
@@ -360,7 +361,7 @@ def build(args: argparse.Namespace) -> int:
     else:
         print(report.summary())
     if report.interrupted:
-        return EXIT_INTERRUPTED
+        return 128 + signals[0] if signals else EXIT_INTERRUPTED
     return DocumentError.exit_code if report.skipped else 0
 
 
@@ -583,21 +584,24 @@ class Stopped(KeyboardInterrupt):
 @contextmanager
 def _stopped_as_interrupt():
     """SIGTERM and SIGHUP (the terminal closed) stop the work as Ctrl-C does, so that its clean-up runs. A signal
-    ignored when the command started (``nohup``, ``trap '' TERM``) or given its own handler stays as it was."""
+    ignored when the command started (``nohup``, ``trap '' TERM``) or given its own handler stays as it was. Yields
+    the list of the signals received."""
     import signal
     import threading
 
+    received: list[int] = []  # the signals that stopped the work, for the exit code
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def stop(signum, frame):
+        received.append(signum)
         raise Stopped(signum)
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)
                 if signal.getsignal(number) is signal.SIG_DFL}
     try:
-        yield
+        yield received
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

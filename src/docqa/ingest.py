@@ -46,23 +46,26 @@ class BuildInterrupted(KeyboardInterrupt):
 
 @contextmanager
 def _uninterrupted() -> Iterator[None]:
-    """Ctrl-C waits until the block's writes are done, so that a document goes into the index whole or not at
-    all. Only a main thread receives it (a server's build runs in its own process); elsewhere there is nothing to
-    hold back."""
+    """Ctrl-C (and kill or a closed terminal, where the command line turns them into the same interruption) waits
+    until the block's writes are done, so that a document goes into the index whole or not at all. Only a main
+    thread receives signals (a server's build runs in its own process); elsewhere there is nothing to hold back."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    if not callable(previous := signal.getsignal(signal.SIGINT)):  # ignored (a script's `db_build.py &`): stays so
-        yield
-        return
+    # A signal ignored (a script's `db_build.py &` ignores SIGINT) or left to the system stays so.
+    previous = {number: handler for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                if callable(handler := signal.getsignal(number))}
     received: list = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    for number in previous:
+        signal.signal(number, lambda signum, frame: received.append((signum, frame)))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if received:
-        previous(signal.SIGINT, received[0])  # Python's own handler raises KeyboardInterrupt
+        signum, frame = received[0]
+        previous[signum](signum, frame)  # Python's own handler raises KeyboardInterrupt; the command line's, Stopped
 
 
 @dataclass
