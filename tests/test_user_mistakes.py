@@ -68,6 +68,49 @@ def test_a_read_only_vectorstore_at_build_is_named_and_can_still_be_queried(fact
     assert "[1] alpha-annual-report.pdf, page 2" in asked.stdout
 
 
+
+def test_a_full_disk_is_said_in_one_line_and_the_index_stays_as_it_was(fact_project, monkeypatch, capsys):
+    """A full disk was 'unexpected OperationalError: database or disk is full' (SQLite) or 'unexpected
+    RuntimeError: Error in void faiss::write_index ...' (FAISS), exit 1, with a partial FAISS copy left behind."""
+    import docqa.store
+    from docqa.store import Store
+
+    folder = fact_project.root / "vectorstore"
+    assert build_main(fact_project.args()) == 0
+    write_pdf(fact_project.data / "gamma.pdf", ["Gamma is new."])
+
+    def no_space(index, path):
+        Path(path).write_bytes(b"\0" * 100)  # what fitted before the disk was full
+        raise RuntimeError("Error in void faiss::write_index(const Index*, const char*, int) at index_write.cpp:499: "
+                           "Error: 'f' failed: could not open %s for writing: No space left on device" % path)
+
+    monkeypatch.setattr("faiss.write_index", no_space)
+    code, _, err = run(build_main, fact_project.args(), capsys)
+    assert code == 2
+    assert f"the disk of the index folder {folder} is full (" in one_line_error(err)
+    assert "free some space and build again" in err
+    assert not list(folder.rglob("*.tmp"))
+    monkeypatch.undo()
+    with Store(folder) as store:
+        assert sorted(document.name for document in store.documents()) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+    assert build_main(fact_project.args()) == 0  # with space again, the build goes on
+
+
+def test_a_first_build_on_a_disk_too_small_is_said_in_one_line(fact_project):
+    """On a real file system that fills up (a 64 KB tmpfs over the index folder, in a mount namespace of its own)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to mount a small file system")
+    folder = fact_project.root / "vectorstore"
+    folder.mkdir()
+    small = lambda command: ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0" && exec "$@"',
+                             str(folder), *command]
+    built = run_script("db_build.py", *fact_project.args(), command=small)
+    if built.returncode != 0 and "mount" in built.stderr and "error:" not in built.stderr:
+        pytest.skip(f"cannot mount here: {built.stderr.strip()}")
+    assert built.returncode == 2, built.stderr
+    assert f"the disk of the index folder {folder} is full (" in one_line_error(built.stderr)
+    assert list(folder.iterdir()) == []  # the tmpfs went with its namespace; nothing was written here
+
 # ---------------------------------------------------------------- asking
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError, advising
 from docqa.profiles import describe
 from docqa.settings import Settings
-from docqa.storage import IndexWriter, open_writer
+from docqa.storage import IndexWriter, disk_full, open_writer, out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,12 @@ def build_index(
 ) -> BuildReport:
     """Bring the index in line with the data folder; returns what was done."""
     with advising(settings.own_config):
-        return _build(settings, rebuild, progress, on_total)
+        try:
+            return _build(settings, rebuild, progress, on_total)
+        except (sqlite3.OperationalError, OSError, RuntimeError) as error:  # RuntimeError: FAISS's own
+            if out_of_space(error):
+                raise disk_full(settings.path(settings.paths.vectorstore)) from None
+            raise
 
 
 def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport:

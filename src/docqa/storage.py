@@ -9,6 +9,8 @@ ingestion and the commands only ever see these two interfaces.
 
 from __future__ import annotations
 
+import errno
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, runtime_checkable
@@ -129,6 +131,23 @@ def open_reader(settings: Settings, fingerprint: Optional[dict] = None) -> Index
     """The configured store's current committed state (IndexNotFoundError before the first build); with
     ``fingerprint`` (``ingest.index_fingerprint``), an index built with other settings is refused (StoreError)."""
     return _backend(settings).reader(settings.path(settings.paths.vectorstore), fingerprint)
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error`` says the disk (or the user's quota) is full: SQLite, FAISS and the OS each say it their way."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return any(words in text for words in ("database or disk is full", "No space left on device", "Disk quota exceeded"))
+
+
+def disk_full(folder: Path) -> ConfigError:
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:,.1f} MB free"
+    except OSError:
+        free = "no free space"
+    return ConfigError(f"the disk of the index folder {folder} is full ({free}); the index is as its last commit left "
+                       "it: free some space and build again, or point paths.vectorstore in config.yml at another disk")
 
 
 def open_writer(settings: Settings, fingerprint: dict, *, rebuild: bool = False) -> IndexWriter:

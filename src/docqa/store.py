@@ -37,6 +37,7 @@ from urllib.parse import quote
 import numpy as np
 
 from docqa.errors import BuildLockedError, ConfigError, IndexNotFoundError, StoreError
+from docqa.storage import disk_full, out_of_space
 from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -247,11 +248,15 @@ class _Vectors:
         import faiss
 
         temporary = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(temporary))
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        crc = _crc32(temporary)
-        os.replace(temporary, path)
+        try:
+            faiss.write_index(self.index, str(temporary))
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            crc = _crc32(temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a full disk left a partial copy taking what space there was
+            raise
         return crc
 
     def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
@@ -555,7 +560,7 @@ class StoreWriter:
             folder.mkdir(parents=True, exist_ok=True)
             self._lock = _acquire_build_lock(folder)
         except OSError as exc:
-            raise _not_writable(folder, exc.strerror or str(exc)) from None
+            raise (disk_full(folder) if out_of_space(exc) else _not_writable(folder, exc.strerror or str(exc))) from None
         try:
             live = self._live(rebuild)
             self._remove_leftovers(live)
@@ -565,7 +570,7 @@ class StoreWriter:
                 self._open_live(live)
         except OSError as exc:
             self._release()
-            raise _not_writable(folder, exc.strerror or str(exc)) from None
+            raise (disk_full(folder) if out_of_space(exc) else _not_writable(folder, exc.strerror or str(exc))) from None
         except sqlite3.OperationalError as exc:
             self._release()
             if "readonly" in str(exc) or "unable to open" in str(exc):
