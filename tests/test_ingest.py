@@ -329,9 +329,34 @@ def test_a_file_name_that_is_not_utf8_is_skipped_alone(fact_project, capsys):
 
     os.rename(fact_project.data / "beta-10k.pdf", os.fsencode(fact_project.data) + b"/Gesch\xe4ftsbericht.pdf")
     assert build_main(fact_project.args()) == 5
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "skipped Gesch\\udce4ftsbericht.pdf: its name is not valid UTF-8" in err and "rename the file" in err
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
+    # counted among the files it is one of ('1 file: 1 added, ... 1 skipped')
+    assert out.startswith("2 files: 1 added, 0 updated, 0 renamed, 0 removed, 0 unchanged, 1 skipped;"), out
+
+
+def test_a_rebuild_says_that_a_changed_file_it_cannot_read_is_left_out(fact_project):
+    """An update keeps the earlier version of a changed file it cannot read, and says so; a rebuild left it out
+    without a word."""
+    build_index(fact_project.settings)
+    beta = fact_project.data / "beta-10k.pdf"
+    beta.write_bytes(beta.read_bytes()[:-200])  # cut short: a copy that did not finish
+    update = build_index(fact_project.settings)
+    assert [skipped.reason for skipped in update.skipped] == [
+        "truncated PDF (no %%EOF end marker): copy or download it again; its earlier version stays in the index"]
+    rebuild = build_index(fact_project.settings, rebuild=True)
+    assert [skipped.reason for skipped in rebuild.skipped] == [
+        "truncated PDF (no %%EOF end marker): copy or download it again; its earlier version is not in the rebuilt index"]
+    assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
+
+
+def test_a_build_that_read_nothing_gives_no_rate(fact_project):
+    build_index(fact_project.settings)
+    (fact_project.data / "beta-10k.pdf").rename(fact_project.data / "beta renamed.pdf")
+    summary = build_index(fact_project.settings).summary()
+    assert re.fullmatch(r"2 files: 0 added, 0 updated, 1 renamed, 0 removed, 1 unchanged, 0 skipped; "
+                        r"0 pages, 0 chunks in \d+\.\d s", summary), summary  # it ended "(0.0 pages/s, 0.0 chunks/s)"
 
 
 

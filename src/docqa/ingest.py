@@ -112,11 +112,13 @@ class BuildReport:
         if not self.changed:
             return (f"up to date: {_count(self.unchanged, 'file')} unchanged{copied}, {len(self.skipped)} skipped "
                     f"({self.seconds:.1f} s)")
-        rate = f"{self.pages / self.seconds:.1f} pages/s, {self.chunks / self.seconds:.1f} chunks/s" if self.seconds else ""
+        # A build that read nothing (renames, removals) has no rate: "(0.0 pages/s, 0.0 chunks/s)" said nothing
+        rate = (f" ({self.pages / self.seconds:.1f} pages/s, {self.chunks / self.seconds:.1f} chunks/s)"
+                if self.seconds and self.pages else "")
         return (
             f"{_count(self.files, 'file')}: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} renamed, "
             f"{len(self.removed)} removed, {self.unchanged} unchanged{copied}, {len(self.skipped)} skipped; "
-            f"{self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s ({rate})"
+            f"{self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s{rate}"
         )
 
 
@@ -170,7 +172,8 @@ def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport
     data = settings.path(settings.paths.data)
     report = BuildReport()
     files, unreadable, broken_links = _named_files(data, report)
-    report.files = len(files)
+    # with the files skipped for their names (the folders skipped are no files)
+    report.files = len(files) + sum(1 for skipped in report.skipped if not skipped.name.endswith("/"))
     with open_writer(settings, index_fingerprint(settings), rebuild=rebuild) as writer:
         # Where the index (the one a rebuild replaces) holds documents from: the broken links that matter.
         indexed_names = writer.replaced_names() if rebuild else [record.name for record in writer.documents()]
@@ -197,7 +200,7 @@ def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport
             # What cannot be read now comes over from the index being replaced, where it can: after the reading, so
             # that a readable copy of a document wins and is not added twice.
             plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
-        _say_what_is_kept(report, plan, unreadable, rebuild)
+        _say_what_is_kept(report, plan, unreadable, rebuild, indexed_names)
         try:
             with _uninterrupted():
                 if report.changed or (rebuild and plan.kept) or writer.needs_repair:
@@ -311,8 +314,10 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
     return plan
 
 
-def _say_what_is_kept(report: BuildReport, plan: _Plan, unreadable_folders: list[str], rebuild: bool) -> None:
-    """Each unreadable file or folder's reason ends with what became of its documents."""
+def _say_what_is_kept(report: BuildReport, plan: _Plan, unreadable_folders: list[str], rebuild: bool,
+                      indexed_names: list[str]) -> None:
+    """Each unreadable file or folder's reason ends with what became of its documents (``indexed_names``: the
+    documents of the index before this build)."""
     for skipped in report.skipped:
         if skipped.name in unreadable_folders:
             if any(name.startswith(skipped.name) for name in plan.kept):
@@ -321,6 +326,8 @@ def _say_what_is_kept(report: BuildReport, plan: _Plan, unreadable_folders: list
                 skipped.reason += "; nothing from it is in the rebuilt index"
         elif skipped.name in plan.unreadable and skipped.name in plan.kept:
             skipped.reason += "; its indexed copy is kept"
+        elif rebuild and skipped.name in indexed_names:  # an update keeps it (and says so), a rebuild cannot
+            skipped.reason += "; its earlier version is not in the rebuilt index"
 
 
 def _digest_or_none(path: Path) -> Optional[str]:
