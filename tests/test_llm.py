@@ -92,7 +92,7 @@ def test_detect_format_knows_every_ggml_magic(tmp_path, magic):
 def test_detect_format_rejects_other_files(tmp_path, content):
     path = tmp_path / "model.gguf"
     path.write_bytes(content)
-    with pytest.raises(LLMError, match="not a GGUF or GGML model file"):
+    with pytest.raises(ConfigError, match="not a GGUF or GGML model file"):  # exit 2, bad input, as --evaluate had it
         detect_format(path)
 
 

@@ -160,6 +160,19 @@ def test_a_server_backend_is_never_called_the_demo(smollm2_gguf):
     assert not is_demo(LLM(model_path=smollm2_gguf, backend="openai", base_url="http://127.0.0.1:8080/v1"))
 
 
+
+def test_a_model_chosen_on_the_command_line_answers_where_a_server_is_configured(sample_project, smollm2_gguf, capsys):
+    """With backend: openai in config.yml, --model demo (or a file) was ignored: the server answered (or, down,
+    exit 7), in the Llama-2 format the demo's settings forced on it."""
+    config = sample_project.write_config(sample_project.root / "server.yml",
+                                         llm={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "threads": 1})
+    for model in ("demo", str(smollm2_gguf)):
+        code = ask_main(["--config", str(config), "--model", model, "--json", SAMPLE_QUESTION])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["timings"]["backend"] == "llama-cpp" and FACT in result["answer"]
+
 def test_two_branches_streamed_on_one_thread_neither_hang_the_model_nor_crash_the_process(sample_project):
     """LangChain's RunnableParallel streamed with max_concurrency=1 steps both branches' streams on one worker
     thread: the second is refused, and the first, left paused in a reference cycle, kept the model's lock until a

@@ -52,11 +52,14 @@ def use_model(settings: Settings, model: str | None) -> Settings:
     chosen = settings.model_copy(deep=True)
     if str(model).lower() == DEMO:
         chosen.llm.model_path = demo_model_path()
+        chosen.llm.backend = "auto"  # in this process (a configured server or ctransformers would not run it)
         chosen.prompt.format = "gguf"
         return chosen
     chosen.llm.model_path = Path(model).expanduser().resolve()
     if not chosen.llm.model_path.is_file():  # not the configured model: downloading that one would not help
         raise ModelNotFoundError(f"no such model file: {chosen.llm.model_path} (\"demo\" names the tiny demo model)")
+    if chosen.llm.backend in ("openai", "ollama"):  # a server answers with its own model: the file runs here
+        chosen.llm.backend = "auto"
     return chosen
 
 

@@ -35,7 +35,7 @@ def detect_format(path: Path) -> ModelFormat:
         return "gguf"
     if len(magic) == 4 and struct.unpack("<I", magic)[0] in GGML_MAGICS:
         return "ggml"
-    raise LLMError(f"{path}: not a GGUF or GGML model file")
+    raise ConfigError(f"{path}: not a GGUF or GGML model file")  # the user's file, not the model's failure
 
 
 def create_llm(settings: LLMSettings, root: Path) -> LLM:
