@@ -271,14 +271,14 @@ def test_csv_output_is_flat_and_resumable(indexed, tmp_path):
 
 
 def test_output_needs_a_known_extension_and_a_docqa_csv_to_resume(tmp_path):
-    with pytest.raises(InputError, match=r"\.jsonl or \.csv"):
-        BatchOutput(tmp_path / "answers.txt")
+    for name in ("answers.txt", "answers.json"):  # .json took JSON Lines, which json.load of it refuses
+        with pytest.raises(InputError, match=r"use a \.jsonl \(JSON Lines, one record per line\) or \.csv"):
+            BatchOutput(tmp_path / name)
     foreign = tmp_path / "foreign.csv"
     foreign.write_text("name,value\na,1\n", encoding="utf-8")
     with pytest.raises(InputError, match="other columns"):
         BatchOutput(foreign).open()
     assert foreign.read_text(encoding="utf-8") == "name,value\na,1\n"
-
 
 
 @pytest.mark.parametrize("content", [
@@ -293,6 +293,31 @@ def test_a_jsonl_out_that_holds_other_data_is_refused_and_left_as_it_was(tmp_pat
         BatchOutput(out).open()
     assert out.read_text(encoding="utf-8") == content
 
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_writes(tmp_path, name):
+    """Two batches given one --out appended every answer twice (600 lines for 300 ids), and a resume kept both."""
+    from docqa.errors import OutputLockedError
+
+    out = tmp_path / name
+    record = {"id": "q1", "question": "Q?", "answer": "A", "sources": [], "timings": None, "notes": [], "doc": None,
+              "error": None}
+    with BatchOutput(out) as first:
+        with pytest.raises(OutputLockedError, match=f"another batch is writing {re.escape(str(out))}"):
+            BatchOutput(out).open()
+        first.write(record)
+    # the first one done, a rerun resumes: q1 is answered once, and the file was rewritten (a broken last line) ...
+    out.write_text(out.read_text(encoding="utf-8") + "{\"id\": \"q2\"", encoding="utf-8")
+    with BatchOutput(out) as resumed:
+        assert resumed.done == {"q1"}
+        # ... under a lock taken on the new copy before it took the name
+        with pytest.raises(OutputLockedError):
+            BatchOutput(out).open()
+        resumed.write({**record, "id": "q3"})
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert [line.startswith("q") or '"id": "q' in line for line in lines].count(True) == 2, lines
+    assert OutputLockedError.exit_code == 6
 
 def test_a_csv_out_with_a_broken_row_before_the_last_is_refused(tmp_path):
     out = tmp_path / "answers.csv"
@@ -456,6 +481,29 @@ def test_flags_of_another_command_are_refused_before_anything_loads(argv, messag
     assert ask_main(argv) == 2
     assert message in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("out_content, message", [
+    (None, "another batch is writing"),  # locked by a run under way
+    ("my notes\n", "is not a docqa results file"),  # another program's data
+])
+def test_a_batch_s_out_is_checked_before_the_model_loads(config, tmp_path, capsys, monkeypatch, out_content, message):
+    """A 7B model took minutes to load before the batch said its --out could not be used."""
+    import docqa.qa
+
+    questions = tmp_path / "questions.txt"
+    questions.write_text("How many bakers?\n", encoding="utf-8")
+    out = tmp_path / "answers.jsonl"
+    monkeypatch.setattr(docqa.qa, "DocQA", lambda *args, **kwargs: pytest.fail("loaded"))
+    argv = ["--config", str(config), "--batch", str(questions), "--out", str(out)]
+    if out_content is None:
+        with BatchOutput(out):
+            code = ask_main(argv)
+    else:
+        out.write_text(out_content, encoding="utf-8")
+        code = ask_main(argv)
+    assert code == (6 if out_content is None else 2)
+    assert message in capsys.readouterr().err
 
 def test_cli_batch_resumes_and_each_doc_writes_markdown(config, tmp_path, capsys):
     batch = tmp_path / "questions.jsonl"

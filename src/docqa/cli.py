@@ -397,14 +397,15 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("batch", "Answer a file of questions with the model loaded once; resumable.", _batch_arguments)
 def batch(args: argparse.Namespace) -> int:
-    from docqa.batch import read_questions, run_batch
-    from docqa.qa import DocQA
-
+    from docqa.batch import BatchOutput, read_questions, run_batch
     from docqa.batch.writers import same_file
+    from docqa.qa import DocQA
 
     if same_file(Path(args.out), Path(args.file)):
         raise InputError("--out must not be the questions file")
     questions = read_questions(args.file)
+    # --out's problems (a typo, another program's data, a run writing it) before the model's minutes of loading
+    BatchOutput(args.out, answers=not args.retrieval_only, questions=questions).open().close()
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
         summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True)
     print(summary.text(args.out), file=sys.stderr)

@@ -77,6 +77,12 @@ class BuildLockedError(DocqaError):
     exit_code = 6
 
 
+class OutputLockedError(DocqaError):
+    """Another batch is writing the same output file."""
+
+    exit_code = 6
+
+
 class LLMError(DocqaError):
     """The language model failed to load or to generate."""
 

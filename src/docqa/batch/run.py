@@ -7,6 +7,7 @@ answer.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
@@ -16,7 +17,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question, QuestionLike, as_questions
 from docqa.batch.writers import Entry, open_for_writing, record_format
-from docqa.errors import DocqaError, InputError
+from docqa.errors import DocqaError, InputError, OutputLockedError
 from docqa.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,34 @@ class BatchOutput:
     def open(self) -> "BatchOutput":
         if self.path.is_file() and _read_only(self.path):
             raise InputError(f"{self.path} is read-only: make it writable to resume into it, or write to another file")
-        resumed = self.path.is_file() and self._resume()
-        self._handle = open_for_writing(self.path, "a")
-        if not resumed:
-            self._handle.write(self.format.header())
-            self._handle.flush()
+        self._handle = self._locked()
+        try:
+            if not self._resume():
+                self._handle.write(self.format.header())
+                self._handle.flush()
+        except BaseException:
+            self.close()
+            raise
         return self
+
+    def _locked(self) -> TextIO:
+        """The file opened for appending, locked against a second run writing it at the same time (each would
+        append every answer: two records per id); its lock is released when it is closed."""
+        for _attempt in range(5):
+            handle = open_for_writing(self.path, "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise OutputLockedError(f"another batch is writing {self.path}; wait for it to finish, or write to "
+                                        "another --out") from None
+            try:
+                if os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino:
+                    return handle
+            except FileNotFoundError:
+                pass
+            handle.close()  # locked a file that a run resuming into it replaced meanwhile: lock the new one
+        raise OutputLockedError(f"{self.path} keeps being replaced by another run; write to another --out")
 
     def _resume(self) -> bool:
         """Keep the answered records of an earlier run; False when the file held nothing at all."""
@@ -112,11 +135,22 @@ class BatchOutput:
                     f"write to another --out, or give the questions ids of their own")
 
     def _rewrite(self, kept: list[Entry]) -> None:
+        """The file with ``kept`` alone, replaced whole; its new copy, locked before it takes the name, becomes the
+        file appended to."""
         temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+        handle = open_for_writing(temporary, "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
             handle.write(self.format.header())
             handle.writelines(entry.text for entry in kept)
-        os.replace(temporary, self.path)
+            handle.flush()
+            os.replace(temporary, self.path)
+        except BaseException:
+            handle.close()
+            temporary.unlink(missing_ok=True)
+            raise
+        self._handle.close()
+        self._handle = handle
 
     def write(self, record: dict) -> None:
         if self._handle is None:

@@ -174,16 +174,16 @@ class CsvRecords(RecordFormat):
         return entries, dropped
 
 
-RECORD_FORMATS: dict[str, type[RecordFormat]] = {
-    "jsonl": JsonlRecords, "ndjson": JsonlRecords, "json": JsonlRecords, "csv": CsvRecords,
-}
+RECORD_FORMATS: dict[str, type[RecordFormat]] = {"jsonl": JsonlRecords, "ndjson": JsonlRecords, "csv": CsvRecords}
 
 
 def record_format(path: Path) -> RecordFormat:
     try:
         return RECORD_FORMATS[extension(path)]()
     except KeyError:
-        raise InputError(f"--out {path}: use a .jsonl or .csv file name (the extension picks the format)") from None
+        # .json too: the records are JSON Lines, which json.load of a .json file refuses ("Extra data")
+        raise InputError(f"--out {path}: use a .jsonl (JSON Lines, one record per line) or .csv file name (the "
+                         "extension picks the format)") from None
 
 
 def csv_row(record: dict) -> list:
