@@ -114,6 +114,32 @@ def test_a_first_build_on_a_disk_too_small_is_said_in_one_line(fact_project):
 # ---------------------------------------------------------------- asking
 
 
+
+@pytest.mark.parametrize("redirect, why", [(">/dev/full", " (No space left on device)"), (">&-", ": it is closed")])
+def test_results_that_cannot_be_written_to_stdout_are_said(built_fact_index, redirect, why):
+    """A full disk was 'unexpected OSError: [Errno 28]'; a closed stdout (>&-) exited 0 with the results lost."""
+    asked = run_script("main.py", *built_fact_index.args("--retrieval-only", "--json", QUESTION),
+                       command=lambda c: ["sh", "-c", f'exec "$@" {redirect}', "sh", *c])
+    assert asked.returncode == 2, asked.stderr
+    assert one_line_error(asked.stderr) == f"error: the results cannot be written to standard output{why}"
+    assert "Exception ignored" not in asked.stderr
+
+
+def test_a_closed_stderr_leaves_the_results_alone(built_fact_index, tmp_path):
+    """With stderr closed (2>&-, as some launchers start jobs), the progress bar failed ('NoneType' object has no
+    attribute 'write') and notes and errors were printed into the results on stdout."""
+    asked = run_script("main.py", *built_fact_index.args("--retrieval-only", "--json", QUESTION),
+                       command=lambda c: ["sh", "-c", 'exec "$@" 2>&-', "sh", *c])
+    assert asked.returncode == 0
+    assert json.loads(asked.stdout)["sources"]
+    questions = tmp_path / "questions.txt"
+    questions.write_text(f"{QUESTION}\nHow many people did Alpha employ?\n", encoding="utf-8")
+    out = tmp_path / "answers.jsonl"
+    batch = run_script("main.py", *built_fact_index.args("--retrieval-only", "--batch", str(questions), "--out", str(out)),
+                       command=lambda c: ["sh", "-c", 'exec "$@" 2>&-', "sh", *c])
+    assert batch.returncode == 0 and batch.stdout == ""
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
 def test_a_huge_k_is_a_plain_error(built_fact_index, capsys):
     code, _, err = run(ask_main, built_fact_index.args("--retrieval-only", "--k", "99999999999999999999", QUESTION), capsys)
     assert code == 2

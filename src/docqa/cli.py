@@ -43,9 +43,19 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
         return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
     args.project = project
     args.prog = _typed_prog(parser.prog, project)  # how the user runs docqa, for the commands notes advise
+    if sys.stderr is None:  # closed (2>&-): progress and notes go nowhere, never into the results on stdout
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    stdout = sys.stdout
+    sys.stdout = _Results(stdout)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # results still buffered fail here, not unnoticed at exit
+        return code
+    except ResultsUnwritable as error:
+        print(f"error: {error}", file=sys.stderr)
+        _discard_results(stdout)
+        return error.exit_code
     except DocqaError as error:
         print(f"error: {shown(advice_for(str(error), args.prog, args.config))}", file=sys.stderr)
         return error.exit_code
@@ -60,6 +70,56 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
             raise
         print(f"error: unexpected {type(error).__name__}: {error} (set DOCQA_DEBUG=1 to see where)", file=sys.stderr)
         return EXIT_UNEXPECTED
+    finally:
+        sys.stdout = stdout
+
+
+class ResultsUnwritable(DocqaError):
+    """Standard output takes no results: closed when the command started (``>&-``, where print() dropped them
+    without a word), or failing (a full disk)."""
+
+    exit_code = 2
+
+
+class _Results:
+    """Standard output, whose failures are said as such (they were 'unexpected OSError', or nothing at all)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._checked(lambda stream: stream.write(text))
+
+    def flush(self) -> None:
+        self._checked(lambda stream: stream.flush())
+
+    def _checked(self, call):
+        if self._stream is None:
+            raise ResultsUnwritable("the results cannot be written to standard output: it is closed")
+        try:
+            return call(self._stream)
+        except BrokenPipeError:  # a reader that stopped (head): not a failure
+            raise
+        except OSError as error:
+            raise ResultsUnwritable(f"the results cannot be written to standard output "
+                                    f"({error.strerror or error})") from None
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _discard_results(stream) -> None:
+    """After standard output failed: what stays buffered goes nowhere at exit instead of failing again there."""
+    try:
+        if stream is not None and stream.fileno() == 1:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.close(null)
+    except (OSError, ValueError, AttributeError):  # no file behind it (a test's capture)
+        pass
 
 
 # ---------------------------------------------------------------- the registry
