@@ -84,6 +84,8 @@ def test_fold_collapses_whitespace_and_case():
          '{"id": "a", "doc": "x.pdf", "question": "r", "pages": [1]}', "id 'a' appears twice"),
         ("\n", "no questions found"),
         ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": []}', 'line 1: "pages" is empty'),
+        ('{"id": null, "doc": "x.pdf", "question": "q", "pages": [1]}', '"id" must be a text or a number, not None'),
+        ('{"id": " ", "doc": "x.pdf", "question": "q", "pages": [1]}', '"id" must be a text or a number'),
     ],
 )
 def test_bad_gold_files_say_where(tmp_path, content, message):
@@ -92,6 +94,16 @@ def test_bad_gold_files_say_where(tmp_path, content, message):
     with pytest.raises(InputError, match=re.escape(message)):
         read_gold(path)
 
+
+
+def test_a_gold_line_may_hold_any_character_json_allows_in_a_string(tmp_path):
+    """U+2028, NEL and a form feed, as json.dumps(ensure_ascii=False) writes them, split a line in two."""
+    path = tmp_path / "gold.jsonl"
+    items = [{"id": "a", "doc": "x.pdf", "question": f"What was revenue{sep}in 2022?", "pages": [1]}
+             for sep in ("\u2028", "\x85", "\x0c")]
+    path.write_text("\n".join(json.dumps({**item, "id": str(n)}, ensure_ascii=False) for n, item in enumerate(items)),
+                    encoding="utf-8")
+    assert [question.question for question in read_gold(path)] == [item["question"] for item in items]
 
 def test_summarize_counts_the_first_hit_within_each_k():
     records = [{"first_hit_rank": rank, "latency_ms": ms} for rank, ms in ((1, 10.0), (3, 20.0), (None, 30.0), (2, 40.0))]
@@ -124,6 +136,13 @@ def test_exact_recall_on_generated_pdfs(indexed, gold_file):
         0.5, round(4 / 6, 4), round(4 / 6, 4), 1)
     assert lines[5]["per_doc"]["error"].startswith("no indexed document matches 'missing.pdf'")
     assert all(item["document"] == "acme-2023.pdf" for item in lines[4]["per_doc"]["retrieved"])
+
+    # a gold "doc" given as a path is the file of that name, for --per-doc as for the hit rule (it was an error)
+    as_path = gold_file.with_name("by_path.jsonl")
+    as_path.write_text(json.dumps({**GOLD[0], "doc": f"data/{GOLD[0]['doc']}"}) + "\n", encoding="utf-8")
+    with DocQA(indexed, retrieval_only=True) as qa:
+        by_path = evaluate(qa, as_path, [1], per_doc=True)
+    assert by_path["recall@1"] == by_path["per_doc"]["recall@1"] == 1.0 and by_path["per_doc"]["errors"] == 0
 
     g1 = lines[0]
     assert len(g1["retrieved"]) <= 8 and g1["hit_ranks"] == [1]  # near-copies are skipped, so up to 8
@@ -194,17 +213,24 @@ def test_cli_leaves_an_existing_details_file_alone_when_the_run_fails(gold_file,
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(absent)]) == 3
     assert not absent.exists()
 
+
 def test_cli_warns_of_gold_pages_past_a_document_s_end(config, tmp_path, capsys):
     """A page index that no passage can have (a typo, or pages counted from 1) was scored as a miss in silence."""
     gold = tmp_path / "gold.jsonl"
-    gold.write_text(json.dumps({"id": "far", "doc": "acme-2023.pdf", "question": "Acme revenue?", "pages": [0, 500]})
+    gold.write_text(json.dumps({"id": "far", "doc": "acme-2023.pdf", "question": "Acme revenue?", "pages": [500, 600]})
+                    + "\n" + json.dumps({"id": "part", "doc": "acme-2023.pdf", "question": "Acme revenue?",
+                                          "pages": [0, 500]})
                     + "\n" + json.dumps(GOLD[0]) + "\n", encoding="utf-8")
     assert ask_main(["--config", str(config), "--evaluate", str(gold)]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["gold_pages_beyond_document"] == [
-        {"id": "far", "doc": "acme-2023.pdf", "pages": [0, 500], "document_pages": 3}]
-    assert ("warning: question far: gold page index 500 is past the end of acme-2023.pdf (3 pages, indices 0 to 2); "
-            "it can never be found") in captured.err
+        {"id": "far", "doc": "acme-2023.pdf", "pages": [500, 600], "document_pages": 3, "findable": False},
+        {"id": "part", "doc": "acme-2023.pdf", "pages": [500], "document_pages": 3, "findable": True}]
+    assert ("warning: question far: gold page indices 500, 600 past the end of acme-2023.pdf (3 pages, indices 0 to "
+            "2); it can never be found") in captured.err
+    # one of its pages lies in the document: it can be found there, and was said never to be
+    assert ("warning: question part: gold page index 500 past the end of acme-2023.pdf (3 pages, indices 0 to 2); "
+            "only its other pages can be found") in captured.err
 
 
 def test_gold_pages_of_a_file_name_two_folders_share_are_not_said_to_be_past_the_end(indexed, config, tmp_path, capsys):

@@ -706,10 +706,12 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
         print(f"warning: gold documents not in the index: {', '.join(result['documents_not_indexed'])}",
               file=sys.stderr)
     for beyond in result.get("gold_pages_beyond_document", []):
-        print(f"warning: question {beyond['id']}: gold page index {max(beyond['pages'])} is past the end of "
-              f"{beyond['doc']} ({beyond['document_pages']} page{'s' if beyond['document_pages'] != 1 else ''}, indices 0 to "
-              f"{beyond['document_pages'] - 1}); "
-              "it can never be found", file=sys.stderr)
+        pages = beyond["pages"]
+        print(f"warning: question {beyond['id']}: gold page {'index' if len(pages) == 1 else 'indices'} "
+              f"{', '.join(map(str, pages))} past the end of {beyond['doc']} ({beyond['document_pages']} "
+              f"page{'s' if beyond['document_pages'] != 1 else ''}, indices 0 to {beyond['document_pages'] - 1}); "
+              + ("only its other pages can be found" if beyond["findable"] else "it can never be found"),
+              file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 

@@ -56,7 +56,9 @@ def read_gold(path: Path | str) -> list[GoldQuestion]:
     """The questions of a gold JSONL file; raises InputError naming the line of any problem."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        # "\n" alone ends a line: str.splitlines() also breaks at U+2028, NEL or a form feed, which JSON strings
+        # may hold as they are (json.dumps(..., ensure_ascii=False) writes them so)
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except FileNotFoundError:
         raise InputError(f"gold file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -86,6 +88,8 @@ def _gold_question(item, where: str) -> GoldQuestion:
     for key in ("id", "doc", "question", "pages"):
         if key not in item:
             raise InputError(f"{where}: missing \"{key}\"")
+    if not isinstance(item["id"], (str, int)) or isinstance(item["id"], bool) or not str(item["id"]).strip():
+        raise InputError(f"{where}: \"id\" must be a text or a number, not {item['id']!r}")  # null became "None"
     pages = item["pages"]
     if not isinstance(pages, list) or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in pages):
         raise InputError(f"{where}: \"pages\" must be a list of 0-based page indices")
@@ -204,8 +208,8 @@ def iter_evaluation(
         context = PASSAGE_SEPARATOR.join(chunk["text"] for chunk in record.pop("_chunks")[: view.default_k])
         record["context_chars"] = len(context)
         record["context_tokens"] = count_tokens(context) if count_tokens else math.ceil(len(context) / CHARS_PER_TOKEN)
-        if per_doc:
-            restricted = _scored(view, gold, depth, glob.escape(gold.doc))
+        if per_doc:  # by file name, as the hit rule matches documents (a gold "doc" may be a path)
+            restricted = _scored(view, gold, depth, glob.escape(file_name(gold.doc)))
             restricted.pop("_chunks")
             record["per_doc"] = restricted
         yield record
@@ -312,11 +316,16 @@ def _result(view: _Target, gold_path, ks, per_doc: bool, records: list[dict], qu
     if indexed is not None:
         result["documents_not_indexed"] = sorted({q.doc for q in questions if file_name(q.doc) not in indexed})
         # A gold page past the document's end can never be a hit: a typo, or page numbers counted from 1 elsewhere.
-        result["gold_pages_beyond_document"] = [
-            {"id": q.id, "doc": q.doc, "pages": sorted(q.pages), "document_pages": indexed[file_name(q.doc)]}
-            for q in questions if file_name(q.doc) in indexed and max(q.pages) >= indexed[file_name(q.doc)]]
+        # Only those pages are listed; the question can still be found on its others, unless it has none.
+        beyond = []
+        for q in questions:
+            count = indexed.get(file_name(q.doc))
+            if count is not None and (pages := sorted(page for page in q.pages if page >= count)):
+                beyond.append({"id": q.id, "doc": q.doc, "pages": pages, "document_pages": count,
+                               "findable": len(pages) < len(q.pages)})
+        result["gold_pages_beyond_document"] = beyond
     if per_doc:
-        result["per_doc"] = {"retrieval": "restricted to the gold document",
+        result["per_doc"] = {"retrieval": "restricted to the gold document", "errors": 0,  # always there, for scripts
                              **summarize([record["per_doc"] for record in records], ks)}
     return result
 
