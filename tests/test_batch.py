@@ -147,6 +147,9 @@ def test_text_file_skips_blank_and_comment_lines_and_numbers_ids_by_line(tmp_pat
     path = tmp_path / "questions.txt"
     path.write_text("# revenue questions\nWhat was revenue?\n\n  How many staff?  \n", encoding="utf-8")
     assert read_questions(path) == [Question("q2", "What was revenue?"), Question("q4", "How many staff?")]
+    # only line ends end a line: a form feed, NEL or U+2028 cut a question in two and renumbered the rest
+    path.write_text("Revenue\x0cin 2022?\r\nStaff\x85numbers?\rCEO\u2028name?\nLast?", encoding="utf-8")
+    assert [question.id for question in read_questions(path)] == ["q1", "q2", "q3", "q4"]
 
 
 def test_jsonl_keeps_ids_and_docs_and_numbers_the_rest_by_line(tmp_path):
@@ -169,6 +172,11 @@ def test_csv_needs_a_question_column_and_numbers_rows_after_the_header(tmp_path)
     path.write_text("text\nWhat was revenue?\n", encoding="utf-8")
     with pytest.raises(InputError, match='"question" column'):
         read_questions(path)
+    path.write_text("ID,Question\n7,What was revenue?\n", encoding="utf-8")  # as a spreadsheet heads them
+    assert read_questions(path) == [Question("7", "What was revenue?")]
+    tsv = tmp_path / "questions.tsv"  # read as plain text, its header was a question
+    tsv.write_text("id\tquestion\nr1\tRevenue, in dollars?\n", encoding="utf-8")
+    assert read_questions(tsv) == [Question("r1", "Revenue, in dollars?")]
 
 
 @pytest.mark.parametrize(
@@ -178,6 +186,8 @@ def test_csv_needs_a_question_column_and_numbers_rows_after_the_header(tmp_path)
         ("q.jsonl", '{"id": "a", "question": "one"}\n{"id": "a", "question": "two"}\n', "id 'a' appears twice"),
         ("q.jsonl", '{"id": "a"}\n', 'line 1: no "question"'),
         ("q.txt", "\n# only a comment\n", "no questions found"),
+        # written as its escape in a results file, it never matched again: asked anew on every run
+        ("q.jsonl", '{"id": "a\\ud800", "question": "one"}\n', "line 1: the id 'a\\ud800' is not valid Unicode text"),
     ],
 )
 def test_bad_batch_files_say_where(tmp_path, name, content, message):

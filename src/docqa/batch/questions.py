@@ -2,7 +2,8 @@
 
 - ``.jsonl`` / ``.ndjson`` / ``.json``: one JSON object per line with ``question`` and optional ``id`` and ``doc``
   (a glob over document file names, overriding ``--doc`` for that line);
-- ``.csv``: a header row with a ``question`` column, optional ``id`` and ``doc`` columns;
+- ``.csv`` (``.tsv``, tab-separated): a header row with a ``question`` column (any case), optional ``id`` and ``doc``
+  columns;
 - anything else: plain text, one question per line (blank lines and lines starting with ``#`` skipped).
 
 A question without an id gets ``q<N>``: N is its line number in a text or JSONL file (1 = first line) and its row
@@ -15,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
@@ -50,11 +52,16 @@ def read_questions(path: Path | str) -> list[Question]:
 
 
 def _text_questions(path: Path, text: str) -> list[Question]:
+    # Line ends only: str.splitlines() also broke a line at a form feed, NEL or U+2028, cutting a question in
+    # two and numbering the ones after it off their lines.
     return [
-        Question(f"q{number}", line.strip())
-        for number, line in enumerate(text.splitlines(), 1)
+        _checked_id(Question(f"q{number}", line.strip()), f"{path}, line {number}")
+        for number, line in enumerate(_LINE_END.split(text), 1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _jsonl_questions(path: Path, text: str) -> list[Question]:
@@ -72,14 +79,17 @@ def _jsonl_questions(path: Path, text: str) -> list[Question]:
     return questions
 
 
-def _csv_questions(path: Path, text: str) -> list[Question]:
+def _csv_questions(path: Path, text: str, delimiter: str = ",") -> list[Question]:
     from docqa.batch.writers import long_csv_fields
 
+    kind = "CSV" if delimiter == "," else "TSV"
     with long_csv_fields():
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not reader.fieldnames or "question" not in [name.strip() for name in reader.fieldnames]:
-            raise InputError(f"{path}: a CSV batch file needs a header row with a \"question\" column")
-        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        # "Question" as a spreadsheet heads its column counts too
+        names = [name.strip().lower() for name in reader.fieldnames or []]
+        if "question" not in names:
+            raise InputError(f"{path}: a {kind} batch file needs a header row with a \"question\" column")
+        reader.fieldnames = names
         return [
             _question_from_fields(row, f"q{number}", f"{path}, row {number}")
             for number, row in enumerate(reader, 1)
@@ -93,6 +103,7 @@ READERS: dict[str, Callable[[Path, str], list[Question]]] = {
     "ndjson": _jsonl_questions,
     "json": _jsonl_questions,
     "csv": _csv_questions,
+    "tsv": lambda path, text: _csv_questions(path, text, "\t"),
 }
 
 
@@ -105,7 +116,15 @@ def _question_from_fields(fields: dict, default_id: str, where: str) -> Question
     doc = fields.get("doc")
     if doc is not None and not isinstance(doc, str):
         raise InputError(f"{where}: \"doc\" must be a file name pattern (text)")
-    return Question(identifier, question.strip(), (doc or "").strip() or None)
+    return _checked_id(Question(identifier, question.strip(), (doc or "").strip() or None), where)
+
+
+def _checked_id(question: Question, where: str) -> Question:
+    """The id is the resume key, read back from the results file: one that is not valid Unicode (a JSON
+    "\\ud800") is written as its escape and never matches again, so the question would be asked on every run."""
+    if any(0xD800 <= ord(character) <= 0xDFFF for character in question.id):
+        raise InputError(f"{where}: the id {question.id!r} is not valid Unicode text; give it another id")
+    return question
 
 
 def _check_unique(path: Path, questions: Sequence[Question]) -> None:
