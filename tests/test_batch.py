@@ -215,6 +215,7 @@ def test_iter_batch_loads_once_restricts_by_doc_and_goes_on_after_a_failure(inde
     assert first["answer"] is None and first["error"] is None and len(first["sources"]) == 3
     assert failed["error"].startswith("no indexed document matches 'nothing-*.pdf'; indexed: acme-2022.pdf")
     assert failed["answer"] is None and failed["sources"] == []
+    assert set(failed) == set(first)  # the same keys: searched, cut_off and answered were missing
     assert (third["sources"][0]["document"], third["sources"][0]["page_number"]) == ("beta-2023.pdf", 2)
     assert {s["document"] for s in fourth["sources"]} == {"beta-2023.pdf"}  # the batch-wide doc applies
     assert records[0]["timings"]["load"] > 0 and records[2]["timings"]["load"] == 0  # loaded once

@@ -46,9 +46,9 @@ def answer_record(qa, question: Question, *, k: Optional[int] = None,
         answer = qa.ask(question.question, doc=doc, k=k)
     except Exception as error:  # noqa: BLE001 - one failing question is recorded, the batch goes on
         log.debug("question %s failed", question.id, exc_info=True)
-        return {
-            "id": question.id, "question": question.question, "answer": None, "sources": [],
-            "timings": None, "notes": [], "doc": doc, "error": _describe(error),
+        return {  # the keys an answered record has, so that a script reads every record alike
+            "id": question.id, "question": question.question, "answer": None, "sources": [], "timings": None,
+            "notes": [], "searched": None, "cut_off": None, "answered": None, "doc": doc, "error": _describe(error),
         }
     return {"id": question.id, **answer.to_dict(), "doc": doc, "error": None}
 
