@@ -251,7 +251,7 @@ def test_gold_pages_of_a_file_name_two_folders_share_are_not_said_to_be_past_the
 
 
 def test_cli_refuses_to_write_details_over_the_gold_file_or_count_with_a_model_it_cannot_read(
-        config, gold_file, tmp_path, capsys):
+        config, gold_file, tmp_path, capsys, monkeypatch):
     before = gold_file.read_bytes()
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(gold_file)]) == 2
     assert "--details must not be the gold file" in capsys.readouterr().err and gold_file.read_bytes() == before
@@ -259,6 +259,9 @@ def test_cli_refuses_to_write_details_over_the_gold_file_or_count_with_a_model_i
     hard_link.hardlink_to(gold_file)  # another name of the same file: writing it wrote the gold
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(hard_link)]) == 2
     assert "--details must not be the gold file" in capsys.readouterr().err and gold_file.read_bytes() == before
+    monkeypatch.chdir(tmp_path)
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", "-"]) == 2
+    assert "--details needs a file name" in capsys.readouterr().err and not (tmp_path / "-").exists()  # it made "-"
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--model", str(tmp_path / "nope.gguf")]) == 2
     assert f"no such model file: {tmp_path / 'nope.gguf'}" in capsys.readouterr().err
     text = tmp_path / "notes.gguf"

@@ -696,6 +696,8 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
         raise InputError(f"--model {model}: evaluate counts tokens with a GGUF model's tokenizer (llama-cpp), "
                          "and this file gives none")
     if args.details:  # before the index loads, so that a path that cannot be written fails at once
+        if args.details == "-":  # it made a file named "-"
+            raise InputError("--details needs a file name: the scores go to standard output")
         if same_file(Path(args.details), Path(args.gold)):
             raise InputError("--details must not be the gold file")
         check_writable(Path(args.details))
