@@ -268,7 +268,9 @@ class JSONHandler(BaseHTTPRequestHandler):
 OLLAMA_PIECES = ["The", " board", " declared", " 42", " cents", ".", "\nQuestion", ":", " next"]
 
 
-def ollama_handler(recorded: Recorded, models: set[str], fail_after: int | None = None) -> type[JSONHandler]:
+def ollama_handler(recorded: Recorded, models: set[str], fail_after: int | None = None,
+                   cut_after: int | None = None) -> type[JSONHandler]:
+    """``fail_after``: an error line after that many pieces; ``cut_after``: the stream ends there, no "done" line."""
     class Ollama(JSONHandler):
         def do_POST(self):
             self.recorded = recorded
@@ -287,6 +289,9 @@ def ollama_handler(recorded: Recorded, models: set[str], fail_after: int | None 
             for piece in OLLAMA_PIECES:
                 if fail_after is not None and count == fail_after:
                     return self.write_line({"error": "an error was encountered while running the model: out of memory"}, end=True)
+                if cut_after is not None and count == cut_after:
+                    self.wfile.write(b"0\r\n\r\n")  # the server stopped part way: the stream ends, not the answer
+                    return self.wfile.flush()
                 if 0 <= limit <= count:
                     reason = "length"
                     break
@@ -404,6 +409,19 @@ def test_ollama_error_during_generation_is_one_line_llm_error():
         server.shutdown()
         server.server_close()
 
+
+
+def test_ollama_stream_that_ends_without_its_done_line_is_an_llm_error():
+    """A stream closed part way was taken for a whole answer ("The total revenue", exit 0)."""
+    recorded = Recorded()
+    server, url = serve(ollama_handler(recorded, {"llama2"}, cut_after=2))
+    try:
+        llm = create_llm(settings(backend="ollama", base_url=url, model="llama2"), Path("/"))
+        with pytest.raises(LLMError, match=r'ended the answer before finishing it \(no "done" line\)'):
+            list(llm.stream("hello"))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 def test_ollama_needs_a_model_name():
     with pytest.raises(ConfigError, match="ollama pull llama2"):
@@ -607,6 +625,68 @@ def test_openai_counts_with_the_servers_tokenize_endpoint(kind, paths):
         server.shutdown()
         server.server_close()
 
+
+
+def web_page_handler(events: bytes | None = None) -> type[JSONHandler]:
+    """A web page at every path (a chat UI on the port given as llm.base_url); with ``events``, the completions
+    route streams those server-sent events instead."""
+
+    class WebPage(JSONHandler):
+        def do_GET(self):
+            self.send_body(b"<!doctype html><title>Chat</title>", "text/html; charset=utf-8")
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if events is not None and self.path == "/v1/completions":
+                return self.send_body(events, "text/event-stream")
+            self.send_body(b"<!doctype html><title>Chat</title>", "text/html; charset=utf-8")
+
+        def send_body(self, data: bytes, kind: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return WebPage
+
+
+@pytest.mark.parametrize("values", [{}, {"model": "x"}, {"model": "x", "stream": False}])
+def test_openai_base_url_of_a_web_page_is_said_to_be_no_api(values):
+    """It was 'unexpected AttributeError' (no llm.model), an answer blamed on the context window (streaming) or an
+    empty answer, exit 1 (not streaming)."""
+    server, url = serve(web_page_handler())
+    try:
+        with pytest.raises(LLMError, match=r"did not answer as an OpenAI-compatible API \(.*\); check llm.base_url"):
+            list(create_llm(settings(backend="openai", base_url=f"{url}/v1", **values), Path("/")).stream("hello"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_openai_stream_event_that_is_not_json_is_an_llm_error():
+    """It escaped as 'unexpected JSONDecodeError'."""
+    events = b'data: {"choices": [{"text": "The", "index": 0, "finish_reason": null}]}\n\ndata: {not json\n\n'
+    server, url = serve(web_page_handler(events))
+    try:
+        llm = create_llm(settings(backend="openai", base_url=f"{url}/v1", model="x"), Path("/"))
+        with pytest.raises(LLMError, match="a stream event that is not JSON"):
+            list(llm.stream("hello"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_answer_given_in_one_piece_has_no_rate(built_fact_index, gpt4all):
+    """A server with llm.stream: false sends the answer whole: its rate was the tokens over the milliseconds after
+    the one piece (88,939 tokens/s)."""
+    from docqa.qa import DocQA
+
+    url, _ = gpt4all
+    llm = create_llm(settings(backend="openai", base_url=url, stream=False, send_stop=False), Path("/"))
+    with DocQA(built_fact_index.settings, llm=llm) as qa:
+        timings = qa.ask(FACT_QUESTION).timings
+    assert timings.tokens == 11 and timings.generation > 0 and timings.tokens_per_second is None
 
 def test_openai_needs_base_url():
     with pytest.raises(ConfigError, match="llm.base_url"):

@@ -75,6 +75,9 @@ class OllamaLLM(LLM):
                         if "done_reason" in chunk:  # older Ollama versions leave it out
                             self._server_cut_off = chunk["done_reason"] == "length"
                         return
+        # Ollama ends every answer with a line saying "done"; a stream closed before it was cut off part way
+        raise LLMError(f"Ollama at {self._base_url} ended the answer before finishing it (no \"done\" line); was "
+                       "the server stopped?")
 
     def _raise_for_status(self, response) -> None:
         try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -94,6 +95,8 @@ class OpenAILLM(LLM):
             else:
                 response = self._client.completions.create(prompt=prompt, **request)
             if not self.settings.stream:
+                if not hasattr(response, "choices"):  # the client hands over a body that is not JSON as it is
+                    raise self._not_an_api(repr(response)[:80])
                 # One piece for the whole answer; the server's count of its tokens stands for them all.
                 usage = getattr(response, "usage", None)
                 self.generated_tokens += max((usage.completion_tokens if usage else 1) - 1, 0)
@@ -101,6 +104,10 @@ class OpenAILLM(LLM):
                 yield _text(response).encode()
                 return
             finished = False
+            kind = response.response.headers.get("content-type", "")
+            if "text/event-stream" not in kind:  # a web page, say: the client finds no events in it, and ends
+                response.close()
+                raise self._not_an_api(f"a {kind.split(';')[0] or 'reply of no content type'} instead of a stream")
             with closing(response):
                 for chunk in response:
                     text = _text(chunk)
@@ -124,7 +131,10 @@ class OpenAILLM(LLM):
     def _served_model(self) -> str:
         """The first model the server lists, for servers that insist on a model name."""
         with self._translated_errors():
-            models = self._client.models.list().data
+            try:
+                models = self._client.models.list().data
+            except (AttributeError, TypeError) as error:  # a body that is no model list: the client cannot read it
+                raise self._not_an_api("no model list") from error
         if not models:
             raise ConfigError(f"{self._base_url} lists no model; set llm.model")
         return models[0].id
@@ -150,6 +160,10 @@ class OpenAILLM(LLM):
                 return None  # no such endpoint here, or another server's request format
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
+
+    def _not_an_api(self, what: str) -> LLMError:
+        return LLMError(f"{self._base_url} did not answer as an OpenAI-compatible API ({what}); check llm.base_url: "
+                        "the server's API, usually ending in /v1, not a web page")
 
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
@@ -186,6 +200,8 @@ class OpenAILLM(LLM):
             raise LLMError(f"{self._base_url} answered HTTP {error.status_code}: {message}") from error
         except errors.APIError as error:  # an error event inside the stream
             raise LLMError(f"{self._base_url} reported an error: {describe(error.message)}") from error
+        except json.JSONDecodeError as error:  # a stream event whose data is not JSON
+            raise self._not_an_api(f"a stream event that is not JSON: {error.msg}") from error
 
 
 def _api_key(api_key_env: Optional[str]) -> str:
