@@ -57,6 +57,9 @@ def test_numbers_written_as_yaml_may_write_them_load(tmp_path):
         ("llm:\n  base_url: 127.0.0.1:8080/v1\n",
          "bad value for 'llm.base_url': Value error, '127.0.0.1:8080/v1' must start with http:// or https://"),
         ("ingest:\n  chunk_size: 100\n  chunk_overlap: 100\n", "chunk_overlap must be smaller"),
+        # 2,000,000,000 had the process killed for memory, 99,999,999,999 wrapped llama.cpp's 32-bit count
+        ("llm:\n  context_length: 2000000000\n", "bad value for 'llm.context_length': Input should be less than or "
+                                                   "equal to 1048576"),
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
         ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),
         ("paths: [1, 2\n", "not valid YAML at line"),

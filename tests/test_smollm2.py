@@ -173,6 +173,21 @@ def test_a_model_chosen_on_the_command_line_answers_where_a_server_is_configured
         result = json.loads(out)
         assert result["timings"]["backend"] == "llama-cpp" and FACT in result["answer"]
 
+
+def test_a_context_or_threads_beyond_the_model_or_machine_are_warned_about(smollm2_gguf, caplog):
+    """llm.context_length past the model's training context, or llm.threads past the CPUs, were taken in silence."""
+    import logging
+
+    from docqa.llm import create_llm
+    from docqa.settings import LLM
+
+    with caplog.at_level(logging.WARNING):
+        create_llm(LLM(model_path=smollm2_gguf, context_length=9000, threads=os.cpu_count() + 1), ROOT).close()
+    messages = [record.getMessage() for record in caplog.records]
+    assert ("llm.context_length 9000 is more than the 8192 tokens SmolLM2-135M-Instruct.Q4_1.gguf was trained on: "
+            "answers from a longer prompt may be garbled") in messages
+    assert any(message.startswith(f"llm.threads {os.cpu_count() + 1} is more than this machine's") for message in messages)
+
 def test_two_branches_streamed_on_one_thread_neither_hang_the_model_nor_crash_the_process(sample_project):
     """LangChain's RunnableParallel streamed with max_concurrency=1 steps both branches' streams on one worker
     thread: the second is refused, and the first, left paused in a reference cycle, kept the model's lock until a

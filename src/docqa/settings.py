@@ -190,7 +190,9 @@ class LLM(Section):
     model_type: str = Field("llama", description="Architecture name passed to ctransformers.")
     max_new_tokens: Whole = Field(256, gt=0)
     temperature: Number = Field(0.01, ge=0)
-    context_length: Whole = Field(2048, gt=0, description="Context window in tokens; ctransformers defaults to 512 otherwise.")
+    context_length: Whole = Field(
+        2048, gt=0, le=1_048_576,  # beyond, llama.cpp's 32-bit count wraps or the memory for it runs out (killed)
+        description="Context window in tokens; ctransformers defaults to 512 otherwise.")
     threads: Optional[Whole] = Field(None, gt=0, description="CPU threads; empty means all cores.")
     batch_size: Whole = Field(512, gt=0, description="Prompt tokens evaluated per batch.")
     prompt_lookup: Whole = Field(

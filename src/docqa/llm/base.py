@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import gc
+import logging
 import importlib
 import math
 import os
@@ -18,6 +19,8 @@ from typing import ClassVar, Iterator
 from docqa.errors import ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
+
+log = logging.getLogger(__name__)
 
 
 class LLM(ABC):
@@ -296,7 +299,12 @@ def import_backend(module: str, package: str) -> ModuleType:
 
 
 def cpu_threads(settings: LLMSettings) -> int:
-    return settings.threads or os.cpu_count() or 1
+    cores = os.cpu_count() or 1
+    if settings.threads and settings.threads > cores:
+        # llama.cpp's threads wait on each other at every token: 1,000 on 2 cores took 67 s instead of 10
+        log.warning("llm.threads %d is more than this machine's %d CPUs, which slows the model down; leave it empty "
+                    "to use them all", settings.threads, cores)
+    return settings.threads or cores
 
 
 def describe(error: object) -> str:

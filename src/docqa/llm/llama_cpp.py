@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from itertools import islice
 from pathlib import Path
 from typing import Iterator
@@ -9,6 +10,8 @@ from typing import Iterator
 from docqa.errors import ClosedError, LLMError
 from docqa.llm.base import LLM, cpu_threads, describe, import_backend
 from docqa.settings import LLM as LLMSettings
+
+log = logging.getLogger(__name__)
 
 
 class LlamaCppLLM(LLM):
@@ -42,7 +45,15 @@ class LlamaCppLLM(LLM):
                 **lookup,
             )
         except Exception as error:
-            raise LLMError(f"llama-cpp cannot load {model_path}: {describe(error)}") from None
+            reason = describe(error)
+            if "context" in reason:  # llama.cpp could not make room for llm.context_length tokens
+                reason += (f"; llm.context_length {settings.context_length:,} may need more memory than there is: "
+                           "lower it")
+            raise LLMError(f"llama-cpp cannot load {model_path}: {reason}") from None
+        trained = self._vocab.n_ctx_train() if not vocab_only else 0
+        if trained and settings.context_length > trained:
+            log.warning("llm.context_length %d is more than the %d tokens %s was trained on: answers from a longer "
+                        "prompt may be garbled", settings.context_length, trained, model_path.name)
 
     def _free(self) -> None:
         model = self.__dict__.pop("_model", None)
