@@ -396,15 +396,22 @@ def test_joined_chunks_read_as_the_page_does():
     # lines of a table or of prose, and every seventh longer than a chunk, which is cut between words (two such lines
     # in a row, the first ending with the words that start the second, would be merged: a rare coincidence)
     page = "\n".join(" ".join(word() for _ in range(120 if n % 7 == 3 else rng.randint(1, 16))) for n in range(400))
-    for size, overlap in ((500, 50), (200, 30)):
+    # the index's chunk_overlap bounds the overlap: above 80 characters it was never merged, and with 0 the chunks
+    # share nothing, so a line repeated at the cut is two lines
+    for size, overlap in ((500, 50), (200, 30), (1000, 150), (300, 0)):
         chunks = [piece.page_content for piece in Chunker(size, overlap)._splitter.create_documents([page])]
         assert len(chunks) > 20
         # each pair joined as a passage is joined; what the second chunk adds follows the first
-        text = chunks[0] + "".join(join_overlapping(a, b)[len(a):] for a, b in zip(chunks, chunks[1:]))
-        assert text.split() == page.split()
+        text = chunks[0] + "".join(join_overlapping(a, b, overlap)[len(a):] for a, b in zip(chunks, chunks[1:]))
+        assert text.split() == page.split(), (size, overlap)
     assert join_overlapping("net income was 12", "25 million") == "net income was 12\n25 million"
     assert join_overlapping("Revenue\nTotal 2022", "2022 239,066\nNet") == "Revenue\nTotal 2022\n2022 239,066\nNet"
     assert join_overlapping("grew in the year", "the year ended 30 June") == "grew in the year ended 30 June"
+    # a line indented with no-break spaces (as some filings' tables are) is still a whole line
+    assert join_overlapping("Revenue 10\n\xa0\xa0Restructuring (2) 39", "Restructuring (2) 39\nNet income") == (
+        "Revenue 10\n\xa0\xa0Restructuring (2) 39\nNet income")
+    assert join_overlapping("Listed on\nNew York Stock Exchange", "New York Stock Exchange\nShares", 0) == (
+        "Listed on\nNew York Stock Exchange\nNew York Stock Exchange\nShares")
 
 
 MANU_REPORT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "manu-20f-2022-09-24.pdf"
@@ -420,7 +427,7 @@ def test_every_pair_of_chunks_of_a_real_report_joins_as_its_page_reads():
     splitter, pairs = Chunker()._splitter, 0
     for page in read_pages(MANU_REPORT):
         chunks = [piece.page_content for piece in splitter.create_documents([page.text]) if piece.page_content.strip()]
-        text = chunks[0] + "".join(join_overlapping(a, b)[len(a):] for a, b in zip(chunks, chunks[1:]))
+        text = chunks[0] + "".join(join_overlapping(a, b, 50)[len(a):] for a, b in zip(chunks, chunks[1:]))
         assert text.split() == page.text.split(), page.page_index
         pairs += len(chunks) - 1
     assert pairs > 1000

@@ -134,7 +134,7 @@ class DocQA:
             with advising(settings.own_config):
                 self.store = open_reader(settings, index_fingerprint(settings))
                 self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
-                                           load_reranker(settings))
+                                           load_reranker(settings), settings.ingest.chunk_overlap)
                 self._use_llm(None if retrieval_only else (llm or self._load_llm()))
         except BaseException:
             self.close()  # what was loaded before the failure is released, not left to the collector

@@ -141,6 +141,8 @@ def fts_query(question: str) -> str:
     return " OR ".join('"' + word.replace('"', "") + '"' for word in words)
 
 
+DEFAULT_OVERLAP = 50  # ingest.chunk_overlap's default: how much consecutive chunks of a page share at most
+
 def reciprocal_rank_fusion(*rankings: Sequence[int]) -> list[tuple[int, float]]:
     scores: dict[int, float] = {}
     for ranking in rankings:
@@ -163,7 +165,8 @@ def diverse(hits: Sequence[Hit], k: int, max_per_page: int) -> list[Hit]:
     return taken
 
 
-def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int, first: int) -> list[Hit]:
+def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int, first: int,
+                    overlap: int = DEFAULT_OVERLAP) -> list[Hit]:
     """The passages, each of the ``first`` ones joined with the adjacent chunk of its page that scores nearly as high,
     best passage first, while those ``first`` passages together stay within ``budget`` characters. (Only the first:
     a longer list, asked for at once, begins with the same passages as a short one.)
@@ -182,7 +185,7 @@ def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int
         if runner_up is None or runner_up.score < RUNNER_UP_RATIO * hit.score or abs(runner_up.chunk.id - chunk.id) != 1:
             continue
         first, second = sorted([chunk, runner_up.chunk], key=lambda c: c.id)
-        text = join_overlapping(first.text, second.text)
+        text = join_overlapping(first.text, second.text, overlap)
         if used + len(text) - len(chunk.text) > budget:
             continue
         used += len(text) - len(chunk.text)
@@ -190,7 +193,8 @@ def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int
     return result
 
 
-def with_continuation(passages: Sequence[Hit], taken: Sequence[Hit], next_chunk, budget: int, first: int) -> list[Hit]:
+def with_continuation(passages: Sequence[Hit], taken: Sequence[Hit], next_chunk, budget: int, first: int,
+                      overlap: int = DEFAULT_OVERLAP) -> list[Hit]:
     """The best passage, when no runner-up joined it, continued into the next chunk of its page while the ``first``
     passages stay within ``budget`` characters. ``next_chunk(chunk)``: the chunk after it in its document, or None.
 
@@ -205,7 +209,7 @@ def with_continuation(passages: Sequence[Hit], taken: Sequence[Hit], next_chunk,
     if (following is None or (following.document, following.page_index) != (chunk.document, chunk.page_index)
             or any(hit.chunk.id == following.id for hit in passages)):
         return list(passages)
-    text = join_overlapping(chunk.text, following.text)
+    text = join_overlapping(chunk.text, following.text, overlap)
     used = sum(len(hit.chunk.text) for hit in passages[:first])
     if used + len(text) - len(chunk.text) > budget:
         return list(passages)
@@ -213,23 +217,24 @@ def with_continuation(passages: Sequence[Hit], taken: Sequence[Hit], next_chunk,
     return [continued, *passages[1:]]
 
 
-def join_overlapping(first: str, second: str) -> str:
+def join_overlapping(first: str, second: str, overlap: int = DEFAULT_OVERLAP) -> str:
     """Two consecutive chunks of a page as one text: the splitter's overlap appears once.
 
     The splitter cuts between lines, or between words inside a line longer than a chunk, and the overlap is whole
-    lines (words): it starts a line (word) of ``first`` and ends one of ``second``; a long line's chunks share
-    nothing with the chunks of the lines around it. Where the chunks share nothing (the
-    line before the cut was longer than the overlap), an end and a start that merely look alike ("We offset" and
-    "the value", "3,642" and "239,066", a year ending one line and starting the next) must not be merged.
+    lines (words) of at most ``overlap`` characters (the index's ``ingest.chunk_overlap``; 0: none): it starts a line
+    (word) of ``first`` and ends one of ``second``; a long line's chunks share nothing with the chunks of the lines
+    around it. Where the chunks share nothing (the line before the cut was longer than the overlap), an end and a
+    start that merely look alike ("We offset" and "the value", "3,642" and "239,066", a year ending one line and
+    starting the next) must not be merged.
     """
-    # A line longer than a chunk is cut between words, into chunks of its own, without a line break
+    # A long line's chunks come from its words alone, without a line break
     between_lines = "\n" in first or "\n" in second
-    for size in range(min(len(first), len(second), 80), 0, -1):
+    for size in range(min(len(first), len(second), overlap), 0, -1):
         if not first.endswith(second[:size]):
             continue
         before, after = first[:-size], second[size:]
-        if between_lines:  # a line's indent and trailing spaces are not part of a chunk's ends
-            before, after = before.rstrip(" \t"), after.lstrip(" \t")
+        if between_lines:  # a line's indent (spaces, tabs, no-break spaces) and trailing blanks are not its text
+            before, after = _LINE_END_BLANKS.sub("", before), _LINE_START_BLANKS.sub("", after)
             whole = (not before or before.endswith("\n")) and (not after or after.startswith("\n"))
         else:  # two words at least: a long line's last word may start the next long line, which shares nothing
             whole = ((not before or before[-1].isspace()) and (not after or after[0].isspace())
@@ -237,6 +242,10 @@ def join_overlapping(first: str, second: str) -> str:
         if whole:
             return first + second[size:]
     return f"{first}\n{second}"
+
+
+_LINE_END_BLANKS = re.compile(r"[^\S\n]+\Z")
+_LINE_START_BLANKS = re.compile(r"\A[^\S\n]+")
 
 
 def phrase_query(phrase: str) -> str:
@@ -263,8 +272,11 @@ def matching_documents(store: IndexReader, pattern: str) -> list[int]:
 
 
 class Retriever:
-    def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[CrossEncoderReranker] = None):
+    def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[CrossEncoderReranker] = None,
+                 chunk_overlap: int = DEFAULT_OVERLAP):
+        """``chunk_overlap``: the index's ``ingest.chunk_overlap``, which joined chunks of a page share."""
         self.store = store
+        self.chunk_overlap = chunk_overlap
         self.embedder = embedder
         self.settings = settings
         self.reranker = reranker
@@ -328,8 +340,8 @@ class Retriever:
             hits = self.reranker.rerank(question, hits)
         taken = diverse(hits, k, self.settings.max_per_page)
         budget, first = self.settings.context_chars, self.settings.k
-        passages = with_runner_ups(taken, hits, budget, first)
-        return with_continuation(passages, taken, self._next_chunk, budget, first)
+        passages = with_runner_ups(taken, hits, budget, first, self.chunk_overlap)
+        return with_continuation(passages, taken, self._next_chunk, budget, first, self.chunk_overlap)
 
     def _statement_ranking(self, question: str, vector, n: int, documents: Optional[list[int]]) -> list[int]:
         """The chunks of the searched documents' statement pages that the question's metrics are read from, best
