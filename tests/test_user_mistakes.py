@@ -87,7 +87,8 @@ def test_a_full_disk_is_said_in_one_line_and_the_index_stays_as_it_was(fact_proj
     monkeypatch.setattr("faiss.write_index", no_space)
     code, _, err = run(build_main, fact_project.args(), capsys)
     assert code == 2
-    assert f"the disk of the index folder {folder} is full (" in one_line_error(err)
+    assert f"the disk of the index folder {folder} ran out of space; the index is as its last commit left it" in (
+        one_line_error(err))
     assert "free some space and build again" in err
     assert not list(folder.rglob("*.tmp"))
     monkeypatch.undo()
@@ -95,6 +96,25 @@ def test_a_full_disk_is_said_in_one_line_and_the_index_stays_as_it_was(fact_proj
         assert sorted(document.name for document in store.documents()) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
     assert build_main(fact_project.args()) == 0  # with space again, the build goes on
 
+
+
+def test_a_full_disk_elsewhere_is_not_blamed_on_the_index_folder(fact_project, monkeypatch, capsys):
+    """Any 'no space left' was 'the disk of the index folder is full', with that folder's disk 73 GB free: the models
+    folder, where a build writes an int8 copy of the embedding model, had filled up."""
+    import errno
+
+    import docqa.ingest
+
+    elsewhere = "/mnt/small/models/all-MiniLM-L6-v2/onnx/model_int8.onnx"
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", elsewhere)
+
+    monkeypatch.setattr(docqa.ingest, "_read_and_add", no_space)
+    code, _, err = run(build_main, fact_project.args(), capsys)
+    assert code == 2
+    assert one_line_error(err) == (f"error: a disk ran out of space during the build at {elsewhere}; the index is as "
+                                   "its last commit left it: free some space there and build again")
 
 def test_a_first_build_on_a_disk_too_small_is_said_in_one_line(fact_project):
     """On a real file system that fills up (a 64 KB tmpfs over the index folder, in a mount namespace of its own)."""
@@ -108,7 +128,7 @@ def test_a_first_build_on_a_disk_too_small_is_said_in_one_line(fact_project):
     if built.returncode != 0 and "mount" in built.stderr and "error:" not in built.stderr:
         pytest.skip(f"cannot mount here: {built.stderr.strip()}")
     assert built.returncode == 2, built.stderr
-    assert f"the disk of the index folder {folder} is full (" in one_line_error(built.stderr)
+    assert f"the disk of the index folder {folder} ran out of space" in one_line_error(built.stderr)
     assert list(folder.iterdir()) == []  # the tmpfs went with its namespace; nothing was written here
 
 # ---------------------------------------------------------------- asking

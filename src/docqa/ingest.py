@@ -163,7 +163,7 @@ def build_index(
             return _build(settings, rebuild, progress, on_total)
         except (sqlite3.OperationalError, OSError, RuntimeError) as error:  # RuntimeError: FAISS's own
             if out_of_space(error):
-                raise disk_full(settings.path(settings.paths.vectorstore)) from None
+                raise disk_full(settings.path(settings.paths.vectorstore), error) from None
             raise
 
 

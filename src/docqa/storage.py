@@ -10,6 +10,8 @@ ingestion and the commands only ever see these two interfaces.
 from __future__ import annotations
 
 import errno
+import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,13 +143,39 @@ def out_of_space(error: BaseException) -> bool:
     return any(words in text for words in ("database or disk is full", "No space left on device", "Disk quota exceeded"))
 
 
-def disk_full(folder: Path) -> ConfigError:
-    try:
-        free = f"{shutil.disk_usage(folder).free / 1e6:,.1f} MB free"
-    except OSError:
-        free = "no free space"
-    return ConfigError(f"the disk of the index folder {folder} is full ({free}); the index is as its last commit left "
-                       "it: free some space and build again, or point paths.vectorstore in config.yml at another disk")
+def disk_full(folder: Path, error: Optional[BaseException] = None) -> ConfigError:
+    """What to say of ``error``, out of space during a build: the index folder's disk, where that is what filled up
+    (its file, or, where the error names none, a disk left with little room), else the other disk."""
+    where = getattr(error, "filename", None) or _named_file(str(error))
+    if where:
+        ours = Path(os.path.realpath(where)).is_relative_to(os.path.realpath(folder))
+    else:
+        try:  # measured after the failure, when the unfinished part is gone: room to spare means another disk
+            ours = shutil.disk_usage(_existing(folder)).free < ROOM_TO_SPARE
+        except OSError:
+            ours = True
+    if not ours:  # the models folder, say, where the build writes an int8 copy of the embedding model
+        what = f"at {where}" if where else f"({error})"
+        return ConfigError(f"a disk ran out of space during the build {what}; the index is as its last commit left "
+                           "it: free some space there and build again")
+    return ConfigError(f"the disk of the index folder {folder} ran out of space; the index is as its last commit "
+                       "left it: free some space and build again, or point paths.vectorstore in config.yml at "
+                       "another disk")
+
+
+ROOM_TO_SPARE = 64 * 2**20
+
+
+def _named_file(message: str) -> Optional[str]:
+    """The file a library's message names: FAISS says "could not open PATH for writing"."""
+    match = re.search(r"could not open (\S+) for writing", message)
+    return match.group(1) if match else None
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def open_writer(settings: Settings, fingerprint: dict, *, rebuild: bool = False) -> IndexWriter:

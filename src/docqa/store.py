@@ -560,7 +560,7 @@ class StoreWriter:
             folder.mkdir(parents=True, exist_ok=True)
             self._lock = _acquire_build_lock(folder)
         except OSError as exc:
-            raise (disk_full(folder) if out_of_space(exc) else _not_writable(folder, exc.strerror or str(exc))) from None
+            raise (disk_full(folder, exc) if out_of_space(exc) else _not_writable(folder, exc.strerror or str(exc))) from None
         try:
             live = self._live(rebuild)
             self._remove_leftovers(live)
@@ -570,7 +570,7 @@ class StoreWriter:
                 self._open_live(live)
         except OSError as exc:
             self._release()
-            raise (disk_full(folder) if out_of_space(exc) else _not_writable(folder, exc.strerror or str(exc))) from None
+            raise (disk_full(folder, exc) if out_of_space(exc) else _not_writable(folder, exc.strerror or str(exc))) from None
         except sqlite3.OperationalError as exc:
             self._release()
             if "readonly" in str(exc) or "unable to open" in str(exc):
