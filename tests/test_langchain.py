@@ -166,6 +166,9 @@ def test_a_retriever_from_config_closes_its_index_and_one_over_a_docqa_leaves_it
     over_mine = fact_qa.as_retriever(k=1)
     over_mine.close()  # the DocQA is the caller's: still open
     assert over_mine.invoke("Which company designs industrial pumps?")
+    with DocQARetriever.from_config(built_fact_index.config, k=1) as original:
+        original.model_copy(update={"k": 2}).close()  # a copy owns nothing: it closed the original's index
+        assert original.invoke("Which company designs industrial pumps?")
 
 
 def test_a_k_beyond_the_limit_is_refused_in_python_as_on_the_command_line(fact_qa):

@@ -72,7 +72,12 @@ def _validated(cls: type, model, fields: dict[str, Any]) -> None:
 
 class _Closable:
     """What ``from_config`` loaded (the index, the model) is this object's to release: ``close()`` or ``with``.
-    One made over a ``DocQA`` of the caller's leaves that to the caller."""
+    One made over a ``DocQA`` of the caller's leaves that to the caller, and so does a copy."""
+
+    def model_copy(self, *args, **kwargs):
+        copy = super().model_copy(*args, **kwargs)
+        copy._owned = None  # closing a copy closed the original's index or model under it
+        return copy
 
     def close(self) -> None:
         owned = self._owned
