@@ -503,6 +503,11 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
         build_index(fact_project.settings, rebuild=True)
     assert not isinstance(caught.value, BuildInterrupted)
     assert current.read_text() == live and list(indexed(fact_project)) == ["alpha-annual-report.pdf"]
+    embedded.clear()  # on the command line it says what became of the index (it said "interrupted" alone)
+    assert build_main(fact_project.args("--rebuild")) == 130
+    assert ("interrupted: the rebuild was stopped before it finished; the index is as it was before it"
+            in capsys.readouterr().err)
+    assert current.read_text() == live
 
     monkeypatch.undo()
     real_add = docqa.store.StoreWriter.add_document

@@ -406,12 +406,20 @@ def build(args: argparse.Namespace) -> int:
             raise InputError("--list shows the index; it does not go with --rebuild")
         return list_documents(args)
     settings = _settings(args)
+    signals: list[int] = []
     try:
         # kill or a closed terminal stops the build as Ctrl-C does: the documents finished are kept
         with _stopped_as_interrupt() as signals, counted_bar("pages") as (on_total, progress):
             report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
     except BuildInterrupted as interrupted:
         report = interrupted.report
+    except KeyboardInterrupt:
+        if not args.rebuild:
+            raise
+        # a rebuild is switched in whole or not at all
+        print("interrupted: the rebuild was stopped before it finished; the index is as it was before it",
+              file=sys.stderr)
+        return 128 + signals[0] if signals else EXIT_INTERRUPTED
     for skipped in report.skipped:
         print(f"skipped {shown(skipped.name)}: {skipped.reason}", file=sys.stderr)
     for note in report.notes:
