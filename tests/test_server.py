@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import zlib
@@ -658,39 +660,53 @@ def test_the_highlight_follows_a_turned_page(tmp_path, rotation):
 
 def test_page_images_rendered_at_once_in_several_threads_are_each_right(tmp_path):
     """The server renders pages in a pool of threads, and PDFium is not thread-safe: two renders at once broke every
-    later render of the process ("Failed to load page", then "Data format error") and drew wrong images."""
-    import hashlib
-
-    from docqa.documents import read_pages
-    from docqa.server.pages import render_page
-
-    pages = [f"Page {n} of the report. The board declared a dividend of {n} cents per share." for n in range(1, 7)]
+    later render of the process ("Failed to load page", then "Data format error"), drew wrong images or crashed it.
+    Run in a process of its own, so that a crash fails this test and not the whole run."""
+    # full pages and many rounds: with small pages, the renders overlapped too briefly to fail every time
+    filler = " ".join(f"Segment {m} revenue was {m * 37} million." for m in range(60))
+    pages = [f"Page {n} of the report. The board declared a dividend of {n} cents per share. {filler}"
+             for n in range(1, 9)]
     pdf = write_pdf(tmp_path / "report.pdf", pages)
-    expected = {n: hashlib.sha256(render_page(pdf, n, highlight=pages[n - 1])).hexdigest() for n in range(1, 7)}
-    failures: list[str] = []
+    script = textwrap.dedent("""
+        import hashlib, json, sys, threading
+        from docqa.documents import read_pages
+        from docqa.server.pages import render_page
 
-    def render(n: int) -> None:
-        for _ in range(6):
-            try:
-                if hashlib.sha256(render_page(pdf, n, highlight=pages[n - 1])).hexdigest() != expected[n]:
-                    failures.append(f"page {n}: another image")
-            except Exception as error:  # noqa: BLE001 - every failure is collected and shown
-                failures.append(f"page {n}: {error!r}")
+        pdf, pages = sys.argv[1], json.loads(sys.argv[2])
+        image = lambda n: hashlib.sha256(render_page(pdf, n, highlight=pages[n - 1])).hexdigest()
+        expected = {n: image(n) for n in range(1, len(pages) + 1)}  # one at a time
+        texts = [page.text for page in read_pages(pdf)]
+        failures = []
 
-    def extract() -> None:  # text extraction (a build in this process) uses PDFium too
-        for _ in range(6):
-            try:
-                assert [page.text for page in read_pages(pdf)] == pages
-            except Exception as error:  # noqa: BLE001
-                failures.append(f"text: {error!r}")
+        def render(n):
+            for _ in range(12):
+                try:
+                    if image(n) != expected[n]:
+                        failures.append(f"page {n}: another image")
+                except Exception as error:  # every failure is collected and shown
+                    failures.append(f"page {n}: {error!r}")
 
-    threads = [threading.Thread(target=render, args=(n,)) for n in range(1, 7)] + [threading.Thread(target=extract)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
-    assert hashlib.sha256(render_page(pdf, 1, highlight=pages[0])).hexdigest() == expected[1]
+        def extract():  # text extraction (a build in this process) uses PDFium too
+            for _ in range(12):
+                try:
+                    if [page.text for page in read_pages(pdf)] != texts:
+                        failures.append("another text")
+                except Exception as error:
+                    failures.append(f"text: {error!r}")
+
+        threads = [threading.Thread(target=render, args=(n,)) for n in expected]
+        threads += [threading.Thread(target=extract) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print(json.dumps(failures + ([] if image(1) == expected[1] else ["page 1 afterwards: another image"])))
+    """)
+    result = subprocess.run([sys.executable, "-c", script, str(pdf), json.dumps(pages)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == []
+
 
 def test_page_image_of_another_page_and_errors(client):
     assert client.get("/api/documents/beta-10k.pdf/pages/3.png", params={"scale": 0.5}).status_code == 200
