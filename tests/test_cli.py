@@ -200,3 +200,13 @@ def test_progress_written_to_a_log_is_a_few_lines_not_a_frame_per_step(capsys):
             time.sleep(0.005)  # a second in all: twice a second would be two frames more
     err = capsys.readouterr().err
     assert 1 <= err.count("\r") <= 2 and "200/200" in err  # the first frame and the last
+
+
+def test_a_streamed_answer_starts_at_its_first_word(capsys):
+    """A server's completion often begins with a line break: the text output opened with a blank line."""
+    from docqa.cli import _TokenWriter
+
+    write = _TokenWriter()
+    for piece in ["\n", " \n", "The answer", " is 42.\n", "\n"]:
+        write(piece)
+    assert capsys.readouterr().out == "The answer is 42.\n\n"

@@ -688,6 +688,40 @@ def test_an_answer_given_in_one_piece_has_no_rate(built_fact_index, gpt4all):
         timings = qa.ask(FACT_QUESTION).timings
     assert timings.tokens == 11 and timings.generation > 0 and timings.tokens_per_second is None
 
+
+def test_openai_waits_for_a_server_still_loading_its_model():
+    """llama-server answers HTTP 503 "Loading model" until its model is in memory: docqa gave up at once (exit 7)."""
+    recorded = Recorded()
+    started = time.monotonic()
+
+    class Loading(JSONHandler):
+        def do_GET(self):
+            self.recorded = recorded
+            recorded.requests.append((self.path, {}))
+            self.answer({"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "me"}]})
+
+        def do_POST(self):
+            self.recorded = recorded
+            self.read_json()
+            if self.path != "/v1/completions":
+                return self.send_json(404, {})
+            self.answer({"id": "c", "object": "text_completion", "created": 0, "model": "m", "usage": None,
+                         "choices": [{"text": "42 cents", "index": 0, "logprobs": None, "finish_reason": "stop"}]})
+
+        def answer(self, value: dict) -> None:
+            if time.monotonic() - started < 1.0:
+                return self.send_json(503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
+            self.send_json(200, value)
+
+    server, url = serve(Loading)
+    try:
+        llm = create_llm(settings(backend="openai", base_url=f"{url}/v1", stream=False), Path("/"))
+        assert "".join(llm.stream("What dividend?")) == "42 cents"
+        assert [path for path, _ in recorded.requests].count("/v1/models") > 1  # asked again until it was loaded
+    finally:
+        server.shutdown()
+        server.server_close()
+
 def test_openai_needs_base_url():
     with pytest.raises(ConfigError, match="llm.base_url"):
         create_llm(settings(backend="openai"), Path("/"))

@@ -324,7 +324,7 @@ def ask(args: argparse.Namespace) -> int:
     question = _question(args.question)
     if not question:
         raise InputError('no question given; usage: python main.py "your question"')
-    stream = None if args.json else _write_token
+    stream = None if args.json else _TokenWriter()
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
         answer = qa.ask(question, doc=_doc(args), k=args.k, on_token=stream)
     if args.json:
@@ -338,9 +338,19 @@ def ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_token(piece: str) -> None:
-    sys.stdout.write(piece)
-    sys.stdout.flush()
+class _TokenWriter:
+    """Writes an answer as it is generated, without the blank it may start with (a server's completion often
+    begins with a line break), as the answer itself is kept."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, piece: str) -> None:
+        if not self.started:
+            piece = piece.lstrip()
+            self.started = bool(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
 
 def print_answer(answer, args: argparse.Namespace) -> None:

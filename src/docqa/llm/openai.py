@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import time
 from contextlib import closing, contextmanager
 from typing import Any, Callable, Iterator, Optional
 
@@ -33,6 +34,8 @@ TOKENIZE_ENDPOINTS: list[tuple[str, Callable[[str, str], dict]]] = [
 
 # What GPT4All's server refuses ("'stream' is not supported"), and the setting that stops docqa sending it.
 UNSUPPORTED = {"'stream'": "llm.stream: false", "'stop'": "llm.send_stop: false"}
+
+LOADING_RECHECK_S = 0.5
 
 # How servers word a prompt longer than their context window: llama-server, llama_cpp.server, vLLM, OpenAI.
 CONTEXT_OVERFLOW = re.compile(r"exceed.{0,40}context|context.{0,20}(length|size|window)|maximum context", re.IGNORECASE)
@@ -91,9 +94,10 @@ class OpenAILLM(LLM):
             request["stop"] = self.settings.stop
         with self._translated_errors():
             if self.settings.api == "chat":
-                response = self._client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **request)
+                response = self._once_loaded(lambda: self._client.chat.completions.create(
+                    messages=[{"role": "user", "content": prompt}], **request))
             else:
-                response = self._client.completions.create(prompt=prompt, **request)
+                response = self._once_loaded(lambda: self._client.completions.create(prompt=prompt, **request))
             if not self.settings.stream:
                 if not hasattr(response, "choices"):  # the client hands over a body that is not JSON as it is
                     raise self._not_an_api(repr(response)[:80])
@@ -132,7 +136,7 @@ class OpenAILLM(LLM):
         """The first model the server lists, for servers that insist on a model name."""
         with self._translated_errors():
             try:
-                models = self._client.models.list().data
+                models = self._once_loaded(self._client.models.list).data
             except (AttributeError, TypeError) as error:  # a body that is no model list: the client cannot read it
                 raise self._not_an_api("no model list") from error
         if not models:
@@ -153,13 +157,26 @@ class OpenAILLM(LLM):
         """How many tokens the endpoint returned; None where it does not exist or does not understand."""
         with self._translated_errors():
             try:
-                answer = self._client.post(url, body=body, cast_to=object)
+                answer = self._once_loaded(lambda: self._client.post(url, body=body, cast_to=object))
             except self._errors.APIStatusError as error:
                 if error.status_code in (401, 403):
                     raise
                 return None  # no such endpoint here, or another server's request format
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
+
+    def _once_loaded(self, call):
+        """``call()``, waited for while the server loads its model: llama-server answers HTTP 503 "Loading model"
+        until then (a request it refuses so has not begun: asking again repeats no work), for up to llm.timeout_s."""
+        deadline = time.monotonic() + self.settings.timeout_s
+        while True:
+            try:
+                return call()
+            except self._errors.APIStatusError as error:
+                loading = error.status_code == 503 and "loading" in _server_message(error).lower()
+                if not loading or time.monotonic() >= deadline:
+                    raise
+                time.sleep(LOADING_RECHECK_S)
 
     def _not_an_api(self, what: str) -> LLMError:
         return LLMError(f"{self._base_url} did not answer as an OpenAI-compatible API ({what}); check llm.base_url: "
