@@ -63,6 +63,9 @@ def test_numbers_written_as_yaml_may_write_them_load(tmp_path):
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
         ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),
         ("paths: [1, 2\n", "not valid YAML at line"),
+        # the server applies the model's template to a prompt already in one
+        ("llm:\n  backend: openai\n  base_url: http://127.0.0.1:8080/v1\n  api: chat\nprompt:\n  format: gguf\n",
+         ": prompt.format gguf with llm.api chat wraps the prompt twice: the server applies the model's chat template"),
         ("- a\n- b\n", "expected a mapping"),
     ],
 )

@@ -131,7 +131,8 @@ def apply_format(
     if resolved == "gguf":
         return as_chat_template(chat_template, user, system, **(template_tokens or {}))
     if prompt_format == "gguf":
-        log.warning("the model file has no chat template; using the llama-2-chat format")
+        log.warning("the model gives docqa no chat template (a file without one, or a server backend); using the "
+                    "llama-2-chat format")
     return as_llama2_chat(user, system)
 
 

@@ -305,6 +305,14 @@ class Settings(Section):
     _root: Path = PrivateAttr(PROJECT_ROOT)
     _file: Optional[Path] = PrivateAttr(None)
 
+    @model_validator(mode="after")
+    def _one_chat_template(self) -> "Settings":
+        if self.llm.backend in ("openai", "ollama") and self.llm.api == "chat" and self.prompt.format in (
+                "llama-2-chat", "gguf"):
+            raise ValueError(f"prompt.format {self.prompt.format} with llm.api chat wraps the prompt twice: the server "
+                             "applies the model's chat template to what docqa sends; use prompt.format plain (or auto)")
+        return self
+
     @property
     def root(self) -> Path:
         """The folder relative paths are resolved against: the one holding config.yml."""
@@ -370,6 +378,8 @@ def _describe(exc: ValidationError) -> str:
     key = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
+    if not key:  # a rule across sections, which names its keys itself
+        return first["msg"].removeprefix("Value error, ")
     if first.get("input", "") is None:  # `data:` with nothing after it
         return f"'{key}' is empty: give it a value, or remove the line for the default"
     return f"bad value for '{key}': {first['msg']}"
