@@ -515,6 +515,10 @@ def test_a_batch_s_out_is_checked_before_the_model_loads(config, tmp_path, capsy
         code = ask_main(argv)
     assert code == (6 if out_content is None else 2)
     assert message in capsys.readouterr().err
+    fresh = tmp_path / "fresh.csv"  # a run that fails later (no index) leaves no file the check made
+    monkeypatch.setattr(docqa.qa, "DocQA", lambda *args, **kwargs: (_ for _ in ()).throw(InputError("no index")))
+    assert ask_main(["--config", str(config), "--batch", str(questions), "--out", str(fresh)]) == 2
+    assert not fresh.exists()
 
 def test_cli_batch_resumes_and_each_doc_writes_markdown(config, tmp_path, capsys):
     batch = tmp_path / "questions.jsonl"

@@ -74,6 +74,17 @@ class _Closable:
     """What ``from_config`` loaded (the index, the model) is this object's to release: ``close()`` or ``with``.
     One made over a ``DocQA`` of the caller's leaves that to the caller, and so does a copy."""
 
+    @classmethod
+    def _owning(cls, owned, **fields):
+        """One made of ``fields`` that owns ``owned`` (closed at once where making it fails)."""
+        try:
+            made = cls(**fields)
+        except BaseException:
+            owned.close()
+            raise
+        made._owned = owned
+        return made
+
     def model_copy(self, *args, **kwargs):
         copy = super().model_copy(*args, **kwargs)
         copy._owned = None  # closing a copy closed the original's index or model under it
@@ -125,13 +136,7 @@ class DocQARetriever(_Closable, BaseRetriever):
         from docqa.qa import DocQA
 
         qa = DocQA.from_config(path, retrieval_only=True)
-        try:
-            retriever = cls(qa=qa, **fields)
-        except BaseException:
-            qa.close()
-            raise
-        retriever._owned = qa
-        return retriever
+        return cls._owning(qa, qa=qa, **fields)
 
     def _get_relevant_documents(
         self,
@@ -203,13 +208,7 @@ class DocQALLM(_Closable, LLM):
         fields.setdefault("system_prompt", settings.prompt.system)
         with advising(settings.own_config):
             backend = create_llm(settings.llm, settings.root)
-        try:
-            llm = cls(backend=backend, **fields)
-        except BaseException:
-            backend.close()
-            raise
-        llm._owned = backend
-        return llm
+        return cls._owning(backend, backend=backend, **fields)
 
     @classmethod
     def from_docqa(cls, qa, **fields: Any) -> "DocQALLM":

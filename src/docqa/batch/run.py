@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question, QuestionLike, as_questions
-from docqa.batch.writers import Entry, open_for_writing, record_format
+from docqa.batch.writers import Entry, check_writable, open_for_writing, record_format
 from docqa.errors import DocqaError, InputError, OutputLockedError
 from docqa.progress import Progress
 
@@ -89,6 +89,15 @@ class BatchOutput:
             self.close()
             raise
         return self
+
+    def check(self) -> None:
+        """What ``open`` would refuse, refused now (a run under way, another program's data, a path that cannot be
+        written), leaving a file that is not there not there."""
+        if not self.path.exists():
+            check_writable(self.path)
+            return
+        self.open()
+        self.close()
 
     def _locked(self) -> TextIO:
         """The file opened for appending, locked against a second run writing it at the same time (each would
