@@ -799,13 +799,13 @@ def _check_models_folder(folder: Path) -> None:
 def _check_model_file(path: Path) -> None:
     """A file already at the download's place must be a whole model: an empty, foreign or cut-off file is no reason
     to skip the download."""
-    from docqa.errors import LLMError
+    from docqa.errors import ConfigError, LLMError
     from docqa.llm.factory import detect_format
     from docqa.llm.gguf_size import gguf_size
 
     try:
         whole = gguf_size(path) if detect_format(path) == "gguf" else None
-    except (OSError, LLMError):
+    except (OSError, ConfigError, LLMError):  # not a model file; a GGUF header that cannot be read
         raise InputError(f"{path} is there but is not a GGUF or GGML model file (an interrupted copy?); delete "
                          "it and download again") from None
     size = path.stat().st_size

@@ -69,7 +69,7 @@ def create_tokenizer(settings: LLMSettings, root: Path) -> LLM | None:
     try:
         if not model_path.is_file() or detect_format(model_path) != "gguf":
             return None
-    except (OSError, LLMError):
+    except (OSError, ConfigError):  # not a model file at all
         return None
     return LlamaCppLLM(settings, model_path, vocab_only=True)
 
