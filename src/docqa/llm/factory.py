@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 from typing import Literal
 
-from docqa.errors import ConfigError, LLMError, ModelNotFoundError
+from docqa.errors import ConfigError, ModelNotFoundError
 from docqa.llm.base import LLM
 from docqa.llm.catalog import GGUF_DOWNLOAD_COMMAND, download_command
 from docqa.llm.ctransformers import CTransformersLLM
