@@ -741,6 +741,9 @@ def test_openai_client_without_streaming(tiny_config):
         assert [model.id for model in client.models.list()] == ["docqa"]
         completion = client.chat.completions.create(
             model="docqa", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}])
+        short = client.chat.completions.create(model="docqa", max_tokens=3, messages=[{"role": "user", "content": QUESTION}])
+        with pytest.raises(openai.BadRequestError, match="max_tokens must be a whole number of 1 or more, not 0"):
+            client.chat.completions.create(model="docqa", max_tokens=0, messages=[{"role": "user", "content": QUESTION}])
     content = completion.choices[0].message.content
     assert "\n\nSources:\n[1] alpha-annual-report.pdf, page 2" in content
     sources = completion.model_extra["sources"]
@@ -752,6 +755,10 @@ def test_openai_client_without_streaming(tiny_config):
     assert any("max_new_tokens" in note for note in completion.model_extra["notes"]) == cut
     usage = completion.usage  # the prompt's tokens, docqa's passages included, counted by the model
     assert usage.prompt_tokens > 50 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    # the request's max_tokens holds below docqa's own limit (it ran to llm.max_new_tokens)
+    assert short.usage.completion_tokens <= 3 and (short.choices[0].finish_reason == "length") == (
+        short.usage.completion_tokens == 3)
+    assert not cut or short.usage.completion_tokens == 3
 
 
 def test_openai_client_streaming(tiny_config):

@@ -272,12 +272,17 @@ class DocQA:
         k: Optional[int] = None,
         on_token: Optional[Callable[[str], None]] = None,
         retrieval_only: bool = False,
+        max_new_tokens: Optional[int] = None,
     ) -> Answer:
         """Answer one question; ``on_token`` receives the answer as it is generated.
 
         ``doc``: a glob of document names, or several; ``retrieval_only``: the passages without an answer,
-        even where a model is loaded.
+        even where a model is loaded; ``max_new_tokens``: this answer's own limit, at most llm.max_new_tokens
+        (an OpenAI client's max_tokens).
         """
+        if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
+                                           or max_new_tokens < 1):
+            raise InputError(f"max_new_tokens must be a whole number of 1 or more, not {max_new_tokens!r}")
         if threading.get_ident() in self._in_progress and not retrieval_only:
             # The model is this thread's already, mid-answer: a second answer would write into the first one's.
             raise InputError("ask() from inside one of this DocQA's own answers (an on_token callback) cannot "
@@ -290,7 +295,7 @@ class DocQA:
             result = Answer(question, None, sources, timings, searched=searched)
             if self.llm is not None and not retrieval_only:
                 with self._generation_lock:
-                    self._generate(result, on_token)
+                    self._generate(result, on_token, max_new_tokens)
         timings.total = timings.load + time.perf_counter() - started
         return result
 
@@ -300,7 +305,8 @@ class DocQA:
             load, self._unreported_load = self._unreported_load, 0.0
         return load
 
-    def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]]) -> None:
+    def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]],
+                  max_new_tokens: Optional[int] = None) -> None:
         from docqa.demo import NOTE as DEMO_NOTE, is_demo
         from docqa.prompts import build_prompt
 
@@ -341,7 +347,9 @@ class DocQA:
         timings.prompt_tokens = prompt.tokens
         started = time.perf_counter()
         pieces = []
-        for piece in llm.stream(prompt.text):
+        # a model passed in need not take the keyword (DocQA(llm=...)): given only where asked for
+        pieces_of = llm.stream(prompt.text, max_new_tokens=max_new_tokens) if max_new_tokens else llm.stream(prompt.text)
+        for piece in pieces_of:
             if not pieces:
                 timings.first_token = time.perf_counter() - started
             pieces.append(piece)
@@ -361,6 +369,7 @@ class DocQA:
             # The limit, not the tokens counted: a server may send several tokens in one piece.
             limit = getattr(llm, "token_limit", None) or llm.generated_tokens
             fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
+                   else "the limit this question asked for" if max_new_tokens and limit >= max_new_tokens
                    else "the context had no more room: raise llm.context_length or lower retrieval.k")
             result.notes.append(f"the answer stopped at its limit of {limit} tokens and may be cut short; {fix}")
         if is_demo(self.settings.llm):

@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import closing
 from types import ModuleType
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterator, Optional
 
 from docqa.errors import ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
@@ -47,6 +47,7 @@ class LLM(ABC):
         self.lock = GenerationLock()
         self._released = False
         self._generating_in: int | None = None  # the thread whose generation is under way (or paused)
+        self._call_limit: int | None = None  # the generation under way's own max_new_tokens, where it has one
 
     def close(self) -> None:
         """Free the model's memory now rather than when the object is collected, once the generation in progress
@@ -132,11 +133,11 @@ class LLM(ABC):
         """Yield the bytes of each generated token, at most ``max_new_tokens`` of them, ending before the
         model's end of generation."""
 
-    def stream(self, prompt: str) -> Iterator[str]:
+    def stream(self, prompt: str, *, max_new_tokens: Optional[int] = None) -> Iterator[str]:
         """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence; other threads'
         calls wait until this one is done (or closed). The thread that started a stream cannot start another
         while it is paused (refused: waiting there could wait for itself), even where a thread pool has handed
-        that thread other work."""
+        that thread other work. ``max_new_tokens``: this answer's own limit, below llm.max_new_tokens."""
         with self.lock:
             self._check_open()
             if self.generating_here():
@@ -147,11 +148,13 @@ class LLM(ABC):
                                  "streams on one thread) would corrupt both; finish or close the first")
             self._generating_in = threading.get_ident()
             self._ended.cut_off = False
+            self._call_limit = max_new_tokens
             try:
                 yield from self._stream_unlocked(prompt)
                 self._ended.cut_off = self.reached_limit  # still under the lock: no other generation reset it
             finally:
                 self._generating_in = None
+                self._call_limit = None
 
     def cut_off_here(self) -> bool:
         """Whether the last generation this thread ran ended at its token limit: ``reached_limit`` as it stood
@@ -188,7 +191,9 @@ class LLM(ABC):
                 f"the prompt takes {prompt_tokens} tokens but llm.context_length is {self.context_length}; "
                 "raise llm.context_length or put fewer or smaller chunks into the prompt"
             )
-        self.token_limit = min(self.settings.max_new_tokens, room)
+        limit = self.settings.max_new_tokens if self._call_limit is None else min(self._call_limit,
+                                                                                   self.settings.max_new_tokens)
+        self.token_limit = min(limit, room)
         return self.token_limit
 
 

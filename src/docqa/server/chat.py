@@ -46,7 +46,7 @@ class Message(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # temperature, max_tokens, …: accepted, docqa's settings apply
+    model_config = ConfigDict(extra="allow")  # temperature, stop, …: accepted, docqa's settings apply (max_tokens: below)
 
     model: str = MODEL_ID
     messages: list[Message] = Field(min_length=1)
@@ -55,6 +55,15 @@ class ChatRequest(BaseModel):
     n: Optional[int] = Field(1, description="Choices to generate: docqa gives one.")
     doc: Optional[Union[str, list[str]]] = Field(None, description="docqa: only search these documents (globs or names).")
     k: Optional[int] = Field(None, ge=1, le=50, description="docqa: passages to retrieve.")
+
+    def token_limit(self) -> Optional[int]:
+        """The answer's own limit, from max_tokens (or OpenAI's newer max_completion_tokens); InputError where it is
+        no whole number of 1 or more. Above llm.max_new_tokens, the server's limit stands."""
+        extra = self.model_extra or {}
+        limit = extra.get("max_completion_tokens", extra.get("max_tokens"))
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InputError(f"max_tokens must be a whole number of 1 or more, not {limit!r}")
+        return limit
 
     def unsupported(self) -> Optional[str]:
         """What this request asks that docqa cannot give (None: nothing)."""
@@ -109,6 +118,7 @@ async def chat_completions(body: ChatRequest, request: Request):
     check_arguments(question, body.k, body.doc)
     if problem := body.unsupported():
         raise InputError(problem)
+    limit = body.token_limit()
     state = request.app.state
     if state.engine.llm is None:
         # A 5xx that OpenAI's clients would retry twice, but no retry can change: they read this header.
@@ -118,7 +128,7 @@ async def chat_completions(body: ChatRequest, request: Request):
 
     def answer(job: Job, qa) -> None:
         updating = state.builder.updating()
-        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token)
+        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token, max_new_tokens=limit)
         job.emit("answer", with_index_notes(result, updating, state.engine.problem).to_dict())
 
     job = submit_question(request, answer)
