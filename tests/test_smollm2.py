@@ -188,6 +188,22 @@ def test_a_context_or_threads_beyond_the_model_or_machine_are_warned_about(smoll
             "answers from a longer prompt may be garbled") in messages
     assert any(message.startswith(f"llm.threads {os.cpu_count() + 1} is more than this machine's") for message in messages)
 
+
+def test_a_model_file_llama_cpp_cannot_load_gives_llama_cpp_s_reason(smollm2_gguf, tmp_path):
+    """A cut-short file said only "Failed to load model from file": llama.cpp's reason went to its hidden log."""
+    from docqa.errors import LLMError
+    from docqa.llm import create_llm
+    from docqa.settings import LLM
+
+    half = tmp_path / "half.gguf"
+    data = smollm2_gguf.read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LLMError, match=r"cannot load .*half\.gguf: tensor '.*' data is not within the file bounds, "
+                                       r"model is corrupted or incomplete"):
+        create_llm(LLM(model_path=half), ROOT)
+    llm = create_llm(LLM(model_path=smollm2_gguf, max_new_tokens=4, threads=1), ROOT)  # and a whole one still loads
+    assert list(llm.stream("Hello")) and llm.close() is None
+
 def test_two_branches_streamed_on_one_thread_neither_hang_the_model_nor_crash_the_process(sample_project):
     """LangChain's RunnableParallel streamed with max_concurrency=1 steps both branches' streams on one worker
     thread: the second is refused, and the first, left paused in a reference cycle, kept the model's lock until a

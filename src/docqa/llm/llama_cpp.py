@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Iterator
@@ -12,6 +13,32 @@ from docqa.llm.base import LLM, cpu_threads, describe, import_backend
 from docqa.settings import LLM as LLMSettings
 
 log = logging.getLogger(__name__)
+
+
+_LOAD_ERROR = "error loading model: "
+_KEPT: list = []  # log callbacks llama.cpp may still call: freed, it would call into freed memory
+
+
+@contextmanager
+def _llama_log(llama_cpp, said: list[str]) -> Iterator[None]:
+    """llama.cpp's log lines while the block runs, into ``said``; llama-cpp-python's own handler afterwards."""
+    import ctypes
+
+    @llama_cpp.llama_log_callback
+    def collect(level, text, user_data):
+        said.append(text.decode("utf-8", "replace").strip())
+
+    _KEPT.append(collect)
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield
+    finally:
+        try:
+            from llama_cpp import _logger
+        except ImportError:  # a llama-cpp-python without it: ours stays, and is kept alive
+            return
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        _KEPT.remove(collect)
 
 
 class LlamaCppLLM(LLM):
@@ -32,20 +59,25 @@ class LlamaCppLLM(LLM):
             # A draft model needs the logits of every evaluated token, and llama-cpp-python sizes their
             # buffer for the whole context only when logits_all is asked for explicitly.
             lookup = {"draft_model": LlamaPromptLookupDecoding(num_pred_tokens=settings.prompt_lookup), "logits_all": True}
+        said: list[str] = []
         try:
-            self._model = llama_cpp.Llama(
-                model_path=str(model_path),
-                n_ctx=settings.context_length,
-                n_batch=settings.batch_size,
-                n_threads=threads,
-                n_threads_batch=threads,
-                use_mmap=True,
-                vocab_only=vocab_only,
-                verbose=False,
-                **lookup,
-            )
+            with _llama_log(llama_cpp, said):
+                self._model = llama_cpp.Llama(
+                    model_path=str(model_path),
+                    n_ctx=settings.context_length,
+                    n_batch=settings.batch_size,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    use_mmap=True,
+                    vocab_only=vocab_only,
+                    verbose=False,
+                    **lookup,
+                )
         except Exception as error:
-            reason = describe(error)
+            # llama.cpp's own reason ("tensor ... data is not within the file bounds", "unknown model architecture");
+            # llama-cpp-python's says only "Failed to load model from file"
+            reasons = [line.split(_LOAD_ERROR, 1)[1] for line in said if _LOAD_ERROR in line]
+            reason = reasons[-1] if reasons else describe(error)
             if "context" in reason:  # llama.cpp could not make room for llm.context_length tokens
                 reason += (f"; llm.context_length {settings.context_length:,} may need more memory than there is: "
                            "lower it")
