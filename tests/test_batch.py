@@ -330,6 +330,19 @@ def test_a_second_run_into_the_same_out_is_refused_while_the_first_writes(tmp_pa
     assert [line.startswith("q") or '"id": "q' in line for line in lines].count(True) == 2, lines
     assert OutputLockedError.exit_code == 6
 
+
+def test_a_resume_through_a_link_rewrites_the_file_it_names(tmp_path):
+    """The rewrite replaced the link itself with a file, and the file it named kept the cut-short line."""
+    real = tmp_path / "real" / "answers.jsonl"
+    real.parent.mkdir()
+    real.write_text(json.dumps({"id": "q1", "question": "Q?", "answer": "A", "error": None}) + '\n{"id": "q2"',
+                    encoding="utf-8")
+    link = tmp_path / "answers.jsonl"
+    link.symlink_to(real)
+    with BatchOutput(link) as output:
+        assert output.done == {"q1"}
+    assert link.is_symlink() and real.read_text(encoding="utf-8").endswith('"error": null}\n')
+
 def test_a_csv_out_with_a_broken_row_before_the_last_is_refused(tmp_path):
     out = tmp_path / "answers.csv"
     good = "q1,Q?,,A" + "," * (len(CSV_COLUMNS) - 4) + "\n"
@@ -519,6 +532,14 @@ def test_a_batch_s_out_is_checked_before_the_model_loads(config, tmp_path, capsy
     monkeypatch.setattr(docqa.qa, "DocQA", lambda *args, **kwargs: (_ for _ in ()).throw(InputError("no index")))
     assert ask_main(["--config", str(config), "--batch", str(questions), "--out", str(fresh)]) == 2
     assert not fresh.exists()
+    # nor does the check change a file: an answering run drops the passages a retrieval-only run left, and one
+    # that then failed (no model) had emptied the file
+    passages = tmp_path / "passages.jsonl"
+    passages.write_text(json.dumps({"id": "q1", "question": "How many bakers?", "answer": None, "sources": [],
+                                    "error": None}) + "\n", encoding="utf-8")
+    before = passages.read_bytes()
+    assert ask_main(["--config", str(config), "--batch", str(questions), "--out", str(passages)]) == 2
+    assert passages.read_bytes() == before
 
 def test_cli_batch_resumes_and_each_doc_writes_markdown(config, tmp_path, capsys):
     batch = tmp_path / "questions.jsonl"

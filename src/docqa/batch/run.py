@@ -91,13 +91,24 @@ class BatchOutput:
         return self
 
     def check(self) -> None:
-        """What ``open`` would refuse, refused now (a run under way, another program's data, a path that cannot be
-        written), leaving a file that is not there not there."""
+        """What ``open`` would refuse, refused now (a run under way, another program's data, another question under
+        an id, a path that cannot be written), changing nothing: ``open`` drops the records a run asks again,
+        and a run that then failed (no model, no index) lost them."""
         if not self.path.exists():
             check_writable(self.path)
             return
-        self.open()
-        self.close()
+        if self.path.is_file() and _read_only(self.path):
+            raise InputError(f"{self.path} is read-only: make it writable to resume into it, or write to another file")
+        self._locked().close()
+        text = self._text()
+        if text:
+            entries, _dropped = self.format.entries(text, self.path)
+            self._check_same_questions([entry for entry in entries if entry.ok])
+
+    def _text(self) -> str:
+        # newline="": a question's own line breaks (a CSV cell may hold "\r\n") are read back as written
+        with open(self.path, encoding="utf-8", newline="") as handle:
+            return handle.read()
 
     def _locked(self) -> TextIO:
         """The file opened for appending, locked against a second run writing it at the same time (each would
@@ -120,9 +131,7 @@ class BatchOutput:
 
     def _resume(self) -> bool:
         """Keep the answered records of an earlier run; False when the file held nothing at all."""
-        # newline="": a question's own line breaks (a CSV cell may hold "\r\n") are read back as written
-        with open(self.path, encoding="utf-8", newline="") as handle:
-            text = handle.read()
+        text = self._text()
         if not text:
             return False
         entries, dropped = self.format.entries(text, self.path)
@@ -146,14 +155,15 @@ class BatchOutput:
     def _rewrite(self, kept: list[Entry]) -> None:
         """The file with ``kept`` alone, replaced whole; its new copy, locked before it takes the name, becomes the
         file appended to."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
+        target = Path(os.path.realpath(self.path))  # through a link, the file it names (the link stays a link)
+        temporary = target.with_name(target.name + ".tmp")
         handle = open_for_writing(temporary, "w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.write(self.format.header())
             handle.writelines(entry.text for entry in kept)
             handle.flush()
-            os.replace(temporary, self.path)
+            os.replace(temporary, target)
         except BaseException:
             handle.close()
             temporary.unlink(missing_ok=True)
