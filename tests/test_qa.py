@@ -256,6 +256,7 @@ def test_a_subclass_with_its_own_search_answers_through_ask():
     assert result.answer == "42 cents." and result.sources[0].document == "own.pdf"
 
 
+
 def test_the_package_builds_and_lists_what_is_indexed(fact_project):
     import docqa
 

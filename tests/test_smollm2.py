@@ -204,6 +204,20 @@ def test_a_model_file_llama_cpp_cannot_load_gives_llama_cpp_s_reason(smollm2_ggu
     llm = create_llm(LLM(model_path=smollm2_gguf, max_new_tokens=4, threads=1), ROOT)  # and a whole one still loads
     assert list(llm.stream("Hello")) and llm.close() is None
 
+
+def test_an_on_token_that_fails_ends_the_answer_with_its_own_error(sample_project):
+    """A callback that raised (stdout full, a reader gone) left the stream paused, held by the traceback, and closing
+    the DocQA then refused ('close() while a stream ... is paused'), hiding the callback's error: `main.py "..."
+    >/dev/full` said that, and `| head` exited 2."""
+    from docqa import DocQA
+
+    def full(piece):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left on device"):
+        with DocQA.from_config(sample_project.config, model="demo") as qa:
+            qa.ask(SAMPLE_QUESTION, on_token=full)
+
 def test_two_branches_streamed_on_one_thread_neither_hang_the_model_nor_crash_the_process(sample_project):
     """LangChain's RunnableParallel streamed with max_concurrency=1 steps both branches' streams on one worker
     thread: the second is refused, and the first, left paused in a reference cycle, kept the model's lock until a

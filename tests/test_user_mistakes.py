@@ -145,6 +145,17 @@ def test_results_that_cannot_be_written_to_stdout_are_said(built_fact_index, red
     assert "Exception ignored" not in asked.stderr
 
 
+def test_a_closed_stdout_is_no_matter_to_a_command_that_writes_its_results_elsewhere(built_fact_index, tmp_path):
+    """The progress bar flushes stdout: a batch with stdout closed failed before its first question."""
+    questions = tmp_path / "questions.txt"
+    questions.write_text(f"{QUESTION}\n", encoding="utf-8")
+    out = tmp_path / "answers.jsonl"
+    batch = run_script("main.py", *built_fact_index.args("--retrieval-only", "--batch", str(questions), "--out", str(out)),
+                       command=lambda c: ["sh", "-c", 'exec "$@" >&-', "sh", *c])
+    assert batch.returncode == 0, batch.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 1
+
+
 def test_a_closed_stderr_leaves_the_results_alone(built_fact_index, tmp_path):
     """With stderr closed (2>&-, as some launchers start jobs), the progress bar failed ('NoneType' object has no
     attribute 'write') and notes and errors were printed into the results on stdout."""

@@ -91,7 +91,8 @@ class _Results:
         return self._checked(lambda stream: stream.write(text))
 
     def flush(self) -> None:
-        self._checked(lambda stream: stream.flush())
+        if self._stream is not None:  # closed, with nothing written: a progress bar flushes it too
+            self._checked(lambda stream: stream.flush())
 
     def _checked(self, call):
         if self._stream is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -348,13 +348,16 @@ class DocQA:
         started = time.perf_counter()
         pieces = []
         # a model passed in need not take the keyword (DocQA(llm=...)): given only where asked for
-        pieces_of = llm.stream(prompt.text, max_new_tokens=max_new_tokens) if max_new_tokens else llm.stream(prompt.text)
-        for piece in pieces_of:
-            if not pieces:
-                timings.first_token = time.perf_counter() - started
-            pieces.append(piece)
-            if on_token:
-                on_token(piece)
+        stream = llm.stream(prompt.text, max_new_tokens=max_new_tokens) if max_new_tokens else llm.stream(prompt.text)
+        # closed however it ends: an on_token that raised (stdout full, a reader gone) left the stream paused, held by
+        # the error's traceback, and close() then refused to free the model under it, hiding the error
+        with closing(stream):
+            for piece in stream:
+                if not pieces:
+                    timings.first_token = time.perf_counter() - started
+                pieces.append(piece)
+                if on_token:
+                    on_token(piece)
         timings.generation = time.perf_counter() - started
         timings.tokens = llm.generated_tokens
         decode_seconds = timings.generation - (timings.first_token or 0.0)
