@@ -627,9 +627,9 @@ def test_openai_counts_with_the_servers_tokenize_endpoint(kind, paths):
 
 
 
-def web_page_handler(events: bytes | None = None) -> type[JSONHandler]:
+def web_page_handler(events: bytes | None = None, events_type: str | None = "text/event-stream") -> type[JSONHandler]:
     """A web page at every path (a chat UI on the port given as llm.base_url); with ``events``, the completions
-    route streams those server-sent events instead."""
+    route streams those server-sent events instead, as ``events_type`` (None: no Content-Type at all)."""
 
     class WebPage(JSONHandler):
         def do_GET(self):
@@ -638,12 +638,13 @@ def web_page_handler(events: bytes | None = None) -> type[JSONHandler]:
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if events is not None and self.path == "/v1/completions":
-                return self.send_body(events, "text/event-stream")
+                return self.send_body(events, events_type)
             self.send_body(b"<!doctype html><title>Chat</title>", "text/html; charset=utf-8")
 
-        def send_body(self, data: bytes, kind: str) -> None:
+        def send_body(self, data: bytes, kind: str | None) -> None:
             self.send_response(200)
-            self.send_header("Content-Type", kind)
+            if kind:
+                self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -676,6 +677,20 @@ def test_openai_stream_event_that_is_not_json_is_an_llm_error():
         server.shutdown()
         server.server_close()
 
+
+
+@pytest.mark.parametrize("events_type", ["Text/Event-Stream", None])
+def test_openai_stream_of_events_is_taken_whatever_its_content_type_s_case_or_without_one(events_type):
+    """The check for a web page refused a stream sent as Text/Event-Stream, or with no content type."""
+    events = (b'data: {"choices": [{"text": "42 cents", "index": 0, "finish_reason": null}]}\n\n'
+              b'data: {"choices": [{"text": "", "index": 0, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n')
+    server, url = serve(web_page_handler(events, events_type))
+    try:
+        llm = create_llm(settings(backend="openai", base_url=f"{url}/v1", model="x"), Path("/"))
+        assert "".join(llm.stream("hello")) == "42 cents"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 def test_an_answer_given_in_one_piece_has_no_rate(built_fact_index, gpt4all):
     """A server with llm.stream: false sends the answer whole: its rate was the tokens over the milliseconds after
@@ -718,6 +733,14 @@ def test_openai_waits_for_a_server_still_loading_its_model():
         llm = create_llm(settings(backend="openai", base_url=f"{url}/v1", stream=False), Path("/"))
         assert "".join(llm.stream("What dividend?")) == "42 cents"
         assert [path for path, _ in recorded.requests].count("/v1/models") > 1  # asked again until it was loaded
+        # one wait for all requests: each (3 tokenize probes, then the answer) waited llm.timeout_s of its own
+        started = time.monotonic() + 3600  # loading for an hour from now
+        stuck = create_llm(settings(backend="openai", base_url=f"{url}/v1", model="m", timeout_s=1), Path("/"))
+        began = time.monotonic()
+        with pytest.raises(LLMError, match=r"was still loading its model after 1 s \(HTTP 503\); wait for it, or "
+                                           r"raise llm.timeout_s"):
+            list(stuck.stream("What dividend?"))
+        assert time.monotonic() - began < 3
     finally:
         server.shutdown()
         server.server_close()

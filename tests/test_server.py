@@ -741,7 +741,8 @@ def test_openai_client_without_streaming(tiny_config):
         assert [model.id for model in client.models.list()] == ["docqa"]
         completion = client.chat.completions.create(
             model="docqa", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}])
-        short = client.chat.completions.create(model="docqa", max_tokens=3, messages=[{"role": "user", "content": QUESTION}])
+        short = client.chat.completions.create(model="docqa", max_tokens=3, messages=[{"role": "user", "content": QUESTION}],
+                                               extra_body={"max_completion_tokens": None})  # null beside it: max_tokens
         with pytest.raises(openai.BadRequestError, match="max_tokens must be a whole number of 1 or more, not 0"):
             client.chat.completions.create(model="docqa", max_tokens=0, messages=[{"role": "user", "content": QUESTION}])
     content = completion.choices[0].message.content

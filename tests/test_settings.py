@@ -63,9 +63,7 @@ def test_numbers_written_as_yaml_may_write_them_load(tmp_path):
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
         ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),
         ("paths: [1, 2\n", "not valid YAML at line"),
-        # the server applies the model's template to a prompt already in one
-        ("llm:\n  backend: openai\n  base_url: http://127.0.0.1:8080/v1\n  api: chat\nprompt:\n  format: gguf\n",
-         ": prompt.format gguf with llm.api chat wraps the prompt twice: the server applies the model's chat template"),
+
         ("- a\n- b\n", "expected a mapping"),
     ],
 )
@@ -160,3 +158,16 @@ def test_config_yml_lists_every_setting():
     assert missing == []
     # ...with the defaults' values (none differs from settings.py's)
     assert load_settings(DEFAULT_CONFIG).model_dump() == Settings().model_dump()
+
+
+def test_a_server_s_chat_api_with_docqa_s_own_chat_format_is_refused_where_the_model_loads(tmp_path):
+    """The server applies the model's template to a prompt already in one. Refused when the file was read, it also
+    stopped `--model demo` (which runs in this process) and retrieval, which sends no prompt."""
+    from docqa.settings import check_one_chat_template
+
+    settings = load_settings(write(tmp_path, "llm:\n  backend: openai\n  base_url: http://127.0.0.1:8080/v1\n"
+                                             "  api: chat\nprompt:\n  format: gguf\n"))  # read: fine
+    with pytest.raises(ConfigError, match="prompt.format gguf with llm.api chat wraps the prompt twice"):
+        check_one_chat_template(settings)
+    settings.prompt.format = "auto"
+    check_one_chat_template(settings)

@@ -164,8 +164,12 @@ def test_a_server_backend_is_never_called_the_demo(smollm2_gguf):
 def test_a_model_chosen_on_the_command_line_answers_where_a_server_is_configured(sample_project, smollm2_gguf, capsys):
     """With backend: openai in config.yml, --model demo (or a file) was ignored: the server answered (or, down,
     exit 7), in the Llama-2 format the demo's settings forced on it."""
-    config = sample_project.write_config(sample_project.root / "server.yml",
-                                         llm={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "threads": 1})
+    # the server's chat API with docqa's own chat format would wrap the prompt twice, but the demo runs here
+    config = sample_project.write_config(sample_project.root / "server.yml", prompt={"format": "gguf"},
+                                         llm={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "threads": 1,
+                                              "api": "chat"})
+    code = ask_main(["--config", str(config), SAMPLE_QUESTION])  # with the server configured, refused as it loads
+    assert code == 2 and "wraps the prompt twice" in capsys.readouterr().err
     for model in ("demo", str(smollm2_gguf)):
         code = ask_main(["--config", str(config), "--model", model, "--json", SAMPLE_QUESTION])
         out, err = capsys.readouterr()
@@ -203,6 +207,25 @@ def test_a_model_file_llama_cpp_cannot_load_gives_llama_cpp_s_reason(smollm2_ggu
         create_llm(LLM(model_path=half), ROOT)
     llm = create_llm(LLM(model_path=smollm2_gguf, max_new_tokens=4, threads=1), ROOT)  # and a whole one still loads
     assert list(llm.stream("Hello")) and llm.close() is None
+    # loads in several threads at once each give their own reason (llama.cpp's log is one for the process)
+    import threading
+
+    said: dict[int, str] = {}
+
+    def load(number: int) -> None:
+        try:
+            create_llm(LLM(model_path=half if number % 2 else smollm2_gguf, threads=1), ROOT).close()
+            said[number] = "loaded"
+        except LLMError as error:
+            said[number] = str(error)
+
+    threads = [threading.Thread(target=load, args=(number,)) for number in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(said[n] == "loaded" for n in (0, 2, 4))
+    assert all("half.gguf: tensor" in said[n] and "not within the file bounds" in said[n] for n in (1, 3, 5)), said
 
 
 def test_an_on_token_that_fails_ends_the_answer_with_its_own_error(sample_project):

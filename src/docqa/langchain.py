@@ -201,9 +201,10 @@ class DocQALLM(_Closable, LLM):
         ``with``) frees the model."""
         from docqa.demo import use_model
         from docqa.llm import create_llm
-        from docqa.settings import load_settings
+        from docqa.settings import check_one_chat_template, load_settings
 
         settings = use_model(load_settings(path), model)
+        check_one_chat_template(settings)
         fields.setdefault("prompt_format", settings.prompt.format)
         fields.setdefault("system_prompt", settings.prompt.system)
         with advising(settings.own_config):

@@ -16,6 +16,7 @@ import threading
 import time
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -174,7 +175,9 @@ class DocQA:
 
     def _load_llm(self):
         from docqa.llm import create_llm
+        from docqa.settings import check_one_chat_template
 
+        check_one_chat_template(self.settings)
         return create_llm(self.settings.llm, self.settings.root)
 
     def close(self) -> None:
@@ -280,7 +283,7 @@ class DocQA:
         even where a model is loaded; ``max_new_tokens``: this answer's own limit, at most llm.max_new_tokens
         (an OpenAI client's max_tokens).
         """
-        if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
+        if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral)
                                            or max_new_tokens < 1):
             raise InputError(f"max_new_tokens must be a whole number of 1 or more, not {max_new_tokens!r}")
         if threading.get_ident() in self._in_progress and not retrieval_only:
@@ -372,8 +375,10 @@ class DocQA:
             # The limit, not the tokens counted: a server may send several tokens in one piece.
             limit = getattr(llm, "token_limit", None) or llm.generated_tokens
             fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
-                   else "the limit this question asked for" if max_new_tokens and limit >= max_new_tokens
+                   else "the limit the question was asked with (max_tokens); ask with a higher one for more"
+                   if max_new_tokens and limit >= max_new_tokens
                    else "the context had no more room: raise llm.context_length or lower retrieval.k")
-            result.notes.append(f"the answer stopped at its limit of {limit} tokens and may be cut short; {fix}")
+            result.notes.append(f"the answer stopped at its limit of {limit} token{'' if limit == 1 else 's'} and may be "
+                                f"cut short; {fix}")
         if is_demo(self.settings.llm):
             result.notes.append(advice_for(DEMO_NOTE, "python", self.settings.own_config))  # this config's download

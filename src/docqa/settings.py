@@ -305,14 +305,6 @@ class Settings(Section):
     _root: Path = PrivateAttr(PROJECT_ROOT)
     _file: Optional[Path] = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _one_chat_template(self) -> "Settings":
-        if self.llm.backend in ("openai", "ollama") and self.llm.api == "chat" and self.prompt.format in (
-                "llama-2-chat", "gguf"):
-            raise ValueError(f"prompt.format {self.prompt.format} with llm.api chat wraps the prompt twice: the server "
-                             "applies the model's chat template to what docqa sends; use prompt.format plain (or auto)")
-        return self
-
     @property
     def root(self) -> Path:
         """The folder relative paths are resolved against: the one holding config.yml."""
@@ -328,6 +320,17 @@ class Settings(Section):
         """Resolve a configured path against the project root."""
         value = Path(value).expanduser()
         return value if value.is_absolute() else self.root / value
+
+
+def check_one_chat_template(settings: Settings) -> None:
+    """ConfigError where a server's chat API would wrap, in the model's chat template, a prompt docqa has already put
+    in one. Checked when the model is loaded, not with the file: --model demo runs in this process instead, and
+    retrieval never sends a prompt."""
+    if settings.llm.backend in ("openai", "ollama") and settings.llm.api == "chat" and settings.prompt.format in (
+            "llama-2-chat", "gguf"):
+        raise ConfigError(f"prompt.format {settings.prompt.format} with llm.api chat wraps the prompt twice: the "
+                          "server applies the model's chat template to what docqa sends; use prompt.format plain "
+                          "(or auto)")
 
 
 def load_settings(path: Path | str | None = None, *, project: Path | str | None = None) -> Settings:

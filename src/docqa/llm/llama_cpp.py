@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 
 _LOAD_ERROR = "error loading model: "
 _KEPT: list = []  # log callbacks llama.cpp may still call: freed, it would call into freed memory
+# llama.cpp has one log for the process: loads at once would read each other's reasons (and llama-cpp-python's
+# silencing of stdout and stderr while it loads is not safe across threads either)
+_LOADING = threading.Lock()
 
 
 @contextmanager
@@ -28,17 +32,18 @@ def _llama_log(llama_cpp, said: list[str]) -> Iterator[None]:
     def collect(level, text, user_data):
         said.append(text.decode("utf-8", "replace").strip())
 
-    _KEPT.append(collect)
-    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
-    try:
-        yield
-    finally:
+    with _LOADING:
+        _KEPT.append(collect)
+        llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
         try:
-            from llama_cpp import _logger
-        except ImportError:  # a llama-cpp-python without it: ours stays, and is kept alive
-            return
-        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
-        _KEPT.remove(collect)
+            yield
+        finally:
+            try:
+                from llama_cpp import _logger
+            except ImportError:  # a llama-cpp-python without it: ours stays, and is kept alive
+                return
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+            _KEPT.remove(collect)
 
 
 class LlamaCppLLM(LLM):

@@ -57,6 +57,7 @@ class OpenAILLM(LLM):
             max_retries=0,
             http_client=_http_client(settings.timeout_s),
         )
+        self._loading_since: Optional[float] = None  # when the server first said it was loading its model
         self._tokenize: Optional[tuple[str, Callable[[str, str], dict], int]] = None
         self._tokenize_probed = False
         self._model = settings.model or self._served_model()
@@ -108,10 +109,10 @@ class OpenAILLM(LLM):
                 yield _text(response).encode()
                 return
             finished = False
-            kind = response.response.headers.get("content-type", "")
-            if "text/event-stream" not in kind:  # a web page, say: the client finds no events in it, and ends
+            kind = response.response.headers.get("content-type", "").lower()
+            if kind and "text/event-stream" not in kind:  # a web page, say: the client finds no events in it, and ends
                 response.close()
-                raise self._not_an_api(f"a {kind.split(';')[0] or 'reply of no content type'} instead of a stream")
+                raise self._not_an_api(f"{kind.split(';')[0]} instead of a stream of events")
             with closing(response):
                 for chunk in response:
                     text = _text(chunk)
@@ -167,15 +168,21 @@ class OpenAILLM(LLM):
 
     def _once_loaded(self, call):
         """``call()``, waited for while the server loads its model: llama-server answers HTTP 503 "Loading model"
-        until then (a request it refuses so has not begun: asking again repeats no work), for up to llm.timeout_s."""
-        deadline = time.monotonic() + self.settings.timeout_s
+        until then (a request it refuses so has not begun: asking again repeats no work), for up to llm.timeout_s
+        from the first such answer, all requests together."""
         while True:
             try:
-                return call()
+                answer = call()
+                self._loading_since = None
+                return answer
             except self._errors.APIStatusError as error:
-                loading = error.status_code == 503 and "loading" in _server_message(error).lower()
-                if not loading or time.monotonic() >= deadline:
+                if error.status_code != 503 or "loading" not in _server_message(error).lower():
                     raise
+                if self._loading_since is None:
+                    self._loading_since = time.monotonic()
+                if time.monotonic() - self._loading_since >= self.settings.timeout_s:
+                    raise LLMError(f"{self._base_url} was still loading its model after {self.settings.timeout_s:g} s "
+                                   "(HTTP 503); wait for it, or raise llm.timeout_s") from None
                 time.sleep(LOADING_RECHECK_S)
 
     def _not_an_api(self, what: str) -> LLMError:

@@ -60,7 +60,9 @@ class ChatRequest(BaseModel):
         """The answer's own limit, from max_tokens (or OpenAI's newer max_completion_tokens); InputError where it is
         no whole number of 1 or more. Above llm.max_new_tokens, the server's limit stands."""
         extra = self.model_extra or {}
-        limit = extra.get("max_completion_tokens", extra.get("max_tokens"))
+        limit = extra.get("max_completion_tokens")
+        if limit is None:  # absent, or null beside a max_tokens
+            limit = extra.get("max_tokens")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise InputError(f"max_tokens must be a whole number of 1 or more, not {limit!r}")
         return limit
