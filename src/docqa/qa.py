@@ -102,6 +102,12 @@ def check_question(question) -> None:
                          f"{question[error.start]!r} at character {error.start + 1}") from None
 
 
+def check_token_limit(limit, name: str = "max_new_tokens") -> None:
+    """InputError for an answer's own token limit that is not a whole number of 1 or more (None: the configured)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, Integral) or limit < 1):
+        raise InputError(f"{name} must be a whole number of 1 or more, not {limit!r}")
+
+
 MAX_K = 10_000  # passages per question; more is a typo, not a request
 
 
@@ -283,9 +289,7 @@ class DocQA:
         even where a model is loaded; ``max_new_tokens``: this answer's own limit, at most llm.max_new_tokens
         (an OpenAI client's max_tokens).
         """
-        if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral)
-                                           or max_new_tokens < 1):
-            raise InputError(f"max_new_tokens must be a whole number of 1 or more, not {max_new_tokens!r}")
+        check_token_limit(max_new_tokens)
         if threading.get_ident() in self._in_progress and not retrieval_only:
             # The model is this thread's already, mid-answer: a second answer would write into the first one's.
             raise InputError("ask() from inside one of this DocQA's own answers (an on_token callback) cannot "

@@ -381,8 +381,6 @@ def _describe(exc: ValidationError) -> str:
     key = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
-    if not key:  # a rule across sections, which names its keys itself
-        return first["msg"].removeprefix("Value error, ")
     if first.get("input", "") is None:  # `data:` with nothing after it
         return f"'{key}' is empty: give it a value, or remove the line for the default"
     return f"bad value for '{key}': {first['msg']}"

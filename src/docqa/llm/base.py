@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import codecs
 import gc
-import logging
 import importlib
+import logging
 import math
 import os
 import re

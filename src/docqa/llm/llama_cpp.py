@@ -32,18 +32,19 @@ def _llama_log(llama_cpp, said: list[str]) -> Iterator[None]:
     def collect(level, text, user_data):
         said.append(text.decode("utf-8", "replace").strip())
 
+    try:
+        from llama_cpp._logger import llama_log_callback as own_handler
+    except ImportError:  # a llama-cpp-python without it: ours stays after the load, and is kept alive
+        own_handler = None
     with _LOADING:
         _KEPT.append(collect)
         llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
         try:
             yield
         finally:
-            try:
-                from llama_cpp import _logger
-            except ImportError:  # a llama-cpp-python without it: ours stays, and is kept alive
-                return
-            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
-            _KEPT.remove(collect)
+            if own_handler is not None:
+                llama_cpp.llama_log_set(own_handler, ctypes.c_void_p(0))
+                _KEPT.remove(collect)
 
 
 class LlamaCppLLM(LLM):

@@ -19,7 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from docqa.errors import InputError, LLMError
-from docqa.qa import check_arguments
+from docqa.qa import check_arguments, check_token_limit
 from docqa.server.api import MAX_QUESTION_CHARS, SSE_HEADERS, check_scope, submit_question, with_index_notes
 from docqa.server.errors import error_body, error_status
 from docqa.server.queue import SHUTTING_DOWN, GenerationQueue, Job, QueueFullError
@@ -63,8 +63,7 @@ class ChatRequest(BaseModel):
         limit = extra.get("max_completion_tokens")
         if limit is None:  # absent, or null beside a max_tokens
             limit = extra.get("max_tokens")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise InputError(f"max_tokens must be a whole number of 1 or more, not {limit!r}")
+        check_token_limit(limit, "max_tokens")
         return limit
 
     def unsupported(self) -> Optional[str]:
