@@ -579,14 +579,21 @@ def test_a_server_started_before_any_index_serves_the_first_upload(project, tiny
     settings = project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 4}, serve={"watch": False})
     pdf = make_pdf(["Epsilon Foods opened 17 bakeries in 2022."], "epsilon.pdf")
     with local_client(create_app(settings)) as client:
-        assert client.get("/api/health").json()["index"] is None
+        health = client.get("/api/health").json()
+        assert health["index"] is None and health["status"] == "no index", health
         assert client.get("/api/documents").json() == {"documents": []}
         refused = client.post("/api/retrieve", json={"question": "bakeries"})
         assert refused.status_code == 503 and "no index yet" in refused.json()["error"]
+        # OpenAI's clients retried a chat twice, though nothing was being built that a retry could find
+        chat = client.post("/v1/chat/completions", json={"model": "docqa", "messages": [
+            {"role": "user", "content": "How many bakeries?"}]})
+        assert chat.status_code == 503 and "no index yet" in chat.json()["error"]["message"]
+        assert chat.headers["x-should-retry"] == "false"
         with open(pdf, "rb") as handle:
             build_id = client.post("/api/documents", files={"files": ("epsilon.pdf", handle)}).json()["build"]["id"]
         assert wait_for_build(client, build_id)["state"] == "done"
         assert client.post("/api/retrieve", json={"question": "bakeries"}).json()["passages"][0]["document"] == "epsilon.pdf"
+        assert client.get("/api/health").json()["status"] == "ok"
 
 
 def test_documents_list_pages_chunks_and_what_was_read(client):

@@ -276,6 +276,26 @@ def test_resuming_into_a_read_only_results_file_leaves_it_alone(built_fact_index
     assert out.read_bytes() == before
 
 
+def test_a_results_file_on_a_read_only_file_system_is_said_as_such(built_fact_index, tmp_path, capsys):
+    """It said 'is read-only: make it writable', which no chmod can do on a read-only mount."""
+    questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION])
+    results = tmp_path / "results"
+    out = results / "answers.jsonl"
+    assert run(ask_main, built_fact_index.args("--batch", str(questions), "--out", str(out), "--retrieval-only"), capsys)[0] == 0
+    before = out.read_bytes()
+    try:
+        result = run_script("main.py", *built_fact_index.args("--batch", str(questions), "--out", str(out), "--retrieval-only"),
+                            command=lambda full: read_only(results, full))
+    finally:
+        writable_again(results)
+    skip_if_not_mounted(result.returncode, result.stderr)
+    assert result.returncode == 2, result.stderr
+    # root ignores file modes, so read_only mounts the folder read-only there; anyone else gets its modes taken away
+    said = "is on a read-only file system" if os.geteuid() == 0 else "is read-only: make it writable"
+    assert f"{out} {said}" in one_line_error(result.stderr)
+    assert out.read_bytes() == before
+
+
 # ---------------------------------------------------------------- the embedding model
 
 

@@ -78,8 +78,7 @@ class BatchOutput:
         self._handle: Optional[TextIO] = None
 
     def open(self) -> "BatchOutput":
-        if self.path.is_file() and _read_only(self.path):
-            raise InputError(f"{self.path} is read-only: make it writable to resume into it, or write to another file")
+        _refuse_read_only(self.path)
         self._handle = self._locked()
         try:
             if not self._resume():
@@ -97,8 +96,7 @@ class BatchOutput:
         if not self.path.exists():
             check_writable(self.path)
             return
-        if self.path.is_file() and _read_only(self.path):
-            raise InputError(f"{self.path} is read-only: make it writable to resume into it, or write to another file")
+        _refuse_read_only(self.path)
         self._locked().close()
         text = self._text()
         if text:
@@ -191,9 +189,16 @@ class BatchOutput:
         self.close()
 
 
-def _read_only(path: Path) -> bool:
-    """Read-only to its owner's intent: no write bit (root may write anyway, but must not replace it) or no access."""
-    return not path.stat().st_mode & 0o222 or not os.access(path, os.W_OK)
+def _refuse_read_only(path: Path) -> None:
+    """An InputError for a results file that is read-only to its owner's intent: no write bit (root may write
+    anyway, but must not replace it) or no access; one on a read-only file system is said as such, since making
+    the file writable cannot help there."""
+    if not path.is_file() or (path.stat().st_mode & 0o222 and os.access(path, os.W_OK)):
+        return
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        raise InputError(f"{path} is on a read-only file system: write the results to another file on a disk "
+                         f"that takes writes")
+    raise InputError(f"{path} is read-only: make it writable to resume into it, or write to another file")
 
 
 @dataclass

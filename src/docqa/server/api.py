@@ -300,7 +300,8 @@ def health(request: Request):
         with engine.borrow() as qa:
             index = {"documents": len(qa.store.documents()), "chunks": qa.store.chunk_count()}
     return {
-        "status": "degraded" if engine.problem else "ok",
+        # "no index" while there is none to answer from: the server is up, and waits for PDFs or a build
+        "status": "degraded" if engine.problem else "ok" if index is not None else "no index",
         "problem": engine.problem,  # the index on disk cannot be opened: the one before it answers
         "index": index,
         "model": engine.model,

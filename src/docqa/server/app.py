@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
-from docqa.errors import ConfigError, DocqaError
+from docqa.errors import ConfigError, DocqaError, IndexNotFoundError
 from docqa.qa import DocQA
 from docqa.server.builds import Builder, Watcher
 from docqa.server.engine import Engine
@@ -111,8 +111,11 @@ def _error_handlers(app) -> None:
 
     @app.exception_handler(DocqaError)
     async def domain_error(request, error: DocqaError):
-        # The server's settings: no retry can change the answer, and OpenAI's clients retry any 5xx unless told.
-        headers = {"x-should-retry": "false"} if isinstance(error, ConfigError) else None
+        # OpenAI's clients retry any 5xx unless told. No retry can change the server's settings, nor an answer from
+        # a server that has no index and builds none (a build under way may give one by the retry).
+        hopeless = isinstance(error, ConfigError) or (
+            isinstance(error, IndexNotFoundError) and not request.app.state.builder.busy)
+        headers = {"x-should-retry": "false"} if hopeless else None
         return failure(request, str(error), error_status(error), headers)
 
     @app.exception_handler(HTTPException)
