@@ -145,6 +145,15 @@ def test_results_that_cannot_be_written_to_stdout_are_said(built_fact_index, red
     assert "Exception ignored" not in asked.stderr
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["list", "--help"]])
+def test_help_and_version_that_cannot_be_written_are_said(argv):
+    """Their text is the results: into a full disk they exited 0, the text lost."""
+    shown = run_script("main.py", *argv, command=lambda c: ["sh", "-c", 'exec "$@" >/dev/full', "sh", *c])
+    assert shown.returncode == 2, shown.stderr
+    assert one_line_error(shown.stderr) == "error: the results cannot be written to standard output (No space left on device)"
+    assert run_script("main.py", *argv).returncode == 0
+
+
 def test_a_closed_stdout_is_no_matter_to_a_command_that_writes_its_results_elsewhere(built_fact_index, tmp_path):
     """The progress bar flushes stdout: a batch with stdout closed failed before its first question."""
     questions = tmp_path / "questions.txt"

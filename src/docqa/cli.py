@@ -37,18 +37,19 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
     argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
     if "--version" in argv:  # wherever it stands, also after a subcommand the entry point put first
         argv = ["--version"]
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as done:  # --help, or a usage error argparse has already printed
-        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
-    args.project = project
-    args.prog = _typed_prog(parser.prog, project)  # how the user runs docqa, for the commands notes advise
     if sys.stderr is None:  # closed (2>&-): progress and notes go nowhere, never into the results on stdout
         sys.stderr = open(os.devnull, "w", encoding="utf-8")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     stdout = sys.stdout
-    sys.stdout = _Results(stdout)
+    sys.stdout = _Results(stdout)  # --help and --version too: their text is the results
     try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as done:  # --help, or a usage error argparse has already printed
+            sys.stdout.flush()
+            return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
+        args.project = project
+        args.prog = _typed_prog(parser.prog, project)  # how the user runs docqa, for the commands notes advise
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
         code = args.run(args)
         sys.stdout.flush()  # results still buffered fail here, not unnoticed at exit
         return code
