@@ -137,6 +137,15 @@ def test_onnx_matches_torch(onnx_embedder, torch_embedder):
     assert similarity.min() >= 0.9999, similarity
 
 
+def test_each_runtime_counts_the_texts_it_cuts_short(onnx_embedder, torch_embedder):
+    """A build notes chunks longer than the model reads; every runtime counts them alike."""
+    long = " ".join(f"{n:,}.{n % 7}" for n in range(1000, 1400))  # figures: many tokens each
+    for embedder in (onnx_embedder, torch_embedder):
+        before = embedder.cut_short
+        embedder.embed_documents(["Revenue grew by 4 %.", long, long[:100]])
+        assert (embedder.window, embedder.cut_short - before) == (256, 1), embedder.runtime
+
+
 def test_export_is_reused(onnx_embedder, embedding_models, monkeypatch):
     settings = settings_for(embedding_models)
     folder = onnx_export_folder(settings)

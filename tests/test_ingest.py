@@ -441,6 +441,19 @@ def test_broken_links_keep_what_the_index_holds_from_them(fact_project, tmp_path
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
 
 
+def test_chunks_longer_than_the_embedding_model_reads_are_noted(project):
+    """A chunk_size past the model's 256 tokens left most of each chunk out of the search by meaning, unsaid."""
+    figures = " ".join(f"{year} revenue {year * 7:,} thousand, margin {year % 97}.{year % 10} %" for year in range(1900, 2030))
+    write_pdf(project.data / "figures.pdf", [figures[:2500], figures[2500:5000]])
+    report = build_index(project.configure(ingest={"chunk_size": 2000, "chunk_overlap": 100}))
+    noted = [note for note in report.notes if "longer than the embedding model reads" in note]
+    counted = re.match(r"(\d+) of the (\d+) chunks indexed", noted[0]) if len(noted) == 1 else None
+    assert counted and int(counted[2]) == report.chunks and int(counted[1]) / report.chunks > 0.1, report.notes
+    assert "(256 tokens)" in noted[0] and "ingest.chunk_size" in noted[0]
+    report = build_index(project.configure(ingest={"chunk_size": 300, "chunk_overlap": 30}), rebuild=True)
+    assert report.chunks > 10 and not [note for note in report.notes if "embedding model" in note], report.notes
+
+
 def test_nothing_readable_says_nothing_was_indexed(project, bad_corpus, capsys):
     import os
 

@@ -16,6 +16,8 @@ class Embedder(ABC):
     name: str
     runtime: str
     dimension: int
+    window = 0  # tokens the model reads of a text (0: no limit known); the rest of a longer one is cut off
+    cut_short = 0  # texts this embedder has embedded from their start only, being longer than the window
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:

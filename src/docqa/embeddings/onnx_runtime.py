@@ -31,7 +31,8 @@ class ExportEmbedder(Embedder):
         self.batch_size = batch_size
         self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()  # batches are padded here, each to its own longest text
-        self.tokenizer.enable_truncation(meta["max_seq_length"])
+        self.window = meta["max_seq_length"]
+        self.tokenizer.enable_truncation(self.window)
         self.pad_id = meta["pad_id"]
         self._load(folder / "model.onnx")
 
@@ -44,6 +45,7 @@ class ExportEmbedder(Embedder):
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
+        self.cut_short += sum(1 for encoding in encodings if encoding.overflowing)
         run = lambda rows: self._infer(self._pad([encodings[row] for row in rows]))  # noqa: E731
         return embed_sorted(run, [len(encoding.ids) for encoding in encodings], self.batch_size, self.dimension)
 

@@ -44,8 +44,11 @@ class TorchEmbedder(Embedder):
         self.batch_size = batch_size
         self.model = load_sentence_transformer(source)
         self.dimension = int(self.model.get_embedding_dimension())
+        self.window = int(self.model.max_seq_length)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
+        lengths = map(len, self.model.tokenizer(texts, truncation=False, verbose=False)["input_ids"])
+        self.cut_short += sum(1 for length in lengths if length > self.window)
         vectors = self.model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
