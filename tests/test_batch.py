@@ -269,6 +269,7 @@ def test_csv_output_is_flat_and_resumable(indexed, tmp_path):
     assert (rows[0]["id"], rows[0]["document"], rows[0]["page"], rows[0]["sources"]) == (
         "r1", "beta-2023.pdf", "2", "beta-2023.pdf p.2")
     assert rows[0]["answer"].endswith("Beta employed 90 bakers in Bristol.") and rows[0]["error"] == ""
+    assert (rows[0]["answered"], rows[1]["answered"]) == ("yes", "")  # the failed question has no answer
     assert rows[0]["passage"] == "Beta employed 90 bakers in Bristol."
     assert (rows[1]["id"], rows[1]["answer"], rows[1]["error"]) == ("r2", "", "RuntimeError: model failed on explode")
     with out.open("a", encoding="utf-8") as handle:  # a row cut short inside a quoted answer
@@ -279,6 +280,29 @@ def test_csv_output_is_flat_and_resumable(indexed, tmp_path):
     assert llm.asked == ["explode, please"] and summary.skipped == 1
     assert [(row["id"], row["error"]) for row in csv.DictReader(out.open(encoding="utf-8", newline=""))] == [
         ("r1", ""), ("r2", "")]
+
+
+def test_a_csv_written_before_the_answered_column_is_resumed_in_its_own_columns(indexed, tmp_path):
+    """Adding the column must not refuse the results files users already have ('other columns')."""
+    out = tmp_path / "answers.csv"
+    questions = [Question("r1", "How many bakers did Beta employ?"), Question("r2", "Acme dividend?")]
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        run_batch(qa, questions[:1], out, k=1)
+    old_columns = [column for column in CSV_COLUMNS if column != "answered"]
+    with out.open(encoding="utf-8", newline="") as handle:
+        rows = [{column: row[column] for column in old_columns} for row in csv.DictReader(handle)]
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, old_columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        summary = run_batch(qa, questions, out, k=1)
+    assert llm.asked == ["Acme dividend?"] and summary.skipped == 1
+    with out.open(encoding="utf-8", newline="") as handle:
+        resumed = list(csv.DictReader(handle))
+    assert list(resumed[0]) == old_columns and [row["id"] for row in resumed] == ["r1", "r2"]
+    assert resumed[1]["document"] == "acme-2023.pdf" and resumed[1]["answer"].startswith("Acme dividend? -> ")
 
 
 def test_output_needs_a_known_extension_and_a_docqa_csv_to_resume(tmp_path):

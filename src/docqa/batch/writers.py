@@ -20,9 +20,11 @@ from typing import Iterator, NamedTuple, Optional, Sequence, TextIO
 from docqa.errors import InputError
 
 CSV_COLUMNS = [
-    "id", "question", "doc", "answer", "document", "page", "passage", "sources", "notes",
+    "id", "question", "doc", "answer", "answered", "document", "page", "passage", "sources", "notes",
     "retrieval_s", "generation_s", "tokens", "total_s", "error",
 ]
+# The columns of batch CSVs written before ``answered`` was one: a run resuming into such a file keeps them.
+_CSV_COLUMNS_BEFORE_ANSWERED = [column for column in CSV_COLUMNS if column != "answered"]
 
 
 @contextmanager
@@ -150,22 +152,26 @@ class JsonlRecords(RecordFormat):
 class CsvRecords(RecordFormat):
     name = "csv"
 
+    def __init__(self) -> None:
+        self.columns = CSV_COLUMNS  # or those of the file resumed into
+
     def header(self) -> str:
-        return _csv_line(CSV_COLUMNS)
+        return _csv_line(self.columns)
 
     def line(self, record: dict) -> str:
-        return _csv_line(csv_row(record))
+        return _csv_line([cell for column, cell in zip(CSV_COLUMNS, csv_row(record)) if column in self.columns])
 
     def entries(self, text: str, path: Path) -> tuple[list[Entry], int]:
         with long_csv_fields():
             rows = list(csv.reader(io.StringIO(text, newline="")))
         if not rows:
             return [], 0
-        if rows[0] != CSV_COLUMNS:
+        if rows[0] not in (CSV_COLUMNS, _CSV_COLUMNS_BEFORE_ANSWERED):
             raise InputError(f"{path} exists with other columns than a docqa batch writes; choose another --out")
+        self.columns = rows[0]
         entries, dropped = [], 0
         for number, row in enumerate(rows[1:], 2):
-            if len(row) != len(CSV_COLUMNS) or not row[0]:
+            if len(row) != len(self.columns) or not row[0]:
                 if _cut_short(number, len(rows), text):
                     dropped += 1
                     continue
@@ -195,6 +201,7 @@ def csv_row(record: dict) -> list:
         record.get("question") or "",
         _patterns(record.get("doc")),
         record.get("answer") or "",
+        {True: "yes", False: "no"}.get(record.get("answered"), ""),  # empty without an answer
         top.get("document", ""),
         top.get("page_number", ""),
         collapse(top.get("text", "")),
