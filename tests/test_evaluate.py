@@ -175,6 +175,9 @@ def test_cli_prints_one_json_object_and_writes_details(config, gold_file, tmp_pa
     assert "gold documents not in the index: missing.pdf" in captured.err
     assert [json.loads(line)["id"] for line in details.read_text(encoding="utf-8").splitlines()] == [
         item["id"] for item in GOLD]
+    assert ask_main(argv) == 0  # an earlier run's details are written over
+    capsys.readouterr()
+    assert len(details.read_text(encoding="utf-8").splitlines()) == len(GOLD)
 
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--per-doc"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -201,14 +204,28 @@ def test_cli_refuses_details_it_cannot_write_before_loading_the_index(config, go
     assert err.startswith(f"error: cannot write to {details}: ") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("content", ['{"id": "q1", "question": "Q?", "answer": "A", "error": null}\n',
+                                     "paths:\n  data: data\n", "How much?\n", "\xff\xfe"])
+def test_cli_never_writes_details_over_a_file_of_something_else(config, gold_file, tmp_path, capsys, content):
+    """A batch's answers, a config or a questions file given as --details was written over without a word."""
+    kept = tmp_path / "kept.jsonl"
+    kept.write_bytes(content.encode("latin-1") if content == "\xff\xfe" else content.encode())
+    before = kept.read_bytes()
+    assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(kept)]) == 2
+    err = capsys.readouterr().err
+    assert f"--details {kept} holds something other than an evaluation's details" in err and err.count("\n") == 1
+    assert kept.read_bytes() == before
+
+
 def test_cli_leaves_an_existing_details_file_alone_when_the_run_fails(gold_file, tmp_path, capsys):
     details = tmp_path / "details.jsonl"
-    details.write_text("an earlier run's details\n", encoding="utf-8")
+    earlier = '{"id": "q1", "doc": "a.pdf", "pages": [0], "question": "Q?", "context_chars": 9}\n'  # a run's details
+    details.write_text(earlier, encoding="utf-8")
     config = tmp_path / "no-index.yml"
     config.write_text(f"paths:\n  vectorstore: {tmp_path / 'nothing'}\n", encoding="utf-8")
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(details)]) == 3
     assert "no index in" in capsys.readouterr().err
-    assert details.read_text(encoding="utf-8") == "an earlier run's details\n"
+    assert details.read_text(encoding="utf-8") == earlier
     absent = tmp_path / "new.jsonl"
     assert ask_main(["--config", str(config), "--evaluate", str(gold_file), "--details", str(absent)]) == 3
     assert not absent.exists()

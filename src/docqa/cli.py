@@ -704,7 +704,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 @command("evaluate", "Score retrieval against a gold file; no LLM needed.", _evaluate_arguments)
 def evaluate_retrieval(args: argparse.Namespace) -> int:
     from docqa.batch.writers import check_writable, same_file
-    from docqa.evaluate import DEFAULT_KS, evaluate, llm_token_counter, read_gold
+    from docqa.evaluate import DEFAULT_KS, check_details_file, evaluate, llm_token_counter, read_gold
     from docqa.progress import Progress
     from docqa.qa import DocQA
 
@@ -720,6 +720,7 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
             raise InputError("--details needs a file name: the scores go to standard output")
         if same_file(Path(args.details), Path(args.gold)):
             raise InputError("--details must not be the gold file")
+        check_details_file(Path(args.details))
         check_writable(Path(args.details))
     with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
         result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,

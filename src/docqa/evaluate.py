@@ -337,7 +337,31 @@ def _details_handle(details) -> tuple[Optional[TextIO], bool]:
         return details, False
     from docqa.batch.writers import open_for_writing
 
+    check_details_file(Path(details))
     return open_for_writing(Path(details), "w"), True
+
+
+# Every line of a details file has these; a file that holds anything else is not written over.
+_DETAILS_KEYS = frozenset({"id", "doc", "pages", "question", "context_chars"})
+
+
+def check_details_file(path: Path) -> None:
+    """An InputError where ``path`` holds something other than an earlier evaluation's details (a results file, a
+    config, questions): a details file is written over whole, and one typo lost hours of answers."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if not isinstance(record, dict) or not _DETAILS_KEYS <= record.keys():
+                    raise ValueError(f"line {number}")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return  # a new file; a folder, or a file on the path, is refused where it is opened
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        where = f" ({error})" if str(error).startswith("line ") else ""
+        raise InputError(f"--details {path} holds something other than an evaluation's details{where}, and would be "
+                         f"written over; name a new file, or delete this one first") from None
 
 
 def _check_ks(ks: Iterable[int]) -> list[int]:
