@@ -42,6 +42,11 @@ def test_numbers_written_as_yaml_may_write_them_load(tmp_path):
         1500.0, 8080, 4, 0.0)
 
 
+def test_a_merge_key_may_repeat_what_it_merges(tmp_path):
+    settings = load_settings(write(tmp_path, "llm:\n  <<: {max_new_tokens: 10, temperature: 0.5}\n  max_new_tokens: 20\n"))
+    assert (settings.llm.max_new_tokens, settings.llm.temperature) == (20, 0.5)
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -63,6 +68,10 @@ def test_numbers_written_as_yaml_may_write_them_load(tmp_path):
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
         ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),
         ("paths: [1, 2\n", "not valid YAML at line"),
+        # a section added at the end to override a setting dropped the first one's settings without a word
+        ("retrieval:\n  mode: dense\nllm:\n  temperature: 0.5\nretrieval:\n  k: 2\n",
+         "'retrieval' is written twice (lines 1 and 5); YAML would keep only the second: merge them into one"),
+        ("retrieval: {k: 2, k: 7}\n", "'k' is written twice (lines 1 and 1)"),
 
         ("- a\n- b\n", "expected a mapping"),
     ],

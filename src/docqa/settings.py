@@ -348,7 +348,9 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
         settings._root = folder.resolve()
         return settings
     try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
     except IsADirectoryError:
         raise ConfigError(f"{config_path} is a folder, not a settings file: give the file itself, such as "
                           f"{config_path / DEFAULT_CONFIG.name}") from None
@@ -369,6 +371,31 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
     settings._root = config_path.resolve().parent
     settings._file = config_path.resolve()
     return settings
+
+
+class DuplicateKeyError(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping: YAML keeps the last, so a section added at
+    the end of config.yml to override a setting silently dropped every setting of the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *defaults may repeat what it merges
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(f"{key!r} is written twice (lines {seen[key]} and {line}); YAML would "
+                                            f"keep only the second: merge them into one")
+                seen[key] = line
+            except TypeError:  # a key YAML cannot hash: the loader says so itself
+                continue
+        return super().construct_mapping(node, deep=deep)
 
 
 def _default_project() -> Path:
