@@ -93,6 +93,45 @@ def test_upload_ask_stream_and_open_the_cited_page(browser, site, tmp_path, outp
     assert errors == [], errors
 
 
+def test_copy_and_the_page_label_follow_what_is_on_screen(browser, site, output_dir):
+    """Copy after a stopped or failed question copied the question before's answer and sources; a page that failed
+    to load left the label on it over the image of the page before; the answer panel of the question before stayed
+    above an "Ask every document" table (a team review)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    page.check("#retrieval-only")
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    sync_api.expect(page.locator("#sources .card").first).to_contain_text("beta-10k.pdf", timeout=60_000)
+    sync_api.expect(page.locator("#copy")).to_be_enabled()
+
+    page.route("**/api/ask", lambda route: route.abort())
+    page.fill("#question", "How many stores?")
+    page.click("#ask")
+    sync_api.expect(page.locator("#status")).not_to_have_text(re.compile("^$|Searching"))
+    sync_api.expect(page.locator("#copy")).to_be_disabled()
+    page.unroute("**/api/ask")
+
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    sync_api.expect(page.locator("#copy")).to_be_enabled(timeout=60_000)
+    page.locator("#sources .card").first.click()
+    label = page.locator("#page-label")
+    sync_api.expect(label).to_have_text(re.compile(r"^beta-10k\.pdf — page 3 of 3$"))
+    page.route("**/pages/2.png*", lambda route: route.abort())
+    page.click("#prev")
+    sync_api.expect(page.locator("#status")).to_contain_text("Page 2 of beta-10k.pdf cannot be shown")
+    sync_api.expect(label).to_have_text("beta-10k.pdf — page 3 of 3")  # the image still shown
+    assert page.locator("#page-image").get_attribute("alt") == "beta-10k.pdf, page 3"
+    page.screenshot(path=str(output_dir / "page-not-shown.png"))
+
+    page.click("#ask-each")
+    sync_api.expect(page.locator("#each-rows tr")).to_have_count(2)
+    sync_api.expect(page.locator("#result")).to_be_hidden()
+    assert "#" not in page.url
+
+
 def test_html_in_a_pdf_is_shown_as_text(browser, site, tmp_path, output_dir):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     report = write_pdf(tmp_path / "sigma.pdf", ["Sigma Optics warranty terms: " + PAYLOAD])

@@ -130,6 +130,10 @@ async function ask(event, { fromLink = false } = {}) {
   const question = $("question").value.trim();
   if (!question) return;
   const signal = startQuestion();
+  // Copy takes the answer on screen, once it is complete: never the question before's (a stopped or failed one)
+  state.answer = null;
+  $("copy").disabled = true;
+  $("each").hidden = true;
   const answerBox = $("answer");
   answerBox.textContent = "";
   answerBox.classList.remove("passages", "no-answer");
@@ -167,6 +171,7 @@ async function ask(event, { fromLink = false } = {}) {
 
 function showAnswer(answer) {
   state.answer = answer;
+  $("copy").disabled = false;
   const answerBox = $("answer");
   if (answer.answer === null) {
     answerBox.textContent = answer.sources.length ? "The passages that best match the question:" : "Nothing found.";
@@ -274,6 +279,10 @@ async function askEach() {
   const names = state.chosen.size ? scope() : state.documents.map((d) => d.name);
   if (!names.length) { setStatus("No documents to ask."); return; }
   const signal = startQuestion();
+  // The answer panel of the question before, with its copy button and link, would read as this table's
+  state.answer = null;
+  $("result").hidden = true;
+  if (location.hash) history.pushState(null, "", location.pathname + location.search);
   const body = $("each-rows");
   body.textContent = "";
   state.eachRows = [];
@@ -342,26 +351,49 @@ async function openPage(name, page, highlight) {
   await showPage();
 }
 
-async function showPage() {
-  const v = state.viewer;
-  $("page-label").textContent = `${v.document} — page ${v.page} of ${v.pages}`;
+function labelPage(v, text) {
+  $("page-label").textContent = `${v.document} — ${text}`;
   $("prev").disabled = v.page <= 1;
   $("next").disabled = v.page >= v.pages;
-  let url = `/api/documents/${documentPath(v.document)}/pages/${v.page}.png`;
-  if (v.page === v.highlightPage && v.highlight) url += "?" + new URLSearchParams({ highlight: v.highlight });
+}
+
+let pageCalls = 0; // the latest showPage call's number: an earlier one's late response is not shown
+
+async function showPage() {
+  // The label names the page whose image is shown, and changes only once the new image has come: a page that
+  // failed to load left the label on it over the image of the page before, which an analyst would cite.
+  const v = state.viewer;
+  const page = v.page;
+  const call = ++pageCalls;
+  labelPage(v, `loading page ${page} of ${v.pages}…`);
+  let url = `/api/documents/${documentPath(v.document)}/pages/${page}.png`;
+  if (page === v.highlightPage && v.highlight) url += "?" + new URLSearchParams({ highlight: v.highlight });
   const image = $("page-image");
   image.classList.add("loading");
   try {
     const response = await api(url);
     if (!response.ok) throw await errorOf(response);
     const blob = await response.blob();
+    if (call !== pageCalls) return; // the reader has turned on meanwhile: the later call shows its page
     if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
     image.src = URL.createObjectURL(blob);
-    image.alt = `${v.document}, page ${v.page}`;
+    image.alt = `${v.document}, page ${page}`;
+    v.shown = page;
+    labelPage(v, `page ${page} of ${v.pages}`);
   } catch (error) {
-    setStatus(error.message);
+    if (call !== pageCalls) return;
+    setStatus(`Page ${page} of ${v.document} cannot be shown: ${error.message}`);
+    if (v.shown) {
+      v.page = v.shown;
+      labelPage(v, `page ${v.shown} of ${v.pages}`);
+    } else { // nothing of this document shown yet: no image of another one under its name
+      if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+      image.removeAttribute("src");
+      image.alt = "";
+      labelPage(v, `page ${page} cannot be shown`);
+    }
   } finally {
-    image.classList.remove("loading");
+    if (call === pageCalls) image.classList.remove("loading");
   }
 }
 
