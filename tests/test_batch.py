@@ -392,6 +392,25 @@ def test_resuming_with_other_questions_under_the_same_ids_is_refused(indexed, tm
 
 
 @pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_resuming_with_another_scope_is_refused(indexed, tmp_path, name):
+    """A rerun with a corrected --doc said '1 already in' and kept the answers searched in the old scope."""
+    out = tmp_path / name
+    questions = [Question("q1", "How many bakers?"), Question("q2", "Acme revenue?", doc="acme*")]
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        run_batch(qa, questions, out, doc=["beta*", "acme*"])
+    before = out.read_text(encoding="utf-8")
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        with pytest.raises(InputError, match=r"holds the answer to 'q1' from the documents matching 'beta\*, acme\*', "
+                                             r"and this run searches the documents matching 'beta\*'; write to another"):
+            run_batch(qa, questions, out, doc="beta*")
+        with pytest.raises(InputError, match=r"from the documents matching 'acme\*', and this run searches every document"):
+            run_batch(qa, [Question("q2", "Acme revenue?")], out, doc=None)
+        assert llm.asked == [] and out.read_text(encoding="utf-8") == before
+        assert run_batch(qa, questions, out, doc=["beta*", "acme*"]).skipped == 2  # the same scope resumes
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
 def test_a_question_with_line_separators_resumes(indexed, tmp_path, name):
     """U+2028 is written as it is in JSONL (it is no line end there), and a CSV cell keeps its "\r\n"."""
     out = tmp_path / name

@@ -485,7 +485,7 @@ def batch(args: argparse.Namespace) -> int:
         raise InputError("--out must not be the questions file")
     questions = read_questions(args.file)
     # --out's problems (a typo, another program's data, a run writing it) before the model's minutes of loading
-    BatchOutput(args.out, answers=not args.retrieval_only, questions=questions).check()
+    BatchOutput(args.out, answers=not args.retrieval_only, questions=questions, doc=_doc(args)).check()
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
         summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True)
     print(summary.text(args.out), file=sys.stderr)

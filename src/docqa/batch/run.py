@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question, QuestionLike, as_questions
-from docqa.batch.writers import Entry, check_writable, open_for_writing, record_format
+from docqa.batch.writers import Entry, check_writable, open_for_writing, patterns, record_format
 from docqa.errors import DocqaError, InputError, OutputLockedError
 from docqa.progress import Progress
 
@@ -69,11 +69,13 @@ class BatchOutput:
     answers. The extension picks the format (``writers``).
     """
 
-    def __init__(self, path: Path | str, *, answers: bool = True, questions: Sequence[Question] = ()):
+    def __init__(self, path: Path | str, *, answers: bool = True, questions: Sequence[Question] = (),
+                 doc: Optional[str | Sequence[str]] = None):
         self.path = Path(path)
         self.format = record_format(self.path)
         self.answers = answers
         self.questions = questions
+        self.doc = doc  # the batch's own scope, for questions without one
         self.done: set[str] = set()
         self._handle: Optional[TextIO] = None
 
@@ -143,12 +145,21 @@ class BatchOutput:
         return True
 
     def _check_same_questions(self, entries: list[Entry]) -> None:
-        asked = {entry.id: entry.question for entry in entries}
+        asked = {entry.id: entry for entry in entries}
         for question in self.questions:
-            if asked.get(question.id, question.question) != question.question:
+            entry = asked.get(question.id)
+            if entry is None:
+                continue
+            if entry.question != question.question:
                 raise InputError(
-                    f"{self.path} holds another question under id {question.id!r} ({asked[question.id]!r}); "
+                    f"{self.path} holds another question under id {question.id!r} ({entry.question!r}); "
                     f"write to another --out, or give the questions ids of their own")
+            scope = patterns(question.doc or self.doc)
+            if entry.doc is not None and entry.doc != scope:
+                # A rerun with a corrected --doc got the old scope's answers back, as already done.
+                raise InputError(
+                    f"{self.path} holds the answer to {question.id!r} from {_searched(entry.doc)}, and this run "
+                    f"searches {_searched(scope)}; write to another --out, or delete the file to ask again")
 
     def _rewrite(self, kept: list[Entry]) -> None:
         """The file with ``kept`` alone, replaced whole; its new copy, locked before it takes the name, becomes the
@@ -187,6 +198,10 @@ class BatchOutput:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _searched(scope: str) -> str:
+    return f"the documents matching {scope!r}" if scope else "every document"
 
 
 def _refuse_read_only(path: Path) -> None:
@@ -230,7 +245,7 @@ def run_batch(
     summary = BatchSummary(total=len(questions))
     # A DocQA without a model (retrieval-only) answers nothing, so records without an answer count as done.
     answers = getattr(qa, "llm", None) is not None
-    with BatchOutput(out, answers=answers, questions=questions) as output:
+    with BatchOutput(out, answers=answers, questions=questions, doc=doc) as output:
         todo = [question for question in questions if question.id not in output.done]
         summary.skipped = len(questions) - len(todo)
         with Progress(len(todo), enabled=progress) as bar:

@@ -81,13 +81,15 @@ def check_writable(path: Path) -> None:
 
 class Entry(NamedTuple):
     """One record an earlier run wrote: its id and question, whether it failed (an error), whether it holds an
-    answer (a retrieval-only run's records hold passages only), and its text."""
+    answer (a retrieval-only run's records hold passages only), its text, and the documents it searched (the
+    file-name patterns as the CSV column writes them; None where the record does not say)."""
 
     id: str
     question: str
     ok: bool
     answered: bool
     text: str
+    doc: Optional[str] = None
 
 
 # Every record a batch writes has these; a JSON line without them is somebody else's data, not a record to resume.
@@ -145,7 +147,8 @@ class JsonlRecords(RecordFormat):
             if not isinstance(record, dict) or not RECORD_KEYS <= record.keys():
                 raise _not_records(path, f"line {number}")
             entries.append(Entry(str(record["id"]), str(record["question"]), not record["error"],
-                                 record["answer"] is not None, line + "\n"))
+                                 record["answer"] is not None, line + "\n",
+                                 patterns(record["doc"]) if "doc" in record else None))
         return entries, dropped
 
 
@@ -176,7 +179,7 @@ class CsvRecords(RecordFormat):
                     dropped += 1
                     continue
                 raise _not_records(path, f"row {number}")
-            entries.append(Entry(row[0], row[1], row[-1] == "", row[3] != "", _csv_line(row)))
+            entries.append(Entry(row[0], row[1], row[-1] == "", row[3] != "", _csv_line(row), row[2]))
         return entries, dropped
 
 
@@ -199,7 +202,7 @@ def csv_row(record: dict) -> list:
     return [
         record["id"],
         record.get("question") or "",
-        _patterns(record.get("doc")),
+        patterns(record.get("doc")),
         record.get("answer") or "",
         {True: "yes", False: "no"}.get(record.get("answered"), ""),  # empty without an answer
         top.get("document", ""),
@@ -215,7 +218,7 @@ def csv_row(record: dict) -> list:
     ]
 
 
-def _patterns(doc) -> str:
+def patterns(doc) -> str:
     """A record's ``doc``: one file-name pattern, several (a list), or none."""
     return ", ".join(doc) if isinstance(doc, (list, tuple)) else doc or ""
 
