@@ -160,11 +160,13 @@ def test_ask_every_document_fills_a_table_and_downloads_csv(browser, site, outpu
     sync_api.expect(rows.nth(1).locator("td").nth(2)).to_have_text("3", timeout=60_000)
     with page.expect_download() as download:
         page.click("#csv")
+    assert download.value.suggested_filename == "docqa-dividend.csv"
     saved = output_dir / "every-document.csv"
     download.value.save_as(saved)
-    lines = saved.read_text().splitlines()
-    assert lines[0] == '"document","answer","page"'
-    assert lines[2].startswith('"beta-10k.pdf","The board declared a quarterly dividend of 42 cents per share."') and lines[2].endswith(',"3"')
+    assert saved.read_bytes().startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 only after a byte-order mark
+    lines = saved.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == '"question","document","answer","page"'
+    assert lines[2].startswith('"dividend","beta-10k.pdf","The board declared a quarterly dividend of 42 cents per share."') and lines[2].endswith(',"3"')
     page.screenshot(path=str(output_dir / "every-document.png"))
 
 

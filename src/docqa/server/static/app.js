@@ -11,6 +11,7 @@ const state = {
   controller: null,       // aborts the question being answered
   viewer: null,           // {document, page, pages, highlight, highlightPage}
   eachRows: [],           // [{document, answer, page}]
+  eachQuestion: "",       // the question those rows answer
   seenBuilds: new Map(),  // build id → state last shown
   link: "",               // the hash of the question on screen ("#q=...&doc=...")
 };
@@ -286,6 +287,7 @@ async function askEach() {
   const body = $("each-rows");
   body.textContent = "";
   state.eachRows = [];
+  state.eachQuestion = question;
   $("each").hidden = false;
   try {
     for (const [index, name] of names.entries()) {
@@ -331,9 +333,15 @@ function csvCell(value) {
 }
 
 function downloadCSV() {
-  const lines = [["document", "answer", "page"], ...state.eachRows.map((r) => [r.document, r.answer, r.page])];
-  const blob = new Blob([lines.map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n"], { type: "text/csv" });
-  const link = el("a", { href: URL.createObjectURL(blob), download: "docqa-every-document.csv" });
+  // The question in every row and in the file's name, so that tables downloaded one after another can be told
+  // apart; a byte-order mark, without which Excel reads UTF-8 as its own code page ("Companyâ€™s").
+  const question = state.eachQuestion;
+  const lines = [["question", "document", "answer", "page"],
+                 ...state.eachRows.map((r) => [question, r.document, r.answer, r.page])];
+  const text = "\ufeff" + lines.map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
+  const slug = question.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 60) || "answers";
+  const blob = new Blob([text], { type: "text/csv;charset=utf-8" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: `docqa-${slug}.csv` });
   document.body.append(link);
   link.click();
   link.remove();
