@@ -108,8 +108,10 @@ def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_in
 
 @pytest.mark.parametrize("context, answer_tokens, repeats, message", [
     # the question alone is longer than the context
-    (256, 12, 40, r"the question is too long: its prompt alone takes \d+ tokens, and the model's context holds 256; "
+    (400, 12, 40, r"the question is too long: its prompt alone takes \d+ tokens, and the model's context holds 400; "
                   r"ask a shorter question"),
+    # the prompt's own text does not fit: the settings' fault, not the question's (it said 'ask a shorter question')
+    (48, 12, 1, r"the prompt's own text takes \d+ tokens, and the model's context holds 48; raise llm.context_length"),
     # it fits, but with the answer's tokens kept no passage fits beside it; a one-word question would leave room
     (1024, 600, 10, r"no passage fits beside the question: of the model's 1024-token context, 600 are kept for the "
                     r"answer \(llm.max_new_tokens\) and the question's prompt takes \d+; ask a shorter question"),

@@ -329,6 +329,12 @@ class DocQA:
             template_tokens=llm.template_tokens,
         )
         if prompt.tokens >= llm.context_length:
+            # The question's fault only where a one-word one would fit: else the settings' (a tiny context_length)
+            bare = build_prompt(self.settings.prompt, "?", [], count_tokens=llm.count_tokens, token_budget=budget,
+                                chat_template=llm.chat_template, template_tokens=llm.template_tokens)
+            if bare.tokens >= llm.context_length:
+                raise ConfigError(f"the prompt's own text takes {bare.tokens} tokens, and the model's context holds "
+                                  f"{llm.context_length}; raise llm.context_length")
             raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
                              f"model's context holds {llm.context_length}; ask a shorter question")
         if result.sources and not prompt.chunks_used:
