@@ -392,6 +392,20 @@ def test_resuming_with_other_questions_under_the_same_ids_is_refused(indexed, tm
 
 
 @pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_a_results_file_saved_with_a_byte_order_mark_resumes(indexed, tmp_path, name):
+    """Saved again by Excel ("CSV UTF-8") or an editor, it was 'other columns' or 'not a docqa results file'."""
+    out = tmp_path / name
+    questions = [Question("q1", "How many bakers?"), Question("q2", "Acme revenue?")]
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        run_batch(qa, questions[:1], out)
+    out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        summary = run_batch(qa, questions, out)
+    assert llm.asked == ["Acme revenue?"] and summary.skipped == 1
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
 def test_resuming_with_another_scope_is_refused(indexed, tmp_path, name):
     """A rerun with a corrected --doc said '1 already in' and kept the answers searched in the old scope."""
     out = tmp_path / name

@@ -106,8 +106,9 @@ class BatchOutput:
             self._check_same_questions([entry for entry in entries if entry.ok])
 
     def _text(self) -> str:
-        # newline="": a question's own line breaks (a CSV cell may hold "\r\n") are read back as written
-        with open(self.path, encoding="utf-8", newline="") as handle:
+        # newline="": a question's own line breaks (a CSV cell may hold "\r\n") are read back as written;
+        # utf-8-sig: a byte-order mark, which Excel's "CSV UTF-8" and some editors write first, is no column name
+        with open(self.path, encoding="utf-8-sig", newline="") as handle:
             return handle.read()
 
     def _locked(self) -> TextIO:
