@@ -118,6 +118,14 @@ def test_the_demo_note_reaches_stderr_with_json_and_after_a_batch(sample_project
     assert "note: these answers came from the tiny demo model" in capsys.readouterr().err
     record = json.loads((tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert f"--config {sample_project.config}" in record["notes"][-1]
+    # run as `python -m docqa`, the JSON's note names that command as stderr does (it named download_model.py,
+    # which a project folder does not hold)
+    from docqa.cli import main
+
+    assert main(["ask", *config, "--json", SAMPLE_QUESTION], prog="python -m docqa") == 0
+    out, err = capsys.readouterr()
+    advised = f"python -m docqa download --config {sample_project.config} and ask"
+    assert advised in json.loads(out)["notes"][-1] and advised in err
 
 
 def test_the_python_api_takes_the_demo_model_as_the_command_line_does(sample_project):

@@ -328,6 +328,7 @@ def ask(args: argparse.Namespace) -> int:
         raise InputError('no question given; usage: python main.py "your question"')
     stream = None if args.json else _TokenWriter()
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
+        qa.advice_prog = args.prog
         answer = qa.ask(question, doc=_doc(args), k=args.k, on_token=stream)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
@@ -487,6 +488,7 @@ def batch(args: argparse.Namespace) -> int:
     # --out's problems (a typo, another program's data, a run writing it) before the model's minutes of loading
     BatchOutput(args.out, answers=not args.retrieval_only, questions=questions, doc=_doc(args)).check()
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
+        qa.advice_prog = args.prog
         summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True)
     print(summary.text(args.out), file=sys.stderr)
     _say_if_demo(args, qa, summary.answered)
@@ -516,6 +518,7 @@ def each_doc(args: argparse.Namespace) -> int:
         _check_table_target(Path(args.out), args.batch)
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out, fmt) as handle:
+        qa.advice_prog = args.prog
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
     _say_if_demo(args, qa, answered=len(questions))
     if failed:

@@ -153,6 +153,10 @@ class DocQA:
         """What every DocQA holds before it loads anything. A subclass that finds passages its own way (override
         ``search``; bench/answers.py's tutorial pipeline does) calls this, then ``_use_llm``, instead of __init__."""
         self.settings = settings
+        # How a command that a note advises (the demo's download) is named: "python" for the checkout's scripts;
+        # the command line sets how its user ran docqa ("docqa", "python -m docqa"), so that the notes in its JSON
+        # and its records say what its stderr says.
+        self.advice_prog = "python"
         self.store: Optional[IndexReader] = None
         self.retriever = None
         self.llm = None
@@ -391,4 +395,4 @@ class DocQA:
             result.notes.append(f"the answer stopped at its limit of {limit} token{'' if limit == 1 else 's'} and may be "
                                 f"cut short; {fix}")
         if is_demo(self.settings.llm):
-            result.notes.append(advice_for(DEMO_NOTE, "python", self.settings.own_config))  # this config's download
+            result.notes.append(advice_for(DEMO_NOTE, self.advice_prog, self.settings.own_config))  # this config's
