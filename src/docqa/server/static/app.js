@@ -34,10 +34,19 @@ function documentPath(name) {
   return name.split("/").map(encodeURIComponent).join("/");
 }
 
+// What a request that never reached the server says (the browser's own words were "Failed to fetch")
+const UNREACHABLE = "Cannot reach the docqa server: it may have stopped, or the network is down.";
+
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
   if (state.token) headers.set("Authorization", "Bearer " + state.token);
-  const response = await fetch(path, { ...options, headers });
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new Error(UNREACHABLE);
+  }
   if (response.status === 401) {
     $("token-form").hidden = false;
     throw new Error(state.token ? "the API token was refused: enter the right one at the top of the page"
@@ -588,9 +597,11 @@ async function refreshHealth() {
     const health = await getJSON("/api/health");
     const parts = [health.index ? `${health.index.documents} documents, ${health.index.chunks} passages` : "no index yet"];
     parts.push(health.model ? `${health.model} (${health.backend})` : "passages only (no model)");
-    if (health.queue) parts.push(`${health.queue} question${health.queue === 1 ? "" : "s"} in line`);
+    // the queue counts the question being answered too
+    if (health.queue) parts.push(`${health.queue} question${health.queue === 1 ? "" : "s"} with the model, answered or waiting`);
     if (health.problem) parts.push(health.problem);
     $("health").textContent = parts.join(" · ");
+    if ($("status").textContent === UNREACHABLE) setStatus(""); // the server is back
   } catch (error) {
     $("health").textContent = error.message;
   }
