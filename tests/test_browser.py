@@ -210,6 +210,27 @@ def test_a_colleague_s_delete_reaches_every_open_page(browser, site, output_dir)
     page.screenshot(path=str(output_dir / "after-delete.png"))
 
 
+def test_a_chosen_document_deleted_by_a_colleague_is_said_and_not_replaced_by_all(browser, site, output_dir):
+    """The question then searched every document without a word ("Questions search every document.")."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    page.check("input[aria-label='Ask only beta-10k.pdf']")
+    sync_api.expect(page.locator("#scope")).to_have_text("Questions search 1 chosen document.")
+    assert httpx.delete(f"{site}/api/documents/beta-10k.pdf", timeout=30).status_code == 202
+    sync_api.expect(page.locator("#documents li")).to_have_count(1, timeout=60_000)
+    sync_api.expect(page.locator("#scope")).to_contain_text("beta-10k.pdf, which you chose, is no longer indexed.")
+    page.check("#retrieval-only")
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    sync_api.expect(page.locator("#status")).to_contain_text("Not asked: beta-10k.pdf, which you chose, is no longer indexed")
+    assert page.locator("#result").is_hidden()
+    page.click("#select-none")
+    sync_api.expect(page.locator("#scope")).to_have_text("Questions search every document.")
+    page.click("#ask")
+    sync_api.expect(page.locator("#sources .card").first).to_be_visible(timeout=60_000)
+
+
 def test_upload_and_delete_with_the_keyboard(browser, site, tmp_path, output_dir):
     """Enter on the drop zone did not open the file chooser, and the Delete buttons, hidden until hovered, were
     skipped by the Tab key."""

@@ -7,6 +7,7 @@ const state = {
   token: sessionStorage.getItem("docqa-token") || "",
   documents: [],          // from GET /api/documents
   chosen: new Set(),      // names the questions are limited to (empty: all)
+  lost: [],               // chosen documents since deleted (by a colleague): said, and no question asks all instead
   answer: null,           // the last answer object
   controller: null,       // aborts the question being answered
   viewer: null,           // {document, page, pages, highlight, highlightPage}
@@ -138,7 +139,7 @@ function endQuestion() {
 async function ask(event, { fromLink = false } = {}) {
   if (event) event.preventDefault();
   const question = $("question").value.trim();
-  if (!question) return;
+  if (!question || scopeGone()) return;
   const signal = startQuestion();
   // Copy takes the answer on screen, once it is complete: never the question before's (a stopped or failed one)
   state.answer = null;
@@ -285,7 +286,7 @@ async function copyAnswer() {
 
 async function askEach() {
   const question = $("question").value.trim();
-  if (!question) return;
+  if (!question || scopeGone()) return;
   const names = state.chosen.size ? scope() : state.documents.map((d) => d.name);
   if (!names.length) { setStatus("No documents to ask."); return; }
   const signal = startQuestion();
@@ -449,6 +450,7 @@ function renderDocuments() {
     box.checked = state.chosen.has(doc.name);
     box.addEventListener("change", () => {
       if (box.checked) state.chosen.add(doc.name); else state.chosen.delete(doc.name);
+      state.lost = [];
       renderScope();
     });
     const remove = el("button", { type: "button", class: "delete", title: `Delete ${doc.name}`, text: "Delete" });
@@ -464,10 +466,22 @@ function renderDocuments() {
 
 function renderScope() {
   const names = new Set(state.documents.map((d) => d.name));
-  for (const name of [...state.chosen]) if (!names.has(name)) state.chosen.delete(name);
-  $("scope").textContent = state.chosen.size
+  for (const name of [...state.chosen]) {
+    if (!names.has(name)) { state.chosen.delete(name); state.lost.push(name); }
+  }
+  const lost = state.lost.length
+    ? `${state.lost.join(", ")}, which you chose, ${state.lost.length === 1 ? "is" : "are"} no longer indexed. ` : "";
+  $("scope").textContent = lost + (state.chosen.size
     ? `Questions search ${state.chosen.size} chosen document${state.chosen.size === 1 ? "" : "s"}.`
-    : "Questions search every document.";
+    : state.lost.length ? "Tick other documents, or All to ask every document." : "Questions search every document.");
+}
+
+// A question whose chosen documents were all deleted meanwhile would otherwise search every document unasked
+function scopeGone() {
+  if (!state.lost.length || state.chosen.size) return false;
+  setStatus(`Not asked: ${state.lost.join(", ")}, which you chose, ${state.lost.length === 1 ? "is" : "are"} no `
+            + "longer indexed. Tick other documents, or All to ask every document.");
+  return true;
 }
 
 // Whether the list could be read (not without the API token, say)
@@ -632,7 +646,7 @@ function wire() {
     if (event.key === "ArrowRight") turnPage(1);
   });
   $("doc-filter").addEventListener("input", renderDocuments);
-  $("select-none").addEventListener("click", () => { state.chosen.clear(); renderDocuments(); });
+  $("select-none").addEventListener("click", () => { state.chosen.clear(); state.lost = []; renderDocuments(); });
   const drop = $("drop");
   drop.addEventListener("keydown", (event) => { // a label opens the file chooser on a click only
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("file-input").click(); }
