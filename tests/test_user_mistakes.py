@@ -285,6 +285,17 @@ def test_resuming_into_a_read_only_results_file_leaves_it_alone(built_fact_index
     assert out.read_bytes() == before
 
 
+def test_a_batch_doc_that_matches_nothing_is_refused_once(built_fact_index, tmp_path, capsys):
+    """ask refused it; a batch failed every question with it, one error record each (exit 1)."""
+    questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION, "How many people did Alpha employ?"])
+    out = tmp_path / "answers.jsonl"
+    code, _, err = run(ask_main, built_fact_index.args("--batch", str(questions), "--out", str(out), "--retrieval-only",
+                                                       "--doc", "gamma*"), capsys)
+    assert code == 2
+    assert one_line_error(err).startswith("error: no indexed document matches 'gamma*'; indexed: ")
+    assert not out.exists() or out.read_text(encoding="utf-8") == ""
+
+
 def test_a_results_file_on_a_read_only_file_system_is_said_as_such(built_fact_index, tmp_path, capsys):
     """It said 'is read-only: make it writable', which no chmod can do on a read-only mount."""
     questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION])
