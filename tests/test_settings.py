@@ -68,6 +68,7 @@ def test_a_merge_key_may_repeat_what_it_merges(tmp_path):
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
         ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),
         ("paths: [1, 2\n", "not valid YAML at line"),
+        ("retrieval:\n  k: 100000\n", "bad value for 'retrieval.k': Input should be less than or equal to 10000"),
         # a section added at the end to override a setting dropped the first one's settings without a word
         ("retrieval:\n  mode: dense\nllm:\n  temperature: 0.5\nretrieval:\n  k: 2\n",
          "'retrieval' is written twice (lines 1 and 5); YAML would keep only the second: merge them into one"),
@@ -180,3 +181,18 @@ def test_a_server_s_chat_api_with_docqa_s_own_chat_format_is_refused_where_the_m
         check_one_chat_template(settings)
     settings.prompt.format = "auto"
     check_one_chat_template(settings)
+
+
+def test_a_config_path_with_a_tilde_is_the_home_folder_s(tmp_path, monkeypatch):
+    """'--config=~/p.yml' (no shell expansion after =) said 'config file not found: ~/p.yml'."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write(tmp_path, "retrieval:\n  k: 3\n")
+    assert load_settings("~/config.yml").retrieval.k == 3
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "Config.yml"])
+def test_a_project_s_settings_under_another_name_are_not_passed_over(tmp_path, name):
+    """A folder with config.yaml alone ran on the defaults, building and searching elsewhere than it said."""
+    (tmp_path / name).write_text("retrieval:\n  k: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{name} is not read: docqa reads config.yml; rename it, or give --config "):
+        load_settings(project=tmp_path)

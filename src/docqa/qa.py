@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 from docqa.errors import ClosedError, ConfigError, InputError, advice_for, advising
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
-from docqa.settings import Settings, load_settings
+from docqa.settings import MAX_K, Settings, load_settings
 from docqa.storage import IndexReader, open_reader
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
@@ -108,7 +108,6 @@ def check_token_limit(limit, name: str = "max_new_tokens") -> None:
         raise InputError(f"{name} must be a whole number of 1 or more, not {limit!r}")
 
 
-MAX_K = 10_000  # passages per question; more is a typo, not a request
 
 
 def check_scope(k, doc) -> None:

@@ -158,8 +158,11 @@ def native_bfloat16() -> bool:
     return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
 
 
+MAX_K = 10_000  # passages per question, in config.yml as on the command line; more is a typo, not a request
+
+
 class Retrieval(Section):
-    k: Whole = Field(4, gt=0, description="Chunks put into the prompt.")
+    k: Whole = Field(4, gt=0, le=MAX_K, description="Chunks put into the prompt.")
     mode: Literal["hybrid", "dense"] = Field("hybrid", description="hybrid: dense + BM25 fused by reciprocal rank; dense: FAISS only.")
     named_documents: bool = Field(
         True, description="When a question names an indexed company (and a year, quarter or form), search only those "
@@ -340,10 +343,16 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
     A project folder without config.yml means all defaults, with paths relative to that folder.
     """
     folder = Path(project) if project else _default_project()
-    config_path = Path(path) if path else folder / DEFAULT_CONFIG.name
+    # ~ as the shell would have expanded it (quoted, or after --config=): paths inside the file take it too
+    config_path = Path(path).expanduser() if path else folder / DEFAULT_CONFIG.name
     if not config_path.exists():
         if path:
             raise ConfigError(f"config file not found: {config_path}")
+        for other in ("config.yaml", "Config.yml"):
+            if (folder / other).is_file():
+                # All defaults in its place would build and search elsewhere than the file says, without a word
+                raise ConfigError(f"{folder / other} is not read: docqa reads config.yml; rename it, or give "
+                                  f"--config {folder / other}")
         settings = Settings()
         settings._root = folder.resolve()
         return settings
