@@ -159,6 +159,33 @@ def test_jsonl_keeps_ids_and_docs_and_numbers_the_rest_by_line(tmp_path):
     assert read_questions(path) == [Question("7", "What was revenue?", "acme-*.pdf"), Question("q3", "How many staff?")]
 
 
+def test_jsonl_questions_take_several_doc_patterns_as_records_write_them(tmp_path, indexed):
+    """A results record's list "doc" could not be fed back in ('"doc" must be a file name pattern (text)')."""
+    path = tmp_path / "questions.jsonl"
+    lines = [{"id": "a", "question": "Revenue?", "doc": ["beta*", "acme*"]}, {"question": "Staff?", "doc": ["beta*"]}]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    questions = read_questions(path)
+    assert questions == [Question("a", "Revenue?", ("beta*", "acme*")), Question("q2", "Staff?", "beta*")]
+    out = tmp_path / "answers.jsonl"
+    with DocQA(indexed, retrieval_only=True) as qa:
+        run_batch(qa, questions, out)
+        assert run_batch(qa, questions, out).skipped == 2  # the scope read back from the records is the same
+    assert [record["doc"] for record in read_jsonl(out)] == [["beta*", "acme*"], "beta*"]
+    for bad in ('{"question": "Q?", "doc": []}', '{"question": "Q?", "doc": ["", "x"]}', '{"question": "Q?", "doc": 3}'):
+        path.write_text(bad + "\n", encoding="utf-8")
+        with pytest.raises(InputError, match=r'line 1: "doc" must be a file name pattern \(text\) or a list of them'):
+            read_questions(path)
+
+
+@pytest.mark.parametrize("identifier", ["true", "{}", "[1]"])
+def test_jsonl_ids_must_be_text_or_numbers(tmp_path, identifier):
+    """true became the id "True" and {} the id "{}"."""
+    path = tmp_path / "questions.jsonl"
+    path.write_text(f'{{"id": {identifier}, "question": "Q?"}}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=f'line 1: "id" must be text or a number, not {re.escape(identifier)}'):
+        read_questions(path)
+
+
 def test_jsonl_questions_may_hold_a_raw_line_separator(tmp_path):
     path = tmp_path / "questions.jsonl"
     path.write_text('{"question": "Who is the CEO\u2028of Beta?"}\n{"question": "Revenue?"}\n', encoding="utf-8")

@@ -28,7 +28,7 @@ from docqa.errors import InputError
 class Question:
     id: str
     question: str
-    doc: Optional[str] = None
+    doc: Optional[str | tuple[str, ...]] = None  # a file-name pattern, or several (any of them)
 
 
 QuestionLike = Union[Question, str, dict]
@@ -112,11 +112,19 @@ def _question_from_fields(fields: dict, default_id: str, where: str) -> Question
     if not isinstance(question, str) or not question.strip():
         raise InputError(f"{where}: no \"question\" text")
     identifier = fields.get("id")
+    if isinstance(identifier, (bool, dict, list)):  # true became the id "True", {} the id "{}"
+        raise InputError(f"{where}: \"id\" must be text or a number, not {json.dumps(identifier)}")
     identifier = default_id if identifier is None or str(identifier).strip() == "" else str(identifier).strip()
     doc = fields.get("doc")
-    if doc is not None and not isinstance(doc, str):
-        raise InputError(f"{where}: \"doc\" must be a file name pattern (text)")
-    return _checked_id(Question(identifier, question.strip(), (doc or "").strip() or None), where)
+    if isinstance(doc, list):  # several patterns, as a results record writes them: it can be read back in
+        if not doc or not all(isinstance(pattern, str) and pattern.strip() for pattern in doc):
+            raise InputError(f"{where}: \"doc\" must be a file name pattern (text) or a list of them")
+        doc = tuple(pattern.strip() for pattern in doc) if len(doc) > 1 else doc[0]
+    elif doc is not None and not isinstance(doc, str):
+        raise InputError(f"{where}: \"doc\" must be a file name pattern (text) or a list of them")
+    if isinstance(doc, str):
+        doc = doc.strip() or None
+    return _checked_id(Question(identifier, question.strip(), doc), where)
 
 
 def _checked_id(question: Question, where: str) -> Question:
