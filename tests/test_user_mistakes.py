@@ -285,6 +285,16 @@ def test_resuming_into_a_read_only_results_file_leaves_it_alone(built_fact_index
     assert out.read_bytes() == before
 
 
+def test_each_doc_refuses_questions_with_a_doc_of_their_own(built_fact_index, tmp_path, capsys):
+    """It asked them of every document, passing over their "doc" without a word."""
+    questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION])
+    questions.write_text(json.dumps({"id": "g1", "question": QUESTION, "doc": "alpha*"}) + "\n", encoding="utf-8")
+    code, _, err = run(ask_main, built_fact_index.args("--each-doc", "--batch", str(questions), "--retrieval-only"), capsys)
+    assert code == 2
+    assert one_line_error(err) == (f'error: each-doc asks each document in turn, so the "doc" of question g1 in '
+                                   f"{questions} would not be used; choose the documents with --doc, or ask with docqa batch")
+
+
 def test_a_batch_doc_that_matches_nothing_is_refused_once(built_fact_index, tmp_path, capsys):
     """ask refused it; a batch failed every question with it, one error record each (exit 1)."""
     questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION, "How many people did Alpha employ?"])

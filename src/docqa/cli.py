@@ -526,6 +526,10 @@ def each_doc(args: argparse.Namespace) -> int:
     if args.out:
         _check_table_target(Path(args.out), args.batch)
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
+    if scoped := [q.id for q in questions if q.doc]:
+        # each-doc asks every document (or --doc's) in turn: a question's own doc would be passed over unsaid
+        raise InputError(f"each-doc asks each document in turn, so the \"doc\" of question {scoped[0]} in {args.batch} "
+                         "would not be used; choose the documents with --doc, or ask with docqa batch")
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out, fmt) as handle:
         qa.advice_prog = args.prog
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
