@@ -106,14 +106,15 @@ def test_copy_and_the_page_label_follow_what_is_on_screen(browser, site, output_
     sync_api.expect(page.locator("#sources .card").first).to_contain_text("beta-10k.pdf", timeout=60_000)
     sync_api.expect(page.locator("#copy")).to_be_enabled()
 
-    page.route("**/api/ask", lambda route: route.abort())
+    page.route("**/api/**", lambda route: route.abort())  # the server unreachable
     page.fill("#question", "How many stores?")
     page.click("#ask")
     # a request that never reached the server said the browser's "Failed to fetch"
     sync_api.expect(page.locator("#status")).to_have_text(
         "Cannot reach the docqa server: it may have stopped, or the network is down.")
     sync_api.expect(page.locator("#copy")).to_be_disabled()
-    page.unroute("**/api/ask")
+    page.unroute("**/api/**")
+    sync_api.expect(page.locator("#status")).to_have_text("", timeout=30_000)  # cleared once the server answers
 
     page.fill("#question", "dividend")
     page.click("#ask")
@@ -190,7 +191,8 @@ def test_a_skipped_upload_can_be_deleted_from_the_build_panel(browser, site, fac
     while (fact_project.data / "broken-report.pdf").exists():
         assert time.monotonic() < deadline, "the skipped file was not deleted"
         time.sleep(0.1)
-    sync_api.expect(page.locator("#builds .build").first).to_contain_text("Up to date (delete)", timeout=120_000)
+    sync_api.expect(page.locator("#builds .build").first).to_contain_text(
+        "Deleted broken-report.pdf (it was not indexed)", timeout=120_000)
     sync_api.expect(page.locator("#documents li")).to_have_count(2)
 
 
@@ -203,7 +205,7 @@ def test_a_colleague_s_delete_reaches_every_open_page(browser, site, output_dir)
     sync_api.expect(page.locator("#builds .build")).to_have_count(0)
     deleted = httpx.delete(f"{site}/api/documents/beta-10k.pdf", timeout=30)
     assert deleted.status_code == 202
-    sync_api.expect(page.locator("#builds .build").first).to_contain_text("Indexed (delete): removed beta-10k.pdf",
+    sync_api.expect(page.locator("#builds .build").first).to_contain_text("Deleted beta-10k.pdf",
                                                                           timeout=60_000)
     sync_api.expect(page.locator("#documents li")).to_have_count(1)
     sync_api.expect(page.locator("#documents")).not_to_contain_text("beta-10k.pdf")
@@ -346,7 +348,7 @@ def test_a_build_s_title_names_only_the_files_it_was_asked_for(browser, site, fa
         "Not indexed (upload): broken-one.pdf, broken-two.pdf")
     assert httpx.delete(f"{site}/api/documents/broken-one.pdf", timeout=30).status_code == 202
     latest = page.locator("#builds .build").first
-    sync_api.expect(latest).to_contain_text("Up to date (delete)", timeout=60_000)
+    sync_api.expect(latest).to_contain_text("Deleted broken-one.pdf (it was not indexed)", timeout=60_000)
     sync_api.expect(latest.locator("div").first).not_to_contain_text("broken-two.pdf")
 
 

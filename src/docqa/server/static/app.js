@@ -545,6 +545,12 @@ function buildTitle(build) {
   const changes = [["added", report.added], ["updated", report.updated], ["renamed", report.renamed],
                    ["removed", report.removed]].filter(([, names]) => names && names.length)
     .map(([what, names]) => `${what} ${names.join(", ")}`);
+  if (build.trigger === "delete" && changes.every((change) => change.startsWith("removed "))) {
+    // a deletion: "Deleted", and for a file the index never held, that it had not been indexed (it read "Up to
+    // date (delete): up to date", which never said the file was gone)
+    return [report.removed && report.removed.length ? `Deleted ${report.removed.join(", ")}`
+                                                    : `Deleted ${asked} (it was not indexed)`, "done"];
+  }
   if (changes.length) return [`Indexed (${build.trigger}): ${changes.join("; ")}`, "done"];
   // build.skipped is every file the folder leaves out; the title names those this build was asked for
   const refused = build.skipped.map((s) => s.name).filter((name) => build.files.includes(name));
