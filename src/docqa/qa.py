@@ -108,8 +108,6 @@ def check_token_limit(limit, name: str = "max_new_tokens") -> None:
         raise InputError(f"{name} must be a whole number of 1 or more, not {limit!r}")
 
 
-
-
 def check_scope(k, doc) -> None:
     """InputError for a ``k`` or ``doc`` no search can take (None: the defaults)."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
@@ -394,4 +392,5 @@ class DocQA:
             result.notes.append(f"the answer stopped at its limit of {limit} token{'' if limit == 1 else 's'} and may be "
                                 f"cut short; {fix}")
         if is_demo(self.settings.llm):
-            result.notes.append(advice_for(DEMO_NOTE, self.advice_prog, self.settings.own_config))  # this config's
+            # the download into this config's models folder, named as the user runs docqa
+            result.notes.append(advice_for(DEMO_NOTE, self.advice_prog, self.settings.own_config))

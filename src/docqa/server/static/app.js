@@ -469,18 +469,20 @@ function renderScope() {
   for (const name of [...state.chosen]) {
     if (!names.has(name)) { state.chosen.delete(name); state.lost.push(name); }
   }
-  const lost = state.lost.length
-    ? `${state.lost.join(", ")}, which you chose, ${state.lost.length === 1 ? "is" : "are"} no longer indexed. ` : "";
+  const lost = state.lost.length ? `${lostDocuments()}. ` : "";
   $("scope").textContent = lost + (state.chosen.size
     ? `Questions search ${state.chosen.size} chosen document${state.chosen.size === 1 ? "" : "s"}.`
     : state.lost.length ? "Tick other documents, or All to ask every document." : "Questions search every document.");
 }
 
+function lostDocuments() {
+  return `${state.lost.join(", ")}, which you chose, ${state.lost.length === 1 ? "is" : "are"} no longer indexed`;
+}
+
 // A question whose chosen documents were all deleted meanwhile would otherwise search every document unasked
 function scopeGone() {
   if (!state.lost.length || state.chosen.size) return false;
-  setStatus(`Not asked: ${state.lost.join(", ")}, which you chose, ${state.lost.length === 1 ? "is" : "are"} no `
-            + "longer indexed. Tick other documents, or All to ask every document.");
+  setStatus(`Not asked: ${lostDocuments()}. Tick other documents, or All to ask every document.`);
   return true;
 }
 
