@@ -84,6 +84,17 @@ def test_a_cut_answer_names_its_limit_not_the_pieces_counted(built_fact_index, t
     assert "stopped at its limit of 6 tokens and may be cut short; raise llm.max_new_tokens" in " ".join(result.notes)
 
 
+def test_an_answer_s_own_stop_texts_end_it_beside_llm_stop(built_fact_index, tmp_path):
+    """An OpenAI client's stop was taken and ignored: the answer ran on past it."""
+    settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml", llm={"stop": ["\nQuestion:"]}))
+    backend = ScriptedLLM([b"Revenue ", b"was ", b"$5m", b".\nQuestion:", b" more"],
+                          context_length=settings.llm.context_length, stop=settings.llm.stop)
+    with DocQA(settings, llm=backend) as qa:
+        assert qa.ask(QUESTION, stop=["$"]).answer == "Revenue was"
+        assert qa.ask(QUESTION, stop="m.").answer == "Revenue was $5"  # one text, not its letters
+        assert qa.ask(QUESTION).answer == "Revenue was $5m."  # llm.stop alone, for an answer that brought none
+
+
 def test_passages_that_do_not_fit_the_context_are_dropped_and_said(built_fact_index, tiny_gguf, tmp_path, capsys):
     two = {"k": 2}
     plain = {"format": "plain"}  # the probe below counts the card's text as it is, not inside the model's chat turn

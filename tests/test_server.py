@@ -243,7 +243,7 @@ def test_closing_the_connection_stops_that_generation(gated):
     llm.gate.set()
     # ...and the generation stops at the first token instead of running to max_new_tokens.
     wait_until(lambda: queue.finished["cancelled"] == 1)
-    assert len(queue) == 0 and job.tokens == 0 and llm.generated_tokens == 1
+    assert len(queue) == 0 and job.tokens == 0 and llm.generated_tokens == 0
 
 
 def test_a_waiting_question_whose_client_left_leaves_the_line(gated):
@@ -293,7 +293,7 @@ def test_told_to_stop_the_server_ends_the_answers_in_progress_and_stops_without_
             assert chat[0].status_code == 503 and chat[0].json()["error"]["message"] == "the server is shutting down"
             llm.gate.set()  # the generation, at the gate, goes on to its first token, where it stops
             wait_until(lambda: app.state.queue.running is None, 30)
-            assert llm.generated_tokens == 1
+            assert llm.generated_tokens == 0
         for events in (first, second):
             assert events[-1][1:] == ("error", {"error": "the server is shutting down"})
             assert not any(kind == "answer" for _, kind, _ in events)
@@ -387,7 +387,8 @@ def test_an_answer_searched_while_the_index_is_updated_says_so(own_index):
 
 
 def test_uploads_named_with_double_quotes_and_empty_files(own_index, make_pdf):
-    """A browser sends a file name's double quotes as %22; an empty file was called 'not a PDF (no %PDF- header)'."""
+    """A browser, curl, requests and httpx send a file name's double quotes as %22: they were kept so from all but
+    browsers, 'omega %22q2%22.pdf'. An empty file was called 'not a PDF (no %PDF- header)'."""
     project, settings = own_index
     pdf = make_pdf(["Omega Foods sold 7 million jars."], "omega.pdf").read_bytes()
     with local_client(create_app(settings)) as client:
@@ -395,8 +396,8 @@ def test_uploads_named_with_double_quotes_and_empty_files(own_index, make_pdf):
                            headers={"sec-fetch-mode": "cors"})  # as a browser sends it
         assert sent.status_code == 202 and sent.json()["files"][0]["name"] == 'omega "q2".pdf'
         assert (project.data / 'omega "q2".pdf').read_bytes() == pdf
-        literal = client.post("/api/documents", files={"files": ('rate %22.pdf', pdf, "application/pdf")})
-        assert literal.status_code == 202 and literal.json()["files"][0]["name"] == "rate %22.pdf"  # curl's name as it is
+        scripted = client.post("/api/documents", files={"files": ('rate "b".pdf', pdf, "application/pdf")})  # httpx's
+        assert scripted.status_code == 202 and scripted.json()["files"][0]["name"] == 'rate "b".pdf'
         empty = client.post("/api/documents", files={"files": ("empty.pdf", b"", "application/pdf")})
         assert empty.status_code == 415 and empty.json()["error"] == "empty.pdf is empty (0 bytes), not a PDF"
 
@@ -578,7 +579,8 @@ def test_the_watcher_indexes_new_changed_and_removed_pdfs(own_index):
 def test_a_server_started_before_any_index_serves_the_first_upload(project, tiny_gguf, make_pdf):
     settings = project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 4}, serve={"watch": False})
     pdf = make_pdf(["Epsilon Foods opened 17 bakeries in 2022."], "epsilon.pdf")
-    with local_client(create_app(settings)) as client:
+    app = create_app(settings)
+    with local_client(app) as client:
         health = client.get("/api/health").json()
         assert health["index"] is None and health["status"] == "no index", health
         assert client.get("/api/documents").json() == {"documents": []}
@@ -589,6 +591,13 @@ def test_a_server_started_before_any_index_serves_the_first_upload(project, tiny
             {"role": "user", "content": "How many bakeries?"}]})
         assert chat.status_code == 503 and "no index yet" in chat.json()["error"]["message"]
         assert chat.headers["x-should-retry"] == "false"
+        # A stream began (200) only to carry the error: a client showed an empty answer, or an error event
+        streamed = client.post("/v1/chat/completions", json={"stream": True, "messages": [
+            {"role": "user", "content": "How many bakeries?"}]})
+        asked = client.post("/api/ask", json={"question": "How many bakeries?"})
+        assert streamed.status_code == asked.status_code == 503
+        assert "no index yet" in streamed.json()["error"]["message"] and "no index yet" in asked.json()["error"]
+        assert app.state.queue.finished == {"done": 0, "failed": 0, "cancelled": 0}  # none joined the line
         with open(pdf, "rb") as handle:
             build_id = client.post("/api/documents", files={"files": ("epsilon.pdf", handle)}).json()["build"]["id"]
         assert wait_for_build(client, build_id)["state"] == "done"
@@ -835,6 +844,91 @@ def test_openai_clients_get_input_errors_as_400_with_the_reason_and_no_retry(tin
         assert chunked.status_code == 413 and chunked.json() == {"error": "the request body is larger than 4 MB"}
 
 
+def test_chat_fields_docqa_would_misread_are_refused_with_the_field(client):
+    """Malformed fields were taken and ignored (temperature "hot", top_p 7; stream "yes" streamed; include_usage
+    "false" sent the usage), an image part was dropped and the question answered without it, and a conversation
+    ending with the assistant's message had the user message before it answered again."""
+    def refused(**fields) -> str:
+        response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}],
+                                                              **fields})
+        assert response.status_code == 400, (fields, response.text)
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        return response.json()["error"]["message"]
+
+    for field, value in [("temperature", "hot"), ("temperature", -3), ("top_p", 7), ("stop", 123), ("stop", [""]),
+                         ("stop", ["a", "b", "c", "d", "e"]), ("presence_penalty", "x"), ("frequency_penalty", 3),
+                         ("seed", "abc"), ("stream", "yes"), ("response_format", "json_object"), ("n", "2")]:
+        assert refused(**{field: value}).startswith(field), (field, value)
+    assert refused(stream_options={"include_usage": "false"}).startswith("stream_options.include_usage")
+    image = [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]
+    assert refused(messages=[{"role": "user", "content": image}]) == (
+        "a user message holds a part of type 'image_url': docqa reads text only")
+    assert refused(modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"}) == "audio: docqa answers in text"
+    answered = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "£750 million."}]
+    assert refused(messages=answered).startswith("the last message is the assistant's: docqa answers the last message")
+    assert refused(messages=[{"role": "wizard", "content": QUESTION}]).startswith("role 'wizard' is not one of system")
+    # What OpenAI takes, docqa takes: a conversation, sampling settings in range, fields it has no use for
+    accepted = client.post("/v1/chat/completions", json={
+        "messages": [{"role": "system", "content": "Be brief."}, *answered, {"role": "user", "content": QUESTION}],
+        "temperature": 0.2, "top_p": 1, "seed": 7, "presence_penalty": 0, "stop": ["\n\nQuestion:"], "stream": None,
+        "stream_options": None, "response_format": {"type": "text"}, "user": "analyst-7", "max_tokens": 4})
+    assert accepted.status_code == 200 and accepted.json()["usage"]["completion_tokens"] <= 4
+
+
+def test_a_chat_client_s_stop_ends_the_answer(built_fact_index, tmp_path):
+    from tests.test_llm import ScriptedLLM
+
+    settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml", serve={"watch": False}))
+    backend = ScriptedLLM([b"Revenue ", b"was ", b"$5m", b"."], context_length=settings.llm.context_length)
+    with DocQA(settings, llm=backend) as qa, local_client(create_app(settings, qa)) as client:
+        for stop in ("$", ["m.", "$"]):
+            completion = client.post("/v1/chat/completions", json={"stop": stop, "messages": [
+                {"role": "user", "content": QUESTION}]}).json()
+            assert completion["choices"][0]["message"]["content"].startswith("Revenue was\n\nSources:\n[1] ")
+
+
+def test_a_full_line_says_when_to_try_again(built_fact_index, tiny_gguf, tmp_path):
+    """A full line was a 503 without Retry-After: OpenAI's clients tried again within a second, twice, and failed."""
+    openai = pytest.importorskip("openai")
+    config = built_fact_index.write_config(tmp_path / "config.yml", serve={"watch": False, "max_waiting": 1},
+                                           llm={"model_path": str(tiny_gguf), "max_new_tokens": 2, "context_length": 1024})
+    settings = load_settings(config)
+    qa = DocQA(settings)
+    llm = qa.llm = GatedLLM(qa.llm)
+    app = create_app(settings, qa)
+    with live_server(app) as url:
+        first, second = [], []
+        one = hold_the_model(url, llm, first)
+        two = threading.Thread(target=stream_events, args=(url, {"question": "dividend"}, second))
+        two.start()
+        wait_until(lambda: len(app.state.queue) == 2)
+        full = httpx.post(f"{url}/api/ask", json={"question": "staff?"}, timeout=30)
+        assert full.status_code == 429 and full.headers["retry-after"] == "10"  # no answer timed yet
+        assert full.json()["error"] == "the line for the model is full (1 waiting, serve.max_waiting); try again in 10 s"
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.chat.completions.create(model="docqa", messages=[{"role": "user", "content": "staff?"}])
+        assert caught.value.response.headers["retry-after"] == "10"
+        llm.gate.set()
+        one.join(120)
+        two.join(120)
+        wait_until(lambda: app.state.queue.finished["done"] == 2)
+    assert [kind for _, kind, _ in second][-1] == "answer"
+
+
+def test_the_wait_a_full_line_gives_is_the_time_an_answer_takes():
+    from docqa.server.queue import GenerationQueue
+
+    queue = GenerationQueue(max_waiting=1)
+    assert queue.retry_after() == 10  # before any answer was timed
+    queue._timed(2.2)
+    assert queue.retry_after() == 3  # whole seconds, rounded up
+    queue._timed(0.1)
+    assert queue.retry_after() == 2  # a running mean: 0.7 × 2.2 + 0.3 × 0.1 = 1.57
+    queue._timed(900)
+    assert queue.retry_after() == 60  # no client waits longer between tries
+
+
 def test_a_client_that_gives_up_on_an_answer_takes_it_out_of_the_line(gated):
     """A non-streaming client that timed out left its question to be answered in full for nobody, and the openai
     client's retries queued it again each time."""
@@ -861,7 +955,7 @@ def test_a_client_that_gives_up_on_an_answer_takes_it_out_of_the_line(gated):
     wait_until(lambda: queue.running is not None and queue.running.cancelled.is_set(), 30)
     llm.gate.set()
     wait_until(lambda: queue.finished["cancelled"] == 2, 30)
-    assert queue.finished["done"] == 1 and llm.generated_tokens == 1  # stopped at its first token
+    assert queue.finished["done"] == 1 and llm.generated_tokens == 0  # stopped before its first token
 
 
 def test_an_answer_cut_at_the_token_limit_says_so(built_fact_index, tiny_gguf, tmp_path):

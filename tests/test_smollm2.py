@@ -279,3 +279,37 @@ def test_two_branches_streamed_on_one_thread_neither_hang_the_model_nor_crash_th
     lines = result.stdout.splitlines()
     assert lines[0].startswith("refused: a second generation of this model inside its first")
     assert lines[1] == "again: True"
+
+
+def test_a_stop_signal_set_as_the_prompt_is_read_stops_llama_cpp_there(sample_project):
+    """A web client that left still cost the whole prompt's evaluation, most of an answer's time on a CPU: the stop
+    was seen only at the first token. Stopped inside the evaluation, the model then answers as before."""
+    from docqa import DocQA, StopSignal
+    from docqa.errors import AnswerStopped
+
+    with DocQA.from_config(sample_project.config, model="demo") as qa:
+        model, pieces, signal = qa.llm._model, [], StopSignal()
+        evaluate = model.eval
+
+        def set_as_the_evaluation_begins(tokens):
+            signal.set()
+            return evaluate(tokens)
+
+        model.eval = set_as_the_evaluation_begins
+        with pytest.raises(AnswerStopped, match="stopped before its end"):
+            qa.ask(SAMPLE_QUESTION, on_token=pieces.append, stop_signal=signal)
+        del model.eval
+        assert pieces == [] and model.n_tokens == 0  # not one batch of the prompt evaluated (all of it, unaborted)
+        assert FACT in qa.ask(SAMPLE_QUESTION).answer
+        # Set between tokens (from Python): the answer ends there
+        signal = StopSignal()
+
+        def stop_after_two(piece: str) -> None:
+            pieces.append(piece)
+            if len(pieces) == 2:
+                signal.set()
+
+        with pytest.raises(AnswerStopped):
+            qa.ask(SAMPLE_QUESTION, on_token=stop_after_two, stop_signal=signal)
+        assert len(pieces) == 2 and qa.llm.generated_tokens == 2
+        assert FACT in qa.ask(SAMPLE_QUESTION).answer

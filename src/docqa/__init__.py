@@ -1,7 +1,7 @@
 """docqa: private question answering over local PDF documents."""
 
 __version__ = "0.1.0"
-__all__ = ["DocQA", "build_index", "load_settings"]
+__all__ = ["DocQA", "StopSignal", "build_index", "load_settings"]
 
 
 def __getattr__(name: str):
@@ -10,6 +10,10 @@ def __getattr__(name: str):
         from docqa.qa import DocQA
 
         return DocQA
+    if name == "StopSignal":
+        from docqa.llm.base import StopSignal
+
+        return StopSignal
     if name == "build_index":
         from docqa.ingest import build_index
 

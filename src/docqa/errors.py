@@ -93,6 +93,12 @@ class ContextFullError(LLMError):
     """The prompt leaves the model no room to answer in its context window."""
 
 
+class AnswerStopped(DocqaError):
+    """The answer's ``StopSignal`` was set: it was abandoned before its end (a web client that left)."""
+
+    exit_code = 1
+
+
 class InputError(DocqaError):
     """A question, batch file or gold file the user gave cannot be used."""
 

@@ -14,13 +14,13 @@ or, for an already loaded ``DocQA``: ``qa.as_retriever()``, ``qa.as_llm()`` and 
 from __future__ import annotations
 
 import asyncio
-import threading
 from contextlib import closing
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Optional
 
 from docqa.errors import ConfigError, ContextFullError, InputError, MissingDependencyError, advising
+from docqa.llm.base import StopSignal
 from docqa.settings import SYSTEM_PROMPT
 
 try:
@@ -292,11 +292,15 @@ class DocQALLM(_Closable, LLM):
     ) -> Iterator[GenerationChunk]:
         """The answer piece by piece, then an empty chunk whose ``generation_info`` says how it ended:
         ``finish_reason`` "length" (cut at llm.max_new_tokens or the context's room) or "stop"."""
+        _refuse_model_kwargs(kwargs)
+        return self._generation(prompt, stop, run_manager)
+
+    def _generation(self, prompt: str, stop: Optional[list[str]], run_manager: Optional[CallbackManagerForLLMRun],
+                    stop_signal: Optional[StopSignal] = None) -> Iterator[GenerationChunk]:
+        """``_stream``'s chunks; ``stop_signal`` ends the generation at once, even while the prompt is read."""
         from docqa.llm.base import StopFilter
         from docqa.prompts import apply_format
 
-        if kwargs:  # invoke(prompt, max_tokens=5): LangChain hands on whatever the caller gives
-            raise InputError(f"DocQALLM takes stop=, not {', '.join(map(repr, sorted(kwargs)))}: {MODEL_SETTINGS}")
         # The backend already ends at llm.stop; the caller's stop sequences are applied on top.
         stops = StopFilter([stop] if isinstance(stop, str) else stop or [])  # one sequence, not its characters
         # All of LangChain's prompt is content: special-token text in a passage or question stays text.
@@ -305,7 +309,8 @@ class DocQALLM(_Closable, LLM):
         )
         cut_off = False
         try:
-            with closing(self.backend.stream(text)) as pieces:  # stopping early ends the generation too
+            signal = {"stop_signal": stop_signal} if stop_signal is not None else {}  # a backend passed in may not take it
+            with closing(self.backend.stream(text, **signal)) as pieces:  # stopping early ends the generation too
                 for piece in pieces:
                     kept = stops.feed(piece)
                     if kept:
@@ -331,14 +336,15 @@ class DocQALLM(_Closable, LLM):
         """``_stream`` run whole in one worker thread. LangChain's default steps a sync stream on whichever
         thread is free; here the generation keeps one thread, the one whose second generation inside the first
         is refused, and a consumer that leaves early ends it at once."""
+        _refuse_model_kwargs(kwargs)
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue = asyncio.Queue()
-        stopped = threading.Event()
+        stopped = StopSignal()  # the consumer left: the generation ends at once, even while the prompt is read
         end = object()
 
         def produce() -> None:
             try:
-                with closing(self._stream(prompt, stop, None, **kwargs)) as generated:
+                with closing(self._generation(prompt, stop, None, stopped)) as generated:
                     for chunk in generated:
                         if stopped.is_set():  # the consumer left: closing ends the generation
                             return
@@ -373,6 +379,12 @@ class DocQALLM(_Closable, LLM):
         if run_manager:
             run_manager.on_llm_new_token(text, chunk=chunk)
         return chunk
+
+
+def _refuse_model_kwargs(kwargs: dict) -> None:
+    """invoke(prompt, max_tokens=5): LangChain hands on whatever the caller gives; docqa's settings decide."""
+    if kwargs:
+        raise InputError(f"DocQALLM takes stop=, not {', '.join(map(repr, sorted(kwargs)))}: {MODEL_SETTINGS}")
 
 
 def retrieval_qa_chain(retriever: BaseRetriever, llm: LLM, template: str, passage_order: str = "best-first") -> Runnable:

@@ -18,12 +18,15 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from numbers import Integral
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from docqa.errors import ClosedError, ConfigError, InputError, advice_for, advising
+from docqa.errors import AnswerStopped, ClosedError, ConfigError, InputError, advice_for, advising
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
 from docqa.settings import MAX_K, Settings, load_settings
 from docqa.storage import IndexReader, open_reader
+
+if TYPE_CHECKING:
+    from docqa.llm.base import StopSignal
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
 # How the card's prompt tells the model to say that the context holds no answer, and common variants.
@@ -283,12 +286,16 @@ class DocQA:
         on_token: Optional[Callable[[str], None]] = None,
         retrieval_only: bool = False,
         max_new_tokens: Optional[int] = None,
+        stop: Sequence[str] = (),
+        stop_signal: Optional[StopSignal] = None,
     ) -> Answer:
         """Answer one question; ``on_token`` receives the answer as it is generated.
 
         ``doc``: a glob of document names, or several; ``retrieval_only``: the passages without an answer,
         even where a model is loaded; ``max_new_tokens``: this answer's own limit, at most llm.max_new_tokens
-        (an OpenAI client's max_tokens).
+        (an OpenAI client's max_tokens); ``stop``: texts that end this answer, beside llm.stop;
+        ``stop_signal``: a ``docqa.StopSignal`` that another thread may set to abandon the answer (AnswerStopped
+        is raised), even while llama.cpp evaluates the prompt.
         """
         check_token_limit(max_new_tokens)
         if threading.get_ident() in self._in_progress and not retrieval_only:
@@ -303,7 +310,9 @@ class DocQA:
             result = Answer(question, None, sources, timings, searched=searched)
             if self.llm is not None and not retrieval_only:
                 with self._generation_lock:
-                    self._generate(result, on_token, max_new_tokens)
+                    if stop_signal is not None and stop_signal.is_set():  # while it waited for the model, say
+                        raise AnswerStopped("the answer was stopped before its end")
+                    self._generate(result, on_token, max_new_tokens, stop, stop_signal)
         timings.total = timings.load + time.perf_counter() - started
         return result
 
@@ -314,7 +323,8 @@ class DocQA:
         return load
 
     def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]],
-                  max_new_tokens: Optional[int] = None) -> None:
+                  max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
+                  stop_signal: Optional[StopSignal] = None) -> None:
         from docqa.demo import NOTE as DEMO_NOTE, is_demo
         from docqa.prompts import build_prompt
 
@@ -361,8 +371,10 @@ class DocQA:
         timings.prompt_tokens = prompt.tokens
         started = time.perf_counter()
         pieces = []
-        # a model passed in need not take the keyword (DocQA(llm=...)): given only where asked for
-        stream = llm.stream(prompt.text, max_new_tokens=max_new_tokens) if max_new_tokens else llm.stream(prompt.text)
+        # a model passed in need not take the keywords (DocQA(llm=...)): given only where asked for
+        stop = (stop,) if isinstance(stop, str) else tuple(stop)  # one text, not its characters
+        asked = {"max_new_tokens": max_new_tokens, "stop": stop, "stop_signal": stop_signal}
+        stream = llm.stream(prompt.text, **{keyword: value for keyword, value in asked.items() if value})
         # closed however it ends: an on_token that raised (stdout full, a reader gone) left the stream paused, held by
         # the error's traceback, and close() then refused to free the model under it, hiding the error
         with closing(stream):

@@ -270,7 +270,7 @@ class Serve(Section):
     max_upload_mb: Number = Field(200.0, gt=0, description="Largest upload request (all its PDFs together), in MB.")
     watch: bool = Field(True, description="Index PDFs added to, changed in or removed from the data folder while serving.")
     watch_interval: Number = Field(2.0, gt=0, description="Seconds between looks at the data folder when watching.")
-    max_waiting: Whole = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (503).")
+    max_waiting: Whole = Field(64, gt=0, description="Questions waiting for the model at most; more are refused (429, with Retry-After).")
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins (scheme://host[:port], or *) whose web pages may call /api and /v1 from a browser, such "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import ctypes
 import gc
 import importlib
 import logging
@@ -14,9 +15,9 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import closing
 from types import ModuleType
-from typing import ClassVar, Iterator, Optional
+from typing import ClassVar, Iterator, Optional, Sequence
 
-from docqa.errors import ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
+from docqa.errors import AnswerStopped, ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
 
@@ -48,6 +49,7 @@ class LLM(ABC):
         self._released = False
         self._generating_in: int | None = None  # the thread whose generation is under way (or paused)
         self._call_limit: int | None = None  # the generation under way's own max_new_tokens, where it has one
+        self._stop_signal: StopSignal | None = None  # the generation under way's, where it has one
 
     def close(self) -> None:
         """Free the model's memory now rather than when the object is collected, once the generation in progress
@@ -133,11 +135,14 @@ class LLM(ABC):
         """Yield the bytes of each generated token, at most ``max_new_tokens`` of them, ending before the
         model's end of generation."""
 
-    def stream(self, prompt: str, *, max_new_tokens: Optional[int] = None) -> Iterator[str]:
+    def stream(self, prompt: str, *, max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
+               stop_signal: Optional[StopSignal] = None) -> Iterator[str]:
         """Yield the completion of ``prompt`` piece by piece, ending before any stop sequence; other threads'
         calls wait until this one is done (or closed). The thread that started a stream cannot start another
         while it is paused (refused: waiting there could wait for itself), even where a thread pool has handed
-        that thread other work. ``max_new_tokens``: this answer's own limit, below llm.max_new_tokens."""
+        that thread other work. ``max_new_tokens``: this answer's own limit, below llm.max_new_tokens;
+        ``stop``: this answer's stop sequences, beside llm.stop; ``stop_signal``: set from another thread, it
+        ends the generation with AnswerStopped, at the next token or (llama.cpp) inside the prompt's evaluation."""
         with self.lock:
             self._check_open()
             if self.generating_here():
@@ -148,27 +153,29 @@ class LLM(ABC):
                                  "streams on one thread) would corrupt both; finish or close the first")
             self._generating_in = threading.get_ident()
             self._ended.cut_off = False
-            self._call_limit = max_new_tokens
+            self._call_limit, self._stop_signal = max_new_tokens, stop_signal
             try:
-                yield from self._stream_unlocked(prompt)
+                yield from self._stream_unlocked(prompt, stop)
                 self._ended.cut_off = self.reached_limit  # still under the lock: no other generation reset it
             finally:
                 self._generating_in = None
-                self._call_limit = None
+                self._call_limit, self._stop_signal = None, None
 
     def cut_off_here(self) -> bool:
         """Whether the last generation this thread ran ended at its token limit: ``reached_limit`` as it stood
         then, which another thread's generation may since have reset."""
         return getattr(self._ended, "cut_off", False)
 
-    def _stream_unlocked(self, prompt: str) -> Iterator[str]:
+    def _stream_unlocked(self, prompt: str, stop: Sequence[str] = ()) -> Iterator[str]:
         """``stream``'s work, under the lock it holds."""
         self.generated_tokens = 0
         self.reached_limit, self.token_limit, self._server_cut_off = False, None, None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopFilter(self.settings.stop)
+        stops = StopFilter([*self.settings.stop, *stop])
+        self._check_stop_signal()
         with closing(self._generate(prompt)) as tokens:
             for token in tokens:
+                self._check_stop_signal()
                 self.generated_tokens += 1
                 text = stops.feed(decoder.decode(token))
                 if text:
@@ -182,6 +189,10 @@ class LLM(ABC):
         text = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
         if text:
             yield text
+
+    def _check_stop_signal(self) -> None:
+        if self._stop_signal is not None and self._stop_signal.is_set():
+            raise AnswerStopped("the answer was stopped before its end")
 
     def _new_token_limit(self, prompt_tokens: int) -> int:
         """max_new_tokens, shortened so that prompt and answer fit the context window."""
@@ -255,6 +266,22 @@ class GenerationLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+class StopSignal:
+    """Set from any thread to stop an answer under way (``DocQA.ask``'s ``stop_signal``): at its next token, and
+    with llama.cpp inside the prompt's evaluation too, which on a CPU takes most of a long prompt's answer."""
+
+    def __init__(self) -> None:
+        # A C string, so that llama.cpp's abort callback reads it without Python (docqa.llm.llama_cpp): "" until
+        # set, then "\x01"
+        self.flag = ctypes.create_string_buffer(2)
+
+    def set(self) -> None:
+        self.flag[0] = b"\x01"
+
+    def is_set(self) -> bool:
+        return self.flag[0] != b"\x00"
 
 
 class StopFilter:

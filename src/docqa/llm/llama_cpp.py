@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from itertools import islice
@@ -26,8 +28,6 @@ _LOADING = threading.Lock()
 @contextmanager
 def _llama_log(llama_cpp, said: list[str]) -> Iterator[None]:
     """llama.cpp's log lines while the block runs, into ``said``; llama-cpp-python's own handler afterwards."""
-    import ctypes
-
     @llama_cpp.llama_log_callback
     def collect(level, text, user_data):
         said.append(text.decode("utf-8", "replace").strip())
@@ -45,6 +45,15 @@ def _llama_log(llama_cpp, said: list[str]) -> Iterator[None]:
             if own_handler is not None:
                 llama_cpp.llama_log_set(own_handler, ctypes.c_void_p(0))
                 _KEPT.remove(collect)
+
+
+def _strlen() -> int | None:
+    """The address of the C library's strlen, or None where there is none to be found."""
+    try:
+        library = ctypes.CDLL(None) if os.name != "nt" else ctypes.cdll.msvcrt
+        return ctypes.cast(library.strlen, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
 
 
 class LlamaCppLLM(LLM):
@@ -149,16 +158,39 @@ class LlamaCppLLM(LLM):
         model = self._model
         generation = islice(model.generate(tokens, temp=self.settings.temperature), limit)
         try:
-            while True:
-                self._check_alive(model)
-                token = next(generation, None)
-                self._check_alive(model)
-                # Every end-of-generation token of the vocabulary: EOS and end-of-turn (<|im_end|>, <|eot_id|>).
-                if token is None or self._is_eog(token):
-                    return
-                yield model.detokenize([token])
+            with self._abortable(model):
+                while True:
+                    self._check_alive(model)
+                    token = next(generation, None)
+                    self._check_alive(model)
+                    # Every end-of-generation token of the vocabulary: EOS and end-of-turn (<|im_end|>, <|eot_id|>).
+                    if token is None or self._is_eog(token):
+                        return
+                    yield model.detokenize([token])
         except RuntimeError as error:
+            self._check_stop_signal()  # llama.cpp aborted the evaluation because the stop signal was set
             raise LLMError(f"llama-cpp failed while generating: {describe(error)}") from None
+
+    @contextmanager
+    def _abortable(self, model) -> Iterator[None]:
+        """While the block runs, llama.cpp stops an evaluation (the prompt's, thousands of tokens) as soon as the
+        generation's stop signal is set, rather than at the next token. It asks its abort callback between the
+        steps of every evaluation, hundreds of times per batch: a Python callback would wait for the GIL each time
+        (seconds in all on a busy server), so the callback is libc's strlen, which reads the signal's flag, "" or
+        "\x01", as false or true without Python."""
+        signal, strlen = self._stop_signal, _strlen()
+        if signal is None or strlen is None:
+            yield
+            return
+        import llama_cpp
+
+        callback = llama_cpp.ggml_abort_callback(strlen)
+        llama_cpp.llama_set_abort_callback(model._ctx.ctx, callback, ctypes.cast(signal.flag, ctypes.c_void_p))
+        try:
+            yield
+        finally:
+            if model._ctx.ctx is not None:  # not freed meanwhile (close() waits for the generation)
+                llama_cpp.llama_set_abort_callback(model._ctx.ctx, llama_cpp.ggml_abort_callback(), None)
 
     @property
     def _vocab(self):

@@ -43,12 +43,15 @@ def _state(request: Request):
     return request.app.state
 
 
-def check_scope(engine, doc) -> None:
-    """Fail before queueing when ``doc`` matches no indexed document (InputError names what exists)."""
-    if not doc:
+def check_answerable(state, doc) -> None:
+    """Fail before queueing where there is no index to answer from (IndexNotFoundError; unless a build is under way,
+    which may bring one before the question's turn), or ``doc`` matches no indexed document (InputError names what
+    exists): a stream must not start only to carry the error."""
+    engine = state.engine
+    if state.builder.busy and not engine.has_index:
         return
     with engine.borrow() as qa:
-        for pattern in [doc] if isinstance(doc, str) else doc:
+        for pattern in [doc] if isinstance(doc, str) else doc or []:
             matching_documents(qa.store, pattern)
 
 
@@ -87,7 +90,7 @@ async def ask(body: AskRequest, request: Request):
     state = _state(request)
     engine = state.engine
     question = body.question
-    await asyncio.to_thread(check_scope, engine, body.doc)
+    await asyncio.to_thread(check_answerable, state, body.doc)
     if body.retrieval_only or engine.llm is None:
         def passages():
             updating = state.builder.updating()
@@ -101,7 +104,7 @@ async def ask(body: AskRequest, request: Request):
     def answer(job: Job, qa) -> None:
         job.emit("started", {})  # out of the line: the passages are read, then the answer streams
         updating = state.builder.updating()
-        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token)
+        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token, stop_signal=job.cancelled)
         job.emit("answer", with_index_notes(result, updating, engine.problem).to_dict())
 
     job = submit_question(request, answer)
@@ -206,11 +209,10 @@ async def upload(request: Request, replace: bool = False):
     staged = []
     try:
         names = set()
-        browser = "sec-fetch-mode" in request.headers  # every current browser sends it; curl and scripts do not
         for file in files:
-            # A browser writes a file name's double quotes as %22 in the form (the HTML standard's escaping);
-            # another client sends the name as it is, where %22 may be part of it
-            name = file.filename.replace("%22", '"') if browser and file.filename else file.filename
+            # Browsers, curl, requests and httpx all write a file name's double quotes as %22 in the form (the HTML
+            # standard's escaping, which leaves % itself alone): a name that really holds "%22" is the rare one
+            name = file.filename.replace("%22", '"') if file.filename else file.filename
             upload = await asyncio.to_thread(stage_upload, data, name, file.file, indexed=indexed,
                                              replace=replace, limit=limit)
             staged.append(upload)

@@ -18,7 +18,7 @@ from docqa.server.builds import Builder, Watcher
 from docqa.server.engine import Engine
 from docqa.server.errors import UnexpectedErrors, error_body, error_status, is_openai_route, unexpected
 from docqa.server.limits import BodyLimit
-from docqa.server.queue import GenerationQueue
+from docqa.server.queue import GenerationQueue, QueueFullError
 from docqa.server.security import Security, check_cors
 from docqa.settings import Settings
 
@@ -95,8 +95,8 @@ def create_app(
         # Private network: Chrome asks before a page on the internet (a hosted chat front end) calls a server on this
         # machine or the LAN, which is what listing that origin here allows; without it the preflight was a 400.
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["*"], expose_headers=["x-should-retry"], allow_private_network=True,
-                           max_age=600)
+                           allow_headers=["*"], expose_headers=["x-should-retry", "retry-after"],
+                           allow_private_network=True, max_age=600)
     return app
 
 
@@ -116,6 +116,8 @@ def _error_handlers(app) -> None:
         hopeless = isinstance(error, ConfigError) or (
             isinstance(error, IndexNotFoundError) and not request.app.state.builder.busy)
         headers = {"x-should-retry": "false"} if hopeless else None
+        if isinstance(error, QueueFullError):
+            headers = {"retry-after": str(error.retry_after)}
         return failure(request, str(error), error_status(error), headers)
 
     @app.exception_handler(HTTPException)

@@ -2,8 +2,9 @@
 
 The last user message is the question; earlier messages are not used (each answer comes from the documents
 alone). The answer is docqa's, its sources appended as text and given as an extra ``sources`` field. What docqa
-cannot do (several choices, tools, a response format) is refused rather than silently ignored; sampling settings
-are docqa's own (``llm`` in config.yml).
+cannot do (several choices, tools, a response format, images) is refused rather than silently ignored; ``stop``
+and ``max_tokens`` are honoured, the other sampling settings are checked and docqa's own apply (``llm`` in
+config.yml).
 """
 
 from __future__ import annotations
@@ -12,23 +13,32 @@ import asyncio
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from docqa.errors import InputError, LLMError
 from docqa.qa import check_arguments, check_token_limit
-from docqa.server.api import MAX_QUESTION_CHARS, SSE_HEADERS, check_scope, submit_question, with_index_notes
+from docqa.server.api import MAX_QUESTION_CHARS, SSE_HEADERS, check_answerable, submit_question, with_index_notes
 from docqa.server.errors import error_body, error_status
-from docqa.server.queue import SHUTTING_DOWN, GenerationQueue, Job, QueueFullError
+from docqa.server.queue import SHUTTING_DOWN, GenerationQueue, Job, ShuttingDownError
 from docqa.server.streaming import KEEPALIVE, job_events, sse
 
 router = APIRouter(prefix="/v1")
 
 MODEL_ID = "docqa"
 CLIENT_GONE = "the client closed the connection"
+
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+# Sampling settings an OpenAI client may send: checked as OpenAI checks them, so that a mistake is said rather than
+# ignored; ``stop`` is honoured, the others are docqa's own (``llm`` in config.yml).
+Unit = Annotated[float, Field(strict=True, ge=0, le=1)]
+Penalty = Annotated[float, Field(strict=True, ge=-2, le=2)]
+StopText = Annotated[str, Field(strict=True, min_length=1)]
 
 
 class Message(BaseModel):
@@ -44,15 +54,36 @@ class Message(BaseModel):
                              if part.get("type") == "text" and isinstance(part.get("text"), str))
         return self.content or ""
 
+    def parts_not_text(self) -> list[str]:
+        """The kinds of this message's content parts that are not text (an image, audio, a file)."""
+        if not isinstance(self.content, list):
+            return []
+        return [str(part.get("type")) for part in self.content if part.get("type") != "text"]
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: Optional[StrictBool] = None
+
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # temperature, stop, …: accepted, docqa's settings apply (max_tokens: below)
+    model_config = ConfigDict(extra="allow")  # fields docqa has no use for (user, metadata, ...) are left alone
 
     model: str = MODEL_ID
     messages: list[Message] = Field(min_length=1)
-    stream: Optional[bool] = False  # null, as OpenAI's own API takes, is the default
-    stream_options: Optional[dict[str, Any]] = None
-    n: Optional[int] = Field(1, description="Choices to generate: docqa gives one.")
+    stream: Optional[StrictBool] = False  # null, as OpenAI's own API takes, is the default
+    stream_options: Optional[StreamOptions] = None
+    n: Optional[StrictInt] = Field(1, description="Choices to generate: docqa gives one.")
+    stop: Optional[Union[StopText, Annotated[list[StopText], Field(max_length=4)]]] = Field(
+        None, description="Up to 4 texts that end the answer where the model writes them.")
+    temperature: Optional[Annotated[float, Field(strict=True, ge=0, le=2)]] = None
+    top_p: Optional[Unit] = None
+    presence_penalty: Optional[Penalty] = None
+    frequency_penalty: Optional[Penalty] = None
+    seed: Optional[StrictInt] = None
+    response_format: Optional[dict[str, Any]] = None
+    modalities: Optional[list[StrictStr]] = None
     doc: Optional[Union[str, list[str]]] = Field(None, description="docqa: only search these documents (globs or names).")
     k: Optional[int] = Field(None, ge=1, le=50, description="docqa: passages to retrieve.")
 
@@ -66,6 +97,21 @@ class ChatRequest(BaseModel):
         check_token_limit(limit, "max_tokens")
         return limit
 
+    def question(self) -> str:
+        """The last message, which must be the user's, as text; InputError where there is none to answer."""
+        for message in self.messages:
+            if message.role not in ROLES:
+                raise InputError(f"role {message.role!r} is not one of {', '.join(ROLES)}")
+        last = self.messages[-1]
+        if last.role != "user":
+            # An answer to the user message before it would repeat one the conversation already has
+            raise InputError(f"the last message is the {last.role}'s: docqa answers the last message, which must be "
+                             "the user's question")
+        question = last.text.strip()
+        if not question:
+            raise InputError("no user message with text: the last user message is the question")
+        return question
+
     def unsupported(self) -> Optional[str]:
         """What this request asks that docqa cannot give (None: nothing)."""
         extra = self.model_extra or {}
@@ -76,9 +122,14 @@ class ChatRequest(BaseModel):
                 return f"{field}: docqa answers from your documents and calls no tools"
         if extra.get("logprobs"):
             return "logprobs: docqa does not give token probabilities"
-        response_format = extra.get("response_format")
-        if isinstance(response_format, dict) and response_format.get("type", "text") != "text":
-            return f"response_format {response_format.get('type')!r}: docqa answers in text"
+        kind = (self.response_format or {}).get("type", "text")
+        if kind != "text":
+            return f"response_format {kind!r}: docqa answers in text"
+        if extra.get("audio") or any(modality != "text" for modality in self.modalities or []):
+            return "audio: docqa answers in text"
+        for message in self.messages:
+            if kinds := message.parts_not_text():
+                return f"a {message.role} message holds a part of type {kinds[0]!r}: docqa reads text only"
         return None
 
 
@@ -108,10 +159,7 @@ def model(model: str, request: Request):
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion (streaming or not)")
 async def chat_completions(body: ChatRequest, request: Request):
-    questions = [message.text.strip() for message in body.messages if message.role == "user"]
-    if not questions or not questions[-1]:
-        raise InputError("no user message with text: the last user message is the question")
-    question = questions[-1]
+    question = body.question()
     # Checked before the question joins the line: a request that cannot be answered fails at once.
     if len(question) > MAX_QUESTION_CHARS:
         raise InputError(f"the question (the last user message) is {len(question)} characters long; "
@@ -125,18 +173,19 @@ async def chat_completions(body: ChatRequest, request: Request):
         # A 5xx that OpenAI's clients would retry twice, but no retry can change: they read this header.
         raise HTTPException(501, "this server runs without a language model (retrieval only); use POST /api/retrieve",
                             headers={"x-should-retry": "false"})
-    await asyncio.to_thread(check_scope, state.engine, body.doc)
+    await asyncio.to_thread(check_answerable, state, body.doc)
 
     def answer(job: Job, qa) -> None:
         updating = state.builder.updating()
-        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token, max_new_tokens=limit)
+        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token, max_new_tokens=limit,
+                        stop=body.stop or (), stop_signal=job.cancelled)
         job.emit("answer", with_index_notes(result, updating, state.engine.problem).to_dict())
 
     job = submit_question(request, answer)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
-        usage = bool((body.stream_options or {}).get("include_usage"))
+        usage = bool(body.stream_options and body.stream_options.include_usage)
         # The model that answers is docqa's, whatever name the client's settings sent (as OpenAI names the model
         # that answered)
         return StreamingResponse(_stream(state.queue, job, completion_id, created, MODEL_ID, usage),
@@ -152,7 +201,7 @@ async def chat_completions(body: ChatRequest, request: Request):
                 if job.failure is not None:  # the question's own problem keeps its status (400 for input)
                     raise job.failure
                 if data["error"] == SHUTTING_DOWN:  # not the model's failure: try again once the server is back
-                    raise QueueFullError(SHUTTING_DOWN)
+                    raise ShuttingDownError(SHUTTING_DOWN)
                 raise LLMError(data["error"])
             if kind == "answer":
                 content = (data["answer"] or "") + sources_text(data["sources"])

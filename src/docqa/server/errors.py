@@ -21,7 +21,7 @@ from docqa.errors import (
     NoDocumentsError,
     StoreError,
 )
-from docqa.server.queue import QueueFullError
+from docqa.server.queue import QueueFullError, ShuttingDownError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ ERROR_STATUS = {
     BuildLockedError: 409,
     IndexNotFoundError: 503,
     StoreError: 503,
-    QueueFullError: 503,
+    QueueFullError: 429,  # with Retry-After: OpenAI's clients wait that long, then try again
+    ShuttingDownError: 503,
     ModelNotFoundError: 503,
     LLMError: 502,
 }

@@ -2,18 +2,21 @@
 
 Each question is a ``Job`` whose events (its place in the line, the answer's pieces, the answer) go to the
 request that submitted it. A job whose client went away is dropped from the line, or, if it is being answered,
-stopped at the next generated token.
+stopped at once (docqa.llm.base.StopSignal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
+import time
 from collections import deque
 from typing import Any, Callable, Optional
 
-from docqa.errors import DocqaError
+from docqa.errors import AnswerStopped, DocqaError
+from docqa.llm.base import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +24,16 @@ log = logging.getLogger(__name__)
 SHUTTING_DOWN = "the server is shutting down"
 
 
-class Cancelled(Exception):
-    """Raised inside a generation whose client has gone; it ends the token stream."""
-
-
 class QueueFullError(DocqaError):
-    """Too many questions are waiting for the model."""
+    """Too many questions are waiting for the model: try again in ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ShuttingDownError(DocqaError):
+    """The server is stopping and takes no more questions."""
 
 
 class Job:
@@ -36,7 +43,7 @@ class Job:
         self._loop = loop
         self._events: asyncio.Queue = asyncio.Queue()
         self.work = work
-        self.cancelled = threading.Event()
+        self.cancelled = StopSignal()  # the client has gone: passed to DocQA.ask, it stops the answer at once
         self.state = "waiting"  # waiting, running, done, failed, cancelled
         self.place: Optional[int] = None
         self.tokens = 0
@@ -54,7 +61,7 @@ class Job:
     def on_token(self, piece: str) -> None:
         """DocQA's token callback: pass the piece on, or stop the generation if the client has gone."""
         if self.cancelled.is_set():
-            raise Cancelled()
+            raise AnswerStopped("the client has gone")
         self.tokens += 1
         self.emit("token", {"text": piece})
 
@@ -68,6 +75,7 @@ class GenerationQueue:
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="docqa-generation", daemon=True)
         self.finished: dict[str, int] = {"done": 0, "failed": 0, "cancelled": 0}
+        self._answer_seconds: Optional[float] = None  # a running mean of how long an answer takes
 
     def start(self) -> None:
         self._thread.start()
@@ -86,7 +94,7 @@ class GenerationQueue:
     def stop_all(self, reason: str) -> None:
         """The server is stopping: refuse new questions, and end every waiting or running one now with ``reason``
         as its error, so that their streams close (uvicorn waits for open streams before it stops) and their
-        clients learn why. A running generation stops at its next token."""
+        clients learn why. A running generation stops at once."""
         with self._condition:
             self._closed = True
             jobs = [*self._waiting, *([self._running] if self._running is not None else [])]
@@ -109,15 +117,23 @@ class GenerationQueue:
     def submit(self, job: Job) -> None:
         with self._condition:
             if self._closed:
-                raise QueueFullError(SHUTTING_DOWN)
+                raise ShuttingDownError(SHUTTING_DOWN)
             if len(self._waiting) >= self.max_waiting:
-                raise QueueFullError(f"{len(self._waiting)} questions are waiting for the model; try again later")
+                wait = self.retry_after()
+                raise QueueFullError(f"the line for the model is full ({len(self._waiting)} waiting, "
+                                     f"serve.max_waiting); try again in {wait} s", wait)
             self._waiting.append(job)
             self._tell_places()
             self._condition.notify_all()
 
+    def retry_after(self) -> int:
+        """Seconds until a place in the line is likely free: the time one answer takes (the line moves by one
+        answer at a time), 1 to 60 (a client waits no longer between tries); 10 before any answer was timed."""
+        seconds = self._answer_seconds
+        return 10 if seconds is None else min(60, max(1, math.ceil(seconds)))
+
     def cancel(self, job: Job) -> None:
-        """The client has gone: drop the job from the line, or stop its generation at the next token."""
+        """The client has gone: drop the job from the line, or stop its generation."""
         job.cancelled.set()
         with self._condition:
             if job in self._waiting:
@@ -143,12 +159,19 @@ class GenerationQueue:
                 job = self._running = self._waiting.popleft()
                 job.state = "running"
                 self._tell_places()
+            started = time.monotonic()
             try:
                 self._run(job)
             finally:
                 with self._condition:
                     self._running = None
                     self.finished[job.state] = self.finished.get(job.state, 0) + 1
+                    if job.state == "done":
+                        self._timed(time.monotonic() - started)
+
+    def _timed(self, seconds: float) -> None:
+        previous = self._answer_seconds
+        self._answer_seconds = seconds if previous is None else 0.7 * previous + 0.3 * seconds
 
     @staticmethod
     def _run(job: Job) -> None:
@@ -158,7 +181,7 @@ class GenerationQueue:
         try:
             job.work(job)
             job.state = "done"
-        except Cancelled:
+        except AnswerStopped:
             job.state = "cancelled"
         except DocqaError as error:
             job.state = "failed"
