@@ -722,7 +722,7 @@ def test_each_doc_writes_through_a_link_keeps_the_table_s_permissions_and_takes_
     shared = tmp_path / "shared"
     shared.mkdir()
     real = shared / "real.csv"
-    real.write_text("document,old\n", encoding="utf-8")
+    real.write_text("document,q1: old,q1 page\n", encoding="utf-8")
     real.chmod(0o600)
     link = tmp_path / "link.csv"
     link.symlink_to(real)
@@ -751,7 +751,7 @@ def test_each_doc_in_a_folder_that_takes_no_new_file_writes_its_table_in_place(c
     folder = tmp_path / "tables"
     folder.mkdir()
     table = folder / "table.csv"
-    table.write_text("document,old\n", encoding="utf-8")
+    table.write_text("document,q1: old,q1 page\n", encoding="utf-8")
     folder.chmod(0o555)  # enough for a user; root needs the immutable flag
     locked = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0 if os.geteuid() == 0 else True
     try:
@@ -836,7 +836,7 @@ def test_a_table_whose_rename_is_refused_is_copied_in(config, tmp_path, monkeypa
     import os
 
     table = tmp_path / "table.csv"
-    table.write_text("document,old\n", encoding="utf-8")
+    table.write_text("document,q1: old,q1 page\n", encoding="utf-8")
     real_replace = os.replace
 
     def refused(source, destination):
@@ -886,3 +886,130 @@ def test_each_doc_stopped_by_sigterm_keeps_the_rows_done(tmp_path):
                 pass
     assert (tmp_path / "table.partial.md").read_text(encoding="utf-8").endswith("| a.pdf | yes | 1 |\n")
     assert not table.exists() and signal.getsignal(signal.SIGTERM) is before
+
+
+# ---------------------------------------------------------------- found by a user's review (session 35)
+
+
+def test_a_resume_keeps_the_results_file_s_permissions_and_the_user_s_tmp_file(indexed, tmp_path):
+    """A rerun that rewrote the file made it world-readable (a new file under the umask, renamed over it), and
+    wrote over and removed a file of the user's called NAME.tmp beside it."""
+    out = tmp_path / "answers.jsonl"
+    questions = [Question("q1", "Acme revenue?"), Question("q2", "explode: Beta bakers?")]
+    with DocQA(indexed, llm=FakeLLM(fail_on=("explode",))) as qa:
+        run_batch(qa, questions, out)
+    out.chmod(0o600)
+    notes = tmp_path / "answers.jsonl.tmp"
+    notes.write_text("my notes\n", encoding="utf-8")
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        run_batch(qa, questions, out)  # q2 failed: the file is rewritten without it
+    assert [r["id"] for r in read_jsonl(out)] == ["q1", "q2"] and all(not r["error"] for r in read_jsonl(out))
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert notes.read_text(encoding="utf-8") == "my notes\n"
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_a_resume_keeps_the_failed_records_of_another_questions_file(indexed, tmp_path):
+    """Every failed record was dropped at a rerun, those of ids this run does not ask too: never asked again."""
+    out = tmp_path / "answers.jsonl"
+    with DocQA(indexed, llm=FakeLLM(fail_on=("explode",))) as qa:
+        run_batch(qa, [Question("x1", "explode: Beta bakers?"), Question("x2", "Acme revenue?")], out)
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        summary = run_batch(qa, [Question("q1", "Acme dividend?")], out)
+    records = read_jsonl(out)
+    assert [(r["id"], bool(r["error"])) for r in records] == [("x1", True), ("x2", False), ("q1", False)]
+    assert (summary.answered, summary.skipped) == (1, 0)
+
+
+def test_a_results_file_that_is_not_utf8_is_refused_as_another_program_s(tmp_path, capsys, config):
+    questions = tmp_path / "q.txt"
+    questions.write_text("How many bakers?\n", encoding="utf-8")
+    for name in ("latin1.jsonl", "latin1.csv"):
+        out = tmp_path / name
+        out.write_bytes(b"caf\xe9\n")
+        assert ask_main(["--config", str(config), "--batch", str(questions), "--out", str(out), "--retrieval-only"]) == 2
+        assert f"error: {out} is not a docqa results file (it is not UTF-8 text)" in capsys.readouterr().err
+        assert out.read_bytes() == b"caf\xe9\n"
+
+
+def test_each_doc_refuses_a_table_of_the_user_s_own_headed_document(config, tmp_path, capsys):
+    """Only the first cell was looked at: an inventory whose first column is "document" was replaced."""
+    for name, content in [("inventory.csv", "document,owner,reviewed\nAMCOR.pdf,alice,yes\n"),
+                          ("notes.md", "| document | notes |\n| --- | --- |\n| a.pdf | fine |\n"),
+                          ("pairs.csv", "document,q1: revenue?,owner\nAMCOR.pdf,1,alice\n")]:
+        path = tmp_path / name
+        path.write_text(content, encoding="utf-8")
+        argv = ["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only", "--out", str(path)]
+        assert ask_main(argv) == 2, name
+        assert "holds something other than an each-doc table" in capsys.readouterr().err
+        assert path.read_text(encoding="utf-8") == content
+    table = tmp_path / "old.md"  # its own, with a question holding a bar
+    table.write_text("| document | q1: revenue \\| profit? | q1 page |\n| --- | --- | --- |\n", encoding="utf-8")
+    assert ask_main(["--config", str(config), "--each-doc", "How many bakers?", "--retrieval-only",
+                     "--out", str(table)]) == 0
+
+
+def test_a_csv_question_with_an_unquoted_comma_is_refused_with_its_row(tmp_path):
+    """The question was cut at the comma, the rest dropped unsaid."""
+    path = tmp_path / "questions.csv"
+    path.write_text("id,question\n1,What were revenue, operating profit and net debt?\n", encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(f"{path}, row 1: more cells than the header has columns; put a "
+                                                   "question that holds a comma in double quotes")):
+        read_questions(path)
+    path.write_text("id,question,,\n1,Revenue?,,\n", encoding="utf-8")  # a spreadsheet's empty cells are no harm
+    assert read_questions(path) == [Question("1", "Revenue?")]
+
+
+def test_excel_s_semicolon_csv_is_read(tmp_path):
+    """Refused: 'needs a header row with a "question" column', which it has."""
+    path = tmp_path / "questions.csv"
+    path.write_bytes(b'\xef\xbb\xbfQuestion;ID\r\nWhat is net debt, in pounds?;a\r\n"Revenue; profit?";b\r\n')
+    assert read_questions(path) == [Question("a", "What is net debt, in pounds?"), Question("b", "Revenue; profit?")]
+
+
+def test_a_json_file_may_hold_an_array_of_questions(tmp_path):
+    """A .json file was read as JSON Lines: a pretty-printed array was 'line 1: not valid JSON'."""
+    path = tmp_path / "questions.json"
+    path.write_text('[\n  {"id": "a", "question": "Revenue?", "doc": "acme*"},\n  "How many bakers?"\n]\n',
+                    encoding="utf-8")
+    assert read_questions(path) == [Question("a", "Revenue?", "acme*"), Question("q2", "How many bakers?")]
+    path.write_text('{"question": "Revenue?"}\n{"question": "Staff?"}\n', encoding="utf-8")  # JSON Lines still
+    assert [question.question for question in read_questions(path)] == ["Revenue?", "Staff?"]
+    path.write_text('[{"question": "Revenue?"}, 7]', encoding="utf-8")
+    with pytest.raises(InputError, match="item 2: expected a question"):
+        read_questions(path)
+
+
+def test_a_folder_given_as_the_questions_file_is_said_to_be_one(tmp_path):
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path} is a folder; the batch file is a file of questions")):
+        read_questions(tmp_path)
+
+
+def test_an_out_that_cannot_be_used_leaves_no_folders_behind(config, tmp_path, capsys):
+    questions = tmp_path / "q.txt"
+    questions.write_text("How many bakers?\n", encoding="utf-8")
+    out = tmp_path / "new" / "sub" / "answers.jsonl"
+    argv = ["--config", str(config), "--batch", str(questions), "--out", str(out), "--model", str(tmp_path / "no.gguf")]
+    assert ask_main(argv) == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_batch_stopped_says_how_many_answers_it_kept_and_how_to_go_on(config, tmp_path, capsys, monkeypatch):
+    """It said only 'interrupted' (and nothing when killed)."""
+    import docqa.batch.run
+
+    questions = tmp_path / "q.txt"
+    questions.write_text("How many bakers?\nAcme revenue?\nAcme dividend?\n", encoding="utf-8")
+    out = tmp_path / "answers.jsonl"
+    real = docqa.batch.run.answer_record
+
+    def stopped_at_the_third(qa, question, **kwargs):
+        if question.id == "q3":
+            raise KeyboardInterrupt
+        return real(qa, question, **kwargs)
+
+    monkeypatch.setattr(docqa.batch.run, "answer_record", stopped_at_the_third)
+    assert ask_main(["--config", str(config), "--batch", str(questions), "--out", str(out), "--retrieval-only"]) == 130
+    assert f"2 answers of this run are in {out}; the same command goes on with the rest\ninterrupted" in (
+        capsys.readouterr().err)
+    assert [r["id"] for r in read_jsonl(out)] == ["q1", "q2"]

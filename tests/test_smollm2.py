@@ -116,6 +116,9 @@ def test_the_demo_note_reaches_stderr_with_json_and_after_a_batch(sample_project
     questions.write_text(SAMPLE_QUESTION + "\n", encoding="utf-8")
     assert ask_main([*config, "--batch", str(questions), "--out", str(tmp_path / "answers.jsonl")]) == 0
     assert "note: these answers came from the tiny demo model" in capsys.readouterr().err
+    # each-doc where every answer failed (a question no prompt can hold): no answer came from the demo model
+    assert ask_main([*config, "--each-doc", "revenue " * 3000]) == 1
+    assert "tiny demo model" not in capsys.readouterr().err
     record = json.loads((tmp_path / "answers.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert f"--config {sample_project.config}" in record["notes"][-1]
     # run as `python -m docqa`, the JSON's note names that command as stderr does (it named download_model.py,

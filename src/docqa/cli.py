@@ -495,10 +495,22 @@ def batch(args: argparse.Namespace) -> int:
     questions = read_questions(args.file)
     # --out's problems (a typo, another program's data, a run writing it) before the model's minutes of loading
     BatchOutput(args.out, answers=not args.retrieval_only, questions=questions, doc=_doc(args)).check()
+    written = 0  # this run's answers, each in --out as soon as it came
+
+    def count(record: dict) -> None:
+        nonlocal written
+        written += not record["error"]
+
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
         qa.advice_prog = args.prog
         _check_doc(qa, _doc(args))  # refused once, as ask refuses it, rather than failing every question
-        summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True)
+        try:
+            with _stopped_as_interrupt():
+                summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True, on_record=count)
+        except KeyboardInterrupt:
+            print(f"{written} answer{'s' if written != 1 else ''} of this run {'are' if written != 1 else 'is'} in "
+                  f"{shown(args.out)}; the same command goes on with the rest", file=sys.stderr)
+            raise
     print(summary.text(args.out), file=sys.stderr)
     _say_if_demo(args, qa, summary.answered)
     return 1 if summary.failed else 0
@@ -515,6 +527,7 @@ def _each_doc_arguments(parser: argparse.ArgumentParser) -> None:
          "document, answer and page per question.", _each_doc_arguments)
 def each_doc(args: argparse.Namespace) -> int:
     from docqa.batch import Question, read_questions, run_each_doc, table_format
+    from docqa.batch.each_doc import each_doc_documents
     from docqa.qa import DocQA
 
     question = _question(args.question)
@@ -533,7 +546,8 @@ def each_doc(args: argparse.Namespace) -> int:
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out, fmt) as handle:
         qa.advice_prog = args.prog
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
-    _say_if_demo(args, qa, answered=len(questions))
+        cells = len(questions) * len(each_doc_documents(qa, _doc(args)))
+    _say_if_demo(args, qa, answered=cells - failed)
     if failed:
         print(f"{failed} answer{'s' if failed != 1 else ''} failed; the table shows the errors", file=sys.stderr)
     return 1 if failed else 0
@@ -562,8 +576,10 @@ def _table_output(path: Optional[str], fmt: str):
         return
     from docqa.batch import open_for_writing
 
+    from docqa.batch.writers import new_file_beside
+
     target = Path(os.path.realpath(path))  # through a symbolic link to the file it names; the link stays
-    temporary = _new_file_beside(target)
+    temporary = new_file_beside(target)
     if temporary is None:  # a folder that takes no new file, holding a file that can be written: written in place
         print(f"note: {shown(str(target.parent))} takes no new file, so {shown(path)} is written in place: stopped "
               "part way, it holds the rows done by then", file=sys.stderr)
@@ -633,34 +649,6 @@ def _put_in_place(temporary: Path, target: Path) -> None:
         _remove_quietly(temporary)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)  # as the caller had it (a thread may block some itself)
-
-
-def _new_file_beside(target: Path) -> Optional[Path]:
-    """A new empty file in ``target``'s folder, with ``target``'s permissions and, where it may, owner (or a new
-    file's); None where the folder takes no new file. Its name is short: one made from a long ``target``'s name
-    could be too long."""
-    import stat
-    import tempfile
-
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=".docqa-", suffix=".part")
-    except OSError:
-        return None
-    os.close(descriptor)
-    try:
-        status = target.stat()
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)
-        return Path(name)
-    try:
-        os.chown(name, status.st_uid, status.st_gid)  # as root, or a group of one's own; else the owner is ours
-    except OSError:
-        pass
-    os.chmod(name, stat.S_IMODE(status.st_mode))
-    return Path(name)
 
 
 def _remove_quietly(path: Path) -> None:

@@ -1,14 +1,15 @@
 """Batch questions from a file, the reader chosen by its extension.
 
-- ``.jsonl`` / ``.ndjson`` / ``.json``: one JSON object per line with ``question`` and optional ``id`` and ``doc``
-  (a glob over document file names, overriding ``--doc`` for that line);
-- ``.csv`` (``.tsv``, tab-separated): a header row with a ``question`` column (any case), optional ``id`` and ``doc``
-  columns;
+- ``.jsonl`` / ``.ndjson``: one JSON object per line with ``question`` and optional ``id`` and ``doc``
+  (a glob over document file names, overriding ``--doc`` for that line); ``.json``: the same, or a JSON array of
+  such objects or of question texts;
+- ``.csv`` (``.tsv``, tab-separated; semicolons, as Excel writes them where the comma is the decimal mark): a
+  header row with a ``question`` column (any case), optional ``id`` and ``doc`` columns;
 - anything else: plain text, one question per line (blank lines and lines starting with ``#`` skipped).
 
-A question without an id gets ``q<N>``: N is its line number in a text or JSONL file (1 = first line) and its row
-number in a CSV file (1 = first row after the header). The id is the resume key, so ids must be unique; editing
-the lines above a question changes its generated id.
+A question without an id gets ``q<N>``: N is its line number in a text or JSONL file (1 = first line), its row
+number in a CSV file (1 = first row after the header) and its place in a JSON array (1 = first). The id is the
+resume key, so ids must be unique; editing the lines above a question changes its generated id.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def read_questions(path: Path | str) -> list[Question]:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"batch file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder; the batch file is a file of questions (.txt, .jsonl or .csv)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
     reader = READERS.get(path.suffix.lower().lstrip("."), _text_questions)
@@ -79,6 +82,25 @@ def _jsonl_questions(path: Path, text: str) -> list[Question]:
     return questions
 
 
+def _json_questions(path: Path, text: str) -> list[Question]:
+    """A .json file: a JSON array of questions (objects as in JSONL, or plain strings), or JSON Lines."""
+    if not text.lstrip().startswith("["):
+        return _jsonl_questions(path, text)
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    questions = []
+    for number, item in enumerate(items, 1):
+        where = f"{path}, item {number}"
+        if isinstance(item, str):
+            item = {"question": item}
+        elif not isinstance(item, dict):
+            raise InputError(f"{where}: expected a question (text) or a JSON object with a \"question\"")
+        questions.append(_question_from_fields(item, f"q{number}", where))
+    return questions
+
+
 def _csv_questions(path: Path, text: str, delimiter: str = ",") -> list[Question]:
     from docqa.batch.writers import long_csv_fields
 
@@ -87,21 +109,33 @@ def _csv_questions(path: Path, text: str, delimiter: str = ",") -> list[Question
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         # "Question" as a spreadsheet heads its column counts too
         names = [name.strip().lower() for name in reader.fieldnames or []]
+        if "question" not in names and delimiter == "," and "question" in _header_cells(text, ";"):
+            # Excel's CSV where a comma is the decimal mark (much of Europe): separated by semicolons
+            return _csv_questions(path, text, ";")
         if "question" not in names:
             raise InputError(f"{path}: a {kind} batch file needs a header row with a \"question\" column")
         reader.fieldnames = names
-        return [
-            _question_from_fields(row, f"q{number}", f"{path}, row {number}")
-            for number, row in enumerate(reader, 1)
-            if any((value or "").strip() for key, value in row.items() if key is not None)
-        ]
+        questions = []
+        for number, row in enumerate(reader, 1):
+            where = f"{path}, row {number}"
+            if any((value or "").strip() for value in row.get(None) or []):
+                # An unquoted question with a comma in it was cut there, the rest dropped unsaid
+                raise InputError(f"{where}: more cells than the header has columns; put a question that holds "
+                                 f"a {'comma' if delimiter == ',' else 'separator'} in double quotes")
+            if any((value or "").strip() for key, value in row.items() if key is not None):
+                questions.append(_question_from_fields(row, f"q{number}", where))
+        return questions
+
+
+def _header_cells(text: str, delimiter: str) -> list[str]:
+    return [cell.strip().lower() for cell in next(csv.reader(io.StringIO(text), delimiter=delimiter), [])]
 
 
 # Extension (without the dot) to reader; any other extension is read as plain text.
 READERS: dict[str, Callable[[Path, str], list[Question]]] = {
     "jsonl": _jsonl_questions,
     "ndjson": _jsonl_questions,
-    "json": _jsonl_questions,
+    "json": _json_questions,
     "csv": _csv_questions,
     "tsv": lambda path, text: _csv_questions(path, text, "\t"),
 }

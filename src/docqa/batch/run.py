@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question, QuestionLike, as_questions
-from docqa.batch.writers import Entry, check_writable, open_for_writing, patterns, record_format
+from docqa.batch.writers import Entry, check_writable, new_file_beside, open_for_writing, patterns, record_format
 from docqa.errors import DocqaError, InputError, OutputLockedError
 from docqa.progress import Progress
 
@@ -62,9 +62,10 @@ class BatchOutput:
     """An output file opened for appending records, after reading what an earlier run left there.
 
     ``done`` holds the ids already answered (records without an error; when ``answers``, also with an answer, so
-    that the passages a retrieval-only run wrote for ``questions`` are asked again). The other records, and a
-    last record cut short by a killed run, are dropped by rewriting the file atomically, so that every id appears
-    at most once once the rerun is through. A file that holds anything else, or another question under an id of
+    that the passages a retrieval-only run wrote for ``questions`` are asked again). The records of ``questions``
+    to be asked again, and a last record cut short by a killed run, are dropped by rewriting the file atomically
+    (with its permissions), so that every id appears at most once once the rerun is through; the records of
+    other ids stay, failed ones too. A file that holds anything else, or another question under an id of
     ``questions`` that it answered (a failed one is asked anew), is refused as it is: resuming into it would lose the user's lines or mix two question files'
     answers. The extension picks the format (``writers``).
     """
@@ -108,8 +109,12 @@ class BatchOutput:
     def _text(self) -> str:
         # newline="": a question's own line breaks (a CSV cell may hold "\r\n") are read back as written;
         # utf-8-sig: a byte-order mark, which Excel's "CSV UTF-8" and some editors write first, is no column name
-        with open(self.path, encoding="utf-8-sig", newline="") as handle:
-            return handle.read()
+        try:
+            with open(self.path, encoding="utf-8-sig", newline="") as handle:
+                return handle.read()
+        except UnicodeDecodeError:  # a docqa results file is UTF-8: this is another program's data
+            raise InputError(f"{self.path} is not a docqa results file (it is not UTF-8 text); write to another "
+                             "--out") from None
 
     def _locked(self) -> TextIO:
         """The file opened for appending, locked against a second run writing it at the same time (each would
@@ -138,9 +143,11 @@ class BatchOutput:
         entries, dropped = self.format.entries(text, self.path)
         self._check_same_questions([entry for entry in entries if entry.ok])  # a failed one is asked again
         asked_now = {question.id for question in self.questions}
+        # Dropped: the records this run asks again (failed ones, and passages where it answers); the records of
+        # ids it does not ask, failed or not, are another questions file's and stay
         kept = [entry for entry in entries
-                if entry.ok and (entry.answered or not self.answers or entry.id not in asked_now)]
-        self.done = {entry.id for entry in kept}
+                if entry.id not in asked_now or (entry.ok and (entry.answered or not self.answers))]
+        self.done = {entry.id for entry in kept if entry.ok}
         if len(kept) != len(entries) or not text.endswith("\n") or dropped:
             self._rewrite(kept)
         return True
@@ -166,7 +173,10 @@ class BatchOutput:
         """The file with ``kept`` alone, replaced whole; its new copy, locked before it takes the name, becomes the
         file appended to."""
         target = Path(os.path.realpath(self.path))  # through a link, the file it names (the link stays a link)
-        temporary = target.with_name(target.name + ".tmp")
+        temporary = new_file_beside(target)  # with the results file's permissions, under a name nobody else uses
+        if temporary is None:
+            raise InputError(f"cannot resume into {self.path}: its folder takes no new file, and the file is "
+                             "rewritten beside itself; write to another --out")
         handle = open_for_writing(temporary, "w")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -68,12 +68,49 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def check_writable(path: Path) -> None:
-    """An InputError now if ``path`` could not be written later; the file, if it exists, is left as it is."""
+    """An InputError now if ``path`` could not be written later; the file, if it exists, is left as it is, and
+    what the check made (the file, its folders) is removed again."""
     path = Path(os.path.realpath(path))  # a dangling link's target is made and removed, never the link itself
     existed = path.exists()
-    open_for_writing(path, "a").close()
-    if not existed:
-        path.unlink(missing_ok=True)
+    made = [folder for folder in path.parents if not folder.exists()]  # the deepest first
+    try:
+        open_for_writing(path, "a").close()
+        if not existed:
+            path.unlink(missing_ok=True)
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not made by the check after all, or not empty
+                break
+
+
+def new_file_beside(target: Path) -> Optional[Path]:
+    """A new empty file in ``target``'s folder, with ``target``'s permissions and, where it may, owner (or a new
+    file's), to be renamed over it once written whole; None where the folder takes no new file. Its name is
+    short (one made from a long ``target``'s name could be too long) and nobody else's."""
+    import stat
+    import tempfile
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=".docqa-", suffix=".part")
+    except OSError:
+        return None
+    os.close(descriptor)
+    try:
+        status = target.stat()
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)
+        return Path(name)
+    try:
+        os.chown(name, status.st_uid, status.st_gid)  # as root, or a group of one's own; else the owner is ours
+    except OSError:
+        pass
+    os.chmod(name, stat.S_IMODE(status.st_mode))
+    return Path(name)
 
 
 # ---------------------------------------------------------------- answer records
@@ -289,16 +326,28 @@ def table_format(path: Optional[Path]) -> str:
 
 
 def holds_a_table(path: Path) -> bool:
-    """Whether ``path`` is missing, empty or a table that each-doc wrote (its first cell "document"): what a new
-    table may replace. A batch's answers or a file of questions is not."""
+    """Whether ``path`` is missing, empty or a table that each-doc wrote (its header: document, then "ID: question"
+    and "ID page" for each question): what a new table may replace. A batch's answers, a file of questions or a
+    table of the user's own whose first column is headed "document" is not."""
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle, long_csv_fields():
             first = handle.readline()
+            if first.startswith("|"):  # Markdown: cells between unescaped bars
+                cells = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", first.strip())[1:-1]]
+            else:
+                handle.seek(0)
+                cells = next(csv.reader(handle), [])
     except FileNotFoundError:
         return True
     except OSError:  # a folder, or unreadable: writing it fails later with its own reason
         return True
-    return not first.strip() or first.startswith(("document,", '"document",', "| document |"))
+    if not first.strip():
+        return True
+    if len(cells) < 3 or len(cells) % 2 == 0 or cells[0] != "document":
+        return False
+    pairs = zip(cells[1::2], cells[2::2])
+    return all(page.endswith(" page") and question.startswith(page[: -len("page")].rstrip() + ": ")
+               for question, page in pairs)
 
 
 def table_rows(path: Path, fmt: str) -> int:
