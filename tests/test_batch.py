@@ -1013,3 +1013,20 @@ def test_a_batch_stopped_says_how_many_answers_it_kept_and_how_to_go_on(config, 
     assert f"2 answers of this run are in {out}; the same command goes on with the rest\ninterrupted" in (
         capsys.readouterr().err)
     assert [r["id"] for r in read_jsonl(out)] == ["q1", "q2"]
+
+
+def test_iter_batch_takes_one_string_as_one_question_and_raises_what_no_question_gets_past(indexed):
+    """A string was asked one character at a time; k=0 or a closed DocQA gave an error record per question (a
+    10,000-question run "succeeded"); an id given twice passed."""
+    from docqa.errors import ClosedError
+
+    qa = DocQA(indexed, retrieval_only=True)
+    records = list(iter_batch(qa, "How many bakers did Beta employ?"))
+    assert [(r["id"], r["question"]) for r in records] == [("q1", "How many bakers did Beta employ?")]
+    with pytest.raises(InputError, match="k must be a whole number of 1 or more, not 0"):
+        list(iter_batch(qa, ["Revenue?", "Staff?"], k=0))
+    with pytest.raises(InputError, match="question 2: id 'x' appears twice"):
+        list(iter_batch(qa, [{"id": "x", "question": "Revenue?"}, {"id": "x", "question": "Staff?"}]))
+    qa.close()
+    with pytest.raises(ClosedError):
+        list(iter_batch(qa, ["Revenue?", "Staff?"]))

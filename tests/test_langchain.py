@@ -383,6 +383,25 @@ def test_as_chain_returns_retrieval_qa_keys(smol_qa):
     assert_cites_the_guarantee_page(result["source_documents"])
 
 
+def test_as_chain_streams_its_result_and_names_its_input(smol_qa):
+    """The result came in one piece at the end of a stream (str.strip held it back), and a "question" key was a
+    bare KeyError: 'query'."""
+    chain = smol_qa.as_chain()
+    pieces = [chunk["result"] for chunk in chain.stream({"query": QUESTION}) if "result" in chunk]
+    assert len(pieces) > 3
+    answer = "".join(pieces)
+    assert answer == answer.strip() and answer == chain.invoke({"query": QUESTION})["result"]
+    with pytest.raises(InputError, match=r'the chain takes \{"query": "your question"\} .*, not keys \[\'question\'\]'):
+        chain.invoke({"question": QUESTION})
+
+
+def test_end_blanks_are_dropped_as_the_text_streams():
+    from docqa.langchain import _stripped
+
+    assert list(_stripped(iter(["", "  \n", " The", " answer ", " ", "is 4.", " \n "]))) == [
+        "The", " answer", "  is 4."]
+
+
 # Async streaming and closing
 
 

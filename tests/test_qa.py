@@ -419,3 +419,113 @@ def test_bad_arguments_are_input_errors(built_fact_index, arguments, message):
         for method in (qa.ask, qa.retrieve):
             with pytest.raises(InputError, match=re.escape(message)):
                 method(question, **arguments)
+
+
+# ---------------------------------------------------------------- found by a developer's review (session 35)
+
+
+def test_a_small_max_new_tokens_leaves_room_for_more_passages(built_fact_index, tmp_path):
+    """The prompt kept room for llm.max_new_tokens whatever the answer's own limit: 5 of 6 passages left out for
+    a two-token answer; the cut-off note named max_tokens, the HTTP name, to a Python caller."""
+    settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml",
+                                                           llm={"max_new_tokens": 256, "context_length": 330}))
+    class Limited(ScriptedLLM):
+        def _generate(self, prompt):
+            yield from self.tokens[: self._new_token_limit(self.count_tokens(prompt))]
+
+    backend = Limited([b"seven", b" hundred", b" and", b" fifty"], context_length=330, max_new_tokens=256)
+    with DocQA(settings, llm=backend) as qa:
+        assert len(qa.ask(QUESTION, k=6).sources) == 1
+        short = qa.ask(QUESTION, k=6, max_new_tokens=2)
+    assert len(short.sources) == 6 and short.answer == "seven hundred"
+    assert "the limit the question was asked with (max_new_tokens; an OpenAI client's max_tokens)" in short.notes[0]
+
+
+def test_a_stop_signal_set_while_waiting_for_the_model_stops_at_once(built_fact_index, tmp_path):
+    """A question waiting behind another answer saw its signal only once that answer ended (minutes on a 7B)."""
+    import threading
+    import time
+
+    from docqa import StopSignal
+    from docqa.errors import AnswerStopped
+
+    class Slow(ScriptedLLM):
+        def _generate(self, prompt):
+            for _ in range(100):
+                time.sleep(0.05)
+                yield b" word"
+
+    settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml"))
+    backend = Slow([], context_length=settings.llm.context_length, max_new_tokens=100)
+    with DocQA(settings, llm=backend) as qa:
+        first = threading.Thread(target=qa.ask, args=(QUESTION,))
+        first.start()
+        while not backend.generated_tokens:
+            time.sleep(0.01)
+        signal, stopped = StopSignal(), []
+
+        def second() -> None:
+            try:
+                qa.ask("How many people did Alpha employ?", stop_signal=signal)
+            except AnswerStopped:
+                stopped.append(time.monotonic())
+
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        time.sleep(0.2)
+        set_at = time.monotonic()
+        signal.set()
+        waiting.join(10)
+        assert stopped and not waiting.is_alive()
+        assert first.is_alive()  # the first answer (5 s) still runs: the second did not wait for its end
+        first.join(30)
+    assert stopped[0] - set_at < 2.5
+
+
+def test_arguments_ask_cannot_use_are_refused_before_anything_runs(built_fact_index, tmp_path):
+    """Each failed as a raw AttributeError or TypeError, an on_token only after the prompt was evaluated."""
+    import threading
+    import typing
+
+    from docqa.errors import InputError
+    from docqa.ingest import build_index
+
+    config = built_fact_index.write_config(tmp_path / "config.yml")
+    settings = load_settings(config)
+    with pytest.raises(InputError, match=r"DocQA\(\.\.\.\) takes a Settings \(docqa.load_settings\(path\)\), not str"):
+        DocQA(str(config), retrieval_only=True)
+    with pytest.raises(InputError, match=r"build_index\(\.\.\.\) takes a Settings"):
+        build_index(str(config))
+    with pytest.raises(InputError, match="llm must be a docqa model"):
+        DocQA(settings, llm="demo")
+    backend = ScriptedLLM([b"ok"], context_length=settings.llm.context_length)
+    with DocQA(settings, llm=backend) as qa:
+        for arguments, message in [({"stop_signal": threading.Event()}, "stop_signal must be a docqa.StopSignal"),
+                                   ({"stop": 5}, "stop must be a text or a list of texts, not 5"),
+                                   ({"stop": ["\n", 3]}, "stop must be a text or a list of texts"),
+                                   ({"on_token": "x"}, "on_token must be a function")]:
+            with pytest.raises(InputError, match=re.escape(message)):
+                qa.ask(QUESTION, **arguments)
+        assert qa.ask(QUESTION, stop="k").answer == "o"
+        # StopSignal's name resolves: a LangChain tool or pydantic.validate_call reads ask's type hints
+        assert typing.get_type_hints(DocQA.ask)["stop_signal"] is not None
+
+
+def test_settings_take_overrides_and_say_a_bad_value_in_one_line(built_fact_index, tmp_path):
+    """No way to change a setting in code: load_settings took none, an assignment gave pydantic's four-line
+    report."""
+    from docqa.errors import ConfigError
+
+    config = built_fact_index.write_config(tmp_path / "config.yml", retrieval={"k": 3})
+    settings = load_settings(config, retrieval={"mode": "dense"}, llm={"max_new_tokens": 64})
+    assert (settings.retrieval.k, settings.retrieval.mode, settings.llm.max_new_tokens) == (3, "dense", 64)
+    with pytest.raises(ConfigError, match=r"with the sections given: bad value for 'retrieval.k'"):
+        load_settings(config, retrieval={"k": 0})
+    with pytest.raises(ConfigError, match="unknown key 'retrival'"):
+        load_settings(config, retrival={"k": 2})
+    with pytest.raises(ConfigError, match=r"^bad value for 'retrieval.k': Input should be greater than 0$"):
+        settings.retrieval.k = 0
+    with pytest.raises(ConfigError, match=r"^unknown key 'store.format'$"):
+        settings.store.format = "x"
+    settings.retrieval.k = 5
+    assert settings.retrieval.k == 5

@@ -11,7 +11,7 @@ def __getattr__(name: str):
 
         return DocQA
     if name == "StopSignal":
-        from docqa.llm.base import StopSignal
+        from docqa.stopping import StopSignal
 
         return StopSignal
     if name == "build_index":

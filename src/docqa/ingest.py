@@ -25,7 +25,7 @@ from docqa.chunking import Chunk, Chunker
 from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError, advising
 from docqa.profiles import describe
-from docqa.settings import Settings
+from docqa.settings import Settings, check_settings
 from docqa.storage import IndexWriter, disk_full, open_writer, out_of_space
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ def build_index(
     on_total: Optional[Callable[[int], None]] = None,
 ) -> BuildReport:
     """Bring the index in line with the data folder; returns what was done."""
+    check_settings(settings, "build_index(...)")
     with advising(settings.own_config):
         try:
             return _build(settings, rebuild, progress, on_total)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Optional
 
 from docqa.errors import ConfigError, ContextFullError, InputError, MissingDependencyError, advising
-from docqa.llm.base import StopSignal
+from docqa.stopping import StopSignal
 from docqa.settings import SYSTEM_PROMPT
 
 try:
@@ -34,7 +34,7 @@ try:
     from langchain_core.language_models.llms import LLM
     from langchain_core.outputs import GenerationChunk, LLMResult
     from langchain_core.retrievers import BaseRetriever
-    from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+    from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda, RunnablePassthrough
     from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
 except ImportError:
     raise MissingDependencyError("langchain-core is not installed: pip install langchain-core") from None
@@ -215,7 +215,8 @@ class DocQALLM(_Closable, LLM):
     def from_docqa(cls, qa, **fields: Any) -> "DocQALLM":
         """The model a loaded ``DocQA`` already holds."""
         if qa.llm is None:
-            raise ConfigError("this DocQA was loaded with retrieval_only=True and has no language model")
+            raise ConfigError("this DocQA was loaded with retrieval_only=True and has no language model; load it "
+                              "without retrieval_only to use it as a LangChain LLM")
         fields.setdefault("prompt_format", qa.settings.prompt.format)
         fields.setdefault("system_prompt", qa.settings.prompt.system)
         return cls(backend=qa.llm, **fields)
@@ -403,6 +404,44 @@ def retrieval_qa_chain(retriever: BaseRetriever, llm: LLM, template: str, passag
         return {"context": prompt_context(passages, passage_order), "question": inputs["query"]}
 
     answer = RunnableLambda(prompt_inputs) | PromptTemplate.from_template(template) | llm | StrOutputParser()
-    return RunnablePassthrough.assign(source_documents=itemgetter("query") | retriever) | RunnablePassthrough.assign(
-        result=answer | RunnableLambda(str.strip)
-    )
+    searched = RunnablePassthrough.assign(source_documents=itemgetter("query") | retriever)
+    return RunnableLambda(_query_input) | searched | RunnablePassthrough.assign(
+        result=answer | RunnableGenerator(_stripped, _stripped_async))
+
+
+def _query_input(inputs) -> dict:
+    """The chain's input as RetrievalQA takes it, or an InputError that says so (a bare KeyError: 'query')."""
+    if not isinstance(inputs, dict) or not isinstance(inputs.get("query"), str):
+        given = f"keys {sorted(map(str, inputs))}" if isinstance(inputs, dict) else type(inputs).__name__
+        raise InputError(f'the chain takes {{"query": "your question"}} (RetrievalQA\'s input), not {given}')
+    return inputs
+
+
+class _EndBlanks:
+    """Lets an answer's text through as it comes, without the blanks at either end: str.strip held the whole
+    answer back, so that a streamed chain gave its result in one piece at the end."""
+
+    def __init__(self) -> None:
+        self.held: Optional[str] = None  # None until the answer's first character that is not blank
+
+    def feed(self, chunk: str) -> str:
+        text = chunk.lstrip() if self.held is None else self.held + chunk
+        if not text:
+            return ""
+        body = text.rstrip()
+        self.held = text[len(body):]  # blanks that end the answer so far: let out only if more text follows
+        return body
+
+
+def _stripped(chunks: Iterator[str]) -> Iterator[str]:
+    blanks = _EndBlanks()
+    for chunk in chunks:
+        if text := blanks.feed(chunk):
+            yield text
+
+
+async def _stripped_async(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    blanks = _EndBlanks()
+    async for chunk in chunks:
+        if text := blanks.feed(chunk):
+            yield text

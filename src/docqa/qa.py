@@ -18,15 +18,13 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from numbers import Integral
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from docqa.errors import AnswerStopped, ClosedError, ConfigError, InputError, advice_for, advising
+from docqa.errors import ClosedError, ConfigError, InputError, advice_for, advising
 from docqa.retrieval import Hit, Retriever, Searched, load_reranker
-from docqa.settings import MAX_K, Settings, load_settings
+from docqa.settings import MAX_K, Settings, check_settings, load_settings
+from docqa.stopping import StopSignal, take_turn
 from docqa.storage import IndexReader, open_reader
-
-if TYPE_CHECKING:
-    from docqa.llm.base import StopSignal
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
 # How the card's prompt tells the model to say that the context holds no answer, and common variants.
@@ -111,6 +109,19 @@ def check_token_limit(limit, name: str = "max_new_tokens") -> None:
         raise InputError(f"{name} must be a whole number of 1 or more, not {limit!r}")
 
 
+def check_generation_arguments(on_token, stop, stop_signal) -> None:
+    """InputError for an ``on_token``, ``stop`` or ``stop_signal`` that ``ask`` cannot use, said before the search
+    rather than as a TypeError once the model has read the prompt."""
+    if on_token is not None and not callable(on_token):
+        raise InputError(f"on_token must be a function that takes each piece of the answer, not {on_token!r}")
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, (list, tuple)) or not all(isinstance(text, str) for text in stops):
+        raise InputError(f"stop must be a text or a list of texts, not {stop!r}")
+    if stop_signal is not None and not isinstance(stop_signal, StopSignal):
+        raise InputError(f"stop_signal must be a docqa.StopSignal (its set() reaches llama.cpp), not "
+                         f"{type(stop_signal).__name__}")
+
+
 def check_scope(k, doc) -> None:
     """InputError for a ``k`` or ``doc`` no search can take (None: the defaults)."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
@@ -132,9 +143,17 @@ class DocQA:
     """
 
     def __init__(self, settings: Settings, *, retrieval_only: bool = False, llm=None):
+        """Open the index that ``settings`` (docqa.load_settings) names and load the embedding model and, unless
+        ``retrieval_only``, the language model; ``llm``: a docqa model already loaded, used in place of loading
+        one (and not closed with this DocQA). ``DocQA.from_config(path)`` does the loading of the settings too."""
         from docqa.embeddings import create_embedder
         from docqa.ingest import index_fingerprint
 
+        check_settings(settings, "DocQA(...)")
+        if llm is not None and not all(hasattr(llm, name) for name in ("stream", "count_tokens", "context_length")):
+            raise InputError(f"llm must be a docqa model (docqa.llm.create_llm(settings.llm, settings.root)), not "
+                             f"{type(llm).__name__}" + ("; a DocQALLM's own model is its .backend"
+                                                        if hasattr(llm, "backend") else ""))
         started = time.perf_counter()
         self._prepare(settings, llm)
         try:
@@ -218,6 +237,8 @@ class DocQA:
         self.close()
 
     def retrieve(self, question: str, *, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> list[Source]:
+        """The ``k`` passages that best match ``question`` (default: retrieval.k), best first, each with its document
+        and page; ``doc``: only documents whose name matches this glob, or any of several. No model is used."""
         return self.search(question, k=k, doc=doc)[0]
 
     def search(self, question: str, *, k: Optional[int] = None,
@@ -298,6 +319,7 @@ class DocQA:
         is raised), even while llama.cpp evaluates the prompt.
         """
         check_token_limit(max_new_tokens)
+        check_generation_arguments(on_token, stop, stop_signal)
         if threading.get_ident() in self._in_progress and not retrieval_only:
             # The model is this thread's already, mid-answer: a second answer would write into the first one's.
             raise InputError("ask() from inside one of this DocQA's own answers (an on_token callback) cannot "
@@ -309,10 +331,11 @@ class DocQA:
             timings.retrieval = time.perf_counter() - started
             result = Answer(question, None, sources, timings, searched=searched)
             if self.llm is not None and not retrieval_only:
-                with self._generation_lock:
-                    if stop_signal is not None and stop_signal.is_set():  # while it waited for the model, say
-                        raise AnswerStopped("the answer was stopped before its end")
+                take_turn(self._generation_lock, stop_signal)  # another thread may be answering
+                try:
                     self._generate(result, on_token, max_new_tokens, stop, stop_signal)
+                finally:
+                    self._generation_lock.release()
         timings.total = timings.load + time.perf_counter() - started
         return result
 
@@ -329,7 +352,9 @@ class DocQA:
         from docqa.prompts import build_prompt
 
         llm, timings = self.llm, result.timings
-        budget = llm.context_length - self.settings.llm.max_new_tokens - TOKEN_MARGIN
+        # The room the answer may take: this answer's own limit where it is lower (more passages fit beside it)
+        answer_room = min(max_new_tokens or self.settings.llm.max_new_tokens, self.settings.llm.max_new_tokens)
+        budget = llm.context_length - answer_room - TOKEN_MARGIN
         prompt = build_prompt(
             self.settings.prompt,
             result.question,
@@ -355,8 +380,8 @@ class DocQA:
             beside_a_word = build_prompt(self.settings.prompt, "?", [result.sources[0].text],
                                          count_tokens=llm.count_tokens, token_budget=budget,
                                          chat_template=llm.chat_template, template_tokens=llm.template_tokens)
-            kept = (f"of the model's {llm.context_length}-token context, {self.settings.llm.max_new_tokens} are kept "
-                    f"for the answer (llm.max_new_tokens)")
+            kept = (f"of the model's {llm.context_length}-token context, {answer_room} are kept for the answer "
+                    f"({'llm.max_new_tokens' if answer_room == self.settings.llm.max_new_tokens else 'max_new_tokens'})")
             if beside_a_word.chunks_used:
                 raise InputError(f"no passage fits beside the question: {kept} and the question's prompt takes "
                                  f"{prompt.tokens}; ask a shorter question")
@@ -365,7 +390,7 @@ class DocQA:
         if prompt.chunks_dropped:
             result.notes.append(
                 f"{prompt.chunks_dropped} of {len(result.sources)} passages left out: they do not fit "
-                f"the model's {llm.context_length}-token context with {self.settings.llm.max_new_tokens} tokens for the answer"
+                f"the model's {llm.context_length}-token context with {answer_room} tokens for the answer"
             )
             result.sources = result.sources[: prompt.chunks_used]
         timings.prompt_tokens = prompt.tokens
@@ -398,7 +423,8 @@ class DocQA:
             # The limit, not the tokens counted: a server may send several tokens in one piece.
             limit = getattr(llm, "token_limit", None) or llm.generated_tokens
             fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
-                   else "the limit the question was asked with (max_tokens); ask with a higher one for more"
+                   else "the limit the question was asked with (max_new_tokens; an OpenAI client's max_tokens); "
+                        "ask with a higher one for more"
                    if max_new_tokens and limit >= max_new_tokens
                    else "the context had no more room: raise llm.context_length or lower retrieval.k")
             result.notes.append(f"the answer stopped at its limit of {limit} token{'' if limit == 1 else 's'} and may be "

@@ -15,7 +15,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from docqa.errors import ConfigError
+from docqa.errors import ConfigError, InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "config.yml"
@@ -87,6 +87,13 @@ def browser_origin(origin: str) -> str:
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def __setattr__(self, name: str, value) -> None:
+        # settings.retrieval.k = 0 in a script: the one-line reason config.yml's value gets, not pydantic's report
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, within=SECTION_NAMES.get(type(self), ""))) from None
 
 
 class Paths(Section):
@@ -336,11 +343,16 @@ def check_one_chat_template(settings: Settings) -> None:
                           "(or auto)")
 
 
-def load_settings(path: Path | str | None = None, *, project: Path | str | None = None) -> Settings:
+# Each section's class to its key in config.yml (Storage is "store")
+SECTION_NAMES = {field.annotation: name for name, field in Settings.model_fields.items()}
+
+
+def load_settings(path: Path | str | None = None, *, project: Path | str | None = None, **sections: dict) -> Settings:
     """Read ``path``, or the config.yml of the ``project`` folder, into Settings. Without either: the config.yml
     of the current folder where it has one (a script in its project), else this checkout's.
 
-    A project folder without config.yml means all defaults, with paths relative to that folder.
+    A project folder without config.yml means all defaults, with paths relative to that folder. ``sections``
+    override the file's values, checked as the file's are: ``load_settings(retrieval={"k": 2})``.
     """
     folder = Path(project) if project else _default_project()
     # ~ as the shell would have expanded it (quoted, or after --config=): paths inside the file take it too
@@ -353,7 +365,7 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
                 # All defaults in its place would build and search elsewhere than the file says, without a word
                 raise ConfigError(f"{folder / other} is not read: docqa reads config.yml; rename it, or give "
                                   f"--config {folder / other}")
-        settings = Settings()
+        settings = _settings({}, sections, "the settings")
         settings._root = folder.resolve()
         return settings
     try:
@@ -373,13 +385,24 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
         raise ConfigError(f"{config_path}: not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{config_path}: expected a mapping of sections at the top level")
-    try:
-        settings = Settings(**raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{config_path}: {_describe(exc)}") from None
+    settings = _settings(raw, sections, str(config_path))
     settings._root = config_path.resolve().parent
     settings._file = config_path.resolve()
     return settings
+
+
+def _settings(raw: dict, sections: dict, source: str) -> Settings:
+    """Settings from a config file's mapping with ``sections`` merged over it; ConfigError names what is wrong."""
+    merged = dict(raw)
+    for name, values in sections.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"load_settings({name}=...) takes a mapping of that section's keys, not "
+                              f"{type(values).__name__}")
+        merged[name] = {**(merged.get(name) or {}), **values}
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}{' with the sections given' if sections else ''}: {_describe(exc)}") from None
 
 
 class DuplicateKeyError(Exception):
@@ -412,11 +435,19 @@ def _default_project() -> Path:
     return here if (here / DEFAULT_CONFIG.name).is_file() else PROJECT_ROOT
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, within: str = "") -> str:
+    """The first problem in one line; ``within``: the section whose key the error's location starts from."""
     first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    if first["type"] == "extra_forbidden":
+    key = ".".join(str(part) for part in ([within] if within else []) + list(first["loc"]))
+    if first["type"] in ("extra_forbidden", "no_such_attribute"):  # in a file; assigned in a script
         return f"unknown key '{key}'"
     if first.get("input", "") is None:  # `data:` with nothing after it
         return f"'{key}' is empty: give it a value, or remove the line for the default"
     return f"bad value for '{key}': {first['msg']}"
+
+
+def check_settings(settings, what: str) -> None:
+    """InputError where ``settings`` is not a Settings (a config file's path, say)."""
+    if not isinstance(settings, Settings):
+        raise InputError(f"{what} takes a Settings (docqa.load_settings(path)), not {type(settings).__name__} "
+                         f"{settings!r}"[:300])

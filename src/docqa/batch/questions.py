@@ -177,14 +177,20 @@ def _check_unique(path: Path, questions: Sequence[Question]) -> None:
         seen.add(question.id)
 
 
-def as_questions(questions: Iterable[QuestionLike]) -> Iterator[Question]:
-    """Questions from Question objects, plain strings (id q1, q2, ...) or dicts with question/id/doc."""
-    for number, item in enumerate(questions, 1):
+def as_questions(questions: Union[Iterable[QuestionLike], str]) -> Iterator[Question]:
+    """Questions from Question objects, plain strings (id q1, q2, ...) or dicts with question/id/doc; one string
+    is one question (not one per character). An id met twice is an InputError there: ids are the resume key."""
+    seen: set[str] = set()
+    for number, item in enumerate([questions] if isinstance(questions, str) else questions, 1):
         if isinstance(item, Question):
-            yield item
+            question = item
         elif isinstance(item, str):
-            yield Question(f"q{number}", item.strip())
+            question = Question(f"q{number}", item.strip())
         elif isinstance(item, dict):
-            yield _question_from_fields(item, f"q{number}", f"question {number}")
+            question = _question_from_fields(item, f"q{number}", f"question {number}")
         else:
-            raise TypeError(f"question {number}: expected a Question, str or dict, got {type(item).__name__}")
+            raise InputError(f"question {number}: expected a Question, str or dict, not {type(item).__name__}")
+        if question.id in seen:
+            raise InputError(f"question {number}: id '{question.id}' appears twice; ids must be unique")
+        seen.add(question.id)
+        yield question

@@ -17,8 +17,9 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question, QuestionLike, as_questions
 from docqa.batch.writers import Entry, check_writable, new_file_beside, open_for_writing, patterns, record_format
-from docqa.errors import DocqaError, InputError, OutputLockedError
+from docqa.errors import ClosedError, DocqaError, InputError, OutputLockedError
 from docqa.progress import Progress
+from docqa.qa import check_scope
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ def iter_batch(
 
     A record is ``Answer.to_dict()`` plus ``id``, ``doc`` (the pattern used; a question's own ``doc``
     wins over ``doc``) and ``error`` (None). A question that fails yields a record with ``error`` set
-    and ``answer`` None, and the batch goes on. Works the same with ``DocQA(retrieval_only=True)``.
+    and ``answer`` None, and the batch goes on; what no question could get past (a ``k`` or ``doc`` no search
+    takes, a closed DocQA) is raised instead. Works the same with ``DocQA(retrieval_only=True)``.
     """
+    check_scope(k, doc)
     for question in as_questions(questions):
         yield answer_record(qa, question, k=k, doc=question.doc or doc)
 
@@ -44,6 +47,8 @@ def answer_record(qa, question: Question, *, k: Optional[int] = None,
                   doc: Optional[str | Sequence[str]] = None) -> dict:
     try:
         answer = qa.ask(question.question, doc=doc, k=k)
+    except ClosedError:  # no later question could be answered either
+        raise
     except Exception as error:  # noqa: BLE001 - one failing question is recorded, the batch goes on
         log.debug("question %s failed", question.id, exc_info=True)
         return {  # the keys an answered record has, so that a script reads every record alike

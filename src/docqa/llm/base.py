@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import ctypes
 import gc
 import importlib
 import logging
@@ -20,6 +19,7 @@ from typing import ClassVar, Iterator, Optional, Sequence
 from docqa.errors import AnswerStopped, ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
+from docqa.stopping import StopSignal, take_turn
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class LLM(ABC):
         that thread other work. ``max_new_tokens``: this answer's own limit, below llm.max_new_tokens;
         ``stop``: this answer's stop sequences, beside llm.stop; ``stop_signal``: set from another thread, it
         ends the generation with AnswerStopped, at the next token or (llama.cpp) inside the prompt's evaluation."""
-        with self.lock:
+        take_turn(self.lock, stop_signal)  # another thread's generation may hold the model
+        try:
             self._check_open()
             if self.generating_here():
                 # The lock lets this thread in again, but the model has one context: a second generation would
@@ -160,6 +161,8 @@ class LLM(ABC):
             finally:
                 self._generating_in = None
                 self._call_limit, self._stop_signal = None, None
+        finally:
+            self.lock.release()
 
     def cut_off_here(self) -> bool:
         """Whether the last generation this thread ran ended at its token limit: ``reached_limit`` as it stood
@@ -226,6 +229,8 @@ class GenerationLock:
         self._changed = threading.Condition(threading.RLock())
         self._owner: int | None = None  # the thread that took it: only it enters again
         self._depth = 0
+        self._holdings = 0  # how many times it was taken: a waiter collects garbage once per holding
+        self._collected_in: int | None = None
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         me = threading.get_ident()
@@ -234,7 +239,6 @@ class GenerationLock:
             if self._owner == me:
                 self._depth += 1
                 return True
-            collected = False
             while self._owner is not None:
                 left = 0.0 if not blocking else RECHECK_SECONDS if deadline is None else deadline - time.monotonic()
                 if left <= 0:
@@ -242,13 +246,15 @@ class GenerationLock:
                 # Looked at again now and then: a release that the collector ran inside this wait's own setup
                 # notified before this thread was waiting.
                 self._changed.wait(min(left, RECHECK_SECONDS))
-                if self._owner is not None and not collected:
+                if self._owner is not None and self._collected_in != self._holdings:
                     # The holder may be a stream abandoned unfinished in a reference cycle (a chain that failed
                     # while another branch's stream was paused), which only a collection ends; a waiting thread
-                    # allocates too little to start one, and would wait for ever. Reentrant: see above.
-                    collected = True
+                    # allocates too little to start one, and would wait for ever. Once per holding, however
+                    # often waiters time out and try again (a stop signal's look every 50 ms). Reentrant: see above.
+                    self._collected_in = self._holdings
                     gc.collect()
             self._owner, self._depth = me, 1
+            self._holdings += 1
             return True
 
     def release(self) -> None:
@@ -266,22 +272,6 @@ class GenerationLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-class StopSignal:
-    """Set from any thread to stop an answer under way (``DocQA.ask``'s ``stop_signal``): at its next token, and
-    with llama.cpp inside the prompt's evaluation too, which on a CPU takes most of a long prompt's answer."""
-
-    def __init__(self) -> None:
-        # A C string, so that llama.cpp's abort callback reads it without Python (docqa.llm.llama_cpp): "" until
-        # set, then "\x01"
-        self.flag = ctypes.create_string_buffer(2)
-
-    def set(self) -> None:
-        self.flag[0] = b"\x01"
-
-    def is_set(self) -> bool:
-        return self.flag[0] != b"\x00"
 
 
 class StopFilter:

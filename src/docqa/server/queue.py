@@ -2,7 +2,7 @@
 
 Each question is a ``Job`` whose events (its place in the line, the answer's pieces, the answer) go to the
 request that submitted it. A job whose client went away is dropped from the line, or, if it is being answered,
-stopped at once (docqa.llm.base.StopSignal).
+stopped at once (docqa.stopping.StopSignal).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 from docqa.errors import AnswerStopped, DocqaError
-from docqa.llm.base import StopSignal
+from docqa.stopping import StopSignal
 
 log = logging.getLogger(__name__)
 
