@@ -495,10 +495,24 @@ def test_an_answering_run_asks_again_what_a_retrieval_only_run_wrote(indexed, tm
 
 
 
-def test_a_csv_row_names_every_pattern_of_a_batch_wide_doc(indexed):
+def test_a_csv_row_names_every_pattern_of_a_batch_wide_doc_and_reads_back_as_them(indexed, tmp_path):
+    """Several patterns were joined by commas: fed back as questions, the cell was one pattern matching nothing."""
     with DocQA(indexed, retrieval_only=True) as qa:
         (record,) = iter_batch(qa, ["How many bakers did Beta employ?"], k=1, doc=["beta*", "acme-2023*"])
-    assert csv_row(record)[CSV_COLUMNS.index("doc")] == "beta*, acme-2023*"
+        assert csv_row(record)[CSV_COLUMNS.index("doc")] == '["beta*", "acme-2023*"]'
+        out = tmp_path / "answers.csv"
+        run_batch(qa, [Question("b1", "How many bakers did Beta employ?", ("beta*", "acme-2023*"))], out)
+        (question,) = read_questions(out)
+        assert question.doc == ("beta*", "acme-2023*")
+        again = tmp_path / "again.jsonl"
+        run_batch(qa, [question], again)
+        assert read_jsonl(again)[0]["error"] is None
+        # A results file an earlier docqa wrote, its patterns joined by commas, resumes as the same scope
+        out.write_text(out.read_text(encoding="utf-8").replace('"[""beta*"", ""acme-2023*""]"', '"beta*, acme-2023*"'),
+                       encoding="utf-8")
+        assert "beta*, acme-2023*" in out.read_text(encoding="utf-8")
+        summary = run_batch(qa, [Question("b1", "How many bakers did Beta employ?", ("beta*", "acme-2023*"))], out)
+    assert summary.skipped == 1
 
 # ---------------------------------------------------------------- one row per document
 

@@ -102,7 +102,7 @@ def _json_questions(path: Path, text: str) -> list[Question]:
 
 
 def _csv_questions(path: Path, text: str, delimiter: str = ",") -> list[Question]:
-    from docqa.batch.writers import long_csv_fields
+    from docqa.batch.writers import long_csv_fields, pattern_list
 
     kind = "CSV" if delimiter == "," else "TSV"
     with long_csv_fields():
@@ -123,6 +123,8 @@ def _csv_questions(path: Path, text: str, delimiter: str = ",") -> list[Question
                 raise InputError(f"{where}: more cells than the header has columns; put a question that holds "
                                  f"a {'comma' if delimiter == ',' else 'separator'} in double quotes")
             if any((value or "").strip() for key, value in row.items() if key is not None):
+                if row.get("doc"):  # several patterns, as a results CSV writes them: a JSON list
+                    row["doc"] = pattern_list(row["doc"].strip())
                 questions.append(_question_from_fields(row, f"q{number}", where))
         return questions
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question, QuestionLike, as_questions
-from docqa.batch.writers import Entry, check_writable, new_file_beside, open_for_writing, patterns, record_format
+from docqa.batch.writers import (Entry, check_writable, new_file_beside, open_for_writing, pattern_list, patterns,
+                                 record_format, same_scope)
 from docqa.errors import ClosedError, DocqaError, InputError, OutputLockedError
 from docqa.progress import Progress
 from docqa.qa import check_scope
@@ -168,7 +169,7 @@ class BatchOutput:
                     f"{self.path} holds another question under id {question.id!r} ({entry.question!r}); "
                     f"write to another --out, or give the questions ids of their own")
             scope = patterns(question.doc or self.doc)
-            if entry.doc is not None and entry.doc != scope:
+            if entry.doc is not None and not same_scope(entry.doc, scope):
                 # A rerun with a corrected --doc got the old scope's answers back, as already done.
                 raise InputError(
                     f"{self.path} holds the answer to {question.id!r} from {_searched(entry.doc)}, and this run "
@@ -217,7 +218,9 @@ class BatchOutput:
 
 
 def _searched(scope: str) -> str:
-    return f"the documents matching {scope!r}" if scope else "every document"
+    listed = pattern_list(scope)
+    shown = ", ".join(listed) if isinstance(listed, list) else scope
+    return f"the documents matching {shown!r}" if scope else "every document"
 
 
 def _refuse_read_only(path: Path) -> None:

@@ -256,8 +256,33 @@ def csv_row(record: dict) -> list:
 
 
 def patterns(doc) -> str:
-    """A record's ``doc``: one file-name pattern, several (a list), or none."""
-    return ", ".join(doc) if isinstance(doc, (list, tuple)) else doc or ""
+    """A record's ``doc`` as a CSV cell writes it: one file-name pattern as it is, several as a JSON list (which a
+    questions CSV reads back as those patterns: joined by commas, they were one pattern that matched nothing), or
+    none."""
+    if isinstance(doc, (list, tuple)):
+        return json.dumps(list(doc), ensure_ascii=False) if len(doc) > 1 else doc[0] if doc else ""
+    return doc or ""
+
+
+def pattern_list(cell: str):
+    """The patterns a ``doc`` cell holds: a JSON list of texts, or one pattern."""
+    if cell.startswith("["):
+        try:
+            patterns = json.loads(cell)
+        except json.JSONDecodeError:
+            return cell  # a glob such as [ab]*.pdf
+        if isinstance(patterns, list) and all(isinstance(pattern, str) for pattern in patterns):
+            return patterns
+    return cell
+
+
+def same_scope(written: str, scope: str) -> bool:
+    """Whether a record's ``doc`` cell and this run's name the same patterns (an earlier docqa joined several with
+    ", ")."""
+    def key(cell: str) -> set[str]:
+        patterns = pattern_list(cell)
+        return set(patterns) if isinstance(patterns, list) else {part for part in cell.split(", ")}
+    return written == scope or key(written) == key(scope)
 
 
 FORMULA_START = re.compile(r"^[=+\-@\t\r]")
