@@ -177,7 +177,7 @@ class LlamaCppLLM(LLM):
         generation's stop signal is set, rather than at the next token. It asks its abort callback between the
         steps of every evaluation, hundreds of times per batch: a Python callback would wait for the GIL each time
         (seconds in all on a busy server), so the callback is libc's strlen, which reads the signal's flag, "" or
-        "\x01", as false or true without Python."""
+        "\\x01", as false or true without Python."""
         signal, strlen = self._stop_signal, _strlen()
         if signal is None or strlen is None:
             yield
