@@ -831,6 +831,7 @@ def test_openai_clients_get_input_errors_as_400_with_the_reason_and_no_retry(tin
         assert broken.json()["error"]["message"].startswith("the body is not valid JSON (")  # was "13: JSON decode error"
         # Found too long only once its prompt is built, in the line for the model: still the question's fault.
         assert "the question is too long" in refused(messages=[{"role": "user", "content": "x " * 1990}])
+        wait_until(lambda: app.state.queue.finished["failed"] == 1)  # counted just after the error is sent
         assert app.state.queue.finished == {"done": 0, "failed": 1, "cancelled": 0}  # asked once, not three times
 
         assert client.models.retrieve("docqa").id == "docqa"
