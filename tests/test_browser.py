@@ -371,19 +371,28 @@ def test_escape_closes_the_page_before_it_stops_an_answer_and_never_from_a_text_
     settings = fact_project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 8,
                                            "context_length": 1024}, serve={"watch": False})
     build_index(settings)
+    class SecondWaits(GatedLLM):
+        """The first answer goes through; the second waits at the gate."""
+
+        calls = 0
+
+        def _generate(self, prompt):
+            self.calls += 1
+            yield from self.inner._generate(prompt) if self.calls == 1 else super()._generate(prompt)
+
     qa = DocQA(settings)
-    gate = qa.llm = GatedLLM(qa.llm)
+    gate = qa.llm = SecondWaits(qa.llm)
     with live_server(create_app(settings, qa)) as site:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.goto(site)
-        page.check("#retrieval-only")
+        sync_api.expect(page.locator("#documents li")).to_have_count(2)
         page.fill("#question", "dividend")
-        page.click("#ask")
-        page.locator("#sources .card").first.click()
+        page.click("#ask-each")  # a page is opened from the table while the next document is answered
+        first_page = page.locator("#each-rows tr").first.locator("td.link")
+        sync_api.expect(first_page).to_have_count(1, timeout=60_000)
+        assert gate.started.wait(60)  # the second answer is in progress, held at the gate
+        first_page.click()
         sync_api.expect(page.locator("#viewer")).to_be_visible()
-        page.uncheck("#retrieval-only")
-        page.click("#ask")
-        assert gate.started.wait(60)  # the answer is in progress, held at the gate
         page.keyboard.press("Escape")
         sync_api.expect(page.locator("#viewer")).to_be_hidden()
         sync_api.expect(page.locator("#stop")).to_be_visible()  # still answering
@@ -497,3 +506,81 @@ def test_a_chat_front_end_on_another_origin_calls_the_api_when_listed(browser, f
         assert page.evaluate("(site) => window.ask(site)", site) == "beta-10k.pdf"
     with live_server(create_app(unlisted, retrieval_only=True, token="s3cret-token")) as site:
         assert page.evaluate("(site) => window.ask(site)", site) == "refused: TypeError"
+
+
+def test_what_a_review_in_the_browser_found(browser, site, fact_project, tmp_path, output_dir):
+    """A review found: a new question left the page of the one before open beside it; a failed question showed an
+    empty answer card; Copy in passages-only mode copied no passage; a non-PDF among the files chosen made the whole
+    upload fail, the PDFs too, unsaid; old builds' boxes stayed, their problems since fixed; a pasted question was
+    cut at 4,000 characters without a word; the header counted an answered question as still with the model; the
+    keyboard had to pass every document to reach the question; on a phone the table was wider than the screen."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
+    page = context.new_page()
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+
+    page.keyboard.press("Tab")  # the first stop: past every document to the question
+    sync_api.expect(page.locator("#skip")).to_be_focused()
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator("#question")).to_be_focused()
+
+    page.check("#retrieval-only")
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    page.locator("#sources .card").first.click()
+    sync_api.expect(page.locator("#viewer")).to_be_visible()
+    page.click("#copy")
+    sync_api.expect(page.locator("#status")).to_have_text("Copied the answer with its sources.")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("dividend\n\nPassages:\n[1] beta-10k.pdf, page 3\nThe board declared a quarterly dividend")
+
+    page.fill("#question", "How many people did Alpha employ?")
+    page.click("#ask")
+    sync_api.expect(page.locator("#viewer")).to_be_hidden()  # the page beside was the question before's
+    sync_api.expect(page.locator("#sources .card").first).to_contain_text("alpha-annual-report.pdf")
+    page.uncheck("#retrieval-only")
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    sync_api.expect(page.locator("#copy")).to_be_enabled(timeout=120_000)
+    sync_api.expect(page.locator("#health")).not_to_contain_text("with the model")  # the answer is done
+
+    page.route("**/api/ask", lambda route: route.abort())
+    page.click("#ask")
+    sync_api.expect(page.locator("#status")).to_contain_text("Cannot reach the docqa server")
+    sync_api.expect(page.locator("#result")).to_be_hidden()
+    page.unroute("**/api/ask")
+
+    page.fill("#question", "revenue " * 600)  # 4,800 characters pasted
+    assert len(page.locator("#question").input_value()) == 4000
+    sync_api.expect(page.locator("#status")).to_have_text(
+        "A question holds at most 4,000 characters: the rest was cut.")
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a report", encoding="utf-8")
+    leaders = "Flour milled " + "." * 160 + " 12 million tonnes"  # a contents line's dotted leaders, unbroken
+    report = write_pdf(tmp_path / "omicron-2023.pdf", [f"Omicron Mills annual report 2023. {leaders}"])
+    page.set_input_files("#file-input", [str(notes), str(report)])
+    sync_api.expect(page.locator("#builds .note.error")).to_have_text(
+        "×Not uploaded (only PDF files can be): notes.txt")
+    sync_api.expect(page.locator("#documents")).to_contain_text("omicron-2023.pdf", timeout=300_000)
+    page.set_input_files("#file-input", str(write_pdf(tmp_path / "pi-2023.pdf", ["Pi Foods baked 5 million loaves."])))
+    sync_api.expect(page.locator("#documents")).to_contain_text("pi-2023.pdf", timeout=300_000)
+    builds = page.locator("#builds .build")
+    sync_api.expect(builds).to_have_count(1)  # the latest: the build before it is no longer news
+    sync_api.expect(builds).to_contain_text("Indexed (upload): added pi-2023.pdf")
+    page.screenshot(path=str(output_dir / "after-upload.png"))
+    builds.get_by_role("button", name="Dismiss").click()
+    sync_api.expect(builds).to_have_count(0)
+
+    phone = context.new_page()
+    phone.set_viewport_size({"width": 390, "height": 844})
+    phone.goto(site)
+    sync_api.expect(phone.locator("#documents li")).to_have_count(4)
+    phone.check("#retrieval-only")
+    phone.fill("#question", "How much flour was milled?")
+    phone.click("#ask-each")
+    sync_api.expect(phone.locator("#each-rows tr td.link")).to_have_count(4, timeout=60_000)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.screenshot(path=str(output_dir / "phone-table.png"), full_page=True)
+    context.close()

@@ -121,7 +121,7 @@ class BuildReport:
         return (
             f"{_count(self.files, 'file')}: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} renamed, "
             f"{len(self.removed)} removed, {self.unchanged} unchanged{copied}, {len(self.skipped)} skipped; "
-            f"{self.pages} pages, {self.chunks} chunks in {self.seconds:.1f} s{rate}"
+            f"{_count(self.pages, 'page')}, {_count(self.chunks, 'chunk')} in {self.seconds:.1f} s{rate}"
         )
 
 

@@ -48,8 +48,11 @@ class Job:
         self.place: Optional[int] = None
         self.tokens = 0
         self.failure: Optional[DocqaError] = None  # why it failed, for a response whose status depends on it
+        self.ended = False  # its answer or error was sent: no longer "with the model" for GET /api/health
 
     def emit(self, kind: str, data: dict) -> None:
+        if kind in ("answer", "error"):
+            self.ended = True
         try:
             self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, data))
         except RuntimeError:  # the request's event loop is gone: nobody is listening
@@ -110,9 +113,10 @@ class GenerationQueue:
         return self._running
 
     def __len__(self) -> int:
-        """Questions waiting or being answered."""
+        """Questions waiting or being answered (one whose answer was sent is not, though its generation thread has
+        still to put it away: a page that asked for the count as soon as its answer came read it as still there)."""
         with self._condition:
-            return len(self._waiting) + (self._running is not None)
+            return len(self._waiting) + (self._running is not None and not self._running.ended)
 
     def submit(self, job: Job) -> None:
         with self._condition:

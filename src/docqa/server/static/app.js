@@ -14,6 +14,7 @@ const state = {
   eachRows: [],           // [{document, answer, page}]
   eachQuestion: "",       // the question those rows answer
   seenBuilds: new Map(),  // build id → state last shown
+  dismissed: new Set(),   // finished builds the user put away
   link: "",               // the hash of the question on screen ("#q=...&doc=...")
 };
 
@@ -114,6 +115,13 @@ function setStatus(text) {
   $("status").textContent = text;
 }
 
+// What a look in the background found wrong: it does not take the place of what the user's own action said (the
+// server's "shutting down" became "Cannot reach the docqa server" a moment later)
+function setBackgroundStatus(text) {
+  const shown = $("status").textContent;
+  if (!shown || shown === UNREACHABLE || text !== UNREACHABLE) setStatus(text);
+}
+
 function seconds(value) {
   return value == null ? "" : `${value.toFixed(1)} s`;
 }
@@ -145,6 +153,7 @@ async function ask(event, { fromLink = false } = {}) {
   state.answer = null;
   $("copy").disabled = true;
   $("each").hidden = true;
+  closeViewer(); // the page beside the answer was the question before's
   const answerBox = $("answer");
   answerBox.textContent = "";
   answerBox.classList.remove("passages", "no-answer");
@@ -174,6 +183,7 @@ async function ask(event, { fromLink = false } = {}) {
   } catch (error) {
     if (error.name === "AbortError") setStatus("Stopped.");
     else setStatus(error.message);
+    if (!started) $("result").hidden = true; // an empty answer card under the reason said nothing more
   } finally {
     if (state.controller && state.controller.signal === signal) endQuestion();
     refreshHealth();
@@ -263,8 +273,11 @@ async function followLink() {
 }
 
 function citationText(answer) {
-  const lines = answer.sources.map((s, i) => `[${i + 1}] ${s.document}, page ${s.page_number}`);
-  return `${answer.question}\n\n${answer.answer ?? ""}\n\nSources:\n${lines.join("\n")}\n`;
+  const cite = (s, i) => `[${i + 1}] ${s.document}, page ${s.page_number}`;
+  if (answer.answer == null) { // passages only: the passages themselves are what was found
+    return `${answer.question}\n\nPassages:\n${answer.sources.map((s, i) => `${cite(s, i)}\n${s.text}`).join("\n\n")}\n`;
+  }
+  return `${answer.question}\n\n${answer.answer}\n\nSources:\n${answer.sources.map(cite).join("\n")}\n`;
 }
 
 async function copyAnswer() {
@@ -293,6 +306,7 @@ async function askEach() {
   // The answer panel of the question before, with its copy button and link, would read as this table's
   state.answer = null;
   $("result").hidden = true;
+  closeViewer();
   if (location.hash) history.pushState(null, "", location.pathname + location.search);
   const body = $("each-rows");
   body.textContent = "";
@@ -311,7 +325,11 @@ async function askEach() {
           doc: [name], retrievalOnly: $("retrieval-only").checked, signal,
           onQueued: (data) => setStatus(`Document ${index + 1} of ${names.length}: waiting for the model, place ${data.place}`),
           onStarted: () => setStatus(`Document ${index + 1} of ${names.length}: the model is reading the passages…`),
-          onToken: (piece) => { text += piece; answerCell.textContent = text; },
+          onToken: (piece) => {
+            if (!text) setStatus(`Document ${index + 1} of ${names.length}: answering…`);
+            text += piece;
+            answerCell.textContent = text;
+          },
         });
         const top = answer.sources[0];
         const shown = answer.answer ?? (top ? top.text : "");
@@ -333,6 +351,7 @@ async function askEach() {
     setStatus(error.name === "AbortError" ? "Stopped." : error.message);
   } finally {
     if (state.controller && state.controller.signal === signal) endQuestion();
+    refreshHealth();
   }
 }
 
@@ -433,7 +452,7 @@ function closeViewer() {
 // ------------------------------------------------------------------ documents
 
 function describeDocument(doc) {
-  const parts = [`${doc.pages} pages`];
+  const parts = [`${doc.pages} page${doc.pages === 1 ? "" : "s"}`];
   if (doc.company) parts.push(doc.company);
   if (doc.form) parts.push(doc.form);
   if (doc.years && doc.years.length) parts.push(doc.years.join(", ") + (doc.quarter ? ` Q${doc.quarter}` : ""));
@@ -493,7 +512,7 @@ async function loadDocuments() {
     renderDocuments();
     return true;
   } catch (error) {
-    setStatus(error.message);
+    setBackgroundStatus(error.message);
     return false;
   }
 }
@@ -510,7 +529,14 @@ async function deleteDocument(name) {
 }
 
 async function upload(files) {
-  const pdfs = [...files];
+  for (const old of [...$("builds").querySelectorAll(".note.error")]) old.remove(); // the upload before's failure
+  const chosen = [...files];
+  const pdfs = chosen.filter((file) => /\.pdf$/i.test(file.name));
+  const others = chosen.filter((file) => !pdfs.includes(file));
+  if (others.length) {
+    // Left out here: the server refuses a whole upload with one file that is not a PDF, the PDFs with it
+    failedNote(`Not uploaded (only PDF files can be): ${others.map((f) => f.name).join(", ")}`);
+  }
   if (!pdfs.length) return;
   const form = new FormData();
   for (const file of pdfs) form.append("files", file, file.name);
@@ -528,11 +554,20 @@ async function upload(files) {
     note.remove();
     refreshBuilds();
   } catch (error) {
-    note.textContent = `Upload failed: ${error.message}`;
-    note.classList.add("error");
-    note.prepend(el("button", { type: "button", class: "dismiss", title: "Dismiss", "aria-label": "Dismiss",
-                                text: "×", onclick: () => note.remove() }));
+    note.remove();
+    const several = pdfs.length > 1 ? `; none of the ${pdfs.length} files was uploaded` : "";
+    failedNote(`Upload failed: ${error.message}${several}`);
   }
+}
+
+function failedNote(text) {
+  const note = el("div", { class: "note error", text });
+  note.prepend(dismissButton(() => note.remove()));
+  $("builds").prepend(note);
+}
+
+function dismissButton(onclick) {
+  return el("button", { type: "button", class: "dismiss", title: "Dismiss", "aria-label": "Dismiss", text: "×", onclick });
 }
 
 // What a build did, from its report once it is done: the files it was asked for are not what it changed
@@ -563,6 +598,9 @@ function buildTitle(build) {
 function renderBuild(build, latestDone) {
   const [title, kind] = buildTitle(build);
   const box = el("div", { class: `build ${kind}` });
+  if (build.state === "done" || build.state === "failed") {
+    box.append(dismissButton(() => { state.dismissed.add(build.id); box.remove(); }));
+  }
   box.append(el("div", { text: title }));
   if (build.state === "running" || build.state === "queued") {
     const bar = el("progress", { max: String(build.pages_total || 1) });
@@ -593,23 +631,32 @@ async function refreshBuilds() {
   clearTimeout(buildTimer);
   let active = false;
   try {
-    const builds = (await getJSON("/api/builds")).builds.slice(0, 4);
+    const builds = (await getJSON("/api/builds")).builds;
     const area = $("builds");
     for (const node of [...area.querySelectorAll(".build")]) node.remove();
     let finished = false;
     const latestDone = builds.find((build) => build.state === "done");
+    // Shown: the builds under way and the latest finished one, which says what is true now (its skipped files are
+    // all the folder leaves out); older ones reported problems since fixed, and pushed the list out of view
+    const latestFinished = builds.find((build) => build.state === "done" || build.state === "failed");
     for (const build of builds) {
       // A build finished since the last look, or one this page never saw running (another user's delete,
       // done between two looks): the document list may have changed.
       const before = state.seenBuilds.get(build.id);
       if (build.state === "done" && before !== "done") finished = true;
       state.seenBuilds.set(build.id, build.state);
-      active = active || build.state === "queued" || build.state === "running";
-      area.append(renderBuild(build, build === latestDone));
+      const running = build.state === "queued" || build.state === "running";
+      active = active || running;
+      if ((running || build === latestFinished) && !state.dismissed.has(build.id)) {
+        area.append(renderBuild(build, build === latestDone));
+      }
     }
-    if (finished) loadDocuments();
+    if (finished) {
+      loadDocuments();
+      refreshHealth(); // the header's count of documents
+    }
   } catch (error) {
-    setStatus(error.message);
+    setBackgroundStatus(error.message);
   }
   buildTimer = setTimeout(refreshBuilds, active ? 700 : 4000);
 }
@@ -636,6 +683,13 @@ function wire() {
   $("question").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); ask(); }
   });
+  $("question").addEventListener("input", () => {
+    const question = $("question");
+    if (question.value.length >= question.maxLength) {
+      setStatus(`A question holds at most ${question.maxLength.toLocaleString("en")} characters: the rest was cut.`);
+    }
+  });
+  $("skip").addEventListener("click", (event) => { event.preventDefault(); $("question").focus(); });
   $("ask-each").addEventListener("click", askEach);
   $("stop").addEventListener("click", () => state.controller && state.controller.abort());
   $("copy").addEventListener("click", copyAnswer);
