@@ -125,6 +125,12 @@ def test_doc_filter_restricts_sources(built_fact_index, capsys):
     assert {s["document"] for s in json.loads(out)["sources"]} == {"beta-10k.pdf"}
 
 
+def test_a_doc_pattern_in_another_case_still_matches(built_fact_index, capsys):
+    """Users' own file names are cased as they came: "*ulta*" found no "Ulta Beauty Q4.pdf"."""
+    code, out, _ = run(ask_main, built_fact_index.args("--retrieval-only", "--json", "--doc", "BETA*", QUESTION), capsys)
+    assert code == 0 and {s["document"] for s in json.loads(out)["sources"]} == {"beta-10k.pdf"}
+
+
 def test_doc_given_twice_searches_the_documents_of_both(built_fact_index, capsys):
     both = ["--doc", "beta*", "--doc", "alpha*"]
     code, out, err = run(ask_main, built_fact_index.args("--retrieval-only", "--json", "--k", "6", *both, QUESTION),

@@ -94,7 +94,9 @@ def test_help_is_short_and_names_every_subcommand(capsys):
         text = capsys.readouterr().out
         assert text.startswith(f"usage: docqa {name}") and "--config" in text and len(text.splitlines()) < 30
     assert ask_main(["--help"]) == 0
-    assert 'python main.py "question" is python main.py ask "question"' in capsys.readouterr().out.replace("\n", " ")
+    epilog = capsys.readouterr().out.replace("\n", " ")
+    assert 'python main.py "question" is python main.py ask "question"' in epilog
+    assert "python main.py ask --help gives the options a question takes (--json, --doc, --k" in epilog
 
 
 def test_a_registered_command_is_offered_and_run(monkeypatch, capsys):

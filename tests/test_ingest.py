@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import re
 import shutil
 import sqlite3
@@ -330,7 +331,10 @@ def test_a_file_name_that_is_not_utf8_is_skipped_alone(fact_project, capsys):
     os.rename(fact_project.data / "beta-10k.pdf", os.fsencode(fact_project.data) + b"/Gesch\xe4ftsbericht.pdf")
     assert build_main(fact_project.args()) == 5
     out, err = capsys.readouterr()
-    assert "skipped Gesch\\udce4ftsbericht.pdf: its name is not valid UTF-8" in err and "rename the file" in err
+    # its byte as \xNN, which the user can match to the file (it read Python's "\udce4"), in JSON too (jq refused it)
+    assert "skipped Gesch\\xe4ftsbericht.pdf: its name is not valid UTF-8" in err and "rename the file" in err
+    assert build_main(fact_project.args("--json")) == 5
+    assert json.loads(capsys.readouterr().out)["skipped"][0]["name"] == "Gesch\\xe4ftsbericht.pdf"
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
     # counted among the files it is one of ('1 file: 1 added, ... 1 skipped')
     assert out.startswith("2 files: 1 added, 0 updated, 0 renamed, 0 removed, 0 unchanged, 1 skipped;"), out
@@ -521,6 +525,11 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
     assert ("interrupted: the rebuild was stopped before it finished; the index is as it was before it"
             in capsys.readouterr().err)
     assert current.read_text() == live
+    embedded.clear()  # with --json, the object an interrupted update prints (it printed nothing)
+    assert build_main(fact_project.args("--rebuild", "--json")) == 130
+    report = json.loads(capsys.readouterr().out)
+    assert report["interrupted"] is True and report["added"] == [] and report["documents"] is None
+    assert report["notes"] == ["the rebuild was stopped before it finished; the index is as it was before it"]
 
     monkeypatch.undo()
     real_add = docqa.store.StoreWriter.add_document

@@ -148,6 +148,15 @@ def test_a_prompt_without_room_for_a_passage_is_refused_and_says_why(built_fact_
         ("The minimum guarantee is not mentioned in the context.", False),
         ("The minimum guarantee payable by adidas is £750 million.", True),
         ("", False),
+        # What chat models say (a review found these counted as answers), and answers that only mention such words
+        ("The provided context does not contain information about Apple's revenue.", False),
+        ("I apologize, but I cannot provide that.", False),
+        ("There is no information about Apple in the given context.", False),
+        ("The context doesn't provide that figure.", False),
+        ("Based on the context, I cannot find the revenue for 2021.", False),
+        ("I'm sorry, but the documents do not say.", False),
+        ("Fans who cannot find tickets can buy them; revenue was £583.2 million.", True),
+        ("Revenue was £583.2 million. The context does not give the 2021 figure.", True),
     ],
 )
 def test_answered_flags_a_no_answer_reply(text, answered):

@@ -212,8 +212,11 @@ def _question(value: Optional[str]) -> str:
 
 def shown(name: str) -> str:
     """A file name (or a message naming one) on one line of text output: line breaks and other control characters
-    escaped as in Python."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in name)
+    escaped as in Python, bytes that are not UTF-8 as \\xNN."""
+    from docqa.documents import name_as_text
+
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in name_as_text(name))
 
 
 def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,8 +250,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "docqa") -> int:
 
 DOCQA_EPILOG = ("Inside a project folder, its config.yml is used (--config PATH elsewhere). "
                 "docqa COMMAND --help describes each command.")
-MAIN_PY_EPILOG = ('python main.py "question" is python main.py ask "question"; the flags --batch FILE, --each-doc '
-                  "and --evaluate GOLD still choose batch, each-doc and evaluate.")
+MAIN_PY_EPILOG = ('python main.py "question" is python main.py ask "question": python main.py ask --help gives the '
+                  "options a question takes (--json, --doc, --k, --retrieval-only, --model). The flags --batch FILE, "
+                  "--each-doc and --evaluate GOLD still choose batch, each-doc and evaluate.")
 
 
 def ask_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -410,8 +414,9 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("build", "Build or update the index of the PDFs in the data folder.", _build_arguments)
 def build(args: argparse.Namespace) -> int:
+    from docqa.documents import name_as_text
     from docqa.errors import DocumentError
-    from docqa.ingest import BuildInterrupted, build_index
+    from docqa.ingest import BuildInterrupted, BuildReport, build_index
     from docqa.progress import counted_bar
 
     if args.list:
@@ -430,15 +435,19 @@ def build(args: argparse.Namespace) -> int:
         if not args.rebuild:
             raise
         # a rebuild is switched in whole or not at all
-        print("interrupted: the rebuild was stopped before it finished; the index is as it was before it",
-              file=sys.stderr)
+        kept = "the rebuild was stopped before it finished; the index is as it was before it"
+        print(f"interrupted: {kept}", file=sys.stderr)
+        if args.json:  # the object an interrupted update prints, so that a script reads either alike
+            print(json.dumps({**BuildReport(interrupted=True, notes=[kept]).__dict__, "documents": None}, indent=2))
         return 128 + signals[0] if signals else EXIT_INTERRUPTED
     for skipped in report.skipped:
         print(f"skipped {shown(skipped.name)}: {skipped.reason}", file=sys.stderr)
     for note in report.notes:
         print(f"note: {shown(note)}", file=sys.stderr)
     if args.json:
-        print(json.dumps({**report.__dict__, "skipped": [s.__dict__ for s in report.skipped]}, indent=2))
+        # a name that is not UTF-8 as the text output shows it: JSON's "\udce9" for it is refused by jq
+        skipped = [{"name": name_as_text(s.name), "reason": s.reason} for s in report.skipped]
+        print(json.dumps({**report.__dict__, "skipped": skipped}, indent=2))
     else:
         print(report.summary())
     if report.interrupted:

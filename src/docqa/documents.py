@@ -44,6 +44,16 @@ class Page:
     text: str
 
 
+def name_as_text(name: str) -> str:
+    """A file name whose bytes are not UTF-8 (another system's encoding; Python keeps each such byte as a lone
+    surrogate, which no output can encode) with those bytes written as \\xNN: "caf\\xe9.pdf" (the byte E9, as ``ls``
+    shows it in octal, \\351), not Python's "caf\\udce9.pdf", which the user cannot match to the file."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte (a JSON "\\ud800")
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | None = None,
               on_broken_link: Callable[[Path, str], None] | None = None) -> list[Path]:
     """Every regular file named *.pdf (any case) under ``folder``, sorted.

@@ -27,12 +27,21 @@ from docqa.stopping import StopSignal, take_turn
 from docqa.storage import IndexReader, open_reader
 
 TOKEN_MARGIN = 8  # room for the BOS token and tokenizer edge cases
-# How the card's prompt tells the model to say that the context holds no answer, and common variants.
+# How a model says that the context holds no answer: the card's "just say that you don't know", and the ways
+# chat models put it. Looked for in the answer's first sentence only: a real answer may go on to say what the
+# documents leave out ("...; the context does not give 2021's figure"), or quote "fans who cannot find tickets".
 _NO_ANSWER = re.compile(
-    r"\b(?:i\s+)?(?:don'?t|do not|cannot|can't)\s+(?:know|find|answer)\b"
-    r"|\bnot\s+(?:mentioned|provided|stated|given|found)\s+in\s+the\s+(?:context|document|information)",
+    r"^(?:[\w\s,]*\b)?(?:i|we)\s+(?:don'?t|do not|cannot|can'?t|could not|couldn'?t|am unable to|was unable to)\s+"
+    r"(?:know|find|answer|provide|determine|say|tell|locate|see)\b"
+    r"|^(?:[\w\s,]*\b)?(?:i'?m|i am|we are)\s+(?:sorry|afraid|unable|not able)\b|^i\s+apologi[sz]e\b"
+    r"|\b(?:context|documents?|passages?|information|text|excerpts?|report)\s+(?:provided\s+|given\s+|above\s+)?"
+    r"(?:does not|doesn'?t|do not|don'?t)\s+(?:contain|include|provide|mention|state|say|specify|give|have|offer)\b"
+    r"|\bthere\s+is\s+no\s+(?:information|mention|data|indication|figure)\b"
+    r"|\bnot\s+(?:mentioned|provided|stated|given|found|specified|included|available)\s+in\s+the\s+"
+    r"(?:provided\s+|given\s+)?(?:context|documents?|information|passages?|text)",
     re.IGNORECASE,
 )
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,8 @@ class Answer:
         """False when the model says the documents hold no answer; None without an LLM."""
         if self.answer is None:
             return None
-        return bool(self.answer) and not _NO_ANSWER.search(self.answer)
+        first = next((part for part in _FIRST_SENTENCE.split(self.answer.strip()) if part.strip()), "")
+        return bool(first) and not _NO_ANSWER.search(first.strip())
 
     def to_dict(self) -> dict:
         return {**asdict(self), "answered": self.answered}

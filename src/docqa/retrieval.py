@@ -254,16 +254,18 @@ def phrase_query(phrase: str) -> str:
 
 
 def matching_documents(store: IndexReader, pattern: str) -> list[int]:
-    """Ids of indexed documents whose name or file name matches a glob; an unknown pattern names what exists."""
+    """Ids of indexed documents whose name or file name matches a glob, in its case where any does, else in any case;
+    an unknown pattern names what exists."""
     documents = store.documents()
     exact = [record.id for record in documents if record.name == pattern]
     if exact:  # an indexed name selects that document alone, even where it is another's file name
         return exact
-    ids = [
-        record.id
-        for record in documents
-        if fnmatch.fnmatch(record.name, pattern) or fnmatch.fnmatch(PurePosixPath(record.name).name, pattern)
-    ]
+    def matching(name: str, glob: str) -> bool:
+        return fnmatch.fnmatchcase(name, glob) or fnmatch.fnmatchcase(PurePosixPath(name).name, glob)
+
+    ids = [record.id for record in documents if matching(record.name, pattern)]
+    if not ids:  # "*ulta*" for "Ulta Beauty Q4.pdf": a user's own names are cased as they came
+        ids = [record.id for record in documents if matching(record.name.casefold(), pattern.casefold())]
     if not ids:
         names = ", ".join(record.name for record in documents[:20])
         more = f" and {len(documents) - 20} more" if len(documents) > 20 else ""

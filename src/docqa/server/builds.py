@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-from docqa.documents import find_pdfs
+from docqa.documents import find_pdfs, name_as_text
 from docqa.errors import BuildLockedError, DocqaError
 from docqa.settings import Settings
 
@@ -58,7 +58,7 @@ def _sendable(value):
     """JSON that can be sent: a file name that is not valid UTF-8 (its bytes kept as lone surrogates, which no
     response can encode) escaped, as the command line shows it."""
     if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return name_as_text(value)
     if isinstance(value, list):
         return [_sendable(item) for item in value]
     if isinstance(value, dict):
