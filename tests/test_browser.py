@@ -584,3 +584,39 @@ def test_what_a_review_in_the_browser_found(browser, site, fact_project, tmp_pat
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.screenshot(path=str(output_dir / "phone-table.png"), full_page=True)
     context.close()
+
+
+def test_an_answer_stopped_part_way_still_shows_its_passages(browser, fact_project, tiny_gguf):
+    """The passages come with the answer's end: a stopped answer showed an empty Sources heading."""
+    from docqa.qa import DocQA
+    from tests.fixtures_server import GatedLLM
+
+    class OneTokenThenWaits(GatedLLM):
+        def _generate(self, prompt):
+            tokens = self.inner._generate(prompt)
+            yield next(tokens)
+            self.started.set()
+            self.gate.wait(120)
+            yield from tokens
+
+    settings = fact_project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 8,
+                                           "context_length": 1024}, serve={"watch": False})
+    build_index(settings)
+    qa = DocQA(settings)
+    gate = qa.llm = OneTokenThenWaits(qa.llm)
+    try:
+        with live_server(create_app(settings, qa)) as site:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(site)
+            page.fill("#question", "dividend")
+            page.click("#ask")
+            assert gate.started.wait(60)
+            sync_api.expect(page.locator("#answer")).not_to_have_text("", timeout=30_000)
+            page.click("#stop")
+            sync_api.expect(page.locator("#status")).to_have_text("Stopped.")
+            sync_api.expect(page.locator("#sources .card").first).to_contain_text("beta-10k.pdf", timeout=30_000)
+            sync_api.expect(page.locator("#copy")).to_be_disabled()  # the answer is not whole
+            gate.gate.set()  # the stopped generation ends at its next token, before the server stops
+    finally:
+        gate.gate.set()
+        qa.close()

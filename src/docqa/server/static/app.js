@@ -184,6 +184,7 @@ async function ask(event, { fromLink = false } = {}) {
     if (error.name === "AbortError") setStatus("Stopped.");
     else setStatus(error.message);
     if (!started) $("result").hidden = true; // an empty answer card under the reason said nothing more
+    else if (error.name === "AbortError") showStoppedSources(question);
   } finally {
     if (state.controller && state.controller.signal === signal) endQuestion();
     refreshHealth();
@@ -210,9 +211,23 @@ function showAnswer(answer) {
     t.tokens_per_second ? `${t.tokens_per_second} tokens/s` : "",
     t.total != null ? `total ${seconds(t.total)}` : "",
   ].filter(Boolean).join(" · ");
+  renderSources(answer.sources);
+}
+
+// A stopped answer's passages: they come with the answer's end, which never came. Searching again takes no model.
+async function showStoppedSources(question) {
+  try {
+    const found = await askServer(question, { doc: scope(), retrievalOnly: true, onQueued() {}, onToken() {} });
+    if ($("question").value.trim() === question && !state.controller) renderSources(found.sources);
+  } catch {
+    // the server gone: the status already says the answer stopped
+  }
+}
+
+function renderSources(sources) {
   const list = $("sources");
   list.textContent = "";
-  answer.sources.forEach((source, index) => {
+  sources.forEach((source, index) => {
     const card = el("li", { class: "card", tabindex: "0", title: "Show this page" },
       el("div", { class: "card-head" },
         el("span", { class: "badge", text: `[${index + 1}]` }),
