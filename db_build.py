@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from docqa.cli import build_main  # noqa: E402
+from docqa.cli import build_main, exit_process  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(build_main())
+    exit_process(build_main())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from docqa.cli import download_main  # noqa: E402  (needs src/ on the path first)
+from docqa.cli import download_main, exit_process  # noqa: E402  (needs src/ on the path first)
 
 if __name__ == "__main__":
-    sys.exit(download_main())
+    exit_process(download_main())

@@ -16,10 +16,15 @@ QUESTION = "How much is the minimum guarantee payable by adidas?"
 SUBCOMMANDS = ["ask", "build", "list", "batch", "each-doc", "evaluate", "download", "serve"]
 
 
-def test_the_console_script_is_docqa_main():
+def test_the_console_script_is_docqa_main_ended_as_the_scripts_end(monkeypatch):
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     module, function = scripts["docqa"].split(":")
-    assert (module, getattr(cli, function)) == ("docqa.cli", main)
+    assert (module, getattr(cli, function)) == ("docqa.cli", cli.console_main)
+    ended = []
+    monkeypatch.setattr(cli, "main", lambda: 7)
+    monkeypatch.setattr(cli, "exit_process", ended.append)
+    cli.console_main()
+    assert ended == [7]  # main's code, through exit_process as main.py and db_build.py end
 
 
 def test_inside_a_project_folder_its_config_yml_is_used(fact_project, monkeypatch, capsys):

@@ -1,7 +1,5 @@
 """``python -m docqa``: the ``docqa`` command, for where the console script is not on PATH."""
 
-import sys
+from docqa.cli import exit_process, main
 
-from docqa.cli import main
-
-sys.exit(main(prog="python -m docqa"))
+exit_process(main(prog="python -m docqa"))
