@@ -36,7 +36,8 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 # Sampling settings an OpenAI client may send: checked as OpenAI checks them, so that a mistake is said rather than
 # ignored; ``stop`` is honoured, the others are docqa's own (``llm`` in config.yml).
-Unit = Annotated[float, Field(strict=True, ge=0, le=1)]
+Temperature = Annotated[float, Field(strict=True, ge=0, le=2)]
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
 Penalty = Annotated[float, Field(strict=True, ge=-2, le=2)]
 StopText = Annotated[str, Field(strict=True, min_length=1)]
 
@@ -77,8 +78,8 @@ class ChatRequest(BaseModel):
     n: Optional[StrictInt] = Field(1, description="Choices to generate: docqa gives one.")
     stop: Optional[Union[StopText, Annotated[list[StopText], Field(max_length=4)]]] = Field(
         None, description="Up to 4 texts that end the answer where the model writes them.")
-    temperature: Optional[Annotated[float, Field(strict=True, ge=0, le=2)]] = None
-    top_p: Optional[Unit] = None
+    temperature: Optional[Temperature] = None
+    top_p: Optional[Fraction] = None
     presence_penalty: Optional[Penalty] = None
     frequency_penalty: Optional[Penalty] = None
     seed: Optional[StrictInt] = None
