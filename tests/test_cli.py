@@ -131,6 +131,14 @@ def test_a_doc_pattern_in_another_case_still_matches(built_fact_index, capsys):
     assert code == 0 and {s["document"] for s in json.loads(out)["sources"]} == {"beta-10k.pdf"}
 
 
+def test_a_question_typed_in_lower_case_still_names_its_company(built_fact_index, capsys):
+    """Only capitalised words could name a company: "how many people did alpha employ?" searched everything."""
+    code, out, _ = run(ask_main, built_fact_index.args("--retrieval-only", "--json", "how many people did alpha employ?"),
+                       capsys)
+    searched = json.loads(out)["searched"]
+    assert code == 0 and (searched["scope"], searched["documents"]) == ("named", ["alpha-annual-report.pdf"])
+
+
 def test_doc_given_twice_searches_the_documents_of_both(built_fact_index, capsys):
     both = ["--doc", "beta*", "--doc", "alpha*"]
     code, out, err = run(ask_main, built_fact_index.args("--retrieval-only", "--json", "--k", "6", *both, QUESTION),

@@ -258,6 +258,12 @@ DECOYS = [profile(name) for name in ("ADIDAS_2022_10K.pdf", "SEC_filing_2021.pdf
         ("What was the Total revenue in 2022?", {"Total"}, []),
         # A name from the content, written as a name, narrows at once.
         ("What did Manchester United earn in 2022?", {"Manchester United"}, ["manu-20f-2022-09-24.pdf"]),
+        # A question typed all in lower case names its company in lower case (it searched everything): a name of
+        # several words narrows at once, a single word only where it tells the documents apart.
+        ("what did manchester united earn in 2022?", {"manchester united"}, ["manu-20f-2022-09-24.pdf"]),
+        ("how much is the minimum guarantee payable by adidas?", set(), ["ADIDAS_2022_10K.pdf"]),
+        ("how much is the minimum guarantee payable by adidas?", {"adidas"}, []),
+        ("total revenue in 2022?", {"total"}, []),
     ],
 )
 def test_file_name_hints_and_sentence_starts_narrow_only_where_they_tell_documents_apart(question, common, expected):

@@ -417,18 +417,21 @@ def question_scope(question: str) -> QuestionScope:
 
 def _name_candidates(question: str) -> tuple[dict, frozenset[str]]:
     """Runs of 1 to 5 words that start with a capital or a digit (the ways a question can name a company), folded,
-    with their words as written; and the single words capitalised only because they start a sentence."""
+    with their words as written; and the single words capitalised only because they start a sentence. A question
+    typed all in lower case ("what did amcor announce") names its company in lower case too: there every run counts,
+    and each single word as a sentence's first does, which narrows only where it tells the documents apart."""
     matches = list(_NAME_TOKEN.finditer(question))
     tokens = [re.sub(r"'s?$", "", match.group(0)) for match in matches]
+    lower_case = not any(character.isupper() for character in question)
     candidates: dict = {}
     initial = set()
     for start, token in enumerate(tokens):
-        if not token[0].isupper() and not token[0].isdigit():
+        if not token[0].isupper() and not token[0].isdigit() and not lower_case:
             continue
         for end in range(start + 1, min(start + _MAX_NAME_WORDS, len(tokens)) + 1):
             candidates.setdefault(fold(" ".join(tokens[start:end])), " ".join(tokens[start:end]))
         before = question[: matches[start].start()].rstrip()
-        if (not before or before[-1] in ".?!:;\"'(") and token[1:].islower():
+        if lower_case or ((not before or before[-1] in ".?!:;\"'(") and token[1:].islower()):
             initial.add(fold(token))
     candidates.pop("", None)
     return candidates, frozenset(initial)
