@@ -23,6 +23,8 @@ _KEPT: list = []  # log callbacks llama.cpp may still call: freed, it would call
 # llama.cpp has one log for the process: loads at once would read each other's reasons (and llama-cpp-python's
 # silencing of stdout and stderr while it loads is not safe across threads either)
 _LOADING = threading.Lock()
+_STOPPING = threading.local()  # the stop signal of the generation this thread runs, while llama.cpp evaluates
+_QUIET: list = []  # the handler _quiet_when_stopped made, kept alive while llama.cpp may call it
 
 
 @contextmanager
@@ -43,8 +45,22 @@ def _llama_log(llama_cpp, said: list[str]) -> Iterator[None]:
             yield
         finally:
             if own_handler is not None:
-                llama_cpp.llama_log_set(own_handler, ctypes.c_void_p(0))
+                llama_cpp.llama_log_set(_quiet_when_stopped(llama_cpp, own_handler), ctypes.c_void_p(0))
                 _KEPT.remove(collect)
+
+
+def _quiet_when_stopped(llama_cpp, own_handler):
+    """llama-cpp-python's own log handler, less what llama.cpp says of an evaluation docqa aborted on purpose: "decode:
+    removing memory module entries ..." reached the server's stderr each time a client left."""
+    if not _QUIET:
+        @llama_cpp.llama_log_callback
+        def quiet(level, text, user_data):
+            signal = getattr(_STOPPING, "signal", None)
+            if signal is None or not signal.is_set():
+                own_handler(level, text, user_data)
+
+        _QUIET.append(quiet)
+    return _QUIET[0]
 
 
 def _strlen() -> int | None:
@@ -186,9 +202,11 @@ class LlamaCppLLM(LLM):
 
         callback = llama_cpp.ggml_abort_callback(strlen)
         llama_cpp.llama_set_abort_callback(model._ctx.ctx, callback, ctypes.cast(signal.flag, ctypes.c_void_p))
+        _STOPPING.signal = signal  # for the log: the abort is no error (llama.cpp logs it in this thread)
         try:
             yield
         finally:
+            _STOPPING.signal = None
             if model._ctx.ctx is not None:  # not freed meanwhile (close() waits for the generation)
                 llama_cpp.llama_set_abort_callback(model._ctx.ctx, llama_cpp.ggml_abort_callback(), None)
 
