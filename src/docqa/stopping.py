@@ -27,13 +27,17 @@ class StopSignal:
     def is_set(self) -> bool:
         return self.flag[0] != b"\x00"
 
+    def check(self) -> None:
+        """AnswerStopped where the signal is set."""
+        if self.is_set():
+            raise AnswerStopped("the answer was stopped before its end")
+
 
 def take_turn(lock, stop_signal: Optional[StopSignal]) -> None:
     """Acquire ``lock`` (the model's: another answer may hold it), or raise AnswerStopped where ``stop_signal`` is
     set first, rather than wait for that answer to end only to stop."""
     while not lock.acquire(timeout=0.05 if stop_signal is not None else -1):
-        if stop_signal.is_set():
-            raise AnswerStopped("the answer was stopped before its end")
+        stop_signal.check()
     if stop_signal is not None and stop_signal.is_set():
         lock.release()
-        raise AnswerStopped("the answer was stopped before its end")
+        stop_signal.check()

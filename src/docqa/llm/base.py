@@ -16,7 +16,7 @@ from contextlib import closing
 from types import ModuleType
 from typing import ClassVar, Iterator, Optional, Sequence
 
-from docqa.errors import AnswerStopped, ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
+from docqa.errors import ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
 from docqa.stopping import StopSignal, take_turn
@@ -194,8 +194,8 @@ class LLM(ABC):
             yield text
 
     def _check_stop_signal(self) -> None:
-        if self._stop_signal is not None and self._stop_signal.is_set():
-            raise AnswerStopped("the answer was stopped before its end")
+        if self._stop_signal is not None:
+            self._stop_signal.check()
 
     def _new_token_limit(self, prompt_tokens: int) -> int:
         """max_new_tokens, shortened so that prompt and answer fit the context window."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -63,8 +64,9 @@ def _quiet_when_stopped(llama_cpp, own_handler):
     return _QUIET[0]
 
 
+@functools.cache
 def _strlen() -> int | None:
-    """The address of the C library's strlen, or None where there is none to be found."""
+    """The address of the C library's strlen, or None where there is none to be found (looked up once)."""
     try:
         library = ctypes.CDLL(None) if os.name != "nt" else ctypes.cdll.msvcrt
         return ctypes.cast(library.strlen, ctypes.c_void_p).value
@@ -194,8 +196,9 @@ class LlamaCppLLM(LLM):
         steps of every evaluation, hundreds of times per batch: a Python callback would wait for the GIL each time
         (seconds in all on a busy server), so the callback is libc's strlen, which reads the signal's flag, "" or
         "\\x01", as false or true without Python."""
-        signal, strlen = self._stop_signal, _strlen()
-        if signal is None or strlen is None:
+        signal = self._stop_signal
+        strlen = _strlen() if signal is not None else None
+        if strlen is None:
             yield
             return
         import llama_cpp
