@@ -78,8 +78,9 @@ class FakeLLM:
     chat_template = None
     template_tokens: dict = {}
 
-    def __init__(self, fail_on: tuple[str, ...] = ()):
+    def __init__(self, fail_on: tuple[str, ...] = (), model_name: str = "fake-7b.gguf"):
         self.fail_on = fail_on
+        self.model_name = model_name
         self.asked: list[str] = []
         self.last_token_count = 0
         self.generated_tokens = 0
@@ -309,13 +310,14 @@ def test_csv_output_is_flat_and_resumable(indexed, tmp_path):
         ("r1", ""), ("r2", "")]
 
 
-def test_a_csv_written_before_the_answered_column_is_resumed_in_its_own_columns(indexed, tmp_path):
-    """Adding the column must not refuse the results files users already have ('other columns')."""
+@pytest.mark.parametrize("added", [("model",), ("model", "answered")])
+def test_a_csv_written_before_the_answered_and_model_columns_is_resumed_in_its_own_columns(indexed, tmp_path, added):
+    """Adding a column must not refuse the results files users already have ('other columns')."""
     out = tmp_path / "answers.csv"
     questions = [Question("r1", "How many bakers did Beta employ?"), Question("r2", "Acme dividend?")]
     with DocQA(indexed, llm=FakeLLM()) as qa:
         run_batch(qa, questions[:1], out, k=1)
-    old_columns = [column for column in CSV_COLUMNS if column != "answered"]
+    old_columns = [column for column in CSV_COLUMNS if column not in added]
     with out.open(encoding="utf-8", newline="") as handle:
         rows = [{column: row[column] for column in old_columns} for row in csv.DictReader(handle)]
     with out.open("w", encoding="utf-8", newline="") as handle:
@@ -449,6 +451,28 @@ def test_resuming_with_another_scope_is_refused(indexed, tmp_path, name):
             run_batch(qa, [Question("q2", "Acme revenue?")], out, doc=None)
         assert llm.asked == [] and out.read_text(encoding="utf-8") == before
         assert run_batch(qa, questions, out, doc=["beta*", "acme*"]).skipped == 2  # the same scope resumes
+
+
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_resuming_with_another_model_is_refused(indexed, tmp_path, name):
+    """A run with the demo model, resumed with the real one, said '2 already in' and kept the demo's answers."""
+    out = tmp_path / name
+    questions = [Question("q1", "How many bakers?"), Question("q2", "Acme revenue?")]
+    with DocQA(indexed, llm=FakeLLM(model_name="SmolLM2-135M-Instruct.Q4_1.gguf")) as qa:
+        run_batch(qa, questions[:1], out)
+    before = out.read_text(encoding="utf-8")
+    llm = FakeLLM(model_name="llama-2-7b-chat.Q8_0.gguf")
+    with DocQA(indexed, llm=llm) as qa, pytest.raises(
+            InputError, match=r"holds the answer to 'q1' by the model SmolLM2-135M-Instruct\.Q4_1\.gguf, and this "
+                              r"run answers with llama-2-7b-chat\.Q8_0\.gguf; write to another --out, or delete"):
+        run_batch(qa, questions, out)
+    assert llm.asked == [] and out.read_text(encoding="utf-8") == before
+    same = FakeLLM(model_name="SmolLM2-135M-Instruct.Q4_1.gguf")
+    with DocQA(indexed, llm=same) as qa:
+        assert run_batch(qa, questions, out).skipped == 1  # the same model resumes
+    assert same.asked == ["Acme revenue?"]
+    with DocQA(indexed, retrieval_only=True) as qa:  # passages only: whichever model answered, the passages hold
+        assert run_batch(qa, questions, out).skipped == 2
 
 
 @pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
@@ -659,6 +683,24 @@ def test_cli_batch_resumes_and_each_doc_writes_markdown(config, tmp_path, capsys
     assert ask_main(["--config", str(config), "How many bakers?", "--each-doc", "--doc", "beta*",
                      "--retrieval-only", "--out", str(table)]) == 0
     assert table.read_text(encoding="utf-8").splitlines()[2] == "| beta-2023.pdf | Beta employed 90 bakers in Bristol. | 2 |"
+
+
+def test_cli_batch_refuses_another_models_answers_before_loading_the_model(indexed, config, tmp_path, capsys):
+    """Checked with --out's other problems, before the model's minutes of loading (here it would fail: the
+    configured Llama-2 file is not downloaded)."""
+    questions = tmp_path / "questions.txt"
+    questions.write_text("How many bakers?\n", encoding="utf-8")
+    out = tmp_path / "answers.csv"
+    with DocQA(indexed, llm=FakeLLM(model_name="SmolLM2-135M-Instruct.Q4_1.gguf")) as qa:
+        run_batch(qa, read_questions(questions), out)
+    before = out.read_text(encoding="utf-8")
+    assert ask_main(["--config", str(config), "--batch", str(questions), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"error: {out} holds the answer to 'q1' by the model SmolLM2-135M-Instruct.Q4_1.gguf, and this run answers "
+        f"with llama-2-7b-chat.Q8_0.gguf; write to another --out, or delete the file to ask again"]
+    assert out.read_text(encoding="utf-8") == before
+    assert ask_main(["--config", str(config), "--batch", str(questions), "--out", str(out), "--retrieval-only"]) == 0
 
 
 def test_each_doc_never_writes_over_what_is_not_its_own_table(config, tmp_path, capsys):

@@ -184,7 +184,7 @@ def test_llama_server_without_v1_is_a_config_error_naming_base_url(llama_server,
     assert "llm.base_url" in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_main_answers_through_llama_server(built_fact_index, llama_server, api_key, tmp_path, capsys):
+def test_main_answers_through_llama_server(built_fact_index, llama_server, api_key, smollm2_gguf, tmp_path, capsys):
     config = built_fact_index.write_config(
         tmp_path / "config.yml",
         llm={"backend": "openai", "base_url": llama_server.base_url, "api_key_env": api_key, "api": "chat",
@@ -196,6 +196,7 @@ def test_main_answers_through_llama_server(built_fact_index, llama_server, api_k
     assert "42" in result["answer"], result["answer"]
     assert result["sources"][0]["document"] == "beta-10k.pdf"
     assert result["timings"]["backend"] == "openai" and result["timings"]["tokens"] > 1
+    assert result["model"] == str(smollm2_gguf)  # the id llama_cpp.server lists first (llm.model is empty)
 
 
 def test_main_with_server_down_is_one_line_exit_7(built_fact_index, tmp_path):

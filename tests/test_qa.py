@@ -3,8 +3,10 @@
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from docqa.cli import ask_main
 from docqa.qa import DocQA
@@ -46,6 +48,7 @@ def test_ask_json_has_answer_sources_and_timings(model_config, capsys):
     assert result["sources"][0]["page_number"] == 2
     timings = result["timings"]
     assert timings["backend"] == backend
+    assert result["model"] == Path(yaml.safe_load(config.read_text())["llm"]["model_path"]).name  # batch resume checks it
     assert 0 < timings["tokens"] <= 12
     assert timings["first_token"] is not None and timings["generation"] >= timings["first_token"]
     assert timings["total"] >= timings["load"] + timings["retrieval"]

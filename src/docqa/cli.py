@@ -518,20 +518,24 @@ def _check_doc(qa, doc) -> None:
 def batch(args: argparse.Namespace) -> int:
     from docqa.batch import BatchOutput, read_questions, run_batch
     from docqa.batch.writers import same_file
+    from docqa.llm.factory import configured_model_name
     from docqa.qa import DocQA
 
     if same_file(Path(args.out), Path(args.file)):
         raise InputError("--out must not be the questions file")
     questions = read_questions(args.file)
-    # --out's problems (a typo, another program's data, a run writing it) before the model's minutes of loading
-    BatchOutput(args.out, answers=not args.retrieval_only, questions=questions, doc=_doc(args)).check()
+    settings = _settings(args)
+    # --out's problems (a typo, another program's data, a run writing it, another model's answers) before the
+    # model's minutes of loading
+    model = None if args.retrieval_only else configured_model_name(settings.llm)
+    BatchOutput(args.out, answers=not args.retrieval_only, questions=questions, doc=_doc(args), model=model).check()
     written = 0  # this run's answers, each in --out as soon as it came
 
     def count(record: dict) -> None:
         nonlocal written
         written += not record["error"]
 
-    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
+    with DocQA(settings, retrieval_only=args.retrieval_only) as qa:
         qa.advice_prog = args.prog
         _check_doc(qa, _doc(args))  # refused once, as ask refuses it, rather than failing every question
         try:

@@ -81,6 +81,7 @@ class Answer:
     notes: list[str] = field(default_factory=list)
     searched: Optional[Searched] = None  # which documents retrieval covered, and why
     cut_off: bool = False  # the answer ended at its token limit, not where the model ended it
+    model: Optional[str] = None  # the model that answered (its file's name; a server's model name); None without one
 
     @property
     def answered(self) -> Optional[bool]:
@@ -427,6 +428,7 @@ class DocQA:
         if timings.tokens > 1 and decode_seconds > 0 and len(pieces) > 1:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
         timings.backend = llm.name
+        result.model = getattr(llm, "model_name", None)  # a model passed in need not say (DocQA(llm=...))
         result.answer = "".join(pieces).strip()
         if getattr(llm, "reached_limit", False):  # a model passed in need not say (DocQA(llm=...))
             result.cut_off = True

@@ -54,7 +54,8 @@ def answer_record(qa, question: Question, *, k: Optional[int] = None,
         log.debug("question %s failed", question.id, exc_info=True)
         return {  # the keys an answered record has, so that a script reads every record alike
             "id": question.id, "question": question.question, "answer": None, "sources": [], "timings": None,
-            "notes": [], "searched": None, "cut_off": None, "answered": None, "doc": doc, "error": _describe(error),
+            "notes": [], "searched": None, "cut_off": None, "model": None, "answered": None, "doc": doc,
+            "error": _describe(error),
         }
     return {"id": question.id, **answer.to_dict(), "doc": doc, "error": None}
 
@@ -73,14 +74,16 @@ class BatchOutput:
     (with its permissions), so that every id appears at most once once the rerun is through; the records of
     other ids stay, failed ones too. A file that holds anything else, or another question under an id of
     ``questions`` that it answered (a failed one is asked anew), is refused as it is: resuming into it would lose the user's lines or mix two question files'
-    answers. The extension picks the format (``writers``).
+    answers, or an answer of ``questions`` by another model than ``model`` (the demo model's answers kept as done
+    once the real model answers would pass for its own). The extension picks the format (``writers``).
     """
 
     def __init__(self, path: Path | str, *, answers: bool = True, questions: Sequence[Question] = (),
-                 doc: Optional[str | Sequence[str]] = None):
+                 doc: Optional[str | Sequence[str]] = None, model: Optional[str] = None):
         self.path = Path(path)
         self.format = record_format(self.path)
         self.answers = answers
+        self.model = model  # the model this run answers with (LLM.model_name), where known
         self.questions = questions
         self.doc = doc  # the batch's own scope, for questions without one
         self.done: set[str] = set()
@@ -174,6 +177,10 @@ class BatchOutput:
                 raise InputError(
                     f"{self.path} holds the answer to {question.id!r} from {_searched(entry.doc)}, and this run "
                     f"searches {_searched(scope)}; write to another --out, or delete the file to ask again")
+            if self.answers and self.model and entry.answered and entry.model and entry.model != self.model:
+                raise InputError(
+                    f"{self.path} holds the answer to {question.id!r} by the model {entry.model}, and this run "
+                    f"answers with {self.model}; write to another --out, or delete the file to ask again")
 
     def _rewrite(self, kept: list[Entry]) -> None:
         """The file with ``kept`` alone, replaced whole; its new copy, locked before it takes the name, becomes the
@@ -263,8 +270,10 @@ def run_batch(
     started = time.perf_counter()
     summary = BatchSummary(total=len(questions))
     # A DocQA without a model (retrieval-only) answers nothing, so records without an answer count as done.
-    answers = getattr(qa, "llm", None) is not None
-    with BatchOutput(out, answers=answers, questions=questions, doc=doc) as output:
+    llm = getattr(qa, "llm", None)
+    answers = llm is not None
+    with BatchOutput(out, answers=answers, questions=questions, doc=doc,
+                     model=getattr(llm, "model_name", None)) as output:
         todo = [question for question in questions if question.id not in output.done]
         summary.skipped = len(questions) - len(todo)
         with Progress(len(todo), enabled=progress) as bar:

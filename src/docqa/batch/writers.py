@@ -20,11 +20,15 @@ from typing import Iterator, NamedTuple, Optional, Sequence, TextIO
 from docqa.errors import InputError
 
 CSV_COLUMNS = [
-    "id", "question", "doc", "answer", "answered", "document", "page", "passage", "sources", "notes",
+    "id", "question", "doc", "answer", "answered", "model", "document", "page", "passage", "sources", "notes",
     "retrieval_s", "generation_s", "tokens", "total_s", "error",
 ]
-# The columns of batch CSVs written before ``answered`` was one: a run resuming into such a file keeps them.
-_CSV_COLUMNS_BEFORE_ANSWERED = [column for column in CSV_COLUMNS if column != "answered"]
+# The columns of batch CSVs that earlier versions wrote (before ``model``, and before ``answered`` too): a run
+# resuming into such a file keeps them.
+_EARLIER_CSV_COLUMNS = [
+    [column for column in CSV_COLUMNS if column != "model"],
+    [column for column in CSV_COLUMNS if column not in ("model", "answered")],
+]
 
 
 @contextmanager
@@ -118,8 +122,9 @@ def new_file_beside(target: Path) -> Optional[Path]:
 
 class Entry(NamedTuple):
     """One record an earlier run wrote: its id and question, whether it failed (an error), whether it holds an
-    answer (a retrieval-only run's records hold passages only), its text, and the documents it searched (the
-    file-name patterns as the CSV column writes them; None where the record does not say)."""
+    answer (a retrieval-only run's records hold passages only), its text, the documents it searched (the
+    file-name patterns as the CSV column writes them; None where the record does not say) and the model that
+    answered."""
 
     id: str
     question: str
@@ -127,6 +132,7 @@ class Entry(NamedTuple):
     answered: bool
     text: str
     doc: Optional[str] = None
+    model: Optional[str] = None  # the model that answered, where the record says
 
 
 # Every record a batch writes has these; a JSON line without them is somebody else's data, not a record to resume.
@@ -185,7 +191,7 @@ class JsonlRecords(RecordFormat):
                 raise _not_records(path, f"line {number}")
             entries.append(Entry(str(record["id"]), str(record["question"]), not record["error"],
                                  record["answer"] is not None, line + "\n",
-                                 patterns(record["doc"]) if "doc" in record else None))
+                                 patterns(record["doc"]) if "doc" in record else None, record.get("model")))
         return entries, dropped
 
 
@@ -206,7 +212,7 @@ class CsvRecords(RecordFormat):
             rows = list(csv.reader(io.StringIO(text, newline="")))
         if not rows:
             return [], 0
-        if rows[0] not in (CSV_COLUMNS, _CSV_COLUMNS_BEFORE_ANSWERED):
+        if rows[0] != CSV_COLUMNS and rows[0] not in _EARLIER_CSV_COLUMNS:
             raise InputError(f"{path} exists with other columns than a docqa batch writes; choose another --out")
         self.columns = rows[0]
         entries, dropped = [], 0
@@ -216,7 +222,8 @@ class CsvRecords(RecordFormat):
                     dropped += 1
                     continue
                 raise _not_records(path, f"row {number}")
-            entries.append(Entry(row[0], row[1], row[-1] == "", row[3] != "", _csv_line(row), row[2]))
+            model = row[self.columns.index("model")] if "model" in self.columns else ""
+            entries.append(Entry(row[0], row[1], row[-1] == "", row[3] != "", _csv_line(row), row[2], model or None))
         return entries, dropped
 
 
@@ -242,6 +249,7 @@ def csv_row(record: dict) -> list:
         patterns(record.get("doc")),
         record.get("answer") or "",
         {True: "yes", False: "no"}.get(record.get("answered"), ""),  # empty without an answer
+        record.get("model") or "",
         top.get("document", ""),
         top.get("page_number", ""),
         collapse(top.get("text", "")),

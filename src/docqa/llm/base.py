@@ -13,6 +13,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import closing
+from pathlib import Path
 from types import ModuleType
 from typing import ClassVar, Iterator, Optional, Sequence
 
@@ -77,6 +78,12 @@ class LLM(ABC):
     @abstractmethod
     def context_length(self) -> int:
         """Tokens the model attends to: prompt and answer together."""
+
+    @property
+    def model_name(self) -> str:
+        """The model that answers, as a results file records it: the model file's name (a server backend: the
+        model the server answers with)."""
+        return Path(self.settings.model_path).name
 
     @property
     def chat_template(self) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import struct
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 from docqa.errors import ConfigError, ModelNotFoundError
 from docqa.llm.base import LLM
@@ -36,6 +36,14 @@ def detect_format(path: Path) -> ModelFormat:
     if len(magic) == 4 and struct.unpack("<I", magic)[0] in GGML_MAGICS:
         return "ggml"
     raise ConfigError(f"{path}: not a GGUF or GGML model file")  # the user's file, not the model's failure
+
+
+def configured_model_name(settings: LLMSettings) -> Optional[str]:
+    """The ``model_name`` the configured model will have once loaded, where the settings alone tell (not an
+    OpenAI-compatible server's first listed model, which only the server says)."""
+    if settings.backend in SERVER_BACKENDS:
+        return settings.model
+    return Path(settings.model_path).name
 
 
 def create_llm(settings: LLMSettings, root: Path) -> LLM:

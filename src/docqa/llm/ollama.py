@@ -34,6 +34,10 @@ class OllamaLLM(LLM):
         )
 
     @property
+    def model_name(self) -> str:
+        return self.settings.model
+
+    @property
     def context_length(self) -> int:
         # Sent as options.num_ctx with every request, so it is the window Ollama loads the model with.
         return self.settings.context_length

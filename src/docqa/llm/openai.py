@@ -63,6 +63,10 @@ class OpenAILLM(LLM):
         self._model = settings.model or self._served_model()
 
     @property
+    def model_name(self) -> str:
+        return self._model
+
+    @property
     def context_length(self) -> int:
         """llm.context_length, less what a chat template adds around the prompt on the server's side."""
         allowance = CHAT_TEMPLATE_ALLOWANCE if self.settings.api == "chat" else 0
