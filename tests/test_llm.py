@@ -163,9 +163,10 @@ def test_llama_cpp_refuses_ggml_with_advice(tiny_ggml):
     ("backend", "model_fixture", "damage"),
     [
         ("llama-cpp", "tiny_gguf", lambda data: data[:4096]),
-        # ctransformers aborts the whole process on a truncated GGUF file, so it is shown a GGML
-        # file with an unknown version, an error its loader reports.
         ("ctransformers", "tiny_ggml", lambda data: data[:4] + b"\x63\x00\x00\x00" + data[8:]),
+        # ctransformers' own loader ends the whole process on a GGUF file cut short, in its header or its weights
+        ("ctransformers", "tiny_gguf", lambda data: data[:4096]),
+        ("ctransformers", "tiny_gguf", lambda data: data[: len(data) // 2]),
     ],
 )
 def test_damaged_model_is_one_line_llm_error(request, tmp_path, backend, model_fixture, damage):
@@ -230,6 +231,14 @@ def test_count_tokens_uses_the_model_vocabulary(local_llm):
 
 def test_context_length_is_the_configured_one(local_llm):
     assert local_llm.context_length == 512
+
+
+def test_ctransformers_refuses_another_model_type_for_a_llama_ggml_file(tiny_ggml):
+    """model_type falcon ended the whole process (its loader calls exit(1)), with no message."""
+    with pytest.raises(ConfigError) as caught:
+        create_llm(settings(backend="ctransformers", model_path=tiny_ggml, model_type="falcon"), Path("/"))
+    assert str(caught.value) == (f"{tiny_ggml} is a GGML file in llama.cpp's format, which ctransformers reads as "
+                                 "llm.model_type llama, not falcon: set llm.model_type to llama")
 
 
 def test_ctransformers_gets_configured_context_length(tiny_ggml):

@@ -842,17 +842,16 @@ def _check_model_file(path: Path) -> None:
     to skip the download."""
     from docqa.errors import ConfigError, LLMError
     from docqa.llm.factory import detect_format
-    from docqa.llm.gguf_size import gguf_size
+    from docqa.llm.gguf_size import cut_short
 
     try:
-        whole = gguf_size(path) if detect_format(path) == "gguf" else None
+        short = cut_short(path) if detect_format(path) == "gguf" else None
     except (OSError, ConfigError, LLMError):  # not a model file; a GGUF header that cannot be read
         raise InputError(f"{path} is there but is not a GGUF or GGML model file (an interrupted copy?); delete "
                          "it and download again") from None
-    size = path.stat().st_size
-    if whole is not None and size < whole:
-        raise InputError(f"{path} is there but cut short ({size:,} of its {whole:,} bytes: an interrupted copy?); "
-                         "delete it and download again")
+    if short:
+        raise InputError(f"{path} is there but cut short ({short[0]:,} of its {short[1]:,} bytes: an interrupted "
+                         "copy?); delete it and download again")
 
 
 # ---------------------------------------------------------------- serve

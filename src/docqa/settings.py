@@ -197,7 +197,9 @@ class LLM(Section):
         "server (llama.cpp, llama_cpp.server, llamafile, LM Studio, vLLM, GPT4All); ollama: Ollama's own API.",
     )
     model_path: Path = Field(Path("models/llama-2-7b-chat.Q8_0.gguf"), description="Local GGUF or GGML v3 model file.")
-    model_type: str = Field("llama", description="Architecture name passed to ctransformers.")
+    model_type: str = Field(
+        "llama", description="ctransformers: the architecture of a GGML file (llama for the card's GGML v3); a GGUF file "
+        "names its own.")
     max_new_tokens: Whole = Field(256, gt=0)
     temperature: Number = Field(0.01, ge=0)
     context_length: Whole = Field(

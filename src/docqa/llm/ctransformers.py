@@ -7,9 +7,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterator
 
-from docqa.errors import LLMError
+from docqa.errors import ConfigError, LLMError
 from docqa.llm.base import LLM, cpu_threads, describe, import_backend
+from docqa.llm.gguf_size import cut_short
 from docqa.settings import LLM as LLMSettings
+
+
+# The GGML magics of llama.cpp's own formats (ggjt: the card's GGML v3; ggmf; ggla), as the file's first four bytes.
+LLAMA_GGML_MAGICS = {b"tjgg", b"fmgg", b"algg"}
 
 
 class CTransformersLLM(LLM):
@@ -17,11 +22,21 @@ class CTransformersLLM(LLM):
 
     def __init__(self, settings: LLMSettings, model_path: Path) -> None:
         super().__init__(settings)
+        with model_path.open("rb") as model_file:
+            magic = model_file.read(4)
+        gguf = magic == b"GGUF"
+        if magic in LLAMA_GGML_MAGICS and settings.model_type != "llama":
+            # Its other loaders misread llama.cpp's file: falcon's ends the whole process (exit(1), no message)
+            raise ConfigError(f"{model_path} is a GGML file in llama.cpp's format, which ctransformers reads as "
+                              f"llm.model_type llama, not {settings.model_type}: set llm.model_type to llama")
+        if gguf and (short := cut_short(model_path)):  # its GGUF loader ends the whole process on such a file
+            raise LLMError(f"{model_path} is cut short ({short[0]:,} of its {short[1]:,} bytes: an interrupted "
+                           "copy?); download it again")
         ctransformers = import_backend("ctransformers", "ctransformers")
         try:
             self._model = ctransformers.AutoModelForCausalLM.from_pretrained(
                 str(model_path),
-                model_type=settings.model_type,
+                model_type=settings.model_type,  # a GGUF file's own architecture wins over it
                 local_files_only=True,
                 # Without it ctransformers silently keeps a 512-token window.
                 context_length=settings.context_length,
@@ -30,8 +45,6 @@ class CTransformersLLM(LLM):
             )
         except Exception as error:
             advice = ""
-            with model_path.open("rb") as model_file:
-                gguf = model_file.read(4) == b"GGUF"
             if gguf:
                 advice = "; its bundled 2023 llama.cpp does not read every GGUF model: set llm.backend to llama-cpp"
             raise LLMError(f"ctransformers cannot load {model_path}: {describe(error)}{advice}") from None

@@ -138,3 +138,11 @@ def gguf_size(path: Path) -> Optional[int]:
         return start + end
     finally:
         data.close()
+
+
+def cut_short(path: Path) -> Optional[tuple[int, int]]:
+    """(the file's size, the size its header promises) where a GGUF file at ``path`` is shorter than its header says;
+    None where it is whole or that cannot be told. LLMError where the header itself is cut short or damaged."""
+    whole = gguf_size(path)
+    size = Path(path).stat().st_size
+    return (size, whole) if whole is not None and size < whole else None
