@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from docqa.chunking import Chunk, Chunker, is_heading, page_title
 from docqa.documents import Page, read_pages
@@ -26,6 +27,7 @@ from docqa.profiles import (
     question_years,
     registrant_name,
     same_company_names,
+    unindexed_names,
     with_fiscal_quarters,
 )
 from docqa.cli import ask_main
@@ -239,6 +241,43 @@ FILINGS = same_company_names([
 )
 def test_named_documents(question, expected):
     assert named_documents(question, FILINGS) == expected
+
+
+COVERED = [
+    profile("manu-20f-2022-09-24.pdf", "FORM 20-F\nFor the fiscal year ended 30 June 2022\nMANCHESTER UNITED plc\n"
+            "(Exact name of Registrant as specified in its charter)"),
+    profile("10-K (2).pdf", "FORM 10-K\nNIKE, Inc.\n(Exact name of registrant as specified in its charter)"),
+    profile("report.pdf", "FORM 10-K\nBank of America Corporation\n(Exact name of registrant as specified in its charter)"),
+]
+
+
+@pytest.mark.parametrize(
+    "question, expected",
+    [
+        ("What was Adidas's revenue in 2022?", ["Adidas"]),
+        ("Did Foot Locker’s sales grow?", ["Foot Locker"]),  # a typographic apostrophe
+        ("How much is the Premier League's broadcasting deal worth?", ["Premier League"]),
+        ("Compare Nike's and Adidas's margins", ["Adidas"]),
+        ("What was JPMorgan Chase's CET1 ratio?", ["JPMorgan Chase"]),
+        ("Under Adidas's agreement, what is paid?", ["Adidas"]),  # a question's first words are no part of a name
+        ("What was Nike's revenue?", []),
+        ("What was NIKE Inc's revenue?", []),
+        ("Was Bank of America's CET1 ratio above 10%?", []),
+        ("Did Manchester United's revenue grow?", []),
+        ("Did United's revenue grow?", []),  # a word of an indexed company's name may be how the question calls it
+        ("What was NKE's margin?", []),  # a ticker may be an indexed company's
+        ("What was the Company's revenue?", []),  # a report's own word for its company
+        ("How did the Group's and the Board's views differ?", []),
+        ("what was adidas's revenue?", []),  # all in lower case: names cannot be told from words
+    ],
+)
+def test_unindexed_names(question, expected):
+    assert unindexed_names(question, COVERED) == expected
+
+
+def test_no_company_is_said_missing_where_a_documents_company_is_unknown():
+    """A document whose first page does not say its company may be the one the question names."""
+    assert unindexed_names("What was Adidas's revenue?", [*COVERED, profile("Annual Report 2022.pdf", "Our year")]) == []
 
 
 DECOYS = [profile(name) for name in ("ADIDAS_2022_10K.pdf", "SEC_filing_2021.pdf", "TOTAL_2022_20F.pdf")] + [
@@ -577,7 +616,8 @@ def test_searched_documents_are_in_the_text_and_json_outputs(config, capsys):
     searched = json.loads(capsys.readouterr().out)["searched"]
     assert searched["scope"] == "all" and len(searched["documents"]) == 3
     assert ask_main(["--config", str(config), "--retrieval-only", "--json", "--doc", "beta*", "Revenue?"]) == 0
-    assert json.loads(capsys.readouterr().out)["searched"] == {"scope": "doc", "documents": ["beta-2023.pdf"], "named": []}
+    assert json.loads(capsys.readouterr().out)["searched"] == {
+        "scope": "doc", "documents": ["beta-2023.pdf"], "named": [], "unindexed": []}
 
 
 @pytest.mark.parametrize(
@@ -594,6 +634,33 @@ def test_a_capitalised_word_matching_a_file_name_does_not_narrow_the_search(tmp_
         result = qa.ask(question, k=2)
     assert result.searched.scope == "all" and len(result.searched.documents) == 4
     assert result.sources[0].document == "manu-20f-2022-09-24.pdf" and answer in result.sources[0].text
+
+
+def test_a_company_no_indexed_document_is_of_is_said_in_the_answer(tmp_path, fake_embedder, capsys):
+    """An analyst asking about Nike over other companies' reports got their passages (and an answer from them)
+    with nothing said."""
+    settings = index_of(tmp_path, {**MU_LIKE, "10-K (2).pdf": [
+        "FORM 10-K\nFor the fiscal year ended May 31, 2022\nNIKE, Inc.\n(Exact name of registrant as specified in its "
+        "charter)", "Revenues rose to 46.7 billion dollars."]})
+    with DocQA(settings, retrieval_only=True) as qa:
+        missing = qa.ask("What was Adidas's total revenue in 2022?", k=2)
+        dated = qa.ask("What was Adidas's total revenue at 30 June 2022?", k=2)
+        named = qa.ask("What was Nike's total revenue in 2022?", k=2)
+        generic = qa.ask("What was the Group's total revenue in 2022?", k=2)
+    assert (missing.searched.scope, missing.searched.unindexed) == ("all", ("Adidas",))
+    assert missing.searched.summary() == "all 2 documents (none is Adidas's, which the question names)"
+    assert missing.notes == ["the question names Adidas, and no indexed document is its report: the passages, and any "
+                             "answer, come from other companies' documents"]
+    assert dated.searched.summary() == ("1 document whose period ends on the date in the question: "
+                                        "manu-20f-2022-09-24.pdf (it is not Adidas's, which the question names)")
+    assert (named.searched.scope, named.searched.unindexed, named.notes) == ("named", (), [])
+    assert (generic.searched.scope, generic.searched.unindexed, generic.notes) == ("all", (), [])
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"paths": {key: str(value) for key, value in settings.paths.model_dump().items()}}))
+    assert ask_main(["--config", str(config), "--retrieval-only", "What was Adidas's total revenue in 2022?"]) == 0
+    out, err = capsys.readouterr()
+    assert "\nSearched: all 2 documents (none is Adidas's, which the question names)\n" in out
+    assert "no indexed document is its report" in out + err
 
 
 def test_a_named_company_whose_passages_match_weakly_falls_back_to_every_document(tmp_path, fake_embedder):

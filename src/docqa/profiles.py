@@ -46,14 +46,25 @@ _FILING_WORDS = frozenset(
     "annual quarterly report reports form filing filings earnings release results dated fy statement statements "
     "financial financials interim proxy presentation transcript exhibit ex press copy final draft".split()
 )
-_LEGAL_SUFFIXES = re.compile(
-    r"(?:[\s,]+(?:inc|incorporated|corp|corporation|co|company|plc|ltd|limited|llc|sa|ag|nv|se|group|holdings)\b\.?)+\s*$",
-    re.IGNORECASE,
-)
+_LEGAL_WORDS = ("inc", "incorporated", "corp", "corporation", "co", "company", "plc", "ltd", "limited", "llc", "sa",
+                "ag", "nv", "se", "group", "holdings")
+_LEGAL_SUFFIXES = re.compile(rf"(?:[\s,]+(?:{'|'.join(_LEGAL_WORDS)})\b\.?)+\s*$", re.IGNORECASE)
 _ANNUAL_FORMS = frozenset({"10-K", "20-F", "40-F"})
 _CONNECTIVES = frozenset("of and the de du la".split())  # "Bank of" is no name of Bank of America
 _NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.&']*")
 _MAX_NAME_WORDS = 5
+# A name in the possessive, how questions name a company: "Nike's", "Bank of America's", "JPMorgan Chase’s"
+_POSSESSIVE = re.compile(r"\b((?:[A-Z][\w.&-]*\s+(?:(?:of|and|&)\s+)?){0,4}[A-Z][\w.&-]*)['’]s\b")
+# Words that start a question or a clause, capitalised only for that ("Did Nike's ...", "How has Nike's ..."), and
+# possessives that are a report's own words for its company or its people, not a company's name.
+_NOT_NAMES = frozenset(
+    "what how did does do is are was were which who whom why when where has have had can could will would should "
+    "according in for by at of per under as on with from after before during since between within about if here "
+    "there it that this let we please considering based using compare describe list explain give show tell "
+    "summarize summarise the its our "
+    "company group board club committee management auditor auditors chairman chair director directors registrant "
+    "issuer parent subsidiary trust fund firm year quarter period government ceo cfo".split()
+)
 _COVER_CHARS = 4000  # the cover page's facts stand near its top
 
 
@@ -488,6 +499,31 @@ def named_documents(question: str, profiles: Sequence[Profile], distinctive: Dis
     if scope.form:
         chosen = _narrow(chosen, lambda p: p.form == scope.form)
     return [p.document for p in chosen]
+
+
+def unindexed_names(question: str, profiles: Sequence[Profile]) -> list[str]:
+    """The companies a question names in the possessive ("What was Nike's revenue?") that no indexed document is of,
+    as written: the passages found for it come from other companies' documents. Empty where some document's company
+    is unknown (a first page that does not say it): that document may be the one."""
+    if not profiles or any(not (item.names - item.hinted) for item in profiles):
+        return []
+    missing = []
+    for match in _POSSESSIVE.finditer(question):
+        words = match.group(1).split()
+        while words and words[0].lower() in _NOT_NAMES:
+            words = words[1:]
+        if not words or words[-1].lower() in _NOT_NAMES:
+            continue
+        written = " ".join(words)
+        if written.isupper() and len(written) <= 5:  # a ticker ("NKE's") may well be an indexed company's
+            continue
+        scope = question_scope(written)
+        # A word of an indexed company's name may be how the question calls it ("United's" for Manchester United)
+        own_words = {word.lower() for word in words} - _CONNECTIVES - set(_LEGAL_WORDS)
+        if not any(scope.naming(item) or own_words & set(item.name_words) for item in profiles) \
+                and written not in missing:
+            missing.append(written)
+    return missing
 
 
 def dated_documents(question: str, profiles: Sequence[Profile]) -> list[str]:

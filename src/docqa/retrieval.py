@@ -28,6 +28,7 @@ from docqa.profiles import (
     named_documents,
     profile,
     same_company_names,
+    unindexed_names,
     with_fiscal_quarters,
 )
 from docqa.settings import Retrieval, Settings
@@ -99,6 +100,8 @@ class Searched:
     scope: Literal["all", "named", "period", "doc"]
     documents: tuple[str, ...]
     named: tuple[str, ...] = ()  # the documents the question names, also when their passages matched too weakly
+    # companies the question names ("Nike's") that no indexed document is of, as written
+    unindexed: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for people: "all 47 documents", "1 document named in the question: a.pdf", ..."""
@@ -107,13 +110,17 @@ class Searched:
             return f"{count} matching --doc: {', '.join(self.documents)}"
         if self.scope == "named":
             return f"{count} named in the question: {', '.join(self.documents)}"
+        # The companies the question names and the index lacks: the passages are other companies'
+        owners = " or ".join(f"{name}'s" for name in self.unindexed)
+        none = "it is not" if len(self.documents) == 1 else "none is"
+        lacking = f" ({none} {owners}, which the question names)" if self.unindexed else ""
         if self.scope == "period":
-            return f"{count} whose period ends on the date in the question: {', '.join(self.documents)}"
+            return f"{count} whose period ends on the date in the question: {', '.join(self.documents)}{lacking}"
         every = f"all {count}" if len(self.documents) != 1 else "the only document"
         if self.named:
             return (f"{every} (the question names {', '.join(self.named)}, but no passage there matched it "
                     "nearly as well as passages elsewhere)")
-        return every
+        return every + lacking
 
 
 @dataclass(frozen=True)
@@ -306,12 +313,16 @@ class Retriever:
                 passages = self._ranked(question, query, vector, k, ids, allowed)
                 return SearchResult(passages, Searched("named", tuple(named), tuple(named)))
         else:
+            unindexed = self._unindexed(question)
             # Kept even where other filings' passages match better (no weak-evidence fallback, unlike a name): those
             # filings report on other periods, which the question's date rules out.
             dated = self._dated(question)
             if dated:
                 ids = self._document_ids(documents, dated)
-                return SearchResult(self._ranked(question, query, vector, k, ids), Searched("period", tuple(dated)))
+                return SearchResult(self._ranked(question, query, vector, k, ids),
+                                    Searched("period", tuple(dated), unindexed=unindexed))
+            return SearchResult(self._ranked(question, query, vector, k, None),
+                                Searched("all", everything, unindexed=unindexed))
         return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
 
     @staticmethod
@@ -382,6 +393,9 @@ class Retriever:
         if not self.settings.named_documents:
             return []
         return named_documents(question, self.profiles(), self._distinctive)
+
+    def _unindexed(self, question: str) -> tuple[str, ...]:
+        return tuple(unindexed_names(question, self.profiles())) if self.settings.named_documents else ()
 
     def _dated(self, question: str) -> list[str]:
         return dated_documents(question, self.profiles()) if self.settings.named_documents else []

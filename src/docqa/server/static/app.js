@@ -250,13 +250,18 @@ function searchedText(searched) {
   const docs = searched.documents;
   const count = `${docs.length} document${docs.length === 1 ? "" : "s"}`;
   const names = docs.join(", ");
+  // the companies the question names and the index lacks: the passages are other companies'
+  const unindexed = searched.unindexed || [];
+  const lacking = unindexed.length
+    ? ` (${docs.length === 1 ? "it is not" : "none is"} ${unindexed.map((name) => `${name}'s`).join(" or ")}, which the question names)`
+    : "";
   if (searched.scope === "doc") return `Searched the ${count} chosen: ${names}`;
   if (searched.scope === "named") return `Searched the ${count} named in the question: ${names}`;
-  if (searched.scope === "period") return `Searched the ${count} whose period ends on the date in the question: ${names}`;
+  if (searched.scope === "period") return `Searched the ${count} whose period ends on the date in the question: ${names}${lacking}`;
   const every = docs.length === 1 ? "Searched the only document" : `Searched all ${count}`;
   return searched.named && searched.named.length
     ? `${every} (the question names ${searched.named.join(", ")}, but no passage there matched it nearly as well as passages elsewhere)`
-    : every;
+    : every + lacking;
 }
 
 // A link that asks this question again, of the same documents, in the same mode
