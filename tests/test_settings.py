@@ -66,6 +66,14 @@ def test_a_merge_key_may_repeat_what_it_merges(tmp_path):
         ("llm:\n  context_length: 2000000000\n", "bad value for 'llm.context_length': Input should be less than or "
                                                    "equal to 1048576"),
         ("prompt:\n  template: 'no placeholders'\n", "must contain {context}"),
+        # any other {field} passed, then failed every answer after the model loaded ("unexpected KeyError: 'foo'")
+        ("prompt:\n  template: 'Context: {context} Q: {question} {foo}'\n",
+         "bad value for 'prompt': Value error, template: {foo} is not a placeholder (only {context} and {question} "
+         "are); a literal brace is written {{ or }}"),
+        ("prompt:\n  template: '{context} {question} Reply as {\"answer\": 1}'\n", 'template: {"answer": 1} is not'),
+        ("prompt:\n  template: '{context} {question} }'\n", "template: single '}' encountered in format string; a "
+                                                              "literal brace is written {{ or }}"),
+        ("prompt:\n  template: '{context} {{question}}'\n", "must contain {question}"),  # an escaped one is text
         ("embeddings:\n  runtime: torch\n  chunk_precision: int8\n", "chunk_precision int8 needs runtime: onnx"),
         ("paths: [1, 2\n", "not valid YAML at line"),
         ("retrieval:\n  k: 100000\n", "bad value for 'retrieval.k': Input should be less than or equal to 10000"),

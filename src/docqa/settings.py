@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -262,9 +263,22 @@ class Prompt(Section):
 
     @model_validator(mode="after")
     def _has_placeholders(self):
-        for name in ("{context}", "{question}"):
-            if name not in self.template:
-                raise ValueError(f"template must contain {name}")
+        # Filled as LangChain's f-string templates are (str.format): any other {field} failed every answer, after the
+        # model had loaded, with "unexpected KeyError"
+        literal = "a literal brace is written {{ or }}"
+        try:
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(self.template)
+                      if name is not None]
+        except ValueError as error:  # "Single '}' encountered in format string"
+            raise ValueError(f"template: {str(error)[0].lower()}{str(error)[1:]}; {literal}") from None
+        for name, spec, conversion in fields:
+            written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            if name not in ("context", "question") or spec or conversion:
+                raise ValueError(f"template: {written} is not a placeholder (only {{context}} and {{question}} are); "
+                                 f"{literal}")
+        for name in ("context", "question"):
+            if name not in {field[0] for field in fields}:
+                raise ValueError(f"template must contain {{{name}}}")
         return self
 
 
