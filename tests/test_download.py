@@ -6,12 +6,16 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import huggingface_hub
+from huggingface_hub import constants as hub_constants
 import pytest
 import yaml
 
 from docqa.cli import download_main as main
+from docqa.download import PROXY_VARIABLES
+from tests.support.fake_hub import FakeHub, serve
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,25 +34,25 @@ def config(tmp_path) -> Path:
 
 
 @pytest.fixture
-def fake_hub(monkeypatch) -> list[dict]:
-    """Replaces hf_hub_download with one that writes a small file where the real one would."""
-    calls: list[dict] = []
-
-    def fake_download(*, repo_id: str, filename: str, local_dir: Path) -> str:
-        calls.append({"repo_id": repo_id, "filename": filename, "local_dir": Path(local_dir)})
-        target = Path(local_dir) / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(b"GGUF")
-        return str(target)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    return calls
+def fake_hub(monkeypatch) -> Iterator[FakeHub]:
+    """A hub on loopback, answering as the real one does (tests/support/fake_hub.py); downloads go to it."""
+    hub = FakeHub()
+    server = serve(hub)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", hub.url)
+    for name in (*PROXY_VARIABLES, "HTTP_PROXY", "http_proxy"):  # straight to loopback
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("docqa.download.time.sleep", lambda seconds: None)  # the pause before taking a drop up again
+    yield hub
+    server.shutdown()
 
 
 def test_downloads_gguf_into_configured_models_folder(config, fake_hub, capsys):
     assert main(["--config", str(config)]) == 0
     models = config.parent / "my-models"
-    assert fake_hub == [{"repo_id": "TheBloke/Llama-2-7B-Chat-GGUF", "filename": "llama-2-7b-chat.Q8_0.gguf", "local_dir": models}]
+    assert fake_hub.downloads == [{"repo_id": "TheBloke/Llama-2-7B-Chat-GGUF", "filename": "llama-2-7b-chat.Q8_0.gguf"}]
+    assert (models / "llama-2-7b-chat.Q8_0.gguf").read_bytes() == fake_hub.content(
+        "TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q8_0.gguf")
+    assert sorted(path.name for path in models.iterdir()) == ["llama-2-7b-chat.Q8_0.gguf"]  # no part, no hub cache
     output = capsys.readouterr().out
     assert f"saved {models / 'llama-2-7b-chat.Q8_0.gguf'}" in output
     # The configuration still points at models/, so the user is told what to set.
@@ -57,8 +61,8 @@ def test_downloads_gguf_into_configured_models_folder(config, fake_hub, capsys):
 
 def test_ggml_flag_downloads_the_cards_file(config, fake_hub):
     assert main(["--ggml", "--config", str(config)]) == 0
-    assert fake_hub[0]["repo_id"] == "TheBloke/Llama-2-7B-Chat-GGML"
-    assert fake_hub[0]["filename"] == "llama-2-7b-chat.ggmlv3.q8_0.bin"
+    assert fake_hub.downloads[0]["repo_id"] == "TheBloke/Llama-2-7B-Chat-GGML"
+    assert fake_hub.downloads[0]["filename"] == "llama-2-7b-chat.ggmlv3.q8_0.bin"
     assert (config.parent / "my-models" / "llama-2-7b-chat.ggmlv3.q8_0.bin").is_file()
 
 
@@ -74,7 +78,7 @@ def test_present_file_is_not_downloaded_again(config, fake_hub, capsys, tiny_ggu
     existing.parent.mkdir()
     existing.write_bytes(tiny_gguf.read_bytes())
     assert main(["--config", str(config)]) == 0
-    assert fake_hub == []
+    assert fake_hub.downloads == []
     output = capsys.readouterr().out
     # llm.model_path still names models/, so the user learns what to set rather than being sent to download again
     assert "already present" in output and f"set llm.model_path: {existing} in the configuration" in output
@@ -87,7 +91,7 @@ def test_a_file_in_the_way_that_is_no_model_is_not_taken_for_one(config, fake_hu
     existing.parent.mkdir()
     existing.write_bytes(content)
     assert main(["--config", str(config)]) == 2
-    assert fake_hub == [] and existing.read_bytes() == content
+    assert fake_hub.downloads == [] and existing.read_bytes() == content
     assert capsys.readouterr().err == (f"error: {existing} is there but is not a GGUF or GGML model file (an "
                                        "interrupted copy?); delete it and download again\n")
 
@@ -101,7 +105,7 @@ def test_a_model_file_cut_short_is_not_taken_for_one(config, fake_hub, capsys, t
         existing.write_bytes(whole[:cut])
         assert main(["--config", str(config)]) == 2
         error = capsys.readouterr().err
-        assert fake_hub == [] and error.count("\n") == 1, error
+        assert fake_hub.downloads == [] and error.count("\n") == 1, error
         assert (f"{existing} is there but cut short ({cut:,} of its {len(whole):,} bytes" in error
                 or f"{existing} is there but is not a GGUF or GGML model file" in error), error
 
@@ -127,7 +131,7 @@ def test_a_crafted_model_header_is_one_line_not_a_crash(config, fake_hub, capsys
     existing.write_bytes(header)
     assert main(["--config", str(config)]) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"error: {existing} is there but is not a GGUF or GGML model file") and fake_hub == []
+    assert error.startswith(f"error: {existing} is there but is not a GGUF or GGML model file") and fake_hub.downloads == []
 
 
 def test_the_tensor_sizes_docqa_knows_are_llama_cpp_s():
@@ -151,7 +155,7 @@ def test_a_folder_or_a_dangling_link_where_the_model_would_go_fails_before_the_h
         target.symlink_to(config.parent / "elsewhere.gguf")
     assert main(["--config", str(config)]) == 2
     what = "a folder" if blocking == "folder" else "a link to nothing"
-    assert fake_hub == [] and capsys.readouterr().err == (
+    assert fake_hub.downloads == [] and capsys.readouterr().err == (
         f"error: {target} is {what}, where the model file would go; move it away and download again\n")
 
 
@@ -167,7 +171,7 @@ def test_a_models_folder_under_a_file_names_that_file(tmp_path, fake_hub, capsys
 def test_a_models_folder_that_is_a_file_fails_before_the_hub_is_asked(config, fake_hub, capsys):
     (config.parent / "my-models").write_text("not a folder", encoding="utf-8")
     assert main(["--config", str(config)]) == 2
-    assert fake_hub == []
+    assert fake_hub.downloads == []
     assert "which is a file, not a folder; point paths.models in config.yml at a folder" in capsys.readouterr().err
 
 
@@ -184,7 +188,7 @@ def test_a_models_folder_that_is_a_file_fails_before_the_hub_is_asked(config, fa
 ])
 def test_options_that_would_be_ignored_or_escape_are_refused(config, fake_hub, capsys, argv, message):
     assert main([*argv, "--config", str(config)]) == 2
-    assert fake_hub == [] and message in capsys.readouterr().err
+    assert fake_hub.downloads == [] and message in capsys.readouterr().err
 
 
 def test_progress_goes_to_stderr_and_the_result_to_stdout(config, fake_hub, capsys):
@@ -194,15 +198,103 @@ def test_progress_goes_to_stderr_and_the_result_to_stdout(config, fake_hub, caps
     assert "downloading" not in out and out.startswith("saved ")
 
 
-def test_network_failure_is_one_line_on_stderr(config, monkeypatch, capsys):
-    def offline(**kwargs):
-        raise ConnectionError("Failed to resolve the host name\nTraceback details nobody needs")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+def test_network_failure_is_one_line_on_stderr(config, fake_hub, monkeypatch, capsys):
+    """Nothing listening where the hub should be: one line with the reason, at once (no retries of a dead network)."""
+    monkeypatch.setattr(hub_constants, "ENDPOINT", "http://127.0.0.1:9")
     assert main(["--config", str(config)]) == 1
     error = capsys.readouterr().err
     assert error.startswith("downloading llama-2-7b-chat.Q8_0.gguf")  # the progress line, then one for the failure
-    assert error.splitlines()[1:] == ["error: download of llama-2-7b-chat.Q8_0.gguf failed: Failed to resolve the host name"]
+    assert error.splitlines()[1:] == ["error: download of llama-2-7b-chat.Q8_0.gguf failed: [Errno 111] Connection "
+                                      "refused; nothing was kept"]
+
+
+def test_a_dropped_connection_goes_on_from_where_it_stopped(config, fake_hub, capsys):
+    """huggingface_hub's download deleted what it had fetched on any failure: a 7 GB file started again from 0."""
+    fake_hub.drop_after = [1000, 500]
+    assert main(["--config", str(config)]) == 0
+    models = config.parent / "my-models"
+    whole = fake_hub.content("TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q8_0.gguf")
+    assert (models / "llama-2-7b-chat.Q8_0.gguf").read_bytes() == whole
+    assert fake_hub.ranges == ["", "bytes=1000-", "bytes=1500-"]
+    err = capsys.readouterr().err
+    assert "the connection dropped (" in err and "going on from 1,000 bytes" in err
+    assert not (models / "llama-2-7b-chat.Q8_0.gguf.part").exists()
+
+
+def test_an_interrupted_download_is_kept_and_the_next_run_goes_on(config, fake_hub, monkeypatch, capsys):
+    fake_hub.drop_after = [1000] * 10  # the connection keeps dropping at once: the run gives up, keeping its bytes
+    monkeypatch.setattr("docqa.download.ATTEMPTS", 2)
+    assert main(["--config", str(config)]) == 1
+    part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: download of llama-2-7b-chat.Q8_0.gguf failed: peer closed connection without sending complete message "
+        f"body (received 1000 bytes, expected 1052); the 2.0 KB fetched are kept in {part}: the same command goes on "
+        "from there")
+    assert part.stat().st_size == 2000
+    fake_hub.drop_after = []
+    assert main(["--config", str(config)]) == 0
+    assert "going on from the 2.0 KB fetched before" in capsys.readouterr().err
+    assert fake_hub.ranges[-1] == "bytes=2000-" and not part.exists()
+    assert (config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf").read_bytes() == fake_hub.content(
+        "TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q8_0.gguf")
+
+
+def test_ctrl_c_keeps_what_came_and_says_so(config, fake_hub, monkeypatch, capsys):
+    def stopped(model, partial):
+        partial.write_bytes(b"GGUF" + bytes(3000))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("docqa.download._fetch", stopped)
+    assert main(["--config", str(config)]) == 130
+    part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"the 2.9 KB fetched are kept in {part}: the same command goes on from there", "interrupted"]
+
+
+def test_a_part_that_is_already_whole_is_not_fetched_again(config, fake_hub):
+    whole = fake_hub.content("TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q8_0.gguf")
+    part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
+    part.parent.mkdir()
+    part.write_bytes(whole)
+    assert main(["--config", str(config)]) == 0
+    assert fake_hub.ranges == [f"bytes={len(whole)}-"]  # answered 416: nothing more to send
+    assert (config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf").read_bytes() == whole
+
+
+def test_a_file_that_does_not_match_the_hubs_digest_is_not_kept(config, fake_hub, capsys):
+    fake_hub.wrong_digest = True
+    assert main(["--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: download of llama-2-7b-chat.Q8_0.gguf failed: the file that came does not match the hub's SHA-256 "
+        "(damaged on the way); it was deleted: download again")
+    assert list((config.parent / "my-models").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--repo", "missing/repo", "--file", "a.gguf"], "no repository missing/repo on the hub (or it is private: "
+                                                         "set HF_TOKEN to a token that may read it); check --repo"),
+        (["--repo", "some/repo-GGUF", "--file", "missing.gguf"],
+         "some/repo-GGUF has no file missing.gguf; check --file against the repository's files"),
+        (["--repo", "gated/repo", "--file", "a.gguf"],
+         "gated/repo is gated: accept its terms on its page on the hub, then set HF_TOKEN to an access token of yours"),
+    ],
+)
+def test_the_hubs_refusals_say_which_of_repository_file_or_access(config, fake_hub, capsys, argv, message):
+    """A wrong repository said 'check your connection', a gated one a bare '401 Client Error.'"""
+    fake_hub.gated = {"gated/repo"}
+    assert main([*argv, "--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: download of {argv[-1]} failed: {message}"
+    assert list((config.parent / "my-models").iterdir()) == []
+
+
+def test_offline_mode_says_so(config, fake_hub, monkeypatch, capsys):
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    assert main(["--config", str(config)]) == 1
+    assert capsys.readouterr().err == ("error: download of llama-2-7b-chat.Q8_0.gguf failed: HF_HUB_OFFLINE is set, "
+                                       "which forbids downloads; unset it to download\n")
+    assert fake_hub.downloads == []
 
 
 def test_offline_the_download_fails_at_once_in_one_line(config, monkeypatch, capsys):
@@ -215,10 +307,10 @@ def test_offline_the_download_fails_at_once_in_one_line(config, monkeypatch, cap
 
     monkeypatch.undo()  # the real resolve_hub, with the name lookup failing as it does offline
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kwargs: pytest.fail("no lookup should follow"))
+    monkeypatch.setattr("docqa.download._fetch", lambda *args: pytest.fail("no lookup should follow"))
     for name in ("HF_HUB_OFFLINE", *docqa.download.PROXY_VARIABLES):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     assert main(["--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: download of llama-2-7b-chat.Q8_0.gguf failed: cannot resolve ")
@@ -249,23 +341,11 @@ def test_script_runs_from_a_fresh_checkout(config):
     assert "already present" in result.stdout
 
 
-def test_failure_names_the_underlying_cause(config, monkeypatch, capsys):
-    def offline(**kwargs):
-        try:
-            raise OSError("[Errno -2] Name or service not known")
-        except OSError as cause:
-            raise RuntimeError("cannot find the requested files in the local cache") from cause
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    assert main(["--config", str(config)]) == 1
-    assert capsys.readouterr().err.rstrip().endswith("local cache ([Errno -2] Name or service not known)")
-
-
 @pytest.mark.parametrize("quant", ["Q2_K", "Q4_K_M", "Q8_0"])
 def test_quant_downloads_that_quantization(config, fake_hub, quant):
     assert main(["--quant", quant, "--config", str(config)]) == 0
-    assert fake_hub[0]["repo_id"] == "TheBloke/Llama-2-7B-Chat-GGUF"
-    assert fake_hub[0]["filename"] == f"llama-2-7b-chat.{quant}.gguf"
+    assert fake_hub.downloads[0]["repo_id"] == "TheBloke/Llama-2-7B-Chat-GGUF"
+    assert fake_hub.downloads[0]["filename"] == f"llama-2-7b-chat.{quant}.gguf"
 
 
 def test_every_published_quantization_from_q2_k_to_q8_0_is_offered():
@@ -279,14 +359,15 @@ def test_every_published_quantization_from_q2_k_to_q8_0_is_offered():
 
 def test_unknown_quantization_is_refused_with_the_choices(config, fake_hub, capsys):
     assert main(["--quant", "Q4_K_X", "--config", str(config)]) == 2
-    assert fake_hub == []
+    assert fake_hub.downloads == []
     assert "Q4_K_M" in capsys.readouterr().err
 
 
 def test_repo_and_file_download_any_gguf_chat_model(config, fake_hub, capsys):
     repo, name = "TheBloke/Mistral-7B-Instruct-v0.2-GGUF", "mistral-7b-instruct-v0.2.Q4_K_M.gguf"
     assert main(["--repo", repo, "--file", name, "--config", str(config)]) == 0
-    assert fake_hub == [{"repo_id": repo, "filename": name, "local_dir": config.parent / "my-models"}]
+    assert fake_hub.downloads == [{"repo_id": repo, "filename": name}]
+    assert (config.parent / "my-models" / name).is_file()
     assert "and prompt.format: gguf" in capsys.readouterr().out
 
 
@@ -302,14 +383,14 @@ def test_repo_and_file_download_any_gguf_chat_model(config, fake_hub, capsys):
 )
 def test_incomplete_repo_choice_is_a_one_line_error(config, fake_hub, capsys, argv, message):
     assert main([*argv, "--config", str(config)]) == 2
-    assert fake_hub == []
+    assert fake_hub.downloads == []
     error = capsys.readouterr().err
     assert error.startswith(f"error: {message}") and error.count("\n") == 1
 
 
 def test_quant_and_repo_cannot_be_combined(config, fake_hub):
     assert main(["--quant", "Q4_K_M", "--repo", "someone/model-GGUF", "--file", "m.gguf", "--config", str(config)]) == 2
-    assert fake_hub == []
+    assert fake_hub.downloads == []
 
 
 @pytest.mark.parametrize(

@@ -2,36 +2,184 @@
 
 from __future__ import annotations
 
-import logging
+import hashlib
 import os
+import re
 import socket
 import sys
+import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Optional
+from urllib.parse import quote, urlsplit
 
 from docqa.errors import DocqaError, MissingDependencyError
 from docqa.llm.base import describe
 from docqa.llm.catalog import ModelFile
 
 
+# Bytes read and written at a time, and how often a download that was making progress is taken up again after the
+# connection dropped (each time from where it stopped) before the run gives up, keeping what it fetched.
+CHUNK_BYTES = 1 << 20
+ATTEMPTS = 5
+
+
+class _Dropped(Exception):
+    """The connection ended before the whole file came; what came is in the partial file."""
+
+
 def download(model: ModelFile, folder: Path) -> Path:
-    """Fetch one model file into ``folder`` with a progress bar; an interrupted download resumes."""
+    """Fetch one model file into ``folder`` with a progress bar.
+
+    The bytes go to ``<file>.part`` beside it, renamed once whole (its size as the server gave it, and its SHA-256
+    where the hub gives one). A dropped connection is taken up again from where it stopped, and a part left by an
+    interrupted run (Ctrl-C, a lost network) is continued by the next: a 7 GB model is not fetched twice.
+    huggingface_hub's own download deletes what it fetched on any failure, so it only finds the file's address and
+    the request headers (HF_TOKEN, HF_ENDPOINT) here.
+    """
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants
     except ImportError:
         raise MissingDependencyError("huggingface_hub is not installed: pip install huggingface_hub") from None
+    if constants.HF_HUB_OFFLINE:
+        raise DocqaError(f"download of {model.filename} failed: HF_HUB_OFFLINE is set, which forbids downloads; "
+                         "unset it to download")
     resolve_hub(model)
-    print(f"downloading {model.filename} from {model.repo_id} into {folder}", file=sys.stderr)  # progress, not a result
-    # huggingface_hub logs each retry as a warning; the failure, if it comes, is said once below.
-    hub_log = logging.getLogger("huggingface_hub")
-    level = hub_log.level
-    hub_log.setLevel(logging.ERROR)
+    target = folder / model.filename
+    partial = folder / f"{model.filename}.part"
+    kept = partial.stat().st_size if partial.is_file() else 0
+    going_on = f", going on from the {_size(kept)} fetched before" if kept else ""
+    print(f"downloading {model.filename} from {model.repo_id} into {folder}{going_on}", file=sys.stderr)
     try:
-        return Path(hf_hub_download(repo_id=model.repo_id, filename=model.filename, local_dir=folder))
-    except Exception as error:  # network, HTTP and disk failures all end the same way: one line
-        raise DocqaError(f"download of {model.filename} failed: {_with_root_cause(error)}") from None
-    finally:
-        hub_log.setLevel(level)
+        for attempt in range(1, ATTEMPTS + 1):
+            before = partial.stat().st_size if partial.is_file() else 0
+            try:
+                digest = _fetch(model, partial)
+                break
+            except _Dropped as error:
+                fetched = partial.stat().st_size if partial.is_file() else 0
+                # Only a download that was getting somewhere is tried again: a dead network fails at once.
+                if attempt == ATTEMPTS or fetched <= before:
+                    raise DocqaError(f"download of {model.filename} failed: {error}; {_kept(partial)}") from None
+                print(f"the connection dropped ({error}); going on from {_size(fetched)}", file=sys.stderr)
+                time.sleep(min(2 ** attempt, 30))
+    except KeyboardInterrupt:
+        if partial.is_file() and partial.stat().st_size:
+            print(_kept(partial), file=sys.stderr)
+        raise
+    except OSError as error:  # the models folder's disk: full, gone, read-only
+        raise DocqaError(f"download of {model.filename} failed: cannot write {partial}: "
+                         f"{error.strerror or error}; {_kept(partial)}") from None
+    if digest:
+        _check_digest(partial, digest, model)
+    os.replace(partial, target)
+    return target
+
+
+def _fetch(model: ModelFile, partial: Path) -> Optional[str]:
+    """Append the rest of the file to ``partial`` (all of it where the server cannot send a part); the SHA-256 the
+    hub gives for the file, where it gives one. _Dropped where the connection ended early; DocqaError where the
+    server refuses."""
+    import httpx
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers
+    from tqdm import tqdm
+
+    have = partial.stat().st_size if partial.is_file() else 0
+    url = f"{constants.ENDPOINT.rstrip('/')}/{model.repo_id}/resolve/main/{quote(model.filename)}"
+    headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        # trust_env: HTTPS_PROXY and the like are honoured, as huggingface_hub does
+        with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as client, \
+                client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 416 and have:  # the part already holds every byte the server has
+                total = _total_of(response.headers.get("Content-Range", ""))
+                if total == have:
+                    return _linked_digest(response)
+                partial.unlink()  # longer than the file: not a part of it
+                raise _Dropped("the partial file did not match the server's; starting again")
+            if response.status_code >= 400:
+                raise DocqaError(f"download of {model.filename} failed: {_refusal(response, model)}")
+            resumed = response.status_code == 206
+            if not resumed:
+                have = 0  # the server sent the whole file
+            total = _total_of(response.headers.get("Content-Range", "")) if resumed else \
+                _whole_length(response.headers.get("Content-Length"))
+            with open(partial, "ab" if resumed else "wb") as out, tqdm(
+                    total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                    dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
+                for chunk in response.iter_bytes():  # as it comes: a drop loses nothing already received
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            size = partial.stat().st_size
+            if total is not None and size != total:
+                raise _Dropped(f"the server sent {_size(size)} of {_size(total)}")
+            return _linked_digest(response)
+    except httpx.TransportError as error:  # refused, timed out, cut off mid-file
+        raise _Dropped(_with_root_cause(error)) from None
+
+
+def _linked_digest(response) -> Optional[str]:
+    """The SHA-256 the hub gives for a file it stores in LFS (its first answer, before the redirect to the bytes)."""
+    for answer in [*response.history, response]:
+        tag = answer.headers.get("X-Linked-Etag", "").strip('"').removeprefix("W/").strip('"')
+        if re.fullmatch(r"[0-9a-f]{64}", tag):
+            return tag
+    return None
+
+
+def _check_digest(partial: Path, digest: str, model: ModelFile) -> None:
+    print(f"checking {model.filename} against the hub's SHA-256", file=sys.stderr)
+    sha = hashlib.sha256()
+    with open(partial, "rb") as handle:
+        while block := handle.read(CHUNK_BYTES * 8):
+            sha.update(block)
+    if sha.hexdigest() != digest:
+        partial.unlink()
+        raise DocqaError(f"download of {model.filename} failed: the file that came does not match the hub's SHA-256 "
+                         "(damaged on the way); it was deleted: download again")
+
+
+def _refusal(response, model: ModelFile) -> str:
+    """Why the hub refused, in the user's terms: the hub's error code says which of repository, file or access."""
+    code = response.headers.get("X-Error-Code", "")
+    status = response.status_code
+    if code == "GatedRepo" or status == 403:
+        return (f"{model.repo_id} is gated: accept its terms on its page on the hub, then set HF_TOKEN to an access "
+                "token of yours")
+    if code == "RepoNotFound" or (status == 401 and code != "EntryNotFound"):
+        return (f"no repository {model.repo_id} on the hub (or it is private: set HF_TOKEN to a token that may read "
+                "it); check --repo")
+    if code in ("EntryNotFound", "RevisionNotFound") or status == 404:
+        return f"{model.repo_id} has no file {model.filename}; check --file against the repository's files"
+    return f"the hub answered HTTP {status}"
+
+
+def _total_of(content_range: str) -> Optional[int]:
+    """The whole file's size from a Content-Range header ("bytes 100-199/200", "bytes */200")."""
+    match = re.search(r"/(\d+)\s*$", content_range)
+    return int(match.group(1)) if match else None
+
+
+def _whole_length(value: Optional[str]) -> Optional[int]:
+    return int(value) if value and value.isdigit() else None
+
+
+def _kept(partial: Path) -> str:
+    size = partial.stat().st_size if partial.is_file() else 0
+    if not size:
+        return "nothing was kept"
+    return f"the {_size(size)} fetched are kept in {partial}: the same command goes on from there"
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count:,} bytes"
+    for unit in ("KB", "MB", "GB"):
+        count /= 1024
+        if count < 1024 or unit == "GB":
+            return f"{count:.1f} {unit}"
 
 
 def resolve_hub(model: ModelFile) -> None:
@@ -57,4 +205,5 @@ def _with_root_cause(error: BaseException) -> str:
     root = error
     while root.__cause__ is not None:
         root = root.__cause__
-    return describe(error) if root is error else f"{describe(error)} ({describe(root)})"
+    said, cause = describe(error), describe(root)
+    return said if root is error or cause in said else f"{said} ({cause})"
