@@ -122,6 +122,36 @@ def test_a_changed_file_that_cannot_be_read_says_its_earlier_version_stays(fact_
     assert indexed(fact_project) == before
 
 
+def test_a_file_rewritten_while_it_is_read_is_left_for_the_next_build(fact_project, monkeypatch):
+    """A copy over the file (a sync, a nightly cp) under the reader made pages unreadable; the file was indexed
+    without them, its digest recorded, and every later build said 'up to date'."""
+    import docqa.ingest
+
+    build_index(fact_project.settings)
+    data = fact_project.data
+    write_pdf(data / "beta-10k.pdf", ["Beta rewrote its report.", "Second page.", "Third page.", "Fourth page."])
+    real = docqa.ingest.read_pages
+
+    def rewritten_meanwhile(path, *args, **kwargs):
+        pages = real(path, *args, **kwargs)
+        shutil.copy(path, f"{path}.copy")
+        shutil.copy(f"{path}.copy", path)  # the same bytes, written again
+        return pages
+
+    monkeypatch.setattr(docqa.ingest, "read_pages", rewritten_meanwhile)
+    report = build_index(fact_project.settings)
+    (data / "beta-10k.pdf.copy").unlink()
+    (skipped,) = report.skipped
+    assert skipped.name == "beta-10k.pdf" and skipped.reason == (
+        "it changed while it was being read (a copy or a sync under way?); the next build reads it again; its earlier "
+        "version stays in the index")
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}  # the earlier version
+    monkeypatch.setattr(docqa.ingest, "read_pages", real)
+    again = build_index(fact_project.settings)
+    assert again.updated == ["beta-10k.pdf"] and again.skipped == []
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 4}
+
+
 def test_changed_chunking_needs_rebuild_and_keeps_the_old_index(fact_project):
     build_index(fact_project.settings)
     before = indexed(fact_project)

@@ -140,15 +140,28 @@ def _is_file(entry: os.DirEntry) -> bool:
         return False
 
 
+def file_state(path: Path | str) -> tuple:
+    """What tells that a file changed without reading it: its size, modification and change times, and inode."""
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    return status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino
+
+
 def file_digest(path: Path | str) -> str:
     """SHA-256 of the file's bytes in hex, read in blocks."""
     try:
         with open(path, "rb") as handle:
             return hashlib.file_digest(handle, "sha256").hexdigest()
-    except FileNotFoundError:
-        raise DocumentError(path, broken_link(Path(path)) if os.path.islink(path) else "file not found") from None
     except OSError as exc:
-        raise DocumentError(path, _os_reason(exc)) from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path | str, exc: OSError) -> DocumentError:
+    if isinstance(exc, FileNotFoundError) and os.path.islink(path):
+        return DocumentError(path, broken_link(Path(path)))
+    return DocumentError(path, _os_reason(exc))
 
 
 def read_pages(path: Path | str, extractor: str = "pypdfium2", *, max_pages: int | None = None,

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from docqa.chunking import Chunk, Chunker
-from docqa.documents import Page, file_digest, find_pdfs, page_count, read_pages
+from docqa.documents import Page, file_digest, file_state, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError, advising
 from docqa.profiles import describe
 from docqa.settings import Settings, check_settings
@@ -147,6 +147,8 @@ class _Plan:
     """What a run has to do, decided by content digests before anything is read."""
 
     to_read: list[tuple[str, Path, str, Optional[int]]] = field(default_factory=list)  # name, path, digest, old id
+    # Each file's size, times and inode as it was hashed: one that differs once read changed meanwhile
+    hashed_as: dict[Path, tuple] = field(default_factory=dict)
     renames: list[tuple[int, str]] = field(default_factory=list)
     removals: list[tuple[int, str]] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)  # files that exist but cannot be read now
@@ -195,7 +197,7 @@ def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport
             if on_total:
                 on_total(sum(page_counts.values()))
             try:
-                _read_and_add(writer, plan.to_read, page_counts, settings, report, progress or (lambda pages: None))
+                _read_and_add(writer, plan, page_counts, settings, report, progress or (lambda pages: None))
             except KeyboardInterrupt:
                 if rebuild:
                     raise  # a partial rebuild never replaces the whole index: the old one stays
@@ -276,6 +278,7 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
     seen: dict[str, str] = {}
     for name, path in files.items():
         try:
+            plan.hashed_as[path] = file_state(path)
             digest = file_digest(path)
         except DocumentError as error:
             report.skipped.append(Skipped(name, error.reason))
@@ -346,18 +349,23 @@ def _count_pages(to_read: list) -> dict[Path, int]:
     return {path: page_count(path) for _, path, _, _ in to_read}
 
 
-def _read_and_add(writer: IndexWriter, to_read: list, page_counts: dict[Path, int], settings: Settings,
+def _read_and_add(writer: IndexWriter, plan: _Plan, page_counts: dict[Path, int], settings: Settings,
                   report: BuildReport, progress: Callable[[int], None]) -> None:
     from docqa.embeddings import create_embedder
 
     chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap)
-    report.unread = len(to_read)
+    report.unread = len(plan.to_read)
     embedder = create_embedder(settings, documents=True)
     last_commit = time.perf_counter()
-    for name, path, digest, old_id in to_read:
+    for name, path, digest, old_id in plan.to_read:
         damaged: list[str] = []
         try:
             pages = [replace(page, document=name) for page in read_pages(path, settings.ingest.extractor, damaged=damaged)]
+            if file_state(path) != plan.hashed_as[path]:
+                # Rewritten under the reader (a copy or a sync under way): its pages may be half of each version,
+                # or missing, and the digest recorded would mark the file as read for every later build.
+                raise DocumentError(path, "it changed while it was being read (a copy or a sync under way?); the "
+                                          "next build reads it again")
         except DocumentError as error:
             # A changed file that cannot be read: its earlier version is removed only once the new one is read.
             kept = "; its earlier version stays in the index" if old_id is not None else ""
