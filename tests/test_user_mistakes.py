@@ -51,6 +51,19 @@ def test_a_vectorstore_that_is_a_file_is_named(fact_project, capsys):
     assert target.read_text() == "not a folder"
 
 
+def test_a_models_folder_that_cannot_take_the_embedding_export_is_named(fact_project, capsys):
+    """It was 'unexpected NotADirectoryError' (PermissionError for a read-only folder), exit 1."""
+    target = fact_project.root / "models-file"
+    target.write_text("not a folder")
+    config = fact_project.write_config(fact_project.root / "file.yml", paths={"models": str(target)})
+    code, _, err = run(build_main, ["--config", str(config)], capsys)
+    assert code == 2
+    assert one_line_error(err) == (
+        f"error: cannot write the embedding model's export into {target / 'onnx'} (a folder on its path is a file); "
+        "point paths.models in config.yml at a folder you can write to")
+    assert target.read_text() == "not a folder"
+
+
 def test_a_read_only_vectorstore_at_build_is_named_and_can_still_be_queried(fact_project):
     assert build_main(fact_project.args()) == 0
     write_pdf(fact_project.data / "gamma.pdf", ["Gamma is new."])

@@ -22,7 +22,7 @@ from docqa.embeddings.bert_onnx import MODEL_FILES, BertModel, UnsupportedModel,
 from docqa.embeddings.models import ModelSource, model_files, resolve_model, short_name
 from docqa.embeddings.onnx_runtime import OnnxEmbedder, read_export_meta
 from docqa.embeddings.torch_runtime import load_sentence_transformer
-from docqa.errors import DocqaError, MissingDependencyError, ModelNotFoundError
+from docqa.errors import ConfigError, DocqaError, MissingDependencyError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from docqa.settings import Settings
@@ -54,9 +54,14 @@ def ensure_onnx_export(settings: Settings) -> Path:
     source = resolve_model(settings)
     folder = onnx_export_folder(settings)
     if not _export_matches(folder, source):
-        with _export_lock(folder):
-            if not _export_matches(folder, source):  # another process may have made it while this one waited
-                export_onnx(source, folder)
+        try:
+            with _export_lock(folder):
+                if not _export_matches(folder, source):  # another process may have made it while this one waited
+                    export_onnx(source, folder)
+        except (PermissionError, FileExistsError, NotADirectoryError) as error:  # the folder, not the model
+            reason = "a folder on its path is a file" if not isinstance(error, PermissionError) else "permission denied"
+            raise ConfigError(f"cannot write the embedding model's export into {folder.parent} ({reason}); point "
+                              "paths.models in config.yml at a folder you can write to") from None
     return folder
 
 
