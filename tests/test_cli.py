@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -78,6 +79,21 @@ def test_no_index_yet(project, capsys):
     # the advice carries the --config given, so that following it builds this index and not the checkout's
     assert err.startswith("error: no index in") and err.endswith(f"python db_build.py --config {project.config}\n")
     assert err.count("\n") == 1
+    assert f"(the data folder {project.data} holds no PDF files: put yours there); build it first" in err
+
+
+def test_no_index_after_a_build_that_could_read_nothing_says_what_the_data_folder_holds(project, bad_corpus, capsys):
+    """Right after 'nothing indexed: 1 file skipped', ask said 'no index; build it first' as if no build had run."""
+    (project.data / "broken.pdf").write_bytes(bad_corpus["truncated"].read_bytes())
+    assert run(build_main, project.args(), capsys)[0] == 5
+    code, out, err = run(ask_main, project.args("--retrieval-only", QUESTION), capsys)
+    assert code == 3 and err == (
+        f"error: no index in {project.root / 'vectorstore'} (the data folder {project.data} holds 1 PDF file, none "
+        f"indexed yet; a build says why it cannot read one); build it first: python db_build.py --config "
+        f"{project.config}\n")
+    shutil.rmtree(project.data)
+    assert f"(there is no data folder {project.data}: put your PDF files there)" in run(
+        ask_main, project.args("--retrieval-only", QUESTION), capsys)[2]
 
 
 def test_the_docqa_command_advises_its_own_subcommands(project, capsys):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, runtime_checkable
 
-from docqa.errors import ConfigError
+from docqa.errors import ConfigError, IndexNotFoundError
 from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
 
 if TYPE_CHECKING:
@@ -132,7 +132,26 @@ def _backend(settings: Settings) -> StoreBackend:
 def open_reader(settings: Settings, fingerprint: Optional[dict] = None) -> IndexReader:
     """The configured store's current committed state (IndexNotFoundError before the first build); with
     ``fingerprint`` (``ingest.index_fingerprint``), an index built with other settings is refused (StoreError)."""
-    return _backend(settings).reader(settings.path(settings.paths.vectorstore), fingerprint)
+    folder = settings.path(settings.paths.vectorstore)
+    try:
+        return _backend(settings).reader(folder, fingerprint)
+    except IndexNotFoundError:
+        # Said after a build that could read none of the files too: what the data folder holds tells the two apart
+        raise IndexNotFoundError(f"no index in {folder} ({_data_holds(settings)}); build it first: "
+                                 "python db_build.py") from None
+
+
+def _data_holds(settings: Settings) -> str:
+    from docqa.documents import find_pdfs
+
+    data = settings.path(settings.paths.data)
+    if not data.is_dir():
+        return f"there is no data folder {data}: put your PDF files there"
+    count = len(find_pdfs(data))
+    if not count:
+        return f"the data folder {data} holds no PDF files: put yours there"
+    files = "1 PDF file" if count == 1 else f"{count} PDF files"
+    return f"the data folder {data} holds {files}, none indexed yet; a build says why it cannot read one"
 
 
 def out_of_space(error: BaseException) -> bool:
