@@ -385,6 +385,30 @@ def test_a_rebuild_says_that_a_changed_file_it_cannot_read_is_left_out(fact_proj
     assert sorted(indexed(fact_project)) == ["alpha-annual-report.pdf"]
 
 
+def test_files_none_of_which_can_be_read_do_not_empty_the_index(fact_project, bad_corpus):
+    """A folder whose only PDF was unreadable removed all the index's documents (an empty folder was refused); a
+    rebuild of it said 'nothing indexed', 0 documents, while the old index, deleted files and all, stayed live."""
+    build_index(fact_project.settings)
+    for path in fact_project.data.iterdir():
+        path.unlink()
+    shutil.copy(bad_corpus["truncated"], fact_project.data / "placeholder.pdf")
+    with pytest.raises(NoDocumentsError) as caught:
+        build_index(fact_project.settings)
+    assert str(caught.value) == (
+        f"none of the files in {fact_project.data} can be read (placeholder.pdf: truncated PDF (no %%EOF end marker): "
+        "copy or download it again), and every document of the index would be removed: the index is left as it "
+        "was (2 documents)")
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}
+    rebuild = build_index(fact_project.settings, rebuild=True)
+    assert rebuild.left_as_it_was and rebuild.documents == 2
+    assert re.fullmatch(r"nothing indexed: 1 file skipped, none could be indexed; the index is left as it was "
+                        r"\(2 documents\) \(\d+\.\d s\)", rebuild.summary()), rebuild.summary()
+    assert indexed(fact_project) == {"alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}
+    write_pdf(fact_project.data / "gamma.pdf", ["Gamma is new."])  # one readable file: the update goes ahead
+    report = build_index(fact_project.settings)
+    assert report.added == ["gamma.pdf"] and sorted(report.removed) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+
+
 def test_a_build_that_read_nothing_gives_no_rate(fact_project):
     build_index(fact_project.settings)
     (fact_project.data / "beta-10k.pdf").rename(fact_project.data / "beta renamed.pdf")
@@ -500,8 +524,11 @@ def test_nothing_readable_says_nothing_was_indexed(project, bad_corpus, capsys):
     write_pdf(project.data / "report.pdf", ["Gamma is new."])
     assert build_main(project.args()) == 0
     os.rename(project.data / "report.pdf", os.fsencode(project.data) + b"/r\xe9sum\xe9.pdf")
-    assert build_main(project.args()) == 5  # the only file renamed to a name that cannot be indexed
-    assert ", 1 removed, " in capsys.readouterr().out  # said, not hidden behind "nothing indexed"
+    capsys.readouterr()
+    # the only file renamed to a name that cannot be indexed: said, and the index not emptied for it
+    assert build_main(project.args()) == 4
+    err = capsys.readouterr().err
+    assert "(r\\xe9sum\\xe9.pdf: its name is not valid UTF-8" in err and "the index is left as it was (1 document)" in err
 
 
 def test_an_unreadable_data_folder_is_named_as_such(project, monkeypatch):

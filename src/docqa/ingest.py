@@ -95,6 +95,7 @@ class BuildReport:
     documents: int = 0  # in the index afterwards
     interrupted: bool = False  # stopped by Ctrl-C: what was finished is kept
     unread: int = 0  # new or changed files the build did not reach
+    left_as_it_was: bool = False  # a rebuild that could read nothing: the index it would replace stays
 
     @property
     def changed(self) -> bool:
@@ -106,8 +107,9 @@ class BuildReport:
                     if self.unread else "nothing was left to do")
             return (f"interrupted: what was done before it is kept ({len(self.added)} added, {len(self.updated)} "
                     f"updated, {len(self.renamed)} renamed, {len(self.removed)} removed); {left} ({self.seconds:.1f} s)")
-        if not self.documents and not self.changed:
-            return (f"nothing indexed: {_count(len(self.skipped), 'file')} skipped, none could be indexed "
+        if self.left_as_it_was or (not self.documents and not self.changed):
+            kept = f"; the index is left as it was ({_count(self.documents, 'document')})" if self.left_as_it_was else ""
+            return (f"nothing indexed: {_count(len(self.skipped), 'file')} skipped, none could be indexed{kept} "
                     f"({self.seconds:.1f} s)")
         # Files that are copies of an indexed one count nowhere else: "4 unchanged" of 5 files said nothing of the fifth
         copies = len(self.duplicates)
@@ -202,20 +204,36 @@ def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport
                 if rebuild:
                     raise  # a partial rebuild never replaces the whole index: the old one stays
                 report.interrupted = True  # the documents finished so far are kept: each was added whole
+        if not rebuild and indexed_names and len(report.removed) == len(indexed_names) and report.skipped \
+                and not (report.added or report.updated or report.renamed or report.unchanged or report.duplicates
+                         or report.interrupted):
+            # Files none of which can be read (a cloud drive's placeholders, a copy gone wrong) would empty the
+            # index, as an empty folder (more often an unmounted disk) would: it stays as it was (nothing is
+            # committed).
+            reasons = "; ".join(f"{skipped.name}: {skipped.reason}" for skipped in report.skipped[:3])
+            raise NoDocumentsError(
+                f"none of the files in {data} can be read ({reasons}{'; ...' if len(report.skipped) > 3 else ''}), "
+                f"and every document of the index would be removed: the index is left as it was "
+                f"({_count(len(indexed_names), 'document')})")
         if rebuild:
             # What cannot be read now comes over from the index being replaced, where it can: after the reading, so
             # that a readable copy of a document wins and is not added twice.
             plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
         _say_what_is_kept(report, plan, unreadable, rebuild, indexed_names)
+        committed = report.changed or (rebuild and plan.kept) or writer.needs_repair
         try:
             with _uninterrupted():
-                if report.changed or (rebuild and plan.kept) or writer.needs_repair:
+                if committed:
                     writer.commit()
                 writer.publish()
         except KeyboardInterrupt:  # held back until the commit was done: everything is kept
             report.interrupted = True
         report.notes += writer.notes
         report.documents = len(writer.documents())
+        if rebuild and not committed and indexed_names:
+            # Nothing to replace it with: the index being rebuilt stays, as for an empty data folder
+            report.documents = len(indexed_names)
+            report.left_as_it_was = True
     report.seconds = time.perf_counter() - started
     if report.interrupted:
         raise BuildInterrupted(report)
