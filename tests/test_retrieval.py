@@ -636,6 +636,16 @@ def test_a_capitalised_word_matching_a_file_name_does_not_narrow_the_search(tmp_
     assert result.sources[0].document == "manu-20f-2022-09-24.pdf" and answer in result.sources[0].text
 
 
+def test_a_doc_pattern_matches_a_name_whose_accents_are_written_apart(tmp_path, fake_embedder):
+    """A file copied from a Mac keeps its name decomposed (a, then a combining diaeresis): "Geschäft*" as typed matched
+    nothing, and the error listed that very name as indexed."""
+    decomposed = "Gescha\u0308ftsbericht 2022.pdf"
+    settings = index_of(tmp_path, {decomposed: ["Umsatz stieg auf 120 Millionen."], "other.pdf": ["Other text."]})
+    with DocQA(settings, retrieval_only=True) as qa:
+        for pattern in ("Geschäft*", "Geschäftsbericht 2022.pdf", "*GESCHÄFT*"):
+            assert qa.ask("Umsatz?", doc=pattern).searched.documents == (decomposed,), pattern
+
+
 def test_a_company_no_indexed_document_is_of_is_said_in_the_answer(tmp_path, fake_embedder, capsys):
     """An analyst asking about Nike over other companies' reports got their passages (and an answer from them)
     with nothing said."""
