@@ -162,11 +162,8 @@ def test_llama_cpp_refuses_ggml_with_advice(tiny_ggml):
 @pytest.mark.parametrize(
     ("backend", "model_fixture", "damage"),
     [
-        ("llama-cpp", "tiny_gguf", lambda data: data[:4096]),
+        ("llama-cpp", "tiny_gguf", lambda data: data.replace(b"llama", b"xxxxx", 1)),  # an architecture unknown
         ("ctransformers", "tiny_ggml", lambda data: data[:4] + b"\x63\x00\x00\x00" + data[8:]),
-        # ctransformers' own loader ends the whole process on a GGUF file cut short, in its header or its weights
-        ("ctransformers", "tiny_gguf", lambda data: data[:4096]),
-        ("ctransformers", "tiny_gguf", lambda data: data[: len(data) // 2]),
     ],
 )
 def test_damaged_model_is_one_line_llm_error(request, tmp_path, backend, model_fixture, damage):
@@ -179,6 +176,22 @@ def test_damaged_model_is_one_line_llm_error(request, tmp_path, backend, model_f
         create_llm(settings(backend=backend, model_path=damaged), Path("/"))
     assert str(damaged) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("backend", ["llama-cpp", "ctransformers"])
+@pytest.mark.parametrize("cut", ["header", "weights"])
+def test_a_gguf_file_cut_short_is_said_as_such(tiny_gguf, tmp_path, backend, cut):
+    """llama-cpp said only 'failed to load model' (exit 7, no advice) of a copy cut short in its header; ctransformers
+    ended the whole process."""
+    data = tiny_gguf.read_bytes()
+    damaged = tmp_path / "cut.gguf"
+    damaged.write_bytes(data[:4096] if cut == "header" else data[: len(data) // 2])
+    with pytest.raises(ConfigError) as caught:
+        create_llm(settings(backend=backend, model_path=damaged), Path("/"))
+    expected = (f"{damaged}: its header is cut short: an interrupted copy? download it again" if cut == "header" else
+                f"{damaged} is cut short ({len(data) // 2:,} of its {len(data):,} bytes: an interrupted copy?); "
+                "download it again")
+    assert str(caught.value) == expected
 
 
 def test_importing_docqa_loads_no_backend_library():

@@ -9,7 +9,7 @@ from typing import Iterator
 
 from docqa.errors import ConfigError, LLMError
 from docqa.llm.base import LLM, cpu_threads, describe, import_backend
-from docqa.llm.gguf_size import cut_short
+from docqa.llm.gguf_size import check_whole
 from docqa.settings import LLM as LLMSettings
 
 
@@ -29,9 +29,8 @@ class CTransformersLLM(LLM):
             # Its other loaders misread llama.cpp's file: falcon's ends the whole process (exit(1), no message)
             raise ConfigError(f"{model_path} is a GGML file in llama.cpp's format, which ctransformers reads as "
                               f"llm.model_type llama, not {settings.model_type}: set llm.model_type to llama")
-        if gguf and (short := cut_short(model_path)):  # its GGUF loader ends the whole process on such a file
-            raise LLMError(f"{model_path} is cut short ({short[0]:,} of its {short[1]:,} bytes: an interrupted "
-                           "copy?); download it again")
+        if gguf:
+            check_whole(model_path)  # its GGUF loader ends the whole process on a file cut short
         ctransformers = import_backend("ctransformers", "ctransformers")
         try:
             self._model = ctransformers.AutoModelForCausalLM.from_pretrained(

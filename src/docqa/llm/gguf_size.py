@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import Optional
 
-from docqa.errors import LLMError
+from docqa.errors import ConfigError, LLMError
 
 # Value types of the metadata (GGUF v2 and v3): fixed sizes, 8 is a string, 9 an array
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
@@ -146,3 +146,15 @@ def cut_short(path: Path) -> Optional[tuple[int, int]]:
     whole = gguf_size(path)
     size = Path(path).stat().st_size
     return (size, whole) if whole is not None and size < whole else None
+
+
+def check_whole(path: Path) -> None:
+    """ConfigError where a GGUF file at ``path`` is cut short (an interrupted copy or download), in its header or its
+    weights: the model file is the user's to fetch again, not a failure of the model."""
+    try:
+        short = cut_short(path)
+    except LLMError as error:  # the header itself cut short or damaged
+        raise ConfigError(f"{error}: an interrupted copy? download it again") from None
+    if short:
+        raise ConfigError(f"{path} is cut short ({short[0]:,} of its {short[1]:,} bytes: an interrupted copy?); "
+                          "download it again")

@@ -14,6 +14,7 @@ from typing import Iterator
 
 from docqa.errors import ClosedError, LLMError
 from docqa.llm.base import LLM, cpu_threads, describe, import_backend
+from docqa.llm.gguf_size import check_whole
 from docqa.settings import LLM as LLMSettings
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class LlamaCppLLM(LLM):
                     **lookup,
                 )
         except Exception as error:
+            check_whole(model_path)  # cut short: said as such, whichever part llama.cpp tripped on
             # llama.cpp's own reason ("tensor ... data is not within the file bounds", "unknown model architecture");
             # llama-cpp-python's says only "Failed to load model from file"
             reasons = [line.split(_LOAD_ERROR, 1)[1] for line in said if _LOAD_ERROR in line]
