@@ -341,6 +341,14 @@ def test_script_runs_from_a_fresh_checkout(config):
     assert "already present" in result.stdout
 
 
+def test_the_usage_line_of_the_help_runs_as_shown(config, fake_hub, capsys):
+    """It showed "download_model.py download [-h] ...", and that command was refused ("unrecognized arguments")."""
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: download_model.py download [-h]")
+    assert main(["download", "--config", str(config)]) == 0
+    assert fake_hub.downloads[0]["filename"] == "llama-2-7b-chat.Q8_0.gguf"
+
+
 @pytest.mark.parametrize("quant", ["Q2_K", "Q4_K_M", "Q8_0"])
 def test_quant_downloads_that_quantization(config, fake_hub, quant):
     assert main(["--quant", quant, "--config", str(config)]) == 0

@@ -141,6 +141,8 @@ def test_the_python_api_takes_the_demo_model_as_the_command_line_does(sample_pro
     # a model= that names nothing says so (it advised downloading the configured model, which would not help)
     with pytest.raises(ModelNotFoundError, match=r'no such model file: .*nowhere\.gguf \("demo" names the tiny'):
         DocQA.from_config(sample_project.config, model="nowhere.gguf")
+    with pytest.raises(ModelNotFoundError, match=r"^\S+ is a folder: give the model file in it \(a \.gguf file\)$"):
+        DocQA.from_config(sample_project.config, model=str(sample_project.root))  # it said "no such model file"
     with pytest.raises(InputError, match="model must be \"demo\" or a model file's path, not ''"):
         DocQA.from_config(sample_project.config, model="")  # it fell back to the configured model
 

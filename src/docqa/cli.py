@@ -292,8 +292,10 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
 
 def download_main(argv: Optional[Sequence[str]] = None) -> int:
     """download_model.py: download the model."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return run(parser("download_model.py"), ["download", *argv], project=_checkout())
+    argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
+    if not (argv and argv[0] == "download"):  # taken as well: its help's usage line shows it
+        argv = ["download", *argv]
+    return run(parser("download_model.py"), argv, project=_checkout())
 
 
 def config_after_command(argv: list[str]) -> list[str]:

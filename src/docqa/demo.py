@@ -56,6 +56,8 @@ def use_model(settings: Settings, model: str | None) -> Settings:
         chosen.prompt.format = "gguf"
         return chosen
     chosen.llm.model_path = Path(model).expanduser().resolve()
+    if chosen.llm.model_path.is_dir():
+        raise ModelNotFoundError(f"{chosen.llm.model_path} is a folder: give the model file in it (a .gguf file)")
     if not chosen.llm.model_path.is_file():  # not the configured model: downloading that one would not help
         raise ModelNotFoundError(f"no such model file: {chosen.llm.model_path} (\"demo\" names the tiny demo model)")
     if chosen.llm.backend in ("openai", "ollama"):  # a server answers with its own model: the file runs here
