@@ -666,6 +666,30 @@ def test_openai_base_url_of_a_web_page_is_said_to_be_no_api(values):
         server.server_close()
 
 
+@pytest.mark.parametrize("backend", ["openai", "ollama"])
+def test_a_plain_web_server_as_base_url_is_said_to_be_no_api(backend, tmp_path):
+    """Python's own file server (python -m http.server) answers a POST with HTTP 501: that page's first line was all
+    the message said ('answered HTTP 501: <!DOCTYPE HTML>'), exit 7."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server, url = serve(functools.partial(Quiet, directory=str(tmp_path)))
+    try:
+        base = f"{url}/v1" if backend == "openai" else url
+        with pytest.raises(ConfigError) as caught:
+            list(create_llm(settings(backend=backend, base_url=base, model="llama2"), Path("/")).stream("hello"))
+        assert f"{base} answered HTTP 501" in str(caught.value)
+        assert str(caught.value).endswith("check llm.base_url (usually ending in /v1)" if backend == "openai"
+                                          else "is llm.base_url an Ollama server?")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_openai_stream_event_that_is_not_json_is_an_llm_error():
     """It escaped as 'unexpected JSONDecodeError'."""
     events = b'data: {"choices": [{"text": "The", "index": 0, "finish_reason": null}]}\n\ndata: {not json\n\n'

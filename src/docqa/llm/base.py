@@ -25,6 +25,10 @@ from docqa.stopping import StopSignal, take_turn
 log = logging.getLogger(__name__)
 
 
+# What a web server that serves files answers to an API's POST: it takes no such requests (not a model server).
+NO_POST = frozenset({405, 501})
+
+
 class LLM(ABC):
     """A model loaded once, then asked for completions of plain-text prompts.
 

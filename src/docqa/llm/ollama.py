@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from docqa.errors import ConfigError, LLMError, ModelNotFoundError
-from docqa.llm.base import CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, describe, estimate_tokens, import_backend
+from docqa.llm.base import (
+    CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, NO_POST, describe, estimate_tokens, import_backend,
+)
 from docqa.settings import LLM as LLMSettings
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
@@ -91,8 +93,9 @@ class OllamaLLM(LLM):
         if response.status_code == 404 and "not found" in message and "pull" in message:
             name = self.settings.model
             raise ModelNotFoundError(f"Ollama at {self._base_url} has no model {name!r}; pull it first: ollama pull {name}")
-        if response.status_code == 404:
-            raise ConfigError(f"{self._base_url} answered HTTP 404 for {response.url.path}: {message}; is llm.base_url an Ollama server?")
+        if response.status_code == 404 or response.status_code in NO_POST:
+            raise ConfigError(f"{self._base_url} answered HTTP {response.status_code} for {response.url.path}: "
+                              f"{message}; is llm.base_url an Ollama server?")
         raise LLMError(f"Ollama at {self._base_url} answered HTTP {response.status_code}: {message}")
 
     @contextmanager

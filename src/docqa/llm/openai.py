@@ -12,7 +12,9 @@ from contextlib import closing, contextmanager
 from typing import Any, Callable, Iterator, Optional
 
 from docqa.errors import ConfigError, LLMError
-from docqa.llm.base import CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, describe, estimate_tokens, import_backend
+from docqa.llm.base import (
+    CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, NO_POST, describe, estimate_tokens, import_backend,
+)
 from docqa.settings import LLM as LLMSettings
 
 log = logging.getLogger(__name__)
@@ -217,6 +219,10 @@ class OpenAILLM(LLM):
             ) from error
         except errors.APIStatusError as error:
             message = _server_message(error)
+            if error.status_code in NO_POST:
+                raise ConfigError(
+                    f"{self._base_url} answered HTTP {error.status_code}: {message}; it takes no requests of an API "
+                    "(a web server of another kind?): check llm.base_url (usually ending in /v1)") from error
             refused = [setting for name, setting in UNSUPPORTED.items() if f"{name} is not supported" in message]
             if refused:
                 raise ConfigError(f"{self._base_url} refused the request: {message}; set {refused[0]}") from error
