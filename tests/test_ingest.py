@@ -588,6 +588,17 @@ def test_ctrl_c_keeps_the_documents_finished_before_it(fact_project, monkeypatch
     assert report["interrupted"] is True and report["added"] == [] and report["documents"] is None
     assert report["notes"] == ["the rebuild was stopped before it finished; the index is as it was before it"]
 
+    def stopped_while_hashing(path):
+        raise KeyboardInterrupt
+
+    # an update stopped while it still finds and hashes the files said "interrupted" alone, and with --json printed
+    # no object at all
+    monkeypatch.setattr(docqa.ingest, "file_digest", stopped_while_hashing)
+    assert build_main(fact_project.args("--json")) == 130
+    out, err = capsys.readouterr()
+    assert "interrupted: the build was stopped before it changed anything; the index is as it was" in err
+    assert json.loads(out)["interrupted"] is True and current.read_text() == live
+
     monkeypatch.undo()
     real_add = docqa.store.StoreWriter.add_document
 

@@ -455,10 +455,10 @@ def build(args: argparse.Namespace) -> int:
     except BuildInterrupted as interrupted:
         report = interrupted.report
     except KeyboardInterrupt:
-        if not args.rebuild:
-            raise
-        # a rebuild is switched in whole or not at all
-        kept = "the rebuild was stopped before it finished; the index is as it was before it"
+        # A rebuild is switched in whole or not at all; an update stopped here had changed nothing yet (still
+        # finding or hashing the files): its reading and committing stop by BuildInterrupted
+        kept = ("the rebuild was stopped before it finished; the index is as it was before it" if args.rebuild else
+                "the build was stopped before it changed anything; the index is as it was")
         print(f"interrupted: {kept}", file=sys.stderr)
         if args.json:  # the object an interrupted update prints, so that a script reads either alike
             print(json.dumps({**BuildReport(interrupted=True, notes=[kept]).__dict__, "documents": None}, indent=2))
