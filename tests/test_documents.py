@@ -140,6 +140,18 @@ def test_normalise_text_is_light():
     assert normalise_text(raw) == "Total  1,234\nNet income\n\nNotes\t1"
     # A broken font map can give lone surrogates (pypdf passes them on): no tokenizer or database takes them.
     assert normalise_text("Revenue \ud800grew \udfff") == "Revenue grew"
+    # PDFium's mark for a hyphen that ends a line: it was deleted with the non-characters ("forwardlooking")
+    assert normalise_text("our forward\ufffelooking statements") == "our forward-looking statements"
+
+
+MU_REPORT = SHARED_CORPUS.parent / "manu-20f-2022-09-24.pdf"
+
+
+@pytest.mark.skipif(not MU_REPORT.is_file(), reason="shared Manchester United report not present")
+def test_a_hyphen_that_ends_a_line_of_a_real_report_is_kept():
+    """Its 33 line-end hyphens (forward-looking, cross-border, three-year) were dropped by the pypdfium2 reader."""
+    text = read_pages(MU_REPORT, "pypdfium2", max_pages=3)[2].text
+    assert "forward-looking" in text and "forwardlooking" not in text
 
 
 @pytest.mark.parametrize("extractor", ["pypdfium2", "pypdf"])

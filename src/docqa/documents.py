@@ -203,6 +203,10 @@ def page_count(path: Path | str) -> int:
 
 def normalise_text(text: str) -> str:
     """Unix line breaks kept (a table row stays one line); control characters, trailing spaces and runs of blank lines cut."""
+    # PDFium writes a hyphen that ends a line as U+FFFE and drops the line break: "forward\ufffelooking" is
+    # "forward-looking" on the page (33 in the Manchester United report, all compounds); deleted with the other
+    # non-characters it made "forwardlooking", which no answer string, search word or reader matches.
+    text = text.replace("\ufffe", "-")
     text = _CONTROL_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     return _BLANK_LINE_RUNS.sub("\n\n", text).strip("\n")
