@@ -23,7 +23,8 @@ GOLD = [
     # g1, g2, g4: the question's words stand on the gold page, which comes first.
     {"id": "g1", "doc": "acme-2023.pdf", "question": "What was Acme revenue in 2023?", "pages": [0],
      "answers": ["150  MILLION"]},  # rule 3 after folding case and collapsing whitespace
-    {"id": "g2", "doc": "beta-2023.pdf", "question": "How many bakers did Beta employ in Bristol?", "pages": [1]},
+    # (g2's file name in another case: the indexed beta-2023.pdf all the same, as --doc finds it)
+    {"id": "g2", "doc": "Beta-2023.PDF", "question": "How many bakers did Beta employ in Bristol?", "pages": [1]},
     # g3: right document and page, but the answer string stands nowhere: never a hit.
     {"id": "g3", "doc": "acme-2022.pdf", "question": "What dividend did Acme propose in 2022?", "pages": [2],
      "answers": ["7 pence"]},
@@ -59,6 +60,8 @@ def gold(**fields) -> GoldQuestion:
         (Retrieved("BOEING_2022_10K.pdf", 4, "anything"), (), True),
         (Retrieved("BOEING_2022_10K.pdf", 5, "anything"), (), False),  # not a gold page
         (Retrieved("BOEING_2021_10K.pdf", 3, "anything"), (), False),  # another document
+        # the same name in another case or Unicode form (accents apart, as a Mac writes them): as --doc finds it
+        (Retrieved("boeing_2022_10k.PDF", 3, "anything"), (), True),
         (Retrieved("BOEING_2022_10K.pdf", 3, "Total\n revenue  was $66,608\tMILLION."), ("$66,608 million",), True),
         (Retrieved("BOEING_2022_10K.pdf", 3, "Total revenue was $66,608 million."), ("$62,286 million",), False),
         (Retrieved("BOEING_2022_10K.pdf", 3, "Total revenue was $66,608 million."), ("62,286", "66,608"), True),
@@ -67,6 +70,11 @@ def gold(**fields) -> GoldQuestion:
 )
 def test_hit_rule(chunk, answers, expected):
     assert is_hit(gold(answers=answers), chunk) is expected
+
+
+def test_a_gold_document_named_with_its_accents_composed_is_the_indexed_one_written_apart():
+    decomposed = Retrieved("Socie\u0301te\u0301 Ge\u0301ne\u0301rale 8-K.pdf", 3, "anything")
+    assert is_hit(gold(doc="Société Générale 8-K.pdf"), decomposed)
 
 
 def test_fold_collapses_whitespace_and_case():

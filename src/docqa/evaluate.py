@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
@@ -114,9 +115,16 @@ def file_name(name: str) -> str:
     return name.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def document_key(name: str) -> str:
+    """A document's file name as the hit rule compares it: accents composed (a Mac writes "é" as e and a combining
+    accent) and case folded, as ``--doc`` finds documents; an indexed "Annual Report.PDF" scored 0 against a gold
+    "Annual Report.pdf" while the per-document search found it."""
+    return unicodedata.normalize("NFC", file_name(name)).casefold()
+
+
 def is_hit(gold: GoldQuestion, chunk: Retrieved) -> bool:
     """The hit rule: same file name, on a gold page, and (when answers are given) containing one of them."""
-    if file_name(chunk.document) != file_name(gold.doc):
+    if document_key(chunk.document) != document_key(gold.doc):
         return False
     if chunk.page_index not in gold.pages:
         return False
@@ -161,7 +169,7 @@ class _Target:
             return None
         pages: dict[str, int] = {}
         for record in self.store.documents():
-            pages[file_name(record.name)] = max(record.pages, pages.get(file_name(record.name), 0))
+            pages[document_key(record.name)] = max(record.pages, pages.get(document_key(record.name), 0))
         return pages
 
 
@@ -314,12 +322,12 @@ def _result(view: _Target, gold_path, ks, per_doc: bool, records: list[dict], qu
     })
     indexed = view.indexed_pages()
     if indexed is not None:
-        result["documents_not_indexed"] = sorted({q.doc for q in questions if file_name(q.doc) not in indexed})
+        result["documents_not_indexed"] = sorted({q.doc for q in questions if document_key(q.doc) not in indexed})
         # A gold page past the document's end can never be a hit: a typo, or page numbers counted from 1 elsewhere.
         # Only those pages are listed; the question can still be found on its others, unless it has none.
         beyond = []
         for q in questions:
-            count = indexed.get(file_name(q.doc))
+            count = indexed.get(document_key(q.doc))
             if count is not None and (pages := sorted(page for page in q.pages if page >= count)):
                 beyond.append({"id": q.id, "doc": q.doc, "pages": pages, "document_pages": count,
                                "findable": len(pages) < len(q.pages)})
