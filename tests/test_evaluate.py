@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import math
 import re
 from pathlib import Path
@@ -94,6 +95,14 @@ def test_fold_collapses_whitespace_and_case():
         ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": []}', 'line 1: "pages" is empty'),
         ('{"id": null, "doc": "x.pdf", "question": "q", "pages": [1]}', '"id" must be a text or a number, not None'),
         ('{"id": " ", "doc": "x.pdf", "question": "q", "pages": [1]}', '"id" must be a text or a number'),
+        # an empty cell turned rule 3 off ("" is in every passage); "" for no answers passed too
+        ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": [1], "answers": ["7", " "]}',
+         "line 1: an empty answer string would match every passage"),
+        ('{"id": "a", "doc": "x.pdf", "question": "q", "pages": [1], "answers": ""}', '"answers" must be a list'),
+        # what batch takes as questions: said to be no JSON Lines
+        ('[{"id": "a", "doc": "x.pdf", "question": "q", "pages": [1]}]',
+         "line 1: a JSON array; a gold file is JSON Lines, one JSON object per line"),
+        ("id,doc,question,pages\na,x.pdf,q,1\n", "line 1: not valid JSON (Expecting value); a gold file is JSON Lines"),
     ],
 )
 def test_bad_gold_files_say_where(tmp_path, content, message):
@@ -192,6 +201,29 @@ def test_cli_prints_one_json_object_and_writes_details(config, gold_file, tmp_pa
     assert [key for key in result if key.startswith("recall@")] == ["recall@1", "recall@2", "recall@4", "recall@8",
                                                                     "recall@16"]
     assert result["per_doc"]["recall@4"] == round(4 / 6, 4)
+
+
+def test_cli_reads_a_gold_file_given_through_a_pipe(config, gold_file, capsys):
+    """It was read twice, and the second reading of a pipe is empty: 'no questions found'."""
+    read, write = os.pipe()
+    with os.fdopen(write, "w", encoding="utf-8") as pipe:
+        pipe.write(gold_file.read_text(encoding="utf-8"))
+    try:
+        assert ask_main(["--config", str(config), "--evaluate", f"/dev/fd/{read}", "--k", "1", "8"]) == 0
+    finally:
+        os.close(read)
+    assert json.loads(capsys.readouterr().out)["questions"] == len(GOLD)
+
+
+def test_cli_refuses_to_call_a_run_that_found_none_of_the_gold_documents_a_measurement(config, tmp_path, capsys):
+    """Gold file names that the index does not have (a renamed corpus) gave recall 0.0 and exit 0."""
+    gold = tmp_path / "renamed.jsonl"
+    gold.write_text(json.dumps({"id": "a", "doc": "ACME_2023_10K.pdf", "question": "Revenue?", "pages": [0]}) + "\n",
+                    encoding="utf-8")
+    assert ask_main(["--config", str(config), "--evaluate", str(gold)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: none of the gold file's documents is in the index (ACME_2023_10K.pdf): nothing was measured; build "
+        "the index from them, or check the names in the gold file")
 
 
 def test_cli_refuses_a_bad_gold_file_before_loading_anything(tmp_path, capsys):

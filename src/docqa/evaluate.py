@@ -72,7 +72,11 @@ def read_gold(path: Path | str) -> list[GoldQuestion]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc.msg})") from None
+            # a JSON array or a CSV, as batch takes questions: a gold file is one object per line
+            raise InputError(f"{where}: not valid JSON ({exc.msg}); a gold file is JSON Lines, one JSON object per "
+                             "line") from None
+        if isinstance(item, list):
+            raise InputError(f"{where}: a JSON array; a gold file is JSON Lines, one JSON object per line")
         question = _gold_question(item, where)
         if question.id in seen:
             raise InputError(f"{where}: id '{question.id}' appears twice")
@@ -96,9 +100,13 @@ def _gold_question(item, where: str) -> GoldQuestion:
         raise InputError(f"{where}: \"pages\" must be a list of 0-based page indices")
     if not pages:  # no passage could ever count as a hit
         raise InputError(f"{where}: \"pages\" is empty; name the 0-based page indices the evidence is on")
-    answers = item.get("answers") or []
+    answers = item.get("answers")
+    answers = [] if answers is None else answers
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise InputError(f"{where}: \"answers\" must be a list of strings")
+    if any(not answer.strip() for answer in answers):  # an empty spreadsheet cell: every passage holds ""
+        raise InputError(f"{where}: an empty answer string would match every passage; remove it, or give the "
+                         "text the page holds")
     if not isinstance(item["doc"], str) or not item["doc"].strip():
         raise InputError(f"{where}: \"doc\" must be a file name")
     if not isinstance(item["question"], str) or not item["question"].strip():
@@ -278,16 +286,18 @@ def evaluate(
     details: Optional[Path | str | TextIO] = None,
     count_tokens: Optional[Callable[[str], int]] = None,
     progress: Optional[Callable[[], None]] = None,
+    questions: Optional[Sequence[GoldQuestion]] = None,
 ) -> dict:
     """Score retrieval against a gold file; returns one JSON-ready dict (see docs/evaluation.md).
 
     ``details`` (a path or an open text file) receives one JSON line per question as it is scored.
     ``count_tokens`` counts the context in LLM tokens; without it (and without a loaded LLM on the
-    DocQA) tokens are estimated as characters / 4 and ``context_tokens_estimated`` is true.
+    DocQA) tokens are estimated as characters / 4 and ``context_tokens_estimated`` is true. ``questions``: the gold
+    file's, already read (``read_gold``), where it cannot be read twice (a pipe).
     """
     view = _Target(qa_or_retriever)
     ks = _check_ks(ks)
-    questions = read_gold(gold_path)
+    questions = list(questions) if questions is not None else read_gold(gold_path)
     counter = count_tokens or view.count_tokens
     records = []
     handle, owned = _details_handle(details)
