@@ -301,11 +301,19 @@ def previous_records(out: Path) -> dict[str, dict]:
     return records
 
 
+def _model_file(value: str) -> Path:
+    """--model: a path, or "demo" as docqa's own --model takes it (its errors advise it)."""
+    from docqa.demo import DEMO, demo_model_path
+
+    return demo_model_path() if value.lower() == DEMO else Path(value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gold", type=Path, default=GOLD)
     parser.add_argument("--corpus", type=Path, default=CORPUS)
-    parser.add_argument("--model", type=Path, required=True, help="a GGUF file (bench/real_models.py finds them)")
+    parser.add_argument("--model", type=_model_file, required=True,
+                        help="a GGUF file (bench/real_models.py finds them), or demo: the tiny demo model")
     parser.add_argument("--pipeline", choices=("docqa", "tutorial"), default="docqa")
     parser.add_argument("--k", type=int, help="passages in the prompt (default: docqa's retrieval.k; tutorial 2)")
     parser.add_argument("--format", choices=("auto", "plain", "llama-2-chat", "gguf"),
@@ -323,6 +331,8 @@ def main() -> int:
                         help="only print the summary of the selected questions already answered in --out")
     args = parser.parse_args()
     if not args.corpus.is_dir() or not args.gold.is_file():
+        if (args.corpus, args.gold) != (CORPUS, GOLD):  # named by the user: a typo, not a machine without the corpus
+            parser.error(f"{args.gold if not args.gold.is_file() else args.corpus} not found")
         print(f"skipped: needs {args.corpus} and {args.gold}")
         return 0
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import io
 import json
-import os
 import math
+import os
 import re
 from pathlib import Path
 
@@ -414,3 +414,31 @@ def test_every_gold_page_of_the_filings_questions_holds_an_answer_string(gold_fi
     paths = {doc: MANU_REPORT if doc == MANU_REPORT.name else FINANCEBENCH / doc for doc in docs}
     assert not [path for path in paths.values() if not path.is_file()]
     assert_gold_pages_hold_an_answer(questions, {doc: folded_pages(path) for doc, path in paths.items()})
+
+
+def test_the_answer_benchmark_takes_the_demo_model_and_refuses_a_gold_file_it_cannot_find(tmp_path):
+    """A typo in --gold said 'skipped' with exit 0 (as on a machine without the shared corpus), and --model demo,
+    which docqa's own errors advise, was taken as a file named demo."""
+    import subprocess
+    import sys
+
+    from docqa.settings import PROJECT_ROOT
+    from tests.support.pdfs import write_pdf
+
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "bench" / "answers.py"), "--model", "demo", "--gold",
+                           str(tmp_path / "nosuch.jsonl"), "--corpus", str(tmp_path), "--out", str(tmp_path / "a.jsonl")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1].endswith(f"error: {tmp_path / 'nosuch.jsonl'} not found")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_pdf(corpus / "acme.pdf", ["Acme revenue was 150 million dollars."])
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "a", "doc": "acme.pdf", "question": "Acme revenue?", "pages": [0],
+                                "answers": ["150 million"]}) + "\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "bench" / "answers.py"), "--model", "demo", "--gold",
+                           str(gold), "--corpus", str(corpus), "--out", str(tmp_path / "a.jsonl"),
+                           "--max-new-tokens", "8"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "HOME": str(tmp_path)})  # its index cache, ~/.cache/docqa-bench
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["questions"] == 1
