@@ -155,6 +155,20 @@ def test_export_is_reused(onnx_embedder, embedding_models, monkeypatch):
     assert {name: (folder / name).stat().st_mtime_ns for name in EXPORT_FILES} == written
 
 
+def test_an_export_clears_what_an_export_killed_outright_left(tmp_path):
+    """kill -9 during the first export left its 90 MB scratch folder in the models folder for good."""
+    from docqa.embeddings.export import _swap_in
+
+    onnx = tmp_path / "onnx"
+    (onnx / ".all-MiniLM-L6-v2-k1_x9zq3" / "export").mkdir(parents=True)  # tempfile's name: the prefix, 8 characters
+    (onnx / ".all-MiniLM-L6-v2-int8-ab12cd34").mkdir()  # the int8 copy's, under its own lock: not this export's
+    (onnx / ".all-MiniLM-L6-v2.lock").write_text("")
+    _swap_in(onnx / "all-MiniLM-L6-v2", lambda staging: (staging / "model.onnx").write_text("graph"))
+    assert sorted(path.name for path in onnx.iterdir()) == [
+        ".all-MiniLM-L6-v2-int8-ab12cd34", ".all-MiniLM-L6-v2.lock", "all-MiniLM-L6-v2"]
+    assert (onnx / "all-MiniLM-L6-v2" / "model.onnx").read_text() == "graph"
+
+
 def test_export_is_made_again_when_the_model_source_changes(onnx_embedder, embedding_models, tmp_path, monkeypatch):
     settings = settings_for(tmp_path)
     shutil.copytree(onnx_export_folder(settings_for(embedding_models)), onnx_export_folder(settings))

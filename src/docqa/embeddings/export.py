@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -88,9 +89,16 @@ def export_onnx(source: ModelSource, folder: Path) -> None:
 
 def _swap_in(folder: Path, write: Callable[[Path], None]) -> None:
     """Write into a staging folder beside ``folder``, then rename it into place: readers never see half of it."""
+    import shutil
     import tempfile
 
     folder.parent.mkdir(parents=True, exist_ok=True)
+    # What an export killed outright (kill -9, power loss) left: 90 MB for MiniLM. Nobody else writes there now (the
+    # caller holds the export lock), and tempfile's names are the prefix and 8 letters, digits or "_".
+    leftover = re.compile(rf"\.{re.escape(folder.name)}-[a-z0-9_]{{8}}")
+    for path in folder.parent.iterdir():
+        if leftover.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}-") as scratch:
         staging = Path(scratch) / "export"
         staging.mkdir()
