@@ -199,14 +199,17 @@ def main() -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="retrieval-gold-", dir=CACHE))  # one per run: runs may overlap
     results = {}
-    with DocQA(settings, retrieval_only=True) as qa:
-        indexed = {Path(record.name).name for record in qa.store.documents()} if args.indexed_only else None
-        for gold in args.gold:
-            for name, path in subsets(gold, halves, scratch, indexed):
-                theirs = evaluate(tutorial, path, KS) if tutorial else None
-                ours = evaluate(qa, path, KS)
-                results[name] = {"tutorial": theirs, "docqa": ours}
-                print(f"\n== {name}\n{compare(theirs, ours)}")
+    try:
+        with DocQA(settings, retrieval_only=True) as qa:
+            indexed = {Path(record.name).name for record in qa.store.documents()} if args.indexed_only else None
+            for gold in args.gold:
+                for name, path in subsets(gold, halves, scratch, indexed):
+                    theirs = evaluate(tutorial, path, KS) if tutorial else None
+                    ours = evaluate(qa, path, KS)
+                    results[name] = {"tutorial": theirs, "docqa": ours}
+                    print(f"\n== {name}\n{compare(theirs, ours)}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # each run's gold subsets: they piled up in the cache
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
