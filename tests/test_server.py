@@ -835,7 +835,8 @@ def test_openai_clients_get_input_errors_as_400_with_the_reason_and_no_retry(tin
         assert app.state.queue.finished == {"done": 0, "failed": 1, "cancelled": 0}  # asked once, not three times
 
         assert client.models.retrieve("docqa").id == "docqa"
-        with pytest.raises(openai.NotFoundError, match="no model 'gpt-4o' here"):
+        with pytest.raises(openai.NotFoundError, match="no model 'gpt-4o' here; this server offers one, 'docqa' "
+                                                       r"\(GET /v1/models\), and answers every chat request with it"):
             client.models.retrieve("gpt-4o")
         too_big = httpx.post(f"{url}/v1/chat/completions", content=b"{" + b" " * (5 << 20) + b"}",
                              headers={"content-type": "application/json"}, timeout=30)
@@ -983,6 +984,9 @@ def test_a_server_without_a_model_offers_none_to_chat_clients(built_fact_index, 
     config = built_fact_index.write_config(tmp_path / "config.yml", serve={"watch": False})
     with local_client(create_app(load_settings(config), retrieval_only=True)) as client:
         assert client.get("/v1/models").json() == {"object": "list", "data": []}
+        docqa = client.get("/v1/models/docqa")
+        assert docqa.status_code == 404 and docqa.json()["error"]["message"] == (
+            "no model 'docqa' here: this server runs without a language model (retrieval only)")
         refused = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]})
         assert refused.status_code == 501 and refused.json()["error"]["type"] == "not_implemented_error"
         assert "use POST /api/retrieve" in refused.json()["error"]["message"]

@@ -153,8 +153,12 @@ def models(request: Request):
 
 @router.get("/models/{model}", summary="The model, by its id")
 def model(model: str, request: Request):
-    if model != MODEL_ID or request.app.state.engine.llm is None:
-        raise HTTPException(404, f"no model {model!r} here; GET /v1/models lists what this server offers")
+    if request.app.state.engine.llm is None:
+        raise HTTPException(404, f"no model {model!r} here: this server runs without a language model (retrieval only)")
+    if model != MODEL_ID:
+        # chat answers whatever model a request names, with docqa's: a client that checks its setting first is told
+        raise HTTPException(404, f"no model {model!r} here; this server offers one, {MODEL_ID!r} (GET /v1/models), "
+                                 "and answers every chat request with it, whatever model the request names")
     return _model_card()
 
 
