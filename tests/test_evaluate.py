@@ -203,6 +203,31 @@ def test_cli_prints_one_json_object_and_writes_details(config, gold_file, tmp_pa
     assert result["per_doc"]["recall@4"] == round(4 / 6, 4)
 
 
+def test_cli_says_when_gold_pages_look_numbered_from_1(config, tmp_path, capsys):
+    """Pages copied from a PDF viewer (from 1) made recall drop with no word: the answers stood a page before."""
+    one_based = [
+        {"id": "a", "doc": "acme-2023.pdf", "question": "What was Acme revenue in 2023?", "pages": [1],
+         "answers": ["150 million"]},
+        {"id": "b", "doc": "beta-2023.pdf", "question": "How many bakers did Beta employ in Bristol?", "pages": [2],
+         "answers": ["90 bakers"]},
+        {"id": "c", "doc": "acme-2022.pdf", "question": "How many people did Acme employ in Leeds in 2022?",
+         "pages": [2], "answers": ["300 people"]},
+    ]
+    gold = tmp_path / "one-based.jsonl"
+    for pages_from in (1, 0):
+        gold.write_text("".join(json.dumps({**item, "pages": [item["pages"][0] - 1 + pages_from]}) + "\n"
+                                for item in one_based), encoding="utf-8")
+        assert ask_main(["--config", str(config), "--evaluate", str(gold), "--k", "8"]) == 0
+        out, err = capsys.readouterr()
+        result = json.loads(out)
+        if pages_from == 1:
+            assert result["recall@8"] == 0 and result["gold_pages_look_one_based"] == {"questions": 3, "with_answers": 3}
+            assert ("warning: for 3 of the 3 questions with answers, an answer string stands on the page before a gold "
+                    "page: are the gold pages numbered as a viewer shows them?") in err
+        else:
+            assert result["recall@8"] == 1 and "gold_pages_look_one_based" not in result and "page before" not in err
+
+
 def test_cli_reads_a_gold_file_given_through_a_pipe(config, gold_file, capsys):
     """It was read twice, and the second reading of a pipe is empty: 'no questions found'."""
     read, write = os.pipe()

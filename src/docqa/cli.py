@@ -779,6 +779,10 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
               f"page{'s' if beyond['document_pages'] != 1 else ''}, indices 0 to {beyond['document_pages'] - 1}); "
               + ("only its other pages can be found" if beyond["findable"] else "it can never be found"),
               file=sys.stderr)
+    if shifted := result.get("gold_pages_look_one_based"):
+        print(f"warning: for {shifted['questions']} of the {shifted['with_answers']} questions with answers, an answer "
+              "string stands on the page before a gold page: are the gold pages numbered as a viewer shows them? A "
+              "gold file gives 0-based page indices (the page number minus 1)", file=sys.stderr)
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 

@@ -18,7 +18,7 @@ import math
 import re
 import time
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
@@ -251,6 +251,10 @@ def _scored(view: _Target, gold: GoldQuestion, depth: int, doc: Optional[str]) -
         "latency_ms": round(latency_ms, 3),
         "_chunks": [{"text": chunk.text} for chunk in chunks],
     }
+    if gold.answers and not ranks:
+        # Gold pages written as a viewer numbers them (from 1): the answer string stands one page before each
+        before = replace(gold, pages=frozenset(page - 1 for page in gold.pages))
+        result["hit_on_page_before"] = any(is_hit(before, chunk) for chunk in chunks)
     if error:
         result["error"] = error
     return result
@@ -342,6 +346,10 @@ def _result(view: _Target, gold_path, ks, per_doc: bool, records: list[dict], qu
                 beyond.append({"id": q.id, "doc": q.doc, "pages": pages, "document_pages": count,
                                "findable": len(pages) < len(q.pages)})
         result["gold_pages_beyond_document"] = beyond
+    with_answers = sum(1 for q in questions if q.answers)
+    before = sum(1 for record in records if record.get("hit_on_page_before"))
+    if before >= max(2, with_answers / 2):
+        result["gold_pages_look_one_based"] = {"questions": before, "with_answers": with_answers}
     if per_doc:
         result["per_doc"] = {"retrieval": "restricted to the gold document", "errors": 0,  # always there, for scripts
                              **summarize([record["per_doc"] for record in records], ks)}
