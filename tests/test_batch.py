@@ -212,6 +212,10 @@ def test_csv_needs_a_question_column_and_numbers_rows_after_the_header(tmp_path)
     [
         ("q.jsonl", '{"question": "ok"}\n{"question": \n', "line 2: not valid JSON"),
         ("q.jsonl", '{"id": "a", "question": "one"}\n{"id": "a", "question": "two"}\n', "id 'a' appears twice"),
+        # written once by the user, once given to the line without an id: said why
+        ("q.jsonl", '{"id": "q2", "question": "one"}\n{"question": "two"}\n',
+         "id 'q2' appears twice; ids must be unique to resume a batch (a question without an id is numbered by its "
+         "line or row, as q<number>: give it an id of its own)"),
         ("q.jsonl", '{"id": "a"}\n', 'line 1: no "question"'),
         ("q.txt", "\n# only a comment\n", "no questions found"),
         # written as its escape in a results file, it never matched again: asked anew on every run

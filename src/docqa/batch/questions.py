@@ -175,7 +175,11 @@ def _check_unique(path: Path, questions: Sequence[Question]) -> None:
     seen: set[str] = set()
     for question in questions:
         if question.id in seen:
-            raise InputError(f"{path}: id '{question.id}' appears twice; ids must be unique to resume a batch")
+            # q<number> is also the id a question without one gets: the user may have written it once only
+            numbered = (" (a question without an id is numbered by its line or row, as q<number>: give it an id of "
+                        "its own)") if re.fullmatch(r"q\d+", question.id) else ""
+            raise InputError(f"{path}: id '{question.id}' appears twice; ids must be unique to resume a batch"
+                             f"{numbered}")
         seen.add(question.id)
 
 
