@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from docqa.cli import ask_main, build_main
+from docqa.cli import main as docqa_main
 from tests.support.commands import QUESTION, ROOT, run
 from tests.support.pdfs import write_pdf
 from tests.support.read_only import read_only, skip_if_not_mounted, writable_again
@@ -305,7 +306,13 @@ def test_each_doc_refuses_questions_with_a_doc_of_their_own(built_fact_index, tm
     code, _, err = run(ask_main, built_fact_index.args("--each-doc", "--batch", str(questions), "--retrieval-only"), capsys)
     assert code == 2
     assert one_line_error(err) == (f'error: each-doc asks each document in turn, so the "doc" of question g1 in '
-                                   f"{questions} would not be used; choose the documents with --doc, or ask with docqa batch")
+                                   f"{questions} would not be used; choose the documents with --doc, or ask with "
+                                   f"python main.py --config {built_fact_index.config} --batch {questions} --out FILE")
+    # as this user runs docqa: it said "docqa batch" to main.py's users too
+    code, _, err = run(docqa_main, ["each-doc", *built_fact_index.args("--batch", str(questions), "--retrieval-only")],
+                       capsys)
+    assert code == 2 and one_line_error(err).endswith(
+        f"or ask with docqa batch --config {built_fact_index.config} {questions} --out FILE")
 
 
 def test_a_batch_doc_that_matches_nothing_is_refused_once(built_fact_index, tmp_path, capsys):

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -577,8 +578,13 @@ def each_doc(args: argparse.Namespace) -> int:
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
     if scoped := [q.id for q in questions if q.doc]:
         # each-doc asks every document (or --doc's) in turn: a question's own doc would be passed over unsaid
+        # the batch command as this user runs docqa: main.py's flags, or the subcommand
+        # (the script's form gets the --config given at the CLI boundary, as all advice does)
+        config = f" --config {shlex.quote(args.config)}" if args.config else ""
+        batch = (f"python {args.prog} --batch" if args.prog.endswith("main.py") else f"{args.prog} batch{config}")
         raise InputError(f"each-doc asks each document in turn, so the \"doc\" of question {scoped[0]} in {args.batch} "
-                         "would not be used; choose the documents with --doc, or ask with docqa batch")
+                         f"would not be used; choose the documents with --doc, or ask with "
+                         f"{batch} {shlex.quote(args.batch)} --out FILE")
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out, fmt) as handle:
         qa.advice_prog = args.prog
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
