@@ -11,7 +11,7 @@ import pytest
 from docqa.cli import ask_main, build_main, download_main
 from docqa.cli import main as docqa_main
 from tests.support.commands import QUESTION, ROOT, run
-
+from tests.support.pdfs import write_pdf
 
 
 def test_build_then_retrieval_only_shows_sources_with_pages(fact_project, capsys):
@@ -71,6 +71,22 @@ def test_a_build_that_reads_no_page_shows_no_empty_progress_bar(fact_project, ba
     code, out, err = run(build_main, fact_project.args(), capsys)
     assert code == 5 and "skipped broken.pdf: truncated PDF" in err
     assert "pages" not in err.replace("truncated PDF", ""), err  # no "0pages [00:00, ?pages/s]"
+
+
+def test_a_build_names_the_files_it_changed(fact_project, capsys, monkeypatch):
+    """The summary counted them ("1 removed") without saying which; only --json did."""
+    code, out, err = run(build_main, fact_project.args(), capsys)
+    assert code == 0 and "added alpha-annual-report.pdf\nadded beta-10k.pdf\n" in err
+    (fact_project.data / "beta-10k.pdf").rename(fact_project.data / "beta renamed.pdf")
+    (fact_project.data / "alpha-annual-report.pdf").unlink()
+    code, out, err = run(build_main, fact_project.args(), capsys)
+    assert code == 0 and err == "renamed beta renamed.pdf\nremoved alpha-annual-report.pdf\n"
+    assert out.startswith("1 file: 0 added, 0 updated, 1 renamed, 1 removed")
+    monkeypatch.setattr("docqa.cli.NAMED_CHANGES", 1)
+    for number in range(3):
+        write_pdf(fact_project.data / f"gamma-{number}.pdf", [f"Gamma report {number}."])
+    code, out, err = run(build_main, fact_project.args(), capsys)
+    assert "added gamma-0.pdf\n... and 2 more added (--json lists them all)\n" in err
 
 
 def test_no_index_yet(project, capsys):

@@ -464,6 +464,13 @@ def build(args: argparse.Namespace) -> int:
         if args.json:  # the object an interrupted update prints, so that a script reads either alike
             print(json.dumps({**BuildReport(interrupted=True, notes=[kept]).__dict__, "documents": None}, indent=2))
         return 128 + signals[0] if signals else EXIT_INTERRUPTED
+    if not args.json:  # which files, not only how many ("1 removed" said nothing of which); --json lists them all
+        for kind in ("added", "updated", "renamed", "removed"):
+            names = getattr(report, kind)
+            for name in names[:NAMED_CHANGES]:
+                print(f"{kind} {shown(name)}", file=sys.stderr)
+            if len(names) > NAMED_CHANGES:
+                print(f"... and {len(names) - NAMED_CHANGES} more {kind} (--json lists them all)", file=sys.stderr)
     for skipped in report.skipped:
         print(f"skipped {shown(skipped.name)}: {skipped.reason}", file=sys.stderr)
     for note in report.notes:
@@ -477,6 +484,9 @@ def build(args: argparse.Namespace) -> int:
     if report.interrupted:
         return 128 + signals[0] if signals else EXIT_INTERRUPTED
     return DocumentError.exit_code if report.skipped else 0
+
+
+NAMED_CHANGES = 20  # files of each kind a build names on stderr
 
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
