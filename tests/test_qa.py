@@ -314,6 +314,26 @@ def test_the_librarys_advice_names_the_users_settings_file(built_fact_index, pro
         build_index(load_settings(config))
 
 
+def test_the_librarys_advice_for_index_settings_made_in_code_is_build_index(built_fact_index, project, tmp_path):
+    """Settings changed in code advised "python db_build.py --config FILE", which builds the index the file names,
+    not the one the code does."""
+    from docqa import build_index
+    from docqa.errors import IndexNotFoundError, StoreError
+
+    elsewhere = load_settings(project.config, paths={"vectorstore": str(tmp_path / "elsewhere")})
+    with pytest.raises(IndexNotFoundError, match=re.escape("; build it first: docqa.build_index(settings)")):
+        DocQA(elsewhere, retrieval_only=True)
+    changed = load_settings(built_fact_index.config)
+    changed.ingest.chunk_size = 800  # set after loading
+    with pytest.raises(StoreError, match=re.escape("run: docqa.build_index(settings, rebuild=True)")):
+        build_index(changed)
+    assert not changed.index_as_in_file and load_settings(built_fact_index.config).index_as_in_file
+    # settings of other sections changed in code (the model, as --model does) leave the index the file's
+    other_model = load_settings(project.config, llm={"max_new_tokens": 8})
+    with pytest.raises(IndexNotFoundError, match=re.escape(f"build it first: python db_build.py --config {project.config}")):
+        DocQA(other_model, retrieval_only=True)
+
+
 def test_advice_given_twice_names_the_settings_file_once():
     """The library names the settings file, then the CLI the --config as typed: a quoted path survives."""
     from docqa.errors import advice_for

@@ -129,13 +129,23 @@ def advice_for(message: str, prog: str, config: Optional[str]) -> str:
     return ADVISED_COMMAND.sub(as_typed, message)
 
 
+# The build command a message advises, as a library user whose index settings were made in code runs it
+ADVISED_BUILD = re.compile(r"\bpython db_build\.py( --rebuild)?\b")
+
+
 @contextmanager
-def advising(config: Optional[str]) -> Iterator[None]:
-    """Domain errors raised inside advise their commands with ``--config config`` (where it is not None): a library
-    user's settings file, which the scripts would not read by themselves."""
+def advising(settings) -> Iterator[None]:
+    """Domain errors raised inside advise their commands as a library user follows them: with ``--config FILE``
+    for settings from a file the scripts would not read by themselves; as ``docqa.build_index(settings)`` where the
+    index's settings were made or changed in code, which no command would build."""
     try:
         yield
     except DocqaError as error:
-        if config is not None and len(error.args) == 1 and isinstance(error.args[0], str):  # the message alone
-            error.args = (advice_for(str(error), "python", config),)
+        if len(error.args) == 1 and isinstance(error.args[0], str):  # the message alone
+            if not settings.index_as_in_file:
+                error.args = (ADVISED_BUILD.sub(
+                    lambda match: f"docqa.build_index(settings{', rebuild=True' if match.group(1) else ''})",
+                    error.args[0]),)
+            elif settings.own_config is not None:
+                error.args = (advice_for(error.args[0], "python", settings.own_config),)
         raise

@@ -166,7 +166,7 @@ def build_index(
 ) -> BuildReport:
     """Bring the index in line with the data folder; returns what was done."""
     check_settings(settings, "build_index(...)")
-    with advising(settings.own_config):
+    with advising(settings):
         try:
             return _build(settings, rebuild, progress, on_total)
         except (sqlite3.OperationalError, OSError, RuntimeError) as error:  # RuntimeError: FAISS's own

@@ -207,7 +207,7 @@ class DocQALLM(_Closable, LLM):
         check_one_chat_template(settings)
         fields.setdefault("prompt_format", settings.prompt.format)
         fields.setdefault("system_prompt", settings.prompt.system)
-        with advising(settings.own_config):
+        with advising(settings):
             backend = create_llm(settings.llm, settings.root)
         return cls._owning(backend, backend=backend, **fields)
 

@@ -168,7 +168,7 @@ class DocQA:
         started = time.perf_counter()
         self._prepare(settings, llm)
         try:
-            with advising(settings.own_config):
+            with advising(settings):
                 self.store = open_reader(settings, index_fingerprint(settings))
                 self.retriever = Retriever(self.store, create_embedder(settings), settings.retrieval,
                                            load_reranker(settings), settings.ingest.chunk_overlap)

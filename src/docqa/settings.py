@@ -319,6 +319,10 @@ class Storage(Section):
     )
 
 
+# The sections that decide which index the settings name and how it is built
+INDEX_SECTIONS = ("paths", "store", "ingest", "embeddings")
+
+
 class Settings(Section):
     paths: Paths = Field(default_factory=Paths)
     store: Storage = Field(default_factory=Storage)
@@ -330,6 +334,16 @@ class Settings(Section):
     serve: Serve = Field(default_factory=Serve)
     _root: Path = PrivateAttr(PROJECT_ROOT)
     _file: Optional[Path] = PrivateAttr(None)
+    _file_index: Optional[dict] = PrivateAttr(None)  # the index's sections as load_settings read them (no overrides)
+
+    @property
+    def index_as_in_file(self) -> bool:
+        """Whether the index these settings name is the one their settings file names, which the commands build
+        and search (not where the index's sections were set in code, or the settings were made in code)."""
+        return self._file_index is not None and self._file_index == self._index_part()
+
+    def _index_part(self) -> dict:
+        return self.model_dump(include=set(INDEX_SECTIONS), mode="json")
 
     @property
     def root(self) -> Path:
@@ -383,6 +397,7 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
                                   f"--config {folder / other}")
         settings = _settings({}, sections, "the settings")
         settings._root = folder.resolve()
+        settings._file_index = (_settings({}, {}, "the settings") if sections else settings)._index_part()
         return settings
     try:
         raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
@@ -404,6 +419,7 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
     settings = _settings(raw, sections, str(config_path))
     settings._root = config_path.resolve().parent
     settings._file = config_path.resolve()
+    settings._file_index = (_settings(raw, {}, str(config_path)) if sections else settings)._index_part()
     return settings
 
 
