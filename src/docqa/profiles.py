@@ -501,12 +501,10 @@ def named_documents(question: str, profiles: Sequence[Profile], distinctive: Dis
     return [p.document for p in chosen]
 
 
-def unindexed_names(question: str, profiles: Sequence[Profile]) -> list[str]:
-    """The companies a question names in the possessive ("What was Nike's revenue?") that no indexed document is of,
-    as written: the passages found for it come from other companies' documents. Empty where some document's company
-    is unknown (a first page that does not say it): that document may be the one."""
-    if not profiles or any(not (item.names - item.hinted) for item in profiles):
-        return []
+def possessive_names(question: str, profiles: Sequence[Profile]) -> list[str]:
+    """The names a question writes in the possessive ("What was Nike's revenue?") that name no indexed company, as
+    written: a company, product, place or person the index may not hold (the retriever looks for them in the text).
+    A question's first words and a report's own words for its company or people ("the Group's") are no names."""
     missing = []
     for match in _POSSESSIVE.finditer(question):
         words = match.group(1).split()

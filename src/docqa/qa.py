@@ -341,11 +341,10 @@ class DocQA:
             sources, searched = self.search(question, k=k, doc=doc)
             timings.retrieval = time.perf_counter() - started
             result = Answer(question, None, sources, timings, searched=searched)
-            if searched is not None and searched.unindexed:
-                names = " and ".join(searched.unindexed)
-                result.notes.append(f"the question names {names}, and no indexed document is "
-                                    f"{'its' if len(searched.unindexed) == 1 else 'their'} report: the passages, and "
-                                    "any answer, come from other companies' documents")
+            if searched is not None and searched.unmentioned:
+                names = " or ".join(searched.unmentioned)
+                result.notes.append(f"no indexed document mentions {names}, which the question names: the passages, "
+                                    "and any answer, are about something else")
             if self.llm is not None and not retrieval_only:
                 take_turn(self._generation_lock, stop_signal)  # another thread may be answering
                 try:

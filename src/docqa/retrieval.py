@@ -29,7 +29,7 @@ from docqa.profiles import (
     named_documents,
     profile,
     same_company_names,
-    unindexed_names,
+    possessive_names,
     with_fiscal_quarters,
 )
 from docqa.settings import Retrieval, Settings
@@ -101,8 +101,8 @@ class Searched:
     scope: Literal["all", "named", "period", "doc"]
     documents: tuple[str, ...]
     named: tuple[str, ...] = ()  # the documents the question names, also when their passages matched too weakly
-    # companies the question names ("Nike's") that no indexed document is of, as written
-    unindexed: tuple[str, ...] = ()
+    # what the question names in the possessive ("Puma's") that no indexed document mentions, as written
+    unmentioned: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for people: "all 47 documents", "1 document named in the question: a.pdf", ..."""
@@ -111,10 +111,10 @@ class Searched:
             return f"{count} matching --doc: {', '.join(self.documents)}"
         if self.scope == "named":
             return f"{count} named in the question: {', '.join(self.documents)}"
-        # The companies the question names and the index lacks: the passages are other companies'
-        owners = " or ".join(f"{name}'s" for name in self.unindexed)
-        none = "it is not" if len(self.documents) == 1 else "none is"
-        lacking = f" ({none} {owners}, which the question names)" if self.unindexed else ""
+        # What the question names that no document mentions: the passages are about something else
+        names = " or ".join(self.unmentioned)
+        none = "it does not mention" if len(self.documents) == 1 else "none mentions"
+        lacking = f" ({none} {names}, which the question names)" if self.unmentioned else ""
         if self.scope == "period":
             return f"{count} whose period ends on the date in the question: {', '.join(self.documents)}{lacking}"
         every = f"all {count}" if len(self.documents) != 1 else "the only document"
@@ -322,16 +322,16 @@ class Retriever:
                 passages = self._ranked(question, query, vector, k, ids, allowed)
                 return SearchResult(passages, Searched("named", tuple(named), tuple(named)))
         else:
-            unindexed = self._unindexed(question)
+            unmentioned = self._unmentioned(question)
             # Kept even where other filings' passages match better (no weak-evidence fallback, unlike a name): those
             # filings report on other periods, which the question's date rules out.
             dated = self._dated(question)
             if dated:
                 ids = self._document_ids(documents, dated)
                 return SearchResult(self._ranked(question, query, vector, k, ids),
-                                    Searched("period", tuple(dated), unindexed=unindexed))
+                                    Searched("period", tuple(dated), unmentioned=unmentioned))
             return SearchResult(self._ranked(question, query, vector, k, None),
-                                Searched("all", everything, unindexed=unindexed))
+                                Searched("all", everything, unmentioned=unmentioned))
         return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
 
     @staticmethod
@@ -403,8 +403,13 @@ class Retriever:
             return []
         return named_documents(question, self.profiles(), self._distinctive)
 
-    def _unindexed(self, question: str) -> tuple[str, ...]:
-        return tuple(unindexed_names(question, self.profiles())) if self.settings.named_documents else ()
+    def _unmentioned(self, question: str) -> tuple[str, ...]:
+        """What the question names in the possessive that no indexed document's text holds: a fact, unlike a guess
+        at whether a capitalised word is a company ("Old Trafford's" is in the report that answers)."""
+        if not self.settings.named_documents:
+            return ()
+        return tuple(name for name in possessive_names(question, self.profiles())
+                     if not self.store.documents_matching(phrase_query(name)))
 
     def _dated(self, question: str) -> list[str]:
         return dated_documents(question, self.profiles()) if self.settings.named_documents else []

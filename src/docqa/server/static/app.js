@@ -250,10 +250,10 @@ function searchedText(searched) {
   const docs = searched.documents;
   const count = `${docs.length} document${docs.length === 1 ? "" : "s"}`;
   const names = docs.join(", ");
-  // the companies the question names and the index lacks: the passages are other companies'
-  const unindexed = searched.unindexed || [];
-  const lacking = unindexed.length
-    ? ` (${docs.length === 1 ? "it is not" : "none is"} ${unindexed.map((name) => `${name}'s`).join(" or ")}, which the question names)`
+  // what the question names that no document mentions: the passages are about something else
+  const unmentioned = searched.unmentioned || [];
+  const lacking = unmentioned.length
+    ? ` (${docs.length === 1 ? "it does not mention" : "none mentions"} ${unmentioned.join(" or ")}, which the question names)`
     : "";
   if (searched.scope === "doc") return `Searched the ${count} chosen: ${names}`;
   if (searched.scope === "named") return `Searched the ${count} named in the question: ${names}`;
