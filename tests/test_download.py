@@ -251,6 +251,52 @@ def test_ctrl_c_keeps_what_came_and_says_so(config, fake_hub, monkeypatch, capsy
         f"the 2.9 KB fetched are kept in {part}: the same command goes on from there", "interrupted"]
 
 
+def test_a_second_download_of_the_same_file_waits_for_none_and_spoils_nothing(config, fake_hub, capsys):
+    """Two at once wrote into one part; the first to finish found the digest wrong and deleted what both fetched."""
+    import fcntl
+
+    part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
+    part.parent.mkdir()
+    part.write_bytes(b"GGUF" + bytes(500))
+    with open(part, "ab") as other:  # another run's lock
+        fcntl.flock(other, fcntl.LOCK_EX)
+        assert main(["--config", str(config)]) == 6
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: another download of llama-2-7b-chat.Q8_0.gguf into {part.parent} is under way; wait for it to finish")
+    assert part.read_bytes() == b"GGUF" + bytes(500) and fake_hub.ranges == []
+    assert main(["--config", str(config)]) == 1  # once it is free: taken up (this part is no beginning of the file)
+    assert "does not match the hub's SHA-256" in capsys.readouterr().err
+
+
+def test_a_part_longer_than_the_file_starts_again_in_the_same_run(config, fake_hub, capsys):
+    """It said 'starting again' and stopped (exit 1), the part deleted."""
+    whole = fake_hub.content("TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q8_0.gguf")
+    part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
+    part.parent.mkdir()
+    part.write_bytes(whole + bytes(100))
+    assert main(["--config", str(config)]) == 0
+    assert fake_hub.ranges == [f"bytes={len(whole) + 100}-", ""]
+    assert (part.parent / "llama-2-7b-chat.Q8_0.gguf").read_bytes() == whole and not part.exists()
+
+
+@pytest.mark.parametrize("status, message", [
+    (403, "the storage the hub sends to refused the file (HTTP 403): its link may have expired; run the command again"),
+    (503, "the storage the hub sends to answered HTTP 503"),
+])
+def test_the_storages_refusal_is_not_taken_for_the_hubs_and_keeps_the_part(config, fake_hub, capsys, status, message):
+    """A 403 from the storage the hub redirects to was said to be a gated repository; a 503 did not say the part
+    was kept."""
+    fake_hub.bytes_status = status
+    part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
+    part.parent.mkdir()
+    part.write_bytes(b"GGUF" + bytes(2000))
+    assert main(["--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: download of llama-2-7b-chat.Q8_0.gguf failed: {message}; the 2.0 KB fetched are kept in {part}: "
+        "the same command goes on from there")
+    assert part.stat().st_size == 2004
+
+
 def test_a_part_that_is_already_whole_is_not_fetched_again(config, fake_hub):
     whole = fake_hub.content("TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q8_0.gguf")
     part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote, urlsplit
 
-from docqa.errors import DocqaError, MissingDependencyError
+from docqa.errors import DocqaError, MissingDependencyError, OutputLockedError
 from docqa.llm.base import describe
 from docqa.llm.catalog import ModelFile
 
@@ -25,6 +26,10 @@ ATTEMPTS = 5
 
 class _Dropped(Exception):
     """The connection ended before the whole file came; what came is in the partial file."""
+
+
+class _Refused(Exception):
+    """The hub (or the storage it sends to) will not give the file: its reason, in the user's terms."""
 
 
 def download(model: ModelFile, folder: Path) -> Path:
@@ -47,14 +52,48 @@ def download(model: ModelFile, folder: Path) -> Path:
     target = folder / model.filename
     partial = folder / f"{model.filename}.part"
     kept = partial.stat().st_size if partial.is_file() else 0
+    lock = _lock(partial, model)
     going_on = f", going on from the {_size(kept)} fetched before" if kept else ""
     print(f"downloading {model.filename} from {model.repo_id} into {folder}{going_on}", file=sys.stderr)
+    try:
+        digest = _fetched(model, partial)
+        if digest:
+            _check_digest(partial, digest, model)
+        os.replace(partial, target)
+    finally:
+        if partial.is_file() and not partial.stat().st_size:  # made by the lock, and nothing came
+            partial.unlink()
+        lock.close()
+    return target
+
+
+def _lock(partial: Path, model: ModelFile):
+    """The part, opened and locked for this run: two downloads of one file into one folder wrote into the same part,
+    and the one that finished first found the digest wrong and deleted what both had fetched."""
+    try:
+        handle = open(partial, "ab")
+    except OSError as error:
+        raise DocqaError(f"download of {model.filename} failed: cannot write {partial}: "
+                         f"{error.strerror or error}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutputLockedError(f"another download of {model.filename} into {partial.parent} is under way; wait "
+                                "for it to finish") from None
+    return handle
+
+
+def _fetched(model: ModelFile, partial: Path) -> Optional[str]:
+    """The whole file in ``partial``, taken up again where the connection drops; the SHA-256 the hub gives for it."""
     try:
         for attempt in range(1, ATTEMPTS + 1):
             before = partial.stat().st_size if partial.is_file() else 0
             try:
-                digest = _fetch(model, partial)
-                break
+                return _fetch(model, partial)
+            except _Refused as error:
+                kept = f"; {_kept(partial)}" if partial.is_file() and partial.stat().st_size else ""
+                raise DocqaError(f"download of {model.filename} failed: {error}{kept}") from None
             except _Dropped as error:
                 fetched = partial.stat().st_size if partial.is_file() else 0
                 # Only a download that was getting somewhere is tried again: a dead network fails at once.
@@ -69,10 +108,7 @@ def download(model: ModelFile, folder: Path) -> Path:
     except OSError as error:  # the models folder's disk: full, gone, read-only
         raise DocqaError(f"download of {model.filename} failed: cannot write {partial}: "
                          f"{error.strerror or error}; {_kept(partial)}") from None
-    if digest:
-        _check_digest(partial, digest, model)
-    os.replace(partial, target)
-    return target
+    return None  # not reached: the last attempt raises
 
 
 def _fetch(model: ModelFile, partial: Path) -> Optional[str]:
@@ -97,10 +133,13 @@ def _fetch(model: ModelFile, partial: Path) -> Optional[str]:
                 total = _total_of(response.headers.get("Content-Range", ""))
                 if total == have:
                     return _linked_digest(response)
-                partial.unlink()  # longer than the file: not a part of it
-                raise _Dropped("the partial file did not match the server's; starting again")
+                os.truncate(partial, 0)  # longer than the file, so no part of it: from the start (the lock stays)
+                return _fetch(model, partial)
+            if response.status_code >= 500:  # busy or down for now: what came is kept, and taken up again
+                raise _Dropped(f"the {'storage the hub sends to' if response.history else 'hub'} answered HTTP "
+                               f"{response.status_code}")
             if response.status_code >= 400:
-                raise DocqaError(f"download of {model.filename} failed: {_refusal(response, model)}")
+                raise _Refused(_refusal(response, model))
             resumed = response.status_code == 206
             if not resumed:
                 have = 0  # the server sent the whole file
@@ -142,9 +181,13 @@ def _check_digest(partial: Path, digest: str, model: ModelFile) -> None:
 
 
 def _refusal(response, model: ModelFile) -> str:
-    """Why the hub refused, in the user's terms: the hub's error code says which of repository, file or access."""
+    """Why the hub refused, in the user's terms: the hub's error code says which of repository, file or access. Its
+    storage, which it redirects to for the bytes, knows nothing of repositories or terms."""
     code = response.headers.get("X-Error-Code", "")
     status = response.status_code
+    if response.history:
+        return (f"the storage the hub sends to refused the file (HTTP {status}): its link may have expired; run "
+                "the command again")
     if code == "GatedRepo" or status == 403:
         return (f"{model.repo_id} is gated: accept its terms on its page on the hub, then set HF_TOKEN to an access "
                 "token of yours")

@@ -23,6 +23,7 @@ class FakeHub:
     any_file: bool = True  # every (repo, file) asked for exists, with content made from its name
     drop_after: list[int] = field(default_factory=list)  # bytes sent before each of the next answers is cut off
     wrong_digest: bool = False
+    bytes_status: int | None = None  # the storage's answer to every request for the bytes (403, 503, ...)
     downloads: list[dict] = field(default_factory=list)  # each resolve request: repo_id, filename
     ranges: list[str] = field(default_factory=list)  # each byte request's Range header ("" for none)
     url: str = ""
@@ -61,6 +62,9 @@ def serve(hub: FakeHub):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            if hub.bytes_status:
+                hub.ranges.append(self.headers.get("Range", ""))
+                return self._refuse(hub.bytes_status, "")
             repo, name = self.path[len("/bytes/"):].rsplit("/", 1)
             content = hub.content(repo, unquote(name))
             asked = self.headers.get("Range", "")
@@ -87,7 +91,8 @@ def serve(hub: FakeHub):
 
         def _refuse(self, status: int, code: str) -> None:
             self.send_response(status)
-            self.send_header("X-Error-Code", code)
+            if code:
+                self.send_header("X-Error-Code", code)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
