@@ -299,7 +299,7 @@ def test_resuming_into_a_read_only_results_file_leaves_it_alone(built_fact_index
     assert out.read_bytes() == before
 
 
-def test_each_doc_refuses_questions_with_a_doc_of_their_own(built_fact_index, tmp_path, capsys):
+def test_each_doc_refuses_questions_with_a_doc_of_their_own(built_fact_index, tmp_path, capsys, monkeypatch):
     """It asked them of every document, passing over their "doc" without a word."""
     questions = write_jsonl(tmp_path / "questions.jsonl", [QUESTION])
     questions.write_text(json.dumps({"id": "g1", "question": QUESTION, "doc": "alpha*"}) + "\n", encoding="utf-8")
@@ -313,6 +313,11 @@ def test_each_doc_refuses_questions_with_a_doc_of_their_own(built_fact_index, tm
                        capsys)
     assert code == 2 and one_line_error(err).endswith(
         f"or ask with docqa batch --config {built_fact_index.config} {questions} --out FILE")
+    monkeypatch.chdir(tmp_path)  # main.py run from another folder: by its path, with the --config given
+    code, _, err = run(ask_main, built_fact_index.args("--each-doc", "--batch", str(questions), "--retrieval-only"),
+                       capsys)
+    assert one_line_error(err).endswith(f"or ask with python {ROOT / 'main.py'} --config {built_fact_index.config} "
+                                        f"--batch {questions} --out FILE")
 
 
 def test_a_batch_doc_that_matches_nothing_is_refused_once(built_fact_index, tmp_path, capsys):

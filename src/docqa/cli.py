@@ -589,9 +589,9 @@ def each_doc(args: argparse.Namespace) -> int:
     if scoped := [q.id for q in questions if q.doc]:
         # each-doc asks every document (or --doc's) in turn: a question's own doc would be passed over unsaid
         # the batch command as this user runs docqa: main.py's flags, or the subcommand
-        # (the script's form gets the --config given at the CLI boundary, as all advice does)
+        # the script's form as advice writes it, given the script's path and --config at the CLI boundary
         config = f" --config {shlex.quote(args.config)}" if args.config else ""
-        batch = (f"python {args.prog} --batch" if args.prog.endswith("main.py") else f"{args.prog} batch{config}")
+        batch = "python main.py --batch" if args.prog.endswith("main.py") else f"{args.prog} batch{config}"
         raise InputError(f"each-doc asks each document in turn, so the \"doc\" of question {scoped[0]} in {args.batch} "
                          f"would not be used; choose the documents with --doc, or ask with "
                          f"{batch} {shlex.quote(args.batch)} --out FILE")
