@@ -113,8 +113,8 @@ def _fetched(model: ModelFile, partial: Path) -> Optional[str]:
 
 def _fetch(model: ModelFile, partial: Path) -> Optional[str]:
     """Append the rest of the file to ``partial`` (all of it where the server cannot send a part); the SHA-256 the
-    hub gives for the file, where it gives one. _Dropped where the connection ended early; DocqaError where the
-    server refuses."""
+    hub gives for the file, where it gives one. _Dropped where the connection ended early or the server is busy;
+    _Refused where it will not give the file."""
     import httpx
     from huggingface_hub import constants
     from huggingface_hub.utils import build_hf_headers

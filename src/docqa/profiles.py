@@ -505,7 +505,7 @@ def possessive_names(question: str, profiles: Sequence[Profile]) -> list[str]:
     """The names a question writes in the possessive ("What was Nike's revenue?") that name no indexed company, as
     written: a company, product, place or person the index may not hold (the retriever looks for them in the text).
     A question's first words and a report's own words for its company or people ("the Group's") are no names."""
-    missing = []
+    names = []
     for match in _POSSESSIVE.finditer(question):
         words = match.group(1).split()
         while words and words[0].lower() in _NOT_NAMES:
@@ -515,13 +515,11 @@ def possessive_names(question: str, profiles: Sequence[Profile]) -> list[str]:
         written = " ".join(words)
         if written.isupper() and len(written) <= 5:  # a ticker ("NKE's") may well be an indexed company's
             continue
+        # An indexed company's name, also as its file name gives it (which its text need not hold)
         scope = question_scope(written)
-        # A word of an indexed company's name may be how the question calls it ("United's" for Manchester United)
-        own_words = {word.lower() for word in words} - _CONNECTIVES - set(_LEGAL_WORDS)
-        if not any(scope.naming(item) or own_words & set(item.name_words) for item in profiles) \
-                and written not in missing:
-            missing.append(written)
-    return missing
+        if not any(scope.naming(item) for item in profiles) and written not in names:
+            names.append(written)
+    return names
 
 
 def dated_documents(question: str, profiles: Sequence[Profile]) -> list[str]:
