@@ -588,8 +588,8 @@ def each_doc(args: argparse.Namespace) -> int:
     questions = read_questions(args.batch) if args.batch else [Question("q1", question)]
     if scoped := [q.id for q in questions if q.doc]:
         # each-doc asks every document (or --doc's) in turn: a question's own doc would be passed over unsaid
-        # the batch command as this user runs docqa: main.py's flags, or the subcommand
-        # the script's form as advice writes it, given the script's path and --config at the CLI boundary
+        # the batch command as this user runs docqa: main.py's flags as advice writes them (the CLI boundary gives
+        # them the script's path and the --config), or the subcommand
         config = f" --config {shlex.quote(args.config)}" if args.config else ""
         batch = "python main.py --batch" if args.prog.endswith("main.py") else f"{args.prog} batch{config}"
         raise InputError(f"each-doc asks each document in turn, so the \"doc\" of question {scoped[0]} in {args.batch} "

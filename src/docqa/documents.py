@@ -8,6 +8,7 @@ import os
 import re
 import stat
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -42,6 +43,12 @@ class Page:
     document: str
     page_index: int
     text: str
+
+
+def composed(name: str) -> str:
+    """``name`` with its accents composed (NFC): a file copied from a Mac is named "Gescha\u0308ftsbericht.pdf" (a and
+    a combining diaeresis), which "Geschäft*" as typed did not match."""
+    return unicodedata.normalize("NFC", name)
 
 
 def name_as_text(name: str) -> str:

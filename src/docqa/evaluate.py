@@ -17,13 +17,13 @@ import logging
 import math
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 
+from docqa.documents import composed
 from docqa.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def document_key(name: str) -> str:
     """A document's file name as the hit rule compares it: accents composed (a Mac writes "é" as e and a combining
     accent) and case folded, as ``--doc`` finds documents; an indexed "Annual Report.PDF" scored 0 against a gold
     "Annual Report.pdf" while the per-document search found it."""
-    return unicodedata.normalize("NFC", file_name(name)).casefold()
+    return composed(file_name(name)).casefold()
 
 
 def is_hit(gold: GoldQuestion, chunk: Retrieved) -> bool:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal, Optional, Sequence
 
+from docqa.documents import composed
 from docqa.errors import InputError, ModelNotFoundError
 from docqa.profiles import (
     Profile,
@@ -265,12 +265,12 @@ def matching_documents(store: IndexReader, pattern: str) -> list[int]:
     """Ids of indexed documents whose name or file name matches a glob, in its case where any does, else in any case;
     an unknown pattern names what exists."""
     documents = store.documents()
-    exact = [record.id for record in documents if _composed(record.name) == _composed(pattern)]
+    exact = [record.id for record in documents if composed(record.name) == composed(pattern)]
     if exact:  # an indexed name selects that document alone, even where it is another's file name
         return exact
 
     def matching(name: str, glob: str) -> bool:
-        name, glob = _composed(name), _composed(glob)
+        name, glob = composed(name), composed(glob)
         return fnmatch.fnmatchcase(name, glob) or fnmatch.fnmatchcase(PurePosixPath(name).name, glob)
 
     ids = [record.id for record in documents if matching(record.name, pattern)]
@@ -281,12 +281,6 @@ def matching_documents(store: IndexReader, pattern: str) -> list[int]:
         more = f" and {len(documents) - 20} more" if len(documents) > 20 else ""
         raise InputError(f"no indexed document matches '{pattern}'; indexed: {names}{more}")
     return ids
-
-
-def _composed(text: str) -> str:
-    """``text`` with its accents composed: a file copied from a Mac is named "Gescha\u0308ftsbericht.pdf" (a and a
-    combining diaeresis), which "Geschäft*" as typed did not match."""
-    return unicodedata.normalize("NFC", text)
 
 
 class Retriever:
