@@ -328,6 +328,11 @@ def test_the_librarys_advice_for_index_settings_made_in_code_is_build_index(buil
     with pytest.raises(StoreError, match=re.escape("run: docqa.build_index(settings, rebuild=True)")):
         build_index(changed)
     assert not changed.index_as_in_file and load_settings(built_fact_index.config).index_as_in_file
+    # the other commands advised keep the --config: a download into the file's models folder is still right
+    missing_model = load_settings(built_fact_index.config, llm={"model_path": str(tmp_path / "none.gguf")})
+    missing_model.paths.data = tmp_path  # an index section, set in code
+    with pytest.raises(Exception, match=re.escape(f"download_model.py --config {built_fact_index.config}")):
+        DocQA(missing_model)
     # settings of other sections changed in code (the model, as --model does) leave the index the file's
     other_model = load_settings(project.config, llm={"max_new_tokens": 8})
     with pytest.raises(IndexNotFoundError, match=re.escape(f"build it first: python db_build.py --config {project.config}")):

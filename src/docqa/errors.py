@@ -142,10 +142,11 @@ def advising(settings) -> Iterator[None]:
         yield
     except DocqaError as error:
         if len(error.args) == 1 and isinstance(error.args[0], str):  # the message alone
+            message = error.args[0]
             if not settings.index_as_in_file:
-                error.args = (ADVISED_BUILD.sub(
-                    lambda match: f"docqa.build_index(settings{', rebuild=True' if match.group(1) else ''})",
-                    error.args[0]),)
-            elif settings.own_config is not None:
-                error.args = (advice_for(error.args[0], "python", settings.own_config),)
+                message = ADVISED_BUILD.sub(
+                    lambda match: f"docqa.build_index(settings{', rebuild=True' if match.group(1) else ''})", message)
+            if settings.own_config is not None:  # the other commands (a download, a question) read the file
+                message = advice_for(message, "python", settings.own_config)
+            error.args = (message,)
         raise
