@@ -285,8 +285,8 @@ def test_a_part_longer_than_the_file_starts_again_in_the_same_run(config, fake_h
 ])
 def test_the_storages_refusal_is_not_taken_for_the_hubs_and_keeps_the_part(config, fake_hub, capsys, status, message):
     """A 403 from the storage the hub redirects to was said to be a gated repository; a 503 did not say the part
-    was kept."""
-    fake_hub.bytes_status = status
+    was kept (it is asked again, ATTEMPTS times in all)."""
+    fake_hub.bytes_statuses = [status] * 5
     part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
     part.parent.mkdir()
     part.write_bytes(b"GGUF" + bytes(2000))
@@ -295,6 +295,35 @@ def test_the_storages_refusal_is_not_taken_for_the_hubs_and_keeps_the_part(confi
         f"error: download of llama-2-7b-chat.Q8_0.gguf failed: {message}; the 2.0 KB fetched are kept in {part}: "
         "the same command goes on from there")
     assert part.stat().st_size == 2004
+
+
+def test_a_server_busy_for_a_moment_is_asked_again(config, fake_hub, capsys):
+    """A 503 ended the run at once, although nothing was wrong a second later."""
+    fake_hub.bytes_statuses = [503]
+    assert main(["--config", str(config)]) == 0
+    assert "(the storage the hub sends to answered HTTP 503); going on from 0 bytes" in capsys.readouterr().err
+
+
+def test_a_gated_repository_reached_through_a_rename_is_said_to_be_gated(config, fake_hub, capsys):
+    """The hub redirects a renamed repository to its new name: a redirect alone made its 403 the storage's."""
+    fake_hub.moved, fake_hub.gated = {"old/repo": "gated/repo"}, {"gated/repo"}
+    assert main(["--repo", "old/repo", "--file", "a.gguf", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: download of a.gguf failed: old/repo is gated: accept its terms on its page on the hub, then set "
+        "HF_TOKEN to an access token of yours")
+
+
+def test_a_drop_after_starting_again_is_taken_up_as_any_other(config, fake_hub, capsys):
+    whole = fake_hub.content("TheBloke/Llama-2-7B-Chat-GGUF", "llama-2-7b-chat.Q8_0.gguf")
+    part = config.parent / "my-models" / "llama-2-7b-chat.Q8_0.gguf.part"
+    part.parent.mkdir()
+    part.write_bytes(whole + bytes(100))
+    fake_hub.drop_after = [1000]
+    assert main(["--config", str(config)]) == 0
+    assert fake_hub.ranges == [f"bytes={len(whole) + 100}-", "", "bytes=1000-"]
+    err = capsys.readouterr().err
+    assert "the part kept was longer than the file, so no part of it: starting from the beginning" in err
+    assert (part.parent / "llama-2-7b-chat.Q8_0.gguf").read_bytes() == whole
 
 
 def test_a_part_that_is_already_whole_is_not_fetched_again(config, fake_hub):

@@ -28,6 +28,14 @@ class _Dropped(Exception):
     """The connection ended before the whole file came; what came is in the partial file."""
 
 
+class _Busy(_Dropped):
+    """The hub or its storage answered 5xx: busy or down for now, worth asking again even though nothing came."""
+
+
+class _Restart(Exception):
+    """The part was no beginning of the file (longer than it): emptied, to be fetched from the start."""
+
+
 class _Refused(Exception):
     """The hub (or the storage it sends to) will not give the file: its reason, in the user's terms."""
 
@@ -91,15 +99,20 @@ def _fetched(model: ModelFile, partial: Path) -> Optional[str]:
             before = partial.stat().st_size if partial.is_file() else 0
             try:
                 return _fetch(model, partial)
+            except _Restart:
+                print("the part kept was longer than the file, so no part of it: starting from the beginning",
+                      file=sys.stderr)
             except _Refused as error:
                 kept = f"; {_kept(partial)}" if partial.is_file() and partial.stat().st_size else ""
                 raise DocqaError(f"download of {model.filename} failed: {error}{kept}") from None
             except _Dropped as error:
                 fetched = partial.stat().st_size if partial.is_file() else 0
-                # Only a download that was getting somewhere is tried again: a dead network fails at once.
-                if attempt == ATTEMPTS or fetched <= before:
+                # Only a download that was getting somewhere, or a server busy for now, is tried again: a dead
+                # network fails at once.
+                if attempt == ATTEMPTS or (fetched <= before and not isinstance(error, _Busy)):
                     raise DocqaError(f"download of {model.filename} failed: {error}; {_kept(partial)}") from None
-                print(f"the connection dropped ({error}); going on from {_size(fetched)}", file=sys.stderr)
+                what = "" if isinstance(error, _Busy) else "the connection dropped "
+                print(f"{what}({error}); going on from {_size(fetched)}", file=sys.stderr)
                 time.sleep(min(2 ** attempt, 30))
     except KeyboardInterrupt:
         if partial.is_file() and partial.stat().st_size:
@@ -133,11 +146,10 @@ def _fetch(model: ModelFile, partial: Path) -> Optional[str]:
                 total = _total_of(response.headers.get("Content-Range", ""))
                 if total == have:
                     return _linked_digest(response)
-                os.truncate(partial, 0)  # longer than the file, so no part of it: from the start (the lock stays)
-                return _fetch(model, partial)
-            if response.status_code >= 500:  # busy or down for now: what came is kept, and taken up again
-                raise _Dropped(f"the {'storage the hub sends to' if response.history else 'hub'} answered HTTP "
-                               f"{response.status_code}")
+                os.truncate(partial, 0)  # emptied, not deleted: the lock is on this file
+                raise _Restart()
+            if response.status_code >= 500:  # busy or down for now: what came is kept, and asked for again
+                raise _Busy(f"{_answerer(response)} answered HTTP {response.status_code}")
             if response.status_code >= 400:
                 raise _Refused(_refusal(response, model))
             resumed = response.status_code == 206
@@ -185,7 +197,7 @@ def _refusal(response, model: ModelFile) -> str:
     storage, which it redirects to for the bytes, knows nothing of repositories or terms."""
     code = response.headers.get("X-Error-Code", "")
     status = response.status_code
-    if response.history:
+    if _answerer(response) != "the hub":
         return (f"the storage the hub sends to refused the file (HTTP {status}): its link may have expired; run "
                 "the command again")
     if code == "GatedRepo" or status == 403:
@@ -197,6 +209,12 @@ def _refusal(response, model: ModelFile) -> str:
     if code in ("EntryNotFound", "RevisionNotFound") or status == 404:
         return f"{model.repo_id} has no file {model.filename}; check --file against the repository's files"
     return f"the hub answered HTTP {status}"
+
+
+def _answerer(response) -> str:
+    """Who gave ``response``: the hub, whose answers carry its error code, or, after a redirect without one, the
+    storage it sends to for the bytes (the hub also redirects a renamed repository to its new name)."""
+    return "the storage the hub sends to" if response.history and "X-Error-Code" not in response.headers else "the hub"
 
 
 def _total_of(content_range: str) -> Optional[int]:

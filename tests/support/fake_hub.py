@@ -23,7 +23,8 @@ class FakeHub:
     any_file: bool = True  # every (repo, file) asked for exists, with content made from its name
     drop_after: list[int] = field(default_factory=list)  # bytes sent before each of the next answers is cut off
     wrong_digest: bool = False
-    bytes_status: int | None = None  # the storage's answer to every request for the bytes (403, 503, ...)
+    bytes_statuses: list[int] = field(default_factory=list)  # the storage's answers to the next byte requests
+    moved: dict[str, str] = field(default_factory=dict)  # a renamed repository -> its new name (a 307 there)
     downloads: list[dict] = field(default_factory=list)  # each resolve request: repo_id, filename
     ranges: list[str] = field(default_factory=list)  # each byte request's Range header ("" for none)
     url: str = ""
@@ -48,6 +49,12 @@ def serve(hub: FakeHub):
             if resolve:
                 repo, name = resolve.group(1), unquote(resolve.group(2))
                 hub.downloads.append({"repo_id": repo, "filename": name})
+                if repo in hub.moved:
+                    self.send_response(307)
+                    self.send_header("Location", f"/{hub.moved[repo]}/resolve/main/{resolve.group(2)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if repo in hub.gated:
                     return self._refuse(403, "GatedRepo")
                 content = hub.content(repo, name)
@@ -62,9 +69,9 @@ def serve(hub: FakeHub):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            if hub.bytes_status:
+            if hub.bytes_statuses and self.path.startswith("/bytes/"):
                 hub.ranges.append(self.headers.get("Range", ""))
-                return self._refuse(hub.bytes_status, "")
+                return self._refuse(hub.bytes_statuses.pop(0), "")
             repo, name = self.path[len("/bytes/"):].rsplit("/", 1)
             content = hub.content(repo, unquote(name))
             asked = self.headers.get("Range", "")
