@@ -80,7 +80,7 @@ def test_a_build_names_the_files_it_changed(fact_project, capsys, monkeypatch):
     (fact_project.data / "beta-10k.pdf").rename(fact_project.data / "beta renamed.pdf")
     (fact_project.data / "alpha-annual-report.pdf").unlink()
     code, out, err = run(build_main, fact_project.args(), capsys)
-    assert code == 0 and err == "renamed beta renamed.pdf\nremoved alpha-annual-report.pdf\n"
+    assert code == 0 and err == "renamed beta-10k.pdf -> beta renamed.pdf\nremoved alpha-annual-report.pdf\n"
     assert out.startswith("1 file: 0 added, 0 updated, 1 renamed, 1 removed")
     monkeypatch.setattr("docqa.cli.NAMED_CHANGES", 1)
     for number in range(3):

@@ -468,7 +468,8 @@ def build(args: argparse.Namespace) -> int:
         for kind in ("added", "updated", "renamed", "removed"):
             names = getattr(report, kind)
             for name in names[:NAMED_CHANGES]:
-                print(f"{kind} {shown(name)}", file=sys.stderr)
+                was = f"{shown(report.renamed_from[name])} -> " if kind == "renamed" else ""
+                print(f"{kind} {was}{shown(name)}", file=sys.stderr)
             if len(names) > NAMED_CHANGES:
                 print(f"... and {len(names) - NAMED_CHANGES} more {kind} (--json lists them all)", file=sys.stderr)
     for skipped in report.skipped:

@@ -84,6 +84,7 @@ class BuildReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     renamed: list[str] = field(default_factory=list)
+    renamed_from: dict[str, str] = field(default_factory=dict)  # each renamed document's new name -> its old one
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: list[Skipped] = field(default_factory=list)
@@ -323,6 +324,7 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
         else:
             plan.renames.append((record.id, name))
             report.renamed.append(name)
+            report.renamed_from[name] = record.name
     renamed_ids = {document_id for document_id, _ in plan.renames}
     # A new file under the name of a document that moved to another name replaces nothing: the move keeps it.
     plan.to_read = [(name, path, digest, None if old_id in renamed_ids else old_id)
