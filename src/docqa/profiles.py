@@ -61,9 +61,11 @@ _NOT_NAMES = frozenset(
     "what how did does do is are was were which who whom why when where has have had can could will would should "
     "according in for by at of per under as on with from after before during since between within about if here "
     "there it that this let we please considering based using compare describe list explain give show tell "
-    "summarize summarise the its our "
+    "summarize summarise the its our calculate compute discuss estimate assess analyse analyze evaluate assume "
+    "assuming given identify find determine state provide name outline review consider suppose "
     "company group board club committee management auditor auditors chairman chair director directors registrant "
-    "issuer parent subsidiary trust fund firm year quarter period government ceo cfo".split()
+    "issuer parent subsidiary trust fund firm year quarter period government ceo cfo executive officer president "
+    "secretary treasurer".split()
 )
 _COVER_CHARS = 4000  # the cover page's facts stand near its top
 

@@ -343,8 +343,8 @@ class DocQA:
             result = Answer(question, None, sources, timings, searched=searched)
             if searched is not None and searched.unmentioned:
                 names = " or ".join(searched.unmentioned)
-                result.notes.append(f"no indexed document mentions {names}, which the question names: the passages, "
-                                    "and any answer, are about something else")
+                result.notes.append(f"no passage found mentions {names}, which the question names: they, and any "
+                                    "answer from them, may be about something else")
             if self.llm is not None and not retrieval_only:
                 take_turn(self._generation_lock, stop_signal)  # another thread may be answering
                 try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal, Optional, Sequence
 
@@ -101,27 +101,29 @@ class Searched:
     scope: Literal["all", "named", "period", "doc"]
     documents: tuple[str, ...]
     named: tuple[str, ...] = ()  # the documents the question names, also when their passages matched too weakly
-    # what the question names in the possessive ("Puma's") that no indexed document mentions, as written
+    # what the question names in the possessive ("Puma's") that none of the passages found mentions, as written
     unmentioned: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for people: "all 47 documents", "1 document named in the question: a.pdf", ..."""
+        # What the question names that no passage found mentions: they are about something else
+        lacking = (f" (no passage found mentions {' or '.join(self.unmentioned)}, which the question names)"
+                   if self.unmentioned else "")
+        return self._scope_summary() + lacking
+
+    def _scope_summary(self) -> str:
         count = f"{len(self.documents)} document{'s' if len(self.documents) != 1 else ''}"
         if self.scope == "doc":
             return f"{count} matching --doc: {', '.join(self.documents)}"
         if self.scope == "named":
             return f"{count} named in the question: {', '.join(self.documents)}"
-        # What the question names that no document mentions: the passages are about something else
-        names = " or ".join(self.unmentioned)
-        none = "it does not mention" if len(self.documents) == 1 else "none mentions"
-        lacking = f" ({none} {names}, which the question names)" if self.unmentioned else ""
         if self.scope == "period":
-            return f"{count} whose period ends on the date in the question: {', '.join(self.documents)}{lacking}"
+            return f"{count} whose period ends on the date in the question: {', '.join(self.documents)}"
         every = f"all {count}" if len(self.documents) != 1 else "the only document"
         if self.named:
             return (f"{every} (the question names {', '.join(self.named)}, but no passage there matched it "
                     "nearly as well as passages elsewhere)")
-        return every + lacking
+        return every
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,11 @@ _LINE_END_BLANKS = re.compile(r"[^\S\n]+\Z")
 _LINE_START_BLANKS = re.compile(r"\A[^\S\n]+")
 
 
+def _folded(text: str) -> str:
+    """Lower case, every run of spaces one space: how a name is looked for in a passage."""
+    return " ".join(text.lower().split())
+
+
 def phrase_query(phrase: str) -> str:
     """An FTS5 MATCH expression for the words of ``phrase`` in a row."""
     return '"' + " ".join(word.strip(".-") for word in _WORD.findall(phrase.lower().replace('"', ""))) + '"'
@@ -298,6 +305,11 @@ class Retriever:
 
     def search(self, question: str, k: Optional[int] = None, doc: Optional[str | Sequence[str]] = None) -> SearchResult:
         """The k best passages; ``doc``: a glob of document names, or several."""
+        result = self._search(question, k, doc)
+        unmentioned = self._unmentioned(question, result.hits)
+        return replace(result, searched=replace(result.searched, unmentioned=unmentioned)) if unmentioned else result
+
+    def _search(self, question: str, k: Optional[int], doc: Optional[str | Sequence[str]]) -> SearchResult:
         k = k or self.settings.k
         query = with_line_items(question)
         vector = self.embedder.embed_query(query)
@@ -316,16 +328,12 @@ class Retriever:
                 passages = self._ranked(question, query, vector, k, ids, allowed)
                 return SearchResult(passages, Searched("named", tuple(named), tuple(named)))
         else:
-            unmentioned = self._unmentioned(question)
             # Kept even where other filings' passages match better (no weak-evidence fallback, unlike a name): those
             # filings report on other periods, which the question's date rules out.
             dated = self._dated(question)
             if dated:
                 ids = self._document_ids(documents, dated)
-                return SearchResult(self._ranked(question, query, vector, k, ids),
-                                    Searched("period", tuple(dated), unmentioned=unmentioned))
-            return SearchResult(self._ranked(question, query, vector, k, None),
-                                Searched("all", everything, unmentioned=unmentioned))
+                return SearchResult(self._ranked(question, query, vector, k, ids), Searched("period", tuple(dated)))
         return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
 
     @staticmethod
@@ -397,13 +405,16 @@ class Retriever:
             return []
         return named_documents(question, self.profiles(), self._distinctive)
 
-    def _unmentioned(self, question: str) -> tuple[str, ...]:
-        """What the question names in the possessive that no indexed document's text holds: a fact, unlike a guess
-        at whether a capitalised word is a company ("Old Trafford's" is in the report that answers)."""
-        if not self.settings.named_documents:
+    def _unmentioned(self, question: str, hits: Sequence[Hit]) -> tuple[str, ...]:
+        """What the question names in the possessive that none of the passages found mentions: a fact, unlike a
+        guess at whether a capitalised word is a company ("Old Trafford's" is in the passages that answer), and
+        one that holds in a folder of many companies' reports, where a rival is mentioned somewhere (Walmart in
+        Costco's filing) but not in the passages an answer about it would come from."""
+        if not self.settings.named_documents or not hits:
             return ()
+        passages = [_folded(hit.chunk.indexed_text) for hit in hits]
         return tuple(name for name in possessive_names(question, self.profiles())
-                     if not self.store.documents_matching(phrase_query(name)))
+                     if not any(_folded(name) in passage for passage in passages))
 
     def _dated(self, question: str) -> list[str]:
         return dated_documents(question, self.profiles()) if self.settings.named_documents else []

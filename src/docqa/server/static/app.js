@@ -250,18 +250,23 @@ function searchedText(searched) {
   const docs = searched.documents;
   const count = `${docs.length} document${docs.length === 1 ? "" : "s"}`;
   const names = docs.join(", ");
-  // what the question names that no document mentions: the passages are about something else
+  // what the question names that no passage found mentions: they are about something else
   const unmentioned = searched.unmentioned || [];
   const lacking = unmentioned.length
-    ? ` (${docs.length === 1 ? "it does not mention" : "none mentions"} ${unmentioned.join(" or ")}, which the question names)`
+    ? ` (no passage found mentions ${unmentioned.join(" or ")}, which the question names)`
     : "";
+  return scopeText(searched, count, names) + lacking;
+}
+
+function scopeText(searched, count, names) {
+  const docs = searched.documents;
   if (searched.scope === "doc") return `Searched the ${count} chosen: ${names}`;
   if (searched.scope === "named") return `Searched the ${count} named in the question: ${names}`;
-  if (searched.scope === "period") return `Searched the ${count} whose period ends on the date in the question: ${names}${lacking}`;
+  if (searched.scope === "period") return `Searched the ${count} whose period ends on the date in the question: ${names}`;
   const every = docs.length === 1 ? "Searched the only document" : `Searched all ${count}`;
   return searched.named && searched.named.length
     ? `${every} (the question names ${searched.named.join(", ")}, but no passage there matched it nearly as well as passages elsewhere)`
-    : every + lacking;
+    : every;
 }
 
 // A link that asks this question again, of the same documents, in the same mode
