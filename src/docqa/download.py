@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -13,9 +12,10 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote, urlsplit
 
-from docqa.errors import DocqaError, MissingDependencyError, OutputLockedError
+from docqa.errors import DocqaError, MissingDependencyError
 from docqa.llm.base import describe
 from docqa.llm.catalog import ModelFile
+from docqa.locks import locked_or_refused
 
 
 # Bytes read and written at a time, and how often a download that was making progress is taken up again after the
@@ -83,13 +83,8 @@ def _lock(partial: Path, model: ModelFile):
     except OSError as error:
         raise DocqaError(f"download of {model.filename} failed: cannot write {partial}: "
                          f"{error.strerror or error}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise OutputLockedError(f"another download of {model.filename} into {partial.parent} is under way; wait "
-                                "for it to finish") from None
-    return handle
+    return locked_or_refused(handle, f"another download of {model.filename} into {partial.parent} is under way; "
+                                     "wait for it to finish")
 
 
 def _fetched(model: ModelFile, partial: Path) -> Optional[str]:

@@ -19,6 +19,7 @@ from docqa.batch.questions import Question, QuestionLike, as_questions
 from docqa.batch.writers import (Entry, check_writable, new_file_beside, open_for_writing, pattern_list, patterns,
                                  record_format, same_scope)
 from docqa.errors import ClosedError, DocqaError, InputError, OutputLockedError
+from docqa.locks import locked_or_refused
 from docqa.progress import Progress
 from docqa.qa import check_scope
 
@@ -129,13 +130,8 @@ class BatchOutput:
         """The file opened for appending, locked against a second run writing it at the same time (each would
         append every answer: two records per id); its lock is released when it is closed."""
         for _attempt in range(5):
-            handle = open_for_writing(self.path, "a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                raise OutputLockedError(f"another batch is writing {self.path}; wait for it to finish, or write to "
-                                        "another --out") from None
+            handle = locked_or_refused(open_for_writing(self.path, "a"), f"another batch is writing {self.path}; "
+                                       "wait for it to finish, or write to another --out")
             try:
                 if os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino:
                     return handle
