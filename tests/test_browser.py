@@ -283,6 +283,12 @@ def test_notes_the_documents_searched_and_a_link_that_keeps_them(browser, site, 
     sync_api.expect(colleague.locator("#searched")).to_have_text("Searched the 1 document chosen: beta-10k.pdf")
     assert colleague.input_value("#question") == question and colleague.is_checked("#retrieval-only")
     assert colleague.locator("#documents li", has_text="beta-10k.pdf").locator("input").is_checked()
+    # a name in the question that no passage found mentions is said, as on the command line
+    colleague.fill("#question", "What dividend did Puma's board declare?")
+    colleague.click("#ask")
+    sync_api.expect(colleague.locator("#searched")).to_have_text(
+        "Searched the 1 document chosen: beta-10k.pdf (no passage found mentions Puma, which the question names)")
+    sync_api.expect(colleague.locator("#notes")).to_contain_text("no passage found mentions Puma")
 
 
 def test_on_a_phone_the_question_comes_first_and_the_cited_page_is_shown(browser, site, output_dir):
