@@ -122,6 +122,20 @@ def test_a_changed_file_that_cannot_be_read_says_its_earlier_version_stays(fact_
     assert indexed(fact_project) == before
 
 
+def test_what_is_no_pdf_at_all_is_not_read_whole_to_hash_it(fact_project, monkeypatch):
+    """A 4 GB file named .pdf that is no PDF was hashed in full on every build (15.6 s each) before being skipped."""
+    import docqa.ingest
+
+    (fact_project.data / "video.pdf").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4096))
+    hashed = []
+    real = docqa.ingest.file_digest
+    monkeypatch.setattr(docqa.ingest, "file_digest", lambda path: hashed.append(path.name) or real(path))
+    report = build_index(fact_project.settings)
+    assert [(skipped.name, skipped.reason) for skipped in report.skipped] == [
+        ("video.pdf", "not a PDF (no %PDF- header): another kind of file named .pdf?")]
+    assert sorted(hashed) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
+
+
 def test_a_file_rewritten_while_it_is_read_is_left_for_the_next_build(fact_project, monkeypatch):
     """A copy over the file (a sync, a nightly cp) under the reader made pages unreadable; the file was indexed
     without them, its digest recorded, and every later build said 'up to date'."""

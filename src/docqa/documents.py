@@ -219,23 +219,34 @@ def normalise_text(text: str) -> str:
     return _BLANK_LINE_RUNS.sub("\n\n", text).strip("\n")
 
 
-def _check_container(path: Path) -> None:
-    """Reject what is not a whole PDF before a parser sees it; parsers' own messages are cryptic."""
+def check_header(path: Path | str) -> None:
+    """DocumentError for what is no PDF at all (empty, another kind of file named .pdf, not a regular file), read
+    from its first bytes: a build checks it before hashing the whole file."""
+    path = Path(path)
     try:
         if not stat.S_ISREG(path.stat().st_mode):
             # Opening a named pipe would block forever.
             raise DocumentError(path, "not a regular file")
         with open(path, "rb") as handle:
             head = handle.read(_MARKER_WINDOW)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    if not head:
+        raise DocumentError(path, "empty file (0 bytes)")
+    if b"%PDF-" not in head:
+        raise DocumentError(path, "not a PDF (no %PDF- header): another kind of file named .pdf?")
+
+
+def _check_container(path: Path) -> None:
+    """Reject what is not a whole PDF before a parser sees it; parsers' own messages are cryptic."""
+    check_header(path)
+    try:
+        with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
             handle.seek(max(0, size - _PADDED_WINDOW))
             tail = handle.read()
     except OSError as exc:
         raise DocumentError(path, _os_reason(exc)) from None
-    if size == 0:
-        raise DocumentError(path, "empty file (0 bytes)")
-    if b"%PDF-" not in head:
-        raise DocumentError(path, "not a PDF (no %PDF- header): another kind of file named .pdf?")
     if b"%%EOF" not in tail.rstrip(_PADDING)[-_MARKER_WINDOW:]:
         raise DocumentError(path, "truncated PDF (no %%EOF end marker): copy or download it again")
 

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from docqa.chunking import Chunk, Chunker
-from docqa.documents import Page, file_digest, file_state, find_pdfs, page_count, read_pages
+from docqa.documents import Page, check_header, file_digest, file_state, find_pdfs, page_count, read_pages
 from docqa.errors import DocumentError, NoDocumentsError, advising
 from docqa.profiles import describe
 from docqa.settings import Settings, check_settings
@@ -297,6 +297,7 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
     seen: dict[str, str] = {}
     for name, path in files.items():
         try:
+            check_header(path)  # what is no PDF at all is not read whole to hash it (a 4 GB file took 15 s a build)
             plan.hashed_as[path] = file_state(path)
             digest = file_digest(path)
         except DocumentError as error:
