@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, Optional, Sequence
 
 from docqa.documents import composed
+from docqa.evaluate import fold
 from docqa.errors import InputError, ModelNotFoundError
 from docqa.profiles import (
     Profile,
@@ -258,11 +259,6 @@ _LINE_END_BLANKS = re.compile(r"[^\S\n]+\Z")
 _LINE_START_BLANKS = re.compile(r"\A[^\S\n]+")
 
 
-def _folded(text: str) -> str:
-    """Lower case, every run of spaces one space: how a name is looked for in a passage."""
-    return " ".join(text.lower().split())
-
-
 def phrase_query(phrase: str) -> str:
     """An FTS5 MATCH expression for the words of ``phrase`` in a row."""
     return '"' + " ".join(word.strip(".-") for word in _WORD.findall(phrase.lower().replace('"', ""))) + '"'
@@ -412,9 +408,9 @@ class Retriever:
         Costco's filing) but not in the passages an answer about it would come from."""
         if not self.settings.named_documents or not hits:
             return ()
-        passages = [_folded(hit.chunk.indexed_text) for hit in hits]
+        passages = [fold(hit.chunk.indexed_text) for hit in hits]  # as the hit rule looks for an answer string
         return tuple(name for name in possessive_names(question, self.profiles())
-                     if not any(_folded(name) in passage for passage in passages))
+                     if not any(fold(name) in passage for passage in passages))
 
     def _dated(self, question: str) -> list[str]:
         return dated_documents(question, self.profiles()) if self.settings.named_documents else []
