@@ -291,6 +291,50 @@ def test_interrupted_run_keeps_every_flushed_answer_and_resumes_after_them(index
     assert [r["id"] for r in read_jsonl(out)] == ["q1", "q2", "q3", "q4"]
 
 
+@pytest.mark.parametrize("name", ["answers.jsonl", "answers.csv"])
+def test_an_answering_run_stopped_part_way_keeps_the_passages_it_had_not_answered(indexed, tmp_path, name):
+    """It dropped every passages-only record it was to answer when it started: stopped after one answer, the
+    retrieval-only run's passages for the others were gone."""
+    out = tmp_path / name
+    questions = [Question(f"q{n}", text) for n, text in enumerate(["Acme revenue?", "interrupt now", "Beta bakers?"], 1)]
+    with DocQA(indexed, retrieval_only=True) as qa:
+        run_batch(qa, questions, out)
+    with DocQA(indexed, llm=FakeLLM(fail_on=("interrupt",))) as qa, pytest.raises(KeyboardInterrupt):
+        run_batch(qa, questions, out)
+    records = _records(out)
+    assert sorted((record["id"], record["answered"]) for record in records) == [
+        ("q1", True), ("q2", None), ("q3", None)]  # each id once: the answer in place of q1's passages
+    llm = FakeLLM()
+    with DocQA(indexed, llm=llm) as qa:
+        summary = run_batch(qa, questions, out)
+    assert llm.asked == ["interrupt now", "Beta bakers?"] and summary.skipped == 1
+    assert sorted((record["id"], record["answered"]) for record in _records(out)) == [
+        ("q1", True), ("q2", True), ("q3", True)]
+
+
+def test_passages_an_answer_replaced_are_dropped_when_a_killed_run_left_both(indexed, tmp_path):
+    """A run killed outright (kill -9) cannot drop the passages it answered: the next run does."""
+    out, answered = tmp_path / "answers.jsonl", tmp_path / "answered.jsonl"
+    questions = [Question("q1", "Acme revenue?"), Question("q2", "Beta bakers?")]
+    with DocQA(indexed, retrieval_only=True) as qa:
+        run_batch(qa, questions, out)
+    with DocQA(indexed, llm=FakeLLM()) as qa:
+        run_batch(qa, questions[:1], answered)
+    with out.open("a", encoding="utf-8") as handle:  # what the killed run had appended
+        handle.write(answered.read_text(encoding="utf-8"))
+    with DocQA(indexed, retrieval_only=True) as qa:
+        assert run_batch(qa, questions, out).skipped == 2
+    assert [(record["id"], record["answered"]) for record in read_jsonl(out)] == [("q2", None), ("q1", True)]
+
+
+def _records(path: Path) -> list[dict]:
+    """The records of a results file, JSON Lines or CSV, with answered as True, False or None."""
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [{**row, "answered": {"yes": True, "no": False}.get(row["answered"])} for row in csv.DictReader(handle)]
+
+
 def test_csv_output_is_flat_and_resumable(indexed, tmp_path):
     out = tmp_path / "answers.csv"
     questions = [Question("r1", "How many bakers did Beta employ?"), Question("r2", "explode, please")]

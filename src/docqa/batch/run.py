@@ -89,6 +89,8 @@ class BatchOutput:
         self.doc = doc  # the batch's own scope, for questions without one
         self.done: set[str] = set()
         self._handle: Optional[TextIO] = None
+        self._passages: set[str] = set()  # ids whose passages-only record this run answers
+        self._replaced: set[str] = set()  # those of them answered by now: their passages go when the file closes
 
     def open(self) -> "BatchOutput":
         _refuse_read_only(self.path)
@@ -148,11 +150,14 @@ class BatchOutput:
         entries, dropped = self.format.entries(text, self.path)
         self._check_same_questions([entry for entry in entries if entry.ok])  # a failed one is asked again
         asked_now = {question.id for question in self.questions}
-        # Dropped: the records this run asks again (failed ones, and passages where it answers); the records of
-        # ids it does not ask, failed or not, are another questions file's and stay
-        kept = [entry for entry in entries
-                if entry.id not in asked_now or (entry.ok and (entry.answered or not self.answers))]
-        self.done = {entry.id for entry in kept if entry.ok}
+        # Dropped: the failed records of the ids this run asks again, and passages an answer to the same id
+        # replaced (an answering run killed before it could drop them); the records of ids it does not ask, failed
+        # or not, are another questions file's and stay. Passages of ids this run answers stay until their answer
+        # comes: a run stopped before then dropped what a retrieval-only run had found.
+        kept = _without_superseded([entry for entry in entries if entry.id not in asked_now or entry.ok])
+        self.done = {entry.id for entry in kept if entry.ok and (entry.answered or not self.answers)}
+        if self.answers:
+            self._passages = {entry.id for entry in kept if entry.ok and not entry.answered and entry.id in asked_now}
         if len(kept) != len(entries) or not text.endswith("\n") or dropped:
             self._rewrite(kept)
         return True
@@ -207,17 +212,33 @@ class BatchOutput:
         self._handle.flush()
         if not record.get("error"):
             self.done.add(record["id"])
+            if record["id"] in self._passages and record.get("answer") is not None:
+                self._replaced.add(record["id"])
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._handle is None:
+            return
+        if self._replaced:  # each id once, the answer in place of the passages (stopped part way too)
+            try:
+                entries, _dropped = self.format.entries(self._text(), self.path)
+                self._rewrite(_without_superseded(entries))
+            except (OSError, InputError):  # the file holds both still: the next run drops the passages
+                log.debug("passages answered in %s not dropped", self.path, exc_info=True)
+            self._replaced.clear()
+        self._handle.close()
+        self._handle = None
 
     def __enter__(self) -> "BatchOutput":
         return self.open()
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _without_superseded(entries: list[Entry]) -> list[Entry]:
+    """``entries`` less the passages-only records of ids the file also holds an answer to."""
+    answered = {entry.id for entry in entries if entry.ok and entry.answered}
+    return [entry for entry in entries if entry.answered or not entry.ok or entry.id not in answered]
 
 
 def _searched(scope: str) -> str:
