@@ -126,6 +126,38 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["ask", "--frobnicate", "q"], ["evaluate", "gold.jsonl", "--k", "0"],
+                                  ["list", "--json", "extra"]])
+def test_usage_errors_are_one_line_not_the_usage_block(argv, capsys):
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"docqa {argv[0]}: error: ") and "--help" in lines[0], lines
+
+
+def test_the_gold_file_may_follow_the_cut_offs(built_fact_index, tmp_path, capsys):
+    """--k takes every word after it: `evaluate --k 1 2 gold.jsonl` read the gold file as a cut-off."""
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "g1", "doc": "alpha-annual-report.pdf", "question": QUESTION, "pages": [1]}),
+                    encoding="utf-8")
+    config = ["--config", str(built_fact_index.config)]
+    assert main(["evaluate", "--k", "1", "2", str(gold), *config]) == 0
+    assert sorted(key for key in json.loads(capsys.readouterr().out) if key.startswith("recall@")) == [
+        "recall@1", "recall@2"]
+    assert ask_main(["--evaluate", "--k", "1", str(gold), *config]) == 0  # main.py's old flag, the same
+    assert "recall@1" in json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--k", "1", "x", str(gold), *config]) == 2
+    assert capsys.readouterr().err == "error: --k: invalid whole number: 'x' (one gold file is scored, before or " \
+                                      "after the cut-offs)\n"
+
+
+@pytest.mark.parametrize("entry, argv", [(ask_main, ["--evaluate"]), (main, ["evaluate"]), (ask_main, ["--batch"])])
+def test_a_command_flag_without_its_file_says_the_file_is_needed(entry, argv, capsys):
+    """`main.py --evaluate` said "unrecognized arguments: --evaluate", as though it were no option."""
+    assert entry(argv) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized" not in err and ("gold file" in err or "FILE" in err), err
+
+
 def test_domain_errors_end_as_one_line(tmp_path, capsys):
     assert main(["ask", "--config", str(tmp_path / "absent.yml"), QUESTION]) == 2
     assert capsys.readouterr().err == f"error: config file not found: {tmp_path / 'absent.yml'}\n"

@@ -15,6 +15,7 @@ To add a subcommand, write a function that adds its arguments and one that runs 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -157,8 +158,25 @@ def _typed_prog(prog: str, project: Optional[Path]) -> str:
     return prog
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line, as docqa's other errors are: argparse printed its whole
+    usage block first, a screen of options for `evaluate --k 1 2 x`, with the reason on its last line."""
+
+    def error(self, message: str, prog: Optional[str] = None):
+        prog = prog or self.prog
+        self.exit(2, f"{prog}: error: {message} ({prog} --help lists the options)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # A subcommand's unknown options are refused by the top parser, which named itself and its own help.
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            command = getattr(parsed, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(unknown)}", f"{self.prog} {command}" if command else None)
+        return parsed
+
+
 def parser(prog: str = "docqa", epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog=prog, description="Private question answering over local PDF documents.",
+    top = _Parser(prog=prog, description="Private question answering over local PDF documents.",
                                   epilog=epilog)
     top.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subcommands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -326,6 +344,8 @@ def _main_py_command(argv: list[str]) -> list[str]:
         value, rest = _take_option(argv, flag)
         if value is not None:
             return [flag[2:], value, *rest]
+        if flag in argv:  # without its file: the command says it needs one ("unrecognized arguments: --evaluate")
+            return [flag[2:], *[arg for arg in argv if arg != flag]]
     return ["ask", *argv]
 
 
@@ -749,13 +769,39 @@ def _stopped_as_interrupt():
 
 
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("gold", metavar="GOLD", help="gold JSONL file (see docs/evaluation.md)")
-    parser.add_argument("--k", type=_positive, nargs="+", metavar="N", help="cut-offs to score (default: 1 2 4 8 16)")
+    parser.add_argument("gold", metavar="GOLD", nargs="?", help="gold JSONL file (see docs/evaluation.md)")
+    parser.add_argument("--k", nargs="+", action=_Cutoffs, metavar="N", help="cut-offs to score (default: 1 2 4 8 16)")
     parser.add_argument("--details", metavar="FILE", help="write one JSON line per question with its hits and ranks")
     parser.add_argument("--per-doc", action="store_true",
                         help="also score with retrieval restricted to each question's gold document")
     _model_argument(parser, "count the context's tokens with this model's tokenizer (else llm.model_path's, where "
                             "it exists; else characters / 4)")
+
+
+class _Cutoffs(argparse.Action):
+    """``--k 1 2 4``, also where the gold file follows (``evaluate --k 1 2 4 gold.jsonl``): --k takes every word
+    after it, so GOLD was read as a cut-off ("invalid whole number: 'gold.jsonl'"). The words after the numbers are
+    kept aside and taken as GOLD where none came before --k."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        numbers = list(itertools.takewhile(lambda value: value.isdigit() or value.lstrip("+-").isdigit(), values))
+        try:
+            setattr(namespace, self.dest, [_positive(value) for value in numbers or values[:1]])
+        except argparse.ArgumentTypeError as error:
+            parser.error(f"argument --k: {error}")
+        namespace.after_cutoffs = values[len(numbers):]
+
+
+def _gold_after_cutoffs(args: argparse.Namespace) -> None:
+    rest = getattr(args, "after_cutoffs", [])
+    if args.gold is None and len(rest) == 1:
+        args.gold = rest[0]
+    elif rest:
+        raise InputError(f"--k: invalid whole number: {rest[0]!r} (one gold file is scored, before or after the "
+                         "cut-offs)")
+    elif args.gold is None:
+        raise InputError(f"evaluate needs a gold file: {args.prog} evaluate GOLD [--k N ...] (its format is in "
+                         "docs/evaluation.md)")
 
 
 @command("evaluate", "Score retrieval against a gold file; no LLM needed.", _evaluate_arguments)
@@ -765,6 +811,7 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
     from docqa.progress import Progress
     from docqa.qa import DocQA
 
+    _gold_after_cutoffs(args)
     questions = read_gold(args.gold)  # a bad gold file fails before any model loads
     settings = _settings(args)
     count_tokens = llm_token_counter(settings)
