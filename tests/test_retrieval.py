@@ -237,6 +237,11 @@ FILINGS = same_company_names([
         ("Does AMEX have an improving operating margin as of 2022?", ["axp-20221231.pdf"]),  # AM(erican) EX(press)
         ("Did AmEx retain its card members?", ["axp-20221231.pdf"]),
         ("What is AMEXX?", []),  # "exx" begins no word of the name
+        # A name in lower case in a question with capitals: the name the content gives counts (where it tells the
+        # documents apart: always, here), a file name's never ("pepsico" is only in PEPSICO_2023Q1_EARNINGS.pdf's)
+        ("Did american express retain its card members in FY2022?", ["axp-20221231.pdf"]),
+        ("Why did pepsico raise guidance in FY2023Q1?", []),
+        ("Did american retain its card members in FY2022?", ["axp-20221231.pdf"]),  # its first words, as "Amazon"
     ],
 )
 def test_named_documents(question, expected):
@@ -300,6 +305,11 @@ DECOYS = [profile(name) for name in ("ADIDAS_2022_10K.pdf", "SEC_filing_2021.pdf
         ("how much is the minimum guarantee payable by adidas?", set(), ["ADIDAS_2022_10K.pdf"]),
         ("how much is the minimum guarantee payable by adidas?", {"adidas"}, []),
         ("total revenue in 2022?", {"total"}, []),
+        # In a question with capitals, a name in lower case is as uncertain, and a file name's words never count.
+        ("What did manchester united earn in FY2022?", set(), ["manu-20f-2022-09-24.pdf"]),
+        ("What did manchester united earn in FY2022?", {"manchester united", "manchester"}, []),
+        ("What was Manchester United's total revenue?", set(), ["manu-20f-2022-09-24.pdf"]),
+        ("How much is the minimum guarantee payable by adidas in FY2022?", set(), []),
     ],
 )
 def test_file_name_hints_and_sentence_starts_narrow_only_where_they_tell_documents_apart(question, common, expected):

@@ -102,6 +102,11 @@ class Profile:
     period_end: Optional[date] = None
     name_words: tuple[str, ...] = ()  # the content's name in lower-case words: ("american", "express")
 
+    @property
+    def content_names(self) -> frozenset[str]:
+        """The name the content gives and its first words, folded ("amazoncom", "amazon"), not a file name's."""
+        return frozenset(fold(" ".join(self.name_words[:n])) for n in range(1, len(self.name_words) + 1))
+
 
 # A phrase of the question (its words, as written) that names a document: does it tell documents apart?
 Distinctive = Callable[[str, Profile], bool]
@@ -124,6 +129,15 @@ class QuestionScope:
     form: Optional[str]
     # folded → as written: words in capitals or with a capital inside ("AMEX", "FedEx"), which may contract a name
     contractions: dict = field(default_factory=dict)
+    # folded runs written in lower case in a question with capitals ("What was nike's revenue?"): most are ordinary
+    # words ("total"), so they name a company only by the name its content gives (or its first words), and only
+    # where that tells documents apart
+    in_lower_case: frozenset[str] = frozenset()
+
+    @property
+    def uncertain(self) -> frozenset[str]:
+        """Folded phrases that may be ordinary words: they narrow only where they tell documents apart."""
+        return self.sentence_initial | self.in_lower_case
 
     @property
     def names(self) -> frozenset[str]:
@@ -132,7 +146,8 @@ class QuestionScope:
     def naming(self, item: Profile) -> list[tuple[str, bool]]:
         """Each phrase of the question (as written) that names ``item``'s company, and whether it matched only a
         name taken from a file name."""
-        found = [(self.phrases[name], name in item.hinted) for name in self.phrases.keys() & item.names]
+        found = [(self.phrases[name], name in item.hinted) for name in self.phrases.keys() & item.names
+                 if name not in self.in_lower_case or name in item.content_names]
         found += [(initials.upper(), False) for initials in self.initials & item.initials]
         for acronym in self.acronyms:
             matched = [name for name in item.names if name.startswith(acronym)]
@@ -422,32 +437,34 @@ def question_scope(question: str) -> QuestionScope:
     initials = frozenset(
         "".join(re.findall(r"[A-Z]", word)).lower() for word in re.findall(r"\b[A-Z][a-z&]{1,2}[A-Z][a-z]*\b|\b[A-Z]&[A-Z]\b", question)
     )
-    phrases, initial = _name_candidates(question)
+    phrases, sentence_initial, in_lower_case = _name_candidates(question)
     contractions = {word.lower(): word for word in re.findall(r"\b(?:[A-Z]{3,}|[A-Z][a-z]+[A-Z][A-Za-z]*)\b", question)}
-    return QuestionScope(phrases, initial, acronyms, initials, question_years(question), _quarter(question),
-                         _form(question), contractions)
+    return QuestionScope(phrases, sentence_initial, acronyms, initials, question_years(question), _quarter(question),
+                         _form(question), contractions, in_lower_case)
 
 
-def _name_candidates(question: str) -> tuple[dict, frozenset[str]]:
+def _name_candidates(question: str) -> tuple[dict, frozenset[str], frozenset[str]]:
     """Runs of 1 to 5 words that start with a capital or a digit (the ways a question can name a company), folded,
-    with their words as written; and the single words capitalised only because they start a sentence. A question
-    typed all in lower case ("what did amcor announce") names its company in lower case too: there every run counts,
-    and each single word as a sentence's first does, which narrows only where it tells the documents apart."""
+    with their words as written; the single words capitalised only because they start a sentence; and, in a question
+    with capitals, the runs that start with a word in lower case
+    ("What was nike's revenue?"), apart. A question typed all in lower case ("what did amcor announce") names its
+    company in lower case too: there every run counts, and each single word as a sentence's first does."""
     matches = list(_NAME_TOKEN.finditer(question))
     tokens = [re.sub(r"'s?$", "", match.group(0)) for match in matches]
     lower_case = not any(character.isupper() for character in question)
     candidates: dict = {}
-    initial = set()
+    sentence_initial, in_lower_case, in_capitals = set(), set(), set()
     for start, token in enumerate(tokens):
-        if not token[0].isupper() and not token[0].isdigit() and not lower_case:
-            continue
+        runs = in_lower_case if not lower_case and not token[0].isupper() and not token[0].isdigit() else in_capitals
         for end in range(start + 1, min(start + _MAX_NAME_WORDS, len(tokens)) + 1):
-            candidates.setdefault(fold(" ".join(tokens[start:end])), " ".join(tokens[start:end]))
+            written = " ".join(tokens[start:end])
+            candidates.setdefault(fold(written), written)
+            runs.add(fold(written))
         before = question[: matches[start].start()].rstrip()
         if lower_case or ((not before or before[-1] in ".?!:;\"'(") and token[1:].islower()):
-            initial.add(fold(token))
+            sentence_initial.add(fold(token))
     candidates.pop("", None)
-    return candidates, frozenset(initial)
+    return candidates, frozenset(sentence_initial), frozenset(in_lower_case - in_capitals)
 
 
 def question_years(question: str) -> frozenset[int]:
@@ -487,7 +504,7 @@ def named_documents(question: str, profiles: Sequence[Profile], distinctive: Dis
     for item in profiles:
         # A content name written as a name narrows at once; a file-name hint or a sentence's first word only
         # where it tells the documents apart.
-        if any((not hinted and fold(phrase) not in scope.sentence_initial) or distinctive(phrase, item)
+        if any((not hinted and fold(phrase) not in scope.uncertain) or distinctive(phrase, item)
                for phrase, hinted in scope.naming(item)):
             chosen.append(item)
     if not chosen:
