@@ -298,6 +298,8 @@ def test_hidden_or_pathed_names_are_refused_over_http(writable, make_pdf):
     for name in (".hidden.pdf", "..\\..\\evil.pdf"):
         response = client.post("/api/documents", files={"files": (name, pdf_bytes(make_pdf), "application/pdf")})
         assert response.status_code == 400, name
+        # the name as sent: repr() doubled each backslash ('..\\\\..\\\\evil.pdf')
+        assert f"file name '{name}' " in response.json()["error"], response.json()
     assert sorted(path.name for path in project.data.iterdir()) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
 
 

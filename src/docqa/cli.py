@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from docqa.documents import shown
 from docqa.errors import DocqaError, InputError, advice_for
 
 EXIT_NO_ANSWER = 1
@@ -228,15 +229,6 @@ def _question(value: Optional[str]) -> str:
         raise InputError(f"the question is not valid UTF-8 text (at character {error.start + 1}); "
                          "check the terminal's encoding") from None
     return question
-
-
-def shown(name: str) -> str:
-    """A file name (or a message naming one) on one line of text output: line breaks and other control characters
-    escaped as in Python, bytes that are not UTF-8 as \\xNN."""
-    from docqa.documents import name_as_text
-
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-                   for char in name_as_text(name))
 
 
 def _retrieval_arguments(parser: argparse.ArgumentParser) -> None:

@@ -61,6 +61,14 @@ def name_as_text(name: str) -> str:
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def shown(name: str) -> str:
+    """A file name (or a message naming one) on one line of text output: line breaks and other control characters
+    escaped as in Python, bytes that are not UTF-8 as \\xNN; a backslash stays one (repr() doubled it, so
+    'C:\\\\Users\\\\report.pdf' was not the name the user sent)."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in name_as_text(name))
+
+
 def find_pdfs(folder: Path | str, on_unreadable: Callable[[Path, str], None] | None = None,
               on_broken_link: Callable[[Path, str], None] | None = None) -> list[Path]:
     """Every regular file named *.pdf (any case) under ``folder``, sorted.

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from docqa.documents import shown
 from docqa.errors import DocumentError, InputError
 from docqa.retrieval import matching_documents
 from docqa.server.pages import render_page
@@ -157,7 +158,7 @@ def indexed_names(engine) -> set[str]:
 
 
 def _not_found(name: str) -> JSONResponse:
-    return JSONResponse({"error": f"no indexed document is called {name!r}"}, status_code=404)
+    return JSONResponse({"error": f"no indexed document is called '{shown(name)}'"}, status_code=404)
 
 
 UPLOAD_SCHEMA = {
@@ -285,7 +286,7 @@ def delete(name: str, request: Request):
     left_out, indexed = state.builder.skipped_files(), indexed_names(state.engine)
     if name not in indexed and name not in left_out:
         return JSONResponse({"error": f"no indexed document, nor a file the latest build left out, is called "
-                                      f"{name!r}"}, status_code=404)
+                                      f"'{shown(name)}'"}, status_code=404)
     settings = state.settings
     # An indexed name first; a left-out one as the page shows it (escaped where it is not valid UTF-8).
     file = name if name in indexed else left_out[name]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from docqa.documents import shown
+
 # The PDF specification lets a reader look for the header this far into the file.
 HEADER_WINDOW = 1024
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
@@ -73,13 +75,13 @@ def safe_name(filename: str | None) -> str:
     if not name:
         raise UploadRejected(400, "the upload has no file name")
     if _UNSAFE.search(name):
-        raise UploadRejected(400, f"file name {name!r} holds a path separator or a control character")
+        raise UploadRejected(400, f"file name '{shown(name)}' holds a path separator or a control character")
     if name.startswith(".") or name in ("..", "."):
-        raise UploadRejected(400, f"file name {name!r} is hidden or refers to a folder")
+        raise UploadRejected(400, f"file name '{shown(name)}' is hidden or refers to a folder")
     if len(name.encode("utf-8")) > 255:
         raise UploadRejected(400, "file name is longer than 255 bytes")
     if not name.lower().endswith(".pdf"):
-        raise UploadRejected(415, f"{name}: only PDF files (*.pdf) can be uploaded")
+        raise UploadRejected(415, f"{shown(name)}: only PDF files (*.pdf) can be uploaded")
     return name
 
 
