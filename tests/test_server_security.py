@@ -274,6 +274,22 @@ def test_non_pdf_upload_is_refused(writable):
     assert sorted(path.name for path in project.data.iterdir()) == ["alpha-annual-report.pdf", "beta-10k.pdf"]
 
 
+def test_an_upload_cut_short_says_so(writable, make_pdf):
+    """A form whose body stops inside its file (a dropped connection behind a proxy, a script that sent part of a
+    file) said "no files: send PDFs in the form field 'files'", which it had."""
+    project, client = writable
+    head = (b'--XyZ\r\nContent-Disposition: form-data; name="files"; filename="cut.pdf"\r\n'
+            b"Content-Type: application/pdf\r\n\r\n")
+    whole = head + pdf_bytes(make_pdf) + b"\r\n--XyZ--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=XyZ"}
+    cut = client.post("/api/documents", content=whole[: len(head) + 200], headers=headers)
+    assert cut.status_code == 400 and "cut short" in cut.json()["error"], cut.json()
+    empty = client.post("/api/documents", content=b"--XyZ--\r\n", headers=headers)
+    assert empty.status_code == 400 and empty.json()["error"].startswith("no files"), empty.json()
+    assert not (project.data / "cut.pdf").exists()
+    assert client.post("/api/documents", content=whole, headers=headers).status_code == 202
+
+
 def test_one_bad_file_refuses_the_whole_upload(writable, make_pdf):
     project, client = writable
     response = client.post("/api/documents", files=[("files", ("good.pdf", pdf_bytes(make_pdf), "application/pdf")),

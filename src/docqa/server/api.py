@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Optional, Union
 
 from fastapi import APIRouter, Request
@@ -188,12 +189,13 @@ async def upload(request: Request, replace: bool = False):
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64_000:  # room for the form's own lines
         return _rejected(UploadRejected(413, f"the upload is larger than the limit ({settings.serve.max_upload_mb:g} MB)"))
-    received = 0
+    received, tail = 0, b""
 
     async def limited():
-        nonlocal received
+        nonlocal received, tail
         message = await request.receive()
         received += len(message.get("body", b""))
+        tail = (tail + message.get("body", b""))[-512:]
         if received > limit + 64_000:
             raise _TooLarge()
         return message
@@ -204,6 +206,9 @@ async def upload(request: Request, replace: bool = False):
         return _rejected(UploadRejected(413, f"the upload is larger than the limit ({settings.serve.max_upload_mb:g} MB)"))
     files = [value for value in form.getlist("files") if hasattr(value, "filename")]
     if not files:
+        if _form_cut_short(request.headers.get("content-type", ""), tail):  # the parser drops an unfinished part
+            return _rejected(UploadRejected(400, "the upload was cut short: the form ends before its last file "
+                                                 "does; send it again"))
         return _rejected(UploadRejected(400, "no files: send PDFs in the form field 'files'"))
     data = settings.path(settings.paths.data)
     indexed = await asyncio.to_thread(indexed_names, state.engine)
@@ -239,6 +244,12 @@ async def upload(request: Request, replace: bool = False):
         return _rejected(rejected)
     build = state.builder.request("upload", [upload.name for upload in staged])
     return {"files": [{"name": u.name, "size": u.size, "replaced": u.replaces} for u in staged], "build": build.to_dict()}
+
+
+def _form_cut_short(content_type: str, tail: bytes) -> bool:
+    """Whether a multipart form's body stops before its closing boundary ("--BOUNDARY--")."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    return bool(match) and b"--" + match.group(1).encode("latin-1") + b"--" not in tail
 
 
 def _rejected(rejected: UploadRejected) -> JSONResponse:
