@@ -208,6 +208,16 @@ def test_network_failure_is_one_line_on_stderr(config, fake_hub, monkeypatch, ca
                                       "refused; nothing was kept"]
 
 
+def test_a_proxy_that_fails_is_named(config, fake_hub, monkeypatch, capsys):
+    """Through a proxy that was down, the download said "Connection refused", as though the hub had refused."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the fake hub is plain http; the real one, HTTPS_PROXY
+    assert main(["--config", str(config)]) == 1
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "error: download of llama-2-7b-chat.Q8_0.gguf failed: the proxy http://127.0.0.1:9 (from the environment) "
+        "failed: [Errno 111] Connection refused; check it, or unset it; nothing was kept"]
+    assert fake_hub.downloads == []
+
+
 def test_a_dropped_connection_goes_on_from_where_it_stopped(config, fake_hub, capsys):
     """huggingface_hub's download deleted what it had fetched on any failure: a 7 GB file started again from 0."""
     fake_hub.drop_after = [1000, 500]

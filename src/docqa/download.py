@@ -163,7 +163,21 @@ def _fetch(model: ModelFile, partial: Path) -> Optional[str]:
                 raise _Dropped(f"the server sent {_size(size)} of {_size(total)}")
             return _linked_digest(response)
     except httpx.TransportError as error:  # refused, timed out, cut off mid-file
+        proxy = _proxy(url)
+        if proxy and isinstance(error, (httpx.ProxyError, httpx.ConnectError, httpx.ConnectTimeout)):
+            # The error is the proxy's ("Connection refused", "404 Not Found"), which did not say so
+            raise _Dropped(f"the proxy {proxy} (from the environment) failed: {_with_root_cause(error)}; check "
+                           "it, or unset it") from None
         raise _Dropped(_with_root_cause(error)) from None
+
+
+def _proxy(url: str) -> Optional[str]:
+    """The proxy a request to ``url`` goes through, as httpx reads the environment (HTTPS_PROXY, ALL_PROXY, ...)."""
+    from urllib.request import getproxies, proxy_bypass
+
+    proxies = getproxies()
+    proxy = proxies.get(urlsplit(url).scheme) or proxies.get("all")
+    return None if proxy and proxy_bypass(urlsplit(url).hostname or "") else proxy
 
 
 def _linked_digest(response) -> Optional[str]:
