@@ -83,6 +83,32 @@ def test_batch_each_doc_and_evaluate_subcommands(built_fact_index, tmp_path, cap
     assert (result["recall@1"], result["recall@2"]) == (1.0, 1.0)
 
 
+def test_a_copy_of_an_indexed_file_is_listed_and_found_by_its_name(fact_project, capsys):
+    """A copy is indexed once, under the other name: `list` did not show it, and --doc with its name said "no
+    indexed document matches", though the build had said it was indexed."""
+    import shutil
+
+    assert main(["build", *fact_project.args()]) == 0
+    shutil.copy(fact_project.data / "beta-10k.pdf", fact_project.data / "Beta annual report (1).pdf")
+    assert main(["build", *fact_project.args()]) == 0  # nothing else changed: the copy is kept all the same
+    capsys.readouterr()
+    assert main(["list", *fact_project.args()]) == 0
+    assert "Beta annual report (1).pdf\tthe same file as beta-10k.pdf, indexed once\n" in capsys.readouterr().out
+    assert main(["list", "--json", *fact_project.args()]) == 0
+    assert {record["name"]: record["copies"] for record in json.loads(capsys.readouterr().out)} == {
+        "alpha-annual-report.pdf": [], "beta-10k.pdf": ["Beta annual report (1).pdf"]}
+    for pattern in ("Beta annual report (1).pdf", "*annual report (1)*"):
+        assert main(["ask", "--retrieval-only", "--json", "--doc", pattern, QUESTION, *fact_project.args()]) == 0
+        assert json.loads(capsys.readouterr().out)["searched"]["documents"] == ["beta-10k.pdf"]
+    (fact_project.data / "Beta annual report (1).pdf").unlink()  # a build with nothing else changed forgets it
+    assert main(["build", *fact_project.args()]) == 0
+    capsys.readouterr()
+    assert main(["list", *fact_project.args()]) == 0
+    assert "the same file" not in capsys.readouterr().out
+    assert main(["ask", "--retrieval-only", "--doc", "Beta annual report (1).pdf", QUESTION, *fact_project.args()]) == 2
+    assert "no indexed document matches" in capsys.readouterr().err
+
+
 def test_main_py_and_db_build_py_take_subcommands_too(built_fact_index, capsys):
     assert ask_main(["list", *built_fact_index.args()]) == 0
     assert build_main(["list", *built_fact_index.args()]) == 0

@@ -511,12 +511,18 @@ def list_documents(args: argparse.Namespace) -> int:
     from docqa.storage import open_reader
 
     with open_reader(_settings(args)) as store:
-        documents = store.documents()
+        documents, copies = store.documents(), store.copies()
+    copies_of: dict[str, list[str]] = {}
+    for copy, twin in sorted(copies.items()):
+        copies_of.setdefault(twin, []).append(copy)
     if args.json:
-        print(json.dumps([record.__dict__ for record in documents], indent=2))
+        print(json.dumps([{**record.__dict__, "copies": copies_of.get(record.name, [])} for record in documents],
+                         indent=2))
         return 0
     for record in documents:
         print(f"{shown(record.name)}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}")
+        for copy in copies_of.get(record.name, []):  # files with the same content: indexed once, under this name
+            print(f"{shown(copy)}\tthe same file as {shown(record.name)}, indexed once")
     print(f"{len(documents)} documents, {sum(r.pages for r in documents)} pages, {sum(r.chunks for r in documents)} chunks")
     return 0
 

@@ -221,7 +221,10 @@ def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport
             # that a readable copy of a document wins and is not added twice.
             plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
         _say_what_is_kept(report, plan, unreadable, rebuild, indexed_names)
-        committed = report.changed or (rebuild and plan.kept) or writer.needs_repair
+        # Kept so that `list` and --doc know a copy's name (it was only in this build's report)
+        copies_changed = report.duplicates != writer.copies()
+        writer.set_copies(report.duplicates)
+        committed = report.changed or (rebuild and plan.kept) or writer.needs_repair or (copies_changed and not rebuild)
         try:
             with _uninterrupted():
                 if committed:

@@ -271,14 +271,20 @@ def matching_documents(store: IndexReader, pattern: str) -> list[int]:
     exact = [record.id for record in documents if composed(record.name) == composed(pattern)]
     if exact:  # an indexed name selects that document alone, even where it is another's file name
         return exact
+    # A copy of an indexed file (indexed once, under the other name) is found by its own name too
+    names = [(record.name, record.id) for record in documents]
+    by_name = dict(names)
+    names += [(copy, by_name[twin]) for copy, twin in store.copies().items() if twin in by_name]
 
     def matching(name: str, glob: str) -> bool:
         name, glob = composed(name), composed(glob)
         return fnmatch.fnmatchcase(name, glob) or fnmatch.fnmatchcase(PurePosixPath(name).name, glob)
 
-    ids = [record.id for record in documents if matching(record.name, pattern)]
+    ids = [document for name, document in names if composed(name) == composed(pattern)] or \
+        [document for name, document in names if matching(name, pattern)]
     if not ids:  # "*ulta*" for "Ulta Beauty Q4.pdf": a user's own names are cased as they came
-        ids = [record.id for record in documents if matching(record.name.casefold(), pattern.casefold())]
+        ids = [document for name, document in names if matching(name.casefold(), pattern.casefold())]
+    ids = list(dict.fromkeys(ids))
     if not ids:
         names = ", ".join(record.name for record in documents[:20])
         more = f" and {len(documents) - 20} more" if len(documents) > 20 else ""

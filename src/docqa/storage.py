@@ -37,6 +37,9 @@ class IndexReader(Protocol):
 
     def chunk_count(self) -> int: ...
 
+    def copies(self) -> dict[str, str]:
+        """Files of the data folder indexed once, under another name: each such file's name → the document's."""
+
     def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
         """The ids of the chunks of these documents."""
 
@@ -79,6 +82,12 @@ class IndexWriter(Protocol):
     notes: list[str]
 
     def documents(self) -> list[DocumentRecord]: ...
+
+    def copies(self) -> dict[str, str]: ...
+
+    def set_copies(self, copies: dict[str, str]) -> None:
+        """The files found to be copies of an indexed document (name → the document's name), kept at the next
+        commit; a build calls it every time, so copies deleted from the folder drop out."""
 
     def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
                      title: str = "") -> None:

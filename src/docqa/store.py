@@ -443,6 +443,9 @@ class Store:
     def chunk_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
+    def copies(self) -> dict[str, str]:
+        return _copies(self._meta)
+
     @_reading
     def chunks(self, ids: Sequence[int]) -> list[StoredChunk]:
         """Chunks in the order of ``ids``."""
@@ -554,6 +557,7 @@ class StoreWriter:
         self._dimension: Optional[int] = None
         self._vectors: Optional[_Vectors] = None
         self._meta: dict = {}
+        self._copies: Optional[dict[str, str]] = None  # set by the build: kept at the next commit
         self._pointer_damaged = False
         check_folder(folder)
         try:
@@ -679,6 +683,12 @@ class StoreWriter:
         rows = self._db.execute("SELECT id, name, digest, pages, chunks, indexed_at FROM documents ORDER BY name")
         return [DocumentRecord(*row) for row in rows]
 
+    def copies(self) -> dict[str, str]:
+        return _copies(self._meta) if self._copies is None else dict(self._copies)
+
+    def set_copies(self, copies: dict[str, str]) -> None:
+        self._copies = dict(copies)
+
     def remove_document(self, document_id: int) -> None:
         ids = [row[0] for row in self._db.execute("SELECT id FROM chunks WHERE document_id = ?", (document_id,))]
         self._db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
@@ -764,7 +774,8 @@ class StoreWriter:
         vectors = self._vectors_for() if self._dimension is not None else None
         version = self.version + 1
         meta = {"version": str(version), "fingerprint": json.dumps(self.fingerprint, sort_keys=True),
-                "schema": SCHEMA_VERSION, "dimension": str(self._dimension or 0)}
+                "schema": SCHEMA_VERSION, "dimension": str(self._dimension or 0),
+                "copies": json.dumps(self.copies(), sort_keys=True)}
         if vectors is not None:
             # Written before the commit that records its checksum: a reader never finds its version without it.
             meta["faiss_crc32"] = str(vectors.write(_faiss_path(self.generation, version)))
@@ -893,6 +904,15 @@ def _setting_value(key: str, value) -> str:
     if key == "document_vectors":  # absent: exact vectors, which fp32 and bf16 (and auto) both give
         return "int8" if value == "int8" else "fp32 or bf16"
     return repr(value)
+
+
+def _copies(meta: dict) -> dict[str, str]:
+    """The copies a meta table records (none in an index built before they were)."""
+    try:
+        copies = json.loads(meta.get("copies", "{}"))
+    except ValueError:
+        return {}
+    return {str(name): str(twin) for name, twin in copies.items()} if isinstance(copies, dict) else {}
 
 
 def _difference(old: dict, new: dict) -> str:

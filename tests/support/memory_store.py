@@ -31,6 +31,7 @@ class _Index:
     owners: dict[int, int] = field(default_factory=dict)  # chunk id -> document id
     titles: dict[int, str] = field(default_factory=dict)  # document id -> its content label
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    copies: dict[str, str] = field(default_factory=dict)  # a file indexed once under another name -> that name
     next_id: int = 1
 
 
@@ -51,6 +52,9 @@ class MemoryReader:
 
     def chunk_count(self) -> int:
         return len(self.index.chunks)
+
+    def copies(self) -> dict[str, str]:
+        return dict(self.index.copies)
 
     def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
         wanted = set(document_ids)
@@ -126,6 +130,12 @@ class MemoryWriter:
 
     def documents(self) -> list[DocumentRecord]:
         return sorted(self.index.documents.values(), key=lambda record: record.name)
+
+    def copies(self) -> dict[str, str]:
+        return dict(self.index.copies)
+
+    def set_copies(self, copies: dict[str, str]) -> None:
+        self.index.copies = dict(copies)
 
     def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
                      title: str = "") -> None:
