@@ -53,6 +53,44 @@ def test_updates_go_through_the_writer_side(memory_project):
             "alpha-2022.pdf"}
 
 
+def test_a_rebuild_goes_through_the_writer_side(memory_project, monkeypatch):
+    """A rebuild replaces the index whole, keeping from the old one what cannot be read now: the writer side names
+    that index's documents and carries them over, in any store."""
+    from tests.test_ingest import refuse
+
+    settings = memory_project.settings
+    build_index(settings)
+    with DocQA(settings, retrieval_only=True) as qa:
+        before = qa.ask(QUESTION, k=1).sources[0]
+    with monkeypatch.context() as unreadable:
+        refuse(unreadable, file=memory_project.data / "beta-10k.pdf")
+        report = build_index(settings, rebuild=True)
+    assert (report.added, report.documents) == (["alpha-annual-report.pdf"], 2)
+    assert [(s.name, s.reason) for s in report.skipped] == [
+        ("beta-10k.pdf", "permission denied: cannot read the file; its indexed copy is kept")]
+    with open_reader(settings) as reader:
+        assert {record.name: record.chunks for record in reader.documents()} == {
+            "alpha-annual-report.pdf": 3, "beta-10k.pdf": 3}
+    with DocQA(settings, retrieval_only=True) as qa:
+        after = qa.ask(QUESTION, k=1).sources[0]
+        carried = qa.ask("How many people are employed?", doc="beta*", k=1).sources
+    assert (after.document, after.page_number, after.text) == (before.document, before.page_number, before.text)
+    assert [source.document for source in carried] == ["beta-10k.pdf"]
+    assert build_index(settings).summary().startswith("up to date")  # what was carried over is the file as it is
+
+
+def test_a_store_lacking_a_method_cannot_be_made():
+    """A store written without one of the methods a build calls fails where it is made, naming what it lacks, not
+    halfway through a build (a rebuild calls replaced_names and carry_over only)."""
+
+    class Incomplete(IndexWriter):
+        def documents(self):
+            return []
+
+    with pytest.raises(TypeError, match="abstract methods .*carry_over.*replaced_names"):
+        Incomplete()
+
+
 def test_the_list_command_reads_the_configured_store(memory_project, capsys):
     build_index(memory_project.settings)
     assert main(["list", "--config", str(memory_project.config)]) == 0

@@ -4,7 +4,8 @@ A store has two sides. ``IndexReader`` is one committed state of the index, sear
 changes the index for ingestion (one writer at a time) and makes its work visible with ``commit``. SQLite + FAISS
 (``docqa.store``) is the implementation docqa ships; ``store.backend`` in config.yml picks one from ``STORES``.
 Another store (a served database, say) is a class for each side registered under a new name: retrieval,
-ingestion and the commands only ever see these two interfaces.
+ingestion and the commands only ever see these two abstract base classes, which name every method they call:
+a class that lacks one cannot be made.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import errno
 import os
 import re
 import shutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Optional, Self, Sequence
 
 from docqa.errors import ConfigError, IndexNotFoundError
 from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
@@ -28,88 +30,132 @@ if TYPE_CHECKING:
 Ranking = list[tuple[int, float]]  # (chunk id, score), best first
 
 
-@runtime_checkable
-class IndexReader(Protocol):
-    """One committed state of the index; what retrieval and the commands read."""
+class IndexReader(ABC):
+    """One committed state of the index; what retrieval and the commands read. Used as a context manager, it is
+    closed at the end."""
 
+    @abstractmethod
     def documents(self) -> list[DocumentRecord]:
         """Every indexed document, by name."""
 
-    def chunk_count(self) -> int: ...
+    @abstractmethod
+    def chunk_count(self) -> int:
+        """How many chunks the index holds."""
 
+    @abstractmethod
     def copies(self) -> dict[str, str]:
         """Files of the data folder indexed once, under another name: each such file's name → the document's."""
 
+    @abstractmethod
     def chunk_ids(self, document_ids: Sequence[int]) -> list[int]:
         """The ids of the chunks of these documents."""
 
+    @abstractmethod
     def chunks(self, ids: Sequence[int]) -> list[StoredChunk]:
-        """The chunks with these ids, in the order of ``ids``."""
+        """The chunks with these ids, in the order of ``ids`` (ids the index lacks are left out)."""
 
+    @abstractmethod
     def first_page_texts(self) -> dict[str, str]:
         """Each document's first page (its chunks joined in order), by document name."""
 
+    @abstractmethod
     def page_openings(self, document_ids: Sequence[int]) -> list[PageOpening]:
         """Every page of these documents, with its chunk ids and its first chunk's text."""
 
+    @abstractmethod
     def documents_matching(self, fts_query: str) -> set[str]:
         """Names of the documents with a chunk that matches ``fts_query`` (as ``lexical_search`` reads it)."""
 
+    @abstractmethod
     def dense_search(self, query: np.ndarray, n: int, allowed_ids: Optional[Sequence[int]] = None) -> Ranking:
         """The ``n`` chunks whose vectors have the largest inner product with ``query`` (within ``allowed_ids``)."""
 
+    @abstractmethod
     def lexical_search(self, fts_query: str, n: int, allowed_ids: Optional[Sequence[int]] = None) -> Ranking:
         """The ``n`` best BM25 matches of ``fts_query``, quoted terms joined by OR (``retrieval.fts_query``), over
         chunk text and document title."""
 
+    @abstractmethod
     def is_current(self) -> bool:
         """Whether this is still the last committed state (another process may have built since it was opened)."""
 
-    def close(self) -> None: ...
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the reader holds open."""
 
-    def __enter__(self) -> IndexReader: ...
+    def __enter__(self) -> Self:
+        return self
 
-    def __exit__(self, *exc) -> None: ...
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-@runtime_checkable
-class IndexWriter(Protocol):
+class IndexWriter(ABC):
     """Changes to the index, invisible to readers until ``commit`` (and, for a rebuild, ``publish``); what ingestion
-    uses. ``needs_repair``: the index needs a commit even without a changed document; ``notes``: what the user
-    should be told (a damaged index moved aside, say)."""
+    uses. Used as a context manager, it is closed at the end.
 
-    needs_repair: bool
-    notes: list[str]
+    A subclass's ``__init__`` calls this one's, which sets ``needs_repair`` (the index needs a commit even without a
+    changed document) and ``notes`` (what the user should be told: a damaged index moved aside, say)."""
 
-    def documents(self) -> list[DocumentRecord]: ...
+    def __init__(self) -> None:
+        self.needs_repair = False
+        self.notes: list[str] = []
 
-    def copies(self) -> dict[str, str]: ...
+    @abstractmethod
+    def documents(self) -> list[DocumentRecord]:
+        """Every document of the index being written, by name."""
 
+    @abstractmethod
+    def copies(self) -> dict[str, str]:
+        """The copies as ``set_copies`` last set them, else as the index holds them."""
+
+    @abstractmethod
     def set_copies(self, copies: dict[str, str]) -> None:
         """The files found to be copies of an indexed document (name → the document's name), kept at the next
         commit; a build calls it every time, so copies deleted from the folder drop out."""
 
+    @abstractmethod
     def add_document(self, name: str, digest: str, pages: int, chunks: Sequence[Chunk], vectors: np.ndarray,
                      title: str = "") -> None:
         """A document with its chunks and their vectors (one row per chunk, L2-normalised float32); ``title`` is its
         label read from its content (company, form, period), searched with the chunk text."""
 
-    def remove_document(self, document_id: int) -> None: ...
+    @abstractmethod
+    def remove_document(self, document_id: int) -> None:
+        """Remove the document and its chunks."""
 
-    def rename_document(self, document_id: int, name: str) -> None: ...
+    @abstractmethod
+    def rename_document(self, document_id: int, name: str) -> None:
+        """Give the document (and its chunks) a new name; its title, read from its content, stays."""
 
+    @abstractmethod
+    def replaced_names(self) -> list[str]:
+        """A rebuild: the document names of the index it replaces, whatever its settings ([] when there is none,
+        it cannot be read, or this is no rebuild)."""
+
+    @abstractmethod
+    def carry_over(self, wanted: Callable[[str], bool]) -> list[str]:
+        """A rebuild: copy the documents whose names are ``wanted`` from the index it replaces, as they are there
+        (their files cannot be read now), where that index was built with the same settings; a document already
+        added (same name or same digest) is not copied. Returns the names copied ([] for no rebuild)."""
+
+    @abstractmethod
     def commit(self) -> None:
         """Make everything so far visible to readers that open after this."""
 
+    @abstractmethod
     def publish(self) -> None:
         """End of the build: a rebuild becomes the live index only now, complete."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release the writer; what was not committed is dropped."""
 
-    def __enter__(self) -> IndexWriter: ...
+    def __enter__(self) -> Self:
+        return self
 
-    def __exit__(self, *exc) -> None: ...
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import numpy as np
 
 from docqa.errors import BuildLockedError, ConfigError, IndexNotFoundError, StoreError
-from docqa.storage import disk_full, out_of_space
+from docqa.storage import IndexReader, IndexWriter, disk_full, out_of_space
 from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -340,7 +340,7 @@ def _reading(method):
     return guarded
 
 
-class Store:
+class Store(IndexReader):
     """A read-only view of one committed state of the index (the SQLite + FAISS ``storage.IndexReader``); one
     Store may be shared by many threads.
 
@@ -408,12 +408,6 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     @property
     def vectors(self) -> _Vectors:
@@ -537,7 +531,7 @@ def _checked_vectors(path: Path, meta: dict, dimension: int, count, *, mapped: b
     return vectors, None
 
 
-class StoreWriter:
+class StoreWriter(IndexWriter):
     """Changes the index under an exclusive build lock (the SQLite + FAISS ``storage.IndexWriter``).
 
     An incremental build changes the live generation, and ``commit()`` makes the whole documents added so far
@@ -547,10 +541,9 @@ class StoreWriter:
     """
 
     def __init__(self, folder: Path, fingerprint: dict, *, rebuild: bool = False):
+        super().__init__()
         self.folder = folder
         self.fingerprint = fingerprint
-        self.notes: list[str] = []
-        self.needs_repair = False
         self._staged = False
         self._published = False
         self._replaces: Optional[Path] = None
@@ -839,12 +832,6 @@ class StoreWriter:
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.close()
-
-    def __enter__(self) -> "StoreWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _header(text: str, indexed_text: str) -> str:

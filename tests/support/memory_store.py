@@ -1,7 +1,8 @@
 """A second store for the store seam: the whole index in process memory, found by folder name.
 
-It implements ``IndexReader`` and ``IndexWriter`` with numpy and word counts, nothing shared with the SQLite + FAISS
-store, so a test that builds and searches through it shows that ingestion and retrieval depend on the seam only.
+It subclasses ``IndexReader`` and ``IndexWriter`` with numpy and word counts, nothing shared with the SQLite + FAISS
+store, so a test that builds, rebuilds and searches through it shows that ingestion and retrieval depend on the seam
+only.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from docqa.errors import IndexNotFoundError, StoreError
-from docqa.storage import StoreBackend
+from docqa.storage import IndexReader, IndexWriter, StoreBackend
 from docqa.types import Chunk, DocumentRecord, PageOpening, StoredChunk
 
 _WORD = re.compile(r"\w+")
@@ -38,7 +39,7 @@ class _Index:
 COMMITTED: dict[Path, _Index] = {}  # folder -> the last committed index
 
 
-class MemoryReader:
+class MemoryReader(IndexReader):
     def __init__(self, folder: Path, fingerprint: Optional[dict] = None):
         if folder not in COMMITTED:
             raise IndexNotFoundError(f"no index in {folder}")
@@ -108,15 +109,10 @@ class MemoryReader:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "MemoryReader":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class MemoryWriter:
+class MemoryWriter(IndexWriter):
     def __init__(self, folder: Path, fingerprint: dict, *, rebuild: bool = False):
+        super().__init__()
         self.folder = folder
         committed = COMMITTED.get(folder)
         if committed and committed.fingerprint != fingerprint and not rebuild:
@@ -124,8 +120,8 @@ class MemoryWriter:
         self.index = _Index(fingerprint) if rebuild or committed is None else copy.deepcopy(committed)
         self.index.fingerprint = fingerprint
         self.rebuild = rebuild
-        self.needs_repair = False
-        self.notes: list[str] = []
+        # What a rebuild replaces: commits put a new object in COMMITTED, so this one stays as it was.
+        self._replaces = committed if rebuild else None
         self._staged: Optional[_Index] = None
 
     def documents(self) -> list[DocumentRecord]:
@@ -161,6 +157,30 @@ class MemoryWriter:
             if owner == document_id:
                 self.index.chunks[chunk_id] = replace(self.index.chunks[chunk_id], document=name)
 
+    def replaced_names(self) -> list[str]:
+        if self._replaces is None:
+            return []
+        return [record.name for record in self._replaces.documents.values()]
+
+    def carry_over(self, wanted: Callable[[str], bool]) -> list[str]:
+        old = self._replaces
+        if old is None or old.fingerprint != self.index.fingerprint:
+            return []
+        copied = []
+        for document_id, record in sorted(old.documents.items(), key=lambda item: item[1].name):
+            present = any(mine.name == record.name or mine.digest == record.digest
+                          for mine in self.index.documents.values())
+            if not wanted(record.name) or present:
+                continue
+            ids = sorted(chunk_id for chunk_id, owner in old.owners.items() if owner == document_id)
+            if ids:
+                chunks = [old.chunks[i] for i in ids]
+                self.add_document(record.name, record.digest, record.pages,
+                                  [Chunk(c.document, c.page_index, c.text, c.header) for c in chunks],
+                                  np.vstack([old.vectors[i] for i in ids]), title=old.titles.get(document_id, ""))
+                copied.append(record.name)
+        return copied
+
     def _next_id(self) -> int:
         self.index.next_id += 1
         return self.index.next_id - 1
@@ -178,12 +198,6 @@ class MemoryWriter:
 
     def close(self) -> None:
         pass
-
-    def __enter__(self) -> "MemoryWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def memory_backend() -> StoreBackend:
