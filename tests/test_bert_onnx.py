@@ -268,7 +268,7 @@ def test_safetensors_of_every_float_width_read_as_float32(tmp_path):
 @pytest.mark.parametrize("needs_torch", ["runtime", "reranker"])
 def test_what_needs_torch_names_the_export_extra(needs_torch, tmp_path, monkeypatch):
     from docqa.embeddings import create_embedder
-    from docqa.retrieval import CrossEncoderReranker
+    from docqa.reranking import CrossEncoderReranker
 
     for name in ("torch", "sentence_transformers", "transformers"):
         monkeypatch.setitem(sys.modules, name, None)

@@ -33,12 +33,12 @@ from docqa.profiles import (
 from docqa.cli import ask_main
 from docqa.ingest import build_index
 from docqa.qa import DocQA
+from docqa.reranking import Reranker, load_reranker
 from docqa.retrieval import (
     Hit,
     diverse,
     fts_query,
     join_overlapping,
-    load_reranker,
     with_continuation,
     with_line_items,
     with_runner_ups,
@@ -538,7 +538,7 @@ def test_named_documents_can_be_switched_off(defaults):
     assert len({source.document for source in sources}) > 1
 
 
-class ReverseReranker:
+class ReverseReranker(Reranker):
     def rerank(self, question, hits):
         return list(reversed(hits))
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from docqa.errors import ClosedError, ConfigError, InputError, advice_for, advising
-from docqa.retrieval import Hit, Retriever, Searched, load_reranker
+from docqa.reranking import load_reranker
+from docqa.retrieval import Hit, Retriever, Searched
 from docqa.settings import MAX_K, Settings, check_settings, load_settings
 from docqa.stopping import StopSignal, take_turn
 from docqa.storage import IndexReader, open_reader

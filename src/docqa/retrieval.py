@@ -7,7 +7,7 @@
    The result always says which documents were searched and why (``Searched``).
 2. Candidates: dense search (FAISS) fused with BM25 (SQLite FTS5) by reciprocal rank fusion; when the question
    names a metric of the financial statements, the pages of those statements are a third ranking (docqa.statements).
-3. Optionally a cross-encoder reorders the candidates (``retrieval.reranker``; needs local weights).
+3. Optionally a reranker reorders the candidates (docqa.reranking: ``retrieval.reranker``, a local cross-encoder).
 4. Diversity: at most ``max_per_page`` chunks of one page; a passage is joined with the adjacent chunk of its page
    that scores nearly as high, and the best passage, if still one chunk, with the next chunk of its page, while the
    passages stay within ``context_chars``.
@@ -18,12 +18,12 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Literal, Optional, Sequence
 
 from docqa.documents import composed
 from docqa.evaluate import fold
-from docqa.errors import InputError, ModelNotFoundError
+from docqa.errors import InputError
 from docqa.profiles import (
     Profile,
     dated_documents,
@@ -33,7 +33,8 @@ from docqa.profiles import (
     possessive_names,
     with_fiscal_quarters,
 )
-from docqa.settings import Retrieval, Settings
+from docqa.reranking import Reranker
+from docqa.settings import Retrieval
 from docqa.statements import page_statement, statements_asked
 from docqa.storage import IndexReader
 from docqa.types import Hit, StoredChunk
@@ -293,7 +294,7 @@ def matching_documents(store: IndexReader, pattern: str) -> list[int]:
 
 
 class Retriever:
-    def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[CrossEncoderReranker] = None,
+    def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[Reranker] = None,
                  chunk_overlap: int = DEFAULT_OVERLAP):
         """``chunk_overlap``: the index's ``ingest.chunk_overlap``, which joined chunks of a page share."""
         self.store = store
@@ -439,35 +440,3 @@ class Retriever:
                 [profile(record.name, first_pages.get(record.name, "")) for record in self.store.documents()]
             ))
         return self._profiles
-
-
-class CrossEncoderReranker:
-    """Reorders candidates by a sentence-transformers cross-encoder read from a local folder."""
-
-    def __init__(self, folder: Path):
-        from docqa.embeddings.base import import_optional
-
-        CrossEncoder = import_optional("sentence_transformers", "'docqa[export]'").CrossEncoder
-
-        # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
-        self.model = CrossEncoder(str(folder), device="cpu", local_files_only=True)
-
-    def rerank(self, question: str, hits: Sequence[Hit]) -> list[Hit]:
-        if not hits:
-            return []
-        scores = self.model.predict([(question, hit.chunk.text) for hit in hits], show_progress_bar=False)
-        ordered = sorted(zip(hits, scores), key=lambda pair: float(pair[1]), reverse=True)
-        return [Hit(hit.chunk, float(score)) for hit, score in ordered]
-
-
-def load_reranker(settings: Settings) -> Optional[CrossEncoderReranker]:
-    """The configured cross-encoder, or None; weights are never downloaded."""
-    if settings.retrieval.reranker is None:
-        return None
-    folder = settings.path(settings.retrieval.reranker)
-    if not (folder / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"retrieval.reranker: no cross-encoder model in {folder} (a local folder with config.json and weights "
-            "is needed; nothing is downloaded); remove the setting to retrieve without reranking"
-        )
-    return CrossEncoderReranker(folder)
