@@ -14,9 +14,10 @@ import pytest
 
 from docqa.cli import ask_main
 from docqa.errors import InputError
-from docqa.evaluate import GoldQuestion, Retrieved, evaluate, fold, is_hit, llm_token_counter, read_gold, summarize
+from docqa.evaluate import GoldQuestion, Retrieved, evaluate, is_hit, llm_token_counter, read_gold, summarize
 from docqa.settings import LLM, Settings
 from docqa.qa import DocQA
+from docqa.text import fold_text
 from tests.test_batch import config, fake_embedder, indexed  # noqa: F401 - fixtures: an index of REPORTS
 
 # Over REPORTS (8 single-chunk pages in 3 files). Why each question does or does not count:
@@ -76,10 +77,6 @@ def test_hit_rule(chunk, answers, expected):
 def test_a_gold_document_named_with_its_accents_composed_is_the_indexed_one_written_apart():
     decomposed = Retrieved("Socie\u0301te\u0301 Ge\u0301ne\u0301rale 8-K.pdf", 3, "anything")
     assert is_hit(gold(doc="Société Générale 8-K.pdf"), decomposed)
-
-
-def test_fold_collapses_whitespace_and_case():
-    assert fold("Net  Income\n\t(LOSS)") == "net income (loss)"
 
 
 @pytest.mark.parametrize(
@@ -412,7 +409,7 @@ def folded_pages(path: Path) -> list[str]:
     """A PDF's page texts, case and whitespace folded; read once per test session (the sets share documents)."""
     from docqa.documents import read_pages
 
-    return [fold(page.text) for page in read_pages(path)]
+    return [fold_text(page.text) for page in read_pages(path)]
 
 
 def assert_gold_pages_hold_an_answer(questions, pages: dict[str, list[str]]) -> None:
@@ -421,7 +418,7 @@ def assert_gold_pages_hold_an_answer(questions, pages: dict[str, list[str]]) -> 
         assert question.answers and question.pages, question.id
         for page in question.pages:
             assert page < len(pages[question.doc]), (question.id, page)
-            assert any(fold(answer) in pages[question.doc][page] for answer in question.answers), (question.id, page)
+            assert any(fold_text(answer) in pages[question.doc][page] for answer in question.answers), (question.id, page)
 
 
 # Our held-out questions on the FinanceBench filings (eval/filings_questions*.jsonl), checked against the filings.

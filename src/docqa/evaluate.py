@@ -15,7 +15,6 @@ import glob
 import json
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,13 +24,13 @@ import numpy as np
 
 from docqa.documents import composed
 from docqa.errors import InputError
+from docqa.text import fold_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KS = (1, 2, 4, 8, 16)
 CHARS_PER_TOKEN = 4  # the estimate used when the LLM's tokenizer cannot be had without loading the model
 PASSAGE_SEPARATOR = "\n\n"  # how the prompt joins passages (docqa.prompts.build_prompt)
-_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -114,11 +113,6 @@ def _gold_question(item, where: str) -> GoldQuestion:
     return GoldQuestion(str(item["id"]), item["doc"].strip(), item["question"].strip(), frozenset(pages), tuple(answers))
 
 
-def fold(text: str) -> str:
-    """Case folded, every run of whitespace collapsed to one space (hit rule 3)."""
-    return _WHITESPACE.sub(" ", text).casefold()
-
-
 def file_name(name: str) -> str:
     return name.replace("\\", "/").rsplit("/", 1)[-1]
 
@@ -137,8 +131,8 @@ def is_hit(gold: GoldQuestion, chunk: Retrieved) -> bool:
     if chunk.page_index not in gold.pages:
         return False
     if gold.answers:
-        text = fold(chunk.text)
-        return any(fold(answer) in text for answer in gold.answers)
+        text = fold_text(chunk.text)
+        return any(fold_text(answer) in text for answer in gold.answers)
     return True
 
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from docqa.evaluate import fold
+from docqa.text import fold_text
 
 TOLERANCE = 0.01  # relative to the gold number
 
@@ -91,8 +91,8 @@ def grade(answer: Optional[str], *, answers: Sequence[str] = (), reference: Opti
     """True or False by the rule above; None when the gold line gives nothing this rule can check."""
     answer = answer or ""
     if answers:
-        folded = fold(answer)
-        return any(fold(expected) in folded for expected in answers if expected.strip())
+        folded = fold_text(answer)
+        return any(fold_text(expected) in folded for expected in answers if expected.strip())
     expected = numbers(reference or "")
     if not expected:
         return None

@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import PurePosixPath
 from typing import Callable, Optional, Sequence
 
+from docqa.text import compact_name
+
 _YEAR = r"(?:19|20)\d\d"
 _FORM = re.compile(r"(?<![a-z0-9])(10|8|20|6|40)-?([kqf])(?![a-z0-9])", re.IGNORECASE)
 _COVER_FORM = re.compile(r"\bFORM\s+(10|8|20|6|40)-([KQF])\b", re.IGNORECASE)
@@ -90,7 +92,7 @@ class DocumentInfo:
 
 @dataclass(frozen=True)
 class Profile:
-    """One indexed document: ``names`` are its company's names folded to letters and digits (``"bestbuy"``)."""
+    """One indexed document: ``names``: its company's names as ``compact_name`` writes them (``"bestbuy"``)."""
 
     document: str
     names: frozenset[str]
@@ -104,8 +106,8 @@ class Profile:
 
     @property
     def content_names(self) -> frozenset[str]:
-        """The name the content gives and its first words, folded ("amazoncom", "amazon"), not a file name's."""
-        return frozenset(fold(" ".join(self.name_words[:n])) for n in range(1, len(self.name_words) + 1))
+        """The name the content gives and its first words, compacted ("amazoncom", "amazon"), not a file name's."""
+        return frozenset(compact_name(" ".join(self.name_words[:n])) for n in range(1, len(self.name_words) + 1))
 
 
 # A phrase of the question (its words, as written) that names a document: does it tell documents apart?
@@ -120,16 +122,16 @@ def _always(phrase: str, item: Profile) -> bool:
 class QuestionScope:
     """What a question says about the filing it needs."""
 
-    phrases: dict  # folded name → the words as written, for the runs of capitalised words
-    sentence_initial: frozenset[str]  # folded single words that are capitalised only because a sentence starts there
+    phrases: dict  # compact name → the words as written, for the runs of capitalised words
+    sentence_initial: frozenset[str]  # single words (compact) capitalised only because a sentence starts there
     acronyms: frozenset[str]  # words in capitals ("MGM"), which may stand for a longer name ("MGM Resorts")
     initials: frozenset[str]  # capitals of mixed-case words ("JnJ", "AmEx", "J&J"), which may be a name's initials
     years: frozenset[int]
     quarter: Optional[int]
     form: Optional[str]
-    # folded → as written: words in capitals or with a capital inside ("AMEX", "FedEx"), which may contract a name
+    # compact → as written: words in capitals or with a capital inside ("AMEX", "FedEx"), which may contract a name
     contractions: dict = field(default_factory=dict)
-    # folded runs written in lower case in a question with capitals ("What was nike's revenue?"): most are ordinary
+    # compact runs written in lower case in a question with capitals ("What was nike's revenue?"): most are ordinary
     # words ("total"), so they name a company only by the name its content gives (or its first words), and only
     # where that tells documents apart
     in_lower_case: frozenset[str] = frozenset()
@@ -160,11 +162,6 @@ class QuestionScope:
         return found
 
 
-def fold(name: str) -> str:
-    """A name as letters and digits only, lower case: "Johnson & Johnson" → "johnsonjohnson"."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 # ---------------------------------------------------------------- documents
 
 
@@ -181,8 +178,8 @@ def profile(document: str, first_page: str = "") -> Profile:
     stem = PurePosixPath(document.replace("\\", "/")).stem
     file_words = " ".join(_company_words([word for word in re.split(r"[\W_]+", stem) if word]))
     spellings = [spelling for spelling in (info.company, file_words) if spelling]
-    names = {fold(spelling) for spelling in spellings} - {""}
-    hinted = {fold(file_words)} - {fold(info.company or "")} - {""}
+    names = {compact_name(spelling) for spelling in spellings} - {""}
+    hinted = {compact_name(file_words)} - {compact_name(info.company or "")} - {""}
     initials = {_initials(info.company)} - {""} if info.company else set()
     periods = _FILE_YEAR.findall(stem)
     years = set(info.years) | {int(year) for year, _ in periods}
@@ -190,7 +187,7 @@ def profile(document: str, first_page: str = "") -> Profile:
     name_words = tuple(word.lower() for word in re.findall(r"[A-Za-z0-9]+", info.company or ""))
     # The name's first words alone ("Verizon" for Verizon Communications, "Amazon" for AMAZON.COM): how questions
     # name companies. A guess, like a file-name hint: it narrows only where it tells documents apart.
-    leading = {fold(" ".join(name_words[:n])) for n in range(1, len(name_words))
+    leading = {compact_name(" ".join(name_words[:n])) for n in range(1, len(name_words))
                if name_words[n - 1] not in _CONNECTIVES} - names
     leading = {name for name in leading if len(name) >= 3}
     names |= leading
@@ -444,7 +441,7 @@ def question_scope(question: str) -> QuestionScope:
 
 
 def _name_candidates(question: str) -> tuple[dict, frozenset[str], frozenset[str]]:
-    """Runs of 1 to 5 words that start with a capital or a digit (the ways a question can name a company), folded,
+    """Runs of 1 to 5 words that start with a capital or a digit (the ways a question can name a company), compacted,
     with their words as written; the single words capitalised only because they start a sentence; and, in a question
     with capitals, the runs that start with a word in lower case
     ("What was nike's revenue?"), apart. A question typed all in lower case ("what did amcor announce") names its
@@ -458,11 +455,11 @@ def _name_candidates(question: str) -> tuple[dict, frozenset[str], frozenset[str
         runs = in_lower_case if not lower_case and not token[0].isupper() and not token[0].isdigit() else in_capitals
         for end in range(start + 1, min(start + _MAX_NAME_WORDS, len(tokens)) + 1):
             written = " ".join(tokens[start:end])
-            candidates.setdefault(fold(written), written)
-            runs.add(fold(written))
+            candidates.setdefault(compact_name(written), written)
+            runs.add(compact_name(written))
         before = question[: matches[start].start()].rstrip()
         if lower_case or ((not before or before[-1] in ".?!:;\"'(") and token[1:].islower()):
-            sentence_initial.add(fold(token))
+            sentence_initial.add(compact_name(token))
     candidates.pop("", None)
     return candidates, frozenset(sentence_initial), frozenset(in_lower_case - in_capitals)
 
@@ -504,7 +501,7 @@ def named_documents(question: str, profiles: Sequence[Profile], distinctive: Dis
     for item in profiles:
         # A content name written as a name narrows at once; a file-name hint or a sentence's first word only
         # where it tells the documents apart.
-        if any((not hinted and fold(phrase) not in scope.uncertain) or distinctive(phrase, item)
+        if any((not hinted and compact_name(phrase) not in scope.uncertain) or distinctive(phrase, item)
                for phrase, hinted in scope.naming(item)):
             chosen.append(item)
     if not chosen:

@@ -22,7 +22,6 @@ from pathlib import PurePosixPath
 from typing import Literal, Optional, Sequence
 
 from docqa.documents import composed
-from docqa.evaluate import fold
 from docqa.errors import InputError
 from docqa.profiles import (
     Profile,
@@ -37,6 +36,7 @@ from docqa.reranking import Reranker
 from docqa.settings import Retrieval
 from docqa.statements import page_statement, statements_asked
 from docqa.storage import IndexReader
+from docqa.text import fold_text
 from docqa.types import Hit, StoredChunk
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
@@ -415,9 +415,9 @@ class Retriever:
         Costco's filing) but not in the passages an answer about it would come from."""
         if not self.settings.named_documents or not hits:
             return ()
-        passages = [fold(hit.chunk.indexed_text) for hit in hits]  # as the hit rule looks for an answer string
+        passages = [fold_text(hit.chunk.indexed_text) for hit in hits]  # as the hit rule looks for an answer string
         return tuple(name for name in possessive_names(question, self.profiles())
-                     if not any(fold(name) in passage for passage in passages))
+                     if not any(fold_text(name) in passage for passage in passages))
 
     def _dated(self, question: str) -> list[str]:
         return dated_documents(question, self.profiles()) if self.settings.named_documents else []
