@@ -248,6 +248,15 @@ def test_cli_refuses_to_call_a_run_that_found_none_of_the_gold_documents_a_measu
         "the index from them, or check the names in the gold file")
 
 
+def test_the_library_refuses_it_too(indexed, tmp_path):
+    """evaluate() from Python returned recall 0.0 for it, where the command line refused."""
+    gold = tmp_path / "renamed.jsonl"
+    gold.write_text(json.dumps({"id": "a", "doc": "ACME_2023_10K.pdf", "question": "Revenue?", "pages": [0]}) + "\n",
+                    encoding="utf-8")
+    with DocQA(indexed, retrieval_only=True) as qa, pytest.raises(InputError, match="nothing was measured"):
+        evaluate(qa, gold)
+
+
 def test_cli_refuses_a_bad_gold_file_before_loading_anything(tmp_path, capsys):
     bad = tmp_path / "gold.jsonl"
     bad.write_text('{"id": "a"}\n', encoding="utf-8")

@@ -296,6 +296,7 @@ def evaluate(
     view = _Target(qa_or_retriever)
     ks = _check_ks(ks)
     questions = list(questions) if questions is not None else read_gold(gold_path)
+    _refuse_if_nothing_indexed(view, questions)
     counter = count_tokens or view.count_tokens
     records = []
     handle, owned = _details_handle(details)
@@ -311,6 +312,16 @@ def evaluate(
         if owned:
             handle.close()
     return _result(view, gold_path, ks, per_doc, records, questions, estimated=counter is None)
+
+
+def _refuse_if_nothing_indexed(view: _Target, questions: Sequence[GoldQuestion]) -> None:
+    """A recall of 0.0 would pass for a measurement where none of the gold file's documents is indexed."""
+    indexed = view.indexed_pages()
+    if indexed is None or any(document_key(question.doc) in indexed for question in questions):
+        return
+    missing = sorted({question.doc for question in questions})
+    raise InputError(f"none of the gold file's documents is in the index ({', '.join(missing)}): nothing was "
+                     "measured; build the index from them, or check the names in the gold file")
 
 
 def _result(view: _Target, gold_path, ks, per_doc: bool, records: list[dict], questions, *, estimated: bool) -> dict:
