@@ -650,6 +650,14 @@ def test_each_doc_unknown_pattern_names_the_indexed_documents(indexed):
         run_each_doc(qa, [Question("q1", "Revenue?")], io.StringIO(), "csv", doc="gamma*")
 
 
+def test_each_doc_refuses_a_question_with_its_own_doc(indexed):
+    """From Python it logged a warning and wrote a table that did not ask what the question asked."""
+    handle = io.StringIO()
+    with DocQA(indexed, retrieval_only=True) as qa, pytest.raises(InputError, match='"doc" of question q2'):
+        run_each_doc(qa, [Question("q1", "Revenue?"), Question("q2", "Revenue?", doc="acme-2022.pdf")], handle, "csv")
+    assert handle.getvalue() == ""
+
+
 # ---------------------------------------------------------------- command line
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Iterator, Optional, Sequence, TextIO
 
 from docqa.batch.questions import Question
 from docqa.batch.run import answer_record
 from docqa.batch.writers import collapse, table_writer
+from docqa.errors import InputError
 from docqa.progress import Progress
-
-log = logging.getLogger(__name__)
 
 PASSAGE_CHARS = 300  # the top passage shown in a cell when there is no LLM answer
 
@@ -93,9 +91,11 @@ def run_each_doc(
     progress: bool = False,
 ) -> int:
     """Write the per-document table in format ``fmt`` (``csv`` or ``md``); returns the number of cells that failed."""
+    if scoped := [question.id for question in questions if question.doc]:
+        # A warning in the log was all a Python caller got, and the table did not answer what the question asked
+        raise InputError(f"each-doc asks each document in turn, so the \"doc\" of question {scoped[0]} would not "
+                         "be used; choose the documents with doc=, or ask it with run_batch")
     documents = each_doc_documents(qa, doc)
-    if any(question.doc for question in questions):
-        log.warning("--each-doc asks every question of every document; the \"doc\" of a question is ignored")
     writer = table_writer(handle, fmt)
     writer.row(each_doc_header(questions), header=True)
     failed = 0
