@@ -858,7 +858,7 @@ def test_each_doc_in_a_folder_that_takes_no_new_file_writes_its_table_in_place(c
     import os
     import subprocess
 
-    from docqa.cli import _table_output
+    from docqa.batch.table_file import table_file
 
     folder = tmp_path / "tables"
     folder.mkdir()
@@ -874,7 +874,7 @@ def test_each_doc_in_a_folder_that_takes_no_new_file_writes_its_table_in_place(c
         assert table.read_text(encoding="utf-8").startswith("document,q1: How many bakers?")
         assert "is written in place" in capsys.readouterr().err
         with pytest.raises(KeyboardInterrupt):  # stopped part way: the file holds the rows done, and says so
-            with _table_output(str(table), "csv") as handle:
+            with table_file(str(table), "csv") as handle:
                 handle.write("document,q1,q1 page\na.pdf,yes,1\n")
                 raise KeyboardInterrupt
         assert f"the 1 row done so far is in {table}, written in place" in capsys.readouterr().err
@@ -929,11 +929,11 @@ def test_a_csv_question_longer_than_csv_s_field_limit_is_read(tmp_path):
 def test_rows_done_stay_named_where_the_partial_name_cannot_be_made(tmp_path, capsys):
     """A name near the file system's limit leaves no room for '.partial': the rows were lost in a hidden file,
     with an 'unexpected OSError'. A question over 128 KiB (csv's field limit) broke the count of the rows."""
-    from docqa.cli import _table_output
+    from docqa.batch.table_file import table_file
 
     table = tmp_path / ("x" * 245 + ".csv")
     with pytest.raises(KeyboardInterrupt):
-        with _table_output(str(table), "csv") as handle:
+        with table_file(str(table), "csv") as handle:
             handle.write(f'document,"q1: {"long question " * 10_000}",q1 page\na.pdf,yes,1\n')
             raise KeyboardInterrupt
     err = capsys.readouterr().err
@@ -968,12 +968,12 @@ def test_the_final_rename_puts_back_the_signals_the_caller_had_blocked(tmp_path)
     had blocked itself too."""
     import signal
 
-    from docqa.cli import _table_output
+    from docqa.batch.table_file import table_file
 
     mine = {signal.SIGINT, signal.SIGUSR1}
     before = signal.pthread_sigmask(signal.SIG_BLOCK, mine)
     try:
-        with _table_output(str(tmp_path / "table.csv"), "csv") as handle:
+        with table_file(str(tmp_path / "table.csv"), "csv") as handle:
             handle.write("document,q1,q1 page\na.pdf,yes,1\n")
         assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before | mine
     finally:
@@ -986,12 +986,12 @@ def test_each_doc_stopped_by_sigterm_keeps_the_rows_done(tmp_path):
     import os
     import signal
 
-    from docqa.cli import _table_output
+    from docqa.batch.table_file import table_file
 
     table = tmp_path / "table.md"
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
-        with _table_output(str(table), "md") as handle:
+        with table_file(str(table), "md") as handle:
             handle.write("| document | q1 | q1 page |\n| --- | --- | --- |\n| a.pdf | yes | 1 |\n")
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1000):  # the handler runs between two bytecodes of this thread

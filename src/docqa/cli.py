@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence
 
 from docqa.documents import shown
 from docqa.errors import DocqaError, InputError, advice_for
+from docqa.signals import Stopped, stopped_as_interrupt
 
 EXIT_NO_ANSWER = 1
 EXIT_UNEXPECTED = 1
@@ -463,7 +464,7 @@ def build(args: argparse.Namespace) -> int:
     signals: list[int] = []
     try:
         # kill or a closed terminal stops the build as Ctrl-C does: the documents finished are kept
-        with _stopped_as_interrupt() as signals, counted_bar("pages") as (on_total, progress):
+        with stopped_as_interrupt() as signals, counted_bar("pages") as (on_total, progress):
             report = build_index(settings, rebuild=args.rebuild, on_total=on_total, progress=progress)
     except BuildInterrupted as interrupted:
         report = interrupted.report
@@ -571,7 +572,7 @@ def batch(args: argparse.Namespace) -> int:
         qa.advice_prog = args.prog
         _check_doc(qa, _doc(args))  # refused once, as ask refuses it, rather than failing every question
         try:
-            with _stopped_as_interrupt():
+            with stopped_as_interrupt():
                 summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True, on_record=count)
         except KeyboardInterrupt:
             print(f"{written} answer{'s' if written != 1 else ''} of this run {'are' if written != 1 else 'is'} in "
@@ -614,7 +615,9 @@ def each_doc(args: argparse.Namespace) -> int:
         raise InputError(f"each-doc asks each document in turn, so the \"doc\" of question {scoped[0]} in {args.batch} "
                          f"would not be used; choose the documents with --doc, or ask with "
                          f"{batch} {shlex.quote(args.batch)} --out FILE")
-    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, _table_output(args.out, fmt) as handle:
+    from docqa.batch.table_file import table_file
+
+    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, table_file(args.out, fmt) as handle:
         qa.advice_prog = args.prog
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
         cells = len(questions) * len(each_doc_documents(qa, _doc(args)))
@@ -634,133 +637,6 @@ def _check_table_target(out: Path, questions_file: Optional[str]) -> None:
         raise InputError(f"--out {out} holds something other than an each-doc table; choose another file, or "
                          "delete it first")
     check_writable(out)  # before the model loads; the table is written beside it, then renamed
-
-
-@contextmanager
-def _table_output(path: Optional[str], fmt: str):
-    """stdout, or ``path`` written whole or not at all: the table goes to a new file beside it, renamed over it at
-    the end. Stopped part way (a failure, Ctrl-C, kill, the terminal closed), ``path`` is as it was; when stopped,
-    the rows done so far are kept in NAME.partial.ext (or NAME.partial-2.ext, ...: nothing is written over), since
-    each of them may have taken the model minutes."""
-    if path is None:
-        yield sys.stdout
-        return
-    from docqa.batch import open_for_writing
-
-    from docqa.batch.writers import new_file_beside
-
-    target = Path(os.path.realpath(path))  # through a symbolic link to the file it names; the link stays
-    temporary = new_file_beside(target)
-    if temporary is None:  # a folder that takes no new file, holding a file that can be written: written in place
-        print(f"note: {shown(str(target.parent))} takes no new file, so {shown(path)} is written in place: stopped "
-              "part way, it holds the rows done by then", file=sys.stderr)
-        try:
-            with _stopped_as_interrupt(), open_for_writing(target, "w") as handle:
-                yield handle
-        except KeyboardInterrupt:
-            from docqa.batch.writers import table_rows
-
-            _say_rows_kept(table_rows(target, fmt), f"{shown(path)}, written in place (its earlier table is gone)")
-            raise
-        return
-    try:
-        with _stopped_as_interrupt(), open_for_writing(temporary, "w") as handle:
-            yield handle
-    except KeyboardInterrupt:
-        _keep_rows_done(temporary, target, fmt, path)
-        raise
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-    _put_in_place(temporary, target)
-
-
-def _say_rows_kept(rows: int, where: str) -> None:
-    print(f"the {rows} row{'s' if rows != 1 else ''} done so far {'are' if rows != 1 else 'is'} in {where}",
-          file=sys.stderr)
-
-
-def _keep_rows_done(temporary: Path, target: Path, fmt: str, path: str) -> None:
-    """After an interruption: the rows done so far moved to NAME.partial.ext (a free name), or said to be where
-    they are; the temporary file removed when there is none."""
-    from docqa.batch.writers import free_name, table_rows
-
-    rows = table_rows(temporary, fmt)
-    if not rows:
-        _remove_quietly(temporary)
-        print(f"no document's row was finished; {shown(path)} is as it was", file=sys.stderr)
-        return
-    partial = free_name(target.with_name(f"{target.stem}.partial{target.suffix}"))
-    try:
-        os.replace(temporary, partial)
-    except OSError as error:  # a name too long for the file system, say: the rows stay where they are
-        _say_rows_kept(rows, f"{shown(str(temporary))} ({shown(partial.name)} cannot be made: {error.strerror}); "
-                             f"{shown(path)} is as it was")
-        return
-    _say_rows_kept(rows, f"{shown(str(partial))}; {shown(path)} is as it was")
-
-
-def _put_in_place(temporary: Path, target: Path) -> None:
-    """The finished table renamed over ``target``, with no signal between (it would leave the table in the
-    temporary file); where the folder refuses the rename (a sticky folder, another owner's file), copied in."""
-    import shutil
-    import signal
-
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-    try:
-        try:
-            os.replace(temporary, target)
-            return
-        except OSError:
-            pass
-        try:
-            shutil.copyfile(temporary, target)
-        except OSError as error:
-            raise InputError(f"cannot write the table to {target}: {error.strerror}; it is in {temporary}") from None
-        _remove_quietly(temporary)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # as the caller had it (a thread may block some itself)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised as Ctrl-C is, so that clean-up runs; the exit code is 128 + the signal's number."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def _stopped_as_interrupt():
-    """SIGTERM and SIGHUP (the terminal closed) stop the work as Ctrl-C does, so that its clean-up runs. A signal
-    ignored when the command started (``nohup``, ``trap '' TERM``) or given its own handler stays as it was. Yields
-    the list of the signals received."""
-    import signal
-    import threading
-
-    received: list[int] = []  # the signals that stopped the work, for the exit code
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def stop(signum, frame):
-        received.append(signum)
-        raise Stopped(signum)
-
-    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(number) is signal.SIG_DFL}
-    try:
-        yield received
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 # ---------------------------------------------------------------- evaluate

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -26,6 +23,7 @@ from docqa.documents import Page, check_header, file_digest, file_state, find_pd
 from docqa.errors import DocumentError, NoDocumentsError, advising
 from docqa.profiles import describe
 from docqa.settings import Settings, check_settings
+from docqa.signals import uninterrupted
 from docqa.storage import IndexWriter, disk_full, open_writer, out_of_space
 
 log = logging.getLogger(__name__)
@@ -46,30 +44,6 @@ class BuildInterrupted(KeyboardInterrupt):
     def __init__(self, report: "BuildReport"):
         super().__init__()
         self.report = report
-
-
-@contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Ctrl-C (and kill or a closed terminal, where the command line turns them into the same interruption) waits
-    until the block's writes are done, so that a document goes into the index whole or not at all. Only a main
-    thread receives signals (a server's build runs in its own process); elsewhere there is nothing to hold back."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    # A signal ignored (a script's `db_build.py &` ignores SIGINT) or left to the system stays so.
-    previous = {number: handler for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-                if callable(handler := signal.getsignal(number))}
-    received: list = []
-    for number in previous:
-        signal.signal(number, lambda signum, frame: received.append((signum, frame)))
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    if received:
-        signum, frame = received[0]
-        previous[signum](signum, frame)  # Python's own handler raises KeyboardInterrupt; the command line's, Stopped
 
 
 @dataclass
@@ -226,7 +200,7 @@ def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport
         writer.set_copies(report.duplicates)
         committed = report.changed or (rebuild and plan.kept) or writer.needs_repair or (copies_changed and not rebuild)
         try:
-            with _uninterrupted():
+            with uninterrupted():
                 if committed:
                     writer.commit()
                 writer.publish()
@@ -408,7 +382,7 @@ def _read_and_add(writer: IndexWriter, plan: _Plan, page_counts: dict[Path, int]
                                 f"ingest.extractor pypdfium2 reads them all")
         label = describe(pages[0].text).label
         chunks, vectors = _chunk_and_embed(pages, label, chunker, embedder, progress)
-        with _uninterrupted():
+        with uninterrupted():
             if old_id is not None:
                 writer.remove_document(old_id)
             writer.add_document(name, digest, page_counts[path], chunks, vectors, title=label)
