@@ -23,6 +23,7 @@ from docqa.profiles import (
     describe,
     full_dates,
     named_documents,
+    naming,
     profile,
     question_years,
     registrant_name,
@@ -37,6 +38,7 @@ from docqa.reranking import Reranker, load_reranker
 from docqa.retrieval import (
     Hit,
     diverse,
+    each_company,
     fts_query,
     join_overlapping,
     with_continuation,
@@ -246,6 +248,56 @@ FILINGS = same_company_names([
 )
 def test_named_documents(question, expected):
     assert named_documents(question, FILINGS) == expected
+
+
+def cover(company: str, form: str, period: str) -> str:
+    return f"FORM {form}\nFor the {period}\n{company}\n(Exact name of registrant as specified in its charter)"
+
+
+WEEK = same_company_names([
+    profile("AMZN 10-K 2019.pdf", cover("AMAZON.COM, INC.", "10-K", "fiscal year ended December 31, 2019")),
+    profile("amzn-20171231.pdf", cover("AMAZON.COM, INC.", "10-K", "fiscal year ended December 31, 2017")),
+    profile("Annual Report 2023 (1).pdf", cover("BEST BUY CO., INC.", "10-K", "fiscal year ended January 28, 2023")),
+    profile("q2.pdf", cover("BEST BUY CO., INC.", "10-Q", "quarterly period ended July 29, 2023")),
+    profile("Nike 10-K.pdf", cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2018")),
+    profile("nke-20190531.pdf", cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2019")),
+    profile("Nike 10-K (new).pdf", cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2021")),
+])
+
+
+@pytest.mark.parametrize(
+    "question, documents, unmet",
+    [
+        # Each company's filings are narrowed on their own: Best Buy, with no filing of 2019, was dropped unsaid
+        ("Compare Amazon's and Best Buy's total revenue in 2019",
+         ["AMZN 10-K 2019.pdf", "Annual Report 2023 (1).pdf", "q2.pdf"], ["no Best Buy filing reports 2019"]),
+        # An older year than the latest filing reports as comparatives brings its own filing: only FY2021's was kept
+        ("Compare Nike's revenues in fiscal 2018 and fiscal 2021", ["Nike 10-K (new).pdf", "Nike 10-K.pdf"], []),
+        ("Compare Nike's revenues in fiscal 2019 and fiscal 2021", ["Nike 10-K (new).pdf"], []),  # a comparative
+        ("What did Amazon's latest 10-Q say about AWS?", ["AMZN 10-K 2019.pdf", "amzn-20171231.pdf"],
+         ["no Amazon 10-Q is indexed"]),
+        ("How much did Amazon owe on its notes due 2027?", ["AMZN 10-K 2019.pdf", "amzn-20171231.pdf"], []),
+        ("What was Amazon's revenue in 2017?", ["amzn-20171231.pdf"], []),
+    ],
+)
+def test_each_named_company_is_narrowed_on_its_own(question, documents, unmet):
+    named = naming(question, WEEK)
+    assert (sorted(named.documents), named.unmet) == (sorted(documents), unmet)
+
+
+def test_each_company_named_gets_a_passage():
+    """"Amazon's and Nike's net income" gave four passages of Nike's filing, whose pages matched best."""
+    def hit(document: str, page: int, score: float) -> Hit:
+        return Hit(StoredChunk(document, page, f"{document} {page}", id=page), score)
+
+    hits = [hit("nke.pdf", 52, 0.9), hit("nke.pdf", 28, 0.8), hit("nke.pdf", 31, 0.7), hit("amzn.pdf", 38, 0.6),
+            hit("nke.pdf", 53, 0.5)]
+    company_of = {"nke.pdf": "nike", "amzn.pdf": "amazon"}
+    taken = each_company(diverse(hits, 3, 1), hits, company_of)
+    assert [(h.chunk.document, h.chunk.page_index) for h in taken] == [("nke.pdf", 52), ("nke.pdf", 28),
+                                                                        ("amzn.pdf", 38)]
+    # A company without a candidate, or passages of one company only, change nothing
+    assert each_company(hits[:3], hits[:3], company_of) == hits[:3]
 
 
 COVERED = [
@@ -624,7 +676,7 @@ def test_searched_documents_are_in_the_text_and_json_outputs(config, capsys):
     assert searched["scope"] == "all" and len(searched["documents"]) == 3
     assert ask_main(["--config", str(config), "--retrieval-only", "--json", "--doc", "beta*", "Revenue?"]) == 0
     assert json.loads(capsys.readouterr().out)["searched"] == {
-        "scope": "doc", "documents": ["beta-2023.pdf"], "named": [], "unmentioned": []}
+        "scope": "doc", "documents": ["beta-2023.pdf"], "named": [], "unmentioned": [], "unmet": []}
 
 
 @pytest.mark.parametrize(

@@ -489,32 +489,85 @@ def _quarter(question: str) -> Optional[int]:
 # ---------------------------------------------------------------- matching
 
 
+@dataclass(frozen=True)
+class Naming:
+    """The documents a question names, and what it asks of a named company that none of that company's filings is,
+    said as "no Best Buy filing reports 2019" or "no Amazon 10-Q is indexed"; their other filings are searched."""
+
+    documents: list[str]
+    unmet: list[str]
+
+
+# A filing reports its own period and, as comparatives, those before it (an annual report's income statement three
+# years, a quarterly report the same quarter a year before), and speaks of the year after it (events after the
+# period, guidance). An older year the question names needs an older filing.
+_COMPARATIVE_YEARS = {True: 2, False: 1}
+
+
+def _reported_years(item: Profile) -> set[int]:
+    if not item.years:
+        return set()
+    return set(range(min(item.years) - _COMPARATIVE_YEARS[item.form in _ANNUAL_FORMS], max(item.years) + 2))
+
+
 def named_documents(question: str, profiles: Sequence[Profile], distinctive: Distinctive = _always) -> list[str]:
-    """The documents of the company (or companies) the question names, narrowed to the period and form it names.
+    """The documents of the company (or companies) the question names, narrowed to the period and form it names."""
+    return naming(question, profiles, distinctive).documents
+
+
+def naming(question: str, profiles: Sequence[Profile], distinctive: Distinctive = _always) -> Naming:
+    """The documents of the company (or companies) the question names, each company's narrowed to the periods and
+    form the question names, and what of those no filing of a named company has.
 
     Empty when it names no indexed company. A name that is only a file-name hint, or a capitalised word that just
     starts a sentence ("Total revenue ..."), counts only where ``distinctive`` says it tells the documents apart.
-    Each narrowing step is skipped when it would leave nothing.
+    Each narrowing step is skipped for a company where it would leave none of its filings (and said in ``unmet``):
+    "Amazon's and Best Buy's revenue in 2019" with no Best Buy filing of 2019 searches all of Best Buy's.
     """
     scope = question_scope(question)
-    chosen = []
+    companies: dict[frozenset[str], list[Profile]] = {}
+    written: dict[frozenset[str], str] = {}
     for item in profiles:
         # A content name written as a name narrows at once; a file-name hint or a sentence's first word only
         # where it tells the documents apart.
-        if any((not hinted and compact_name(phrase) not in scope.uncertain) or distinctive(phrase, item)
-               for phrase, hinted in scope.naming(item)):
-            chosen.append(item)
-    if not chosen:
-        return []
+        phrases = [phrase for phrase, hinted in scope.naming(item)
+                   if (not hinted and compact_name(phrase) not in scope.uncertain) or distinctive(phrase, item)]
+        if phrases:
+            companies.setdefault(item.names, []).append(item)
+            written.setdefault(item.names, phrases[0])
+    documents: list[str] = []
+    unmet: list[str] = []
+    for names, filings in companies.items():
+        kept, missing = _narrowed(filings, scope)
+        documents += [item.document for item in kept]
+        unmet += [what.format(company=written[names]) for what in missing]
+    return Naming(documents, unmet)
+
+
+def _narrowed(filings: list[Profile], scope: QuestionScope) -> tuple[list[Profile], list[str]]:
+    """One company's filings for the periods and form a question names, and what none of them is: a year none of
+    them reports, even as a comparative, or a form it has no filing of."""
+    missing = []
+    kept = filings
     if scope.years:
         latest = max(scope.years)
-        chosen = _narrow(chosen, lambda p: latest in p.years)
-        chosen = _narrow(chosen, lambda p: bool(p.years & scope.years))
+        kept = _narrow(kept, lambda p: latest in p.years)
+        kept = _narrow(kept, lambda p: bool(p.years & scope.years))
+        # Years older than the kept filings report come from the filings of those years
+        older = scope.years - {year for p in kept for year in _reported_years(p)}
+        kept = kept + [p for p in filings if p not in kept and p.years & older]
+        # Said only where no year the question names is reported and one is older than every filing: a later year
+        # is often no period at all ("notes due 2026", "expected to pay in 2024")
+        reported = {year for p in filings for year in _reported_years(p)}
+        if reported and not scope.years & reported and min(scope.years) < min(reported):
+            missing.append("no {company} filing reports " + " or ".join(str(year) for year in sorted(scope.years)))
     if scope.quarter:
-        chosen = _narrow(chosen, lambda p: p.quarter == scope.quarter)
+        kept = _narrow(kept, lambda p: p.quarter == scope.quarter)
     if scope.form:
-        chosen = _narrow(chosen, lambda p: p.form == scope.form)
-    return [p.document for p in chosen]
+        if not any(p.form == scope.form for p in kept):
+            missing.append(f"no {{company}} {scope.form} is indexed")
+        kept = _narrow(kept, lambda p: p.form == scope.form)
+    return kept, missing
 
 
 def possessive_names(question: str, profiles: Sequence[Profile]) -> list[str]:

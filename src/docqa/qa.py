@@ -342,6 +342,9 @@ class DocQA:
             sources, searched = self.search(question, k=k, doc=doc)
             timings.retrieval = time.perf_counter() - started
             result = Answer(question, None, sources, timings, searched=searched)
+            if searched is not None and searched.unmet:
+                result.notes.append(f"{'; '.join(searched.unmet)}: the passages come from the other filings, about "
+                                    "other periods or forms")
             if searched is not None and searched.unmentioned:
                 names = " or ".join(searched.unmentioned)
                 result.notes.append(f"no passage found mentions {names}, which the question names: they, and any "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Literal, Optional, Sequence
@@ -25,8 +26,10 @@ from docqa.documents import composed
 from docqa.errors import InputError
 from docqa.profiles import (
     Profile,
+    Naming,
     dated_documents,
-    named_documents,
+    full_dates,
+    naming,
     profile,
     same_company_names,
     possessive_names,
@@ -105,13 +108,17 @@ class Searched:
     named: tuple[str, ...] = ()  # the documents the question names, also when their passages matched too weakly
     # what the question names in the possessive ("Puma's") that none of the passages found mentions, as written
     unmentioned: tuple[str, ...] = ()
+    # what the question asks of a named company that none of its filings is ("no Best Buy filing reports 2019"), or
+    # the period end it names that no filing has: the search went on without it
+    unmet: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for people: "all 47 documents", "1 document named in the question: a.pdf", ..."""
         # What the question names that no passage found mentions: they are about something else
         lacking = (f" (no passage found mentions {' or '.join(self.unmentioned)}, which the question names)"
                    if self.unmentioned else "")
-        return self._scope_summary() + lacking
+        unmet = f" ({'; '.join(self.unmet)})" if self.unmet else ""
+        return self._scope_summary() + unmet + lacking
 
     def _scope_summary(self) -> str:
         count = f"{len(self.documents)} document{'s' if len(self.documents) != 1 else ''}"
@@ -175,6 +182,27 @@ def diverse(hits: Sequence[Hit], k: int, max_per_page: int) -> list[Hit]:
         if len(taken) == k:
             break
     return taken
+
+
+def each_company(taken: Sequence[Hit], hits: Sequence[Hit], company_of: dict[str, object]) -> list[Hit]:
+    """``taken`` with a passage of each company of ``company_of`` (document name → company) that has a candidate: a
+    question naming two companies ("Amazon's and Nike's net income") got four passages of the one whose pages match
+    best. A missing company's best candidate takes the place of the last passage of a company that has several."""
+    result = list(taken)
+    pages = {(hit.chunk.document, hit.chunk.page_index) for hit in result}
+    for company in dict.fromkeys(company_of.values()):
+        if any(company_of.get(hit.chunk.document) == company for hit in result):
+            continue
+        best = next((hit for hit in hits if company_of.get(hit.chunk.document) == company
+                     and (hit.chunk.document, hit.chunk.page_index) not in pages), None)
+        counts = Counter(company_of.get(hit.chunk.document) for hit in result)
+        crowded = [i for i, hit in enumerate(result) if counts[company_of.get(hit.chunk.document)] > 1]
+        if best is None or not crowded:
+            continue
+        result[crowded[-1]] = best
+        pages.add((best.chunk.document, best.chunk.page_index))
+    order = {id(hit): i for i, hit in enumerate(hits)}
+    return sorted(result, key=lambda hit: order.get(id(hit), len(order)))
 
 
 def with_runner_ups(taken: Sequence[Hit], candidates: Sequence[Hit], budget: int, first: int,
@@ -324,20 +352,24 @@ class Retriever:
             return SearchResult(self._ranked(question, query, vector, k, ids), Searched("doc", names))
         everything = tuple(record.name for record in documents)
         named = self._named(question)
-        if named:
-            ids = self._document_ids(documents, named)
+        unmet: tuple[str, ...] = ()
+        if named.documents:
+            ids = self._document_ids(documents, named.documents)
             allowed = self.store.chunk_ids(ids)
             if not self._weak(vector, allowed):
-                passages = self._ranked(question, query, vector, k, ids, allowed)
-                return SearchResult(passages, Searched("named", tuple(named), tuple(named)))
+                companies = {p.document: p.names for p in self.profiles() if p.document in set(named.documents)}
+                passages = self._ranked(question, query, vector, k, ids, allowed, companies)
+                return SearchResult(passages, Searched("named", tuple(named.documents), tuple(named.documents),
+                                                       unmet=tuple(named.unmet)))
         else:
             # Kept even where other filings' passages match better (no weak-evidence fallback, unlike a name): those
             # filings report on other periods, which the question's date rules out.
-            dated = self._dated(question)
+            dated, unmet = self._dated(question)
             if dated:
                 ids = self._document_ids(documents, dated)
                 return SearchResult(self._ranked(question, query, vector, k, ids), Searched("period", tuple(dated)))
-        return SearchResult(self._ranked(question, query, vector, k, None), Searched("all", everything, tuple(named)))
+        return SearchResult(self._ranked(question, query, vector, k, None),
+                            Searched("all", everything, tuple(named.documents), unmet=unmet))
 
     @staticmethod
     def _document_ids(documents, names: Sequence[str]) -> list[int]:
@@ -346,9 +378,10 @@ class Retriever:
         return [record.id for record in documents if record.name in wanted]
 
     def _ranked(self, question: str, query: str, vector, k: int, documents: Optional[list[int]],
-                allowed: Optional[list[int]] = None) -> list[Hit]:
+                allowed: Optional[list[int]] = None, company_of: Optional[dict[str, object]] = None) -> list[Hit]:
         """The k passages from the chunks of ``documents`` (every document: None); ``allowed``: their chunk ids, where
-        the caller has them already."""
+        the caller has them already; ``company_of``: where the documents are several companies', whose each is
+        (every company then gets a passage)."""
         if documents is not None and allowed is None:
             allowed = self.store.chunk_ids(documents)
         n = max(self.settings.candidates, k)
@@ -366,6 +399,8 @@ class Retriever:
         if self.reranker is not None:
             hits = self.reranker.rerank(question, hits)
         taken = diverse(hits, k, self.settings.max_per_page)
+        if company_of and len(set(company_of.values())) > 1:
+            taken = each_company(taken, hits, company_of)
         budget, first = self.settings.context_chars, self.settings.k
         passages = with_runner_ups(taken, hits, budget, first, self.chunk_overlap)
         return with_continuation(passages, taken, self._next_chunk, budget, first, self.chunk_overlap)
@@ -403,10 +438,10 @@ class Retriever:
             return not best_named
         return best[0][1] - best_named[0][1] > WEAK_EVIDENCE_MARGIN
 
-    def _named(self, question: str) -> list[str]:
+    def _named(self, question: str) -> Naming:
         if not self.settings.named_documents:
-            return []
-        return named_documents(question, self.profiles(), self._distinctive)
+            return Naming([], [])
+        return naming(question, self.profiles(), self._distinctive)
 
     def _unmentioned(self, question: str, hits: Sequence[Hit]) -> tuple[str, ...]:
         """What the question names in the possessive that none of the passages found mentions: a fact, unlike a
@@ -419,8 +454,18 @@ class Retriever:
         return tuple(name for name in possessive_names(question, self.profiles())
                      if not any(fold_text(name) in passage for passage in passages))
 
-    def _dated(self, question: str) -> list[str]:
-        return dated_documents(question, self.profiles()) if self.settings.named_documents else []
+    def _dated(self, question: str) -> tuple[list[str], tuple[str, ...]]:
+        """The documents whose period ends on a date the question writes out, and, where it writes one that no
+        document's period ends on, that said (the passages then come from any period)."""
+        if not self.settings.named_documents:
+            return [], ()
+        dated = dated_documents(question, self.profiles())
+        ends = {p.period_end for p in self.profiles()} - {None}
+        # Only a date that can be a period's end (a month's last days) is said: "on March 3, 2021" is an event's
+        dates = [day for day in full_dates(question) if day not in ends and day.day >= 24]
+        if dated or not dates or not ends:
+            return dated, ()
+        return [], (f"no filing's period ends on {' or '.join(f'{day:%-d %B %Y}' for day in dates)}",)
 
     def _distinctive(self, phrase: str, item: Profile) -> bool:
         """Whether fewer than half of the other companies' documents contain ``phrase``: "Acme" in a folder of
