@@ -758,6 +758,8 @@ def test_a_question_naming_no_company_but_a_period_end_searches_the_filings_for_
         dated = qa.ask("What were total lease liabilities at 30 June 2022?", k=2)
         named = qa.ask("What were Acme's total lease liabilities at 30 June 2022?", k=2)
         undated = qa.ask("What were total lease liabilities in June 2022?", k=2)
+        other_period = qa.ask("What were total lease liabilities at 31 December 2020?", k=2)
+        event = qa.ask("What did the club announce on 3 March 2021?", k=2)  # a month's first days: no period end
         qa.retriever.settings.named_documents = False
         switched_off = qa.ask("What were total lease liabilities at 30 June 2022?", k=2)
     assert (dated.searched.scope, dated.searched.documents) == ("period", ("manu-20f-2022-09-24.pdf",))
@@ -767,6 +769,12 @@ def test_a_question_naming_no_company_but_a_period_end_searches_the_filings_for_
     assert undated.searched.scope == "all" and undated.sources[0].document == "acme-2022.pdf"
     assert (named.searched.scope, named.searched.documents) == ("named", ("acme-2022.pdf",))  # a company comes first
     assert switched_off.searched.scope == "all"
+    # A period end that no filing has was searched everywhere unsaid: the passages are of other periods
+    assert (other_period.searched.scope, other_period.searched.unmet) == (
+        "all", ("no filing's period ends on 31 December 2020",))
+    assert other_period.searched.summary() == "all 2 documents (no filing's period ends on 31 December 2020)"
+    assert other_period.notes[0].startswith("no filing's period ends on 31 December 2020: the passages come from")
+    assert (event.searched.unmet, event.notes) == ((), [])
 
 
 def test_a_caption_that_matches_best_brings_the_figures_that_follow_it_on_its_page(tmp_path, fake_embedder):
