@@ -358,8 +358,8 @@ def test_csv_output_is_flat_and_resumable(indexed, tmp_path):
         ("r1", ""), ("r2", "")]
 
 
-@pytest.mark.parametrize("added", [("model",), ("model", "answered")])
-def test_a_csv_written_before_the_answered_and_model_columns_is_resumed_in_its_own_columns(indexed, tmp_path, added):
+@pytest.mark.parametrize("added", [("searched",), ("searched", "model"), ("searched", "model", "answered")])
+def test_a_csv_written_before_the_searched_answered_and_model_columns_is_resumed_in_its_own_columns(indexed, tmp_path, added):
     """Adding a column must not refuse the results files users already have ('other columns')."""
     out = tmp_path / "answers.csv"
     questions = [Question("r1", "How many bakers did Beta employ?"), Question("r2", "Acme dividend?")]
@@ -730,9 +730,15 @@ def test_cli_batch_resumes_and_each_doc_writes_markdown(config, tmp_path, capsys
     records = read_jsonl(out)
     assert [(r["id"], r["sources"][0]["document"] if r["sources"] else r["error"][:27]) for r in records] == [
         ("x", "beta-2023.pdf"), ("y", "acme-2022.pdf"), ("z", "no indexed document matches")]
-    assert "2 answered, 1 failed, 0 already in" in capsys.readouterr().err
+    # nothing was answered: "2 answered" was said of passages
+    assert "2 retrieved (no model: passages only), 1 failed, 0 already in" in capsys.readouterr().err
     assert ask_main(argv) == 1
-    assert "0 answered, 1 failed, 2 already in" in capsys.readouterr().err
+    assert "0 retrieved (no model: passages only), 1 failed, 2 already in" in capsys.readouterr().err
+    csv_out = tmp_path / "answers.csv"  # says what was searched, as the command line does
+    assert ask_main([*argv[:5], str(csv_out), *argv[6:]]) == 1
+    capsys.readouterr()
+    assert [row["searched"] for row in csv.DictReader(csv_out.open(encoding="utf-8", newline=""))] == [
+        "all 3 documents", "1 document matching --doc: acme-2022.pdf", ""]
     assert [r["id"] for r in read_jsonl(out)] == ["x", "y", "z"]
 
     table = tmp_path / "table.md"

@@ -67,7 +67,7 @@ def test_batch_each_doc_and_evaluate_subcommands(built_fact_index, tmp_path, cap
     answers = tmp_path / "answers.csv"
     config = ["--config", str(built_fact_index.config)]
     assert main(["batch", str(questions), "--out", str(answers), "--retrieval-only", "--k", "1", *config]) == 0
-    assert "2 answered, 0 failed" in capsys.readouterr().err
+    assert "2 retrieved (no model: passages only), 0 failed" in capsys.readouterr().err
     assert answers.read_text(encoding="utf-8").splitlines()[0].startswith("id,question,doc,answer")
 
     assert main(["each-doc", "--batch", str(questions), "--retrieval-only", "--k", "1", *config]) == 0

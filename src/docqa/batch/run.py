@@ -266,10 +266,12 @@ class BatchSummary:
     answered: int = 0
     failed: int = 0
     seconds: float = 0.0
+    passages_only: bool = False  # a run without a model: "answered" is the passages found
 
     def text(self, out: Path) -> str:
         rate = f", {self.answered * 60 / self.seconds:.1f} questions/min" if self.seconds and self.answered else ""
-        return (f"{self.answered} answered, {self.failed} failed, {self.skipped} already in {out} "
+        done = "retrieved (no model: passages only)" if self.passages_only else "answered"
+        return (f"{self.answered} {done}, {self.failed} failed, {self.skipped} already in {out} "
                 f"({self.total} questions) in {self.seconds:.1f} s{rate}")
 
 
@@ -289,6 +291,7 @@ def run_batch(
     # A DocQA without a model (retrieval-only) answers nothing, so records without an answer count as done.
     llm = getattr(qa, "llm", None)
     answers = llm is not None
+    summary.passages_only = not answers
     with BatchOutput(out, answers=answers, questions=questions, doc=doc,
                      model=getattr(llm, "model_name", None)) as output:
         todo = [question for question in questions if question.id not in output.done]

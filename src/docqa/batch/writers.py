@@ -20,14 +20,14 @@ from typing import Iterator, NamedTuple, Optional, Sequence, TextIO
 from docqa.errors import InputError
 
 CSV_COLUMNS = [
-    "id", "question", "doc", "answer", "answered", "model", "document", "page", "passage", "sources", "notes",
-    "retrieval_s", "generation_s", "tokens", "total_s", "error",
+    "id", "question", "doc", "answer", "answered", "model", "document", "page", "passage", "sources", "searched",
+    "notes", "retrieval_s", "generation_s", "tokens", "total_s", "error",
 ]
-# The columns of batch CSVs that earlier versions wrote (before ``model``, and before ``answered`` too): a run
-# resuming into such a file keeps them.
+# The columns of batch CSVs that earlier versions wrote (before ``searched``, before ``model`` too, and before
+# ``answered``): a run resuming into such a file keeps them.
 _EARLIER_CSV_COLUMNS = [
-    [column for column in CSV_COLUMNS if column != "model"],
-    [column for column in CSV_COLUMNS if column not in ("model", "answered")],
+    [column for column in CSV_COLUMNS if column not in added]
+    for added in (("searched",), ("searched", "model"), ("searched", "model", "answered"))
 ]
 
 
@@ -254,6 +254,7 @@ def csv_row(record: dict) -> list:
         top.get("page_number", ""),
         collapse(top.get("text", "")),
         "; ".join(f"{source['document']} p.{source['page_number']}" for source in sources),
+        _searched_text(record.get("searched")),
         " | ".join(record.get("notes") or []),
         _seconds(timings.get("retrieval")),
         _seconds(timings.get("generation")),
@@ -261,6 +262,16 @@ def csv_row(record: dict) -> list:
         _seconds(timings.get("total")),
         record.get("error") or "",
     ]
+
+
+def _searched_text(searched: Optional[dict]) -> str:
+    """The Searched line of the command line: a search that fell back to every document looked like a narrowed one."""
+    from docqa.retrieval import Searched
+
+    if not searched:
+        return ""
+    return Searched(**{key: tuple(value) if isinstance(value, list) else value
+                       for key, value in searched.items()}).summary()
 
 
 def patterns(doc) -> str:
