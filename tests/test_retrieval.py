@@ -250,18 +250,18 @@ def test_named_documents(question, expected):
     assert named_documents(question, FILINGS) == expected
 
 
-def cover(company: str, form: str, period: str) -> str:
+def sec_cover(company: str, form: str, period: str) -> str:
     return f"FORM {form}\nFor the {period}\n{company}\n(Exact name of registrant as specified in its charter)"
 
 
 WEEK = same_company_names([
-    profile("AMZN 10-K 2019.pdf", cover("AMAZON.COM, INC.", "10-K", "fiscal year ended December 31, 2019")),
-    profile("amzn-20171231.pdf", cover("AMAZON.COM, INC.", "10-K", "fiscal year ended December 31, 2017")),
-    profile("Annual Report 2023 (1).pdf", cover("BEST BUY CO., INC.", "10-K", "fiscal year ended January 28, 2023")),
-    profile("q2.pdf", cover("BEST BUY CO., INC.", "10-Q", "quarterly period ended July 29, 2023")),
-    profile("Nike 10-K.pdf", cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2018")),
-    profile("nke-20190531.pdf", cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2019")),
-    profile("Nike 10-K (new).pdf", cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2021")),
+    profile("AMZN 10-K 2019.pdf", sec_cover("AMAZON.COM, INC.", "10-K", "fiscal year ended December 31, 2019")),
+    profile("amzn-20171231.pdf", sec_cover("AMAZON.COM, INC.", "10-K", "fiscal year ended December 31, 2017")),
+    profile("Annual Report 2023 (1).pdf", sec_cover("BEST BUY CO., INC.", "10-K", "fiscal year ended January 28, 2023")),
+    profile("q2.pdf", sec_cover("BEST BUY CO., INC.", "10-Q", "quarterly period ended July 29, 2023")),
+    profile("Nike 10-K.pdf", sec_cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2018")),
+    profile("nke-20190531.pdf", sec_cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2019")),
+    profile("Nike 10-K (new).pdf", sec_cover("NIKE, Inc.", "10-K", "fiscal year ended May 31, 2021")),
 ])
 
 

@@ -534,7 +534,7 @@ def naming(question: str, profiles: Sequence[Profile], distinctive: Distinctive 
                    if (not hinted and compact_name(phrase) not in scope.uncertain) or distinctive(phrase, item)]
         if phrases:
             companies.setdefault(item.names, []).append(item)
-            written.setdefault(item.names, phrases[0])
+            written.setdefault(item.names, max(phrases, key=len))  # "Best Buy", not its first word
     documents: list[str] = []
     unmet: list[str] = []
     for names, filings in companies.items():
