@@ -1073,3 +1073,25 @@ def test_a_question_too_long_for_any_passage_is_the_client_s_fault_not_the_serve
             message = response.json()["error"]["message"] if response.status_code != 200 else "answered"
             outcomes[message.split(":")[0]] = response.status_code
     assert outcomes == {"answered": 200, "no passage fits beside the question": 400, "the question is too long": 400}
+
+
+def test_stopping_the_server_interrupts_the_build_under_way(fact_project):
+    """A service manager's SIGTERM (or a signal to the server alone) waited for the whole build to end: only a
+    terminal's Ctrl-C reached the build's process. Stopping interrupts it as Ctrl-C does: it keeps the documents it
+    finished and leaves the rest for the next build."""
+    from docqa.server.builds import Builder
+
+    page = "Zeta Logistics moved parcels across the region and reported its results for the year. " * 8
+    for number in range(12):
+        write_pdf(fact_project.data / f"zeta-{number:02}.pdf", [f"{page} Report {number}, page {p}." for p in range(30)])
+    builder = Builder(fact_project.settings, on_changed=lambda: None)
+    builder.start()
+    build = builder.request("upload", [])
+    deadline = time.monotonic() + 300
+    while build.pages_done == 0:  # reading and embedding
+        assert time.monotonic() < deadline and build.state != "done", build.state
+        time.sleep(0.05)
+    builder.close()
+    assert (build.state, build.error.split(":")[0]) == ("failed", "interrupted"), (build.state, build.error)
+    report = build_index(fact_project.settings)  # the next build finds what was finished kept, and does the rest
+    assert report.added and len(report.added) < 14 and report.unchanged >= 1

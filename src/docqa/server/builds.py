@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 import uuid
@@ -109,6 +111,7 @@ class Builder:
         self._running: Optional[Build] = None
         self._condition = threading.Condition()
         self._closed = False
+        self._child = None  # the process of the build under way
         self._thread = threading.Thread(target=self._work, name="docqa-builder", daemon=True)
         # The data folder as the latest build found it when it started (None: never built while serving).
         self.last_snapshot: Optional[Snapshot] = None
@@ -117,9 +120,18 @@ class Builder:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop: a build under way is interrupted as Ctrl-C interrupts one (it keeps the documents it finished), so
+        that the server stops within a document's time. Only a terminal's Ctrl-C reached the build's process: a
+        service manager's SIGTERM, or a signal to the server alone, waited for the whole build."""
         with self._condition:
             self._closed = True
             self._condition.notify_all()
+            child = self._child
+        if child is not None and child.is_alive():
+            try:
+                os.kill(child.pid, signal.SIGTERM)
+            except OSError:  # ended meanwhile
+                pass
         if self._thread.is_alive():
             self._thread.join(timeout=600)
 
@@ -201,11 +213,18 @@ class Builder:
                     build.finished_at = _now()
                     self._condition.notify_all()
 
+    def _started(self, child) -> None:
+        with self._condition:
+            self._child = child
+            closed = self._closed
+        if closed:  # the server began to stop as this build started
+            os.kill(child.pid, signal.SIGTERM)
+
     def _run(self, build: Build) -> None:
         delay = LOCK_RETRY_FIRST
         while True:
             self.last_snapshot = data_snapshot(self.data)
-            outcome = run_build_process(self.settings, build)
+            outcome = run_build_process(self.settings, build, started=self._started)
             if not (isinstance(outcome, BuildFailure) and outcome.kind == BuildLockedError.__name__):
                 break
             # Another process builds this index: this build waits for it, as it would behind one of this server's
@@ -240,7 +259,9 @@ class BuildFailure:
     message: str
 
 
-def run_build_process(settings: Settings, build: Build) -> dict | BuildFailure:
+def run_build_process(settings: Settings, build: Build,
+                      started: Optional[Callable[[multiprocessing.process.BaseProcess], None]] = None
+                      ) -> dict | BuildFailure:
     """Run ``build_index`` in a child process, following its progress; the report as a dict, or why it failed.
 
     A process, not a thread: PDFium (text extraction here, page images in the server) must not run in two
@@ -250,6 +271,8 @@ def run_build_process(settings: Settings, build: Build) -> dict | BuildFailure:
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_build_child, args=(settings, sender), name="docqa-build", daemon=True)
     child.start()
+    if started:
+        started(child)
     sender.close()
     outcome: dict | BuildFailure | None = None
     try:
@@ -272,9 +295,16 @@ def run_build_process(settings: Settings, build: Build) -> dict | BuildFailure:
     return outcome
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _build_child(settings: Settings, sender) -> None:
     from docqa.ingest import BuildInterrupted, build_index
 
+    # The server stops a build with SIGTERM, taken as Ctrl-C (SIGINT may be ignored: a server started in the
+    # background of a script inherits that)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = build_index(settings, on_total=lambda total: sender.send(("total", total)),
                              progress=lambda count: sender.send(("progress", count)))
