@@ -349,6 +349,24 @@ def test_an_upload_never_silently_replaces_a_document(writable, make_pdf):
     assert (project.data / "beta-10k.pdf").read_bytes() == replacement
 
 
+def test_a_replacement_that_cannot_be_read_leaves_the_document_as_it_was(writable, make_pdf):
+    """A replacement cut short was placed over the good PDF at once and only skipped by the build: the document
+    stayed listed, but its file was gone and none of its pages could be shown."""
+    project, client = writable
+    original = (project.data / "beta-10k.pdf").read_bytes()
+    whole = pdf_bytes(make_pdf, "Beta Corporation restated its dividend.")
+    text = b"(Beta Corporation restated its dividend.)"
+    blank = whole.replace(text, b"(" + b" " * (len(text) - 2) + b")")  # no text on any page: a scan
+    for broken in (whole[: len(whole) // 2], blank):
+        response = client.post("/api/documents?replace=true",
+                               files={"files": ("beta-10k.pdf", broken, "application/pdf")})
+        assert response.status_code == 422, response.json()
+        assert response.json()["error"].startswith("beta-10k.pdf cannot be read (")
+        assert "the file it would replace is kept as it was" in response.json()["error"]
+        assert (project.data / "beta-10k.pdf").read_bytes() == original
+    assert not list(project.data.glob(".upload-*"))
+
+
 # ---------------------------------------------------------------- errors and headers
 
 

@@ -225,6 +225,9 @@ async def upload(request: Request, replace: bool = False):
             if upload.name in names:
                 raise UploadRejected(400, f"{upload.name} is in the upload twice")
             names.add(upload.name)
+        for upload in staged:
+            if upload.replaces:
+                await asyncio.to_thread(_check_replacement, upload, settings.ingest.extractor)
     except UploadRejected as rejected:
         for upload in staged:
             upload.discard()
@@ -244,6 +247,18 @@ async def upload(request: Request, replace: bool = False):
         return _rejected(rejected)
     build = state.builder.request("upload", [upload.name for upload in staged])
     return {"files": [{"name": u.name, "size": u.size, "replaced": u.replaces} for u in staged], "build": build.to_dict()}
+
+
+def _check_replacement(upload, extractor: str) -> None:
+    """A replacement is read as a build reads it before it takes the place of the file it replaces: one that cannot
+    be read (cut short, encrypted, scanned) destroyed the good PDF, whose pages could then no longer be shown."""
+    from docqa.documents import read_pages
+
+    try:
+        read_pages(upload.temporary, extractor)
+    except DocumentError as error:
+        raise UploadRejected(422, f"{shown(upload.name)} cannot be read ({error.reason}); the file it would "
+                                  "replace is kept as it was") from None
 
 
 def _form_cut_short(content_type: str, tail: bytes) -> bool:
