@@ -83,6 +83,17 @@ def test_copies_of_an_indexed_file_sorted_before_it_are_noted_against_it(fact_pr
     assert report.summary().startswith("up to date: 2 files unchanged, 2 copies of an indexed file, 0 skipped")
 
 
+def test_a_copy_of_a_file_that_cannot_be_read_is_skipped_as_it_is(fact_project, bad_corpus):
+    """It was said to be "the same content as X, which is indexed", and X was not."""
+    for name in ("cut.pdf", "cut (copy).pdf"):
+        shutil.copy(bad_corpus["truncated"], fact_project.data / name)
+    report = build_index(fact_project.settings)
+    reasons = {skipped.name: skipped.reason for skipped in report.skipped}
+    # "cut (copy).pdf" sorts first: it is the one read
+    assert reasons["cut.pdf"] == f"the same content as cut (copy).pdf, which cannot be read: {reasons['cut (copy).pdf']}"
+    assert "truncated" in reasons["cut (copy).pdf"] and report.duplicates == {} and report.notes == []
+
+
 def test_bad_files_are_skipped_with_reasons_and_the_rest_is_indexed(fact_project, bad_corpus, tmp_path):
     for kind, path in bad_corpus.items():
         shutil.copy(path, fact_project.data / f"bad-{kind}.pdf")

@@ -27,6 +27,7 @@ from docqa.signals import uninterrupted
 from docqa.storage import IndexWriter, disk_full, open_writer, out_of_space
 
 log = logging.getLogger(__name__)
+EARLIER_VERSION_KEPT = "; its earlier version stays in the index"
 
 CHUNKER_VERSION = "recursive-3-content-labels"  # headers name the document from its content, not its file name
 CHECKPOINT_SECONDS = 30.0
@@ -194,6 +195,7 @@ def _build(settings: Settings, rebuild: bool, progress, on_total) -> BuildReport
             # What cannot be read now comes over from the index being replaced, where it can: after the reading, so
             # that a readable copy of a document wins and is not added twice.
             plan.kept = writer.carry_over(lambda name: name in plan.unreadable or name.startswith(tuple(unreadable)))
+        _copies_of_unread_files_skipped(report)
         _say_what_is_kept(report, plan, unreadable, rebuild, indexed_names)
         # Kept so that `list` and --doc know a copy's name (it was only in this build's report)
         copies_changed = report.duplicates != writer.copies()
@@ -285,7 +287,7 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
             if seen[digest] == name:  # the indexed copy, which an earlier-sorted duplicate already pointed to
                 report.unchanged += 1
             else:
-                report.notes.append(f"{name} has the same content as {seen[digest]}; indexed once")
+                report.notes.append(_copy_note(name, seen[digest]))
                 report.duplicates[name] = seen[digest]
             continue
         seen[digest] = name
@@ -296,7 +298,7 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
         elif record.name == name:
             report.unchanged += 1
         elif record.name in files and _digest_or_none(files[record.name]) == digest:
-            report.notes.append(f"{name} has the same content as {record.name}; indexed once")
+            report.notes.append(_copy_note(name, record.name))
             report.duplicates[name] = record.name
             seen[digest] = record.name
         else:
@@ -317,6 +319,22 @@ def _plan(writer: IndexWriter, files: dict[str, Path], unreadable: list[str], re
             plan.removals.append((record.id, record.name))
             report.removed.append(record.name)
     return plan
+
+
+def _copies_of_unread_files_skipped(report: BuildReport) -> None:
+    """A copy of a file that could not be read is skipped as that file was: it was said to be "the same content as
+    X, which is indexed", though neither was (its twin is taken as the copy to read before it is read)."""
+    reasons = {skipped.name: skipped.reason for skipped in report.skipped}
+    for name, twin in list(report.duplicates.items()):
+        if twin in reasons:
+            del report.duplicates[name]
+            report.notes.remove(_copy_note(name, twin))
+            reason = reasons[twin].removesuffix(EARLIER_VERSION_KEPT)  # the twin's earlier version, not the copy's
+            report.skipped.append(Skipped(name, f"the same content as {twin}, which cannot be read: {reason}"))
+
+
+def _copy_note(name: str, twin: str) -> str:
+    return f"{name} has the same content as {twin}; indexed once"
 
 
 def _say_what_is_kept(report: BuildReport, plan: _Plan, unreadable_folders: list[str], rebuild: bool,
@@ -366,7 +384,7 @@ def _read_and_add(writer: IndexWriter, plan: _Plan, page_counts: dict[Path, int]
                                           "next build reads it again")
         except DocumentError as error:
             # A changed file that cannot be read: its earlier version is removed only once the new one is read.
-            kept = "; its earlier version stays in the index" if old_id is not None else ""
+            kept = EARLIER_VERSION_KEPT if old_id is not None else ""
             report.skipped.append(Skipped(name, error.reason + kept))
             report.unread -= 1
             progress(page_counts[path])
