@@ -192,7 +192,7 @@ def test_bf16_chunks_match_exact_vectors_in_the_texts_order(onnx_embedder, embed
 
 def test_bf16_without_openvino_says_how_to_install_it(onnx_embedder, embedding_models, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` fail
-    with pytest.raises(MissingDependencyError, match="pip install openvino"):
+    with pytest.raises(MissingDependencyError, match=r"openvino is not installed: pip install 'docqa\[bf16\]'$"):
         create_embedder(settings_for(embedding_models, chunk_precision="bf16"), documents=True)
 
 

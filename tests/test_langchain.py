@@ -186,7 +186,7 @@ def test_missing_langchain_core_says_how_to_install(monkeypatch):
     for name in [name for name in sys.modules if name.split(".")[0] == "langchain_core"]:
         monkeypatch.setitem(sys.modules, name, None)  # as if never installed: every import of it fails
     monkeypatch.delitem(sys.modules, "docqa.langchain")
-    with pytest.raises(MissingDependencyError, match="pip install langchain-core"):
+    with pytest.raises(MissingDependencyError, match=r"langchain_core is not installed: pip install 'docqa\[langchain\]'$"):
         import docqa.langchain  # noqa: F401
 
 

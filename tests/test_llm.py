@@ -139,7 +139,8 @@ def test_missing_model_names_path_and_download_command(tmp_path, model_path, com
 
 @pytest.mark.parametrize(
     ("backend", "module", "install"),
-    [("llama-cpp", "llama_cpp", "pip install llama-cpp-python"), ("ctransformers", "ctransformers", "pip install ctransformers")],
+    [("llama-cpp", "llama_cpp", "llama_cpp is not installed: pip install docqa$"),
+     ("ctransformers", "ctransformers", r"ctransformers is not installed: pip install 'docqa\[ctransformers\]'$")],
 )
 def test_missing_backend_says_how_to_install(tiny_gguf, monkeypatch, backend, module, install):
     block_import(monkeypatch, module)
@@ -150,7 +151,7 @@ def test_missing_backend_says_how_to_install(tiny_gguf, monkeypatch, backend, mo
 def test_auto_without_any_backend_recommends_llama_cpp(tiny_gguf, monkeypatch):
     block_import(monkeypatch, "llama_cpp")
     block_import(monkeypatch, "ctransformers")
-    with pytest.raises(MissingDependencyError, match="pip install llama-cpp-python"):
+    with pytest.raises(MissingDependencyError, match="llama_cpp is not installed: pip install docqa$"):
         create_llm(settings(model_path=tiny_gguf), Path("/"))
 
 

@@ -783,7 +783,7 @@ def test_openai_names_unset_api_key_variable(monkeypatch):
 
 def test_openai_without_the_client_library_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", None)  # as if it were not installed
-    with pytest.raises(MissingDependencyError, match="pip install openai"):
+    with pytest.raises(MissingDependencyError, match=r"openai is not installed: pip install 'docqa\[openai\]'$"):
         create_llm(settings(backend="openai", base_url="http://127.0.0.1:9/v1", model="m"), Path("/"))
 
 

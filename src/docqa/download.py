@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote, urlsplit
 
-from docqa.errors import DocqaError, MissingDependencyError
+from docqa.errors import DocqaError
 from docqa.llm.base import describe
 from docqa.llm.catalog import ModelFile
 from docqa.locks import locked_or_refused
+from docqa.optional import require
 
 
 # Bytes read and written at a time, and how often a download that was making progress is taken up again after the
@@ -49,10 +50,9 @@ def download(model: ModelFile, folder: Path) -> Path:
     huggingface_hub's own download deletes what it fetched on any failure, so it only finds the file's address and
     the request headers (HF_TOKEN, HF_ENDPOINT) here.
     """
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        raise MissingDependencyError("huggingface_hub is not installed: pip install huggingface_hub") from None
+    require("huggingface_hub")
+    from huggingface_hub import constants
+
     if constants.HF_HUB_OFFLINE:
         raise DocqaError(f"download of {model.filename} failed: HF_HUB_OFFLINE is set, which forbids downloads; "
                          "unset it to download")

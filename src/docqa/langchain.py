@@ -19,25 +19,25 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Literal, Optional
 
-from docqa.errors import ConfigError, ContextFullError, InputError, MissingDependencyError, advising
+from docqa.errors import ConfigError, ContextFullError, InputError, advising
+from docqa.optional import require
 from docqa.stopping import StopSignal
 from docqa.settings import SYSTEM_PROMPT
 
-try:
-    from langchain_core.callbacks import (
-        AsyncCallbackManagerForLLMRun,
-        AsyncCallbackManagerForRetrieverRun,
-        CallbackManagerForLLMRun,
-        CallbackManagerForRetrieverRun,
-    )
-    from langchain_core.documents import Document
-    from langchain_core.language_models.llms import LLM
-    from langchain_core.outputs import GenerationChunk, LLMResult
-    from langchain_core.retrievers import BaseRetriever
-    from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda, RunnablePassthrough
-    from pydantic import ConfigDict, Field, PrivateAttr, ValidationError
-except ImportError:
-    raise MissingDependencyError("langchain-core is not installed: pip install langchain-core") from None
+require("langchain_core", "langchain")  # else the imports below fail with Python's ModuleNotFoundError
+
+from langchain_core.callbacks import (  # noqa: E402
+    AsyncCallbackManagerForLLMRun,
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForLLMRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.language_models.llms import LLM  # noqa: E402
+from langchain_core.outputs import GenerationChunk, LLMResult  # noqa: E402
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda, RunnablePassthrough  # noqa: E402
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationError  # noqa: E402
 
 __all__ = ["DocQALLM", "DocQARetriever", "as_document", "retrieval_qa_chain"]
 

@@ -30,9 +30,9 @@ class CrossEncoderReranker(Reranker):
     """Reorders candidates by a sentence-transformers cross-encoder read from a local folder."""
 
     def __init__(self, folder: Path):
-        from docqa.embeddings.base import import_optional
+        from docqa.optional import require
 
-        CrossEncoder = import_optional("sentence_transformers", "'docqa[export]'").CrossEncoder
+        CrossEncoder = require("sentence_transformers", "export").CrossEncoder
 
         # local_files_only, not HF_HUB_OFFLINE: the library must not change the environment of its caller.
         self.model = CrossEncoder(str(folder), device="cpu", local_files_only=True)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 
 import numpy as np
-
-from docqa.errors import MissingDependencyError
 
 
 class Embedder(ABC):
@@ -29,11 +26,3 @@ class Embedder(ABC):
 
     @abstractmethod
     def _embed(self, texts: list[str]) -> np.ndarray: ...
-
-
-def import_optional(module: str, package: str):
-    """Import a runtime's library where it is used; a missing one says how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(f"{module} is not installed: pip install {package}") from None

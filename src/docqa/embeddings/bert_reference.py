@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from docqa.embeddings.base import import_optional
 from docqa.embeddings.bert_onnx import BertModel
+from docqa.optional import require
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
 
 def reference_embeddings(model: BertModel, tokenizer_file: Path, texts: list[str]) -> np.ndarray:
     """One L2-normalised row per text: the mean of its tokens' last hidden states."""
-    tokenizers = import_optional("tokenizers", "tokenizers")
+    tokenizers = require("tokenizers")
     tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
     tokenizer.no_padding()
     tokenizer.enable_truncation(model.max_seq_length)

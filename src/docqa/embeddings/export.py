@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from docqa.embeddings.base import import_optional
 from docqa.embeddings.bert_onnx import MODEL_FILES, BertModel, UnsupportedModel, read_bert, write_bert_onnx
 from docqa.embeddings.models import ModelSource, model_files, resolve_model, short_name
 from docqa.embeddings.onnx_runtime import OnnxEmbedder, read_export_meta
 from docqa.embeddings.torch_runtime import load_sentence_transformer
 from docqa.errors import ConfigError, DocqaError, MissingDependencyError, ModelNotFoundError
+from docqa.optional import require
 
 if TYPE_CHECKING:
     from docqa.settings import Settings
@@ -139,8 +139,8 @@ def _read_meta_or_none(folder: Path) -> dict | None:
 def _write_quantized(exact: Path, staging: Path, meta: dict) -> None:
     import shutil
 
-    onnx = import_optional("onnx", "onnx")
-    quantization = import_optional("onnxruntime.quantization", "onnxruntime")
+    onnx = require("onnx")
+    quantization = require("onnxruntime.quantization")
     shutil.copy(exact / "tokenizer.json", staging)
     (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     # Shape inference cannot type the outputs of the fused (contrib) operators; they are all float.
@@ -188,7 +188,7 @@ def _say_where(source: ModelSource, target: Path) -> None:
 
 def _save_tokenizer(source: Path, target: Path) -> None:
     """The model's own tokenizer, without the padding and truncation it was saved with: the embedders set both."""
-    tokenizers = import_optional("tokenizers", "tokenizers")
+    tokenizers = require("tokenizers")
     tokenizer = tokenizers.Tokenizer.from_file(str(source))
     tokenizer.no_padding()
     tokenizer.no_truncation()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from docqa.embeddings.base import Embedder, import_optional
+from docqa.embeddings.base import Embedder
 from docqa.embeddings.pool import embed_sorted
 from docqa.errors import ModelNotFoundError
+from docqa.optional import require
 
 
 def read_export_meta(folder: Path) -> dict:
@@ -24,7 +25,7 @@ class ExportEmbedder(Embedder):
     """The Rust tokenizer and padded batches over an export folder; subclasses run the model."""
 
     def __init__(self, folder: Path, batch_size: int = 64):
-        tokenizers = import_optional("tokenizers", "tokenizers")
+        tokenizers = require("tokenizers")
         meta = read_export_meta(folder)
         self.name = meta["model"]
         self.dimension = meta["dimension"]
@@ -70,7 +71,7 @@ class OnnxEmbedder(ExportEmbedder):
     runtime = "onnx"
 
     def _load(self, model: Path) -> None:
-        ort = import_optional("onnxruntime", "onnxruntime")
+        ort = require("onnxruntime")
         self.session = ort.InferenceSession(str(model), _session_options(ort), providers=["CPUExecutionProvider"])
         self.input_names = [node.name for node in self.session.get_inputs()]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from docqa.embeddings.base import import_optional
 from docqa.embeddings.onnx_runtime import ExportEmbedder
 from docqa.embeddings.pool import cores
+from docqa.optional import require
 
 
 class Bf16Embedder(ExportEmbedder):
@@ -20,7 +20,7 @@ class Bf16Embedder(ExportEmbedder):
     def _load(self, model: Path) -> None:
         import queue
 
-        openvino = import_optional("openvino", "openvino")
+        openvino = require("openvino", "bf16")
         streams = cores()
         # A stream per core, each single-threaded, as for ONNX Runtime. The kernel cache keeps an entry per input
         # shape, and chunk batches come in hundreds of shapes: capped, it held 526 MiB against 575 MiB uncapped over

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from docqa.embeddings.base import Embedder, import_optional
+from docqa.embeddings.base import Embedder
 from docqa.embeddings.models import ModelSource, read_offline
 from docqa.errors import ModelNotFoundError
+from docqa.optional import require
 
 
 def load_sentence_transformer(source: ModelSource):
@@ -15,7 +16,7 @@ def load_sentence_transformer(source: ModelSource):
     without touching the network; a download is tried only after one quick look says the hub can be reached
     (offline, the hub client would otherwise retry for over a minute, warning at every try)."""
     offline = read_offline(source)  # before importing torch, which takes seconds
-    sentence_transformers = import_optional("sentence_transformers", "'docqa[export]'")
+    sentence_transformers = require("sentence_transformers", "export")
     from transformers.utils import logging as transformers_logging
 
     # transformers draws a bar of its own for the weights it reads (a fraction of a second here), which landed in

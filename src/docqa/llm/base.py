@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import gc
-import importlib
 import logging
 import math
 import os
@@ -14,10 +13,9 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import closing
 from pathlib import Path
-from types import ModuleType
 from typing import ClassVar, Iterator, Optional, Sequence
 
-from docqa.errors import ClosedError, ContextFullError, InputError, LLMError, MissingDependencyError
+from docqa.errors import ClosedError, ContextFullError, InputError
 from docqa.prompts import segments_of
 from docqa.settings import LLM as LLMSettings
 from docqa.stopping import StopSignal, take_turn
@@ -319,16 +317,6 @@ class StopFilter:
             (size for stop in self.stops for size in range(1, len(stop)) if self.pending.endswith(stop[:size])),
             default=0,
         )
-
-
-def import_backend(module: str, package: str) -> ModuleType:
-    """Import a backend's library, or say how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(f"{package} is not installed: pip install {package}") from None
-    except Exception as error:  # a broken install: the native library fails to load
-        raise LLMError(f"{package} cannot be imported: {describe(error)}") from None
 
 
 def cpu_threads(settings: LLMSettings) -> int:

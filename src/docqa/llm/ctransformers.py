@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Iterator
 
 from docqa.errors import ConfigError, LLMError
-from docqa.llm.base import LLM, cpu_threads, describe, import_backend
+from docqa.llm.base import LLM, cpu_threads, describe
 from docqa.llm.gguf_size import check_whole
+from docqa.optional import require
 from docqa.settings import LLM as LLMSettings
 
 
@@ -31,7 +32,7 @@ class CTransformersLLM(LLM):
                               f"llm.model_type llama, not {settings.model_type}: set llm.model_type to llama")
         if gguf:
             check_whole(model_path)  # its GGUF loader ends the whole process on a file cut short
-        ctransformers = import_backend("ctransformers", "ctransformers")
+        ctransformers = require("ctransformers", "ctransformers")
         try:
             self._model = ctransformers.AutoModelForCausalLM.from_pretrained(
                 str(model_path),

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Iterator
 
 from docqa.errors import ClosedError, LLMError
-from docqa.llm.base import LLM, cpu_threads, describe, import_backend
+from docqa.llm.base import LLM, cpu_threads, describe
 from docqa.llm.gguf_size import check_whole
+from docqa.optional import require
 from docqa.settings import LLM as LLMSettings
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class LlamaCppLLM(LLM):
     def __init__(self, settings: LLMSettings, model_path: Path, *, vocab_only: bool = False) -> None:
         """``vocab_only`` loads the tokenizer and no weights: ``count_tokens`` works, generation does not."""
         super().__init__(settings)
-        llama_cpp = import_backend("llama_cpp", "llama-cpp-python")
+        llama_cpp = require("llama_cpp")
         self._is_eog = lambda token: llama_cpp.llama_vocab_is_eog(self._vocab.vocab, token)
         # The token kinds llama.cpp itself parses as special when asked to.
         self._special_kinds = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN

@@ -12,8 +12,9 @@ from typing import Any, Iterator
 
 from docqa.errors import ConfigError, LLMError, ModelNotFoundError
 from docqa.llm.base import (
-    CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, NO_POST, describe, estimate_tokens, import_backend,
+    CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, NO_POST, describe, estimate_tokens,
 )
+from docqa.optional import require
 from docqa.settings import LLM as LLMSettings
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
@@ -26,7 +27,7 @@ class OllamaLLM(LLM):
         super().__init__(settings)
         if not settings.model:
             raise ConfigError("llm.model must name the Ollama model for the ollama backend, e.g. llama2 (ollama pull llama2)")
-        httpx = import_backend("httpx", "httpx")
+        httpx = require("httpx")
         self._httpx = httpx
         self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._client = httpx.Client(

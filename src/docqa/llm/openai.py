@@ -13,8 +13,9 @@ from typing import Any, Callable, Iterator, Optional
 
 from docqa.errors import ConfigError, LLMError
 from docqa.llm.base import (
-    CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, NO_POST, describe, estimate_tokens, import_backend,
+    CONNECT_RETRIES, CONNECT_TIMEOUT_S, LLM, NO_POST, describe, estimate_tokens,
 )
+from docqa.optional import require
 from docqa.settings import LLM as LLMSettings
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class OpenAILLM(LLM):
         super().__init__(settings)
         if not settings.base_url:
             raise ConfigError("llm.base_url must name the server for the openai backend, e.g. http://127.0.0.1:8080/v1")
-        openai = import_backend("openai", "openai")
+        openai = require("openai", "openai")
         self._errors = openai
         self._base_url = settings.base_url.rstrip("/")
         self._client = openai.OpenAI(

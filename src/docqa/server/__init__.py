@@ -5,12 +5,14 @@ from __future__ import annotations
 import socket
 from typing import Optional
 
-from docqa.errors import InputError, MissingDependencyError
+from docqa.errors import InputError
+from docqa.optional import require
 from docqa.settings import Settings
 
 
 def create_app(settings: Settings, qa=None, **options):
     """See docqa.server.app.create_app; imported lazily so that ``import docqa`` never needs FastAPI."""
+    require("fastapi", "server")
     from docqa.server.app import create_app as create
 
     return create(settings, qa, **options)
@@ -26,11 +28,8 @@ def serve(settings: Settings, *, host: Optional[str] = None, port: Optional[int]
     token = api_token(settings.serve.token_env)
     check_bind(host, token, settings.serve.token_env)
     check_cors(settings.serve.cors_origins, token, settings.serve.token_env)
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ImportError:
-        raise MissingDependencyError("the web app needs FastAPI and uvicorn: pip install 'docqa[server]'") from None
+    require("fastapi", "server")  # said before the port is taken
+    uvicorn = require("uvicorn", "server")
     listening = _listen(host, port)
     app = create_app(settings, token=token, retrieval_only=retrieval_only)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
