@@ -12,6 +12,7 @@ import json
 import re
 import zlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -32,7 +33,9 @@ from docqa.cli import ask_main
 from docqa.embeddings import Embedder
 from docqa.errors import InputError
 from docqa.ingest import build_index
+from docqa.llm.base import LLM
 from docqa.qa import DocQA
+from docqa.settings import LLM as LLMSettings
 from docqa.settings import Paths, Settings
 from tests.support.pdfs import write_pdf
 
@@ -70,25 +73,24 @@ class HashEmbedder(Embedder):
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-class FakeLLM:
+class FakeLLM(LLM):
     """Answers "<question> -> <first context line>"; raises for questions containing a word in ``fail_on``."""
 
     name = "fake"
-    context_length = 4096
-    chat_template = None
-    template_tokens: dict = {}
 
     def __init__(self, fail_on: tuple[str, ...] = (), model_name: str = "fake-7b.gguf"):
+        super().__init__(LLMSettings(context_length=4096, model_path=Path("models") / model_name))
         self.fail_on = fail_on
-        self.model_name = model_name
         self.asked: list[str] = []
-        self.last_token_count = 0
-        self.generated_tokens = 0
+
+    @property
+    def context_length(self) -> int:
+        return self.settings.context_length
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream(self, prompt: str):
+    def _generate(self, prompt: str) -> Iterator[bytes]:
         question = re.search(r"Question: (.*)", prompt).group(1).strip()
         context = re.search(r"Context: (.*)", prompt).group(1).strip()
         self.asked.append(question)
@@ -97,9 +99,8 @@ class FakeLLM:
                 if word == "interrupt":
                     raise KeyboardInterrupt
                 raise RuntimeError(f"model failed on {word}")
-        pieces = [question, " -> ", context]
-        self.last_token_count = self.generated_tokens = len(pieces)
-        yield from pieces
+        for piece in (question, " -> ", context):
+            yield piece.encode("utf-8")
 
 
 @pytest.fixture

@@ -242,6 +242,11 @@ def test_settings_the_llm_does_not_take_are_refused_not_ignored():
     # a value pydantic refuses is one line too (a 4-line ValidationError with a link)
     with pytest.raises(InputError, match=r"^DocQALLM prompt_format: Input should be 'auto', .*, not 'chatml'$"):
         DocQALLM(backend=ScriptedLLM([b"x"]), prompt_format="chatml")
+    # the model itself: a model's name, or a LangChain LLM, failed only when asked, as an AttributeError
+    for backend in ("models/llama-2-7b-chat.Q8_0.gguf", llm):
+        with pytest.raises(InputError, match=rf"^DocQALLM backend must be a docqa model \(docqa.llm.create_llm\("
+                                             rf"settings.llm, settings.root\)\), not {type(backend).__name__}$"):
+            DocQALLM(backend=backend)
 
 def test_llm_says_whether_the_answer_was_cut_at_the_token_limit():
     whole = DocQALLM(backend=Limited([b"The answer", b" is 42."])).generate(["prompt"]).generations[0][0]

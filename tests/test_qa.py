@@ -535,6 +535,19 @@ def test_arguments_ask_cannot_use_are_refused_before_anything_runs(built_fact_in
         build_index(str(config))
     with pytest.raises(InputError, match="llm must be a docqa model"):
         DocQA(settings, llm="demo")
+
+    class LooksLikeAModel:  # the parts DocQA once looked for, without the rest of a model (its lock, its limit)
+        context_length, chat_template, template_tokens = 2048, None, {}
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+        def stream(self, prompt):
+            yield "an answer"
+
+    with pytest.raises(InputError, match=r"^llm must be a docqa model \(docqa.llm.create_llm\(settings.llm, "
+                                         r"settings.root\)\), not LooksLikeAModel$"):
+        DocQA(settings, llm=LooksLikeAModel())
     backend = ScriptedLLM([b"ok"], context_length=settings.llm.context_length)
     with DocQA(settings, llm=backend) as qa:
         for arguments, message in [({"stop_signal": threading.Event()}, "stop_signal must be a docqa.StopSignal"),

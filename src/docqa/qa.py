@@ -134,6 +134,16 @@ def check_generation_arguments(on_token, stop, stop_signal) -> None:
                          f"{type(stop_signal).__name__}")
 
 
+def check_llm(llm) -> None:
+    """InputError where ``DocQA(llm=...)`` is given something other than a docqa model (None: load the configured)."""
+    from docqa.llm.base import LLM
+
+    if llm is not None and not isinstance(llm, LLM):
+        raise InputError(f"llm must be a docqa model (docqa.llm.create_llm(settings.llm, settings.root)), not "
+                         f"{type(llm).__name__}" + ("; a DocQALLM's own model is its .backend"
+                                                    if hasattr(llm, "backend") else ""))
+
+
 def check_scope(k, doc) -> None:
     """InputError for a ``k`` or ``doc`` no search can take (None: the defaults)."""
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
@@ -162,10 +172,7 @@ class DocQA:
         from docqa.ingest import index_fingerprint
 
         check_settings(settings, "DocQA(...)")
-        if llm is not None and not all(hasattr(llm, name) for name in ("stream", "count_tokens", "context_length")):
-            raise InputError(f"llm must be a docqa model (docqa.llm.create_llm(settings.llm, settings.root)), not "
-                             f"{type(llm).__name__}" + ("; a DocQALLM's own model is its .backend"
-                                                        if hasattr(llm, "backend") else ""))
+        check_llm(llm)
         started = time.perf_counter()
         self._prepare(settings, llm)
         try:
@@ -203,8 +210,8 @@ class DocQA:
 
     def _use_llm(self, llm) -> None:
         self.llm = llm
-        # The model's own lock where it has one, so that its other users (docqa.langchain) take turns too.
-        self._generation_lock = getattr(llm, "lock", None) or self._generation_lock
+        # The model's own lock, so that its other users (docqa.langchain) take turns too.
+        self._generation_lock = llm.lock if llm is not None else self._generation_lock
 
     @classmethod
     def from_config(cls, path: Path | str | None = None, *, model: Optional[str] = None, **kwargs) -> "DocQA":
@@ -235,7 +242,7 @@ class DocQA:
             while self._in_progress:
                 self._idle.wait()
         llm, self.llm = self.llm, None
-        if llm is not None and self._owns_llm and hasattr(llm, "close"):
+        if llm is not None and self._owns_llm:
             llm.close()
         self.retriever = None
         if self.store is not None:
@@ -415,10 +422,8 @@ class DocQA:
         timings.prompt_tokens = prompt.tokens
         started = time.perf_counter()
         pieces = []
-        # a model passed in need not take the keywords (DocQA(llm=...)): given only where asked for
         stop = (stop,) if isinstance(stop, str) else tuple(stop)  # one text, not its characters
-        asked = {"max_new_tokens": max_new_tokens, "stop": stop, "stop_signal": stop_signal}
-        stream = llm.stream(prompt.text, **{keyword: value for keyword, value in asked.items() if value})
+        stream = llm.stream(prompt.text, max_new_tokens=max_new_tokens, stop=stop, stop_signal=stop_signal)
         # closed however it ends: an on_token that raised (stdout full, a reader gone) left the stream paused, held by
         # the error's traceback, and close() then refused to free the model under it, hiding the error
         with closing(stream):
@@ -436,12 +441,12 @@ class DocQA:
         if timings.tokens > 1 and decode_seconds > 0 and len(pieces) > 1:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
         timings.backend = llm.name
-        result.model = getattr(llm, "model_name", None)  # a model passed in need not say (DocQA(llm=...))
+        result.model = llm.model_name
         result.answer = "".join(pieces).strip()
-        if getattr(llm, "reached_limit", False):  # a model passed in need not say (DocQA(llm=...))
+        if llm.reached_limit:
             result.cut_off = True
             # The limit, not the tokens counted: a server may send several tokens in one piece.
-            limit = getattr(llm, "token_limit", None) or llm.generated_tokens
+            limit = llm.token_limit or llm.generated_tokens
             fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
                    else "the limit the question was asked with (max_new_tokens; an OpenAI client's max_tokens); "
                         "ask with a higher one for more"

@@ -289,11 +289,10 @@ def run_batch(
     started = time.perf_counter()
     summary = BatchSummary(total=len(questions))
     # A DocQA without a model (retrieval-only) answers nothing, so records without an answer count as done.
-    llm = getattr(qa, "llm", None)
-    answers = llm is not None
+    answers = qa.llm is not None
     summary.passages_only = not answers
     with BatchOutput(out, answers=answers, questions=questions, doc=doc,
-                     model=getattr(llm, "model_name", None)) as output:
+                     model=qa.llm.model_name if answers else None) as output:
         todo = [question for question in questions if question.id not in output.done]
         summary.skipped = len(questions) - len(todo)
         with Progress(len(todo), enabled=progress) as bar:
