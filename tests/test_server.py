@@ -737,6 +737,27 @@ def test_health_reports_index_model_backend_and_queue(client):
     assert health["queue"] == 0 and health["building"] is False
 
 
+def test_health_names_the_model_a_server_answers_with_where_the_settings_name_none(built_fact_index, tmp_path):
+    """llm.model empty means an OpenAI-compatible server's first listed model: answers named it, health said null."""
+    from tests.test_llm import ScriptedLLM
+
+    class ServerModel(ScriptedLLM):
+        name = "openai"
+
+        @property
+        def model_name(self) -> str:
+            return "qwen2.5-7b-instruct"  # what the server lists: known once it is asked
+
+    settings = load_settings(built_fact_index.write_config(
+        tmp_path / "config.yml", llm={"backend": "openai", "base_url": "http://127.0.0.1:9/v1"}))
+    assert settings.llm.model is None
+    with DocQA(settings, llm=ServerModel([b"42"], context_length=settings.llm.context_length)) as qa:
+        with local_client(create_app(settings, qa)) as client:
+            health = client.get("/api/health").json()
+            answer = parse_events(client.post("/api/ask", json={"question": QUESTION}).text)[-1][1]
+    assert health["model"] == answer["model"] == "qwen2.5-7b-instruct" and health["backend"] == "openai"
+
+
 def test_openapi_and_docs_are_served_without_a_cdn(client):
     schema = client.get("/openapi.json").json()
     assert schema["openapi"].startswith("3.0")  # what the bundled Swagger UI reads

@@ -358,8 +358,13 @@ class Settings(Section):
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project root."""
-        value = Path(value).expanduser()
-        return value if value.is_absolute() else self.root / value
+        return resolve_path(value, self.root)
+
+
+def resolve_path(value: Path, root: Path) -> Path:
+    """A configured path (``~`` expanded) as an absolute one, a relative one taken from ``root``."""
+    value = Path(value).expanduser()
+    return value if value.is_absolute() else Path(root) / value
 
 
 def check_one_chat_template(settings: Settings) -> None:

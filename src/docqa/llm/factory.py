@@ -15,6 +15,7 @@ from docqa.llm.llama_cpp import LlamaCppLLM
 from docqa.llm.ollama import OllamaLLM
 from docqa.llm.openai import OpenAILLM
 from docqa.settings import LLM as LLMSettings
+from docqa.settings import resolve_path
 
 ModelFormat = Literal["gguf", "ggml"]
 
@@ -50,7 +51,7 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
     """Load the configured model with the configured backend; ``auto`` decides by file format."""
     if settings.backend in SERVER_BACKENDS:
         return SERVER_BACKENDS[settings.backend](settings)
-    model_path = _resolve(settings.model_path, root)
+    model_path = resolve_path(settings.model_path, root)
     if not model_path.is_file():
         raise ModelNotFoundError(
             f"model file not found: {model_path}; download it with: {download_command(model_path)} "
@@ -73,7 +74,7 @@ def create_tokenizer(settings: LLMSettings, root: Path) -> LLM | None:
     own tokens)."""
     if settings.backend not in ("auto", "llama-cpp"):
         return None
-    model_path = _resolve(settings.model_path, root)
+    model_path = resolve_path(settings.model_path, root)
     try:
         if not model_path.is_file() or detect_format(model_path) != "gguf":
             return None
@@ -93,8 +94,3 @@ def _auto_backend(model_format: ModelFormat) -> str:
 
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-def _resolve(path: Path, root: Path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else Path(root) / path

@@ -75,11 +75,8 @@ class Engine:
 
     @property
     def model(self) -> Optional[str]:
-        if self.llm is None:
-            return None
-        if self.settings.llm.backend in ("openai", "ollama"):
-            return self.settings.llm.model
-        return self.settings.llm.model_path.name
+        """The model that answers, as each answer names it (an OpenAI-compatible server's: the one it lists)."""
+        return self.llm.model_name if self.llm is not None else None
 
     @contextmanager
     def borrow(self) -> Iterator[DocQA]:
@@ -145,5 +142,5 @@ class Engine:
             qa, self._qa = self._qa, None
         if qa is not None:
             self._retire(qa)
-        if self._owns_llm and hasattr(self.llm, "close"):
+        if self._owns_llm and self.llm is not None:
             self.llm.close()
