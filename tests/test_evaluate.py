@@ -453,10 +453,10 @@ def test_the_answer_benchmark_takes_the_demo_model_and_refuses_a_gold_file_it_ca
     import subprocess
     import sys
 
-    from docqa.settings import PROJECT_ROOT
+    from docqa.settings import CHECKOUT
     from tests.support.pdfs import write_pdf
 
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "bench" / "answers.py"), "--model", "demo", "--gold",
+    done = subprocess.run([sys.executable, str(CHECKOUT / "bench" / "answers.py"), "--model", "demo", "--gold",
                            str(tmp_path / "nosuch.jsonl"), "--corpus", str(tmp_path), "--out", str(tmp_path / "a.jsonl")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.splitlines()[-1].endswith(f"error: {tmp_path / 'nosuch.jsonl'} not found")
@@ -466,7 +466,7 @@ def test_the_answer_benchmark_takes_the_demo_model_and_refuses_a_gold_file_it_ca
     gold = tmp_path / "gold.jsonl"
     gold.write_text(json.dumps({"id": "a", "doc": "acme.pdf", "question": "Acme revenue?", "pages": [0],
                                 "answers": ["150 million"]}) + "\n", encoding="utf-8")
-    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "bench" / "answers.py"), "--model", "demo", "--gold",
+    done = subprocess.run([sys.executable, str(CHECKOUT / "bench" / "answers.py"), "--model", "demo", "--gold",
                            str(gold), "--corpus", str(corpus), "--out", str(tmp_path / "a.jsonl"),
                            "--max-new-tokens", "8"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path,

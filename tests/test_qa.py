@@ -366,13 +366,13 @@ def test_python_m_docqa_and_a_script_run_from_elsewhere_advise_what_runs_there(t
     import subprocess
     import sys
 
-    from docqa.settings import PROJECT_ROOT
+    from docqa.settings import CHECKOUT
 
     config = tmp_path / "config.yml"
     config.write_text("paths:\n  vectorstore: no-index-yet\n", encoding="utf-8")
-    environment = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")}
+    environment = {**os.environ, "PYTHONPATH": str(CHECKOUT / "src")}
     runs = {"python -m docqa build": [sys.executable, "-m", "docqa", "ask", "What?"],
-            f"python {PROJECT_ROOT / 'db_build.py'}": [sys.executable, str(PROJECT_ROOT / "main.py"), "What?"]}
+            f"python {CHECKOUT / 'db_build.py'}": [sys.executable, str(CHECKOUT / "main.py"), "What?"]}
     for advised, command in runs.items():
         done = subprocess.run([*command, "--config", str(config), "--retrieval-only"], cwd=tmp_path,
                               capture_output=True, text=True, env=environment, timeout=120)

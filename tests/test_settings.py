@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -134,14 +135,37 @@ def test_a_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
 
 
 def test_without_a_path_a_script_reads_the_config_of_the_folder_it_runs_in(tmp_path, monkeypatch):
-    from docqa.settings import PROJECT_ROOT
+    from docqa.settings import CHECKOUT, Settings
 
     monkeypatch.chdir(tmp_path)
-    assert load_settings().root == PROJECT_ROOT  # no config.yml here: this checkout's
+    # no config.yml here: the defaults, with their paths in this folder (not in docqa's own checkout)
+    assert load_settings().root == tmp_path.resolve() and load_settings().retrieval.k == 4
+    assert Settings().path(Path("data")) == tmp_path.resolve() / "data"  # settings made in code, as well
     (tmp_path / "config.yml").write_text("retrieval:\n  k: 7\n", encoding="utf-8")
     settings = load_settings()
     assert settings.root == tmp_path.resolve() and settings.retrieval.k == 7
-    assert load_settings(project=PROJECT_ROOT).root == PROJECT_ROOT  # main.py's: the checkout, wherever it runs
+    assert load_settings(project=CHECKOUT).root == CHECKOUT  # main.py's: the checkout, wherever it runs
+
+
+def test_an_installed_docqa_counts_paths_from_the_folder_it_runs_in(tmp_path):
+    """Installed without -e, the default project was a folder of the environment (its lib/python3.11): the first
+    build wrote data/, vectorstore/ and models/ there."""
+    import shutil
+    import subprocess
+    import sys
+
+    from docqa.settings import CHECKOUT
+
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    shutil.copytree(CHECKOUT / "src" / "docqa", site / "docqa", ignore=shutil.ignore_patterns("__pycache__"))
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", "from docqa.settings import load_settings, Settings; settings = load_settings(); "
+                               "print(settings.path(settings.paths.data)); print(Settings().root)"],
+        cwd=work, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(work.resolve() / "data"), str(work.resolve())]
 
 
 def test_main_py_reads_the_checkouts_config_from_any_folder(tmp_path, monkeypatch):
@@ -150,7 +174,7 @@ def test_main_py_reads_the_checkouts_config_from_any_folder(tmp_path, monkeypatc
     (tmp_path / "config.yml").write_text("retrieval:\n  k: 7\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     from docqa.errors import InputError
-    from docqa.settings import PROJECT_ROOT
+    from docqa.settings import CHECKOUT
 
     seen = []
 
@@ -160,7 +184,7 @@ def test_main_py_reads_the_checkouts_config_from_any_folder(tmp_path, monkeypatc
 
     monkeypatch.setattr(docqa.cli, "_settings", settings_of)
     assert docqa.cli.ask_main(["--retrieval-only", "revenue"]) == 2
-    assert seen == [PROJECT_ROOT]
+    assert seen == [CHECKOUT]
 
 
 def test_config_yml_lists_every_setting():
@@ -168,14 +192,14 @@ def test_config_yml_lists_every_setting():
     prompt.template were missing from it."""
     import yaml
 
-    from docqa.settings import DEFAULT_CONFIG, Settings
+    from docqa.settings import CHECKOUT_CONFIG, Settings
 
-    raw = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    raw = yaml.safe_load(CHECKOUT_CONFIG.read_text(encoding="utf-8"))
     missing = [f"{section}.{key}" for section, field in Settings.model_fields.items()
                for key in field.annotation.model_fields if key not in (raw.get(section) or {})]
     assert missing == []
     # ...with the defaults' values (none differs from settings.py's)
-    assert load_settings(DEFAULT_CONFIG).model_dump() == Settings().model_dump()
+    assert load_settings(CHECKOUT_CONFIG).model_dump() == Settings().model_dump()
 
 
 def test_a_server_s_chat_api_with_docqa_s_own_chat_format_is_refused_where_the_model_loads(tmp_path):

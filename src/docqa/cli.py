@@ -322,9 +322,9 @@ def config_after_command(argv: list[str]) -> list[str]:
 
 def _checkout() -> Path:
     """The project of main.py, db_build.py and download_model.py: this checkout, wherever they are run from."""
-    from docqa.settings import PROJECT_ROOT
+    from docqa.settings import CHECKOUT
 
-    return PROJECT_ROOT
+    return CHECKOUT
 
 
 def _main_py_command(argv: list[str]) -> list[str]:

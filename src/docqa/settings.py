@@ -1,7 +1,8 @@
 """Typed settings read once from config.yml.
 
 Every section rejects unknown keys, so a typo is named instead of silently ignored.
-Relative paths are resolved against the project root (the folder holding config.yml).
+Relative paths are resolved against the project root: the folder holding config.yml, or the current folder for
+settings without a file.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 from docqa.errors import ConfigError, InputError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = PROJECT_ROOT / "config.yml"
+CONFIG_NAME = "config.yml"
+# The checkout that main.py, db_build.py and download_model.py belong to: they put its src/ first on sys.path, so
+# this module is its src/docqa/settings.py. Only they take it for their project (docqa.cli); an installed docqa's
+# library never does (here it would be a folder inside the environment).
+CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT_CONFIG = CHECKOUT / CONFIG_NAME
 
 CARD_TEMPLATE = """Use the following pieces of information to answer the user's question.
 If you don't know the answer, just say that you don't know, don't try to make up an answer.
@@ -332,7 +337,7 @@ class Settings(Section):
     llm: LLM = Field(default_factory=LLM)
     prompt: Prompt = Field(default_factory=Prompt)
     serve: Serve = Field(default_factory=Serve)
-    _root: Path = PrivateAttr(PROJECT_ROOT)
+    _root: Path = PrivateAttr(default_factory=Path.cwd)  # settings made in code: paths count from where it runs
     _file: Optional[Path] = PrivateAttr(None)
     _file_index: Optional[dict] = PrivateAttr(None)  # the index's sections as load_settings read them (no overrides)
 
@@ -354,7 +359,7 @@ class Settings(Section):
     def own_config(self) -> Optional[str]:
         """The settings file these came from where the scripts would not read it by themselves (not this
         checkout's config.yml): the ``--config`` their advice must name."""
-        return str(self._file) if self._file is not None and self._file != DEFAULT_CONFIG else None
+        return str(self._file) if self._file is not None and self._file != CHECKOUT_CONFIG else None
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project root."""
@@ -383,15 +388,15 @@ SECTION_NAMES = {field.annotation: name for name, field in Settings.model_fields
 
 
 def load_settings(path: Path | str | None = None, *, project: Path | str | None = None, **sections: dict) -> Settings:
-    """Read ``path``, or the config.yml of the ``project`` folder, into Settings. Without either: the config.yml
-    of the current folder where it has one (a script in its project), else this checkout's.
+    """Read ``path``, or the config.yml of the ``project`` folder, into Settings. Without either, the project is
+    the current folder.
 
     A project folder without config.yml means all defaults, with paths relative to that folder. ``sections``
     override the file's values, checked as the file's are: ``load_settings(retrieval={"k": 2})``.
     """
-    folder = Path(project) if project else _default_project()
+    folder = Path(project) if project else Path.cwd()
     # ~ as the shell would have expanded it (quoted, or after --config=): paths inside the file take it too
-    config_path = Path(path).expanduser() if path else folder / DEFAULT_CONFIG.name
+    config_path = Path(path).expanduser() if path else folder / CONFIG_NAME
     if not config_path.exists():
         if path:
             raise ConfigError(f"config file not found: {config_path}")
@@ -410,7 +415,7 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
         raise ConfigError(f"{config_path}: {exc}") from None
     except IsADirectoryError:
         raise ConfigError(f"{config_path} is a folder, not a settings file: give the file itself, such as "
-                          f"{config_path / DEFAULT_CONFIG.name}") from None
+                          f"{config_path / CONFIG_NAME}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{config_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
@@ -465,11 +470,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # a key YAML cannot hash: the loader says so itself
                 continue
         return super().construct_mapping(node, deep=deep)
-
-
-def _default_project() -> Path:
-    here = Path.cwd()
-    return here if (here / DEFAULT_CONFIG.name).is_file() else PROJECT_ROOT
 
 
 def _describe(exc: ValidationError, within: str = "") -> str:
