@@ -213,6 +213,38 @@ def test_int8_copy_embeds_chunks_close_to_exact_and_questions_exactly(onnx_embed
     assert {name: (folder / name).stat().st_mtime_ns for name in QUANTIZED_FILES} == written
 
 
+def test_the_quantizer_s_advice_is_held_back_and_nothing_else(caplog):
+    """The int8 copy was made under logging.disable(WARNING), then logging.disable(NOTSET): every thread's warnings
+    (the server's, while it built) were lost meanwhile, and a level its user had set with logging.disable was undone."""
+    import logging
+    import threading
+
+    import onnxruntime.quantization as quantization
+
+    from docqa.embeddings.export import _advice_unsaid
+
+    # A function as the quantizer's own modules log: logging.warning, from a file of its package
+    quantizer_file = str(Path(quantization.__file__).parent / "quantize.py")
+    scope: dict = {"logging": logging}
+    exec(compile("def advise():\n    logging.warning('Please consider to run pre-processing before quantization.')\n"
+                 "    logging.error('the quantizer failed')\n", quantizer_file, "exec"), scope)
+    other_thread = threading.Thread(target=lambda: logging.getLogger("docqa.server").warning("a build failed"))
+    logging.disable(logging.DEBUG)  # the user's own
+    try:
+        with caplog.at_level(logging.INFO), _advice_unsaid(quantization):
+            scope["advise"]()
+            other_thread.start()
+            other_thread.join()
+            logging.warning("the user's own warning")
+        assert logging.root.manager.disable == logging.DEBUG
+    finally:
+        logging.disable(logging.NOTSET)
+    assert [record.getMessage() for record in caplog.records] == ["the quantizer failed", "a build failed",
+                                                                  "the user's own warning"]
+    scope["advise"]()  # said again once the quantizer is done
+    assert caplog.records[-2].getMessage().startswith("Please consider")
+
+
 def test_query_path_imports_neither_torch_nor_transformers(onnx_embedder, embedding_models):
     check = f"""
 import sys

@@ -11,10 +11,11 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -144,9 +145,7 @@ def _write_quantized(exact: Path, staging: Path, meta: dict) -> None:
     shutil.copy(exact / "tokenizer.json", staging)
     (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     # Shape inference cannot type the outputs of the fused (contrib) operators; they are all float.
-    # The quantizer logs advice about pre-processing to the root logger; it does not apply to this model.
-    logging.disable(logging.WARNING)
-    try:
+    with _advice_unsaid(quantization):
         quantization.quantize_dynamic(
             exact / "model.onnx", staging / "model.onnx", weight_type=quantization.QuantType.QInt8, per_channel=True,
             # 7-bit weights: without VNNI (plain AVX2, e.g. AMD EPYC here) ONNX Runtime's u8s8 products saturate, which
@@ -154,12 +153,29 @@ def _write_quantized(exact: Path, staging: Path, meta: dict) -> None:
             reduce_range=True,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    finally:
-        logging.disable(logging.NOTSET)
     expected = OnnxEmbedder(exact).embed_documents(PROBE_TEXTS)
     worst = float((expected * OnnxEmbedder(staging).embed_documents(PROBE_TEXTS)).sum(axis=1).min())
     if worst < MIN_QUANTIZED_COSINE:
         raise DocqaError(f"the int8 copy of the embedding model is too far from the exact one (cosine {worst:.4f})")
+
+
+@contextmanager
+def _advice_unsaid(package) -> Iterator[None]:
+    """The warnings ``package`` (ONNX Runtime's quantizer) logs while inside, left unsaid: it logs advice about
+    pre-processing, which does not apply to this model, on the root logger itself (logging.warning). Only its own
+    records are held back, by where they come from: the root logger's level, or logging.disable, would also silence
+    the rest of the process (the server's other threads) and undo a level its user had set."""
+    folder = str(Path(package.__file__).parent) + os.sep
+
+    def not_its_advice(record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING or not record.pathname.startswith(folder)
+
+    root = logging.getLogger()
+    root.addFilter(not_its_advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(not_its_advice)
 
 
 def _write_export(source: ModelSource, staging: Path, target: Path) -> None:
