@@ -60,6 +60,11 @@ def test_a_merge_key_may_repeat_what_it_merges(tmp_path):
         ("llm:\n  temperature: no\n", "bad value for 'llm.temperature': Value error, false is not a number"),
         ("paths:\n  data:\n", "'paths.data' is empty: give it a value, or remove the line for the default"),
         ("paths:\n  vectorstore: ''\n", "bad value for 'paths.vectorstore': Value error, an empty path; give a folder"),
+        # accepted, then "model file not found: <the project folder>"
+        ("llm:\n  model_path: ''\n", "bad value for 'llm.model_path': Value error, an empty path; give a file, or "
+                                      "remove the line for the default"),
+        ("retrieval:\n  reranker: ' '\n", "bad value for 'retrieval.reranker': Value error, an empty path; give a "
+                                          "folder"),
         ("llm:\n  base_url: 127.0.0.1:8080/v1\n",
          "bad value for 'llm.base_url': Value error, '127.0.0.1:8080/v1' must start with http:// or https://"),
         ("ingest:\n  chunk_size: 100\n  chunk_overlap: 100\n", "chunk_overlap must be smaller"),
@@ -185,6 +190,23 @@ def test_main_py_reads_the_checkouts_config_from_any_folder(tmp_path, monkeypatc
     monkeypatch.setattr(docqa.cli, "_settings", settings_of)
     assert docqa.cli.ask_main(["--retrieval-only", "revenue"]) == 2
     assert seen == [CHECKOUT]
+
+
+def test_every_setting_is_described():
+    """llm.max_new_tokens, llm.temperature, llm.stop and the sections themselves had no description, which the
+    settings' schema (and an editor that reads it) shows beside each key."""
+    from docqa.settings import Section
+
+    def models(model):
+        yield model
+        for field in model.model_fields.values():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+                yield from models(field.annotation)
+
+    undescribed = [f"{model.__name__}.{name}" for model in models(Settings)
+                   for name, field in model.model_fields.items() if not (field.description or "").strip()]
+    assert undescribed == []
+    assert len(list(models(Settings))) == 9  # Settings and its eight sections were looked at
 
 
 def test_config_yml_lists_every_setting():

@@ -51,16 +51,21 @@ def _not_a_boolean(value):
     return value
 
 
-def _not_blank(value):
-    # An empty path would be the config's own folder: an index there shares it with everything else.
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("an empty path; give a folder, or remove the line for the default")
-    return value
+def _not_blank(what: str):
+    # An empty path would be the config's own folder: an index there shares it with everything else, and a model
+    # file there is "not found: <the folder>".
+    def check(value):
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"an empty path; give a {what}, or remove the line for the default")
+        return value
+
+    return BeforeValidator(check)
 
 
 Whole = Annotated[int, BeforeValidator(_not_a_boolean)]
 Number = Annotated[float, BeforeValidator(_not_a_boolean)]
-Folder = Annotated[Path, BeforeValidator(_not_blank)]
+Folder = Annotated[Path, _not_blank("folder")]
+File = Annotated[Path, _not_blank("file")]
 
 
 _ORIGIN = re.compile(r"(https?)://(\[[0-9a-f:.]+\]|[^/:\[\]\s]+)(?::(\d{1,5}))?")
@@ -191,7 +196,7 @@ class Retrieval(Section):
         2400, ge=0, description="A passage is joined with the adjacent chunk of its page that scores nearly as high "
         "(a table's caption and its figures), best passage first, and the best passage, if still one chunk, with the "
         "next chunk of its page, while the k passages total at most this many characters; 0 never joins.")
-    reranker: Optional[Path] = Field(
+    reranker: Optional[Folder] = Field(
         None, description="Optional: folder of a local sentence-transformers cross-encoder that reorders the candidates."
     )
 
@@ -202,12 +207,14 @@ class LLM(Section):
         description="auto picks by the model file's magic bytes and what is installed; openai: an OpenAI-compatible "
         "server (llama.cpp, llama_cpp.server, llamafile, LM Studio, vLLM, GPT4All); ollama: Ollama's own API.",
     )
-    model_path: Path = Field(Path("models/llama-2-7b-chat.Q8_0.gguf"), description="Local GGUF or GGML v3 model file.")
+    model_path: File = Field(Path("models/llama-2-7b-chat.Q8_0.gguf"), description="Local GGUF or GGML v3 model file.")
     model_type: str = Field(
         "llama", description="ctransformers: the architecture of a GGML file (llama for the card's GGML v3); a GGUF file "
         "names its own.")
-    max_new_tokens: Whole = Field(256, gt=0)
-    temperature: Number = Field(0.01, ge=0)
+    max_new_tokens: Whole = Field(
+        256, gt=0, description="Most tokens an answer may take; the rest of the context window holds the prompt.")
+    temperature: Number = Field(
+        0.01, ge=0, description="Sampling temperature: 0 always picks the likeliest token; higher varies the wording.")
     context_length: Whole = Field(
         2048, gt=0, le=1_048_576,  # beyond, llama.cpp's 32-bit count wraps or the memory for it runs out (killed)
         description="Context window in tokens; ctransformers defaults to 512 otherwise.")
@@ -217,7 +224,10 @@ class LLM(Section):
         0, ge=0, description="llama-cpp: draft this many tokens per step by prompt lookup (an answer copies figures and "
         "names from the passages; the model checks every drafted token, so the text is the same); 0: off.",
     )
-    stop: list[str] = Field(default_factory=lambda: ["\nQuestion:", "\nContext:", "</s>", "[INST]"])
+    stop: list[str] = Field(
+        default_factory=lambda: ["\nQuestion:", "\nContext:", "</s>", "[INST]"],
+        description="Texts that end an answer where the model writes them (left out of the answer): a model that "
+        "goes on to invent the next question stops there.")
     base_url: Optional[str] = Field(
         None, description="openai backend: server URL, e.g. http://127.0.0.1:8080/v1; ollama: default http://127.0.0.1:11434."
     )
@@ -329,14 +339,15 @@ INDEX_SECTIONS = ("paths", "store", "ingest", "embeddings")
 
 
 class Settings(Section):
-    paths: Paths = Field(default_factory=Paths)
-    store: Storage = Field(default_factory=Storage)
-    ingest: Ingest = Field(default_factory=Ingest)
-    embeddings: Embeddings = Field(default_factory=Embeddings)
-    retrieval: Retrieval = Field(default_factory=Retrieval)
-    llm: LLM = Field(default_factory=LLM)
-    prompt: Prompt = Field(default_factory=Prompt)
-    serve: Serve = Field(default_factory=Serve)
+    paths: Paths = Field(default_factory=Paths, description="Where the PDFs, the index and the model files are.")
+    store: Storage = Field(default_factory=Storage, description="Which store holds the index.")
+    ingest: Ingest = Field(default_factory=Ingest, description="How PDFs are read and cut into chunks.")
+    embeddings: Embeddings = Field(default_factory=Embeddings, description="The model that embeds chunks and "
+                                   "questions, and how it runs.")
+    retrieval: Retrieval = Field(default_factory=Retrieval, description="Which chunks a question gets.")
+    llm: LLM = Field(default_factory=LLM, description="The language model that answers, and how it generates.")
+    prompt: Prompt = Field(default_factory=Prompt, description="The prompt the model is given.")
+    serve: Serve = Field(default_factory=Serve, description="The web app and HTTP API (docqa serve).")
     _root: Path = PrivateAttr(default_factory=Path.cwd)  # settings made in code: paths count from where it runs
     _file: Optional[Path] = PrivateAttr(None)
     _file_index: Optional[dict] = PrivateAttr(None)  # the index's sections as load_settings read them (no overrides)
