@@ -38,3 +38,25 @@ def test_retrieval_only_question_never_imports_torch_transformers_or_langchain(b
     loaded = imported_packages(result.stderr)
     assert {"onnxruntime", "faiss"} <= loaded  # the log was read: the light path's own packages are in it
     assert loaded & HEAVY_PACKAGES == set()
+
+
+_IMPORTED_MODULE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)\s*$")
+
+
+def imported_modules(importtime_log: str) -> set[str]:
+    return {match.group(1) for match in map(_IMPORTED_MODULE.match, importtime_log.splitlines()) if match}
+
+
+def test_version_and_help_load_no_settings_and_no_model_backend():
+    """`main.py --version` imported pydantic, docqa.settings and all four model backends (the download command's
+    options read the model catalog, whose package loaded every backend): 0.3 s before printing one line."""
+    backends = {"docqa.llm.base", "docqa.llm.factory", "docqa.llm.llama_cpp", "docqa.llm.ctransformers",
+                "docqa.llm.openai", "docqa.llm.ollama"}
+    for argv in (["main.py", "--version"], ["main.py", "--help"], ["main.py", "download", "--help"],
+                 ["db_build.py", "--help"]):
+        result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / argv[0]), *argv[1:]],
+                                capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": ""})
+        assert result.returncode == 0, result.stderr[-2000:]
+        loaded = imported_modules(result.stderr)
+        assert "docqa.cli" in loaded  # the log was read
+        assert loaded & ({"pydantic", "yaml", "numpy", "docqa.settings"} | backends) == set(), argv

@@ -453,7 +453,7 @@ def test_the_answer_benchmark_takes_the_demo_model_and_refuses_a_gold_file_it_ca
     import subprocess
     import sys
 
-    from docqa.settings import CHECKOUT
+    from docqa.checkout import CHECKOUT
     from tests.support.pdfs import write_pdf
 
     done = subprocess.run([sys.executable, str(CHECKOUT / "bench" / "answers.py"), "--model", "demo", "--gold",

@@ -366,7 +366,7 @@ def test_python_m_docqa_and_a_script_run_from_elsewhere_advise_what_runs_there(t
     import subprocess
     import sys
 
-    from docqa.settings import CHECKOUT
+    from docqa.checkout import CHECKOUT
 
     config = tmp_path / "config.yml"
     config.write_text("paths:\n  vectorstore: no-index-yet\n", encoding="utf-8")

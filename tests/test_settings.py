@@ -111,10 +111,22 @@ def test_auto_chunk_precision_needs_openvino_for_bf16(monkeypatch):
     assert Settings().embeddings.build_precision == "fp32"
 
 
-def test_native_bfloat16_reads_the_cpu_flags():
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text(errors="replace") if cpuinfo.exists() else ""
-    assert settings_module.native_bfloat16() == ("amx_bf16" in flags or "avx512_bf16" in flags)
+@pytest.mark.parametrize(("flags", "native"), [
+    ("fpu sse2 avx2 avx512f avx512bw avx512_vnni amx_bf16 amx_tile amx_int8", True),  # Sapphire Rapids
+    ("fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni", True),  # Cooper Lake, Zen 4
+    ("fpu sse2 avx2 avx512f avx512bw avx512_vnni", False),  # AVX-512 without bfloat16
+    ("fpu sse2 avx2 fma", False),
+    ("fpu avx2 amx_bf16x avx512_bf16_like", False),  # only the whole flag counts
+])
+def test_native_bfloat16_reads_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("".join(f"processor\t: {cpu}\nvendor_id\t: GenuineIntel\nflags\t\t: {flags}\n\n"
+                               for cpu in range(2)), encoding="utf-8")
+    assert settings_module.native_bfloat16(cpuinfo) is native
+
+
+def test_without_cpu_flags_to_read_bfloat16_is_not_native(tmp_path):
+    assert settings_module.native_bfloat16(tmp_path / "absent") is False  # not Linux
 
 
 def test_missing_explicit_config_is_an_error(tmp_path):
@@ -140,7 +152,8 @@ def test_a_config_that_is_a_folder_or_not_utf8_is_named(tmp_path):
 
 
 def test_without_a_path_a_script_reads_the_config_of_the_folder_it_runs_in(tmp_path, monkeypatch):
-    from docqa.settings import CHECKOUT, Settings
+    from docqa.checkout import CHECKOUT
+    from docqa.settings import Settings
 
     monkeypatch.chdir(tmp_path)
     # no config.yml here: the defaults, with their paths in this folder (not in docqa's own checkout)
@@ -159,7 +172,7 @@ def test_an_installed_docqa_counts_paths_from_the_folder_it_runs_in(tmp_path):
     import subprocess
     import sys
 
-    from docqa.settings import CHECKOUT
+    from docqa.checkout import CHECKOUT
 
     site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
     shutil.copytree(CHECKOUT / "src" / "docqa", site / "docqa", ignore=shutil.ignore_patterns("__pycache__"))
@@ -179,7 +192,7 @@ def test_main_py_reads_the_checkouts_config_from_any_folder(tmp_path, monkeypatc
     (tmp_path / "config.yml").write_text("retrieval:\n  k: 7\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     from docqa.errors import InputError
-    from docqa.settings import CHECKOUT
+    from docqa.checkout import CHECKOUT
 
     seen = []
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from docqa.checkout import CHECKOUT
 from docqa.documents import shown
 from docqa.errors import DocqaError, InputError, advice_for
 from docqa.signals import Stopped, stopped_as_interrupt
@@ -291,7 +292,7 @@ MAIN_PY_EPILOG = ('python main.py "question" is python main.py ask "question": p
 def ask_main(argv: Optional[Sequence[str]] = None) -> int:
     """main.py: a question, a subcommand, or the flags main.py had before subcommands."""
     argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
-    return run(parser("main.py", MAIN_PY_EPILOG), _main_py_command(argv), project=_checkout())
+    return run(parser("main.py", MAIN_PY_EPILOG), _main_py_command(argv), project=CHECKOUT)
 
 
 def build_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -299,7 +300,7 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
     if not (argv and argv[0] in COMMANDS):
         argv = ["build", *argv]
-    return run(parser("db_build.py"), argv, project=_checkout())
+    return run(parser("db_build.py"), argv, project=CHECKOUT)
 
 
 def download_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -307,7 +308,7 @@ def download_main(argv: Optional[Sequence[str]] = None) -> int:
     argv = config_after_command(list(sys.argv[1:] if argv is None else argv))
     if not (argv and argv[0] == "download"):  # taken as well: its help's usage line shows it
         argv = ["download", *argv]
-    return run(parser("download_model.py"), argv, project=_checkout())
+    return run(parser("download_model.py"), argv, project=CHECKOUT)
 
 
 def config_after_command(argv: list[str]) -> list[str]:
@@ -318,13 +319,6 @@ def config_after_command(argv: list[str]) -> list[str]:
     if len(argv) >= 2 and argv[0].startswith("--config=") and argv[1] in COMMANDS:
         return [argv[1], argv[0], *argv[2:]]
     return argv
-
-
-def _checkout() -> Path:
-    """The project of main.py, db_build.py and download_model.py: this checkout, wherever they are run from."""
-    from docqa.settings import CHECKOUT
-
-    return CHECKOUT
 
 
 def _main_py_command(argv: list[str]) -> list[str]:

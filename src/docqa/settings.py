@@ -17,14 +17,11 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
+from docqa.checkout import CHECKOUT
 from docqa.errors import ConfigError, InputError
 
 CONFIG_NAME = "config.yml"
-# The checkout that main.py, db_build.py and download_model.py belong to: they put its src/ first on sys.path, so
-# this module is its src/docqa/settings.py. Only they take it for their project (docqa.cli); an installed docqa's
-# library never does (here it would be a folder inside the environment).
-CHECKOUT = Path(__file__).resolve().parents[2]
-CHECKOUT_CONFIG = CHECKOUT / CONFIG_NAME
+CHECKOUT_CONFIG = CHECKOUT / CONFIG_NAME  # the file the checkout's scripts read without --config
 
 CARD_TEMPLATE = """Use the following pieces of information to answer the user's question.
 If you don't know the answer, just say that you don't know, don't try to make up an answer.
@@ -167,10 +164,11 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (Linux: read from /proc/cpuinfo, without importing torch)."""
+def native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (Linux: read from ``cpuinfo``'s flags, without importing
+    torch); False where there is no such file."""
     try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        flags = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
     return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))

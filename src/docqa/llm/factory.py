@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import struct
 from pathlib import Path
@@ -10,10 +11,6 @@ from typing import Literal, Optional
 from docqa.errors import ConfigError, ModelNotFoundError
 from docqa.llm.base import LLM
 from docqa.llm.catalog import GGUF_DOWNLOAD_COMMAND, download_command
-from docqa.llm.ctransformers import CTransformersLLM
-from docqa.llm.llama_cpp import LlamaCppLLM
-from docqa.llm.ollama import OllamaLLM
-from docqa.llm.openai import OpenAILLM
 from docqa.settings import LLM as LLMSettings
 from docqa.settings import resolve_path
 
@@ -23,9 +20,16 @@ GGUF_MAGIC = b"GGUF"
 # The GGML family stores its magic as a little-endian uint32: ggml (unversioned), ggmf, ggjt, and ggla (LoRA).
 GGML_MAGICS = {0x67676D6C, 0x67676D66, 0x67676A74, 0x67676C61}
 
-LOCAL_BACKENDS = {"llama-cpp": LlamaCppLLM, "ctransformers": CTransformersLLM}
+# Each backend's module and class, imported when that backend is used
+LOCAL_BACKENDS = {"llama-cpp": "llama_cpp:LlamaCppLLM", "ctransformers": "ctransformers:CTransformersLLM"}
 # Backends that speak to a server: no model file here.
-SERVER_BACKENDS = {"openai": OpenAILLM, "ollama": OllamaLLM}
+SERVER_BACKENDS = {"openai": "openai:OpenAILLM", "ollama": "ollama:OllamaLLM"}
+
+
+def backend_class(name: str) -> type[LLM]:
+    """The LLM class of a backend (``llm.backend``, auto resolved), from its module under docqa.llm."""
+    module, cls = {**LOCAL_BACKENDS, **SERVER_BACKENDS}[name].split(":")
+    return getattr(importlib.import_module(f"docqa.llm.{module}"), cls)
 
 
 def detect_format(path: Path) -> ModelFormat:
@@ -50,7 +54,7 @@ def configured_model_name(settings: LLMSettings) -> Optional[str]:
 def create_llm(settings: LLMSettings, root: Path) -> LLM:
     """Load the configured model with the configured backend; ``auto`` decides by file format."""
     if settings.backend in SERVER_BACKENDS:
-        return SERVER_BACKENDS[settings.backend](settings)
+        return backend_class(settings.backend)(settings)
     model_path = resolve_path(settings.model_path, root)
     if not model_path.is_file():
         raise ModelNotFoundError(
@@ -65,7 +69,7 @@ def create_llm(settings: LLMSettings, root: Path) -> LLM:
             f"{model_path} is a GGML file, which llama-cpp-python no longer reads; "
             f"set llm.backend to ctransformers, or use the GGUF model: {GGUF_DOWNLOAD_COMMAND}"
         )
-    return LOCAL_BACKENDS[backend](settings, model_path)
+    return backend_class(backend)(settings, model_path)
 
 
 def create_tokenizer(settings: LLMSettings, root: Path) -> LLM | None:
@@ -80,7 +84,7 @@ def create_tokenizer(settings: LLMSettings, root: Path) -> LLM | None:
             return None
     except (OSError, ConfigError):  # not a model file at all
         return None
-    return LlamaCppLLM(settings, model_path, vocab_only=True)
+    return backend_class("llama-cpp")(settings, model_path, vocab_only=True)
 
 
 def _auto_backend(model_format: ModelFormat) -> str:
