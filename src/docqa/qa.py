@@ -374,56 +374,85 @@ class DocQA:
     def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]],
                   max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
                   stop_signal: Optional[StopSignal] = None) -> None:
+        """The answer to ``result``'s question from its passages, with its timings and notes, into ``result``."""
         from docqa.demo import NOTE as DEMO_NOTE, is_demo
+
+        prompt = self._fitted_prompt(result, max_new_tokens)
+        pieces = self._stream(prompt.text, result.timings, on_token, max_new_tokens, stop, stop_signal)
+        self._record_generation(result.timings, pieces)
+        result.model = self.llm.model_name
+        result.answer = "".join(pieces).strip()
+        if self.llm.reached_limit:
+            result.cut_off = True
+            result.notes.append(self._cut_off_note(max_new_tokens))
+        if is_demo(self.settings.llm):
+            # the download into this config's models folder, named as the user runs docqa
+            result.notes.append(advice_for(DEMO_NOTE, self.advice_prog, self.settings.own_config))
+
+    def _answer_room(self, max_new_tokens: Optional[int]) -> int:
+        """The tokens kept for the answer: this answer's own limit where it is lower (more passages fit beside it)."""
+        return min(max_new_tokens or self.settings.llm.max_new_tokens, self.settings.llm.max_new_tokens)
+
+    def _prompt(self, question: str, passages: list[str], budget: int):
         from docqa.prompts import build_prompt
 
-        llm, timings = self.llm, result.timings
-        # The room the answer may take: this answer's own limit where it is lower (more passages fit beside it)
-        answer_room = min(max_new_tokens or self.settings.llm.max_new_tokens, self.settings.llm.max_new_tokens)
+        llm = self.llm
+        return build_prompt(self.settings.prompt, question, passages, count_tokens=llm.count_tokens,
+                            token_budget=budget, chat_template=llm.chat_template, template_tokens=llm.template_tokens)
+
+    def _fitted_prompt(self, result: Answer, max_new_tokens: Optional[int]):
+        """The prompt with as many of ``result``'s passages as fit the context beside the answer's room; those left
+        out are dropped from its sources, with a note. A prompt that cannot fit is refused, blaming whichever is at
+        fault: the question (InputError) or the settings (ConfigError)."""
+        llm = self.llm
+        answer_room = self._answer_room(max_new_tokens)
         budget = llm.context_length - answer_room - TOKEN_MARGIN
-        prompt = build_prompt(
-            self.settings.prompt,
-            result.question,
-            [source.text for source in result.sources],
-            count_tokens=llm.count_tokens,
-            token_budget=budget,
-            chat_template=llm.chat_template,
-            template_tokens=llm.template_tokens,
-        )
+        prompt = self._prompt(result.question, [source.text for source in result.sources], budget)
         if prompt.tokens >= llm.context_length:
-            # The question's fault only where a one-word one would fit: else the settings' (a tiny context_length)
-            bare = build_prompt(self.settings.prompt, "?", [], count_tokens=llm.count_tokens, token_budget=budget,
-                                chat_template=llm.chat_template, template_tokens=llm.template_tokens)
-            if bare.tokens >= llm.context_length:
-                raise ConfigError(f"the prompt's own text takes {bare.tokens} tokens, and the model's context holds "
-                                  f"{llm.context_length}; raise llm.context_length")
-            raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
-                             f"model's context holds {llm.context_length}; ask a shorter question")
+            self._refuse_overlong_prompt(prompt, budget)
         if result.sources and not prompt.chunks_used:
-            # An answer would come from nothing the index holds. Whose fault: with a one-word question the best
-            # passage, the one the prompt takes first, would fit (the question's, 400 over HTTP), or not even then
-            # (the settings', 500).
-            beside_a_word = build_prompt(self.settings.prompt, "?", [result.sources[0].text],
-                                         count_tokens=llm.count_tokens, token_budget=budget,
-                                         chat_template=llm.chat_template, template_tokens=llm.template_tokens)
-            kept = (f"of the model's {llm.context_length}-token context, {answer_room} are kept for the answer "
-                    f"({'llm.max_new_tokens' if answer_room == self.settings.llm.max_new_tokens else 'max_new_tokens'})")
-            if beside_a_word.chunks_used:
-                raise InputError(f"no passage fits beside the question: {kept} and the question's prompt takes "
-                                 f"{prompt.tokens}; ask a shorter question")
-            raise ConfigError(f"no passage fits beside any question: {kept}, and the prompt's own text with the "
-                              f"best passage needs more; lower llm.max_new_tokens or raise llm.context_length")
+            self._refuse_prompt_without_passages(result, prompt, budget, answer_room)
         if prompt.chunks_dropped:
             result.notes.append(
                 f"{prompt.chunks_dropped} of {len(result.sources)} passages left out: they do not fit "
                 f"the model's {llm.context_length}-token context with {answer_room} tokens for the answer"
             )
             result.sources = result.sources[: prompt.chunks_used]
-        timings.prompt_tokens = prompt.tokens
+        result.timings.prompt_tokens = prompt.tokens
+        return prompt
+
+    def _refuse_overlong_prompt(self, prompt, budget: int) -> None:
+        """The prompt alone overflows the context. The question's fault only where a one-word one would fit: else
+        the settings' (a tiny context_length)."""
+        context_length = self.llm.context_length
+        bare = self._prompt("?", [], budget)
+        if bare.tokens >= context_length:
+            raise ConfigError(f"the prompt's own text takes {bare.tokens} tokens, and the model's context holds "
+                              f"{context_length}; raise llm.context_length")
+        raise InputError(f"the question is too long: its prompt alone takes {prompt.tokens} tokens, and the "
+                         f"model's context holds {context_length}; ask a shorter question")
+
+    def _refuse_prompt_without_passages(self, result: Answer, prompt, budget: int, answer_room: int) -> None:
+        """No passage fits: an answer would come from nothing the index holds. Whose fault: with a one-word question
+        the best passage, the one the prompt takes first, would fit (the question's, 400 over HTTP), or not even
+        then (the settings', 500)."""
+        beside_a_word = self._prompt("?", [result.sources[0].text], budget)
+        kept = (f"of the model's {self.llm.context_length}-token context, {answer_room} are kept for the answer "
+                f"({'llm.max_new_tokens' if answer_room == self.settings.llm.max_new_tokens else 'max_new_tokens'})")
+        if beside_a_word.chunks_used:
+            raise InputError(f"no passage fits beside the question: {kept} and the question's prompt takes "
+                             f"{prompt.tokens}; ask a shorter question")
+        raise ConfigError(f"no passage fits beside any question: {kept}, and the prompt's own text with the "
+                          f"best passage needs more; lower llm.max_new_tokens or raise llm.context_length")
+
+    def _stream(self, prompt: str, timings: Timings, on_token: Optional[Callable[[str], None]],
+                max_new_tokens: Optional[int], stop: Sequence[str], stop_signal: Optional[StopSignal]) -> list[str]:
+        """The answer's pieces as the model generates them, each passed on to ``on_token``; ``timings`` gets the
+        time to the first and to the last."""
         started = time.perf_counter()
         pieces = []
         stop = (stop,) if isinstance(stop, str) else tuple(stop)  # one text, not its characters
-        stream = llm.stream(prompt.text, max_new_tokens=max_new_tokens, stop=stop, stop_signal=stop_signal)
+        stream = self.llm.stream(prompt, max_new_tokens=max_new_tokens, stop=stop, stop_signal=stop_signal)
         # closed however it ends: an on_token that raised (stdout full, a reader gone) left the stream paused, held by
         # the error's traceback, and close() then refused to free the model under it, hiding the error
         with closing(stream):
@@ -434,26 +463,25 @@ class DocQA:
                 if on_token:
                     on_token(piece)
         timings.generation = time.perf_counter() - started
-        timings.tokens = llm.generated_tokens
+        return pieces
+
+    def _record_generation(self, timings: Timings, pieces: list[str]) -> None:
+        """The tokens the model generated, their rate and the backend, into ``timings``."""
+        timings.tokens = self.llm.generated_tokens
         decode_seconds = timings.generation - (timings.first_token or 0.0)
         # Only for an answer that came piece by piece: one piece (a server with llm.stream: false) holds every token,
         # and the time after it says nothing of their rate (88,939 tokens/s)
         if timings.tokens > 1 and decode_seconds > 0 and len(pieces) > 1:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
-        timings.backend = llm.name
-        result.model = llm.model_name
-        result.answer = "".join(pieces).strip()
-        if llm.reached_limit:
-            result.cut_off = True
-            # The limit, not the tokens counted: a server may send several tokens in one piece.
-            limit = llm.token_limit or llm.generated_tokens
-            fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
-                   else "the limit the question was asked with (max_new_tokens; an OpenAI client's max_tokens); "
-                        "ask with a higher one for more"
-                   if max_new_tokens and limit >= max_new_tokens
-                   else "the context had no more room: raise llm.context_length or lower retrieval.k")
-            result.notes.append(f"the answer stopped at its limit of {limit} token{'' if limit == 1 else 's'} and may be "
-                                f"cut short; {fix}")
-        if is_demo(self.settings.llm):
-            # the download into this config's models folder, named as the user runs docqa
-            result.notes.append(advice_for(DEMO_NOTE, self.advice_prog, self.settings.own_config))
+        timings.backend = self.llm.name
+
+    def _cut_off_note(self, max_new_tokens: Optional[int]) -> str:
+        """What an answer that stopped at its token limit says: the limit, and which setting raises it."""
+        # The limit, not the tokens counted: a server may send several tokens in one piece.
+        limit = self.llm.token_limit or self.llm.generated_tokens
+        fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
+               else "the limit the question was asked with (max_new_tokens; an OpenAI client's max_tokens); "
+                    "ask with a higher one for more"
+               if max_new_tokens and limit >= max_new_tokens
+               else "the context had no more room: raise llm.context_length or lower retrieval.k")
+        return f"the answer stopped at its limit of {limit} token{'' if limit == 1 else 's'} and may be cut short; {fix}"
