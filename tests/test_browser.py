@@ -235,7 +235,7 @@ def test_a_chosen_document_deleted_by_a_colleague_is_said_and_not_replaced_by_al
 
 def test_upload_and_delete_with_the_keyboard(browser, site, tmp_path, output_dir):
     """Enter on the drop zone did not open the file chooser, and the Delete buttons, hidden until hovered, were
-    skipped by the Tab key."""
+    skipped by the Tab key. The drop zone was a label, plain text to a screen reader: it holds a button, Add PDFs…"""
     report = write_pdf(tmp_path / "mu-annual-report.pdf", ["Mu Shipping owned 31 vessels in 2023."])
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     # Listened for from the start: Playwright turns the browser's file-chooser interception on when asked, and a
@@ -244,7 +244,7 @@ def test_upload_and_delete_with_the_keyboard(browser, site, tmp_path, output_dir
     page.on("filechooser", lambda chooser: choosers.append(chooser))
     page.goto(site)
     sync_api.expect(page.locator("#documents li")).to_have_count(2)
-    page.focus("#drop")
+    page.get_by_role("button", name="Add PDFs…", exact=True).focus()
     page.keyboard.press("Enter")
     deadline = time.monotonic() + 30
     while not choosers:
@@ -394,7 +394,7 @@ def test_escape_closes_the_page_before_it_stops_an_answer_and_never_from_a_text_
         sync_api.expect(page.locator("#documents li")).to_have_count(2)
         page.fill("#question", "dividend")
         page.click("#ask-each")  # a page is opened from the table while the next document is answered
-        first_page = page.locator("#each-rows tr").first.locator("td.link")
+        first_page = page.locator("#each-rows tr").first.locator("button.page-link")
         sync_api.expect(first_page).to_have_count(1, timeout=60_000)
         assert gate.started.wait(60)  # the second answer is in progress, held at the gate
         first_page.click()
@@ -586,7 +586,7 @@ def test_what_a_review_in_the_browser_found(browser, site, fact_project, tmp_pat
     phone.check("#retrieval-only")
     phone.fill("#question", "How much flour was milled?")
     phone.click("#ask-each")
-    sync_api.expect(phone.locator("#each-rows tr td.link")).to_have_count(4, timeout=60_000)
+    sync_api.expect(phone.locator("#each-rows tr button.page-link")).to_have_count(4, timeout=60_000)
     assert phone.evaluate("document.documentElement.scrollWidth") <= 390
     phone.screenshot(path=str(output_dir / "phone-table.png"), full_page=True)
     context.close()
@@ -626,3 +626,204 @@ def test_an_answer_stopped_part_way_still_shows_its_passages(browser, fact_proje
     finally:
         gate.gate.set()
         qa.close()
+
+
+# Every text a live region (a screen reader's running commentary) is given, in order: window.spoken
+LISTEN = """() => {
+  window.spoken = [];
+  new MutationObserver((records) => {
+    const regions = new Set();
+    for (const record of records) {
+      const node = record.target.nodeType === 1 ? record.target : record.target.parentElement;
+      const region = node && node.closest("[aria-live]:not([aria-live=off])");
+      if (region) regions.add(region);
+    }
+    for (const region of regions) window.spoken.push(region.textContent.trim());
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_the_build_panel_keeps_the_keyboard_and_says_each_change_once(browser, site, tmp_path, output_dir):
+    """The build panel was drawn anew at every look (every 4 s, 0.7 s during a build): a focused Delete file or
+    Dismiss lost the focus to the page's top, and a screen reader heard the panel (a live region) again and again
+    unchanged, the header too every 10 s. Its buttons were all 'Delete file' and 'Dismiss', the × 17 pixels wide;
+    dismissing a message lost the focus too."""
+    broken = tmp_path / "broken-report.pdf"
+    broken.write_bytes(write_pdf(tmp_path / "whole.pdf", ["Lambda Ports handled 9 million tonnes."]).read_bytes()[:300])
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    sync_api.expect(page.locator("#health")).to_contain_text("2 documents")
+    page.evaluate(LISTEN)
+    page.set_input_files("#file-input", str(broken))
+    delete = page.get_by_role("button", name="Delete file broken-report.pdf", exact=True)
+    sync_api.expect(delete).to_be_visible(timeout=300_000)
+    delete.focus()
+    for _ in range(2):  # looks as the timers take them, then one of the timer's own
+        page.evaluate("() => Promise.all([refreshBuilds(), refreshHealth()])")
+    page.wait_for_timeout(4500)
+    sync_api.expect(delete).to_be_focused()
+    spoken = [text for text in page.evaluate("window.spoken") if text]
+    assert spoken.count("Not indexed (upload): broken-report.pdf") == 1, spoken  # the build's end, said once
+    assert len(spoken) == len(set(spoken)), spoken  # and nothing said twice
+    dismiss = page.get_by_role("button", name="Dismiss build message", exact=True)
+    size = dismiss.bounding_box()
+    assert size["width"] >= 24 and size["height"] >= 24, size
+
+    page.keyboard.press("Enter")  # Delete file, confirmed: the box goes, the focus to the new build's ×
+    sync_api.expect(page.locator("#builds .build").first).to_contain_text(
+        "Deleted broken-report.pdf (it was not indexed)", timeout=120_000)
+    sync_api.expect(dismiss).to_be_focused()
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator("#builds .build")).to_have_count(0)
+    sync_api.expect(page.get_by_role("button", name="Add PDFs…", exact=True)).to_be_focused()
+
+
+def test_sources_the_cited_page_and_the_table_by_keyboard(browser, site, output_dir):
+    """Source cards were list items all named 'Show this page', opened by Enter but not Space, with the open card's
+    look for a focus ring; opening or turning a page said nothing; closing it lost the focus to the page's top; the
+    table's page cells took a click only; a finished answer, or table, was never said ('Answering…', then
+    nothing)."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    page.focus("#question")
+    page.keyboard.type("dividend")
+    page.keyboard.press("Enter")
+    announcer = page.locator("#announcer")
+    sync_api.expect(announcer).to_have_text(re.compile(r"^Answer ready, [1-9] sources?\.$"), timeout=120_000)
+    card = page.get_by_role("button", name="[1] beta-10k.pdf, page 3", exact=True)
+    card.focus()
+    ring = card.evaluate("b => ((s) => [s.outlineStyle, s.outlineWidth])(getComputedStyle(b.closest('.card')))")
+    assert ring[0] == "solid" and float(ring[1].removesuffix("px")) >= 2, ring
+    page.screenshot(path=str(output_dir / "card-focused.png"))
+
+    page.keyboard.press(" ")
+    sync_api.expect(page.locator("#viewer")).to_be_visible()
+    sync_api.expect(announcer).to_have_text("beta-10k.pdf, page 3 of 3")
+    sync_api.expect(card).to_be_focused()  # where the arrow keys turn the page
+    page.keyboard.press("ArrowLeft")
+    sync_api.expect(announcer).to_have_text("beta-10k.pdf, page 2 of 3")
+    page.get_by_role("button", name="Close page viewer", exact=True).focus()
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator("#viewer")).to_be_hidden()
+    sync_api.expect(card).to_be_focused()
+    page.keyboard.press("Enter")
+    sync_api.expect(page.locator("#viewer")).to_be_visible()
+    page.focus("#next")
+    page.keyboard.press("Escape")
+    sync_api.expect(page.locator("#viewer")).to_be_hidden()
+    sync_api.expect(card).to_be_focused()
+
+    page.check("#retrieval-only")
+    page.click("#ask-each")
+    sync_api.expect(announcer).to_have_text("Answers ready from 2 documents.", timeout=60_000)
+    show = page.get_by_role("button", name="Show page 3 of beta-10k.pdf", exact=True)
+    show.focus()
+    page.keyboard.press("Enter")
+    sync_api.expect(announcer).to_have_text("beta-10k.pdf, page 3 of 3")
+    page.get_by_role("button", name="Close page viewer", exact=True).click()
+    sync_api.expect(show).to_be_focused()
+
+
+def test_the_focus_after_stop_a_deletion_and_a_colleague_s_upload(browser, fact_project, tiny_gguf, tmp_path):
+    """Stop, hidden once the answer stopped, deleting a document, and any build's redrawing of the document list
+    each lost the keyboard focus to the page's top."""
+    from docqa.qa import DocQA
+    from tests.fixtures_server import GatedLLM
+
+    settings = fact_project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 8,
+                                           "context_length": 1024}, serve={"watch": False})
+    build_index(settings)
+    qa = DocQA(settings)
+    gate = qa.llm = GatedLLM(qa.llm)
+    try:
+        with live_server(create_app(settings, qa)) as site:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.goto(site)
+            sync_api.expect(page.locator("#documents li")).to_have_count(2)
+            page.fill("#question", "dividend")
+            page.click("#ask")
+            assert gate.started.wait(60)
+            page.focus("#stop")
+            page.keyboard.press("Enter")
+            sync_api.expect(page.locator("#status")).to_have_text("Stopped.")
+            sync_api.expect(page.locator("#question")).to_be_focused()
+            gate.gate.set()
+
+            page.get_by_role("button", name="Delete alpha-annual-report.pdf", exact=True).focus()
+            page.keyboard.press("Enter")  # confirmed: the focus goes to the next document's Delete
+            sync_api.expect(page.locator("#documents li")).to_have_count(1, timeout=60_000)
+            sync_api.expect(page.get_by_role("button", name="Delete beta-10k.pdf", exact=True)).to_be_focused()
+
+            box = page.get_by_role("checkbox", name="Ask only beta-10k.pdf", exact=True)
+            box.focus()
+            gamma = write_pdf(tmp_path / "gamma.pdf", ["Gamma Mills milled 3 tonnes."]).read_bytes()
+            uploaded = httpx.post(f"{site}/api/documents", files={"files": ("gamma.pdf", gamma, "application/pdf")},
+                                  timeout=30)  # a colleague's: the list is drawn anew under the focus
+            assert uploaded.status_code == 202, uploaded.text
+            sync_api.expect(page.locator("#documents li")).to_have_count(2, timeout=300_000)
+            sync_api.expect(box).to_be_focused()
+    finally:
+        gate.gate.set()
+        qa.close()
+
+
+def _contrast(css_color: str, background=(255, 255, 255)) -> float:
+    def luminance(rgb):
+        def channel(value):
+            value /= 255
+            return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+        r, g, b = (channel(v) for v in rgb)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    rgb = [int(v) for v in re.findall(r"\d+", css_color)[:3]]
+    light, dark = sorted((luminance(rgb), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_on_a_touch_screen_and_at_400_percent_zoom(browser, site, output_dir):
+    """On a phone Delete was unseen (shown on hover) yet took a tap on the row's end; buttons were under 24 pixels;
+    the borders of inputs and buttons were 1.35:1 against white; the question, answer and cited page had no
+    heading; at 320 x 256 the cited page and the document list shrank into scroll boxes a few lines high."""
+    context = browser.new_context(viewport={"width": 375, "height": 740}, has_touch=True)
+    page = context.new_page()
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    opacity = page.locator("#documents .delete").evaluate_all("bs => bs.map((b) => getComputedStyle(b).opacity)")
+    assert opacity == ["1", "1"]  # shown, without a hover a touch screen cannot give
+    edges = page.evaluate("""() => ["#question", "#doc-filter", "#select-none", "#add-pdfs", "#ask-each"]
+        .map((selector) => [selector, getComputedStyle(document.querySelector(selector)).borderTopColor])""")
+    assert all(_contrast(color) >= 3 for _, color in edges), [(s, c, round(_contrast(c), 2)) for s, c in edges]
+    page.check("#retrieval-only")
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    sync_api.expect(page.locator("#sources .card")).not_to_have_count(0, timeout=60_000)
+    small = page.evaluate("""() => [...document.querySelectorAll("button")].filter((b) => b.offsetParent)
+        .map((b) => [b.getAttribute("aria-label") || b.textContent, b.getBoundingClientRect()])
+        .filter(([, r]) => r.width < 24 || r.height < 24).map(([name, r]) => [name, r.width, r.height])""")
+    assert small == []
+    headings = page.evaluate("""() => [...document.querySelectorAll("h1, h2, h3, h4")].map((h) =>
+        [Number(h.tagName[1]), h.closest("#viewer, #ask-form, #result, #each, #documents-panel")?.id ?? null])""")
+    levels = [level for level, _ in headings]
+    assert all(b <= a + 1 for a, b in zip(levels, levels[1:])), headings
+    for part in ("ask-form", "result", "viewer", "each"):
+        assert [2, part] in headings, headings
+    page.screenshot(path=str(output_dir / "phone.png"), full_page=True)
+
+    page.set_viewport_size({"width": 320, "height": 256})  # 1280 x 1024 at 400 %
+    page.locator("#sources .card").first.click()
+    image = page.locator("#page-image")
+    sync_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
+    deadline = time.monotonic() + 30
+    while image.evaluate("img => img.complete && img.naturalWidth") == 0:
+        assert time.monotonic() < deadline, "the page image did not load"
+        time.sleep(0.1)
+    frame = page.locator("#page-frame").evaluate("f => [f.clientHeight, f.scrollHeight]")
+    assert frame[1] <= frame[0] + 1, frame  # the whole page, no scroll box inside the page
+    capped = page.locator("#documents").evaluate("l => getComputedStyle(l).maxHeight")
+    assert capped == "none" or float(capped.removesuffix("px")) >= 200, capped
+    page.screenshot(path=str(output_dir / "zoom-400.png"), full_page=True)
+    context.close()

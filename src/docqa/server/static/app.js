@@ -14,6 +14,7 @@ const state = {
   eachRows: [],           // [{document, answer, page}]
   eachQuestion: "",       // the question those rows answer
   seenBuilds: new Map(),  // build id → state last shown
+  buildsSeen: false,      // whether the builds were looked at once: those seen then are no news
   dismissed: new Set(),   // finished builds the user put away
   link: "",               // the hash of the question on screen ("#q=...&doc=...")
 };
@@ -115,6 +116,14 @@ function setStatus(text) {
   $("status").textContent = text;
 }
 
+// Said once, politely, to a screen reader (#announcer): what the page shows without a word of its own (an answer
+// complete, a page turned, a build finished). The same words again are told apart by a no-break space: a live
+// region whose text does not change says nothing.
+function announce(text) {
+  const region = $("announcer");
+  region.textContent = region.textContent === text ? text + "\u00a0" : text;
+}
+
 // What a look in the background found wrong: it does not take the place of what the user's own action said (the
 // server's "shutting down" became "Cannot reach the docqa server" a moment later)
 function setBackgroundStatus(text) {
@@ -141,6 +150,8 @@ function startQuestion() {
 
 function endQuestion() {
   state.controller = null;
+  // Stop, hidden now, had the keyboard: it goes to the question box rather than to the page's top
+  if (document.activeElement === $("stop")) $("question").focus();
   $("stop").hidden = true;
 }
 
@@ -180,6 +191,7 @@ async function ask(event, { fromLink = false } = {}) {
     });
     showAnswer(answer);
     setStatus("");
+    announce(answerReady(answer)); // once the answer is whole: never token by token
   } catch (error) {
     if (error.name === "AbortError") setStatus("Stopped.");
     else setStatus(error.message);
@@ -214,6 +226,12 @@ function showAnswer(answer) {
   renderSources(answer.sources);
 }
 
+function answerReady(answer) {
+  const count = answer.sources.length;
+  if (answer.answer === null) return count ? `${count} passage${count === 1 ? "" : "s"} found.` : "Nothing found.";
+  return `Answer ready, ${count} source${count === 1 ? "" : "s"}.`;
+}
+
 // A stopped answer's passages: they come with the answer's end, which never came. Searching again takes no model.
 async function showStoppedSources(question) {
   try {
@@ -228,19 +246,23 @@ function renderSources(sources) {
   const list = $("sources");
   list.textContent = "";
   sources.forEach((source, index) => {
-    const card = el("li", { class: "card", tabindex: "0", title: "Show this page" },
-      el("div", { class: "card-head" },
-        el("span", { class: "badge", text: `[${index + 1}]` }),
-        el("span", { class: "doc", text: source.document }),
-        el("span", { class: "muted", text: `page ${source.page_number}` })),
-      el("p", { class: "passage", text: source.text }));
-    const open = () => {
-      for (const other of list.children) other.classList.remove("active");
+    // A button (Enter and Space), named by its citation: every card was "Show this page" to a screen reader
+    const button = el("button", { type: "button", class: "open card-head",
+                                  "aria-label": `[${index + 1}] ${source.document}, page ${source.page_number}` },
+      el("span", { class: "badge", text: `[${index + 1}]` }),
+      el("span", { class: "doc", text: source.document }),
+      el("span", { class: "muted", text: `page ${source.page_number}` }));
+    const card = el("li", { class: "card", title: "Show this page" },
+      button, el("p", { class: "passage", text: source.text }));
+    card.addEventListener("click", () => { // the whole card takes a click; the button's comes here too
+      for (const other of list.children) {
+        other.classList.remove("active");
+        other.querySelector(".open").removeAttribute("aria-current");
+      }
       card.classList.add("active");
-      openPage(source.document, source.page_number, source.text);
-    };
-    card.addEventListener("click", open);
-    card.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
+      button.setAttribute("aria-current", "true");
+      openPage(source.document, source.page_number, source.text, button);
+    });
     list.append(card);
   });
 }
@@ -359,11 +381,7 @@ async function askEach() {
         const top = answer.sources[0];
         const shown = answer.answer ?? (top ? top.text : "");
         answerCell.textContent = shown;
-        pageCell.textContent = top ? String(top.page_number) : "";
-        if (top) {
-          pageCell.classList.add("link");
-          pageCell.addEventListener("click", () => openPage(name, top.page_number, top.text));
-        }
+        if (top) pageCell.append(pageButton(name, top));
         state.eachRows.push({ document: name, answer: shown, page: top ? top.page_number : "" });
       } catch (error) {
         if (error.name === "AbortError") throw error;
@@ -372,12 +390,21 @@ async function askEach() {
       }
     }
     setStatus("");
+    announce(`Answers ready from ${names.length} document${names.length === 1 ? "" : "s"}.`);
   } catch (error) {
     setStatus(error.name === "AbortError" ? "Stopped." : error.message);
   } finally {
     if (state.controller && state.controller.signal === signal) endQuestion();
     refreshHealth();
   }
+}
+
+// The cited page of a row: a button, which the keyboard reaches (a cell with a click handler was for the mouse only)
+function pageButton(name, top) {
+  const button = el("button", { type: "button", class: "page-link", text: String(top.page_number),
+                                "aria-label": `Show page ${top.page_number} of ${name}` });
+  button.addEventListener("click", () => openPage(name, top.page_number, top.text, button));
+  return button;
 }
 
 function csvCell(value) {
@@ -404,9 +431,10 @@ function downloadCSV() {
 
 // ------------------------------------------------------------------ page viewer
 
-async function openPage(name, page, highlight) {
+// opener: the button the page was opened with, where the keyboard goes back when the viewer closes
+async function openPage(name, page, highlight, opener) {
   const doc = state.documents.find((d) => d.name === name);
-  state.viewer = { document: name, page, pages: doc ? doc.pages : page, highlight, highlightPage: page };
+  state.viewer = { document: name, page, pages: doc ? doc.pages : page, highlight, highlightPage: page, opener };
   $("viewer").hidden = false;
   document.body.classList.add("viewing");
   if (matchMedia("(max-width: 900px)").matches) $("viewer").scrollIntoView({ block: "start" }); // one column
@@ -442,6 +470,7 @@ async function showPage() {
     image.alt = `${v.document}, page ${page}`;
     v.shown = page;
     labelPage(v, `page ${page} of ${v.pages}`);
+    announce(`${v.document}, page ${page} of ${v.pages}`); // the page opened or turned to, said once it is shown
   } catch (error) {
     if (call !== pageCalls) return;
     setStatus(`Page ${page} of ${v.document} cannot be shown: ${error.message}`);
@@ -474,6 +503,16 @@ function closeViewer() {
   state.viewer = null;
 }
 
+// The reader's close (× or Escape): the keyboard, in the viewer or nowhere, goes back to the card or table row the
+// page was opened from; hidden with the viewer, it was lost to the page's top
+function closeViewerByUser() {
+  const opener = state.viewer && state.viewer.opener;
+  const focused = document.activeElement;
+  const lost = !focused || focused === document.body || $("viewer").contains(focused);
+  closeViewer();
+  if (lost && opener && opener.isConnected) opener.focus();
+}
+
 // ------------------------------------------------------------------ documents
 
 function describeDocument(doc) {
@@ -487,6 +526,7 @@ function describeDocument(doc) {
 function renderDocuments() {
   const filter = $("doc-filter").value.trim().toLowerCase();
   const list = $("documents");
+  const kept = focusedDocument(list);
   list.textContent = "";
   for (const doc of state.documents) {
     if (filter && !doc.name.toLowerCase().includes(filter)) continue;
@@ -497,15 +537,35 @@ function renderDocuments() {
       state.lost = [];
       renderScope();
     });
-    const remove = el("button", { type: "button", class: "delete", title: `Delete ${doc.name}`, text: "Delete" });
+    const remove = el("button", { type: "button", class: "delete", "aria-label": `Delete ${doc.name}`, text: "Delete" });
     remove.addEventListener("click", () => deleteDocument(doc.name));
-    list.append(el("li", {},
+    list.append(el("li", { "data-name": doc.name },
       el("label", {}, box, el("span", { class: "doc", text: doc.name })),
       el("div", { class: "meta muted", text: describeDocument(doc) }),
       remove));
   }
-  if (!state.documents.length) list.append(el("li", { class: "muted", text: "Nothing indexed yet: drop PDFs above." }));
+  if (!state.documents.length) list.append(el("li", { class: "muted", text: "Nothing indexed yet: add PDFs above." }));
+  if (kept) refocusDocument(list, kept);
   renderScope();
+}
+
+// The list is drawn anew after each build: which document's control has the keyboard, to give it back after.
+// names: that document, then those after it, then those before it, nearest first (where it was deleted).
+function focusedDocument(list) {
+  const focused = document.activeElement;
+  const row = list.contains(focused) && focused.closest("li[data-name]");
+  if (!row) return focused === list ? { names: [], control: "input" } : null;
+  const names = [...list.querySelectorAll("li[data-name]")].map((li) => li.dataset.name);
+  const at = names.indexOf(row.dataset.name);
+  return { names: [...names.slice(at), ...names.slice(0, at).reverse()],
+           control: focused.matches(".delete") ? ".delete" : "input" };
+}
+
+function refocusDocument(list, kept) {
+  const rows = new Map([...list.querySelectorAll("li[data-name]")].map((li) => [li.dataset.name, li]));
+  const name = kept.names.find((n) => rows.has(n));
+  if (name) rows.get(name).querySelector(kept.control).focus();
+  else list.focus(); // no document left to go to: the list, which says it is empty
 }
 
 function renderScope() {
@@ -587,12 +647,20 @@ async function upload(files) {
 
 function failedNote(text) {
   const note = el("div", { class: "note error", text });
-  note.prepend(dismissButton(() => note.remove()));
+  note.prepend(dismissButton("Dismiss upload message", note));
   $("builds").prepend(note);
+  announce(text); // the build panel is no live region: it would be read again at each look
 }
 
-function dismissButton(onclick) {
-  return el("button", { type: "button", class: "dismiss", title: "Dismiss", "aria-label": "Dismiss", text: "×", onclick });
+// × that puts `box` away; the keyboard goes to the next message's ×, or to Add PDFs above, not to the page's top
+function dismissButton(label, box, onDismiss = () => {}) {
+  const button = el("button", { type: "button", class: "dismiss", title: label, "aria-label": label, text: "×" });
+  button.addEventListener("click", () => {
+    onDismiss();
+    box.remove();
+    if (document.activeElement === document.body) ($("builds").querySelector(".dismiss") || $("add-pdfs")).focus();
+  });
+  return button;
 }
 
 // What a build did, from its report once it is done: the files it was asked for are not what it changed
@@ -624,7 +692,7 @@ function renderBuild(build, latestDone) {
   const [title, kind] = buildTitle(build);
   const box = el("div", { class: `build ${kind}` });
   if (build.state === "done" || build.state === "failed") {
-    box.append(dismissButton(() => { state.dismissed.add(build.id); box.remove(); }));
+    box.append(dismissButton("Dismiss build message", box, () => state.dismissed.add(build.id)));
   }
   box.append(el("div", { text: title }));
   if (build.state === "running" || build.state === "queued") {
@@ -639,7 +707,8 @@ function renderBuild(build, latestDone) {
     const item = (s) => {
       const li = el("li", {}, el("b", { text: s.name }), `: ${s.reason}`);
       if (latestDone && !s.name.endsWith("/")) {
-        const remove = el("button", { type: "button", class: "delete-skipped", title: `Delete ${s.name}`, text: "Delete file" });
+        const remove = el("button", { type: "button", class: "delete-skipped", text: "Delete file",
+                                      "aria-label": `Delete file ${s.name}` });
         remove.addEventListener("click", () => deleteDocument(s.name));
         li.append(" ", remove);
       }
@@ -650,6 +719,46 @@ function renderBuild(build, latestDone) {
   return box;
 }
 
+// The boxes of the builds shown, each redrawn only where what it shows changed: redrawn at every look, they took
+// the keyboard focus from their Dismiss and Delete file buttons every few seconds. A box redrawn (or gone) under
+// the focus gives it to the same button in the new box, or to the box now in its place.
+function showBuilds(shown) {
+  const area = $("builds");
+  const focused = focusedBuild(area);
+  const old = new Map([...area.querySelectorAll(".build")].map((box) => [box.dataset.id, box]));
+  let next = area.querySelector(".build"); // where the next box goes: the upload notes stay above the builds
+  for (const [build, latestDone] of shown) {
+    const key = JSON.stringify([build, latestDone]);
+    let box = old.get(build.id);
+    if (box && drawnFrom.get(box) === key) old.delete(build.id); // kept as it is
+    else {
+      box = renderBuild(build, latestDone);
+      box.dataset.id = build.id;
+      drawnFrom.set(box, key);
+    }
+    if (box === next) next = box.nextElementSibling;
+    else area.insertBefore(box, next);
+  }
+  for (const gone of old.values()) gone.remove();
+  if (focused && document.activeElement === document.body) refocusBuild(area, focused);
+}
+
+const drawnFrom = new WeakMap(); // a build's box → what it was drawn from (the build, and whether the latest done)
+
+// The focused control in the build panel: its name, and the place of its box
+function focusedBuild(area) {
+  const focused = document.activeElement;
+  if (focused === area || !area.contains(focused)) return null;
+  return { name: focused.getAttribute("aria-label"), place: [...area.children].indexOf(focused.closest(".build, .note")) };
+}
+
+function refocusBuild(area, focused) {
+  const same = [...area.querySelectorAll("button")].find((button) => button.getAttribute("aria-label") === focused.name);
+  const inPlace = area.children[Math.min(focused.place, area.children.length - 1)];
+  const button = same || (inPlace && inPlace.querySelector("button"));
+  (button || area).focus();
+}
+
 let buildTimer = null;
 
 async function refreshBuilds() {
@@ -657,13 +766,13 @@ async function refreshBuilds() {
   let active = false;
   try {
     const builds = (await getJSON("/api/builds")).builds;
-    const area = $("builds");
-    for (const node of [...area.querySelectorAll(".build")]) node.remove();
     let finished = false;
+    const news = []; // what a screen reader is told: builds started or finished since the last look
     const latestDone = builds.find((build) => build.state === "done");
     // Shown: the builds under way and the latest finished one, which says what is true now (its skipped files are
     // all the folder leaves out); older ones reported problems since fixed, and pushed the list out of view
     const latestFinished = builds.find((build) => build.state === "done" || build.state === "failed");
+    const shown = [];
     for (const build of builds) {
       // A build finished since the last look, or one this page never saw running (another user's delete,
       // done between two looks): the document list may have changed.
@@ -672,10 +781,17 @@ async function refreshBuilds() {
       state.seenBuilds.set(build.id, build.state);
       const running = build.state === "queued" || build.state === "running";
       active = active || running;
+      // those of before the page was opened are no news; a build waiting, then running, is said once
+      if (state.buildsSeen && (before === undefined || (!running && before !== build.state))) {
+        news.push(buildTitle(build)[0]);
+      }
       if ((running || build === latestFinished) && !state.dismissed.has(build.id)) {
-        area.append(renderBuild(build, build === latestDone));
+        shown.push([build, build === latestDone]);
       }
     }
+    state.buildsSeen = true;
+    showBuilds(shown);
+    if (news.length) announce(news.join(". "));
     if (finished) {
       loadDocuments();
       refreshHealth(); // the header's count of documents
@@ -694,11 +810,16 @@ async function refreshHealth() {
     // the queue counts the question being answered too
     if (health.queue) parts.push(`${health.queue} question${health.queue === 1 ? "" : "s"} with the model, answered or waiting`);
     if (health.problem) parts.push(health.problem);
-    $("health").textContent = parts.join(" · ");
+    setHealth(parts.join(" · "));
     if ($("status").textContent === UNREACHABLE) setStatus(""); // the server is back
   } catch (error) {
-    $("health").textContent = error.message;
+    setHealth(error.message);
   }
+}
+
+// The header is a live region: written only when its words change, not read out again every 10 s
+function setHealth(text) {
+  if ($("health").textContent !== text) $("health").textContent = text;
 }
 
 // ------------------------------------------------------------------ wiring
@@ -716,16 +837,16 @@ function wire() {
   });
   $("skip").addEventListener("click", (event) => { event.preventDefault(); $("question").focus(); });
   $("ask-each").addEventListener("click", askEach);
-  $("stop").addEventListener("click", () => state.controller && state.controller.abort());
+  $("stop").addEventListener("click", () => state.controller && state.controller.abort()); // endQuestion moves the focus
   $("copy").addEventListener("click", copyAnswer);
   $("csv").addEventListener("click", downloadCSV);
   $("prev").addEventListener("click", () => turnPage(-1));
   $("next").addEventListener("click", () => turnPage(1));
-  $("close-viewer").addEventListener("click", closeViewer);
+  $("close-viewer").addEventListener("click", closeViewerByUser);
   document.addEventListener("keydown", (event) => {
     // A search box's own Escape clears it; from a checkbox or a button, Escape is the page's
     if (event.key === "Escape" && !event.target.matches("input[type=search], input[type=password], input[type=text]")) {
-      if (state.viewer && !event.target.closest("textarea")) { closeViewer(); return; }
+      if (state.viewer && !event.target.closest("textarea")) { closeViewerByUser(); return; }
       if (state.controller) { state.controller.abort(); return; } // stop the answer
     }
     if (!state.viewer || event.target.closest("textarea, input")) return;
@@ -735,9 +856,8 @@ function wire() {
   $("doc-filter").addEventListener("input", renderDocuments);
   $("select-none").addEventListener("click", () => { state.chosen.clear(); state.lost = []; renderDocuments(); });
   const drop = $("drop");
-  drop.addEventListener("keydown", (event) => { // a label opens the file chooser on a click only
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("file-input").click(); }
-  });
+  // A click anywhere in the zone opens the file chooser; Add PDFs… in it is the keyboard's and screen reader's way
+  drop.addEventListener("click", () => $("file-input").click());
   $("file-input").addEventListener("change", (event) => { upload(event.target.files); event.target.value = ""; });
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
