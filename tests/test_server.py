@@ -510,11 +510,42 @@ def test_the_watcher_builds_an_index_deleted_while_serving(own_index):
             health = client.get("/api/health").json()
             assert health["index"]["documents"] == 2 or health["problem"] is None  # the old index, or already rebuilt
             if health["problem"] is not None:
-                assert health["problem"].endswith("is gone; these answers come from the index as it was before")
+                assert health["problem"].startswith("the index folder (paths.vectorstore) ")  # is gone, or rebuilt
+                assert health["problem"].endswith("; these answers come from the index as it was before")
                 assert len(listed(client)) == 2
             wait_until(lambda: len(client.get("/api/builds").json()["builds"]) == 1 + deletion
                        and client.get("/api/builds").json()["builds"][0]["state"] == "done", 300)
             assert client.get("/api/health").json()["problem"] is None and len(listed(client)) == 2
+
+
+def test_an_index_deleted_by_hand_answers_from_the_old_one_until_its_rebuild_is_done(own_index):
+    """Once the watcher's rebuild had committed its first document, the server answered from that document alone,
+    and health said "ok"."""
+    import shutil
+
+    from docqa.server.engine import Engine
+
+    project, settings = own_index
+    engine = Engine(settings, retrieval_only=True)
+    building = [False]
+    engine.building = lambda: building[0]
+    try:
+        shutil.rmtree(settings.path(settings.paths.vectorstore))
+        engine.reload(if_stale=True)
+        moved = project.data / "beta-10k.pdf"
+        moved.rename(project.root / "beta-10k.pdf")
+        building[0] = True
+        build_index(settings)  # what the rebuild has committed so far: the first document
+        with engine.borrow() as qa:
+            assert len(qa.documents()) == 2
+        assert engine.problem.startswith("the index folder (paths.vectorstore) was deleted and is being built again")
+        building[0] = False
+        engine.reload()  # the build is done
+        with engine.borrow() as qa:
+            assert [record.name for record in qa.documents()] == ["alpha-annual-report.pdf"]
+        assert engine.problem is None
+    finally:
+        engine.close()
 
 
 def test_a_broken_index_and_a_page_that_cannot_be_drawn_are_said_not_500(own_index, make_pdf):

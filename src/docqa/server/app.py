@@ -44,6 +44,7 @@ def create_app(
     engine = Engine(settings, qa, retrieval_only=retrieval_only)
     queue = GenerationQueue(settings.serve.max_waiting)
     builder = Builder(settings, on_changed=engine.reload)
+    engine.building = lambda: builder.busy
     watcher = Watcher(builder, settings.serve.watch_interval) if (settings.serve.watch if watch is None else watch) else None
 
     @asynccontextmanager

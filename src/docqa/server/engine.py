@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from docqa.errors import DocqaError, IndexNotFoundError
 from docqa.qa import DocQA
@@ -41,6 +41,10 @@ class Engine:
             self.llm = create_llm(settings.llm, settings.root)
         # Why the index on disk is not the one answering (built outside the server with other settings, say)
         self.problem: Optional[str] = None
+        # Whether this server's builder has a build under way (the app sets it): an index folder deleted by hand is
+        # built again from its first document, and the old index answers until that build is done
+        self.building: Callable[[], bool] = lambda: False
+        self._gone = False
         self._qa = qa if qa is not None else self._open()
 
     def _open(self) -> Optional[DocQA]:
@@ -67,7 +71,9 @@ class Engine:
 
     def _stale(self) -> bool:
         qa = self._qa
-        return qa is None or (qa.store is not None and not qa.store.is_current())
+        # An index folder deleted by hand and built again may look current to the old snapshot (the same
+        # generation and version numbers): until it is taken up, every request looks
+        return qa is None or self._gone or (qa.store is not None and not qa.store.is_current())
 
     @property
     def backend(self) -> Optional[str]:
@@ -102,21 +108,26 @@ class Engine:
 
     def reload(self, *, if_stale: bool = False) -> None:
         """See the index as it is now (after a build); the model stays loaded. ``if_stale``: unless another request
-        has reloaded it meanwhile. Where the index on disk cannot be opened, or is gone, the one open goes on
-        answering and ``problem`` says why."""
+        has reloaded it meanwhile, and not while an index folder deleted by hand is being built again (its first
+        documents alone answered, and health said "ok"). Where the index on disk cannot be opened, or is gone, the
+        one open goes on answering and ``problem`` says why."""
         with self._reloading:  # one at a time: a slower reload must not put back the state before a faster one's
             if if_stale and not self._stale():
                 return
             had_one = self._qa is not None
+            if if_stale and self._gone and had_one and self.building():
+                self._report("the index folder (paths.vectorstore) was deleted and is being built again", had_one)
+                return
             try:
                 fresh = self._open()
             except DocqaError as error:
                 self._report(f"the index cannot be opened by this server ({error})", had_one)
                 raise
             if fresh is None and had_one:  # the index folder deleted: keep answering until it is built again
+                self._gone = True
                 self._report("the index folder (paths.vectorstore) is gone", had_one)  # no server path to clients
                 return
-            self.problem = None
+            self.problem, self._gone = None, False
             with self._state:
                 old, self._qa = self._qa, fresh
                 idle = old is not None and id(old) not in self._users
