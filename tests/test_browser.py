@@ -289,6 +289,13 @@ def test_notes_the_documents_searched_and_a_link_that_keeps_them(browser, site, 
     sync_api.expect(colleague.locator("#searched")).to_have_text(
         "Searched the 1 document chosen: beta-10k.pdf (no passage found mentions Puma, which the question names)")
     sync_api.expect(colleague.locator("#notes")).to_contain_text("no passage found mentions Puma")
+    # what no filing of a named company is, as on the command line
+    colleague.locator("#documents li", has_text="beta-10k.pdf").locator("input").uncheck()
+    colleague.fill("#question", "What did Alpha's 10-Q say about its staff?")
+    colleague.click("#ask")
+    sync_api.expect(colleague.locator("#searched")).to_have_text(
+        "Searched the 1 document named in the question: alpha-annual-report.pdf (no Alpha 10-Q is indexed)")
+    sync_api.expect(colleague.locator("#notes")).to_contain_text("no Alpha 10-Q is indexed: the passages come from")
 
 
 def test_on_a_phone_the_question_comes_first_and_the_cited_page_is_shown(browser, site, output_dir):

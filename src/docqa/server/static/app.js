@@ -277,7 +277,10 @@ function searchedText(searched) {
   const lacking = unmentioned.length
     ? ` (no passage found mentions ${unmentioned.join(" or ")}, which the question names)`
     : "";
-  return scopeText(searched, count, names) + lacking;
+  // what the question asks of a named company that none of its filings is ("no Best Buy filing reports 2019")
+  const unmet = searched.unmet || [];
+  const without = unmet.length ? ` (${unmet.join("; ")})` : "";
+  return scopeText(searched, count, names) + without + lacking;
 }
 
 function scopeText(searched, count, names) {
