@@ -40,6 +40,23 @@ def writable(fact_project):
         yield fact_project, client
 
 
+def test_advice_said_to_clients_names_the_config_file_without_the_server_s_folders(built_fact_index, tmp_path):
+    """Every client on the LAN read "python download_model.py --config /srv/team/team.yml" in answers' notes and
+    build errors: the server's own path."""
+    from docqa.errors import DocqaError, advising
+
+    (tmp_path / "team").mkdir()
+    config = built_fact_index.write_config(tmp_path / "team" / "team.yml", serve={"watch": False})
+    settings = load_settings(config)
+    app = create_app(settings, retrieval_only=True)
+    served = app.state.engine.settings
+    assert (served.own_config, settings.own_config) == ("team.yml", str(config))  # the caller's are left as they were
+    with pytest.raises(DocqaError) as error, advising(served):
+        raise DocqaError("settings changed since the index was built; run: python db_build.py --rebuild")
+    assert str(error.value).endswith("run: python db_build.py --config team.yml --rebuild")
+    assert str(tmp_path) not in str(error.value)
+
+
 # ---------------------------------------------------------------- who may talk to it
 
 

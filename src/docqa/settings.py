@@ -8,6 +8,7 @@ settings without a file.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import string
 from pathlib import Path
@@ -348,6 +349,7 @@ class Settings(Section):
     serve: Serve = Field(default_factory=Serve, description="The web app and HTTP API (docqa serve).")
     _root: Path = PrivateAttr(default_factory=Path.cwd)  # settings made in code: paths count from where it runs
     _file: Optional[Path] = PrivateAttr(None)
+    _advised_config: Optional[str] = PrivateAttr(None)  # the --config advice names, where not ``_file`` itself
     _file_index: Optional[dict] = PrivateAttr(None)  # the index's sections as load_settings read them (no overrides)
 
     @property
@@ -368,7 +370,17 @@ class Settings(Section):
     def own_config(self) -> Optional[str]:
         """The settings file these came from where the scripts would not read it by themselves (not this
         checkout's config.yml): the ``--config`` their advice must name."""
-        return str(self._file) if self._file is not None and self._file != CHECKOUT_CONFIG else None
+        if self._file is None or self._file == CHECKOUT_CONFIG:
+            return None
+        return self._advised_config or str(self._file)
+
+    def advised_to_clients(self) -> "Settings":
+        """These settings, with advice naming their file by its path in the project folder (``team.yml``): a server
+        says its advice to every client, and named the server's own path in it (``--config /srv/docqa/team.yml``)."""
+        copy = self.model_copy()
+        if self.own_config is not None:
+            copy._advised_config = os.path.relpath(self.own_config, self.root)
+        return copy
 
     def path(self, value: Path) -> Path:
         """Resolve a configured path against the project root."""

@@ -41,6 +41,7 @@ def create_app(
     from docqa.server import api, chat
 
     check_cors(settings.serve.cors_origins, token, settings.serve.token_env)  # before the model loads for minutes
+    settings = settings.advised_to_clients()
     engine = Engine(settings, qa, retrieval_only=retrieval_only)
     queue = GenerationQueue(settings.serve.max_waiting)
     builder = Builder(settings, on_changed=engine.reload)
