@@ -1147,3 +1147,21 @@ def test_stopping_the_server_interrupts_the_build_under_way(fact_project):
     assert (build.state, build.error.split(":")[0]) == ("failed", "interrupted"), (build.state, build.error)
     report = build_index(fact_project.settings)  # the next build finds what was finished kept, and does the rest
     assert report.added and len(report.added) < 14 and report.unchanged >= 1
+
+
+def test_an_upload_indexed_by_the_build_before_its_own_says_so(fact_project):
+    """Two colleagues' uploads at once: the first build read the folder after both files were placed and indexed
+    both; the second upload's build said only "up to date: 3 files unchanged", never that its file was indexed."""
+    from docqa.server.builds import Builder
+
+    builder = Builder(fact_project.settings, on_changed=lambda: None)
+    builder.start()
+    try:
+        write_pdf(fact_project.data / "gamma.pdf", ["Gamma Freight moved 9 million parcels."])
+        first = builder.request("upload", ["beta-10k.pdf"])  # the folder as it is now: gamma.pdf is in it
+        assert builder.wait(first, 300) and "gamma.pdf" in first.report["added"]
+        second = builder.request("upload", ["gamma.pdf"])
+        assert builder.wait(second, 300)
+        assert second.report["summary"].startswith("gamma.pdf: done by the build before this one; up to date")
+    finally:
+        builder.close()

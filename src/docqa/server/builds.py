@@ -243,7 +243,8 @@ class Builder:
         if isinstance(outcome, BuildFailure):
             build.state, build.error = "failed", outcome.message
             return
-        build.report = outcome
+        # (an upload's files only: a deleted file the index never held is in no report either)
+        build.report = _with_earlier_work(outcome, build.files) if build.trigger == "upload" else outcome
         if outcome["changed"]:
             try:
                 self._on_changed()
@@ -251,6 +252,19 @@ class Builder:
                 build.state, build.error = "failed", f"built, but the index cannot be opened: {error}"
                 return
         build.state = "done"
+
+
+def _with_earlier_work(report: dict, files: list[str]) -> dict:
+    """The report, saying which of the files this build was asked for the build before it had already done: a
+    colleague's upload placed while another build read the folder was indexed by that one, and its own build said
+    only "up to date: 5 files unchanged"."""
+    handled = {*report.get("added", []), *report.get("updated", []), *report.get("renamed", []),
+               *report.get("removed", []), *report.get("duplicates", {}), *(item["name"] for item in report["skipped"])}
+    earlier = [name for name in files if name not in handled]
+    if not earlier:
+        return report
+    said = ", ".join(name_as_text(name) for name in earlier)
+    return {**report, "summary": f"{said}: done by the build before this one; {report['summary']}"}
 
 
 @dataclass
