@@ -447,6 +447,23 @@ def test_a_build_from_the_command_line_while_serving_is_seen_at_the_next_request
         assert client.get("/api/health").json()["index"]["documents"] == len(before)
 
 
+def test_a_page_asked_for_as_its_document_is_deleted_is_not_found_not_damaged(own_index, monkeypatch):
+    """A page shown while a colleague deleted its document: 422 "changed or damaged since it was indexed?"."""
+    from docqa.errors import DocumentError
+    from docqa.server import api
+
+    project, settings = own_index
+
+    def deleted_while_opening(path, *args, **kwargs):
+        path.unlink()
+        raise DocumentError(path, "cannot be opened to render (Failed to load document)")
+
+    monkeypatch.setattr(api, "render_page", deleted_while_opening)
+    with local_client(create_app(settings, retrieval_only=True)) as client:
+        page = client.get("/api/documents/beta-10k.pdf/pages/1.png")
+    assert page.status_code == 404 and page.json() == {"error": "beta-10k.pdf is no longer in the data folder"}
+
+
 def test_an_index_built_with_other_settings_while_serving_is_said_in_every_answer(own_index):
     """A colleague's rebuild with other settings: the server went on answering from the deleted index it had open,
     its health 'ok' and its answers without a word; once the index was rebuilt right, it waited a minute more."""

@@ -299,6 +299,8 @@ def page_image(name: str, page_number: int, request: Request, highlight: Optiona
     try:
         png = render_page(path, page_number, highlight=highlight, scale=scale)
     except DocumentError:  # its message holds the server's own path, which is not the client's business
+        if not path.is_file():  # deleted while it was being opened (a colleague's delete)
+            return JSONResponse({"error": f"{name} is no longer in the data folder"}, status_code=404)
         return JSONResponse({"error": f"{name} cannot be opened to render its page (changed or damaged since it "
                                       "was indexed?)"}, status_code=422)
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
