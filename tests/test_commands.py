@@ -109,6 +109,23 @@ def test_a_copy_of_an_indexed_file_is_listed_and_found_by_its_name(fact_project,
     assert "no indexed document matches" in capsys.readouterr().err
 
 
+def test_list_says_what_each_document_is_read_as(fact_project, capsys):
+    """A question narrowed oddly, and nothing showed what company, form and period docqa had read each file as."""
+    from tests.support.pdfs import write_pdf
+
+    write_pdf(fact_project.data / "q2.pdf", ["FORM 10-Q\nFor the quarterly period ended July 29, 2023\nBEST BUY CO., "
+                                            "INC.\n(Exact name of registrant as specified in its charter)"])
+    assert main(["build", *fact_project.args()]) == 0
+    capsys.readouterr()
+    assert main(["list", "--json", *fact_project.args()]) == 0
+    labels = {record["name"]: record["label"] for record in json.loads(capsys.readouterr().out)}
+    assert labels == {"alpha-annual-report.pdf": "", "beta-10k.pdf": "", "q2.pdf": "BEST BUY 10-Q 2023"}
+    assert main(["list", *fact_project.args()]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("q2.pdf\t1 pages") and lines[2].endswith("\tBEST BUY 10-Q 2023")
+    assert lines[0].endswith("\t-")  # nothing read from its first page
+
+
 def test_main_py_and_db_build_py_take_subcommands_too(built_fact_index, capsys):
     assert ask_main(["list", *built_fact_index.args()]) == 0
     assert build_main(["list", *built_fact_index.args()]) == 0

@@ -505,17 +505,22 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 def list_documents(args: argparse.Namespace) -> int:
     from docqa.storage import open_reader
 
+    from docqa.profiles import describe
+
     with open_reader(_settings(args)) as store:
-        documents, copies = store.documents(), store.copies()
+        documents, copies, first_pages = store.documents(), store.copies(), store.first_page_texts()
+    # What the first page says each is (company, form, period): what a question naming them is matched against
+    labels = {record.name: describe(first_pages.get(record.name, "")).label for record in documents}
     copies_of: dict[str, list[str]] = {}
     for copy, twin in sorted(copies.items()):
         copies_of.setdefault(twin, []).append(copy)
     if args.json:
-        print(json.dumps([{**record.__dict__, "copies": copies_of.get(record.name, [])} for record in documents],
-                         indent=2))
+        print(json.dumps([{**record.__dict__, "label": labels[record.name], "copies": copies_of.get(record.name, [])}
+                          for record in documents], indent=2))
         return 0
     for record in documents:
-        print(f"{shown(record.name)}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}")
+        print(f"{shown(record.name)}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}\t"
+              f"{labels[record.name] or '-'}")
         for copy in copies_of.get(record.name, []):  # files with the same content: indexed once, under this name
             print(f"{shown(copy)}\tthe same file as {shown(record.name)}, indexed once")
     print(f"{len(documents)} documents, {sum(r.pages for r in documents)} pages, {sum(r.chunks for r in documents)} chunks")
