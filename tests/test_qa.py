@@ -458,6 +458,22 @@ def test_bad_arguments_are_input_errors(built_fact_index, arguments, message):
                 method(question, **arguments)
 
 
+def test_doc_may_be_a_path_to_a_file_of_the_data_folder(built_fact_index, monkeypatch, tmp_path):
+    """doc=Path("data/beta-10k.pdf") was refused as no file-name pattern."""
+    from pathlib import Path
+
+    from docqa.errors import InputError
+
+    with DocQA.from_config(built_fact_index.config, retrieval_only=True) as qa:
+        data = qa.settings.path(qa.settings.paths.data)
+        monkeypatch.chdir(data.parent)
+        for doc in (data / "beta-10k.pdf", Path(data.name) / "beta-10k.pdf", Path("beta-10k.pdf"),
+                    [Path("beta-10k.pdf")]):
+            assert qa.ask(QUESTION, doc=doc).searched.documents == ("beta-10k.pdf",), doc
+        with pytest.raises(InputError, match=r"doc .*elsewhere.pdf: not in the data folder"):
+            qa.retrieve(QUESTION, doc=tmp_path / "elsewhere.pdf")
+
+
 # ---------------------------------------------------------------- found by a developer's review (session 35)
 
 

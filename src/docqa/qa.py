@@ -11,6 +11,7 @@ answers any number of questions::
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -264,9 +265,24 @@ class DocQA:
                doc: Optional[str | Sequence[str]] = None) -> tuple[list[Source], Searched]:
         """The k best passages, and which documents were searched."""
         with self._in_use():
+            doc = self._as_patterns(doc)
             check_arguments(question, k, doc)
             result = self.retriever.search(question, k, doc)
         return [Source.from_hit(hit) for hit in result.hits], result.searched
+
+    def _as_patterns(self, doc):
+        """``doc`` with each file given as a path (``Path("reports/nke-20190531.pdf")``) as the name it is indexed
+        under, relative to the data folder: a Path was refused as no pattern."""
+        if isinstance(doc, (list, tuple)):
+            return type(doc)(self._as_patterns(item) for item in doc)
+        if not isinstance(doc, os.PathLike):
+            return doc
+        data = self.settings.path(self.settings.paths.data).resolve()
+        # from where the program runs, else from the data folder (a name as the index has it)
+        for path in (Path(doc).expanduser().resolve(), (data / Path(doc).expanduser()).resolve()):
+            if path.is_relative_to(data) and path != data:
+                return path.relative_to(data).as_posix()
+        raise InputError(f"doc {doc}: not in the data folder ({data}); give a file of it, or a file-name pattern")
 
     @contextmanager
     def _in_use(self):
