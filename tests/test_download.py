@@ -500,3 +500,20 @@ def test_download_command_for_a_missing_model(model_path, command):
     from docqa.llm.catalog import download_command
 
     assert download_command(Path(model_path)) == command
+
+
+def test_fetch_model_checks_what_is_there_for_a_python_caller(fake_hub, tmp_path):
+    """Only the command line checked the file already in place and the models folder: from Python an empty file
+    counted as the model, and a models folder that is a file failed deep inside the download."""
+    from docqa.download import fetch_model
+    from docqa.errors import ConfigError, InputError
+    from docqa.llm.catalog import GGUF_MODEL
+
+    folder = tmp_path / "models"
+    assert fetch_model(GGUF_MODEL, folder) == (folder / GGUF_MODEL.filename, True)
+    (folder / GGUF_MODEL.filename).write_bytes(b"")
+    with pytest.raises(InputError, match="is there but is not a GGUF or GGML model file"):
+        fetch_model(GGUF_MODEL, folder)
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(ConfigError, match="which is a file, not a folder"):
+        fetch_model(GGUF_MODEL, tmp_path / "a-file")

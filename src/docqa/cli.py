@@ -737,64 +737,19 @@ def _download_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("download", "Download a chat model (Llama-2-7B-Chat by default) into the models folder.", _download_arguments)
 def download_model(args: argparse.Namespace) -> int:
-    from docqa.download import download
+    from docqa.download import fetch_model
     from docqa.llm.catalog import chosen_model
 
     model = chosen_model(ggml=args.ggml, quant=args.quant, repo=args.repo, file=args.file)
     settings = _settings(args)
-    folder = settings.path(settings.paths.models)
-    target = folder / model.filename
-    if os.path.lexists(target) and not target.is_file():
-        what = "a folder" if target.is_dir() else "a link to nothing" if target.is_symlink() else "not a file"
-        raise InputError(f"{target} is {what}, where the model file would go; move it away and download again")
-    if target.is_file():
-        _check_model_file(target)
-        print(f"{target} is already present; nothing to download")
-        path = target
-    else:
-        _check_models_folder(folder)  # before the hub is asked for gigabytes
-        path = download(model, folder)
-        print(f"saved {path}")
+    path, fetched = fetch_model(model, settings.path(settings.paths.models))
+    print(f"saved {path}" if fetched else f"{path} is already present; nothing to download")
     if path != settings.path(settings.llm.model_path):
         advice = f"set llm.model_path: {path}"
         if args.repo:  # another model family: its own chat template, not Llama-2's [INST] or the card's text
             advice += " and prompt.format: gguf"
         print(f"to use it, {advice} in the configuration")
     return 0
-
-
-def _check_models_folder(folder: Path) -> None:
-    from docqa.errors import ConfigError
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        blocking = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), folder)
-        where = "which is a file" if blocking == folder else f"under {blocking}, which is a file"
-        raise ConfigError(f"paths.models is {folder}, {where}, not a folder; point paths.models in "
-                          "config.yml at a folder") from None
-    except OSError as error:
-        raise ConfigError(f"cannot make the models folder {folder}: {error.strerror}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write to the models folder {folder}; point paths.models in config.yml at a "
-                          "folder you can write to")
-
-
-def _check_model_file(path: Path) -> None:
-    """A file already at the download's place must be a whole model: an empty, foreign or cut-off file is no reason
-    to skip the download."""
-    from docqa.errors import ConfigError, LLMError
-    from docqa.llm.factory import detect_format
-    from docqa.llm.gguf_size import cut_short
-
-    try:
-        short = cut_short(path) if detect_format(path) == "gguf" else None
-    except (OSError, ConfigError, LLMError):  # not a model file; a GGUF header that cannot be read
-        raise InputError(f"{path} is there but is not a GGUF or GGML model file (an interrupted copy?); delete "
-                         "it and download again") from None
-    if short:
-        raise InputError(f"{path} is there but cut short ({short[0]:,} of its {short[1]:,} bytes: an interrupted "
-                         "copy?); delete it and download again")
 
 
 # ---------------------------------------------------------------- serve

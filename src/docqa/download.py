@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote, urlsplit
 
-from docqa.errors import DocqaError
+from docqa.errors import ConfigError, DocqaError, InputError, LLMError
 from docqa.llm.base import describe
 from docqa.llm.catalog import ModelFile
 from docqa.locks import locked_or_refused
@@ -39,6 +39,21 @@ class _Restart(Exception):
 
 class _Refused(Exception):
     """The hub (or the storage it sends to) will not give the file: its reason, in the user's terms."""
+
+
+def fetch_model(model: ModelFile, folder: Path) -> tuple[Path, bool]:
+    """The model file in ``folder``: downloaded (True) unless a whole one is there already (False). A folder or a
+    broken link in its place, a file there that is no whole model, or a models folder that cannot be written is
+    refused before the hub is asked for gigabytes."""
+    target = folder / model.filename
+    if os.path.lexists(target) and not target.is_file():
+        what = "a folder" if target.is_dir() else "a link to nothing" if target.is_symlink() else "not a file"
+        raise InputError(f"{target} is {what}, where the model file would go; move it away and download again")
+    if target.is_file():
+        _check_model_file(target)
+        return target, False
+    _check_models_folder(folder)
+    return download(model, folder), True
 
 
 def download(model: ModelFile, folder: Path) -> Path:
@@ -277,3 +292,34 @@ def _with_root_cause(error: BaseException) -> str:
         root = root.__cause__
     said, cause = describe(error), describe(root)
     return said if root is error or cause in said else f"{said} ({cause})"
+
+
+def _check_models_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), folder)
+        where = "which is a file" if blocking == folder else f"under {blocking}, which is a file"
+        raise ConfigError(f"paths.models is {folder}, {where}, not a folder; point paths.models in "
+                          "config.yml at a folder") from None
+    except OSError as error:
+        raise ConfigError(f"cannot make the models folder {folder}: {error.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to the models folder {folder}; point paths.models in config.yml at a "
+                          "folder you can write to")
+
+
+def _check_model_file(path: Path) -> None:
+    """A file already at the download's place must be a whole model: an empty, foreign or cut-off file is no reason
+    to skip the download."""
+    from docqa.llm.factory import detect_format
+    from docqa.llm.gguf_size import cut_short
+
+    try:
+        short = cut_short(path) if detect_format(path) == "gguf" else None
+    except (OSError, ConfigError, LLMError):  # not a model file; a GGUF header that cannot be read
+        raise InputError(f"{path} is there but is not a GGUF or GGML model file (an interrupted copy?); delete "
+                         "it and download again") from None
+    if short:
+        raise InputError(f"{path} is there but cut short ({short[0]:,} of its {short[1]:,} bytes: an interrupted "
+                         "copy?); delete it and download again")
