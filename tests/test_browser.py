@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -599,9 +600,29 @@ def test_what_a_review_in_the_browser_found(browser, site, fact_project, tmp_pat
     context.close()
 
 
+@contextmanager
+def site_with_gated_model(fact_project, tiny_gguf, gated=None):
+    """A server on the fact project with the random-weight model behind a gate (``gated``: a GatedLLM class), so that
+    a test can hold an answer part way; yields the site's address and the gate."""
+    from docqa.qa import DocQA
+    from tests.fixtures_server import GatedLLM
+
+    settings = fact_project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 8,
+                                           "context_length": 1024}, serve={"watch": False})
+    build_index(settings)
+    qa = DocQA(settings)
+    gate = qa.llm = (gated or GatedLLM)(qa.llm)
+    try:
+        with live_server(create_app(settings, qa)) as site:
+            yield site, gate
+            gate.gate.set()  # a held generation ends at its next token, before the server stops
+    finally:
+        gate.gate.set()
+        qa.close()
+
+
 def test_an_answer_stopped_part_way_still_shows_its_passages(browser, fact_project, tiny_gguf):
     """The passages come with the answer's end: a stopped answer showed an empty Sources heading."""
-    from docqa.qa import DocQA
     from tests.fixtures_server import GatedLLM
 
     class OneTokenThenWaits(GatedLLM):
@@ -612,27 +633,17 @@ def test_an_answer_stopped_part_way_still_shows_its_passages(browser, fact_proje
             self.gate.wait(120)
             yield from tokens
 
-    settings = fact_project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 8,
-                                           "context_length": 1024}, serve={"watch": False})
-    build_index(settings)
-    qa = DocQA(settings)
-    gate = qa.llm = OneTokenThenWaits(qa.llm)
-    try:
-        with live_server(create_app(settings, qa)) as site:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(site)
-            page.fill("#question", "dividend")
-            page.click("#ask")
-            assert gate.started.wait(60)
-            sync_api.expect(page.locator("#answer")).not_to_have_text("", timeout=30_000)
-            page.click("#stop")
-            sync_api.expect(page.locator("#status")).to_have_text("Stopped.")
-            sync_api.expect(page.locator("#sources .card").first).to_contain_text("beta-10k.pdf", timeout=30_000)
-            sync_api.expect(page.locator("#copy")).to_be_disabled()  # the answer is not whole
-            gate.gate.set()  # the stopped generation ends at its next token, before the server stops
-    finally:
-        gate.gate.set()
-        qa.close()
+    with site_with_gated_model(fact_project, tiny_gguf, OneTokenThenWaits) as (site, gate):
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(site)
+        page.fill("#question", "dividend")
+        page.click("#ask")
+        assert gate.started.wait(60)
+        sync_api.expect(page.locator("#answer")).not_to_have_text("", timeout=30_000)
+        page.click("#stop")
+        sync_api.expect(page.locator("#status")).to_have_text("Stopped.")
+        sync_api.expect(page.locator("#sources .card").first).to_contain_text("beta-10k.pdf", timeout=30_000)
+        sync_api.expect(page.locator("#copy")).to_be_disabled()  # the answer is not whole
 
 
 # Every text a live region (a screen reader's running commentary) is given, in order: window.spoken
@@ -737,45 +748,33 @@ def test_sources_the_cited_page_and_the_table_by_keyboard(browser, site, output_
 def test_the_focus_after_stop_a_deletion_and_a_colleague_s_upload(browser, fact_project, tiny_gguf, tmp_path):
     """Stop, hidden once the answer stopped, deleting a document, and any build's redrawing of the document list
     each lost the keyboard focus to the page's top."""
-    from docqa.qa import DocQA
-    from tests.fixtures_server import GatedLLM
-
-    settings = fact_project.configure(llm={"model_path": str(tiny_gguf), "max_new_tokens": 8,
-                                           "context_length": 1024}, serve={"watch": False})
-    build_index(settings)
-    qa = DocQA(settings)
-    gate = qa.llm = GatedLLM(qa.llm)
-    try:
-        with live_server(create_app(settings, qa)) as site:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("dialog", lambda dialog: dialog.accept())
-            page.goto(site)
-            sync_api.expect(page.locator("#documents li")).to_have_count(2)
-            page.fill("#question", "dividend")
-            page.click("#ask")
-            assert gate.started.wait(60)
-            page.focus("#stop")
-            page.keyboard.press("Enter")
-            sync_api.expect(page.locator("#status")).to_have_text("Stopped.")
-            sync_api.expect(page.locator("#question")).to_be_focused()
-            gate.gate.set()
-
-            page.get_by_role("button", name="Delete alpha-annual-report.pdf", exact=True).focus()
-            page.keyboard.press("Enter")  # confirmed: the focus goes to the next document's Delete
-            sync_api.expect(page.locator("#documents li")).to_have_count(1, timeout=60_000)
-            sync_api.expect(page.get_by_role("button", name="Delete beta-10k.pdf", exact=True)).to_be_focused()
-
-            box = page.get_by_role("checkbox", name="Ask only beta-10k.pdf", exact=True)
-            box.focus()
-            gamma = write_pdf(tmp_path / "gamma.pdf", ["Gamma Mills milled 3 tonnes."]).read_bytes()
-            uploaded = httpx.post(f"{site}/api/documents", files={"files": ("gamma.pdf", gamma, "application/pdf")},
-                                  timeout=30)  # a colleague's: the list is drawn anew under the focus
-            assert uploaded.status_code == 202, uploaded.text
-            sync_api.expect(page.locator("#documents li")).to_have_count(2, timeout=300_000)
-            sync_api.expect(box).to_be_focused()
-    finally:
+    with site_with_gated_model(fact_project, tiny_gguf) as (site, gate):
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(site)
+        sync_api.expect(page.locator("#documents li")).to_have_count(2)
+        page.fill("#question", "dividend")
+        page.click("#ask")
+        assert gate.started.wait(60)
+        page.focus("#stop")
+        page.keyboard.press("Enter")
+        sync_api.expect(page.locator("#status")).to_have_text("Stopped.")
+        sync_api.expect(page.locator("#question")).to_be_focused()
         gate.gate.set()
-        qa.close()
+
+        page.get_by_role("button", name="Delete alpha-annual-report.pdf", exact=True).focus()
+        page.keyboard.press("Enter")  # confirmed: the focus goes to the next document's Delete
+        sync_api.expect(page.locator("#documents li")).to_have_count(1, timeout=60_000)
+        sync_api.expect(page.get_by_role("button", name="Delete beta-10k.pdf", exact=True)).to_be_focused()
+
+        box = page.get_by_role("checkbox", name="Ask only beta-10k.pdf", exact=True)
+        box.focus()
+        gamma = write_pdf(tmp_path / "gamma.pdf", ["Gamma Mills milled 3 tonnes."]).read_bytes()
+        uploaded = httpx.post(f"{site}/api/documents", files={"files": ("gamma.pdf", gamma, "application/pdf")},
+                              timeout=30)  # a colleague's: the list is drawn anew under the focus
+        assert uploaded.status_code == 202, uploaded.text
+        sync_api.expect(page.locator("#documents li")).to_have_count(2, timeout=300_000)
+        sync_api.expect(box).to_be_focused()
 
 
 def _contrast(css_color: str, background=(255, 255, 255)) -> float:

@@ -30,7 +30,20 @@ if TYPE_CHECKING:
 Ranking = list[tuple[int, float]]  # (chunk id, score), best first
 
 
-class IndexReader(ABC):
+class _Closed(ABC):
+    """Used as a context manager, it is closed at the end."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class IndexReader(_Closed):
     """One committed state of the index; what retrieval and the commands read. Used as a context manager, it is
     closed at the end."""
 
@@ -83,14 +96,8 @@ class IndexReader(ABC):
     def close(self) -> None:
         """Release what the reader holds open."""
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class IndexWriter(ABC):
+class IndexWriter(_Closed):
     """Changes to the index, invisible to readers until ``commit`` (and, for a rebuild, ``publish``); what ingestion
     uses. Used as a context manager, it is closed at the end.
 
@@ -150,12 +157,6 @@ class IndexWriter(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the writer; what was not committed is dropped."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
