@@ -299,6 +299,17 @@ def test_notes_the_documents_searched_and_a_link_that_keeps_them(browser, site, 
     sync_api.expect(colleague.locator("#notes")).to_contain_text("no Alpha 10-Q is indexed: the passages come from")
 
 
+def open_first_source_page(page) -> None:
+    """Click the first source card and wait until its page image has loaded."""
+    page.locator("#sources .card").first.click()
+    image = page.locator("#page-image")
+    sync_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
+    deadline = time.monotonic() + 30
+    while image.evaluate("img => img.complete && img.naturalWidth") == 0:
+        assert time.monotonic() < deadline, "the page image did not load"
+        time.sleep(0.1)
+
+
 def test_on_a_phone_the_question_comes_first_and_the_cited_page_is_shown(browser, site, output_dir):
     """At 375 pixels the question box was below the document panel, and the cited page opened off screen."""
     page = browser.new_page(viewport={"width": 375, "height": 740})
@@ -308,13 +319,7 @@ def test_on_a_phone_the_question_comes_first_and_the_cited_page_is_shown(browser
     page.check("#retrieval-only")
     page.fill("#question", "dividend")
     page.click("#ask")
-    page.locator("#sources .card").first.click()
-    image = page.locator("#page-image")
-    sync_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
-    deadline = time.monotonic() + 30
-    while image.evaluate("img => img.complete && img.naturalWidth") == 0:
-        assert time.monotonic() < deadline, "the page image did not load"
-        time.sleep(0.1)
+    open_first_source_page(page)
     top = page.locator("#page-label").bounding_box()["y"]
     assert 0 <= top < 60, top  # the viewer at the top of the screen, where it was scrolled before the image came in
     page.screenshot(path=str(output_dir / "phone-viewer.png"))
@@ -820,13 +825,7 @@ def test_on_a_touch_screen_and_at_400_percent_zoom(browser, site, output_dir):
     page.screenshot(path=str(output_dir / "phone.png"), full_page=True)
 
     page.set_viewport_size({"width": 320, "height": 256})  # 1280 x 1024 at 400 %
-    page.locator("#sources .card").first.click()
-    image = page.locator("#page-image")
-    sync_api.expect(image).to_have_attribute("src", re.compile("^blob:"))
-    deadline = time.monotonic() + 30
-    while image.evaluate("img => img.complete && img.naturalWidth") == 0:
-        assert time.monotonic() < deadline, "the page image did not load"
-        time.sleep(0.1)
+    open_first_source_page(page)
     frame = page.locator("#page-frame").evaluate("f => [f.clientHeight, f.scrollHeight]")
     assert frame[1] <= frame[0] + 1, frame  # the whole page, no scroll box inside the page
     capped = page.locator("#documents").evaluate("l => getComputedStyle(l).maxHeight")
