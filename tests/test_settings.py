@@ -165,6 +165,16 @@ def test_without_a_path_a_script_reads_the_config_of_the_folder_it_runs_in(tmp_p
     assert load_settings(project=CHECKOUT).root == CHECKOUT  # main.py's: the checkout, wherever it runs
 
 
+def test_a_library_caller_in_a_folder_without_config_is_advised_what_builds_its_index(tmp_path, monkeypatch):
+    """It was told "build it first: python db_build.py", which builds the checkout's index wherever it runs."""
+    from docqa.errors import IndexNotFoundError
+    from docqa.qa import DocQA
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(IndexNotFoundError, match=r"build it first: docqa\.build_index\(settings\)"):
+        DocQA.from_config(retrieval_only=True)
+
+
 def test_an_installed_docqa_counts_paths_from_the_folder_it_runs_in(tmp_path):
     """Installed without -e, the default project was a folder of the environment (its lib/python3.11): the first
     build wrote data/, vectorstore/ and models/ there."""

@@ -428,7 +428,11 @@ def load_settings(path: Path | str | None = None, *, project: Path | str | None 
                                   f"--config {folder / other}")
         settings = _settings({}, sections, "the settings")
         settings._root = folder.resolve()
-        settings._file_index = (_settings({}, {}, "the settings") if sections else settings)._index_part()
+        # A command's own (``project``: the docqa command's folder, the checkout's scripts'), or the checkout's: the
+        # command it advises builds this index. A library caller's elsewhere is no command's (db_build.py builds
+        # the checkout's wherever it runs): its advice to build names docqa.build_index(settings)
+        if project is not None or settings._root == CHECKOUT.resolve():
+            settings._file_index = (_settings({}, {}, "the settings") if sections else settings)._index_part()
         return settings
     try:
         raw = yaml.load(config_path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
