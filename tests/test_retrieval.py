@@ -277,6 +277,8 @@ WEEK = same_company_names([
         ("What did Amazon's latest 10-Q say about AWS?", ["AMZN 10-K 2019.pdf", "amzn-20171231.pdf"],
          ["no Amazon 10-Q is indexed"]),
         ("How much did Amazon owe on its notes due 2027?", ["AMZN 10-K 2019.pdf", "amzn-20171231.pdf"], []),
+        # a 10-Q of another year is indexed: no claim that none is
+        ("What did Best Buy's 10-Q for fiscal 2022 say?", ["Annual Report 2023 (1).pdf"], []),
         ("What was Amazon's revenue in 2017?", ["amzn-20171231.pdf"], []),
     ],
 )
@@ -773,8 +775,19 @@ def test_a_question_naming_no_company_but_a_period_end_searches_the_filings_for_
     assert (other_period.searched.scope, other_period.searched.unmet) == (
         "all", ("no filing's period ends on 31 December 2020",))
     assert other_period.searched.summary() == "all 2 documents (no filing's period ends on 31 December 2020)"
-    assert other_period.notes[0].startswith("no filing's period ends on 31 December 2020: the passages come from")
+    assert other_period.notes[0].startswith("no filing's period ends on 31 December 2020: the passages, and any answer")
     assert (event.searched.unmet, event.notes) == ((), [])
+
+
+def test_what_no_filing_has_is_said_also_where_the_search_falls_back_to_every_document(tmp_path, fake_embedder,
+                                                                                        monkeypatch):
+    acme = {"acme-2022.pdf": ["FORM 10-K\nFor the fiscal year ended December 31, 2022\nACME CORP\n"
+                              "(Exact name of registrant as specified in its charter)", "Acme sold 9 anvils."]}
+    settings = index_of(tmp_path, {**MU_LIKE, **acme})
+    with DocQA(settings, retrieval_only=True) as qa:
+        monkeypatch.setattr(qa.retriever, "_weak", lambda *args: True)  # Acme's passages match weakly
+        found = qa.ask("What was Acme's revenue in 2012?", k=2)
+    assert (found.searched.scope, found.searched.unmet) == ("all", ("no Acme filing reports 2012",))
 
 
 def test_a_caption_that_matches_best_brings_the_figures_that_follow_it_on_its_page(tmp_path, fake_embedder):

@@ -564,7 +564,7 @@ def _narrowed(filings: list[Profile], scope: QuestionScope) -> tuple[list[Profil
     if scope.quarter:
         kept = _narrow(kept, lambda p: p.quarter == scope.quarter)
     if scope.form:
-        if not any(p.form == scope.form for p in kept):
+        if not any(p.form == scope.form for p in filings):  # of any period: the year's filings may be others
             missing.append(f"no {{company}} {scope.form} is indexed")
         kept = _narrow(kept, lambda p: p.form == scope.form)
     return kept, missing

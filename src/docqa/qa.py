@@ -366,8 +366,8 @@ class DocQA:
             timings.retrieval = time.perf_counter() - started
             result = Answer(question, None, sources, timings, searched=searched)
             if searched is not None and searched.unmet:
-                result.notes.append(f"{'; '.join(searched.unmet)}: the passages come from the other filings, about "
-                                    "other periods or forms")
+                result.notes.append(f"{'; '.join(searched.unmet)}: the passages, and any answer from them, may be "
+                                    "about another period or form")
             if searched is not None and searched.unmentioned:
                 names = " or ".join(searched.unmentioned)
                 result.notes.append(f"no passage found mentions {names}, which the question names: they, and any "

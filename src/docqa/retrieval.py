@@ -352,7 +352,7 @@ class Retriever:
             return SearchResult(self._ranked(question, query, vector, k, ids), Searched("doc", names))
         everything = tuple(record.name for record in documents)
         named = self._named(question)
-        unmet: tuple[str, ...] = ()
+        unmet = tuple(named.unmet)  # said also where weak evidence sends the search to every document
         if named.documents:
             ids = self._document_ids(documents, named.documents)
             allowed = self.store.chunk_ids(ids)
@@ -360,7 +360,7 @@ class Retriever:
                 companies = {p.document: p.names for p in self.profiles() if p.document in set(named.documents)}
                 passages = self._ranked(question, query, vector, k, ids, allowed, companies)
                 return SearchResult(passages, Searched("named", tuple(named.documents), tuple(named.documents),
-                                                       unmet=tuple(named.unmet)))
+                                                       unmet=unmet))
         else:
             # Kept even where other filings' passages match better (no weak-evidence fallback, unlike a name): those
             # filings report on other periods, which the question's date rules out.
