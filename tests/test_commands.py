@@ -188,6 +188,12 @@ def test_the_gold_file_may_follow_the_cut_offs(built_fact_index, tmp_path, capsy
         "recall@1", "recall@2"]
     assert ask_main(["--evaluate", "--k", "1", str(gold), *config]) == 0  # main.py's old flag, the same
     assert "recall@1" in json.loads(capsys.readouterr().out)
+    assert ask_main([*config, "--evaluate", "--k", "1", str(gold)]) == 0  # an option right after --evaluate
+    assert "recall@1" in json.loads(capsys.readouterr().out)
+    details = tmp_path / "details.jsonl"
+    assert ask_main([*config, "--evaluate", "--details", str(details), str(gold)]) == 0
+    capsys.readouterr()
+    assert details.is_file()
     assert main(["evaluate", "--k", "1", "x", str(gold), *config]) == 2
     assert capsys.readouterr().err == "error: --k: invalid whole number: 'x' (one gold file is scored, before or " \
                                       "after the cut-offs)\n"

@@ -338,7 +338,8 @@ def _main_py_command(argv: list[str]) -> list[str]:
 
 def _take_option(argv: list[str], flag: str) -> tuple[Optional[str], list[str]]:
     for index, arg in enumerate(argv):
-        if arg == flag and index + 1 < len(argv):
+        # an option after the flag is none of its file (--evaluate --k 1 4 gold.jsonl): the file comes later
+        if arg == flag and index + 1 < len(argv) and not argv[index + 1].startswith("-"):
             return argv[index + 1], argv[:index] + argv[index + 2:]
         if arg.startswith(flag + "="):
             return arg.split("=", 1)[1], argv[:index] + argv[index + 1:]
