@@ -520,10 +520,12 @@ def list_documents(args: argparse.Namespace) -> int:
                           for record in documents], indent=2))
         return 0
     for record in documents:
+        # files with the same content, indexed once under this name: on its line, so that its first field stays
+        # the names of the documents
+        also = copies_of.get(record.name, [])
+        copied = f"\talso as: {', '.join(shown(copy) for copy in also)} (the same file, indexed once)" if also else ""
         print(f"{shown(record.name)}\t{record.pages} pages\t{record.chunks} chunks\t{record.indexed_at}\t"
-              f"{labels[record.name] or '-'}")
-        for copy in copies_of.get(record.name, []):  # files with the same content: indexed once, under this name
-            print(f"{shown(copy)}\tthe same file as {shown(record.name)}, indexed once")
+              f"{labels[record.name] or '-'}{copied}")
     print(f"{len(documents)} documents, {sum(r.pages for r in documents)} pages, {sum(r.chunks for r in documents)} chunks")
     return 0
 
