@@ -312,6 +312,7 @@ def test_one_bad_file_refuses_the_whole_upload(writable, make_pdf):
     response = client.post("/api/documents", files=[("files", ("good.pdf", pdf_bytes(make_pdf), "application/pdf")),
                                                     ("files", ("bad.pdf", b"GIF89a", "application/pdf"))])
     assert response.status_code == 415
+    assert response.json()["error"].endswith("; none of the 2 files of this upload was added")  # good.pdf neither
     assert not (project.data / "good.pdf").exists() and not list(project.data.glob(".upload-*"))
 
 

@@ -231,7 +231,7 @@ async def upload(request: Request, replace: bool = False):
     except UploadRejected as rejected:
         for upload in staged:
             upload.discard()
-        return _rejected(rejected)
+        return _rejected(rejected, len(files))
     finally:
         await form.close()
     placed = []
@@ -244,7 +244,7 @@ async def upload(request: Request, replace: bool = False):
             upload.withdraw(data)
         for upload in staged:
             upload.discard()
-        return _rejected(rejected)
+        return _rejected(rejected, len(staged))
     build = state.builder.request("upload", [upload.name for upload in staged])
     return {"files": [{"name": u.name, "size": u.size, "replaced": u.replaces} for u in staged], "build": build.to_dict()}
 
@@ -267,8 +267,10 @@ def _form_cut_short(content_type: str, tail: bytes) -> bool:
     return bool(match) and b"--" + match.group(1).encode("latin-1") + b"--" not in tail
 
 
-def _rejected(rejected: UploadRejected) -> JSONResponse:
-    return JSONResponse({"error": str(rejected)}, status_code=rejected.status)
+def _rejected(rejected: UploadRejected, files: int = 1) -> JSONResponse:
+    """The refusal; of an upload of several files, saying that none was added (it named the one file refused)."""
+    others = f"; none of the {files} files of this upload was added" if files > 1 else ""
+    return JSONResponse({"error": f"{rejected}{others}"}, status_code=rejected.status)
 
 
 @router.get("/builds", summary="Recent builds, newest first")
