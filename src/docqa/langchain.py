@@ -192,11 +192,10 @@ class DocQALLM(_Closable, LLM):
         unknown = sorted(set(fields) - set(type(self).model_fields))
         if unknown:
             raise InputError(f"DocQALLM has no field {', '.join(map(repr, unknown))}: {MODEL_SETTINGS}")
-        from docqa.llm.base import LLM as Model
+        from docqa.llm.base import check_model
 
-        if "backend" in fields and not isinstance(fields["backend"], Model):  # else a raw AttributeError, later
-            raise InputError(f"DocQALLM backend must be a docqa model (docqa.llm.create_llm(settings.llm, "
-                             f"settings.root)), not {type(fields['backend']).__name__}")
+        if "backend" in fields:
+            check_model(fields["backend"], "DocQALLM backend")
         _validated(DocQALLM, self, fields)
 
     @classmethod

@@ -138,7 +138,8 @@ class QuestionScope:
 
     @property
     def uncertain(self) -> frozenset[str]:
-        """Folded phrases that may be ordinary words: they narrow only where they tell documents apart."""
+        """Compacted phrases (``compact_name``) that may be ordinary words: they narrow only where they tell
+        documents apart."""
         return self.sentence_initial | self.in_lower_case
 
     @property

@@ -137,12 +137,10 @@ def check_generation_arguments(on_token, stop, stop_signal) -> None:
 
 def check_llm(llm) -> None:
     """InputError where ``DocQA(llm=...)`` is given something other than a docqa model (None: load the configured)."""
-    from docqa.llm.base import LLM
+    from docqa.llm.base import check_model
 
-    if llm is not None and not isinstance(llm, LLM):
-        raise InputError(f"llm must be a docqa model (docqa.llm.create_llm(settings.llm, settings.root)), not "
-                         f"{type(llm).__name__}" + ("; a DocQALLM's own model is its .backend"
-                                                    if hasattr(llm, "backend") else ""))
+    if llm is not None:
+        check_model(llm, "llm", "; a DocQALLM's own model is its .backend" if hasattr(llm, "backend") else "")
 
 
 def check_scope(k, doc) -> None:

@@ -8,6 +8,7 @@ rerun resumes. Tables (``--each-doc``): ``.csv`` or ``.md`` (Markdown), one row 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -270,8 +271,9 @@ def _searched_text(searched: Optional[dict]) -> str:
 
     if not searched:
         return ""
+    fields = {field.name for field in dataclasses.fields(Searched)}  # a record may hold more (a later version's)
     return Searched(**{key: tuple(value) if isinstance(value, list) else value
-                       for key, value in searched.items()}).summary()
+                       for key, value in searched.items() if key in fields}).summary()
 
 
 def patterns(doc) -> str:

@@ -347,3 +347,11 @@ CHARACTERS_PER_TOKEN = 3
 
 def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARACTERS_PER_TOKEN)
+
+
+def check_model(value, name: str, hint: str = "") -> None:
+    """InputError where ``value`` (given as ``name``) is not a docqa model: anything else failed later with a raw
+    AttributeError."""
+    if not isinstance(value, LLM):
+        raise InputError(f"{name} must be a docqa model (docqa.llm.create_llm(settings.llm, settings.root)), not "
+                         f"{type(value).__name__}{hint}")
