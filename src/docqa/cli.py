@@ -619,7 +619,8 @@ def each_doc(args: argparse.Namespace) -> int:
                          f"{batch} {shlex.quote(args.batch)} --out FILE")
     from docqa.batch.table_file import table_file
 
-    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, table_file(args.out, fmt) as handle:
+    with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa, stopped_as_interrupt(), \
+            table_file(args.out, fmt, say=lambda text: print(text, file=sys.stderr)) as handle:
         qa.advice_prog = args.prog
         failed = run_each_doc(qa, questions, handle, fmt, doc=_doc(args), k=args.k, progress=True)
         cells = len(questions) * len(each_doc_documents(qa, _doc(args)))
