@@ -554,3 +554,21 @@ def test_the_generation_lock_is_reentrant_in_its_own_thread_only():
     other.start()
     other.join()
     assert others == [False, True]  # free once the owner's last exit is past
+
+
+def test_how_a_generation_ended_is_kept_for_the_thread_that_ran_it():
+    """An answer read reached_limit and generated_tokens after its stream, and another DocQA sharing the model (the
+    web app's, after a build) could have reset them by then with a generation of its own."""
+    import threading
+
+    class Limited(ScriptedLLM):
+        def _generate(self, prompt):
+            yield from self.tokens[:self._new_token_limit(1)]
+
+    llm = Limited([b" one", b" two", b" three", b" four"], max_new_tokens=3)
+    assert "".join(llm.stream("first")) == " one two three" and llm.reached_limit
+    other = threading.Thread(target=lambda: "".join(llm.stream("second", max_new_tokens=2, stop=[" two"])))
+    other.start()
+    other.join()
+    assert (llm.reached_limit, llm.generated_tokens) == (False, 2)  # the other thread's
+    assert llm.ended_here() == (True, 3, 3) and llm.cut_off_here()  # this thread's

@@ -393,12 +393,14 @@ class DocQA:
 
         prompt = self._fitted_prompt(result, max_new_tokens)
         pieces = self._stream(prompt.text, result.timings, on_token, max_new_tokens, stop, stop_signal)
-        self._record_generation(result.timings, pieces)
+        # This thread's: another DocQA sharing the model (the web app's, after a build) may have generated since
+        ended = self.llm.ended_here()
+        self._record_generation(result.timings, pieces, ended.tokens)
         result.model = self.llm.model_name
         result.answer = "".join(pieces).strip()
-        if self.llm.reached_limit:
+        if ended.cut_off:
             result.cut_off = True
-            result.notes.append(self._cut_off_note(max_new_tokens))
+            result.notes.append(self._cut_off_note(max_new_tokens, ended.limit or ended.tokens))
         if is_demo(self.settings.llm):
             # the download into this config's models folder, named as the user runs docqa
             result.notes.append(advice_for(DEMO_NOTE, self.advice_prog, self.settings.own_config))
@@ -479,9 +481,9 @@ class DocQA:
         timings.generation = time.perf_counter() - started
         return pieces
 
-    def _record_generation(self, timings: Timings, pieces: list[str]) -> None:
+    def _record_generation(self, timings: Timings, pieces: list[str], tokens: int) -> None:
         """The tokens the model generated, their rate and the backend, into ``timings``."""
-        timings.tokens = self.llm.generated_tokens
+        timings.tokens = tokens
         decode_seconds = timings.generation - (timings.first_token or 0.0)
         # Only for an answer that came piece by piece: one piece (a server with llm.stream: false) holds every token,
         # and the time after it says nothing of their rate (88,939 tokens/s)
@@ -489,10 +491,9 @@ class DocQA:
             timings.tokens_per_second = round((timings.tokens - 1) / decode_seconds, 2)
         timings.backend = self.llm.name
 
-    def _cut_off_note(self, max_new_tokens: Optional[int]) -> str:
-        """What an answer that stopped at its token limit says: the limit, and which setting raises it."""
-        # The limit, not the tokens counted: a server may send several tokens in one piece.
-        limit = self.llm.token_limit or self.llm.generated_tokens
+    def _cut_off_note(self, max_new_tokens: Optional[int], limit: int) -> str:
+        """What an answer that stopped at its token ``limit`` says: the limit, and which setting raises it. (The
+        limit, not the tokens counted: a server may send several tokens in one piece.)"""
         fix = ("raise llm.max_new_tokens for longer answers" if limit >= self.settings.llm.max_new_tokens
                else "the limit the question was asked with (max_new_tokens; an OpenAI client's max_tokens); "
                     "ask with a higher one for more"

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import closing
 from pathlib import Path
-from typing import ClassVar, Iterator, Optional, Sequence
+from typing import ClassVar, Iterator, NamedTuple, Optional, Sequence
 
 from docqa.errors import ClosedError, ContextFullError, InputError
 from docqa.prompts import segments_of
@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 # What a web server that serves files answers to an API's POST: it takes no such requests (not a model server).
 NO_POST = frozenset({405, 501})
 
+
+
+class GenerationEnd(NamedTuple):
+    """How a generation ended: at its token limit or not, the tokens it generated, the limit it ran under."""
+
+    cut_off: bool
+    tokens: int
+    limit: Optional[int]
 
 class LLM(ABC):
     """A model loaded once, then asked for completions of plain-text prompts.
@@ -45,7 +53,7 @@ class LLM(ABC):
         # How a server said the answer ended ("length" or not), where it said: its word beats counting pieces,
         # which a server may send several tokens to.
         self._server_cut_off: bool | None = None
-        self._ended = threading.local()  # reached_limit as each thread's last generation left it
+        self._ended = threading.local()  # how each thread's last generation ended (GenerationEnd)
         # One generation at a time: the model has one context, and generated_tokens belongs to the last call.
         # Callers that also count the prompt's tokens first (DocQA) hold it around both; it is reentrant.
         self.lock = GenerationLock()
@@ -162,21 +170,27 @@ class LLM(ABC):
                                  "callback; LangChain's parallel branches streamed with max_concurrency=1 step two "
                                  "streams on one thread) would corrupt both; finish or close the first")
             self._generating_in = threading.get_ident()
-            self._ended.cut_off = False
+            self._ended.last = GenerationEnd(False, 0, None)
             self._call_limit, self._stop_signal = max_new_tokens, stop_signal
             try:
                 yield from self._stream_unlocked(prompt, stop)
-                self._ended.cut_off = self.reached_limit  # still under the lock: no other generation reset it
             finally:
+                # still under the lock: no other generation has reset them
+                self._ended.last = GenerationEnd(self.reached_limit, self.generated_tokens, self.token_limit)
                 self._generating_in = None
                 self._call_limit, self._stop_signal = None, None
         finally:
             self.lock.release()
 
+    def ended_here(self) -> "GenerationEnd":
+        """How the last generation this thread ran ended: ``reached_limit``, ``generated_tokens`` and
+        ``token_limit`` as they stood then, which another thread's generation (another DocQA sharing this model,
+        as the web app's are after each build) may since have reset."""
+        return getattr(self._ended, "last", GenerationEnd(False, 0, None))
+
     def cut_off_here(self) -> bool:
-        """Whether the last generation this thread ran ended at its token limit: ``reached_limit`` as it stood
-        then, which another thread's generation may since have reset."""
-        return getattr(self._ended, "cut_off", False)
+        """Whether the last generation this thread ran ended at its token limit."""
+        return self.ended_here().cut_off
 
     def _stream_unlocked(self, prompt: str, stop: Sequence[str] = ()) -> Iterator[str]:
         """``stream``'s work, under the lock it holds."""
