@@ -196,6 +196,9 @@ def test_the_gold_file_may_follow_the_cut_offs(built_fact_index, tmp_path, capsy
     assert ask_main([*config, "--evaluate", "--details", str(details), str(gold)]) == 0
     capsys.readouterr()
     assert details.is_file()
+    assert main(["evaluate", "--k", "1", str(gold), str(gold), *config]) == 2  # two gold files
+    assert capsys.readouterr().err == f"error: evaluate scores one gold file, not 2 ({gold}, {gold}); run it once " \
+                                      "for each\n"
     assert main(["evaluate", "--k", "1", "x", str(gold), *config]) == 2
     assert capsys.readouterr().err == "error: --k: invalid whole number: 'x' (one gold file is scored, before or " \
                                       "after the cut-offs)\n"

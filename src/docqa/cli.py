@@ -669,10 +669,18 @@ class _Cutoffs(argparse.Action):
         namespace.after_cutoffs = values[len(numbers):]
 
 
+def _a_file(word: str) -> bool:
+    """Whether a word after --k names a file rather than mistyping a cut-off."""
+    return os.path.exists(word) or "/" in word or "." in word.lstrip("+-.0123456789")
+
+
 def _gold_after_cutoffs(args: argparse.Namespace) -> None:
     rest = getattr(args, "after_cutoffs", [])
     if args.gold is None and len(rest) == 1:
         args.gold = rest[0]
+    elif rest and (args.gold is not None or len(rest) > 1) and all(_a_file(word) for word in rest):
+        files = [args.gold, *rest] if args.gold is not None else rest
+        raise InputError(f"evaluate scores one gold file, not {len(files)} ({', '.join(files)}); run it once for each")
     elif rest:
         raise InputError(f"--k: invalid whole number: {rest[0]!r} (one gold file is scored, before or after the "
                          "cut-offs)")
@@ -684,7 +692,8 @@ def _gold_after_cutoffs(args: argparse.Namespace) -> None:
 @command("evaluate", "Score retrieval against a gold file; no LLM needed.", _evaluate_arguments)
 def evaluate_retrieval(args: argparse.Namespace) -> int:
     from docqa.batch.writers import check_writable, same_file
-    from docqa.evaluate import DEFAULT_KS, check_details_file, evaluate, llm_token_counter, read_gold
+    from docqa.evaluate import (DEFAULT_KS, check_details_file, check_gold_indexed, evaluate, llm_token_counter,
+                                read_gold)
     from docqa.progress import Progress
     from docqa.qa import DocQA
 
@@ -703,9 +712,11 @@ def evaluate_retrieval(args: argparse.Namespace) -> int:
             raise InputError("--details must not be the gold file")
         check_details_file(Path(args.details))
         check_writable(Path(args.details))
-    with DocQA(settings, retrieval_only=True) as qa, Progress(len(questions)) as bar:
-        result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,
-                          count_tokens=count_tokens, progress=bar.advance, questions=questions)
+    with DocQA(settings, retrieval_only=True) as qa:
+        check_gold_indexed(qa, questions)  # before the progress bar starts
+        with Progress(len(questions)) as bar:
+            result = evaluate(qa, args.gold, args.k or DEFAULT_KS, per_doc=args.per_doc, details=args.details,
+                              count_tokens=count_tokens, progress=bar.advance, questions=questions)
     if result.get("documents_not_indexed"):
         print(f"warning: gold documents not in the index: {', '.join(result['documents_not_indexed'])}",
               file=sys.stderr)

@@ -296,7 +296,7 @@ def evaluate(
     view = _Target(qa_or_retriever)
     ks = _check_ks(ks)
     questions = list(questions) if questions is not None else read_gold(gold_path)
-    _refuse_if_nothing_indexed(view, questions)
+    check_gold_indexed(view, questions)
     counter = count_tokens or view.count_tokens
     records = []
     handle, owned = _details_handle(details)
@@ -314,8 +314,10 @@ def evaluate(
     return _result(view, gold_path, ks, per_doc, records, questions, estimated=counter is None)
 
 
-def _refuse_if_nothing_indexed(view: _Target, questions: Sequence[GoldQuestion]) -> None:
-    """A recall of 0.0 would pass for a measurement where none of the gold file's documents is indexed."""
+def check_gold_indexed(qa_or_retriever, questions: Sequence[GoldQuestion]) -> None:
+    """InputError where none of the gold questions' documents is indexed: a recall of 0.0 would pass for a
+    measurement."""
+    view = qa_or_retriever if isinstance(qa_or_retriever, _Target) else _Target(qa_or_retriever)
     indexed = view.indexed_pages()
     if indexed is None or any(document_key(question.doc) in indexed for question in questions):
         return
