@@ -442,11 +442,11 @@ def question_scope(question: str) -> QuestionScope:
 
 
 def _name_candidates(question: str) -> tuple[dict, frozenset[str], frozenset[str]]:
-    """Runs of 1 to 5 words that start with a capital or a digit (the ways a question can name a company), compacted,
-    with their words as written; the single words capitalised only because they start a sentence; and, in a question
-    with capitals, the runs that start with a word in lower case
-    ("What was nike's revenue?"), apart. A question typed all in lower case ("what did amcor announce") names its
-    company in lower case too: there every run counts, and each single word as a sentence's first does."""
+    """Runs of 1 to 5 words (the ways a question can name a company), compacted, with their words as written; the
+    single words capitalised only because they start a sentence; and, in a question with capitals, the runs that
+    start with a word in lower case ("What was nike's revenue?"), which may well be ordinary words. A question typed
+    all in lower case ("what did amcor announce") names its company in lower case too: there every run counts as
+    one in capitals does, and each single word as a sentence's first does."""
     matches = list(_NAME_TOKEN.finditer(question))
     tokens = [re.sub(r"'s?$", "", match.group(0)) for match in matches]
     lower_case = not any(character.isupper() for character in question)
@@ -554,9 +554,9 @@ def _narrowed(filings: list[Profile], scope: QuestionScope) -> tuple[list[Profil
         latest = max(scope.years)
         kept = _narrow(kept, lambda p: latest in p.years)
         kept = _narrow(kept, lambda p: bool(p.years & scope.years))
-        # Years older than the kept filings report come from the filings of those years
-        older = scope.years - {year for p in kept for year in _reported_years(p)}
-        kept = kept + [p for p in filings if p not in kept and p.years & older]
+        # Years the kept filings do not report, even as comparatives (an older one), come from their own filings
+        unreported = scope.years - {year for p in kept for year in _reported_years(p)}
+        kept = kept + [p for p in filings if p not in kept and p.years & unreported]
         # Said only where no year the question names is reported and one is older than every filing: a later year
         # is often no period at all ("notes due 2026", "expected to pay in 2024")
         reported = {year for p in filings for year in _reported_years(p)}
