@@ -329,6 +329,11 @@ COVERED = [
         ("What was the Company's revenue?", []),  # a report's own word for its company
         ("How did the Group's and the Board's views differ?", []),
         ("what was adidas's revenue?", []),  # all in lower case: names cannot be told from words
+        # after "of", "for" or "by" too: a question not in the possessive said nothing of a company not indexed
+        ("What was the revenue of Apple in 2019?", ["Apple"]),
+        ("What guidance did Nike give for Foot Locker?", ["Foot Locker"]),
+        ("What was the gain by August 2023, for Q2 of FY2022?", []),  # a month, a quarter, a year
+        ("What was the revenue of Nike in 2019?", []),  # indexed
     ],
 )
 def test_possessive_names(question, expected):
@@ -721,6 +726,11 @@ def test_what_the_question_names_that_no_passage_mentions_is_said_in_the_answer(
         mentioned = qa.ask("Calculate what Adidas's minimum guarantee is over the agreement's term", k=2)
         named = qa.ask("What was Nike's total revenue in 2022?", k=2)
         generic = qa.ask("What was the Group's total revenue in 2022?", k=2)
+        # not in the possessive: said too; a name of several words is mentioned by one of them ("Puma", later on)
+        after_of = qa.ask("What was the total revenue of Puma in 2022?", k=1)
+        in_full = qa.ask("How did the revenue of Nike compare with that of Puma Group AG?", k=3)
+    assert after_of.searched.unmentioned == ("Puma",)
+    assert in_full.searched.unmentioned == () and any("Puma" in source.text for source in in_full.sources)
     assert "Puma" not in missing.sources[0].text  # mentioned in the index, not in the passage found
     assert (missing.searched.scope, missing.searched.unmentioned) == ("all", ("Puma",))
     assert missing.searched.summary() == "all 2 documents (no passage found mentions Puma, which the question names)"

@@ -57,6 +57,9 @@ _NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.&']*")
 _MAX_NAME_WORDS = 5
 # A name in the possessive, how questions name a company: "Nike's", "Bank of America's", "JPMorgan Chase’s"
 _POSSESSIVE = re.compile(r"\b((?:[A-Z][\w.&-]*\s+(?:(?:of|and|&)\s+)?){0,4}[A-Z][\w.&-]*)['’]s\b")
+# A name after "of", "for" or "by" ("the revenue of Apple in 2019", "guidance for Tesla"): a run of capitalised words
+# (a year, a form or a quarter is no name: "of FY2022", "for Q2")
+_AFTER_OF = re.compile(r"\b(?:of|for|by)\s+((?:[A-Z][a-z][\w.&-]*\s+(?:(?:of|and|&)\s+)?){0,3}[A-Z][a-z][\w.&-]*)(?!['’]s)\b")
 # Words that start a question or a clause, capitalised only for that ("Did Nike's ...", "How has Nike's ..."), and
 # possessives that are a report's own words for its company or its people, not a company's name.
 _NOT_NAMES = frozenset(
@@ -572,11 +575,12 @@ def _narrowed(filings: list[Profile], scope: QuestionScope) -> tuple[list[Profil
 
 
 def possessive_names(question: str, profiles: Sequence[Profile]) -> list[str]:
-    """The names a question writes in the possessive ("What was Nike's revenue?") that name no indexed company, as
-    written: a company, product, place or person the index may not hold (the retriever looks for them in the text).
+    """The names a question writes in the possessive ("What was Nike's revenue?") or after "of", "for" or "by" ("the
+    revenue of Apple") that name no indexed company, as written: a company, product, place or person the index may
+    not hold (the retriever looks for them in the text).
     A question's first words and a report's own words for its company or people ("the Group's") are no names."""
     names = []
-    for match in _POSSESSIVE.finditer(question):
+    for match in [*_POSSESSIVE.finditer(question), *_AFTER_OF.finditer(question)]:
         words = match.group(1).split()
         while words and words[0].lower() in _NOT_NAMES:
             words = words[1:]
@@ -584,6 +588,8 @@ def possessive_names(question: str, profiles: Sequence[Profile]) -> list[str]:
             continue
         written = " ".join(words)
         if written.isupper() and len(written) <= 5:  # a ticker ("NKE's") may well be an indexed company's
+            continue
+        if words[0].lower() in _MONTHS:  # "by August 2023", "for March"
             continue
         # An indexed company's name, also as its file name gives it (which its text need not hold)
         scope = question_scope(written)

@@ -321,6 +321,17 @@ def matching_documents(store: IndexReader, pattern: str) -> list[int]:
     return ids
 
 
+def _mentioned(name: str, passages: Sequence[str]) -> bool:
+    """Whether any of ``passages`` (``fold_text``) mentions ``name``: in full, or, for a name of several words, by
+    one of its longer words ("Trillium" for Trillium Therapeutics, "Dillon" for Mary Dillon), as reports write them
+    after the first time."""
+    if any(fold_text(name) in passage for passage in passages):
+        return True
+    words = [word.casefold() for word in re.findall(r"[^\W\d_][\w&-]*", name) if len(word) >= 4]
+    return len(name.split()) > 1 and any(re.search(rf"\b{re.escape(word)}\b", passage)
+                                         for word in words for passage in passages)
+
+
 class Retriever:
     def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[Reranker] = None,
                  chunk_overlap: int = DEFAULT_OVERLAP):
@@ -444,15 +455,14 @@ class Retriever:
         return naming(question, self.profiles(), self._distinctive)
 
     def _unmentioned(self, question: str, hits: Sequence[Hit]) -> tuple[str, ...]:
-        """What the question names in the possessive that none of the passages found mentions: a fact, unlike a
-        guess at whether a capitalised word is a company ("Old Trafford's" is in the passages that answer), and
+        """What the question names (in the possessive, or after "of") that none of the passages found mentions: a
+        fact, unlike a guess at whether a capitalised word is a company ("Old Trafford's" is in the passages that answer), and
         one that holds in a folder of many companies' reports, where a rival is mentioned somewhere (Walmart in
         Costco's filing) but not in the passages an answer about it would come from."""
         if not self.settings.named_documents or not hits:
             return ()
         passages = [fold_text(hit.chunk.indexed_text) for hit in hits]  # as the hit rule looks for an answer string
-        return tuple(name for name in possessive_names(question, self.profiles())
-                     if not any(fold_text(name) in passage for passage in passages))
+        return tuple(name for name in possessive_names(question, self.profiles()) if not _mentioned(name, passages))
 
     def _dated(self, question: str) -> tuple[list[str], tuple[str, ...]]:
         """The documents whose period ends on a date the question writes out, and, where it writes one that no
