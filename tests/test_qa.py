@@ -294,18 +294,19 @@ def test_the_package_builds_and_lists_what_is_indexed(fact_project):
 
 def test_the_librarys_advice_names_the_users_settings_file(built_fact_index, project, tmp_path, monkeypatch):
     """DocQA.from_config("project/config.yml") advised "python db_build.py", which reads this checkout's
-    config.yml: following it built or rebuilt another index."""
+    config.yml: following it built or rebuilt another index. With --config, the docqa command: the checkout's
+    scripts are not in a user's own project folder ("can't open file db_build.py")."""
     from docqa.errors import IndexNotFoundError, StoreError
 
-    with pytest.raises(IndexNotFoundError, match=re.escape(f"build it first: python db_build.py --config {project.config}")):
+    with pytest.raises(IndexNotFoundError, match=re.escape(f"build it first: docqa build --config {project.config}")):
         DocQA.from_config(project.config, retrieval_only=True)
     config = built_fact_index.write_config(tmp_path / "config.yml", ingest={"chunk_size": 800})
-    with pytest.raises(StoreError, match=re.escape(f"run: python db_build.py --config {config} --rebuild")):
+    with pytest.raises(StoreError, match=re.escape(f"run: docqa build --config {config} --rebuild")):
         DocQA.from_config(config, retrieval_only=True)
     monkeypatch.chdir(tmp_path)  # a script in its project folder: from_config() reads the config.yml there
     with pytest.raises(StoreError) as caught:
         DocQA.from_config(retrieval_only=True)
-    assert f"python db_build.py --config {config} --rebuild" in str(caught.value)
+    assert f"docqa build --config {config} --rebuild" in str(caught.value)
     with pytest.raises(StoreError, match=re.escape(f"--config {config} --rebuild")):  # the settings, not the file
         DocQA(load_settings(config), retrieval_only=True)
     from docqa import build_index
@@ -315,7 +316,7 @@ def test_the_librarys_advice_names_the_users_settings_file(built_fact_index, pro
 
 
 def test_the_librarys_advice_for_index_settings_made_in_code_is_build_index(built_fact_index, project, tmp_path):
-    """Settings changed in code advised "python db_build.py --config FILE", which builds the index the file names,
+    """Settings changed in code advised "docqa build --config FILE", which builds the index the file names,
     not the one the code does."""
     from docqa import build_index
     from docqa.errors import IndexNotFoundError, StoreError
@@ -331,11 +332,11 @@ def test_the_librarys_advice_for_index_settings_made_in_code_is_build_index(buil
     # the other commands advised keep the --config: a download into the file's models folder is still right
     missing_model = load_settings(built_fact_index.config, llm={"model_path": str(tmp_path / "none.gguf")})
     missing_model.paths.data = tmp_path  # an index section, set in code
-    with pytest.raises(Exception, match=re.escape(f"download_model.py --config {built_fact_index.config}")):
+    with pytest.raises(Exception, match=re.escape(f"docqa download --config {built_fact_index.config}")):
         DocQA(missing_model)
     # settings of other sections changed in code (the model, as --model does) leave the index the file's
     other_model = load_settings(project.config, llm={"max_new_tokens": 8})
-    with pytest.raises(IndexNotFoundError, match=re.escape(f"build it first: python db_build.py --config {project.config}")):
+    with pytest.raises(IndexNotFoundError, match=re.escape(f"build it first: docqa build --config {project.config}")):
         DocQA(other_model, retrieval_only=True)
 
 

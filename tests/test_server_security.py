@@ -53,7 +53,7 @@ def test_advice_said_to_clients_names_the_config_file_without_the_server_s_folde
     assert (served.own_config, settings.own_config) == ("team.yml", str(config))  # the caller's are left as they were
     with pytest.raises(DocqaError) as error, advising(served):
         raise DocqaError("settings changed since the index was built; run: python db_build.py --rebuild")
-    assert str(error.value).endswith("run: python db_build.py --config team.yml --rebuild")
+    assert str(error.value).endswith("run: docqa build --config team.yml --rebuild")
     assert str(tmp_path) not in str(error.value)
 
 

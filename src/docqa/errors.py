@@ -106,8 +106,12 @@ class InputError(DocqaError):
 
 
 # A command a message advises, with the --config it may already name (advice_for is applied once per boundary).
-ADVISED_COMMAND = re.compile(r"\bpython (db_build|download_model|main)\.py\b( --config (?:'[^']*'|\"[^\"]*\"|[^\s'\"])+)?")
+# Either as the checkout's scripts write it or as a library caller is advised it (docqa build): a command line
+# boundary then writes it as its user runs docqa.
+ADVISED_COMMAND = re.compile(r"(?:\bpython (db_build|download_model|main)\.py|(?<![\w.-])docqa (build|download|ask))\b"
+                             r"( --config (?:'[^']*'|\"[^\"]*\"|[^\s'\"])+)?")
 DOCQA_SUBCOMMANDS = {"db_build": "build", "download_model": "download", "main": "ask"}
+SCRIPTS = {command: script for script, command in DOCQA_SUBCOMMANDS.items()}
 DOCQA_PROGS = ("docqa", "python -m docqa")
 
 
@@ -118,13 +122,13 @@ def advice_for(message: str, prog: str, config: Optional[str]) -> str:
     checkout's."""
 
     def as_typed(match: re.Match) -> str:
-        script = match.group(1)
+        script = match.group(1) or SCRIPTS[match.group(2)]
         if prog in DOCQA_PROGS:
             command = f"{prog} {DOCQA_SUBCOMMANDS[script]}"
         else:
             folder = os.path.dirname(prog)
             command = f"python {shlex.quote(os.path.join(folder, script + '.py')) if folder else script + '.py'}"
-        return command + (f" --config {shlex.quote(config)}" if config else match.group(2) or "")
+        return command + (f" --config {shlex.quote(config)}" if config else match.group(3) or "")
 
     return ADVISED_COMMAND.sub(as_typed, message)
 
@@ -147,6 +151,6 @@ def advising(settings) -> Iterator[None]:
                 message = ADVISED_BUILD.sub(
                     lambda match: f"docqa.build_index(settings{', rebuild=True' if match.group(1) else ''})", message)
             if settings.own_config is not None:  # the other commands (a download, a question) read the file
-                message = advice_for(message, "python", settings.own_config)
+                message = advice_for(message, "docqa", settings.own_config)
             error.args = (message,)
         raise

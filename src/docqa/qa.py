@@ -193,7 +193,7 @@ class DocQA:
         # How a command that a note advises (the demo's download) is named: "python" for the checkout's scripts;
         # the command line sets how its user ran docqa ("docqa", "python -m docqa"), so that the notes in its JSON
         # and its records say what its stderr says.
-        self.advice_prog = "python"
+        self.advice_prog = "docqa"
         self.store: Optional[IndexReader] = None
         self.retriever = None
         self.llm = None
