@@ -651,6 +651,26 @@ def test_each_doc_unknown_pattern_names_the_indexed_documents(indexed):
         run_each_doc(qa, [Question("q1", "Revenue?")], io.StringIO(), "csv", doc="gamma*")
 
 
+def test_run_batch_and_each_doc_take_what_iter_batch_and_ask_take(indexed, tmp_path):
+    """From Python: a doc matching nothing wrote a results file of failures (the command line refused it); a list of
+    texts, which iter_batch takes, failed with AttributeError; a Path, which ask takes, was refused."""
+    from pathlib import Path
+
+    out = tmp_path / "answers.jsonl"
+    with DocQA(indexed, retrieval_only=True) as qa:
+        with pytest.raises(InputError, match="no indexed document matches '\\*tesla\\*'"):
+            run_batch(qa, ["Revenue?"], out, doc="*tesla*")
+        assert not out.exists()
+        data = qa.settings.path(qa.settings.paths.data)
+        summary = run_batch(qa, ["How many bakers?", "Revenue?"], out, k=1, doc=data / "beta-2023.pdf")
+        handle = io.StringIO()
+        assert run_each_doc(qa, ["Revenue?"], handle, "csv", doc=Path("acme-2022.pdf")) == 0
+    assert (summary.answered, summary.failed) == (2, 0)
+    assert [(r["id"], r["doc"], r["sources"][0]["document"]) for r in read_jsonl(out)] == [
+        ("q1", "beta-2023.pdf", "beta-2023.pdf"), ("q2", "beta-2023.pdf", "beta-2023.pdf")]
+    assert [row.split(",")[0] for row in handle.getvalue().splitlines()[1:]] == ["acme-2022.pdf"]
+
+
 def test_each_doc_refuses_a_question_with_its_own_doc(indexed):
     """From Python it logged a warning and wrote a table that did not ask what the question asked."""
     handle = io.StringIO()

@@ -541,14 +541,6 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     _retrieval_arguments(parser)
 
 
-def _check_doc(qa, doc) -> None:
-    """An InputError where a --doc pattern matches no indexed document (it names those that exist)."""
-    from docqa.retrieval import matching_documents
-
-    for pattern in [doc] if isinstance(doc, str) else doc or []:
-        matching_documents(qa.store, pattern)
-
-
 @command("batch", "Answer a file of questions with the model loaded once; resumable.", _batch_arguments)
 def batch(args: argparse.Namespace) -> int:
     from docqa.batch import BatchOutput, read_questions, run_batch
@@ -572,7 +564,6 @@ def batch(args: argparse.Namespace) -> int:
 
     with DocQA(settings, retrieval_only=args.retrieval_only) as qa:
         qa.advice_prog = args.prog
-        _check_doc(qa, _doc(args))  # refused once, as ask refuses it, rather than failing every question
         try:
             with stopped_as_interrupt():
                 summary = run_batch(qa, questions, args.out, k=args.k, doc=_doc(args), progress=True, on_record=count)

@@ -263,16 +263,27 @@ class DocQA:
                doc: Optional[str | Sequence[str]] = None) -> tuple[list[Source], Searched]:
         """The k best passages, and which documents were searched."""
         with self._in_use():
-            doc = self._as_patterns(doc)
+            doc = self.doc_patterns(doc)
             check_arguments(question, k, doc)
             result = self.retriever.search(question, k, doc)
         return [Source.from_hit(hit) for hit in result.hits], result.searched
 
-    def _as_patterns(self, doc):
+    def checked_doc(self, doc):
+        """``doc`` as the file-name patterns a search takes (``doc_patterns``), each matching an indexed document:
+        InputError, naming what is indexed, before a batch writes a record of failures for each of its questions."""
+        from docqa.retrieval import matching_documents
+
+        doc = self.doc_patterns(doc)
+        check_scope(None, doc)
+        for pattern in [doc] if isinstance(doc, str) else doc or []:
+            matching_documents(self.store, pattern)
+        return doc
+
+    def doc_patterns(self, doc):
         """``doc`` with each file given as a path (``Path("reports/nke-20190531.pdf")``) as the name it is indexed
         under, relative to the data folder: a Path was refused as no pattern."""
         if isinstance(doc, (list, tuple)):
-            return type(doc)(self._as_patterns(item) for item in doc)
+            return type(doc)(self.doc_patterns(item) for item in doc)
         if not isinstance(doc, os.PathLike):
             return doc
         data = self.settings.path(self.settings.paths.data).resolve()

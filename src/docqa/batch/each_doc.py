@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Optional, Sequence, TextIO
 
-from docqa.batch.questions import Question
+from docqa.batch.questions import Question, QuestionLike, as_questions
 from docqa.batch.run import answer_record
 from docqa.batch.writers import collapse, table_writer
 from docqa.errors import InputError
@@ -19,6 +19,7 @@ def each_doc_documents(qa, pattern: Optional[str | Sequence[str]] = None) -> lis
     from docqa.retrieval import matching_documents
 
     records = qa.store.documents()
+    pattern = qa.checked_doc(pattern)
     if pattern:
         patterns = [pattern] if isinstance(pattern, str) else pattern
         wanted = {document_id for each in patterns for document_id in matching_documents(qa.store, each)}
@@ -82,7 +83,7 @@ def each_doc_cells(row: dict) -> list[str]:
 
 def run_each_doc(
     qa,
-    questions: Sequence[Question],
+    questions: Sequence[QuestionLike],
     handle: TextIO,
     fmt: str,
     *,
@@ -91,6 +92,7 @@ def run_each_doc(
     progress: bool = False,
 ) -> int:
     """Write the per-document table in format ``fmt`` (``csv`` or ``md``); returns the number of cells that failed."""
+    questions = list(as_questions(questions))  # texts too, as iter_batch takes them
     if scoped := [question.id for question in questions if question.doc]:
         # A warning in the log was all a Python caller got, and the table did not answer what the question asked
         raise InputError(f"each-doc asks each document in turn, so the \"doc\" of question {scoped[0]} would not "

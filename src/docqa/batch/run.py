@@ -40,7 +40,8 @@ def iter_batch(
     and ``answer`` None, and the batch goes on; what no question could get past (a ``k`` or ``doc`` no search
     takes, a closed DocQA) is raised instead. Works the same with ``DocQA(retrieval_only=True)``.
     """
-    check_scope(k, doc)
+    check_scope(k, None)
+    doc = qa.checked_doc(doc)  # a Path as its name; a pattern matching nothing is refused once, not per question
     for question in as_questions(questions):
         yield answer_record(qa, question, k=k, doc=question.doc or doc)
 
@@ -277,7 +278,7 @@ class BatchSummary:
 
 def run_batch(
     qa,
-    questions: Sequence[Question],
+    questions: Sequence[QuestionLike],
     out: Path | str,
     *,
     k: Optional[int] = None,
@@ -287,6 +288,8 @@ def run_batch(
 ) -> BatchSummary:
     """Answer the questions not yet answered in ``out``, appending and flushing one record at a time."""
     started = time.perf_counter()
+    questions = list(as_questions(questions))  # texts too, as iter_batch takes them
+    doc = qa.checked_doc(doc)  # before the results file is written
     summary = BatchSummary(total=len(questions))
     # A DocQA without a model (retrieval-only) answers nothing, so records without an answer count as done.
     answers = qa.llm is not None
