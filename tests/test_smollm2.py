@@ -145,6 +145,18 @@ def test_the_python_api_takes_the_demo_model_as_the_command_line_does(sample_pro
         DocQA.from_config(sample_project.config, model=str(sample_project.root))  # it said "no such model file"
     with pytest.raises(InputError, match="model must be \"demo\" or a model file's path, not ''"):
         DocQA.from_config(sample_project.config, model="")  # it fell back to the configured model
+    # the demo model loaded by the caller and passed in: its answers said nothing of it
+    from docqa.demo import use_model
+    from docqa.llm import create_llm
+    from docqa.settings import load_settings
+
+    demo = use_model(load_settings(sample_project.config), "demo")
+    llm = create_llm(demo.llm, demo.root)
+    try:
+        with DocQA(load_settings(sample_project.config), llm=llm) as qa:
+            assert "tiny demo model" in qa.ask(SAMPLE_QUESTION).notes[-1]
+    finally:
+        llm.close()
 
 
 def test_without_the_configured_model_the_error_offers_the_demo(sample_project, capsys):

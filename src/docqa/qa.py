@@ -400,7 +400,7 @@ class DocQA:
                   max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
                   stop_signal: Optional[StopSignal] = None) -> None:
         """The answer to ``result``'s question from its passages, with its timings and notes, into ``result``."""
-        from docqa.demo import NOTE as DEMO_NOTE, is_demo
+        from docqa.demo import FILE_NAME as DEMO_FILE, NOTE as DEMO_NOTE, is_demo
 
         prompt = self._fitted_prompt(result, max_new_tokens)
         pieces = self._stream(prompt.text, result.timings, on_token, max_new_tokens, stop, stop_signal)
@@ -412,7 +412,7 @@ class DocQA:
         if ended.cut_off:
             result.cut_off = True
             result.notes.append(self._cut_off_note(max_new_tokens, ended.limit or ended.tokens))
-        if is_demo(self.settings.llm):
+        if is_demo(self.settings.llm) or self.llm.model_name == DEMO_FILE:  # also a demo model passed in
             # the download into this config's models folder, named as the user runs docqa
             result.notes.append(advice_for(DEMO_NOTE, self.advice_prog, self.settings.own_config))
 
