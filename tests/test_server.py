@@ -653,6 +653,22 @@ def test_a_server_started_before_any_index_serves_the_first_upload(project, tiny
         assert client.get("/api/health").json()["status"] == "ok"
 
 
+def test_a_question_while_the_first_index_is_built_says_so(project):
+    """A colleague asking while the first build read the files was told to upload PDF files, which were there."""
+    from docqa.errors import IndexNotFoundError
+    from docqa.server.engine import Engine
+
+    engine = Engine(project.configure(serve={"watch": False}), retrieval_only=True)
+    engine.building = lambda: True
+    with pytest.raises(IndexNotFoundError, match="^the first index is being built: ask again when the build is done$"):
+        with engine.borrow():
+            pass
+    engine.building = lambda: False
+    with pytest.raises(IndexNotFoundError, match="^no index yet: upload PDF files"):
+        with engine.borrow():
+            pass
+
+
 def test_documents_list_pages_chunks_and_what_was_read(client):
     documents = client.get("/api/documents").json()["documents"]
     assert [d["name"] for d in documents] == ["alpha-annual-report.pdf", "beta-10k.pdf"]

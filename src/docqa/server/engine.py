@@ -91,6 +91,8 @@ class Engine:
         with self._state:
             qa = self._qa
             if qa is None:
+                if self.problem is None and self.building():  # the files are there: told to upload them, it said
+                    raise IndexNotFoundError("the first index is being built: ask again when the build is done")
                 raise IndexNotFoundError(self.problem or "no index yet: upload PDF files (or put them into the data "
                                                          "folder) first")
             self._users[id(qa)] = self._users.get(id(qa), 0) + 1
