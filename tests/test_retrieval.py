@@ -800,6 +800,21 @@ def test_what_no_filing_has_is_said_also_where_the_search_falls_back_to_every_do
     assert (found.searched.scope, found.searched.unmet) == ("all", ("no Acme filing reports 2012",))
 
 
+def test_documents_chosen_that_are_none_of_the_named_company_s_are_said(tmp_path, fake_embedder):
+    """Best Buy's filings ticked on the page, "What was Nike's revenue?" asked: an answer from Best Buy's pages,
+    with nothing said."""
+    nike = {"nke-20190531.pdf": ["FORM 10-K\nFor the fiscal year ended May 31, 2019\nNIKE, Inc.\n(Exact name of "
+                                 "registrant as specified in its charter)", "Revenues rose to 39.1 billion dollars."]}
+    settings = index_of(tmp_path, {**MU_LIKE, **nike})
+    with DocQA(settings, retrieval_only=True) as qa:
+        other = qa.ask("What was Nike's revenue in 2019?", k=1, doc="manu-*")
+        own = qa.ask("What was Nike's revenue in 2019?", k=1, doc="nke-*")
+    assert other.searched.unmet == ("none of the documents chosen is Nike's",)
+    assert other.searched.summary().endswith("(none of the documents chosen is Nike's)")
+    assert other.notes[0].startswith("none of the documents chosen is Nike's: the passages, and any answer")
+    assert (own.searched.unmet, own.notes) == ((), [])
+
+
 def test_a_caption_that_matches_best_brings_the_figures_that_follow_it_on_its_page(tmp_path, fake_embedder):
     caption = ("Employees. The table below sets out the average monthly number of employees during the years ended "
                "30 June 2022 and 2021, including directors, by function. ") + "Staff are employed in Manchester. " * 9

@@ -500,6 +500,7 @@ class Naming:
 
     documents: list[str]
     unmet: list[str]
+    companies: list[str] = field(default_factory=list)  # the companies named, as the question writes them
 
 
 # A filing reports its own period and, as comparatives, those before it (an annual report's income statement three
@@ -545,7 +546,7 @@ def naming(question: str, profiles: Sequence[Profile], distinctive: Distinctive 
         kept, missing = _narrowed(filings, scope)
         documents += [item.document for item in kept]
         unmet += [what.format(company=written[names]) for what in missing]
-    return Naming(documents, unmet)
+    return Naming(documents, unmet, list(written.values()))
 
 
 def _narrowed(filings: list[Profile], scope: QuestionScope) -> tuple[list[Profile], list[str]]:

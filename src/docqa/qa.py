@@ -376,7 +376,7 @@ class DocQA:
             result = Answer(question, None, sources, timings, searched=searched)
             if searched is not None and searched.unmet:
                 result.notes.append(f"{'; '.join(searched.unmet)}: the passages, and any answer from them, may be "
-                                    "about another period or form")
+                                    "about another period, form or company")
             if searched is not None and searched.unmentioned:
                 names = " or ".join(searched.unmentioned)
                 result.notes.append(f"no passage found mentions {names}, which the question names: they, and any "

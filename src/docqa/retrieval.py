@@ -360,7 +360,8 @@ class Retriever:
             patterns = [doc] if isinstance(doc, str) else doc
             ids = sorted({i for pattern in patterns for i in matching_documents(self.store, pattern)})
             names = tuple(record.name for record in documents if record.id in set(ids))
-            return SearchResult(self._ranked(question, query, vector, k, ids), Searched("doc", names))
+            return SearchResult(self._ranked(question, query, vector, k, ids),
+                                Searched("doc", names, unmet=self._not_chosen(question, names)))
         everything = tuple(record.name for record in documents)
         named = self._named(question)
         unmet = tuple(named.unmet)  # said also where weak evidence sends the search to every document
@@ -381,6 +382,15 @@ class Retriever:
                 return SearchResult(self._ranked(question, query, vector, k, ids), Searched("period", tuple(dated)))
         return SearchResult(self._ranked(question, query, vector, k, None),
                             Searched("all", everything, tuple(named.documents), unmet=unmet))
+
+    def _not_chosen(self, question: str, chosen: Sequence[str]) -> tuple[str, ...]:
+        """Where the documents chosen (--doc, the page's ticks) are none of those of the companies the question
+        names: said, as the passages are another company's ("What was Nike's revenue?" of Best Buy's filings)."""
+        named = self._named(question)
+        if not named.documents or set(named.documents) & set(chosen):
+            return ()
+        theirs = " or ".join(f"{company}'s" for company in named.companies)
+        return (f"none of the documents chosen is {theirs}",)
 
     @staticmethod
     def _document_ids(documents, names: Sequence[str]) -> list[int]:
