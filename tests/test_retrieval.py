@@ -800,6 +800,26 @@ def test_what_no_filing_has_is_said_also_where_the_search_falls_back_to_every_do
     assert (found.searched.scope, found.searched.unmet) == ("all", ("no Acme filing reports 2012",))
 
 
+def test_a_named_company_without_a_candidate_still_gets_its_best_passage(tmp_path, fake_embedder):
+    """The other company's pages could fill both searches' candidates, so "each named company gets a passage" gave
+    none of the club's ("Nike's revenue in fiscal 2019 compared with Manchester United's in 2022")."""
+    nike = {"nke-20190531.pdf": ["FORM 10-K\nFor the fiscal year ended May 31, 2019\nNIKE, Inc.\n(Exact name of "
+                                 "registrant as specified in its charter)", "Nike revenue rose in fiscal 2019."]}
+    settings = index_of(tmp_path, {**MU_LIKE, **nike})
+    company_of = {"nke-20190531.pdf": "nike", "manu-20f-2022-09-24.pdf": "club"}
+    with DocQA(settings, retrieval_only=True) as qa:
+        retriever = qa.retriever
+        vector = retriever.embedder.embed_query("Total revenue for the year ended 30 June 2022")
+        ranked = [chunk_id for chunk_id, _ in qa.store.dense_search(vector, 50)]
+        nike_only = [Hit(chunk, 1.0) for chunk in qa.store.chunks(ranked) if chunk.document == "nke-20190531.pdf"]
+        added = retriever._best_of_missing_companies(nike_only, vector, company_of)
+        assert retriever._best_of_missing_companies(nike_only + added, vector, company_of) == []
+    assert [(hit.chunk.document, "£583.2 million" in hit.chunk.text) for hit in added] == [
+        ("manu-20f-2022-09-24.pdf", True)]
+    taken = each_company(nike_only[:2], nike_only + added, company_of)
+    assert {hit.chunk.document for hit in taken} == set(company_of)
+
+
 def test_documents_chosen_that_are_none_of_the_named_company_s_are_said(tmp_path, fake_embedder):
     """Best Buy's filings ticked on the page, "What was Nike's revenue?" asked: an answer from Best Buy's pages,
     with nothing said."""

@@ -383,6 +383,21 @@ class Retriever:
         return SearchResult(self._ranked(question, query, vector, k, None),
                             Searched("all", everything, tuple(named.documents), unmet=unmet))
 
+    def _best_of_missing_companies(self, hits: Sequence[Hit], vector, company_of: dict[str, object]) -> list[Hit]:
+        """The best chunk, by dense similarity, of each company of ``company_of`` none of whose chunks is among the
+        candidates: the other company's pages can fill both searches' candidates ("Nike's revenue in fiscal 2019
+        compared with Manchester United's in 2022" found no passage of the club's report among them)."""
+        present = {company_of.get(hit.chunk.document) for hit in hits}
+        ids_of = {record.name: record.id for record in self.store.documents()}
+        found = []
+        for company in dict.fromkeys(company_of.values()):
+            if company in present:
+                continue
+            documents = [ids_of[name] for name, owner in company_of.items() if owner == company and name in ids_of]
+            best = self.store.dense_search(vector, 1, self.store.chunk_ids(documents))
+            found += [Hit(chunk, 0.0) for chunk in self.store.chunks([chunk_id for chunk_id, _ in best])]
+        return found
+
     def _not_chosen(self, question: str, chosen: Sequence[str]) -> tuple[str, ...]:
         """Where the documents chosen (--doc, the page's ticks) are none of those of the companies the question
         names: said, as the passages are another company's ("What was Nike's revenue?" of Best Buy's filings)."""
@@ -421,6 +436,7 @@ class Retriever:
             hits = self.reranker.rerank(question, hits)
         taken = diverse(hits, k, self.settings.max_per_page)
         if company_of and len(set(company_of.values())) > 1:
+            hits = hits + self._best_of_missing_companies(hits, vector, company_of)
             taken = each_company(taken, hits, company_of)
         budget, first = self.settings.context_chars, self.settings.k
         passages = with_runner_ups(taken, hits, budget, first, self.chunk_overlap)
