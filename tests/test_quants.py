@@ -71,3 +71,14 @@ def test_the_quality_bench_scores_each_token_once_as_llama_cpp_computes_it(quali
     smaller, _ = quality.quantized(base, "Q4_0", threads=1, out=tmp_path / "random-tiny.Q4_0.gguf")
     other, _ = quality.scored(smaller, tokens, threads=1, window=32)
     assert len(other) == 48 and other != log_probs  # another type, other figures, the same tokens scored
+
+
+def test_a_quantization_not_published_is_refused_from_python():
+    """gguf_model("q4_k_m") named a file the hub does not have; the command line refused it, Python did not."""
+    from docqa.errors import InputError
+    from docqa.llm.catalog import chosen_model, gguf_model
+
+    assert gguf_model("Q4_K_M").filename == "llama-2-7b-chat.Q4_K_M.gguf"
+    for quant in ("q4_k_m", "Q9"):
+        with pytest.raises(InputError, match=f"no quantization '{quant}' of Llama-2-7B-Chat; one of Q2_K, "):
+            chosen_model(quant=quant)

@@ -46,7 +46,10 @@ QUANTIZATIONS = {
 
 
 def gguf_model(quant: str = DEFAULT_QUANT) -> ModelFile:
-    """One quantization of Llama-2-7B-Chat in TheBloke's GGUF repository."""
+    """One quantization of Llama-2-7B-Chat in TheBloke's GGUF repository (InputError for one it does not publish:
+    the hub was asked for a file that is not there)."""
+    if quant not in QUANTIZATIONS:
+        raise InputError(f"no quantization {quant!r} of Llama-2-7B-Chat; one of {', '.join(QUANTIZATIONS)}")
     return ModelFile(GGUF_REPO, f"llama-2-7b-chat.{quant}.gguf")
 
 
