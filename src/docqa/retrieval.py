@@ -482,9 +482,9 @@ class Retriever:
 
     def _unmentioned(self, question: str, hits: Sequence[Hit]) -> tuple[str, ...]:
         """What the question names (in the possessive, or after "of") that none of the passages found mentions: a
-        fact, unlike a guess at whether a capitalised word is a company ("Old Trafford's" is in the passages that answer), and
-        one that holds in a folder of many companies' reports, where a rival is mentioned somewhere (Walmart in
-        Costco's filing) but not in the passages an answer about it would come from."""
+        fact, unlike a guess at whether a capitalised word is a company ("Old Trafford's" is in the passages that
+        answer), and one that holds in a folder of many companies' reports, where a rival is mentioned somewhere
+        (Walmart in Costco's filing) but not in the passages an answer about it would come from."""
         if not self.settings.named_documents or not hits:
             return ()
         passages = [fold_text(hit.chunk.indexed_text) for hit in hits]  # as the hit rule looks for an answer string
