@@ -169,9 +169,21 @@ def test_ask_every_document_fills_a_table_and_downloads_csv(browser, site, outpu
     download.value.save_as(saved)
     assert saved.read_bytes().startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 only after a byte-order mark
     lines = saved.read_text(encoding="utf-8-sig").splitlines()
-    assert lines[0] == '"question","document","answer","page"'
-    assert lines[2].startswith('"dividend","beta-10k.pdf","The board declared a quarterly dividend of 42 cents per share."') and lines[2].endswith(',"3"')
+    assert lines[0] == '"question","document","answer","page","notes"'  # each answer's notes were dropped
+    assert lines[2].startswith('"dividend","beta-10k.pdf","The board declared a quarterly dividend of 42 cents per share."') and lines[2].endswith(',"3",""')
+    sync_api.expect(page.locator("#each-heading")).to_have_text("Every document")
     page.screenshot(path=str(output_dir / "every-document.png"))
+    # documents ticked: the table says it asked those, and each row keeps its answer's notes
+    page.locator("#documents li", has_text="beta-10k.pdf").locator("input").check()
+    page.fill("#question", "What dividend did Alpha's 10-Q declare?")
+    page.click("#ask-each")
+    sync_api.expect(page.locator("#each-heading")).to_have_text("Chosen documents (1)")
+    sync_api.expect(rows.first.locator("td").nth(3)).to_contain_text("none of the documents chosen is Alpha's",
+                                                                      timeout=60_000)
+    # a passage shown without an answer is cut as the command line's table cuts it (a whole one made a row of thirty
+    # lines on a phone)
+    cell = page.evaluate("cut('word '.repeat(100), PASSAGE_CHARS)")
+    assert len(cell) == 300 and cell.endswith("word…")
 
 
 def test_a_skipped_upload_can_be_deleted_from_the_build_panel(browser, site, fact_project, tmp_path, output_dir):

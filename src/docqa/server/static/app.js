@@ -362,12 +362,14 @@ async function askEach() {
   body.textContent = "";
   state.eachRows = [];
   state.eachQuestion = question;
+  $("each-heading").textContent = state.chosen.size ? `Chosen documents (${names.length})` : "Every document";
   $("each").hidden = false;
   try {
     for (const [index, name] of names.entries()) {
       const answerCell = el("td", { text: "…" });
       const pageCell = el("td");
-      body.append(el("tr", {}, el("td", { text: name }), answerCell, pageCell));
+      const notesCell = el("td", { class: "muted" });
+      body.append(el("tr", {}, el("td", { text: name }), answerCell, pageCell, notesCell));
       setStatus(`Document ${index + 1} of ${names.length}: ${name}`);
       let text = "";
       try {
@@ -382,14 +384,19 @@ async function askEach() {
           },
         });
         const top = answer.sources[0];
-        const shown = answer.answer ?? (top ? top.text : "");
+        // passages only: the best passage's start, as the command line's table gives it (a whole passage made a
+        // row of thirty lines on a phone)
+        const shown = answer.answer ?? (top ? cut(top.text, PASSAGE_CHARS) : "");
+        // each answer's notes (the demo model, the index being updated, what no passage mentions) were dropped
+        const notes = answer.notes.join("; ");
         answerCell.textContent = shown;
+        notesCell.textContent = notes;
         if (top) pageCell.append(pageButton(name, top));
-        state.eachRows.push({ document: name, answer: shown, page: top ? top.page_number : "" });
+        state.eachRows.push({ document: name, answer: shown, page: top ? top.page_number : "", notes });
       } catch (error) {
         if (error.name === "AbortError") throw error;
         answerCell.textContent = `error: ${error.message}`;
-        state.eachRows.push({ document: name, answer: `error: ${error.message}`, page: "" });
+        state.eachRows.push({ document: name, answer: `error: ${error.message}`, page: "", notes: "" });
       }
     }
     setStatus("");
@@ -400,6 +407,13 @@ async function askEach() {
     if (state.controller && state.controller.signal === signal) endQuestion();
     refreshHealth();
   }
+}
+
+const PASSAGE_CHARS = 300; // docqa.batch.each_doc's: the top passage shown in a cell when there is no answer
+
+function cut(text, limit) {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > limit ? flat.slice(0, limit - 1).trimEnd() + "…" : flat;
 }
 
 // The cited page of a row: a button, which the keyboard reaches (a cell with a click handler was for the mouse only)
@@ -420,8 +434,8 @@ function downloadCSV() {
   // The question in every row and in the file's name, so that tables downloaded one after another can be told
   // apart; a byte-order mark, without which Excel reads UTF-8 as its own code page ("Companyâ€™s").
   const question = state.eachQuestion;
-  const lines = [["question", "document", "answer", "page"],
-                 ...state.eachRows.map((r) => [question, r.document, r.answer, r.page])];
+  const lines = [["question", "document", "answer", "page", "notes"],
+                 ...state.eachRows.map((r) => [question, r.document, r.answer, r.page, r.notes])];
   const text = "\ufeff" + lines.map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
   const slug = question.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 60) || "answers";
   const blob = new Blob([text], { type: "text/csv;charset=utf-8" });
