@@ -23,7 +23,6 @@ import shlex
 import signal
 import sys
 import textwrap
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
