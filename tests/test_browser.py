@@ -663,6 +663,30 @@ def test_an_answer_stopped_part_way_still_shows_its_passages(browser, fact_proje
         sync_api.expect(page.locator("#copy")).to_be_disabled()  # the answer is not whole
 
 
+def test_the_passages_show_while_the_model_reads_them_and_stay_open_through_the_answer(browser, fact_project,
+                                                                                       tiny_gguf):
+    """The passages came with the answer's end: on a CPU, the seconds to the first token showed an empty card."""
+    with site_with_gated_model(fact_project, tiny_gguf) as (site, gate):  # no token until the gate opens
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(site)
+        page.fill("#question", "dividend")
+        page.click("#ask")
+        assert gate.started.wait(60)
+        card = page.locator("#sources .card").first
+        sync_api.expect(card).to_contain_text("beta-10k.pdf", timeout=30_000)
+        sync_api.expect(page.locator("#status")).to_have_text(re.compile(r"The model is reading the \d passages? found"))
+        sync_api.expect(page.locator("#searched")).to_contain_text("Searched all 2 documents")
+        assert page.locator("#answer").text_content() == ""
+        card.locator("button.open").click()  # the analyst opens the cited page meanwhile
+        sync_api.expect(page.locator("#page-label")).to_contain_text("beta-10k.pdf — page")
+        gate.gate.set()
+        sync_api.expect(page.locator("#copy")).to_be_enabled(timeout=60_000)  # the answer is whole
+        # the same sources: the card opened stays open, not redrawn under the reader
+        sync_api.expect(card).to_have_class(re.compile(r"\bactive\b"))
+        assert page.evaluate("document.querySelector('#sources .card.active button.open') !== null")
+        assert not page.locator("#viewer").is_hidden()
+
+
 # Every text a live region (a screen reader's running commentary) is given, in order: window.spoken
 LISTEN = """() => {
   window.spoken = [];

@@ -495,6 +495,33 @@ def test_a_small_max_new_tokens_leaves_room_for_more_passages(built_fact_index, 
     assert "the limit the question was asked with (max_new_tokens; an OpenAI client's max_tokens)" in short.notes[0]
 
 
+def test_on_sources_gets_the_passages_the_answer_will_have_before_its_first_token(built_fact_index, tmp_path):
+    """The web page showed the passages only with the answer's end: on a CPU, after the whole generation."""
+    settings = load_settings(built_fact_index.write_config(tmp_path / "config.yml",
+                                                           llm={"max_new_tokens": 256, "context_length": 330}))
+    seen = []
+
+    class Limited(ScriptedLLM):
+        def _generate(self, prompt):
+            seen.append("first token")
+            yield from self.tokens[: self._new_token_limit(self.count_tokens(prompt))]
+
+    def sources(found):
+        seen.append((found.answer, [source.chunk_id for source in found.sources], list(found.notes)))
+
+    backend = Limited([b"seven", b" hundred"], context_length=330, max_new_tokens=256)
+    with DocQA(settings, llm=backend) as qa:
+        answer = qa.ask(QUESTION, k=6, on_sources=sources)  # 5 of the 6 passages do not fit
+        assert len(seen) == 2 and seen[1] == "first token"
+        early_answer, early_sources, early_notes = seen[0]
+        assert early_answer is None and early_notes == answer.notes
+        assert early_sources == [source.chunk_id for source in answer.sources] and len(early_sources) == 1
+        assert "5 of 6 passages left out" in early_notes[0]
+        seen.clear()  # without generation too, so that a caller has one place to show passages
+        passages = qa.ask(QUESTION, retrieval_only=True, on_sources=sources)
+        assert seen == [(None, [source.chunk_id for source in passages.sources], [])]
+
+
 def test_a_stop_signal_set_while_waiting_for_the_model_stops_at_once(built_fact_index, tmp_path):
     """A question waiting behind another answer saw its signal only once that answer ended (minutes on a 7B)."""
     import threading
@@ -570,7 +597,8 @@ def test_arguments_ask_cannot_use_are_refused_before_anything_runs(built_fact_in
         for arguments, message in [({"stop_signal": threading.Event()}, "stop_signal must be a docqa.StopSignal"),
                                    ({"stop": 5}, "stop must be a text or a list of texts, not 5"),
                                    ({"stop": ["\n", 3]}, "stop must be a text or a list of texts"),
-                                   ({"on_token": "x"}, "on_token must be a function")]:
+                                   ({"on_token": "x"}, "on_token must be a function"),
+                                   ({"on_sources": 3}, "on_sources must be a function")]:
             with pytest.raises(InputError, match=re.escape(message)):
                 qa.ask(QUESTION, **arguments)
         assert qa.ask(QUESTION, stop="k").answer == "o"

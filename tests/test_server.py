@@ -100,6 +100,10 @@ def test_ask_streams_tokens_then_the_answer_json_prints(client):
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == "answer" and kinds.count("answer") == 1
     assert kinds[0] == "started" and kinds.count("started") == 1  # the page stops saying "place 1 in line"
+    # the passages before the first token (the page shows them while the model reads them), as the answer has them
+    assert kinds[1] == "sources" and kinds.count("sources") == 1 and kinds[2] == "token"
+    early = events[1][1]
+    assert early["answer"] is None and early["sources"] == events[-1][1]["sources"]
     tokens = [data["text"] for kind, data in events if kind == "token"]
     answer = events[-1][1]
     assert tokens and "".join(tokens).strip() == answer["answer"]

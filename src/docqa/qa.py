@@ -122,11 +122,14 @@ def check_token_limit(limit, name: str = "max_new_tokens") -> None:
         raise InputError(f"{name} must be a whole number of 1 or more, not {limit!r}")
 
 
-def check_generation_arguments(on_token, stop, stop_signal) -> None:
-    """InputError for an ``on_token``, ``stop`` or ``stop_signal`` that ``ask`` cannot use, said before the search
-    rather than as a TypeError once the model has read the prompt."""
+def check_generation_arguments(on_token, stop, stop_signal, on_sources=None) -> None:
+    """InputError for an ``on_token``, ``on_sources``, ``stop`` or ``stop_signal`` that ``ask`` cannot use, said
+    before the search rather than as a TypeError once the model has read the prompt."""
     if on_token is not None and not callable(on_token):
         raise InputError(f"on_token must be a function that takes each piece of the answer, not {on_token!r}")
+    if on_sources is not None and not callable(on_sources):
+        raise InputError(f"on_sources must be a function that takes the answer's passages (an Answer without its "
+                         f"answer), not {on_sources!r}")
     stops = [stop] if isinstance(stop, str) else stop
     if not isinstance(stops, (list, tuple)) or not all(isinstance(text, str) for text in stops):
         raise InputError(f"stop must be a text or a list of texts, not {stop!r}")
@@ -353,6 +356,7 @@ class DocQA:
         max_new_tokens: Optional[int] = None,
         stop: Sequence[str] = (),
         stop_signal: Optional[StopSignal] = None,
+        on_sources: Optional[Callable[[Answer], None]] = None,
     ) -> Answer:
         """Answer one question; ``on_token`` receives the answer as it is generated.
 
@@ -360,10 +364,12 @@ class DocQA:
         even where a model is loaded; ``max_new_tokens``: this answer's own limit, at most llm.max_new_tokens
         (an OpenAI client's max_tokens); ``stop``: texts that end this answer, beside llm.stop;
         ``stop_signal``: a ``docqa.StopSignal`` that another thread may set to abandon the answer (AnswerStopped
-        is raised), even while llama.cpp evaluates the prompt.
+        is raised), even while llama.cpp evaluates the prompt; ``on_sources``: called once with this Answer before
+        the model reads the prompt (its ``answer`` still None), when its sources, ``searched`` and notes are those the
+        answer will have, so that a reader sees the passages during the seconds to the first token.
         """
         check_token_limit(max_new_tokens)
-        check_generation_arguments(on_token, stop, stop_signal)
+        check_generation_arguments(on_token, stop, stop_signal, on_sources)
         if threading.get_ident() in self._in_progress and not retrieval_only:
             # The model is this thread's already, mid-answer: a second answer would write into the first one's.
             raise InputError("ask() from inside one of this DocQA's own answers (an on_token callback) cannot "
@@ -384,9 +390,11 @@ class DocQA:
             if self.llm is not None and not retrieval_only:
                 take_turn(self._generation_lock, stop_signal)  # another thread may be answering
                 try:
-                    self._generate(result, on_token, max_new_tokens, stop, stop_signal)
+                    self._generate(result, on_token, max_new_tokens, stop, stop_signal, on_sources)
                 finally:
                     self._generation_lock.release()
+            elif on_sources is not None:
+                on_sources(result)
         timings.total = timings.load + time.perf_counter() - started
         return result
 
@@ -398,11 +406,14 @@ class DocQA:
 
     def _generate(self, result: Answer, on_token: Optional[Callable[[str], None]],
                   max_new_tokens: Optional[int] = None, stop: Sequence[str] = (),
-                  stop_signal: Optional[StopSignal] = None) -> None:
+                  stop_signal: Optional[StopSignal] = None,
+                  on_sources: Optional[Callable[[Answer], None]] = None) -> None:
         """The answer to ``result``'s question from its passages, with its timings and notes, into ``result``."""
         from docqa.demo import FILE_NAME as DEMO_FILE, NOTE as DEMO_NOTE, is_demo
 
         prompt = self._fitted_prompt(result, max_new_tokens)
+        if on_sources is not None:  # the passages that did not fit are gone from the sources by now
+            on_sources(result)
         pieces = self._stream(prompt.text, result.timings, on_token, max_new_tokens, stop, stop_signal)
         # This thread's: another DocQA sharing the model (the web app's, after a build) may have generated since
         ended = self.llm.ended_here()

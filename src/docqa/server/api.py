@@ -87,7 +87,9 @@ def submit_question(request: Request, work) -> Job:
 @router.post("/ask", summary="Ask a question; the answer streams as Server-Sent Events")
 async def ask(body: AskRequest, request: Request):
     """Events: `queued` ({place, waiting}) while other questions are answered first, `started` ({}) when the
-    model takes it up, `token` ({text}) as the answer is generated, then one `answer` with the object `main.py --json` prints, or one `error` ({error}).
+    model takes it up, `sources` (the `answer` object so far: its `sources`, `searched` and `notes`, `answer` null)
+    before the model reads the passages, `token` ({text}) as the answer is generated, then one `answer` with the
+    object `main.py --json` prints, or one `error` ({error}).
     Without a model, or with `retrieval_only`, the `answer` event comes at once with the passages."""
     state = _state(request)
     engine = state.engine
@@ -106,8 +108,14 @@ async def ask(body: AskRequest, request: Request):
     def answer(job: Job, qa) -> None:
         job.emit("started", {})  # out of the line: the passages are read, then the answer streams
         updating = state.builder.updating()
-        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token, stop_signal=job.cancelled)
-        job.emit("answer", with_index_notes(result, updating, engine.problem).to_dict())
+
+        def sources(found) -> None:
+            # The page shows the passages while the model reads them: on a CPU, seconds before the first token
+            job.emit("sources", with_index_notes(found, updating, engine.problem).to_dict())
+
+        result = qa.ask(question, doc=body.doc, k=body.k, on_token=job.on_token, stop_signal=job.cancelled,
+                        on_sources=sources)
+        job.emit("answer", result.to_dict())  # with the index notes that sources() added
 
     job = submit_question(request, answer)
 

@@ -9,6 +9,7 @@ const state = {
   chosen: new Set(),      // names the questions are limited to (empty: all)
   lost: [],               // chosen documents since deleted (by a colleague): said, and no question asks all instead
   answer: null,           // the last answer object
+  shownSources: null,     // the sources on screen, as JSON: those of the answer coming, before its end
   controller: null,       // aborts the question being answered
   viewer: null,           // {document, page, pages, highlight, highlightPage}
   eachRows: [],           // [{document, answer, page}]
@@ -94,7 +95,8 @@ async function* serverEvents(response) {
 }
 
 // One question through POST /api/ask; resolves to the answer object.
-async function askServer(question, { doc, retrievalOnly, signal, onToken, onQueued, onStarted = () => {} }) {
+async function askServer(question, { doc, retrievalOnly, signal, onToken, onQueued, onStarted = () => {},
+                                    onSources = () => {} }) {
   const response = await api("/api/ask", {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -105,6 +107,7 @@ async function askServer(question, { doc, retrievalOnly, signal, onToken, onQueu
   for await (const [kind, data] of serverEvents(response)) {
     if (kind === "queued") onQueued(data);
     else if (kind === "started") onStarted();
+    else if (kind === "sources") onSources(data);
     else if (kind === "token") onToken(data.text);
     else if (kind === "answer") return data;
     else if (kind === "error") throw new Error(data.error);
@@ -169,6 +172,7 @@ async function ask(event, { fromLink = false } = {}) {
   answerBox.textContent = "";
   answerBox.classList.remove("passages", "no-answer");
   for (const id of ["sources", "timings", "notes", "searched"]) $(id).textContent = "";
+  state.shownSources = null;
   $("result").hidden = false;
   state.link = linkTo(question);
   $("permalink").href = state.link;
@@ -183,6 +187,13 @@ async function ask(event, { fromLink = false } = {}) {
       signal,
       onQueued: (data) => setStatus(`Waiting for the model: place ${data.place} in line`),
       onStarted: () => setStatus("The model is reading the passages…"),
+      // The passages, before the model has read them: on a CPU the first token is seconds away, and an analyst
+      // can open a cited page meanwhile
+      onSources: (found) => {
+        showFound(found);
+        const count = found.sources.length;
+        setStatus(`The model is reading the ${count} passage${count === 1 ? "" : "s"} found…`);
+      },
       onToken: (text) => {
         if (!started) setStatus("Answering…");
         started = true;
@@ -195,8 +206,8 @@ async function ask(event, { fromLink = false } = {}) {
   } catch (error) {
     if (error.name === "AbortError") setStatus("Stopped.");
     else setStatus(error.message);
-    if (!started) $("result").hidden = true; // an empty answer card under the reason said nothing more
-    else if (error.name === "AbortError") showStoppedSources(question);
+    // an empty card under the reason said nothing more; the passages of an answer stopped part way stay
+    if (!state.shownSources) $("result").hidden = true;
   } finally {
     if (state.controller && state.controller.signal === signal) endQuestion();
     refreshHealth();
@@ -214,8 +225,7 @@ function showAnswer(answer) {
     answerBox.textContent = answer.answer;
     if (answer.answered === false) answerBox.classList.add("no-answer");
   }
-  for (const note of answer.notes || []) $("notes").append(el("li", { text: note }));
-  $("searched").textContent = answer.searched ? searchedText(answer.searched) : "";
+  showFound(answer);
   const t = answer.timings;
   $("timings").textContent = [
     t.retrieval != null ? `retrieval ${seconds(t.retrieval)}` : "",
@@ -223,23 +233,25 @@ function showAnswer(answer) {
     t.tokens_per_second ? `${t.tokens_per_second} tokens/s` : "",
     t.total != null ? `total ${seconds(t.total)}` : "",
   ].filter(Boolean).join(" · ");
-  renderSources(answer.sources);
+}
+
+// The notes, the documents searched and the sources of an answer, whole or still to come. The sources already on
+// screen are kept as they are (the card open in the viewer, the keyboard on a card) where the answer's end brings
+// the same ones.
+function showFound(found) {
+  $("notes").textContent = "";
+  for (const note of found.notes || []) $("notes").append(el("li", { text: note }));
+  $("searched").textContent = found.searched ? searchedText(found.searched) : "";
+  const sources = JSON.stringify(found.sources);
+  if (sources === state.shownSources) return;
+  state.shownSources = sources;
+  renderSources(found.sources);
 }
 
 function answerReady(answer) {
   const count = answer.sources.length;
   if (answer.answer === null) return count ? `${count} passage${count === 1 ? "" : "s"} found.` : "Nothing found.";
   return `Answer ready, ${count} source${count === 1 ? "" : "s"}.`;
-}
-
-// A stopped answer's passages: they come with the answer's end, which never came. Searching again takes no model.
-async function showStoppedSources(question) {
-  try {
-    const found = await askServer(question, { doc: scope(), retrievalOnly: true, onQueued() {}, onToken() {} });
-    if ($("question").value.trim() === question && !state.controller) renderSources(found.sources);
-  } catch {
-    // the server gone: the status already says the answer stopped
-  }
 }
 
 function renderSources(sources) {
