@@ -683,7 +683,7 @@ def test_searched_documents_are_in_the_text_and_json_outputs(config, capsys):
     assert searched["scope"] == "all" and len(searched["documents"]) == 3
     assert ask_main(["--config", str(config), "--retrieval-only", "--json", "--doc", "beta*", "Revenue?"]) == 0
     assert json.loads(capsys.readouterr().out)["searched"] == {
-        "scope": "doc", "documents": ["beta-2023.pdf"], "named": [], "unmentioned": [], "unmet": []}
+        "scope": "doc", "documents": ["beta-2023.pdf"], "named": [], "unmentioned": [], "unmet": [], "companies": 0}
 
 
 @pytest.mark.parametrize(
@@ -739,8 +739,10 @@ def test_what_the_question_names_that_no_passage_mentions_is_said_in_the_answer(
     assert dated.searched.summary() == ("1 document whose period ends on the date in the question: "
                                         "manu-20f-2022-09-24.pdf (no passage found mentions Puma, which the question "
                                         "names)")
-    for result in (mentioned, named, generic):
+    for result in (mentioned, named):
         assert (result.searched.unmentioned, result.notes) == ((), []), result.question
+    # "the Group's" names no company: its passages, from both reports, are said to be two companies'
+    assert generic.searched.unmentioned == () and generic.searched.companies == 2 and len(generic.notes) == 1
     assert named.searched.scope == "named"
     config = tmp_path / "config.yml"
     config.write_text(yaml.safe_dump({"paths": {key: str(value) for key, value in settings.paths.model_dump().items()}}))
@@ -748,6 +750,40 @@ def test_what_the_question_names_that_no_passage_mentions_is_said_in_the_answer(
     out, err = capsys.readouterr()
     assert "\nSearched: all 2 documents (no passage found mentions Puma, which the question names)\n" in out
     assert "no passage found mentions Puma" in out + err
+
+
+def test_passages_from_several_companies_for_a_question_that_names_none_are_said(tmp_path, fake_embedder, capsys):
+    """"Who chairs the audit committee?" over many companies' reports got one company's chair, the next passage
+    another's, with nothing said: an analyst read the answer as the company she had in mind."""
+    nike = {"nke-20220531.pdf": [
+        "FORM 10-K\nFor the fiscal year ended May 31, 2022\nNIKE, Inc.\n(Exact name of registrant as specified in its "
+        "charter)", "Revenues rose to 46.7 billion dollars in fiscal 2022.", "Total revenue grew in every region."],
+        "nke-20210531.pdf": [
+        "FORM 10-K\nFor the fiscal year ended May 31, 2021\nNIKE, Inc.\n(Exact name of registrant as specified in its "
+        "charter)", "Total revenue was 44.5 billion dollars in fiscal 2021."]}
+    settings = index_of(tmp_path, {**MU_LIKE, **nike})
+    with DocQA(settings, retrieval_only=True) as qa:
+        mixed = qa.ask("What was total revenue?", k=3)
+        named = qa.ask("What was Nike's total revenue?", k=3)
+        chosen = qa.ask("What was total revenue?", k=3, doc=["manu*", "nke*"])
+        one_company = qa.ask("What was total revenue?", k=2, doc="nke*")
+        unknown = qa.ask("What was Puma's total revenue?", k=3)
+    assert {source.document for source in mixed.sources} >= {"manu-20f-2022-09-24.pdf", "nke-20220531.pdf"}
+    assert (mixed.searched.scope, mixed.searched.companies) == ("all", 2)
+    note = ("the passages come from 2 companies' documents, and an answer from them may mix their figures: name the "
+            "company in the question, or choose its documents, for one company's answer")
+    assert mixed.notes == [note]
+    # named, or chosen by the analyst (who knows whose they are), or two filings of one company: nothing to say
+    assert named.searched.scope == "named" and len({source.document for source in one_company.sources}) == 2
+    for result in (named, chosen, one_company):
+        assert (result.searched.companies, result.notes) == (0, []), result.searched
+    # a company not indexed is said by the note on what no passage mentions, not by this one as well
+    assert unknown.searched.unmentioned == ("Puma",) and unknown.searched.companies == 0 and len(unknown.notes) == 1
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"paths": {key: str(value) for key, value in settings.paths.model_dump().items()}}))
+    assert ask_main(["--config", str(config), "--retrieval-only", "--json", "--k", "3", "What was total revenue?"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["searched"]["companies"] == 2 and result["notes"] == [note]
 
 
 def test_a_named_company_whose_passages_match_weakly_falls_back_to_every_document(tmp_path, fake_embedder):

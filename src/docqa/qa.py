@@ -387,6 +387,10 @@ class DocQA:
                 names = " or ".join(searched.unmentioned)
                 result.notes.append(f"no passage found mentions {names}, which the question names: they, and any "
                                     "answer from them, may be about something else")
+            if searched is not None and searched.companies:
+                result.notes.append(f"the passages come from {searched.companies} companies' documents, and an "
+                                    "answer from them may mix their figures: name the company in the question, or "
+                                    "choose its documents, for one company's answer")
             if self.llm is not None and not retrieval_only:
                 take_turn(self._generation_lock, stop_signal)  # another thread may be answering
                 try:

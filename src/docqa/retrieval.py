@@ -111,6 +111,9 @@ class Searched:
     # what the question asks of a named company that none of its filings is ("no Best Buy filing reports 2019"), or
     # the period end it names that no filing has: the search went on without it
     unmet: tuple[str, ...] = ()
+    # how many companies' documents the passages come from, where the search was not narrowed to a company the
+    # question names and they are several (0 otherwise): an answer from them may mix companies
+    companies: int = 0
 
     def summary(self) -> str:
         """One line for people: "all 47 documents", "1 document named in the question: a.pdf", ..."""
@@ -349,7 +352,10 @@ class Retriever:
         """The k best passages; ``doc``: a glob of document names, or several."""
         result = self._search(question, k, doc)
         unmentioned = self._unmentioned(question, result.hits)
-        return replace(result, searched=replace(result.searched, unmentioned=unmentioned)) if unmentioned else result
+        companies = 0 if unmentioned else self._companies(question, result)
+        if unmentioned or companies:
+            result = replace(result, searched=replace(result.searched, unmentioned=unmentioned, companies=companies))
+        return result
 
     def _search(self, question: str, k: Optional[int], doc: Optional[str | Sequence[str]]) -> SearchResult:
         k = k or self.settings.k
@@ -489,6 +495,30 @@ class Retriever:
             return ()
         passages = [fold_text(hit.chunk.indexed_text) for hit in hits]  # as the hit rule looks for an answer string
         return tuple(name for name in possessive_names(question, self.profiles()) if not _mentioned(name, passages))
+
+    def _companies(self, question: str, result: SearchResult) -> int:
+        """How many companies' documents the passages come from, where the question neither named a company whose
+        documents were searched nor chose documents, and they are several: "Who chairs the audit committee?" in a
+        folder of many companies' reports gets one company's chair from one passage and another's from the next.
+        Only companies their content names are counted (a file name is a guess: "AR2021.pdf" and "Annual Report
+        2022.pdf" are one company's); filings are one company's where their names meet."""
+        searched = result.searched
+        if not self.settings.named_documents or searched.scope not in ("all", "period") or searched.named:
+            return 0
+        if possessive_names(question, self.profiles()):  # "Apple's": the question is about someone, not indexed
+            return 0
+        names = {profile.document: profile.names - profile.hinted for profile in self.profiles()}
+        companies: list[set[str]] = []
+        for document in dict.fromkeys(hit.chunk.document for hit in result.hits):
+            theirs = names.get(document)
+            if not theirs:
+                continue
+            same = next((company for company in companies if company & theirs), None)
+            if same is None:
+                companies.append(set(theirs))
+            else:
+                same |= theirs
+        return len(companies) if len(companies) > 1 else 0
 
     def _dated(self, question: str) -> tuple[list[str], tuple[str, ...]]:
         """The documents whose period ends on a date the question writes out, and, where it writes one that no
