@@ -40,6 +40,33 @@ def test_ask_streams_answer_then_sources_and_timings(model_config, capsys):
     assert "Traceback" not in err
 
 
+def test_on_a_terminal_a_line_says_what_the_model_reads_until_its_first_token(built_fact_index, tiny_gguf, tmp_path,
+                                                                            capsys, monkeypatch):
+    """A 7B model on a CPU reads the prompt for tens of seconds, and the terminal stayed blank as if docqa hung."""
+    import sys
+
+    config = built_fact_index.write_config(tmp_path / "config.yml", llm={"model_path": str(tiny_gguf),
+                                                                         "max_new_tokens": 4}, retrieval={"k": 2})
+    seen_at_first_token = []
+    original = DocQA._stream
+
+    def stream(self, prompt, timings, on_token, *rest):
+        seen_at_first_token.append(capsys.readouterr().err)  # what the terminal showed while the model read
+        return original(self, prompt, timings, on_token, *rest)
+
+    monkeypatch.setattr(DocQA, "_stream", stream)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert ask_main(["--config", str(config), QUESTION]) == 0
+    out, err = capsys.readouterr()
+    assert seen_at_first_token[0].endswith("docqa: the model is reading 2 passages from 1 document…")
+    assert err.startswith("\r\033[K")  # taken back before the answer
+    assert out.split("\n\nSources:", 1)[0].strip()
+    # not where stderr is a file or a pipe (a script's log), nor without a model
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert ask_main(["--config", str(config), QUESTION]) == 0
+    assert "reading" not in capsys.readouterr().err and "reading" not in seen_at_first_token[1]
+
+
 def test_ask_json_has_answer_sources_and_timings(model_config, capsys):
     config, backend = model_config
     assert ask_main(["--config", str(config), "--json", QUESTION]) == 0

@@ -362,9 +362,16 @@ def ask(args: argparse.Namespace) -> int:
     if not question:
         raise InputError('no question given; usage: python main.py "your question"')
     stream = None if args.json else _TokenWriter()
+    # On a terminal, a line saying what the model is reading until its first token (a 7B model on a CPU takes tens
+    # of seconds over the prompt): the screen stayed blank as if docqa hung
+    waiting = stream.reading if stream and not args.retrieval_only and sys.stderr.isatty() else None
     with DocQA(_settings(args), retrieval_only=args.retrieval_only) as qa:
         qa.advice_prog = args.prog
-        answer = qa.ask(question, doc=_doc(args), k=args.k, on_token=stream)
+        try:
+            answer = qa.ask(question, doc=_doc(args), k=args.k, on_token=stream, on_sources=waiting)
+        finally:
+            if stream:
+                stream.stop_reading()  # also where the model failed: its message has a line of its own
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         _print_notes(answer.notes, args)
@@ -382,8 +389,25 @@ class _TokenWriter:
 
     def __init__(self) -> None:
         self.started = False
+        self._reading = False  # the line on stderr saying what the model reads is shown
+
+    def reading(self, found) -> None:
+        """``ask``'s ``on_sources``: until the first token, one line on the terminal's stderr."""
+        documents = len({source.document for source in found.sources})
+        count = len(found.sources)
+        sys.stderr.write(f"docqa: the model is reading {count} passage{'' if count == 1 else 's'} from {documents} "
+                         f"document{'' if documents == 1 else 's'}…")
+        sys.stderr.flush()
+        self._reading = True
+
+    def stop_reading(self) -> None:
+        if self._reading:
+            sys.stderr.write("\r\033[K")  # the line is taken back: the answer follows on stdout
+            sys.stderr.flush()
+            self._reading = False
 
     def __call__(self, piece: str) -> None:
+        self.stop_reading()
         if not self.started:
             piece = piece.lstrip()
             self.started = bool(piece)
