@@ -22,6 +22,7 @@ from docqa.profiles import (
     dated_documents,
     describe,
     full_dates,
+    mentions,
     named_documents,
     naming,
     profile,
@@ -751,6 +752,68 @@ def test_what_the_question_names_that_no_passage_mentions_is_said_in_the_answer(
     assert "\nSearched: all 2 documents (no passage found mentions Puma, which the question names)\n" in out
     assert "no passage found mentions Puma" in out + err
 
+
+def test_a_company_named_only_in_a_product_s_name_is_not_mentioned(tmp_path, fake_embedder):
+    """In a folder with no Apple filing, "What was Apple's total net sales?" found another company's passages, one of
+    them on "Apple TV+ and Amazon Prime Video": they "mentioned Apple", so nothing was said, and the analyst read that
+    company's net sales as Apple's. A name that only starts a product's is no mention; each way a report writes the
+    company itself is."""
+    streaming = {"streamco-2022.pdf": [
+        "Total net sales were 31.6 billion dollars in fiscal 2022.",
+        "Members watch on Apple TV+ and Amazon Prime Video devices, and buy through the Apple App Store."]}
+    real = ["Apple Inc. is our largest customer.", "We supply Apple, Inc and others.", "Apple's orders grew.",
+            "Apple reported lower orders.", "Net sales to Apple were 20% of the total."]
+    settings = index_of(tmp_path, {**streaming, **{f"supplier-{i}.pdf": ["Total net sales were 4.2 billion dollars.",
+                                                                           text] for i, text in enumerate(real)}})
+    with DocQA(settings, retrieval_only=True) as qa:
+        apple = qa.ask("What was Apple's total net sales in fiscal 2022?", k=5, doc="streamco*")
+        amazon = qa.ask("What were the net sales of Amazon in fiscal 2022?", k=5, doc="streamco*")
+        suppliers = [qa.ask("What was Apple's total net sales in fiscal 2022?", k=5, doc=f"supplier-{i}.pdf")
+                     for i in range(len(real))]
+    assert any("Apple TV+" in source.text for source in apple.sources)
+    assert apple.searched.unmentioned == ("Apple",) and amazon.searched.unmentioned == ("Amazon",)
+    assert apple.notes == ["no passage found mentions Apple, which the question names: they, and any answer from "
+                           "them, may be about something else"]
+    for text, result in zip(real, suppliers):
+        assert any(text in source.text for source in result.sources), text
+        assert (result.searched.unmentioned, result.notes) == ((), []), text
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("Google", "sold through Google Play", False),
+        ("Meta", "apps for Meta Quest 3 headsets", False),
+        ("Apple", "the Apple\xa0App\xa0Store", False),  # a PDF's spaces may be non-breaking
+        ("Meta", "metadata and metals", False),  # a word of its own, not a part of one
+        ("Meta", "Meta Platforms,\nInc. and others", True),  # a longer name that is a company's, across a line
+        ("Apple", "Apple\nTV+ 12", True),  # a line break ends a name in a table or a heading
+        ("Class", "Class A ordinary shares", True),  # a letter is a class or a series, no longer name
+        ("PricewaterhouseCoopers", "/s/ PricewaterhouseCoopers LLP", True),
+        # corporate suffixes, written in any of their forms
+        *[("Acme", f"Acme {suffix} reported", True) for suffix in (
+            "Inc.", "Corp.", "Corporation", "Co.", "Company", "Ltd", "Limited", "plc", "LLC", "N.V.", "S.A.", "Group",
+            "Holdings")],
+        ("Target", "TARGET CORP", True),
+        ("Target", "Target Date Funds", False),
+        ("Block", "Block, Inc. (formerly Square)", True),
+        ("adidas", "the agreement with adidas.", True),  # a brand that writes itself in lower case
+        # names of several words: in full, or by a word of theirs that is itself no part of another name
+        ("Best Buy", "sold at Best Buy Co., Inc. stores", True),
+        ("Best Buy", "Best Buy reported", True),
+        ("Best Buy", "our best estimate of what to buy", False),  # ordinary words in lower case are no name
+        ("Johnson & Johnson", "Johnson & Johnson reported", True),
+        ("Johnson & Johnson", "Johnson Controls International", False),
+        ("Google Cloud", "Intelligent Cloud 87,907", False),
+        ("Target Corporation", "each corporation met its targets", False),  # a corporate suffix alone is no name
+        ("Mary Dillon", "Ms. Dillon joined in 2019", True),
+        ("Trillium Therapeutics", "The Trillium acquisition closed", True),
+        ("Football Association", "The FA is the governing body", True),  # initials, after the first time
+        ("Football Association", "English football clubs", False),
+    ],
+)
+def test_a_company_is_mentioned_by_its_name_not_by_another_name_it_starts(name, text, expected):
+    assert mentions(text, name) is expected
 
 def test_passages_from_several_companies_for_a_question_that_names_none_are_said(tmp_path, fake_embedder, capsys):
     """"Who chairs the audit committee?" over many companies' reports got one company's chair, the next passage

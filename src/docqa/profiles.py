@@ -48,8 +48,8 @@ _FILING_WORDS = frozenset(
     "annual quarterly report reports form filing filings earnings release results dated fy statement statements "
     "financial financials interim proxy presentation transcript exhibit ex press copy final draft".split()
 )
-_LEGAL_WORDS = ("inc", "incorporated", "corp", "corporation", "co", "company", "plc", "ltd", "limited", "llc", "sa",
-                "ag", "nv", "se", "group", "holdings")
+_LEGAL_WORDS = ("inc", "incorporated", "corp", "corporation", "co", "company", "plc", "ltd", "limited", "llc", "llp",
+                "lp", "sa", "ag", "nv", "bv", "gmbh", "se", "group", "holdings")
 _LEGAL_SUFFIXES = re.compile(rf"(?:[\s,]+(?:{'|'.join(_LEGAL_WORDS)})\b\.?)+\s*$", re.IGNORECASE)
 _ANNUAL_FORMS = frozenset({"10-K", "20-F", "40-F"})
 _CONNECTIVES = frozenset("of and the de du la".split())  # "Bank of" is no name of Bank of America
@@ -597,6 +597,71 @@ def possessive_names(question: str, profiles: Sequence[Profile]) -> list[str]:
         if not any(scope.naming(item) for item in profiles) and written not in names:
             names.append(written)
     return names
+
+
+# A word as names are written, with what a product's name may carry ("TV+", "N.V.", "O'Reilly")
+_NAMED_WORD = r"[^\W\d_][\w.&+'’-]*"
+# The next word, after a space or a comma: on the same line, since a PDF's line break ends a name in a table or a
+# heading, but for a corporate suffix ("Meta Platforms,\nInc.")
+_NEXT_WORD = re.compile(rf",?(\s+)({_NAMED_WORD})")
+_WORD_BEFORE = re.compile(rf"({_NAMED_WORD})[ \t]+$")
+_WORD_OF_NAME = re.compile(r"[^\W\d_][\w&-]*")
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether ``text`` mentions the company ``name`` (as a question writes it): in full, in any case ("adidas"
+    writes itself in lower case), or for a name of several words by one of its longer words as written ("Trillium"
+    for Trillium Therapeutics, "Dillon" for Mary Dillon) or by its initials ("the FA"), as reports write them after
+    the first time.
+    A name that only starts a longer proper name is a product's or another's, not the company's: "Apple TV+", "the
+    Apple App Store", "Amazon Prime Video" are no mention of Apple or Amazon, where "Apple Inc.", "Apple, Inc",
+    "Meta Platforms, Inc." (a longer name that is a company's), "Apple's", "Apple reported" and "sales to Apple" are.
+    A word of a name ends no longer name either ("Intelligent Cloud" is none of Google Cloud). The rule is one of
+    capitals, so it holds for any company: a name written as an ordinary word in lower case ("our target") still
+    counts, since a brand in lower case cannot be told from it."""
+    whole = r"\s+".join(re.escape(word) for word in name.split())
+    if any(not _starts_longer_name(text, match.end())
+           for match in re.finditer(rf"(?<![\w&]){whole}(?![\w&])", text, re.IGNORECASE)):
+        return True
+    if len(name.split()) < 2:
+        return False
+    words = [word for word in _WORD_OF_NAME.findall(name) if compact_name(word) not in _LEGAL_WORDS]
+    shorter = {written for word in words if len(word) >= 4 for written in (word, word.upper())}
+    initials = "".join(word[0] for word in words if word[0].isupper())
+    if len(initials) > 1:  # "the FA" for The Football Association, after the first time
+        shorter.add(initials)
+    return any(not _starts_longer_name(text, match.end()) and not _ends_longer_name(text, match.start())
+               for written in shorter
+               for match in re.finditer(rf"(?<![\w&]){re.escape(written)}(?![\w&])", text))
+
+
+def _starts_longer_name(text: str, end: int) -> bool:
+    """Whether the name that ends at ``end`` goes on, on its line, into capitalised words ("Apple TV+", "Google Play",
+    "Meta Quest"), unless they end in a corporate suffix ("Apple Inc.", "Meta Platforms, Inc.", "Best Buy Co.")."""
+    longer = False
+    while match := _NEXT_WORD.match(text, end):
+        space, word = match.groups()
+        if compact_name(word) in _LEGAL_WORDS:
+            return False
+        # "Apple, Google", "Apple reported"; a letter is a class or a series of the thing named ("Class A shares")
+        if match.group(0).startswith(",") or "\n" in space or not any(letter.isupper() for letter in word) \
+                or len(word) == 1:
+            break
+        longer = True
+        end = match.end()
+    return longer
+
+
+def _ends_longer_name(text: str, start: int) -> bool:
+    """Whether a word that starts at ``start`` ends a longer name on its line ("Intelligent Cloud"): a capitalised
+    word before it, not one capitalised only to start a sentence ("The FA is"), an abbreviation or a sentence's end
+    ("Ms. Dillon") nor a possessive ("Pfizer's Trillium")."""
+    before = _WORD_BEFORE.search(text, 0, start)
+    if not before:
+        return False
+    word = before.group(1)
+    return (any(letter.isupper() for letter in word) and word.lower() not in _NOT_NAMES
+            and not word.endswith((".", "'s", "’s")))
 
 
 def dated_documents(question: str, profiles: Sequence[Profile]) -> list[str]:

@@ -29,6 +29,7 @@ from docqa.profiles import (
     Naming,
     dated_documents,
     full_dates,
+    mentions,
     naming,
     profile,
     same_company_names,
@@ -39,7 +40,6 @@ from docqa.reranking import Reranker
 from docqa.settings import Retrieval
 from docqa.statements import page_statement, statements_asked
 from docqa.storage import IndexReader
-from docqa.text import fold_text
 from docqa.types import Hit, StoredChunk
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al., 2009)
@@ -324,17 +324,6 @@ def matching_documents(store: IndexReader, pattern: str) -> list[int]:
     return ids
 
 
-def _mentioned(name: str, passages: Sequence[str]) -> bool:
-    """Whether any of ``passages`` (``fold_text``) mentions ``name``: in full, or, for a name of several words, by
-    one of its longer words ("Trillium" for Trillium Therapeutics, "Dillon" for Mary Dillon), as reports write them
-    after the first time."""
-    if any(fold_text(name) in passage for passage in passages):
-        return True
-    words = [word.casefold() for word in re.findall(r"[^\W\d_][\w&-]*", name) if len(word) >= 4]
-    return len(name.split()) > 1 and any(re.search(rf"\b{re.escape(word)}\b", passage)
-                                         for word in words for passage in passages)
-
-
 class Retriever:
     def __init__(self, store: IndexReader, embedder, settings: Retrieval, reranker: Optional[Reranker] = None,
                  chunk_overlap: int = DEFAULT_OVERLAP):
@@ -493,8 +482,9 @@ class Retriever:
         (Walmart in Costco's filing) but not in the passages an answer about it would come from."""
         if not self.settings.named_documents or not hits:
             return ()
-        passages = [fold_text(hit.chunk.indexed_text) for hit in hits]  # as the hit rule looks for an answer string
-        return tuple(name for name in possessive_names(question, self.profiles()) if not _mentioned(name, passages))
+        # The passages as written: their capitals tell "Apple Inc." from "Apple TV+" (docqa.profiles.mentions)
+        return tuple(name for name in possessive_names(question, self.profiles())
+                     if not any(mentions(hit.chunk.indexed_text, name) for hit in hits))
 
     def _companies(self, question: str, result: SearchResult) -> int:
         """How many companies' documents the passages come from, where the question neither named a company whose
