@@ -71,9 +71,9 @@ def test_upload_ask_stream_and_open_the_cited_page(browser, site, tmp_path, outp
     page.fill("#question", "How many passengers did Kappa Rail carry in 2023?")
     page.click("#ask")
     sync_api.expect(page.locator("#sources .card").first).to_contain_text("kappa-annual-report-2023.pdf", timeout=120_000)
+    sync_api.expect(page.locator("#timings")).to_contain_text("tokens/s", timeout=120_000)  # the answer's end
     streamed = page.locator("#answer").text_content()
     assert streamed.strip(), "no answer text was streamed into the page"
-    sync_api.expect(page.locator("#timings")).to_contain_text("tokens/s")
 
     page.locator("#sources .card").first.click()
     image = page.locator("#page-image")
