@@ -792,6 +792,20 @@ def test_page_images_rendered_at_once_in_several_threads_are_each_right(tmp_path
     assert json.loads(result.stdout) == []
 
 
+def test_page_image_scale_is_checked_as_a_request_is(client):
+    """The page viewer zooms with ?scale=: a value out of 0.25..4 was a 400 from deep in the renderer, "nan" too,
+    where any other malformed request is a 422 naming its parameter."""
+    url = "/api/documents/beta-10k.pdf/pages/3.png"
+    sharp = client.get(url, params={"scale": 3, "highlight": "The board declared a quarterly dividend"})
+    assert sharp.status_code == 200 and struct.unpack(">II", sharp.content[16:24]) == (1836, 2376)  # Letter × 3
+    for bad, says in [("9", "less than or equal to 4"), ("0.1", "greater than or equal to 0.25"),
+                      ("nan", "finite number"), ("inf", "finite number"), ("big", "valid number")]:
+        refused = client.get(url, params={"scale": bad})
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/json", (bad, refused.text)
+        error = refused.json()["error"]
+        assert error.startswith("query.scale: Input should be") and says in error and "\n" not in error, error
+
+
 def test_page_image_of_another_page_and_errors(client):
     assert client.get("/api/documents/beta-10k.pdf/pages/3.png", params={"scale": 0.5}).status_code == 200
     missing = client.get("/api/documents/beta-10k.pdf/pages/9.png")

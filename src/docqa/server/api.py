@@ -6,14 +6,14 @@ import asyncio
 import re
 from typing import Annotated, Optional, Union
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from docqa.documents import shown
 from docqa.errors import DocumentError, InputError
 from docqa.retrieval import matching_documents
-from docqa.server.pages import render_page
+from docqa.server.pages import MAX_SCALE, MIN_SCALE, render_page
 from docqa.server.queue import Job
 from docqa.server.streaming import KEEPALIVE, job_events, sse
 from docqa.server.uploads import UploadRejected, stage_upload
@@ -21,6 +21,10 @@ from docqa.server.uploads import UploadRejected, stage_upload
 router = APIRouter(prefix="/api")
 
 MAX_HIGHLIGHT_CHARS = 4000
+# Checked here, so that a bad one is a 422 naming the parameter, as any other malformed request is
+PAGE_SCALE = Query(ge=MIN_SCALE, le=MAX_SCALE, allow_inf_nan=False, description=(
+    f"Image pixels per PDF point, {MIN_SCALE} to {MAX_SCALE} (1.5: a US Letter page 918 pixels wide); the page's "
+    "viewer asks for more as it zooms in, so that small print stays sharp"))
 MAX_QUESTION_CHARS = 4000  # far beyond any question; a pasted file would only fill the model's context
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -296,7 +300,8 @@ def build(build_id: str, request: Request):
 
 @router.get("/documents/{name:path}/pages/{page_number}.png", summary="A page as an image, the passage highlighted",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def page_image(name: str, page_number: int, request: Request, highlight: Optional[str] = None, scale: float = 1.5):
+def page_image(name: str, page_number: int, request: Request, highlight: Optional[str] = None,
+               scale: Annotated[float, PAGE_SCALE] = 1.5):
     state = _state(request)
     if name not in indexed_names(state.engine):  # only indexed names: no other file can be reached
         return _not_found(name)

@@ -20,14 +20,15 @@ from docqa.errors import DocumentError, InputError
 
 MIN_LINE_CHARS = 12  # shorter lines of a passage are too common to be found on their own
 TINT = np.array([1.0, 0.86, 0.35])  # multiplied into the pixels under the passage: a marker-pen yellow
-MAX_SCALE = 4.0
+MIN_SCALE = 0.25
+MAX_SCALE = 4.0  # pixels per point: 288 dots per inch, the page viewer's sharpest render at 300 % zoom
 MAX_PIXELS = 40_000_000  # a US Letter page at scale 4 is 2,448 × 3,168 = 7.8 million
 
 
 def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None, scale: float = 1.5) -> bytes:
     """PNG bytes of page ``page_number`` (1-based) of the PDF at ``path``; ``highlight``: a passage to mark."""
-    if not 0.25 <= scale <= MAX_SCALE:
-        raise InputError(f"scale must be between 0.25 and {MAX_SCALE}")
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise InputError(f"scale must be between {MIN_SCALE} and {MAX_SCALE}")
     with PDFIUM:  # one render at a time: the server renders in several threads
         pixels, boxes = _rendered(path, page_number, highlight, scale)
     if boxes:
