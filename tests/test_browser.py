@@ -786,6 +786,86 @@ def test_sources_the_cited_page_and_the_table_by_keyboard(browser, site, output_
     sync_api.expect(show).to_be_focused()
 
 
+def _wait_for_natural_width(image, expected: int) -> None:
+    """Until the image loaded is ``expected`` pixels wide (the CSP forbids wait_for_function's eval)."""
+    deadline = time.monotonic() + 30
+    while (width := image.evaluate("img => img.complete ? img.naturalWidth : 0")) != expected:
+        assert time.monotonic() < deadline, f"the page image is {width} pixels wide, not {expected}"
+        time.sleep(0.1)
+
+
+def test_the_cited_page_zooms_sharp_scrolls_and_keeps_its_zoom_from_page_to_page(browser, site, output_dir):
+    """A cited page was shown at one size, the viewer's width: an 8-point footnote or a 10-column table was
+    unreadable on a laptop, with no way to enlarge it."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    errors, pages = [], []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("request", lambda request: pages.append(request.url) if ".png" in request.url else None)
+    page.goto(site)
+    sync_api.expect(page.locator("#documents li")).to_have_count(2)
+    page.check("#retrieval-only")
+    page.fill("#question", "dividend")
+    page.click("#ask")
+    open_first_source_page(page)  # beta-10k.pdf, page 3, US Letter: 612 points wide
+    image, frame, level = page.locator("#page-image"), page.locator("#page-frame"), page.locator("#zoom-level")
+    announcer = page.locator("#announcer")
+    assert image.evaluate("img => img.naturalWidth") == 918  # 1.5 pixels per point, as before
+    fitted = frame.evaluate("f => f.clientWidth")
+    sync_api.expect(level).to_have_text(f"{round(fitted / 816 * 100)} %")  # 100 %: 816 pixels, the printed size
+    sync_api.expect(page.get_by_role("button", name="Fit width", exact=True)).to_have_attribute("aria-pressed", "true")
+    assert frame.evaluate("f => f.scrollWidth <= f.clientWidth")
+
+    zoom_in = page.get_by_role("button", name="Zoom in", exact=True)
+    while level.text_content() != "200 %":
+        zoom_in.click()
+    sync_api.expect(announcer).to_have_text("Zoom 200 %")  # said once, at the level reached
+    # drawn again at 3 pixels per point (816 × 2 × 96/72 ÷ 612 = 2.67, in half steps up), not 918 stretched
+    _wait_for_natural_width(image, 1836)
+    assert image.evaluate("img => img.getBoundingClientRect().width") == 1632
+    assert "highlight=" in pages[-1] and "scale=3" in pages[-1], pages[-1]  # the passage still marked
+    sync_api.expect(announcer).to_have_text("Zoom 200 %")  # the page drawn again is not said again
+    assert frame.evaluate("f => [f.scrollWidth > f.clientWidth, f.scrollHeight > f.clientHeight]") == [True, True]
+    assert frame.evaluate("f => { f.scrollLeft = 300; return f.scrollLeft; }") == 300
+    page.screenshot(path=str(output_dir / "zoomed-200.png"))
+
+    frame.focus()  # the keyboard, in the viewer
+    page.keyboard.press("-")
+    sync_api.expect(level).to_have_text("175 %")
+    sync_api.expect(announcer).to_have_text("Zoom 175 %")
+    page.keyboard.press("+")
+    sync_api.expect(level).to_have_text("200 %")
+    page.keyboard.press("ArrowLeft")  # scrolls the page across, rather than turning it
+    sync_api.expect(page.locator("#page-label")).to_have_text("beta-10k.pdf — page 3 of 3")
+    zoom_in.focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    sync_api.expect(level).to_have_text("300 %")  # the last step: 4 pixels per point, the server's limit
+    sync_api.expect(zoom_in).to_be_disabled()
+    sync_api.expect(frame).to_be_focused()  # not lost to the page's top with the button disabled
+    _wait_for_natural_width(image, 2448)
+    page.keyboard.press("0")
+    sync_api.expect(level).to_have_text(f"{round(fitted / 816 * 100)} %")
+    sync_api.expect(page.get_by_role("button", name="Fit width", exact=True)).to_have_attribute("aria-pressed", "true")
+    assert frame.evaluate("f => f.scrollWidth <= f.clientWidth")
+    page.keyboard.press("=")  # + without Shift: from the fitted width, the step above it
+    above = next(step for step in (50, 67, 75, 90, 100, 110, 125, 150) if step > fitted / 816 * 100 + 0.1)
+    sync_api.expect(level).to_have_text(f"{above} %")
+    while level.text_content() != "125 %":
+        page.keyboard.press("+")
+
+    page.get_by_role("button", name="Previous page", exact=True).click()
+    sync_api.expect(page.locator("#page-label")).to_have_text("beta-10k.pdf — page 2 of 3")
+    sync_api.expect(announcer).to_have_text("beta-10k.pdf, page 2 of 3")
+    sync_api.expect(level).to_have_text("125 %")  # the zoom kept
+    assert "pages/2.png?scale=2" in pages[-1], pages[-1]  # 1.67 pixels per point, in half steps up
+    _wait_for_natural_width(image, 1224)
+    assert image.evaluate("img => img.getBoundingClientRect().width") == 1020
+    page.locator("#sources .card .open").first.focus()
+    page.keyboard.press("+")  # not in the viewer: outside it, + is not the viewer's
+    sync_api.expect(level).to_have_text("125 %")
+    assert errors == [], errors  # among them, a style the Content-Security-Policy refused
+
+
 def test_the_focus_after_stop_a_deletion_and_a_colleague_s_upload(browser, fact_project, tiny_gguf, tmp_path):
     """Stop, hidden once the answer stopped, deleting a document, and any build's redrawing of the document list
     each lost the keyboard focus to the page's top."""

@@ -11,7 +11,8 @@ const state = {
   answer: null,           // the last answer object
   shownSources: null,     // the sources on screen, as JSON: those of the answer coming, before its end
   controller: null,       // aborts the question being answered
-  viewer: null,           // {document, page, pages, highlight, highlightPage}
+  viewer: null,           // {document, page, pages, highlight, highlightPage, shown, pointsWide, scale}
+  zoom: null,             // the page viewer's zoom (1: 100 %), kept from page to page; null: the page's width fitted
   eachRows: [],           // [{document, answer, page}]
   eachQuestion: "",       // the question those rows answer
   seenBuilds: new Map(),  // build id → state last shown
@@ -470,6 +471,98 @@ async function openPage(name, page, highlight, opener) {
   await showPage();
 }
 
+// Zoom as PDF viewers count it: 100 % is the page at its printed size, a point 1/72 inch
+const CSS_PIXELS_PER_POINT = 96 / 72;
+const ZOOM_STEPS = [0.5, 0.67, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 1.75, 2, 2.5, 3];
+const LETTER_POINTS = 612; // the width of a page not yet seen: US Letter (an A4 page is 595)
+// The server's limits on the image's pixels per point, `scale`. 1.5, its default, is also the least asked for: the
+// page fitted to a laptop's viewer stays as sharp as it was. At 300 % (4 pixels per point) a pixel of the image is
+// a pixel of an ordinary screen, and still a CSS pixel on a screen of two pixels to one: further would only blur it.
+const MIN_RENDER_SCALE = 1.5;
+const MAX_RENDER_SCALE = 4;
+
+function zoomLevel(v) {
+  if (state.zoom) return state.zoom;
+  return $("page-frame").clientWidth / ((v.pointsWide || LETTER_POINTS) * CSS_PIXELS_PER_POINT);
+}
+
+// The pixels per point that draw the page sharp at its zoom on this screen, in half steps up (a small change of
+// zoom, or of the window's width, takes the image already drawn), within the server's limits
+function renderScale(v) {
+  const wanted = zoomLevel(v) * CSS_PIXELS_PER_POINT * (window.devicePixelRatio || 1);
+  return Math.min(MAX_RENDER_SCALE, Math.max(MIN_RENDER_SCALE, Math.ceil(wanted * 2) / 2));
+}
+
+function zoomText(v) {
+  return `${Math.round(zoomLevel(v) * 100)} %`;
+}
+
+// The image's width on screen; the stylesheet's 100 % while the page's width is fitted. (A property set through
+// the DOM, not a style attribute: the Content-Security-Policy allows no inline style.)
+function sizeImage(v) {
+  const image = $("page-image");
+  image.style.width = state.zoom && v.pointsWide ? `${Math.round(v.pointsWide * CSS_PIXELS_PER_POINT * state.zoom)}px` : "";
+}
+
+function showZoom(v) {
+  const level = zoomLevel(v);
+  $("zoom-level").textContent = zoomText(v);
+  const focused = document.activeElement;
+  $("zoom-in").disabled = !ZOOM_STEPS.some((step) => step > level * 1.001);
+  $("zoom-out").disabled = !ZOOM_STEPS.some((step) => step < level / 1.001);
+  $("fit-width").setAttribute("aria-pressed", String(!state.zoom));
+  // A button disabled at the last step lost the keyboard to the page's top; the page it zoomed keeps it
+  if (focused && focused.disabled) $("page-frame").focus({ preventScroll: true });
+}
+
+// Zoom in (+1) or out (-1) to the next step from the zoom on screen, a fitted width's too
+function zoomStep(direction) {
+  const v = state.viewer;
+  if (!v) return;
+  const level = zoomLevel(v);
+  const next = direction > 0 ? ZOOM_STEPS.find((step) => step > level * 1.001)
+                             : [...ZOOM_STEPS].reverse().find((step) => step < level / 1.001);
+  if (next) zoomTo(next);
+}
+
+// level: the zoom, or null to fit the page's width. The point of the page at the middle of the box stays there.
+function zoomTo(level) {
+  const v = state.viewer;
+  if (!v || level === state.zoom) return;
+  const frame = $("page-frame");
+  const across = (frame.scrollLeft + frame.clientWidth / 2) / frame.scrollWidth;
+  const down = (frame.scrollTop + frame.clientHeight / 2) / frame.scrollHeight;
+  state.zoom = level;
+  sizeImage(v);
+  frame.scrollLeft = across * frame.scrollWidth - frame.clientWidth / 2;
+  frame.scrollTop = down * frame.scrollHeight - frame.clientHeight / 2;
+  showZoom(v);
+  announce(`Zoom ${zoomText(v)}${level ? "" : ", the page's width"}`);
+  sharpen();
+}
+
+// The page drawn again where the zoom on screen wants more pixels than its image has: never a blurred enlargement
+function sharpen() {
+  const v = state.viewer;
+  if (v && v.shown === v.page && renderScale(v) > v.scale) showPage();
+}
+
+let sharpenTimer = null;
+
+function viewerResized() {
+  const v = state.viewer;
+  if (!v || state.zoom) return; // a zoom's width in pixels does not follow the box: the box scrolls
+  showZoom(v); // the fitted width's percentage
+  clearTimeout(sharpenTimer);
+  sharpenTimer = setTimeout(sharpen, 300); // once the window has its size, not at every step of a drag
+}
+
+// An image's width in pixels, from its PNG header (the server sends only PNG): the image is given its width on screen
+// before it is shown, so the page does not jump from one size to the other
+async function pngWidth(blob) {
+  return new DataView(await blob.slice(16, 20).arrayBuffer()).getUint32(0);
+}
+
 function labelPage(v, text) {
   $("page-label").textContent = `${v.document} — ${text}`;
   $("prev").disabled = v.page <= 1;
@@ -481,27 +574,44 @@ let pageCalls = 0; // the latest showPage call's number: an earlier one's late r
 async function showPage() {
   // The label names the page whose image is shown, and changes only once the new image has come: a page that
   // failed to load left the label on it over the image of the page before, which an analyst would cite.
+  // A page turned to, or the page on screen drawn again sharper for its zoom (said and labelled as it was)
   const v = state.viewer;
   const page = v.page;
   const call = ++pageCalls;
-  labelPage(v, `loading page ${page} of ${v.pages}…`);
-  let url = `/api/documents/${documentPath(v.document)}/pages/${page}.png`;
-  if (page === v.highlightPage && v.highlight) url += "?" + new URLSearchParams({ highlight: v.highlight });
+  const turning = page !== v.shown;
+  if (turning) labelPage(v, `loading page ${page} of ${v.pages}…`);
+  const scale = renderScale(v);
+  const query = new URLSearchParams({ scale });
+  if (page === v.highlightPage && v.highlight) query.set("highlight", v.highlight);
+  const url = `/api/documents/${documentPath(v.document)}/pages/${page}.png?${query}`;
   const image = $("page-image");
-  image.classList.add("loading");
+  if (turning) image.classList.add("loading");
   try {
     const response = await api(url);
     if (!response.ok) throw await errorOf(response);
     const blob = await response.blob();
+    const width = await pngWidth(blob);
     if (call !== pageCalls) return; // the reader has turned on meanwhile: the later call shows its page
     if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+    v.pointsWide = width / scale;
+    v.scale = scale;
+    sizeImage(v);
     image.src = URL.createObjectURL(blob);
     image.alt = `${v.document}, page ${page}`;
     v.shown = page;
     labelPage(v, `page ${page} of ${v.pages}`);
-    announce(`${v.document}, page ${page} of ${v.pages}`); // the page opened or turned to, said once it is shown
+    showZoom(v);
+    if (turning) {
+      $("page-frame").scrollTop = 0; // a new page is read from its top
+      announce(`${v.document}, page ${page} of ${v.pages}`); // the page opened or turned to, said once it is shown
+    }
+    sharpen(); // a page narrower than the width guessed for it, fitted: more pixels
   } catch (error) {
     if (call !== pageCalls) return;
+    if (!turning) { // the page stays, as sharp as it was
+      setStatus(`Page ${page} of ${v.document} cannot be drawn sharper: ${error.message}`);
+      return;
+    }
     setStatus(`Page ${page} of ${v.document} cannot be shown: ${error.message}`);
     if (v.shown) {
       v.page = v.shown;
@@ -872,6 +982,10 @@ function wire() {
   $("prev").addEventListener("click", () => turnPage(-1));
   $("next").addEventListener("click", () => turnPage(1));
   $("close-viewer").addEventListener("click", closeViewerByUser);
+  $("zoom-in").addEventListener("click", () => zoomStep(1));
+  $("zoom-out").addEventListener("click", () => zoomStep(-1));
+  $("fit-width").addEventListener("click", () => zoomTo(null));
+  new ResizeObserver(viewerResized).observe($("page-frame"));
   document.addEventListener("keydown", (event) => {
     // A search box's own Escape clears it; from a checkbox or a button, Escape is the page's
     if (event.key === "Escape" && !event.target.matches("input[type=search], input[type=password], input[type=text]")) {
@@ -879,6 +993,15 @@ function wire() {
       if (state.controller) { state.controller.abort(); return; } // stop the answer
     }
     if (!state.viewer || event.target.closest("textarea, input")) return;
+    // + - 0 zoom where the keyboard is in the viewer (elsewhere they may be typed, or scroll a list); the browser's
+    // own zoom (Ctrl and +) is left to it
+    if ($("viewer").contains(event.target) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      const zoom = { "+": () => zoomStep(1), "=": () => zoomStep(1), "-": () => zoomStep(-1), "0": () => zoomTo(null) }[event.key];
+      if (zoom) { event.preventDefault(); zoom(); return; }
+    }
+    // In a zoomed page wider than its box, the arrows scroll it across
+    const frame = $("page-frame");
+    if (event.target === frame && frame.scrollWidth > frame.clientWidth) return;
     if (event.key === "ArrowLeft") turnPage(-1);
     if (event.key === "ArrowRight") turnPage(1);
   });
