@@ -270,3 +270,31 @@ def test_a_stopped_command_ends_without_the_interpreter_s_teardown():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert (result.returncode, result.stdout) == (130, "kept\n")
+
+
+def test_warnings_advise_commands_as_the_user_types_them(fact_project, tmp_path):
+    """A damaged FAISS file's warning said "python db_build.py writes it again", and the server's log "run: docqa build
+    --config config.yml --rebuild" (its clients' form): followed as written, either acted on another index than the
+    one the user gave with --config."""
+    import logging
+
+    from docqa.cli import AdvisingFormatter
+    from docqa.ingest import build_index
+
+    settings = fact_project.configure()
+    build_index(settings)
+    (faiss_file,) = fact_project.root.glob("vectorstore/**/index-*.faiss")
+    data = bytearray(faiss_file.read_bytes())
+    data[-64:] = b"\x7f" * 64  # the size unchanged, the checksum not
+    faiss_file.write_bytes(bytes(data))
+    config = str(fact_project.config)
+    done = subprocess.run([sys.executable, "main.py", "--config", config, "--retrieval-only", "--k", "1", "dividend"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: " in done.stderr and f"(python db_build.py --config {config} writes it again)" in done.stderr
+    record = logging.LogRecord("docqa.server.engine", logging.WARNING, __file__, 1, "%s", (
+        "the index cannot be opened by this server (settings changed; run: docqa build --config config.yml "
+        "--rebuild)",), None)
+    said = AdvisingFormatter("python main.py", "proj/config.yml").format(record)
+    assert said == ("WARNING: the index cannot be opened by this server (settings changed; run: python db_build.py "
+                    "--config proj/config.yml --rebuild)")

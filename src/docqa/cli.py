@@ -54,7 +54,9 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
             return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
         args.project = project
         args.prog = _typed_prog(parser.prog, project)  # how the user runs docqa, for the commands notes advise
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(AdvisingFormatter(args.prog, args.config))
+        logging.basicConfig(level=logging.WARNING, handlers=[handler])
         code = args.run(args)
         sys.stdout.flush()  # results still buffered fail here, not unnoticed at exit
         return code
@@ -78,6 +80,19 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]], *, proje
         return EXIT_UNEXPECTED
     finally:
         sys.stdout = stdout
+
+
+class AdvisingFormatter(logging.Formatter):
+    """Warnings on stderr with the commands they advise as this user types them, as errors and notes have them: a
+    damaged FAISS file's "python db_build.py writes it again", or the server's "run: docqa build --config config.yml"
+    (said to its clients by the path in the project), acted on the checkout's index when followed as written."""
+
+    def __init__(self, prog: str, config: Optional[str]):
+        super().__init__("%(levelname)s: %(message)s")
+        self.prog, self.config = prog, config
+
+    def format(self, record: logging.LogRecord) -> str:
+        return advice_for(super().format(record), self.prog, self.config)
 
 
 class ResultsUnwritable(DocqaError):
