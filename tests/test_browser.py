@@ -10,6 +10,7 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -792,6 +793,39 @@ def _wait_for_natural_width(image, expected: int) -> None:
     while (width := image.evaluate("img => img.complete ? img.naturalWidth : 0")) != expected:
         assert time.monotonic() < deadline, f"the page image is {width} pixels wide, not {expected}"
         time.sleep(0.1)
+
+
+def test_a_passage_low_on_its_page_is_scrolled_into_view(browser, site, tmp_path):
+    """The viewer opened a cited page at its top: a passage at the foot of a long page, or on a zoomed one, was
+    marked out of sight, and the analyst scrolled to find it."""
+    from tests.support.pdfs import MAX_LINES
+
+    filler = "\n".join(f"Line {n} of the chairman's statement on the year." for n in range(MAX_LINES - 3))
+    report = write_pdf(tmp_path / "omega-annual-report.pdf", [
+        filler + "\nOmega Shipping carried 73,000 containers to Rotterdam in 2023."])
+    page = browser.new_page(viewport={"width": 1440, "height": 700})
+    page.goto(site)
+    page.set_input_files("#file-input", str(report))
+    sync_api.expect(page.locator("#documents")).to_contain_text("omega-annual-report.pdf", timeout=300_000)
+    page.check("#retrieval-only")
+    page.fill("#question", "How many containers did Omega Shipping carry to Rotterdam?")
+    page.click("#ask")
+    sync_api.expect(page.locator("#sources .card").first).to_contain_text("omega-annual-report.pdf", timeout=60_000)
+    open_first_source_page(page)
+    frame = page.locator("#page-frame")
+    # the marked line, in the box's view: the box scrolled down to it, not left at the page's top
+    deadline = time.monotonic() + 10
+    while frame.evaluate("f => f.scrollTop") == 0:
+        assert time.monotonic() < deadline, "the viewer stayed at the page's top"
+        time.sleep(0.1)
+    box, image = frame.bounding_box(), page.locator("#page-image").bounding_box()
+    left, top, right, bottom = map(float, page.evaluate(
+        "async (url) => (await fetch(url)).headers.get('x-docqa-marked')",
+        "/api/documents/omega-annual-report.pdf/pages/1.png?" + urlencode(
+            {"scale": 1.5, "highlight": page.locator("#sources .card .passage").first.text_content()})).split(","))
+    marked_top = image["y"] + top * image["height"]
+    marked_bottom = image["y"] + bottom * image["height"]
+    assert box["y"] <= marked_top and marked_bottom <= box["y"] + box["height"], (box, image, top, bottom)
 
 
 def test_the_cited_page_zooms_sharp_scrolls_and_keeps_its_zoom_from_page_to_page(browser, site, output_dir):

@@ -730,8 +730,9 @@ def test_the_highlight_follows_a_turned_page(tmp_path, rotation):
     document[0].set_rotation(rotation)
     document.save(tmp_path / "turned.pdf")
     document.close()
-    plain = decode_png(render_page(tmp_path / "turned.pdf", 1))
-    lit = decode_png(render_page(tmp_path / "turned.pdf", 1, highlight=sentence))
+    plain_image = render_page(tmp_path / "turned.pdf", 1)
+    lit_image = render_page(tmp_path / "turned.pdf", 1, highlight=sentence)
+    plain, lit = decode_png(plain_image.png), decode_png(lit_image.png)
     text_rows, text_columns = np.nonzero(plain.max(axis=2) < 100)  # the sentence, wherever the turn put it
     band_rows, band_columns = np.nonzero(marked(lit))
     assert len(text_rows) > 500 and len(band_rows) > 2000, "the passage is not highlighted"
@@ -739,6 +740,12 @@ def test_the_highlight_follows_a_turned_page(tmp_path, rotation):
     for text, band in ((text_rows, band_rows), (text_columns, band_columns)):
         assert band.min() <= text.min() and text.max() <= band.max(), (rotation, text.min(), text.max(), band.min(), band.max())
         assert text.min() - band.min() <= 6 and band.max() - text.max() <= 6
+    # where the viewer is told the passage is (it brings it into view): the band's place, as fractions of the image
+    height, width = lit.shape[:2]
+    assert plain_image.marked is None
+    left, top, right, bottom = lit_image.marked
+    assert abs(left * width - band_columns.min()) <= 4 and abs(right * width - band_columns.max()) <= 4, rotation
+    assert abs(top * height - band_rows.min()) <= 4 and abs(bottom * height - band_rows.max()) <= 4, rotation
 
 
 
@@ -757,7 +764,7 @@ def test_page_images_rendered_at_once_in_several_threads_are_each_right(tmp_path
         from docqa.server.pages import render_page
 
         pdf, pages = sys.argv[1], json.loads(sys.argv[2])
-        image = lambda n: hashlib.sha256(render_page(pdf, n, highlight=pages[n - 1])).hexdigest()
+        image = lambda n: hashlib.sha256(render_page(pdf, n, highlight=pages[n - 1]).png).hexdigest()
         expected = {n: image(n) for n in range(1, len(pages) + 1)}  # one at a time
         texts = [page.text for page in read_pages(pdf)]
         failures = []
@@ -798,6 +805,10 @@ def test_page_image_scale_is_checked_as_a_request_is(client):
     url = "/api/documents/beta-10k.pdf/pages/3.png"
     sharp = client.get(url, params={"scale": 3, "highlight": "The board declared a quarterly dividend"})
     assert sharp.status_code == 200 and struct.unpack(">II", sharp.content[16:24]) == (1836, 2376)  # Letter × 3
+    # the passage's place, for the viewer to scroll to: a line near the page's top, across part of its width
+    left, top, right, bottom = map(float, sharp.headers["x-docqa-marked"].split(","))
+    assert 0 < left < right < 1 and 0 < top < bottom < 0.3
+    assert "x-docqa-marked" not in client.get(url, params={"scale": 3}).headers  # nothing marked
     for bad, says in [("9", "less than or equal to 4"), ("0.1", "greater than or equal to 0.25"),
                       ("nan", "finite number"), ("inf", "finite number"), ("big", "valid number")]:
         refused = client.get(url, params={"scale": bad})

@@ -22,6 +22,8 @@ router = APIRouter(prefix="/api")
 
 MAX_HIGHLIGHT_CHARS = 4000
 # Checked here, so that a bad one is a 422 naming the parameter, as any other malformed request is
+# The passage's place on a page image: left,top,right,bottom as fractions of its width and height
+MARKED_HEADER = "x-docqa-marked"
 PAGE_SCALE = Query(ge=MIN_SCALE, le=MAX_SCALE, allow_inf_nan=False, description=(
     f"Image pixels per PDF point, {MIN_SCALE} to {MAX_SCALE} (1.5: a US Letter page 918 pixels wide); the page's "
     "viewer asks for more as it zooms in, so that small print stays sharp"))
@@ -312,13 +314,16 @@ def page_image(name: str, page_number: int, request: Request, highlight: Optiona
     if not path.is_file():  # removed from the data folder, and the build that drops it from the index is to come
         return JSONResponse({"error": f"{name} is no longer in the data folder"}, status_code=404)
     try:
-        png = render_page(path, page_number, highlight=highlight, scale=scale)
+        image = render_page(path, page_number, highlight=highlight, scale=scale)
     except DocumentError:  # its message holds the server's own path, which is not the client's business
         if not path.is_file():  # deleted while it was being opened (a colleague's delete)
             return JSONResponse({"error": f"{name} is no longer in the data folder"}, status_code=404)
         return JSONResponse({"error": f"{name} cannot be opened to render its page (changed or damaged since it "
                                       "was indexed?)"}, status_code=422)
-    return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
+    headers = {"cache-control": "private, max-age=300"}
+    if image.marked:  # where the passage is on the image, for the viewer to bring into view
+        headers[MARKED_HEADER] = ",".join(f"{value:.4f}" for value in image.marked)
+    return Response(image.png, media_type="image/png", headers=headers)
 
 
 @router.delete("/documents/{name:path}", status_code=202, summary="Delete a document's file and drop it from the index")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -25,19 +25,32 @@ MAX_SCALE = 4.0  # pixels per point: 288 dots per inch, the page viewer's sharpe
 MAX_PIXELS = 40_000_000  # a US Letter page at scale 4 is 2,448 × 3,168 = 7.8 million
 
 
-def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None, scale: float = 1.5) -> bytes:
-    """PNG bytes of page ``page_number`` (1-based) of the PDF at ``path``; ``highlight``: a passage to mark."""
+class PageImage(NamedTuple):
+    png: bytes
+    # Where the passage is marked: (left, top, right, bottom) as fractions of the image's width and height, for a
+    # viewer to bring into view (a zoomed page, or a passage low on a long page, was marked out of sight); None
+    # where nothing is marked
+    marked: Optional[tuple[float, float, float, float]] = None
+
+
+def render_page(path: Path, page_number: int, *, highlight: Optional[str] = None, scale: float = 1.5) -> PageImage:
+    """Page ``page_number`` (1-based) of the PDF at ``path`` as a PNG; ``highlight``: a passage to mark."""
     if not MIN_SCALE <= scale <= MAX_SCALE:
         raise InputError(f"scale must be between {MIN_SCALE} and {MAX_SCALE}")
     with PDFIUM:  # one render at a time: the server renders in several threads
         pixels, boxes = _rendered(path, page_number, highlight, scale)
+    marked = None
     if boxes:
         pixels = pixels.astype(np.float32)
         margin = max(int(scale), 1)  # about a point around the text
         for x0, y0, x1, y1 in boxes:
             pixels[max(y0 - margin, 0):y1 + margin + 1, max(x0 - margin, 0):x1 + margin + 1] *= TINT
         pixels = pixels.astype(np.uint8)
-    return encode_png(np.ascontiguousarray(pixels))
+        height, width = pixels.shape[:2]
+        marked = (min(box[0] for box in boxes) / width, min(box[1] for box in boxes) / height,
+                  max(box[2] for box in boxes) / width, max(box[3] for box in boxes) / height)
+        marked = tuple(round(min(max(value, 0.0), 1.0), 4) for value in marked)
+    return PageImage(encode_png(np.ascontiguousarray(pixels)), marked)
 
 
 def _rendered(path: Path, page_number: int, highlight: Optional[str], scale: float) -> tuple[np.ndarray, list]:

@@ -590,6 +590,7 @@ async function showPage() {
     const response = await api(url);
     if (!response.ok) throw await errorOf(response);
     const blob = await response.blob();
+    const marked = response.headers.get("x-docqa-marked");
     const width = await pngWidth(blob);
     if (call !== pageCalls) return; // the reader has turned on meanwhile: the later call shows its page
     if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
@@ -602,8 +603,10 @@ async function showPage() {
     labelPage(v, `page ${page} of ${v.pages}`);
     showZoom(v);
     if (turning) {
-      $("page-frame").scrollTop = 0; // a new page is read from its top
       announce(`${v.document}, page ${page} of ${v.pages}`); // the page opened or turned to, said once it is shown
+      await image.decode().catch(() => {}); // laid out at its size, so that a place on it can be scrolled to
+      if (call !== pageCalls) return;
+      bringIntoView(marked);
     }
     sharpen(); // a page narrower than the width guessed for it, fitted: more pixels
   } catch (error) {
@@ -625,6 +628,17 @@ async function showPage() {
   } finally {
     if (call === pageCalls) image.classList.remove("loading");
   }
+}
+
+// A page shown: the passage marked on it ("left,top,right,bottom" as fractions of the image, from the server) a
+// quarter of the box below its top, and its start in view across a zoomed page; without one, the page's top. A
+// passage low on a long page, or on a zoomed one, was marked out of sight.
+function bringIntoView(marked) {
+  const frame = $("page-frame");
+  const image = $("page-image");
+  const [left, top] = marked ? marked.split(",").map(Number) : [0, 0];
+  frame.scrollTop = top * image.clientHeight - (marked ? frame.clientHeight / 4 : 0);
+  frame.scrollLeft = left * image.clientWidth - (marked ? frame.clientWidth / 8 : 0);
 }
 
 function turnPage(step) {
