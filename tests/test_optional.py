@@ -113,3 +113,30 @@ def test_each_required_module_comes_with_the_extra_its_message_names():
         pinned = {_normalized(re.split(r"[=<>!~\[;]", requirement)[0].strip()) for requirement in requirements}
         provided = {_normalized(name) for name in distributions.get(module.split(".")[0], [])}
         assert provided & pinned, f"{where}: require({module!r}, {extra!r}): {sorted(provided)} not in {sorted(pinned)}"
+
+
+def test_onnxruntime_and_openvino_are_imported_without_their_vendors_telemetry(tmp_path):
+    """ONNX Runtime's import keeps a device id and usage events under ~/.cache/Microsoft and sends them to Microsoft;
+    OpenVINO's sends a Google Analytics event and keeps a client id under ~/intel: from every build, question and
+    server, of a tool whose users keep their work on their own machine. Run with a home of its own, where each
+    library leaves its telemetry's files."""
+    import os
+    import subprocess
+
+    pytest.importorskip("openvino")
+    script = ("import sys\nfrom docqa.optional import require\nrequire('onnxruntime')\nrequire('openvino', 'bf16')\n"
+              "import openvino.tools.ovc.telemetry_utils as ovc\nprint(ovc.tm.__name__)\n")
+    # (OpenVINO sends nothing where it sees a CI job: the check would pass there whatever docqa does)
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("ORT_DISABLE_TELEMETRY", "CI", "TF_BUILD", "JENKINS_URL")}
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**environment, "HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "openvino.tools.ovc.telemetry_stub"  # the converter's own stub: sends nothing
+    assert sorted(str(path.relative_to(home)) for path in home.rglob("*")) == []
+    # the same imports without docqa's require leave both libraries' telemetry files: the check above can fail
+    plain = subprocess.run([sys.executable, "-c", "import onnxruntime, openvino"], capture_output=True, text=True,
+                           timeout=120, env={**environment, "HOME": str(tmp_path)})
+    assert plain.returncode == 0 and (tmp_path / ".cache" / "Microsoft").is_dir() and (tmp_path / "intel").is_dir()

@@ -311,7 +311,7 @@ def _fuse_transformer_ops(traced: Path, target: Path, heads: int, width: int) ->
     The weights go to a separate file (model.onnx.data), which ONNX Runtime maps instead of parsing:
     a session starts in a third of the time.
     """
-    from onnxruntime.transformers.optimizer import optimize_model
+    optimize_model = require("onnxruntime.transformers.optimizer").optimize_model
 
     optimized = optimize_model(str(traced), model_type="bert", num_heads=heads, hidden_size=width, opt_level=0)
     optimized.save_model_to_file(str(target), use_external_data_format=True)
