@@ -834,7 +834,9 @@ def test_the_cited_page_zooms_sharp_scrolls_and_keeps_its_zoom_from_page_to_page
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     errors, pages = [], []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("request", lambda request: pages.append(request.url) if ".png" in request.url else None)
+    # each page image asked for: its address and what the request carries (the passage, the scale)
+    page.on("request", lambda request: pages.append((request.method, request.url, request.post_data_json))
+            if ".png" in request.url else None)
     page.goto(site)
     sync_api.expect(page.locator("#documents li")).to_have_count(2)
     page.check("#retrieval-only")
@@ -856,7 +858,10 @@ def test_the_cited_page_zooms_sharp_scrolls_and_keeps_its_zoom_from_page_to_page
     # drawn again at 3 pixels per point (816 × 2 × 96/72 ÷ 612 = 2.67, in half steps up), not 918 stretched
     _wait_for_natural_width(image, 1836)
     assert image.evaluate("img => img.getBoundingClientRect().width") == 1632
-    assert "highlight=" in pages[-1] and "scale=3" in pages[-1], pages[-1]  # the passage still marked
+    method, url, sent = pages[-1]
+    assert sent["highlight"] and sent["scale"] == 3, pages[-1]  # the passage still marked
+    # ... in the request's body, never in its address, which proxies log
+    assert all(method == "POST" and "?" not in url and "dividend" not in url for method, url, _ in pages), pages
     sync_api.expect(announcer).to_have_text("Zoom 200 %")  # the page drawn again is not said again
     assert frame.evaluate("f => [f.scrollWidth > f.clientWidth, f.scrollHeight > f.clientHeight]") == [True, True]
     assert frame.evaluate("f => { f.scrollLeft = 300; return f.scrollLeft; }") == 300
@@ -891,7 +896,7 @@ def test_the_cited_page_zooms_sharp_scrolls_and_keeps_its_zoom_from_page_to_page
     sync_api.expect(page.locator("#page-label")).to_have_text("beta-10k.pdf — page 2 of 3")
     sync_api.expect(announcer).to_have_text("beta-10k.pdf, page 2 of 3")
     sync_api.expect(level).to_have_text("125 %")  # the zoom kept
-    assert "pages/2.png?scale=2" in pages[-1], pages[-1]  # 1.67 pixels per point, in half steps up
+    assert pages[-1][1].endswith("pages/2.png") and pages[-1][2] == {"highlight": None, "scale": 2}, pages[-1]  # 1.67 pixels per point, in half steps up
     _wait_for_natural_width(image, 1224)
     assert image.evaluate("img => img.getBoundingClientRect().width") == 1020
     page.locator("#sources .card .open").first.focus()

@@ -817,6 +817,27 @@ def test_page_image_scale_is_checked_as_a_request_is(client):
         assert error.startswith("query.scale: Input should be") and says in error and "\n" not in error, error
 
 
+def test_the_passage_to_mark_may_travel_in_the_body_and_no_answer_or_page_is_kept_in_a_cache(client):
+    """The page put the passage into the image's address, which every proxy's access log keeps; and page images were
+    cacheable for 5 minutes, so the browser's disk cache held pages of confidential reports under that address."""
+    url = "/api/documents/beta-10k.pdf/pages/3.png"
+    passage = "The board declared a quarterly dividend"
+    by_address = client.get(url, params={"scale": 2, "highlight": passage})
+    by_body = client.post(url, json={"scale": 2, "highlight": passage})
+    assert by_body.status_code == 200 and by_body.content == by_address.content
+    assert by_body.headers["x-docqa-marked"] == by_address.headers["x-docqa-marked"]
+    assert client.post(url, json={}).content == client.get(url).content  # nothing marked, at the default scale
+    for body, says in [({"scale": 9}, "scale: Input should be less than or equal to 4"),
+                       ({"highlight": passage, "page": 2}, "page: Extra inputs are not permitted")]:
+        refused = client.post(url, json=body)
+        assert refused.status_code == 422 and refused.json()["error"].startswith(says), refused.text
+    answers = client.post("/api/ask", json={"question": QUESTION, "retrieval_only": True})
+    for response in (by_body, by_address, answers, client.get("/api/documents"),
+                     client.post("/api/retrieve", json={"question": QUESTION})):
+        assert response.headers["cache-control"] == "no-store", response.url
+    assert client.get("/").headers["cache-control"] == "no-cache"  # the page itself holds no document
+
+
 def test_page_image_of_another_page_and_errors(client):
     assert client.get("/api/documents/beta-10k.pdf/pages/3.png", params={"scale": 0.5}).status_code == 200
     missing = client.get("/api/documents/beta-10k.pdf/pages/9.png")

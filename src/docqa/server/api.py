@@ -21,14 +21,15 @@ from docqa.server.uploads import UploadRejected, stage_upload
 router = APIRouter(prefix="/api")
 
 MAX_HIGHLIGHT_CHARS = 4000
-# Checked here, so that a bad one is a 422 naming the parameter, as any other malformed request is
 # The passage's place on a page image: left,top,right,bottom as fractions of its width and height
 MARKED_HEADER = "x-docqa-marked"
-PAGE_SCALE = Query(ge=MIN_SCALE, le=MAX_SCALE, allow_inf_nan=False, description=(
+SCALE_LIMITS = dict(ge=MIN_SCALE, le=MAX_SCALE, allow_inf_nan=False, description=(
     f"Image pixels per PDF point, {MIN_SCALE} to {MAX_SCALE} (1.5: a US Letter page 918 pixels wide); the page's "
     "viewer asks for more as it zooms in, so that small print stays sharp"))
+# Checked here, so that a bad one is a 422 naming the parameter, as any other malformed request is
+PAGE_SCALE = Query(**SCALE_LIMITS)
 MAX_QUESTION_CHARS = 4000  # far beyond any question; a pasted file would only fill the model's context
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS = {"x-accel-buffering": "no"}  # (every /api response is no-store: security.py)
 
 
 class Question(BaseModel):
@@ -300,10 +301,32 @@ def build(build_id: str, request: Request):
     return found.to_dict()
 
 
+class PageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    highlight: Optional[str] = Field(None, description="A passage to mark on the page (as a source gives it).")
+    scale: float = Field(1.5, **SCALE_LIMITS)
+
+
+PNG_RESPONSE = {"response_class": Response, "responses": {200: {"content": {"image/png": {}}}}}
+
+
 @router.get("/documents/{name:path}/pages/{page_number}.png", summary="A page as an image, the passage highlighted",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+            **PNG_RESPONSE)
 def page_image(name: str, page_number: int, request: Request, highlight: Optional[str] = None,
                scale: Annotated[float, PAGE_SCALE] = 1.5):
+    """The passage travels in the address, which proxies and servers log: the POST form keeps it in the body."""
+    return _page_image(request, name, page_number, highlight, scale)
+
+
+@router.post("/documents/{name:path}/pages/{page_number}.png", summary="A page as an image, the passage highlighted "
+             "(the passage in the request's body, out of addresses and logs)", **PNG_RESPONSE)
+def marked_page_image(name: str, page_number: int, body: PageRequest, request: Request):
+    """What the web page asks: a passage of a confidential report in a URL is kept by every proxy's access log."""
+    return _page_image(request, name, page_number, body.highlight, body.scale)
+
+
+def _page_image(request: Request, name: str, page_number: int, highlight: Optional[str], scale: float):
     state = _state(request)
     if name not in indexed_names(state.engine):  # only indexed names: no other file can be reached
         return _not_found(name)
@@ -320,7 +343,7 @@ def page_image(name: str, page_number: int, request: Request, highlight: Optiona
             return JSONResponse({"error": f"{name} is no longer in the data folder"}, status_code=404)
         return JSONResponse({"error": f"{name} cannot be opened to render its page (changed or damaged since it "
                                       "was indexed?)"}, status_code=422)
-    headers = {"cache-control": "private, max-age=300"}
+    headers = {}
     if image.marked:  # where the passage is on the image, for the viewer to bring into view
         headers[MARKED_HEADER] = ",".join(f"{value:.4f}" for value in image.marked)
     return Response(image.png, media_type="image/png", headers=headers)

@@ -87,9 +87,17 @@ class Security:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
+        # What the API answers holds documents' text, pages and answers: no browser or proxy keeps a copy (a page
+        # image stayed in the browser's disk cache, under a URL holding the passage)
+        private = scope["path"].startswith(PROTECTED_PREFIXES)
+
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+                headers = [*message.get("headers", []), *SECURITY_HEADERS]
+                if private:
+                    headers = [(name, value) for name, value in headers if name.lower() != b"cache-control"]
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
             await send(message)
 
         async def refuse(status: int, message: str, *headers) -> None:
