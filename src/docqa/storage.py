@@ -92,6 +92,13 @@ class IndexReader(_Closed):
     def is_current(self) -> bool:
         """Whether this is still the last committed state (another process may have built since it was opened)."""
 
+    def fold_log(self) -> bool:
+        """Fold what builds appended since into the index's own files, where a store keeps a log of them: True where
+        all of it is folded, so that a reader opened now reads those files alone, and the next build's log starts
+        again instead of growing (readers open all the time, as the web server's are, kept it growing). A store
+        with no such log: False, nothing to do."""
+        return False
+
     @abstractmethod
     def close(self) -> None:
         """Release what the reader holds open."""

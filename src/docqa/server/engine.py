@@ -130,11 +130,33 @@ class Engine:
                 self._report("the index folder (paths.vectorstore) is gone", had_one)  # no server path to clients
                 return
             self.problem, self._gone = None, False
-            with self._state:
-                old, self._qa = self._qa, fresh
-                idle = old is not None and id(old) not in self._users
+            self._replace(fresh)
+            self._fold_log()
+
+    def _replace(self, fresh: DocQA) -> None:
+        """``fresh`` answers from now on; the DocQA it replaces is closed once no request uses it."""
+        with self._state:
+            old, self._qa = self._qa, fresh
+            idle = old is not None and id(old) not in self._users
         if idle:
             self._retire(old)
+
+    def _fold_log(self) -> None:
+        """After a build: the index's log folded into its files, and the index opened again after that (a snapshot
+        begun with all of the log folded reads the files alone), so that the next build's log starts again rather
+        than growing for as long as the server runs. Not while an older DocQA still answers a request: its
+        snapshot needs the log; the next build tries again."""
+        qa = self._qa
+        with self._state:
+            others_in_use = any(user != id(qa) for user in self._users)
+        if qa is None or qa.store is None or others_in_use or not qa.store.fold_log():
+            return
+        try:
+            folded = self._open()
+        except DocqaError:  # a build moved the index on meanwhile: the next request's look reopens it
+            return
+        if folded is not None:
+            self._replace(folded)
 
     def _report(self, what: str, had_one: bool) -> None:
         # Said to every client: paths inside the project as the project names them, not the server's own
